@@ -1,0 +1,123 @@
+// rmkv_session_* : argument checks, then model/session.cpp and model/state_file.cpp.
+#include <vector>
+
+#include "api/guard.h"
+#include "api/params.h"
+#include "io/file.h"
+#include "model/session.h"
+
+using namespace rmkv;
+
+extern "C" {
+
+RMKV_API rmkv_session_params rmkv_session_default_params(void) {
+    rmkv_session_params p{};
+    p.struct_size = sizeof(p);
+    return p;
+}
+
+RMKV_API rmkv_status rmkv_session_new(const rmkv_model *model, const rmkv_session_params *params, rmkv_session **out) {
+    return guarded([&] {
+        require_not_null(model, "model");
+        require_not_null(out, "out");
+        read_params(params, rmkv_session_default_params(), "rmkv_session_params");
+        *out = new rmkv_session(*model);
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_step(rmkv_session *s, const int32_t *tokens, size_t n_tokens, float *logits) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(tokens, "tokens");
+        s->step(tokens, n_tokens, logits, false);
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_step_all(rmkv_session *s, const int32_t *tokens, size_t n_tokens, float *logits) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(tokens, "tokens");
+        require_not_null(logits, "logits");
+        s->step(tokens, n_tokens, logits, true);
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_flush(rmkv_session *s) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        s->flush();
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_reset(rmkv_session *s) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        s->reset();
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_clone(const rmkv_session *s, rmkv_session **out) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(out, "out");
+        *out = s->clone().release();
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_position(const rmkv_session *s, uint64_t *position, size_t *segment_fill) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        if (position) *position = s->position();
+        if (segment_fill) *segment_fill = static_cast<size_t>(s->segment_fill());
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_state_size(const rmkv_session *s, size_t *size) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(size, "size");
+        *size = s->state_size();
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_state_save(const rmkv_session *s, void *buf, size_t capacity, size_t *size) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(size, "size");
+        size_t need = s->state_size();
+        *size = need;
+        if (capacity < need) fail(RMKV_ERR_BUFFER_TOO_SMALL, "state needs ", need, " bytes, the buffer has ", capacity);
+        require_not_null(buf, "buf");
+        s->state_save(static_cast<uint8_t *>(buf), need);
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_state_load(rmkv_session *s, const void *buf, size_t size) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(buf, "buf");
+        s->state_load(static_cast<const uint8_t *>(buf), size, "state buffer");
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_state_save_file(const rmkv_session *s, const char *path) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(path, "path");
+        size_t need = s->state_size();
+        write_file_atomic(path, need, [&](uint8_t *dest) { s->state_save(dest, need); });
+    });
+}
+
+RMKV_API rmkv_status rmkv_session_state_load_file(rmkv_session *s, const char *path) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(path, "path");
+        MappedFile f(path, false);
+        s->state_load(f.data(), f.size(), std::string("state file '") + path + "'");
+    });
+}
+
+RMKV_API void rmkv_session_free(rmkv_session *s) { delete s; }
+
+}  // extern "C"

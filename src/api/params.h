@@ -1,0 +1,31 @@
+// Reading a caller's params struct: NULL means the defaults, and a struct from an
+// older caller (smaller struct_size) keeps the defaults for the fields it lacks.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace rmkv {
+
+template <class T>
+T read_params(const T *given, T defaults, const char *name) {
+    if (!given) return defaults;
+    if ((given->struct_size) < sizeof(size_t) || (given->struct_size) > (1u << 16))
+        fail(RMKV_ERR_INVALID_ARGUMENT, name, "->struct_size is ", given->struct_size, "; set it to sizeof(", name, ")");
+    size_t n = given->struct_size < sizeof(T) ? given->struct_size : sizeof(T);
+    std::memcpy(static_cast<void *>(&defaults), given, n);
+    defaults.struct_size = sizeof(T);
+    return defaults;
+}
+
+// The (buf, capacity, &needed) convention.
+inline void copy_out(const void *src, size_t size, void *buf, size_t capacity, size_t *needed) {
+    *needed = size;
+    if (capacity < size) fail(RMKV_ERR_BUFFER_TOO_SMALL, "buffer of ", capacity, " bytes is too small; ", size, " bytes are needed");
+    if (!buf) fail(RMKV_ERR_INVALID_ARGUMENT, "buf is NULL but capacity is ", capacity);
+    std::memcpy(buf, src, size);
+}
+
+}  // namespace rmkv

@@ -1,0 +1,86 @@
+// The backend seam. The model code (src/model/) computes with these operations
+// only; a backend implements them for one kind of device. Every pointer passed to
+// an operation is memory of that backend (host memory for the CPU, device memory
+// for CUDA), except where a parameter says "host". Matrices are row-major.
+//
+// A Stream is the per-user execution context (one per session or trainer): the
+// backend's queue, scratch memory and anything else that must not be shared
+// between threads. Operations on one Stream run in order; a model's weights are
+// shared read-only by all streams.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace rmkv {
+
+enum class NormKind { layernorm, rmsnorm };
+enum class CellKind { gru, lstm, minimal };
+
+class Stream {
+public:
+    virtual ~Stream() = default;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string name() const = 0;
+    virtual std::unique_ptr<Stream> new_stream() = 0;
+
+    // ---- memory ----
+    virtual float *alloc(size_t n_floats) = 0;  // zero-filled; throws OUT_OF_MEMORY
+    virtual void free(float *p) = 0;
+    // A weight tensor for read-only use: the backend may return `host` itself when
+    // it can use host memory directly and `host_stable` says it outlives the model.
+    virtual float *import_weights(const float *host, size_t n, bool host_stable) = 0;
+    virtual void release_weights(float *p, const float *host) = 0;
+    virtual void to_host(Stream &s, float *host, const float *src, size_t n) = 0;
+    virtual void from_host(Stream &s, float *dst, const float *host, size_t n) = 0;
+    virtual void copy(Stream &s, float *dst, const float *src, size_t n) = 0;
+    virtual void sync(Stream &s) = 0;  // wait until every queued operation is done
+
+    // ---- operations ----
+    // y[n, out] = x[n, in] W[out, in]^T (+ b[out]) (+ y when accumulate).
+    // ldx / ldy: row strides of x and y (0 = dense).
+    virtual void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in,
+                        int64_t out, bool accumulate) = 0;
+    // Rows of x [n, d] normalised into y (may alias x). b is NULL for rmsnorm.
+    virtual void norm(Stream &s, NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n,
+                      int64_t d, float eps) = 0;
+    // X[n, D] = tok_emb[tokens[i]] (tokens in host memory, already validated).
+    virtual void embed(Stream &s, float *X, const float *tok_emb, const int32_t *tokens_host, int64_t n, int64_t d) = 0;
+    // X[i] += table[i] for n rows (learned positions).
+    virtual void add(Stream &s, float *x, const float *a, int64_t n) = 0;
+    // X[i, :] += PE(p0 + i) (sincos).
+    virtual void add_sincos(Stream &s, float *X, int64_t n, int64_t d, int64_t p0) = 0;
+    // Rotates n rows of x (row stride ld) in place, heads of head_dim, positions t0..t0+n-1.
+    virtual void rope(Stream &s, float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0,
+                      float theta) = 0;
+    // out[nq, H*hd] = softmax(q k^T / sqrt(hd) + mask) v per head. Query row i sees key
+    // rows 0 .. min(nk, visible0 + i + 1) - 1; kv head of query head h is h / (H / Hkv).
+    // k, v: [nk, Hkv*hd] with row stride ldkv.
+    virtual void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq,
+                           int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                           int64_t visible0) = 0;
+    // h[i] = silu(g[i]) * u[i]  (swiglu); h[i] = gelu_erf(u[i]) (gelu, g NULL).
+    virtual void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n) = 0;
+    virtual void gelu(Stream &s, float *h, const float *u, int64_t n) = 0;
+    // Attention pooling: out[M, D] = softmax_rows(P x^T / sqrt(D)) x, x [T, D].
+    virtual void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) = 0;
+    // The recurrent cells, given the gate pre-activations (SPEC section 4, step 6):
+    // gru: gi = W_ih s + b_ih, gh = W_hh h + b_hh, each [M, 3D]; lstm: gi + gh [M, 4D]
+    // and c (updated in place); minimal: ab = W [h, s] + b, [M, 2D] (gh, c NULL).
+    virtual void cell(Stream &s, CellKind kind, float *m_out, float *c_inout, const float *gi, const float *gh,
+                      const float *h, int64_t M, int64_t D) = 0;
+    // dst[M, 2D] = [a | b] row-wise concat of a[M, D], b[M, D].
+    virtual void concat_cols(Stream &s, float *dst, const float *a, const float *b, int64_t M, int64_t D) = 0;
+};
+
+// "cpu", "cuda", "cuda:N". Backends are shared by every model that names the same
+// device. Throws RMKV_ERR_BACKEND when the device is absent or not built in.
+std::shared_ptr<Backend> get_backend(const std::string &device);
+
+}  // namespace rmkv

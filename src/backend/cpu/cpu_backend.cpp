@@ -1,0 +1,183 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
+
+namespace rmkv {
+
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+struct MatmulKey {
+    int64_t n, in, out;
+    bool bias, accumulate;
+    bool operator==(const MatmulKey &o) const {
+        return n == o.n && in == o.in && out == o.out && bias == o.bias && accumulate == o.accumulate;
+    }
+};
+struct MatmulKeyHash {
+    size_t operator()(const MatmulKey &k) const {
+        size_t h = std::hash<int64_t>()(k.n);
+        h = h * 1000003u ^ std::hash<int64_t>()(k.in);
+        h = h * 1000003u ^ std::hash<int64_t>()(k.out);
+        return h * 4u + (k.bias ? 2u : 0u) + (k.accumulate ? 1u : 0u);
+    }
+};
+
+// A matmul primitive and its descriptors; created once per shape for the process.
+struct Matmul {
+    dnnl::matmul prim;
+    dnnl::memory::desc src, wei, bias, dst, scratch;
+};
+
+// Per-stream bindings of a primitive: memory objects whose data handles are
+// swapped per call, so a call allocates nothing.
+struct Bound {
+    const Matmul *mm;
+    dnnl::memory src, wei, bias, dst;
+    std::unordered_map<int, dnnl::memory> args;  // built once; the scratchpad entry follows the stream's
+};
+
+class CpuStream : public Stream {
+public:
+    explicit CpuStream(const dnnl::engine &eng)
+        : stream(eng), scratch(dnnl::memory::desc({4096}, dt::u8, tag::a), eng), scratch_size(4096) {}
+    dnnl::stream stream;
+    std::unordered_map<MatmulKey, Bound, MatmulKeyHash> bound;
+    dnnl::memory scratch;
+    size_t scratch_size;
+};
+
+class CpuBackend final : public Backend {
+public:
+    CpuBackend() : engine_(dnnl::engine::kind::cpu, 0) {}
+
+    std::string name() const override { return "cpu"; }
+    std::unique_ptr<Stream> new_stream() override { return std::make_unique<CpuStream>(engine_); }
+
+    float *alloc(size_t n) override {
+        size_t bytes = ((n * sizeof(float)) + 63) & ~size_t(63);
+        if (bytes == 0) bytes = 64;
+        void *p = std::aligned_alloc(64, bytes);
+        if (!p) fail(RMKV_ERR_OUT_OF_MEMORY, "cannot allocate ", n * sizeof(float), " bytes");
+        std::memset(p, 0, bytes);
+        return static_cast<float *>(p);
+    }
+    void free(float *p) override { std::free(p); }
+    float *import_weights(const float *host, size_t n, bool host_stable) override {
+        if (host_stable && reinterpret_cast<uintptr_t>(host) % alignof(float) == 0) return const_cast<float *>(host);
+        float *p = alloc(n);
+        std::memcpy(p, host, n * sizeof(float));
+        return p;
+    }
+    void release_weights(float *p, const float *host) override {
+        if (p != host) free(p);
+    }
+    void to_host(Stream &, float *host, const float *src, size_t n) override { std::memcpy(host, src, n * sizeof(float)); }
+    void from_host(Stream &, float *dst, const float *host, size_t n) override { std::memcpy(dst, host, n * sizeof(float)); }
+    void copy(Stream &, float *dst, const float *src, size_t n) override {
+        if (dst != src) std::memmove(dst, src, n * sizeof(float));
+    }
+    void sync(Stream &) override {}
+
+    void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
+                bool accumulate) override {
+        if (n == 1) {  // decoding: a bandwidth-bound matrix-vector product
+            cpu::gemv(y, x, W, b, in, out, accumulate);
+            return;
+        }
+        auto &st = static_cast<CpuStream &>(s);
+        MatmulKey key{n, in, out, b != nullptr, accumulate};
+        auto it = st.bound.find(key);
+        if (it == st.bound.end()) {
+            const Matmul *mm = matmul(key);
+            Bound bd{mm, dnnl::memory(mm->src, engine_, nullptr), dnnl::memory(mm->wei, engine_, nullptr),
+                     dnnl::memory(mm->bias, engine_, nullptr), dnnl::memory(mm->dst, engine_, nullptr), {}};
+            bd.args = {{DNNL_ARG_SRC, bd.src}, {DNNL_ARG_WEIGHTS, bd.wei}, {DNNL_ARG_DST, bd.dst}, {DNNL_ARG_SCRATCHPAD, {}}};
+            if (b) bd.args[DNNL_ARG_BIAS] = bd.bias;
+            size_t need = mm->scratch.get_size();
+            if (need > st.scratch_size) {
+                st.scratch = dnnl::memory(dnnl::memory::desc({static_cast<int64_t>(need)}, dt::u8, tag::a), engine_);
+                st.scratch_size = need;
+            }
+            it = st.bound.emplace(key, std::move(bd)).first;
+        }
+        Bound &bd = it->second;
+        bd.src.set_data_handle(const_cast<float *>(x));
+        bd.wei.set_data_handle(const_cast<float *>(W));
+        bd.dst.set_data_handle(y);
+        if (b) bd.bias.set_data_handle(const_cast<float *>(b));
+        bd.args[DNNL_ARG_SCRATCHPAD] = st.scratch;
+        bd.mm->prim.execute(st.stream, bd.args);
+    }
+
+    void norm(Stream &, NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
+              float eps) override {
+        cpu::norm_forward(kind, y, x, w, b, n, d, eps);
+    }
+    void embed(Stream &, float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
+        cpu::embed_forward(X, tok_emb, tokens, n, d);
+    }
+    void add(Stream &, float *x, const float *a, int64_t n) override { cpu::add_inplace(x, a, n); }
+    void add_sincos(Stream &, float *X, int64_t n, int64_t d, int64_t p0) override { cpu::sincos_add(X, n, d, p0); }
+    void rope(Stream &, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta) override {
+        cpu::rope_forward(x, n, ld, h, hd, t0, theta);
+    }
+    void attention(Stream &, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                   int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0) override {
+        cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+    }
+    void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
+    void gelu(Stream &, float *h, const float *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
+    void pool(Stream &, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
+        cpu::pool_forward(out, P, x, M, T, D);
+    }
+    void cell(Stream &, CellKind kind, float *m_out, float *c, const float *gi, const float *gh, const float *h,
+              int64_t M, int64_t D) override {
+        cpu::cell_forward(kind, m_out, c, gi, gh, h, M, D);
+    }
+    void concat_cols(Stream &, float *dst, const float *a, const float *b, int64_t M, int64_t D) override {
+        cpu::concat_cols(dst, a, b, M, D);
+    }
+
+private:
+    const Matmul *matmul(const MatmulKey &k) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = cache_.find(k);
+        if (it != cache_.end()) return it->second.get();
+        dnnl::memory::desc src({k.n, k.in}, dt::f32, tag::ab);
+        dnnl::memory::desc wei({k.in, k.out}, dt::f32, tag::ba);  // W[out, in] row-major, used transposed
+        dnnl::memory::desc bias({1, k.out}, dt::f32, tag::ab);
+        dnnl::memory::desc dst({k.n, k.out}, dt::f32, tag::ab);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        if (k.accumulate) {
+            dnnl::post_ops po;
+            po.append_sum(1.0f);
+            attr.set_post_ops(po);
+        }
+        auto desc = k.bias ? dnnl::matmul::desc(src, wei, bias, dst) : dnnl::matmul::desc(src, wei, dst);
+        dnnl::matmul::primitive_desc pd(desc, attr, engine_);
+        auto mm = std::make_unique<Matmul>(Matmul{dnnl::matmul(pd), src, wei, bias, dst, pd.scratchpad_desc()});
+        return cache_.emplace(k, std::move(mm)).first->second.get();
+    }
+
+    dnnl::engine engine_;
+    std::mutex mutex_;
+    std::unordered_map<MatmulKey, std::unique_ptr<Matmul>, MatmulKeyHash> cache_;
+};
+
+}  // namespace
+
+std::shared_ptr<Backend> make_cpu_backend() { return std::make_shared<CpuBackend>(); }
+
+}  // namespace rmkv

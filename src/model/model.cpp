@@ -1,0 +1,194 @@
+#include "model/model.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fingerprint.h"
+#include "core/log.h"
+#include "io/safetensors.h"
+
+using namespace rmkv;
+
+namespace {
+
+constexpr const char *kFormatVersion = "1";
+
+std::shared_ptr<Backend> backend_for(const rmkv_model_params &p) { return get_backend(p.device ? p.device : "cpu"); }
+
+bool is_hex_id(const std::string &s) {
+    if (s.size() != 64) return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+}  // namespace
+
+std::string rmkv::model_fingerprint(const std::string &config_json, const std::vector<ParamSpec> &specs,
+                                    const std::vector<const float *> &host_weights) {
+    Fingerprint fp;
+    fp.update(config_json.data(), config_json.size());
+    for (size_t i = 0; i < specs.size(); ++i) {
+        fp.update(specs[i].name.data(), specs[i].name.size());
+        fp.update(host_weights[i], static_cast<size_t>(specs[i].numel) * sizeof(float));
+    }
+    return fp.hex();
+}
+
+size_t rmkv_model::n_params() const {
+    size_t n = 0;
+    for (const ParamSpec &s : specs_) n += static_cast<size_t>(s.numel);
+    return n;
+}
+
+void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_); }
+
+rmkv_model::~rmkv_model() {
+    if (backend_)
+        for (size_t i = 0; i < params_.size(); ++i)
+            if (params_[i]) backend_->release_weights(params_[i], sources_[i]);
+}
+
+std::unique_ptr<rmkv_model> rmkv_model::create(const std::string &config_json, const rmkv_tokenizer *tokenizer,
+                                               uint64_t seed, const rmkv_model_params &params) {
+    std::unique_ptr<rmkv_model> m(new rmkv_model());
+    int64_t default_vocab = tokenizer ? static_cast<int64_t>(tokenizer->vocab_size()) : 0;
+    m->config_ = Config::from_json(config_json, default_vocab, false);
+    if (tokenizer && static_cast<size_t>(m->config_.vocab_size) < tokenizer->vocab_size())
+        fail(RMKV_ERR_INVALID_ARGUMENT, "config: \"vocab_size\": ", m->config_.vocab_size, " is smaller than the tokenizer's ",
+             tokenizer->vocab_size(), " ids");
+    m->backend_ = backend_for(params);
+    m->specs_ = param_specs(m->config_);
+    if (tokenizer) m->tokenizer_ = tokenizer->clone();
+    std::vector<const float *> host;
+    for (size_t i = 0; i < m->specs_.size(); ++i) {
+        m->host_copies_.emplace_back(static_cast<size_t>(m->specs_[i].numel));
+        init_param(m->specs_[i], m->config_, seed, i, m->host_copies_.back().data());
+        host.push_back(m->host_copies_.back().data());
+    }
+    m->model_id_ = model_fingerprint(m->config_.to_json(), m->specs_, host);
+    for (size_t i = 0; i < m->specs_.size(); ++i) {
+        m->sources_.push_back(host[i]);
+        m->params_.push_back(m->backend_->import_weights(host[i], static_cast<size_t>(m->specs_[i].numel), true));
+    }
+    m->bind();
+    return m;
+}
+
+std::unique_ptr<rmkv_model> rmkv_model::load_file(const std::string &path, const rmkv_model_params &params) {
+    std::unique_ptr<rmkv_model> m(new rmkv_model());
+    m->file_ = std::make_unique<MappedFile>(path, params.use_mmap != 0);
+    m->init_from_file(m->file_->data(), m->file_->size(), "model file '" + path + "'", true, params);
+    return m;
+}
+
+std::unique_ptr<rmkv_model> rmkv_model::load_memory(const void *data, size_t size, const rmkv_model_params &params) {
+    std::unique_ptr<rmkv_model> m(new rmkv_model());
+    const uint8_t *bytes = static_cast<const uint8_t *>(data);
+    if (!(params.flags & RMKV_MODEL_ZERO_COPY)) {
+        m->buffer_.assign(bytes, bytes + size);
+        bytes = m->buffer_.data();
+    }
+    m->init_from_file(bytes, size, "model buffer", true, params);
+    return m;
+}
+
+void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::string &what, bool stable,
+                                const rmkv_model_params &p) {
+    SafetensorsFile f = SafetensorsFile::parse(data, size, what);
+    const std::string &format = f.meta("format", what);
+    if (format != "rmkv-model") fail(RMKV_ERR_FORMAT, what, ": __metadata__ format is '", format, "', expected 'rmkv-model'");
+    const std::string &version = f.meta("format_version", what);
+    if (version != kFormatVersion)
+        fail(RMKV_ERR_FORMAT, what, ": format_version '", version, "' is not supported (this library reads ", kFormatVersion, ")");
+    try {
+        config_ = Config::from_json(f.meta("config", what), 0, true);
+    } catch (const Error &e) {
+        fail(RMKV_ERR_FORMAT, what, ": ", e.what());
+    }
+    model_id_ = f.meta("model_id", what);
+    if (!is_hex_id(model_id_)) fail(RMKV_ERR_FORMAT, what, ": model_id '", model_id_.substr(0, 80), "' is not 64 hex digits");
+    auto tok = f.metadata.find("tokenizer");
+    if (tok != f.metadata.end() && !tok->second.empty()) {
+        try {
+            tokenizer_ = rmkv_tokenizer::from_json(tok->second);
+        } catch (const Error &e) {
+            fail(RMKV_ERR_FORMAT, what, ": embedded tokenizer: ", e.what());
+        }
+        if (tokenizer_->vocab_size() > static_cast<size_t>(config_.vocab_size))
+            fail(RMKV_ERR_FORMAT, what, ": the embedded tokenizer has ", tokenizer_->vocab_size(), " ids but vocab_size is ",
+                 config_.vocab_size);
+    }
+    specs_ = param_specs(config_);
+    size_t expected_tensors = specs_.size();
+    if (f.tensors.size() != expected_tensors) {
+        for (const auto &kv : f.tensors) {
+            bool known = false;
+            for (const ParamSpec &s : specs_) known = known || s.name == kv.first;
+            if (!known) fail(RMKV_ERR_FORMAT, what, ": unexpected tensor '", kv.first, "' for this config");
+        }
+    }
+    // Validate every tensor before importing any.
+    std::vector<const TensorView *> views;
+    for (const ParamSpec &s : specs_) {
+        const TensorView &t = f.tensor(s.name, what);
+        if (t.shape != s.shape) {
+            std::string want, got;
+            for (int64_t d : s.shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+            for (int64_t d : t.shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
+            fail(RMKV_ERR_FORMAT, what, ": tensor '", s.name, "' has shape [", got, "], the config needs [", want, "]");
+        }
+        views.push_back(&t);
+    }
+    backend_ = backend_for(p);
+    for (size_t i = 0; i < specs_.size(); ++i) {
+        const TensorView &t = *views[i];
+        const float *host;
+        bool host_stable = stable;
+        if (t.dtype == RMKV_DTYPE_F32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
+            host = reinterpret_cast<const float *>(t.data);
+        } else {
+            host_copies_.emplace_back(static_cast<size_t>(specs_[i].numel));
+            convert_to_f32(host_copies_.back().data(), t.data, t.dtype, host_copies_.back().size());
+            host = host_copies_.back().data();
+            host_stable = true;
+        }
+        sources_.push_back(host);
+        params_.push_back(backend_->import_weights(host, static_cast<size_t>(specs_[i].numel), host_stable));
+    }
+    bind();
+    log(RMKV_LOG_INFO, what, ": loaded ", n_params(), " parameters, ", config_.n_layers, " layers, d_model ", config_.d_model);
+}
+
+void rmkv_model::save(const std::string &path, rmkv_dtype dtype) const {
+    if (dtype != RMKV_DTYPE_F32 && dtype != RMKV_DTYPE_BF16 && dtype != RMKV_DTYPE_F16)
+        fail(RMKV_ERR_INVALID_ARGUMENT, "dtype ", static_cast<int>(dtype), " is not F32, BF16 or F16");
+    auto stream = backend_->new_stream();
+    // Host copies, as stored (rounded for 16-bit dtypes) so the fingerprint matches the file.
+    std::vector<std::vector<float>> host(specs_.size());
+    std::vector<std::vector<uint8_t>> stored(specs_.size());
+    std::vector<const float *> host_ptrs;
+    for (size_t i = 0; i < specs_.size(); ++i) {
+        size_t n = static_cast<size_t>(specs_[i].numel);
+        host[i].resize(n);
+        backend_->to_host(*stream, host[i].data(), params_[i], n);
+        if (dtype != RMKV_DTYPE_F32) {
+            stored[i].resize(n * 2);
+            convert_from_f32(stored[i].data(), host[i].data(), dtype, n);
+            convert_to_f32(host[i].data(), stored[i].data(), dtype, n);
+        }
+        host_ptrs.push_back(host[i].data());
+    }
+    backend_->sync(*stream);
+    std::string config_json = config_.to_json();
+    SafetensorsWriter w;
+    w.set_metadata("format", "rmkv-model");
+    w.set_metadata("format_version", kFormatVersion);
+    w.set_metadata("config", config_json);
+    w.set_metadata("model_id", model_fingerprint(config_json, specs_, host_ptrs));
+    if (tokenizer_) w.set_metadata("tokenizer", tokenizer_->to_json());
+    for (size_t i = 0; i < specs_.size(); ++i)
+        w.add(specs_[i].name, dtype, specs_[i].shape,
+              dtype == RMKV_DTYPE_F32 ? static_cast<const void *>(host[i].data()) : stored[i].data());
+    write_file_atomic(path, w.size(), [&](uint8_t *dest) { w.write(dest); });
+}

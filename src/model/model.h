@@ -1,0 +1,61 @@
+// The model behind the opaque rmkv_model: configuration, weights on a backend,
+// tokenizer and fingerprint. Immutable after loading (a trainer is the one writer).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "io/file.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+struct rmkv_model {
+public:
+    // Random initialisation (rmkv_model_create).
+    static std::unique_ptr<rmkv_model> create(const std::string &config_json, const rmkv_tokenizer *tokenizer,
+                                              uint64_t seed, const rmkv_model_params &params);
+    // A model file on disk (mapped when params.use_mmap).
+    static std::unique_ptr<rmkv_model> load_file(const std::string &path, const rmkv_model_params &params);
+    // A model file in memory; copied unless RMKV_MODEL_ZERO_COPY.
+    static std::unique_ptr<rmkv_model> load_memory(const void *data, size_t size, const rmkv_model_params &params);
+
+    void save(const std::string &path, rmkv_dtype dtype) const;
+
+    ~rmkv_model();
+
+    const rmkv::Config &config() const { return config_; }
+    const rmkv::ModelWeights &weights() const { return weights_; }
+    rmkv::Backend &backend() const { return *backend_; }
+    const std::string &model_id() const { return model_id_; }
+    const rmkv_tokenizer *tokenizer() const { return tokenizer_.get(); }
+    const std::vector<rmkv::ParamSpec> &specs() const { return specs_; }
+    const std::vector<float *> &params() const { return params_; }
+    size_t n_params() const;
+
+private:
+    rmkv_model() = default;
+    void init_from_file(const uint8_t *data, size_t size, const std::string &what, bool stable, const rmkv_model_params &p);
+    void bind();
+
+    rmkv::Config config_;
+    std::vector<rmkv::ParamSpec> specs_;
+    std::vector<float *> params_;         // backend memory, one per spec
+    std::vector<const float *> sources_;  // host memory each was imported from
+    rmkv::ModelWeights weights_{};
+    std::shared_ptr<rmkv::Backend> backend_;
+    std::unique_ptr<rmkv_tokenizer> tokenizer_;
+    std::string model_id_;
+    // Owners of host memory the weights may point into.
+    std::unique_ptr<rmkv::MappedFile> file_;
+    std::vector<uint8_t> buffer_;
+    std::vector<std::vector<float>> host_copies_;
+};
+
+namespace rmkv {
+// Fingerprint of a configuration and F32 weights (the model_id).
+std::string model_fingerprint(const std::string &config_json, const std::vector<ParamSpec> &specs,
+                              const std::vector<const float *> &host_weights);
+}  // namespace rmkv

@@ -1,0 +1,140 @@
+#include "model/session.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+using namespace rmkv;
+
+rmkv_session::rmkv_session(const rmkv_model &model) : model_(model), stream_(model.backend().new_stream()) {
+    allocate();
+    reset();
+}
+
+rmkv_session::~rmkv_session() { free_all(); }
+
+void rmkv_session::allocate() {
+    const Config &c = model_.config();
+    const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t G = std::max<int64_t>(c.cell_gates(), 2), R = std::max(S, M);
+    Backend &be = model_.backend();
+    auto get = [&](int64_t n) {
+        owned_.push_back(nullptr);  // keep owned_ able to free whatever succeeded if alloc throws
+        owned_.back() = be.alloc(static_cast<size_t>(n));
+        return owned_.back();
+    };
+    try {
+        for (int64_t l = 0; l < c.n_layers; ++l) {
+            LayerState s{};
+            s.memory = get(M * D);
+            s.cell = c.cell == Cell::lstm ? get(M * D) : nullptr;
+            s.keys = get((M + S) * Dkv);
+            s.values = get((M + S) * Dkv);
+            s.mem_q = get(M * D);
+            s.tok_out = get(S * D);
+            layers_.push_back(s);
+        }
+        ws_.x = get(R * D), ws_.xn = get(R * D), ws_.q = get(R * D), ws_.attn = get(R * D);
+        ws_.h1 = get(S * F), ws_.h2 = get(S * F);
+        ws_.mem_out = get(M * D), ws_.pooled = get(M * D), ws_.new_memory = get(M * D);
+        ws_.gates_i = get(M * G * D), ws_.gates_h = get(M * G * D), ws_.cat = get(M * 2 * D);
+        ws_.logits = get(c.vocab_size);
+    } catch (...) {
+        free_all();
+        throw;
+    }
+}
+
+void rmkv_session::free_all() {
+    for (float *p : owned_)
+        if (p) model_.backend().free(p);
+    owned_.clear();
+    layers_.clear();
+}
+
+void rmkv_session::reset() {
+    const Config &c = model_.config();
+    const int64_t M = c.memory_slots, D = c.d_model;
+    Backend &be = model_.backend();
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        be.copy(*stream_, layers_[l].memory, model_.weights().layers[l].init_memory, M * D);
+        if (layers_[l].cell) {
+            std::vector<float> zeros(static_cast<size_t>(M * D), 0.0f);
+            be.from_host(*stream_, layers_[l].cell, zeros.data(), zeros.size());
+        }
+    }
+    be.sync(*stream_);
+    position_ = 0;
+    fill_ = 0;
+    memory_ready_ = false;
+}
+
+void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows) {
+    const Config &c = model_.config();
+    if (n == 0) fail(RMKV_ERR_INVALID_ARGUMENT, "n_tokens is 0 (step needs at least one token)");
+    for (size_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "tokens[", i, "] = ", tokens[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
+    const int64_t V = c.vocab_size;
+    if (all_rows && logits_host && !logits_rows_) {
+        owned_.push_back(model_.backend().alloc(static_cast<size_t>(c.segment_len * V)));
+        logits_rows_ = owned_.back();
+    }
+    SegmentForward fwd(model_, *stream_);
+    size_t done = 0;
+    while (done < n) {
+        if (!memory_ready_) {
+            fwd.prepare_memory(layers_, ws_);
+            memory_ready_ = true;
+        }
+        int64_t chunk = std::min<int64_t>(static_cast<int64_t>(n - done), c.segment_len - fill_);
+        bool last = done + static_cast<size_t>(chunk) == n;
+        if (logits_host && all_rows) {
+            fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_), logits_rows_, true);
+            model_.backend().to_host(*stream_, logits_host + done * V, logits_rows_, static_cast<size_t>(chunk * V));
+        } else {
+            fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_),
+                       last && logits_host ? ws_.logits : nullptr, false);
+            if (last && logits_host) model_.backend().to_host(*stream_, logits_host, ws_.logits, static_cast<size_t>(V));
+        }
+        fill_ += chunk;
+        position_ += static_cast<uint64_t>(chunk);
+        done += static_cast<size_t>(chunk);
+        if (fill_ == c.segment_len) flush();
+    }
+    model_.backend().sync(*stream_);
+}
+
+void rmkv_session::flush() {
+    if (fill_ == 0) return;
+    SegmentForward(model_, *stream_).rewrite_memory(layers_, ws_, fill_);
+    model_.backend().sync(*stream_);
+    fill_ = 0;
+    memory_ready_ = false;
+}
+
+void rmkv_session::copy_state_from(const rmkv_session &o) {
+    const Config &c = model_.config();
+    const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv();
+    Backend &be = model_.backend();
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const LayerState &a = o.layers_[l];
+        LayerState &b = layers_[l];
+        be.copy(*stream_, b.memory, a.memory, M * D);
+        if (a.cell) be.copy(*stream_, b.cell, a.cell, M * D);
+        be.copy(*stream_, b.keys, a.keys, (M + S) * Dkv);
+        be.copy(*stream_, b.values, a.values, (M + S) * Dkv);
+        be.copy(*stream_, b.mem_q, a.mem_q, M * D);
+        be.copy(*stream_, b.tok_out, a.tok_out, S * D);
+    }
+    be.sync(*stream_);
+    position_ = o.position_;
+    fill_ = o.fill_;
+    memory_ready_ = o.memory_ready_;
+}
+
+std::unique_ptr<rmkv_session> rmkv_session::clone() const {
+    auto s = std::make_unique<rmkv_session>(model_);
+    s->copy_state_from(*this);
+    return s;
+}

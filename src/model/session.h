@@ -1,0 +1,49 @@
+// The session behind the opaque rmkv_session: the memory of one conversation,
+// story or character, the caches of its current segment, and its position.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/segment.h"
+
+struct rmkv_session {
+public:
+    explicit rmkv_session(const rmkv_model &model);
+    ~rmkv_session();
+    rmkv_session(const rmkv_session &) = delete;
+    rmkv_session &operator=(const rmkv_session &) = delete;
+
+    std::unique_ptr<rmkv_session> clone() const;
+
+    // Feeds tokens (validated first). logits_host: NULL, the last token's [V], or with
+    // all_rows every token's [n, V].
+    void step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows);
+    void flush();
+    void reset();
+
+    uint64_t position() const { return position_; }
+    int64_t segment_fill() const { return fill_; }
+    const rmkv_model &model() const { return model_; }
+
+    // Serialisation (state_file.cpp): exact size, save into a buffer, validated load.
+    size_t state_size() const;
+    void state_save(uint8_t *dest, size_t size) const;
+    void state_load(const uint8_t *data, size_t size, const std::string &what);
+
+private:
+    void allocate();
+    void free_all();
+    void copy_state_from(const rmkv_session &other);
+
+    const rmkv_model &model_;
+    std::unique_ptr<rmkv::Stream> stream_;
+    std::vector<rmkv::LayerState> layers_;
+    rmkv::Workspace ws_{};
+    std::vector<float *> owned_;  // every backend buffer above
+    float *logits_rows_ = nullptr; // [S, V], allocated on the first step with all_rows
+    uint64_t position_ = 0;       // tokens read since the start of the stream
+    int64_t fill_ = 0;            // tokens in the current segment
+    bool memory_ready_ = false;   // memory rows' q/k/v computed for this segment
+};

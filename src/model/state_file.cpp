@@ -1,0 +1,160 @@
+// Session state files (SPEC section 7, "rmkv-state"): the memories, positions and,
+// for a session in the middle of a segment, that segment's caches. Everything is
+// validated (format, version, checksum, model_id, shapes) before anything is
+// swapped in.
+#include <charconv>
+#include <map>
+
+#include "core/error.h"
+#include "core/fingerprint.h"
+#include "io/safetensors.h"
+#include "model/session.h"
+
+using namespace rmkv;
+
+namespace {
+
+constexpr const char *kStateVersion = "1";
+
+struct Part {
+    std::vector<int64_t> shape;
+    float *device;  // session buffer
+};
+
+// The tensors a state holds, by name (sorted: the checksum order).
+std::map<std::string, Part> state_parts(const Config &c, const std::vector<LayerState> &layers, int64_t fill) {
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
+    std::map<std::string, Part> parts;
+    for (size_t l = 0; l < layers.size(); ++l) {
+        std::string i = std::to_string(l);
+        parts["memory." + i] = {{M, D}, layers[l].memory};
+        if (layers[l].cell) parts["cell." + i] = {{M, D}, layers[l].cell};
+        if (fill > 0) {
+            parts["segment.keys." + i] = {{M + fill, Dkv}, layers[l].keys};
+            parts["segment.values." + i] = {{M + fill, Dkv}, layers[l].values};
+            parts["segment.memory_queries." + i] = {{M, D}, layers[l].mem_q};
+            parts["segment.token_outputs." + i] = {{fill, D}, layers[l].tok_out};
+        }
+    }
+    return parts;
+}
+
+int64_t numel(const std::vector<int64_t> &shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+std::string shape_str(const std::vector<int64_t> &shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+std::string checksum(const std::map<std::string, std::pair<const void *, size_t>> &data) {
+    Fingerprint fp;
+    for (const auto &kv : data) {
+        fp.update(kv.first.data(), kv.first.size());
+        fp.update(kv.second.first, kv.second.second);
+    }
+    return fp.hex();
+}
+
+uint64_t parse_u64(const SafetensorsFile &f, const std::string &key, const std::string &what) {
+    const std::string &s = f.meta(key, what);
+    uint64_t v = 0;
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size())
+        fail(RMKV_ERR_FORMAT, what, ": metadata ", key, " = '", s.substr(0, 40), "' is not a non-negative integer");
+    return v;
+}
+
+// Builds the writer over host copies of the session's buffers.
+struct StateImage {
+    std::map<std::string, std::vector<float>> host;
+    SafetensorsWriter writer;
+};
+
+void build_image(StateImage &img, const rmkv_model &model, Stream &stream, const std::vector<LayerState> &layers,
+                 uint64_t position, int64_t fill) {
+    const Config &c = model.config();
+    auto parts = state_parts(c, layers, fill);
+    std::map<std::string, std::pair<const void *, size_t>> bytes;
+    for (auto &kv : parts) {
+        auto &h = img.host[kv.first];
+        h.resize(static_cast<size_t>(numel(kv.second.shape)));
+        model.backend().to_host(stream, h.data(), kv.second.device, h.size());
+    }
+    model.backend().sync(stream);
+    for (auto &kv : parts) {
+        auto &h = img.host[kv.first];
+        bytes[kv.first] = {h.data(), h.size() * sizeof(float)};
+        img.writer.add(kv.first, RMKV_DTYPE_F32, kv.second.shape, h.data());
+    }
+    img.writer.set_metadata("format", "rmkv-state");
+    img.writer.set_metadata("format_version", kStateVersion);
+    img.writer.set_metadata("model_id", model.model_id());
+    img.writer.set_metadata("position", std::to_string(position));
+    img.writer.set_metadata("segment_fill", std::to_string(fill));
+    img.writer.set_metadata("checksum", checksum(bytes));
+}
+
+}  // namespace
+
+size_t rmkv_session::state_size() const {
+    StateImage img;
+    build_image(img, model_, *stream_, layers_, position_, fill_);
+    return img.writer.size();
+}
+
+void rmkv_session::state_save(uint8_t *dest, size_t size) const {
+    StateImage img;
+    build_image(img, model_, *stream_, layers_, position_, fill_);
+    if (img.writer.size() != size) fail(RMKV_ERR_INTERNAL, "state size changed between measuring and writing");
+    img.writer.write(dest);
+}
+
+void rmkv_session::state_load(const uint8_t *data, size_t size, const std::string &what) {
+    const Config &c = model_.config();
+    SafetensorsFile f = SafetensorsFile::parse(data, size, what);
+    const std::string &format = f.meta("format", what);
+    if (format != "rmkv-state") fail(RMKV_ERR_FORMAT, what, ": format is '", format.substr(0, 40), "', expected 'rmkv-state'");
+    const std::string &version = f.meta("format_version", what);
+    if (version != kStateVersion)
+        fail(RMKV_ERR_FORMAT, what, ": format_version '", version.substr(0, 40), "' is not supported (this library reads ", kStateVersion, ")");
+    std::map<std::string, std::pair<const void *, size_t>> bytes;
+    for (const auto &kv : f.tensors) {
+        if (kv.second.dtype != RMKV_DTYPE_F32) fail(RMKV_ERR_FORMAT, what, ": tensor '", kv.first, "' is ", dtype_name(kv.second.dtype), ", states hold F32");
+        bytes[kv.first] = {kv.second.data, kv.second.size};
+    }
+    if (checksum(bytes) != f.meta("checksum", what)) fail(RMKV_ERR_FORMAT, what, ": checksum does not match the data (the state is corrupt)");
+    const std::string &id = f.meta("model_id", what);
+    if (id != model_.model_id())
+        fail(RMKV_ERR_MISMATCH, what, ": made for model ", id.substr(0, 16), "..., this session's model is ", model_.model_id().substr(0, 16), "...");
+    uint64_t position = parse_u64(f, "position", what);
+    uint64_t fill = parse_u64(f, "segment_fill", what);
+    if (fill >= static_cast<uint64_t>(c.segment_len))
+        fail(RMKV_ERR_MISMATCH, what, ": segment_fill ", fill, " does not fit this model's segment_len ", c.segment_len);
+    if (fill > position) fail(RMKV_ERR_FORMAT, what, ": segment_fill ", fill, " exceeds position ", position);
+    auto parts = state_parts(c, layers_, static_cast<int64_t>(fill));
+    for (const auto &kv : parts) {
+        auto it = f.tensors.find(kv.first);
+        if (it == f.tensors.end()) fail(RMKV_ERR_MISMATCH, what, ": tensor '", kv.first, "' is missing (the state was made for another model shape)");
+        if (it->second.shape != kv.second.shape)
+            fail(RMKV_ERR_MISMATCH, what, ": tensor '", kv.first, "' has shape ", shape_str(it->second.shape), ", this model needs ", shape_str(kv.second.shape));
+    }
+    for (const auto &kv : f.tensors)
+        if (!parts.count(kv.first)) fail(RMKV_ERR_MISMATCH, what, ": unexpected tensor '", kv.first, "' for this model");
+    // Validated: swap in.
+    std::vector<float> tmp;
+    for (const auto &kv : parts) {
+        const TensorView &t = f.tensors.at(kv.first);
+        tmp.resize(static_cast<size_t>(t.numel()));
+        convert_to_f32(tmp.data(), t.data, RMKV_DTYPE_F32, tmp.size());
+        model_.backend().from_host(*stream_, kv.second.device, tmp.data(), tmp.size());
+        model_.backend().sync(*stream_);
+    }
+    position_ = position;
+    fill_ = static_cast<int64_t>(fill);
+    memory_ready_ = fill_ > 0;
+}

@@ -1,0 +1,1 @@
+set(RMKV_TOKENIZER_SOURCES tokenizer/tokenizer.cpp)

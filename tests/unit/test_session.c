@@ -1,0 +1,263 @@
+/* Sessions: causality, incremental = batch, flush, clone, reset, in-process state
+   round trips and mismatches. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+#define V 61
+#define N 23 /* tokens: more than four segments of 5 */
+
+static const char *configs[] = {
+    "{\"vocab_size\":61,\"d_model\":24,\"n_layers\":2,\"n_heads\":3,\"memory_slots\":3,\"segment_len\":5,\"cell\":\"gru\"}",
+    "{\"vocab_size\":61,\"d_model\":24,\"n_layers\":2,\"n_heads\":4,\"n_kv_heads\":2,\"memory_slots\":2,\"segment_len\":5,"
+    "\"cell\":\"lstm\",\"pos\":\"learned\",\"norm\":\"rmsnorm\",\"ffn\":\"gelu\"}",
+    "{\"vocab_size\":61,\"d_model\":16,\"n_layers\":3,\"n_heads\":2,\"memory_slots\":7,\"segment_len\":5,"
+    "\"cell\":\"minimal\",\"pos\":\"sincos\",\"ffn\":\"none\",\"tie_embeddings\":true}",
+};
+#define N_CONFIGS (sizeof configs / sizeof configs[0])
+
+/* Logits of every position of `tokens`, stepping in chunks of `chunk` (0 = all at once). */
+static void run_all(rmkv_model *m, const int32_t *tokens, size_t n, size_t chunk, float *out) {
+    rmkv_session *s = NULL;
+    RMKV_CHECK(rmkv_session_new(m, NULL, &s));
+    if (chunk == 0) chunk = n;
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t k = i + chunk > n ? n - i : chunk;
+        RMKV_CHECK(rmkv_session_step_all(s, tokens + i, k, out + i * V));
+    }
+    rmkv_session_free(s);
+}
+
+static void causality(void **state) {
+    (void)state;
+    for (size_t c = 0; c < N_CONFIGS; ++c) {
+        rmkv_model *m = make_model(configs[c], 11 + c);
+        int32_t toks[N], alt[N];
+        float *a = malloc(sizeof(float) * N * V), *b = malloc(sizeof(float) * N * V);
+        random_tokens(toks, N, V, 3);
+        run_all(m, toks, N, 0, a);
+        /* Change every token after u, for u inside and at the edges of segments. */
+        for (size_t u = 0; u + 1 < N; u += 3) {
+            memcpy(alt, toks, sizeof toks);
+            for (size_t j = u + 1; j < N; ++j) alt[j] = (toks[j] + 7 + (int32_t)j) % V;
+            run_all(m, alt, N, 0, b);
+            /* Positions 0..u see the same prefix: bitwise equal logits. */
+            assert_memory_equal(a, b, sizeof(float) * (u + 1) * V);
+            /* and the change is visible right after (the test can fail). */
+            assert_true(memcmp(a + (u + 1) * V, b + (u + 1) * V, sizeof(float) * V) != 0);
+        }
+        free(a);
+        free(b);
+        rmkv_model_free(m);
+    }
+}
+
+static void incremental_equals_batch(void **state) {
+    (void)state;
+    for (size_t c = 0; c < N_CONFIGS; ++c) {
+        rmkv_model *m = make_model(configs[c], 5 + c);
+        int32_t toks[N];
+        float *batch = malloc(sizeof(float) * N * V), *inc = malloc(sizeof(float) * N * V);
+        float *last = malloc(sizeof(float) * V);
+        random_tokens(toks, N, V, 9 + c);
+        run_all(m, toks, N, 0, batch);
+        run_all(m, toks, N, 1, inc);
+        double e = rel_err(inc, batch, N * V);
+        if (e >= 1e-5) fail_msg("config %zu: one-by-one vs batch relative error %g", c, e);
+        run_all(m, toks, N, 3, inc);
+        e = rel_err(inc, batch, N * V);
+        if (e >= 1e-5) fail_msg("config %zu: chunks of 3 vs batch relative error %g", c, e);
+        /* rmkv_session_step gives the last row of the same computation. */
+        rmkv_session *s = NULL;
+        RMKV_CHECK(rmkv_session_new(m, NULL, &s));
+        RMKV_CHECK(rmkv_session_step(s, toks, N, last));
+        e = rel_err(last, batch + (N - 1) * V, V);
+        if (e >= 1e-5) fail_msg("config %zu: step vs step_all relative error %g", c, e);
+        uint64_t pos;
+        size_t fill;
+        RMKV_CHECK(rmkv_session_position(s, &pos, &fill));
+        assert_int_equal(pos, N);
+        assert_int_equal(fill, N % 5);
+        rmkv_session_free(s);
+        free(batch);
+        free(inc);
+        free(last);
+        rmkv_model_free(m);
+    }
+}
+
+static void flush_semantics(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(configs[0], 2);
+    rmkv_session *a = NULL, *b = NULL;
+    int32_t toks[4] = {1, 2, 3, 4};
+    float la[V], lb[V];
+    RMKV_CHECK(rmkv_session_new(m, NULL, &a));
+    RMKV_CHECK(rmkv_session_new(m, NULL, &b));
+    /* Flushing an empty segment changes nothing. */
+    RMKV_CHECK(rmkv_session_flush(a));
+    RMKV_CHECK(rmkv_session_step(a, toks, 4, la));
+    RMKV_CHECK(rmkv_session_step(b, toks, 4, lb));
+    assert_memory_equal(la, lb, sizeof la);
+    /* A flush rewrites memory: the next token then sees a different memory and
+       starts a new segment. */
+    RMKV_CHECK(rmkv_session_flush(a));
+    RMKV_CHECK(rmkv_session_step(a, toks, 1, la));
+    RMKV_CHECK(rmkv_session_step(b, toks, 1, lb));
+    assert_true(memcmp(la, lb, sizeof la) != 0);
+    size_t fill;
+    RMKV_CHECK(rmkv_session_position(a, NULL, &fill));
+    assert_int_equal(fill, 1);
+    /* Reset returns to the initial state. */
+    RMKV_CHECK(rmkv_session_reset(a));
+    RMKV_CHECK(rmkv_session_reset(b));
+    RMKV_CHECK(rmkv_session_step(a, toks, 3, la));
+    RMKV_CHECK(rmkv_session_step(b, toks, 3, lb));
+    assert_memory_equal(la, lb, sizeof la);
+    rmkv_session_free(a);
+    rmkv_session_free(b);
+    rmkv_model_free(m);
+}
+
+static void clone_branches(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(configs[1], 4);
+    rmkv_session *a = NULL, *b = NULL;
+    int32_t toks[N];
+    float la[V], lb[V];
+    random_tokens(toks, N, V, 1);
+    RMKV_CHECK(rmkv_session_new(m, NULL, &a));
+    RMKV_CHECK(rmkv_session_step(a, toks, 12, NULL));
+    RMKV_CHECK(rmkv_session_clone(a, &b));
+    RMKV_CHECK(rmkv_session_step(a, toks + 12, 6, la));
+    RMKV_CHECK(rmkv_session_step(b, toks + 12, 6, lb));
+    assert_memory_equal(la, lb, sizeof la);
+    /* Branches are independent. */
+    RMKV_CHECK(rmkv_session_step(b, toks, 2, lb));
+    RMKV_CHECK(rmkv_session_step(a, toks + 1, 2, la));
+    assert_true(memcmp(la, lb, sizeof la) != 0);
+    rmkv_session_free(a);
+    rmkv_session_free(b);
+    rmkv_model_free(m);
+}
+
+/* Save mid-segment and after a flush; load into a fresh session; the continuation
+   is bitwise equal. */
+static void state_round_trip(void **state) {
+    (void)state;
+    for (size_t c = 0; c < N_CONFIGS; ++c) {
+        rmkv_model *m = make_model(configs[c], 8);
+        int32_t toks[N];
+        random_tokens(toks, N, V, 77);
+        for (int flushed = 0; flushed < 2; ++flushed) {
+            rmkv_session *a = NULL, *b = NULL;
+            float la[V], lb[V];
+            size_t size = 0, size2 = 0;
+            RMKV_CHECK(rmkv_session_new(m, NULL, &a));
+            RMKV_CHECK(rmkv_session_new(m, NULL, &b));
+            RMKV_CHECK(rmkv_session_step(a, toks, 8, NULL));
+            if (flushed) RMKV_CHECK(rmkv_session_flush(a));
+            RMKV_EXPECT(RMKV_ERR_BUFFER_TOO_SMALL, rmkv_session_state_save(a, NULL, 0, &size));
+            RMKV_CHECK(rmkv_session_state_size(a, &size2));
+            assert_int_equal(size, size2);
+            void *buf = malloc(size);
+            RMKV_CHECK(rmkv_session_state_save(a, buf, size, &size2));
+            assert_int_equal(size, size2);
+            RMKV_CHECK(rmkv_session_state_load(b, buf, size));
+            RMKV_CHECK(rmkv_session_step(a, toks + 8, N - 8, la));
+            RMKV_CHECK(rmkv_session_step(b, toks + 8, N - 8, lb));
+            assert_memory_equal(la, lb, sizeof la);
+            free(buf);
+            rmkv_session_free(a);
+            rmkv_session_free(b);
+        }
+        rmkv_model_free(m);
+    }
+}
+
+static void flushed_state_is_compact(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(configs[0], 8);
+    rmkv_session *s = NULL;
+    int32_t toks[3] = {1, 2, 3};
+    size_t mid, flushed;
+    RMKV_CHECK(rmkv_session_new(m, NULL, &s));
+    RMKV_CHECK(rmkv_session_step(s, toks, 3, NULL));
+    RMKV_CHECK(rmkv_session_state_size(s, &mid));
+    RMKV_CHECK(rmkv_session_flush(s));
+    RMKV_CHECK(rmkv_session_state_size(s, &flushed));
+    /* 2 layers x 3 slots x 24 floats of memory, plus a header. */
+    assert_true(flushed < mid);
+    assert_true(flushed >= 2 * 3 * 24 * 4);
+    assert_true(flushed < 2 * 3 * 24 * 4 + 2048);
+    rmkv_session_free(s);
+    rmkv_model_free(m);
+}
+
+static void state_of_another_model_is_refused(void **state) {
+    (void)state;
+    rmkv_model *m1 = make_model(configs[0], 1), *m2 = make_model(configs[0], 2), *m3 = make_model(configs[2], 1);
+    rmkv_session *a = NULL, *b = NULL, *c = NULL;
+    int32_t toks[3] = {1, 2, 3};
+    float before[V], after[V];
+    size_t size;
+    RMKV_CHECK(rmkv_session_new(m1, NULL, &a));
+    RMKV_CHECK(rmkv_session_new(m2, NULL, &b));
+    RMKV_CHECK(rmkv_session_new(m3, NULL, &c));
+    RMKV_CHECK(rmkv_session_step(a, toks, 3, NULL));
+    RMKV_CHECK(rmkv_session_state_size(a, &size));
+    void *buf = malloc(size);
+    RMKV_CHECK(rmkv_session_state_save(a, buf, size, &size));
+    RMKV_CHECK(rmkv_session_step(b, toks, 2, NULL));
+    RMKV_EXPECT(RMKV_ERR_MISMATCH, rmkv_session_state_load(b, buf, size));
+    assert_non_null(strstr(rmkv_last_error(), "model"));
+    RMKV_EXPECT(RMKV_ERR_MISMATCH, rmkv_session_state_load(c, buf, size));
+    /* The failed load left b as it was: same logits as a twin that never tried. */
+    rmkv_session *twin = NULL;
+    RMKV_CHECK(rmkv_session_new(m2, NULL, &twin));
+    RMKV_CHECK(rmkv_session_step(twin, toks, 2, NULL));
+    RMKV_CHECK(rmkv_session_step(twin, toks, 1, before));
+    RMKV_CHECK(rmkv_session_step(b, toks, 1, after));
+    assert_memory_equal(before, after, sizeof before);
+    free(buf);
+    rmkv_session_free(twin);
+    rmkv_session_free(a);
+    rmkv_session_free(b);
+    rmkv_session_free(c);
+    rmkv_model_free(m1);
+    rmkv_model_free(m2);
+    rmkv_model_free(m3);
+}
+
+static void bad_tokens_do_not_advance(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(configs[0], 1);
+    rmkv_session *s = NULL;
+    int32_t toks[3] = {1, V, 2};
+    uint64_t pos = 99;
+    RMKV_CHECK(rmkv_session_new(m, NULL, &s));
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(s, toks, 3, NULL));
+    assert_non_null(strstr(rmkv_last_error(), "tokens[1]"));
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(s, toks, 0, NULL));
+    RMKV_CHECK(rmkv_session_position(s, &pos, NULL));
+    assert_int_equal(pos, 0);
+    rmkv_session_free(s);
+    rmkv_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(causality),
+        cmocka_unit_test(incremental_equals_batch),
+        cmocka_unit_test(flush_semantics),
+        cmocka_unit_test(clone_branches),
+        cmocka_unit_test(state_round_trip),
+        cmocka_unit_test(flushed_state_is_compact),
+        cmocka_unit_test(state_of_another_model_is_refused),
+        cmocka_unit_test(bad_tokens_do_not_advance),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
