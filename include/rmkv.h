@@ -222,7 +222,7 @@ RMKV_API rmkv_session_params rmkv_session_default_params(void);
 RMKV_API rmkv_status rmkv_session_new(const rmkv_model *model, const rmkv_session_params *params,
                                       rmkv_session **out);
 
-/* Feeds n_tokens (>= 1) tokens. When `logits` is not NULL it receives vocab_size
+/* Feeds n_tokens (1 .. 2^30) tokens. When `logits` is not NULL it receives vocab_size
    floats: the logits after the last token. Memory is rewritten each time the
    current segment reaches segment_len. A failed step (bad token id, ...) has not
    advanced the session. */

@@ -30,6 +30,7 @@ RMKV_API rmkv_status rmkv_model_load_from_memory(const void *data, size_t size, 
     return guarded([&] {
         require_not_null(data, "data");
         require_not_null(out, "out");
+        check_size(size, kMaxBufferBytes, "size");
         auto p = read_params(params, rmkv_model_default_params(), "rmkv_model_params");
         if ((p.flags & RMKV_MODEL_ZERO_COPY) && reinterpret_cast<uintptr_t>(data) % 8)
             fail(RMKV_ERR_INVALID_ARGUMENT, "RMKV_MODEL_ZERO_COPY needs an 8-byte aligned buffer");

@@ -29,6 +29,7 @@ RMKV_API rmkv_status rmkv_session_step(rmkv_session *s, const int32_t *tokens, s
     return guarded([&] {
         require_not_null(s, "session");
         require_not_null(tokens, "tokens");
+        check_size(n_tokens, kMaxTokensPerCall, "n_tokens");
         s->step(tokens, n_tokens, logits, false);
     });
 }
@@ -38,6 +39,7 @@ RMKV_API rmkv_status rmkv_session_step_all(rmkv_session *s, const int32_t *token
         require_not_null(s, "session");
         require_not_null(tokens, "tokens");
         require_not_null(logits, "logits");
+        check_size(n_tokens, kMaxTokensPerCall, "n_tokens");
         s->step(tokens, n_tokens, logits, true);
     });
 }
@@ -96,6 +98,7 @@ RMKV_API rmkv_status rmkv_session_state_load(rmkv_session *s, const void *buf, s
     return guarded([&] {
         require_not_null(s, "session");
         require_not_null(buf, "buf");
+        check_size(size, kMaxBufferBytes, "size");
         s->state_load(static_cast<const uint8_t *>(buf), size, "state buffer");
     });
 }

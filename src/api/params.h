@@ -20,6 +20,15 @@ T read_params(const T *given, T defaults, const char *name) {
     return defaults;
 }
 
+// Sizes no real call uses: a caller passing them has a bug (or an uninitialised
+// variable), and trusting them would read far past the caller's buffer.
+constexpr size_t kMaxBufferBytes = size_t(1) << 46;
+constexpr size_t kMaxTokensPerCall = size_t(1) << 30;
+
+inline void check_size(size_t size, size_t limit, const char *name) {
+    if (size > limit) fail(RMKV_ERR_INVALID_ARGUMENT, name, " = ", size, " is absurdly large (limit ", limit, ")");
+}
+
 // The (buf, capacity, &needed) convention.
 inline void copy_out(const void *src, size_t size, void *buf, size_t capacity, size_t *needed) {
     *needed = size;
