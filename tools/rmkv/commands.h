@@ -2,4 +2,7 @@
 // name (argv[0] is the subcommand name) and returns the process exit code.
 #pragma once
 
-int cmd_tokenizer(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);  // cmd_tokenizer.cpp
+int cmd_create(int argc, char **argv);     // cmd_model.cpp
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);

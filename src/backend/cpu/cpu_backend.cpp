@@ -3,6 +3,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <vector>
+#include <algorithm>
+#include <cmath>
 #include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -55,6 +58,7 @@ public:
     std::unordered_map<MatmulKey, Bound, MatmulKeyHash> bound;
     dnnl::memory scratch;
     size_t scratch_size;
+    std::vector<float> scores;  // attention probabilities of a prefill chunk; grows once
 };
 
 class CpuBackend final : public Backend {
@@ -104,11 +108,7 @@ public:
                      dnnl::memory(mm->bias, engine_, nullptr), dnnl::memory(mm->dst, engine_, nullptr), {}};
             bd.args = {{DNNL_ARG_SRC, bd.src}, {DNNL_ARG_WEIGHTS, bd.wei}, {DNNL_ARG_DST, bd.dst}, {DNNL_ARG_SCRATCHPAD, {}}};
             if (b) bd.args[DNNL_ARG_BIAS] = bd.bias;
-            size_t need = mm->scratch.get_size();
-            if (need > st.scratch_size) {
-                st.scratch = dnnl::memory(dnnl::memory::desc({static_cast<int64_t>(need)}, dt::u8, tag::a), engine_);
-                st.scratch_size = need;
-            }
+            ensure_scratch(st, mm->scratch.get_size());
             it = st.bound.emplace(key, std::move(bd)).first;
         }
         Bound &bd = it->second;
@@ -132,9 +132,30 @@ public:
     void rope(Stream &, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta) override {
         cpu::rope_forward(x, n, ld, h, hd, t0, theta);
     }
-    void attention(Stream &, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+    void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0) override {
-        cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+        if (nq < kGemmAttentionRows) {
+            cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+            return;
+        }
+        // Many query rows (prefill, memory rows): two batched matrix products per
+        // kv head group with the masked softmax between them.
+        auto &st = static_cast<CpuStream &>(s);
+        const AttentionMatmuls &am = attention_matmuls(h, hkv, hd, ldkv);
+        const int64_t G = h / hkv, D = h * hd, rows = h * nq;
+        if (static_cast<int64_t>(st.scores.size()) < rows * nk) st.scores.resize(static_cast<size_t>(rows * nk));
+        using md = dnnl::memory::desc;
+        md qd({hkv, G, nq, hd}, dt::f32, {G * hd, hd, D, 1});
+        md kd({hkv, 1, hd, nk}, dt::f32, {hd, hd, 1, ldkv});
+        md sd({hkv, G, nq, nk}, dt::f32, {G * nq * nk, nq * nk, nk, 1});
+        md vd({hkv, 1, nk, hd}, dt::f32, {hd, hd, ldkv, 1});
+        md od({hkv, G, nq, hd}, dt::f32, {G * hd, hd, D, 1});
+        dnnl::memory qm(qd, engine_, const_cast<float *>(q)), km(kd, engine_, const_cast<float *>(k));
+        dnnl::memory sm(sd, engine_, st.scores.data()), vm(vd, engine_, const_cast<float *>(v)), om(od, engine_, out);
+        ensure_scratch(st, std::max(am.qk_scratch, am.pv_scratch));
+        am.qk.execute(st.stream, {{DNNL_ARG_SRC, qm}, {DNNL_ARG_WEIGHTS, km}, {DNNL_ARG_DST, sm}, {DNNL_ARG_SCRATCHPAD, st.scratch}});
+        cpu::masked_softmax_rows(st.scores.data(), nq, nk, rows, visible0, 1.0f / std::sqrt(static_cast<float>(hd)));
+        am.pv.execute(st.stream, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, vm}, {DNNL_ARG_DST, om}, {DNNL_ARG_SCRATCHPAD, st.scratch}});
     }
     void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
     void gelu(Stream &, float *h, const float *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
@@ -150,6 +171,44 @@ public:
     }
 
 private:
+    static constexpr int64_t kGemmAttentionRows = 16;
+
+    struct AttentionMatmuls {
+        dnnl::matmul qk, pv;
+        size_t qk_scratch, pv_scratch;
+    };
+
+    void ensure_scratch(CpuStream &st, size_t need) {
+        if (need > st.scratch_size) {
+            st.scratch = dnnl::memory(dnnl::memory::desc({static_cast<int64_t>(need)}, dt::u8, tag::a), engine_);
+            st.scratch_size = need;
+        }
+    }
+
+    // Batched products with the query and key counts given at run time, so one
+    // primitive pair serves every chunk length of a model.
+    const AttentionMatmuls &attention_matmuls(int64_t h, int64_t hkv, int64_t hd, int64_t ldkv) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        uint64_t key = (static_cast<uint64_t>(h) << 48) ^ (static_cast<uint64_t>(hkv) << 32) ^
+                       (static_cast<uint64_t>(hd) << 16) ^ static_cast<uint64_t>(ldkv);
+        auto it = attention_cache_.find(key);
+        if (it != attention_cache_.end()) return *it->second;
+        const int64_t G = h / hkv, D = h * hd, R = DNNL_RUNTIME_DIM_VAL;
+        using md = dnnl::memory::desc;
+        md qd({hkv, G, R, hd}, dt::f32, {G * hd, hd, D, 1});
+        md kd({hkv, 1, hd, R}, dt::f32, {hd, hd, 1, ldkv});
+        md sd({hkv, G, R, R}, dt::f32, {R, R, R, 1});
+        md vd({hkv, 1, R, hd}, dt::f32, {hd, hd, ldkv, 1});
+        md od({hkv, G, R, hd}, dt::f32, {G * hd, hd, D, 1});
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::matmul::primitive_desc qk(dnnl::matmul::desc(qd, kd, sd), attr, engine_);
+        dnnl::matmul::primitive_desc pv(dnnl::matmul::desc(sd, vd, od), attr, engine_);
+        auto am = std::make_unique<AttentionMatmuls>(
+            AttentionMatmuls{dnnl::matmul(qk), dnnl::matmul(pv), qk.scratchpad_desc().get_size(), pv.scratchpad_desc().get_size()});
+        return *attention_cache_.emplace(key, std::move(am)).first->second;
+    }
+
     const Matmul *matmul(const MatmulKey &k) {
         std::lock_guard<std::mutex> lock(mutex_);
         auto it = cache_.find(k);
@@ -174,6 +233,7 @@ private:
     dnnl::engine engine_;
     std::mutex mutex_;
     std::unordered_map<MatmulKey, std::unique_ptr<Matmul>, MatmulKeyHash> cache_;
+    std::unordered_map<uint64_t, std::unique_ptr<AttentionMatmuls>> attention_cache_;
 };
 
 }  // namespace

@@ -15,7 +15,9 @@ namespace rmkv::cpu {
 
 namespace {
 
-RMKV_CLONES float dot(const float *a, const float *b, int64_t n) {
+// dot and axpy are inlined into each target clone of their callers, so they
+// vectorise for the machine without a dispatch per call.
+__attribute__((always_inline)) inline float dot(const float *a, const float *b, int64_t n) {
     // Eight partial sums: vectorises, and keeps the order fixed for every caller.
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
@@ -26,7 +28,7 @@ RMKV_CLONES float dot(const float *a, const float *b, int64_t n) {
     return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-RMKV_CLONES void axpy(float *y, float a, const float *x, int64_t n) {
+__attribute__((always_inline)) inline void axpy(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
@@ -103,7 +105,7 @@ void rope_forward(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head
     }
 }
 
-void attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
+RMKV_CLONES void attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
                        int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0) {
     const int64_t group = n_heads / n_kv_heads, D = n_heads * head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -132,6 +134,27 @@ void attention_forward(float *out, const float *q, const float *k, const float *
     }
 }
 
+RMKV_CLONES void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int64_t rows, int64_t visible0, float scale) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        float *sc = scores + r * nk;
+        const int64_t nvis = std::min(nk, visible0 + r % nq + 1);
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < nvis; ++j) {
+            sc[j] *= scale;
+            mx = std::max(mx, sc[j]);
+        }
+        float sum = 0;
+        for (int64_t j = 0; j < nvis; ++j) {
+            sc[j] = std::exp(sc[j] - mx);
+            sum += sc[j];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < nvis; ++j) sc[j] *= inv;
+        for (int64_t j = nvis; j < nk; ++j) sc[j] = 0.0f;
+    }
+}
+
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n) {
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (int64_t i = 0; i < n; ++i) h[i] = silu(g[i]) * u[i];
@@ -142,7 +165,7 @@ void gelu_forward(float *h, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; ++i) h[i] = 0.5f * u[i] * (1.0f + std::erf(u[i] * 0.70710678118654752f));
 }
 
-void pool_forward(float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) {
+RMKV_CLONES void pool_forward(float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
 #pragma omp parallel for if (M > 1) schedule(static)
     for (int64_t m = 0; m < M; ++m) {
@@ -205,7 +228,7 @@ void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t 
     }
 }
 
-void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate) {
+RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate) {
 #pragma omp parallel for if (out * in > 32768) schedule(static)
     for (int64_t o = 0; o < out; ++o) {
         float v = dot(W + o * in, x, in) + (b ? b[o] : 0.0f);

@@ -15,6 +15,9 @@ void sincos_add(float *X, int64_t n, int64_t d, int64_t p0);
 void rope_forward(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta);
 void attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
                        int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0);
+// Rows of scores [rows, nk] (rows = heads x nq, query i = row % nq) scaled, masked
+// to key columns 0 .. min(nk, visible0 + i + 1) - 1 and softmaxed in place.
+void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int64_t rows, int64_t visible0, float scale);
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n);
 void gelu_forward(float *h, const float *u, int64_t n);
 void pool_forward(float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D);

@@ -1,0 +1,199 @@
+// rmkv-bench: inference speed of the tiny, small and base configs on this
+// machine, with the machine's own limits measured in the same run:
+//   - read bandwidth (a parallel sum over 1 GiB) -> decode roofline
+//   - sgemm peak (oneDNN f32 matmul, 2048^3)      -> prefill efficiency
+// Usage: rmkv-bench [--configs tiny,small,base] [--far 100000] [--decode 256]
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "rmkv.h"
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+void check(rmkv_status st, const char *what) {
+    if (st != RMKV_OK) {
+        std::fprintf(stderr, "%s: %s\n", what, rmkv_last_error());
+        std::exit(1);
+    }
+}
+
+// Sums a[0, n) with 64 independent accumulators: limited by memory, not by
+// the latency of one chain of additions.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) double sum_block(const float *a, size_t n) {
+    float acc[64] = {};
+    for (size_t i = 0; i + 64 <= n; i += 64)
+        for (int j = 0; j < 64; ++j) acc[j] += a[i + j];
+    double s = 0;
+    for (float v : acc) s += v;
+    return s;
+}
+
+double read_bandwidth_gbs() {
+    const size_t n = (size_t(1) << 30) / sizeof(float);
+    std::vector<float> a(n, 1.0f);
+    double best = 0;
+    const size_t block = size_t(1) << 16;
+    for (int rep = 0; rep < 5; ++rep) {
+        double t0 = now(), sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+        for (size_t i = 0; i < n; i += block) sum += sum_block(a.data() + i, block);
+        double t = now() - t0;
+        if (sum != static_cast<double>(n)) std::fprintf(stderr, "bandwidth check failed\n");
+        best = std::max(best, n * sizeof(float) / t / 1e9);
+    }
+    return best;
+}
+
+double sgemm_peak_gflops() {
+    using namespace dnnl;
+    engine eng(engine::kind::cpu, 0);
+    stream st(eng);
+    const memory::dim N = 2048;
+    memory::desc a({N, N}, memory::data_type::f32, memory::format_tag::ab);
+    memory::desc b({N, N}, memory::data_type::f32, memory::format_tag::ba);
+    memory::desc c({N, N}, memory::data_type::f32, memory::format_tag::ab);
+    matmul::primitive_desc pd(matmul::desc(a, b, c), eng);
+    matmul mm(pd);
+    memory ma(a, eng), mb(b, eng), mc(c, eng);
+    std::fill_n(static_cast<float *>(ma.get_data_handle()), N * N, 0.5f);
+    std::fill_n(static_cast<float *>(mb.get_data_handle()), N * N, 0.25f);
+    double best = 0;
+    for (int rep = 0; rep < 6; ++rep) {
+        double t0 = now();
+        mm.execute(st, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+        st.wait();
+        best = std::max(best, 2.0 * N * N * N / (now() - t0) / 1e9);
+    }
+    return best;
+}
+
+struct Cfg {
+    const char *name;
+    int D, L, H, M, S, V;
+};
+
+std::string json_of(const Cfg &c) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "{\"vocab_size\":%d,\"d_model\":%d,\"n_layers\":%d,\"n_heads\":%d,\"memory_slots\":%d,\"segment_len\":%d}",
+                  c.V, c.D, c.L, c.H, c.M, c.S);
+    return buf;
+}
+
+// Bytes of weights one decoded token reads: every matrix of every layer on the
+// token path, the head, one embedding row (rewrite-only weights amortised over S).
+double decode_bytes(const Cfg &c, int F) {
+    double D = c.D, L = c.L, M = c.M, S = c.S, V = c.V;
+    double per_layer = 4 * D * D + 3 * D * F + 8 * D;
+    double rewrite = (2 * 3 * D * D + 2 * M * D + D * D) * M / M / S;  // cell + pool + Wo for M rows, once per segment
+    return 4.0 * (L * (per_layer + rewrite) + V * D + 2 * D + D);
+}
+
+// Model FLOPs per prefilled token (matmuls + attention), logits for one token per chunk.
+double prefill_flops(const Cfg &c, int F, int chunk) {
+    double D = c.D, L = c.L, M = c.M, S = c.S;
+    double mm = 2 * (4 * D * D + 3 * D * F);
+    double attn = 2 * 2 * D * (M + S / 2.0);
+    double mem = (2 * 3 * D * D * M * 2 + 2 * 3 * D * D * M) / S;  // memory rows' q/k/v + rewrite per segment
+    return L * (mm + attn + mem) + 2.0 * D * c.V / chunk;
+}
+
+double decode_ms(rmkv_session *s, int n, int V) {
+    std::vector<float> logits(V);
+    int32_t tok = 7;
+    double t0 = now();
+    for (int i = 0; i < n; ++i) {
+        check(rmkv_session_step(s, &tok, 1, logits.data()), "decode");
+        tok = static_cast<int32_t>((tok * 31 + 11) % V);
+    }
+    return (now() - t0) * 1000.0 / n;
+}
+
+void advance_to(rmkv_session *s, uint64_t target, const Cfg &c) {
+    uint64_t pos;
+    check(rmkv_session_position(s, &pos, nullptr), "position");
+    std::vector<int32_t> toks(c.S);
+    for (int i = 0; i < c.S; ++i) toks[i] = (i * 7919) % c.V;
+    while (pos < target) {
+        size_t n = std::min<uint64_t>(target - pos, c.S);
+        check(rmkv_session_step(s, toks.data(), n, nullptr), "advance");
+        pos += n;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    std::string which = "tiny,small,base";
+    uint64_t far = 100000;
+    int n_decode = 256;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!std::strcmp(argv[i], "--configs")) which = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--far")) far = std::strtoull(argv[i + 1], nullptr, 10);
+        else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
+    }
+    const Cfg cfgs[] = {{"tiny", 256, 4, 4, 16, 128, 4096}, {"small", 512, 8, 8, 32, 256, 16384}, {"base", 768, 12, 12, 32, 256, 32000}};
+
+    std::printf("rmkv %s inference benchmark, %d threads\n", rmkv_version(), omp_get_max_threads());
+    double bw = read_bandwidth_gbs();
+    double peak = sgemm_peak_gflops();
+    std::printf("machine: read bandwidth %.1f GB/s, sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3)\n\n", bw, peak);
+    std::printf("%-6s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
+                "decode@far", "far/1k", "roofline");
+    std::printf("%-6s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
+
+    for (const Cfg &c : cfgs) {
+        if (which.find(c.name) == std::string::npos) continue;
+        rmkv_model *m = nullptr;
+        check(rmkv_model_create(json_of(c).c_str(), nullptr, 1, nullptr, &m), "create");
+        size_t need = 0;
+        rmkv_model_config_json(m, nullptr, 0, &need);
+        std::string cj(need, '\0');
+        check(rmkv_model_config_json(m, cj.data(), need, &need), "config");
+        int F = std::atoi(cj.c_str() + cj.find("\"ffn_hidden\":") + 13);
+        rmkv_session *s = nullptr;
+        check(rmkv_session_new(m, nullptr, &s), "session");
+
+        // Prefill: whole segments, logits of the last token of each.
+        std::vector<int32_t> toks(c.S);
+        for (int i = 0; i < c.S; ++i) toks[i] = (i * 131) % c.V;
+        std::vector<float> logits(c.V);
+        check(rmkv_session_step(s, toks.data(), c.S, logits.data()), "warmup");
+        int segs = std::max(2, 8192 / c.S / (c.D / 256));
+        double t0 = now();
+        for (int i = 0; i < segs; ++i) check(rmkv_session_step(s, toks.data(), c.S, logits.data()), "prefill");
+        double prefill_tps = segs * c.S / (now() - t0);
+        double prefill_frac = prefill_tps * prefill_flops(c, F, c.S) / 1e9 / peak;
+
+        check(rmkv_session_reset(s), "reset");
+        decode_ms(s, 8, c.V);  // warm the one-row kernels
+        check(rmkv_session_reset(s), "reset");
+        double dec0 = decode_ms(s, n_decode, c.V);
+        advance_to(s, 1000, c);
+        double dec1k = decode_ms(s, n_decode, c.V);
+        advance_to(s, far, c);
+        double decfar = decode_ms(s, n_decode, c.V);
+        double roof_ms = decode_bytes(c, F) / (bw * 1e9) * 1000.0;
+
+        std::printf("%-6s %9.1fM %8.0f %11.1f%% %10.3f %10.3f %10.3f %8.3fx %8.1f%%\n", c.name,
+                    rmkv_model_n_params(m) / 1e6, prefill_tps, 100 * prefill_frac, dec0, dec1k, decfar, decfar / dec1k,
+                    100 * roof_ms / dec1k);
+        std::fflush(stdout);
+        rmkv_session_free(s);
+        rmkv_model_free(m);
+    }
+    std::printf("\ndecode = mean over %d one-token steps (a full segment cycle with its memory rewrite);\n"
+                "roofline = weight bytes read per token / read bandwidth; far = position %llu.\n",
+                n_decode, static_cast<unsigned long long>(far));
+    return 0;
+}
