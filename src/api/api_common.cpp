@@ -1,5 +1,6 @@
 // rmkv_version, errors and logging.
 #include "api/guard.h"
+#include "api/params.h"
 #include "core/log.h"
 
 #define RMKV_STR2(x) #x
@@ -14,7 +15,7 @@ RMKV_API const char *rmkv_version(void) {
 RMKV_API const char *rmkv_last_error(void) { return rmkv::last_error(); }
 
 RMKV_API const char *rmkv_status_string(rmkv_status status) {
-    switch (status) {
+    switch (rmkv::raw_enum(status)) {
     case RMKV_OK: return "RMKV_OK";
     case RMKV_ERR_INVALID_ARGUMENT: return "RMKV_ERR_INVALID_ARGUMENT";
     case RMKV_ERR_IO: return "RMKV_ERR_IO";
@@ -30,7 +31,9 @@ RMKV_API const char *rmkv_status_string(rmkv_status status) {
 }
 
 RMKV_API void rmkv_set_log_callback(rmkv_log_callback callback, void *user_data, rmkv_log_level min_level) {
-    rmkv::set_log_sink(callback, user_data, min_level);
+    int level = rmkv::raw_enum(min_level);
+    level = level < RMKV_LOG_DEBUG ? RMKV_LOG_DEBUG : level > RMKV_LOG_ERROR ? RMKV_LOG_ERROR : level;
+    rmkv::set_log_sink(callback, user_data, static_cast<rmkv_log_level>(level));
 }
 
 }  // extern "C"

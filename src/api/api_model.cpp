@@ -55,7 +55,10 @@ RMKV_API rmkv_status rmkv_model_save_as(const rmkv_model *model, const char *pat
     return guarded([&] {
         require_not_null(model, "model");
         require_not_null(path, "path");
-        model->save(path, dtype);
+        int dt = raw_enum(dtype);
+        if (dt != RMKV_DTYPE_F32 && dt != RMKV_DTYPE_BF16 && dt != RMKV_DTYPE_F16)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "dtype ", dt, " is not RMKV_DTYPE_F32, _BF16 or _F16");
+        model->save(path, static_cast<rmkv_dtype>(dt));
     });
 }
 

@@ -29,6 +29,16 @@ inline void check_size(size_t size, size_t limit, const char *name) {
     if (size > limit) fail(RMKV_ERR_INVALID_ARGUMENT, name, " = ", size, " is absurdly large (limit ", limit, ")");
 }
 
+// The integer a C caller put in an enum parameter. C allows any int there; in C++
+// reading an out-of-range enum is undefined, so the bytes are copied instead.
+template <class E>
+int raw_enum(const E &e) {
+    static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
+    int v;
+    std::memcpy(&v, &e, sizeof v);
+    return v;
+}
+
 // The (buf, capacity, &needed) convention.
 inline void copy_out(const void *src, size_t size, void *buf, size_t capacity, size_t *needed) {
     *needed = size;

@@ -161,8 +161,6 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
 }
 
 void rmkv_model::save(const std::string &path, rmkv_dtype dtype) const {
-    if (dtype != RMKV_DTYPE_F32 && dtype != RMKV_DTYPE_BF16 && dtype != RMKV_DTYPE_F16)
-        fail(RMKV_ERR_INVALID_ARGUMENT, "dtype ", static_cast<int>(dtype), " is not F32, BF16 or F16");
     auto stream = backend_->new_stream();
     // Host copies, as stored (rounded for 16-bit dtypes) so the fingerprint matches the file.
     std::vector<std::vector<float>> host(specs_.size());

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (Debian 12 packages, the npm
+# packages of the tokenizer oracle), builds, and runs every test that needs no
+# GPU; then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# and a consumer project against the installed library.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+JOBS=${JOBS:-$(nproc)}
+
+PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev
+          python3 python3-torch python3-numpy nodejs npm"
+missing=""
+for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "== installing:$missing"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing
+fi
+if [ -f tests/tokenizer/hf/package-lock.json ]; then
+  echo "== npm ci (tests/tokenizer/hf)"
+  (cd tests/tokenizer/hf && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+echo "== build (Release) and test"
+cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$ROOT/build-ci/install" >/dev/null
+cmake --build build-ci -j"$JOBS"
+ctest --test-dir build-ci --output-on-failure -j"$JOBS"
+
+echo "== install, and build a consumer project against the installed tree"
+cmake --install build-ci >/dev/null
+rm -rf build-ci/consumer
+cmake -S examples/consumer -B build-ci/consumer -DCMAKE_PREFIX_PATH="$ROOT/build-ci/install" >/dev/null
+cmake --build build-ci/consumer -j"$JOBS"
+LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" build-ci/consumer/consumer
+
+echo "== unit tests under ASan + UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRMKV_SANITIZE="address;undefined" -DRMKV_BUILD_TOOLS=OFF >/dev/null
+cmake --build build-asan -j"$JOBS"
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -L unit -j"$JOBS"
