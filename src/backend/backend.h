@@ -52,13 +52,14 @@ public:
                       int64_t d, float eps) = 0;
     // X[n, D] = tok_emb[tokens[i]] (tokens in host memory, already validated).
     virtual void embed(Stream &s, float *X, const float *tok_emb, const int32_t *tokens_host, int64_t n, int64_t d) = 0;
-    // X[i] += table[i] for n rows (learned positions).
-    virtual void add(Stream &s, float *x, const float *a, int64_t n) = 0;
+    // out[i] = a[i] + b[i] (out may alias a).
+    virtual void add(Stream &s, float *out, const float *a, const float *b, int64_t n) = 0;
     // X[i, :] += PE(p0 + i) (sincos).
     virtual void add_sincos(Stream &s, float *X, int64_t n, int64_t d, int64_t p0) = 0;
-    // Rotates n rows of x (row stride ld) in place, heads of head_dim, positions t0..t0+n-1.
+    // Rotates n rows of x (row stride ld) in place, heads of head_dim, positions
+    // t0..t0+n-1; `inverse` rotates back (the backward of RoPE).
     virtual void rope(Stream &s, float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0,
-                      float theta) = 0;
+                      float theta, bool inverse) = 0;
     // out[nq, H*hd] = softmax(q k^T / sqrt(hd) + mask) v per head. Query row i sees key
     // rows 0 .. min(nk, visible0 + i + 1) - 1; kv head of query head h is h / (H / Hkv).
     // k, v: [nk, Hkv*hd] with row stride ldkv.
@@ -71,10 +72,10 @@ public:
     // Attention pooling: out[M, D] = softmax_rows(P x^T / sqrt(D)) x, x [T, D].
     virtual void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) = 0;
     // The recurrent cells, given the gate pre-activations (SPEC section 4, step 6):
-    // gru: gi = W_ih s + b_ih, gh = W_hh h + b_hh, each [M, 3D]; lstm: gi + gh [M, 4D]
-    // and c (updated in place); minimal: ab = W [h, s] + b, [M, 2D] (gh, c NULL).
-    virtual void cell(Stream &s, CellKind kind, float *m_out, float *c_inout, const float *gi, const float *gh,
-                      const float *h, int64_t M, int64_t D) = 0;
+    // gru: gi = W_ih s + b_ih, gh = W_hh h + b_hh, each [M, 3D]; lstm: gi, gh [M, 4D],
+    // c_in -> c_out (may alias); minimal: gi = W [h, s] + b, [M, 2D] (gh, c NULL).
+    virtual void cell(Stream &s, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi,
+                      const float *gh, const float *h, int64_t M, int64_t D) = 0;
     // dst[M, 2D] = [a | b] row-wise concat of a[M, D], b[M, D].
     virtual void concat_cols(Stream &s, float *dst, const float *a, const float *b, int64_t M, int64_t D) = 0;
 };

@@ -1,7 +1,12 @@
-// The forward pass of SPEC section 4, written once against the backend interface:
-// tokens of the current segment are processed in chunks (a whole segment for
-// prefill, one token for decoding) against per-layer caches, and the memory is
-// rewritten from those caches when the segment ends.
+// The forward pass of SPEC section 4, written once against the backend interface.
+//
+// Tokens of the current segment are processed in chunks (a whole segment for
+// prefill and training, one token for decoding) against per-layer caches
+// (LayerState), and the memory is rewritten from those caches when the segment
+// ends. Where each intermediate goes is given by a LayerActs: in inference every
+// layer points to one shared workspace (buffers alias, operations run in place);
+// in training each segment and layer has its own buffers, kept for the backward
+// pass (src/train/).
 #pragma once
 
 #include <cstdint>
@@ -12,7 +17,7 @@
 
 namespace rmkv {
 
-// Everything one stream of text carries on a backend. Sizes are bounded by S.
+// What one stream of text carries for a layer between chunks. Sizes bounded by S.
 struct LayerState {
     float *memory;  // [M, D]  m_l, the memory read by the current segment
     float *cell;    // [M, D]  c_l (lstm only, else NULL)
@@ -22,28 +27,58 @@ struct LayerState {
     float *tok_out; // [S, D]  O_x rows of the segment (pooled at the rewrite)
 };
 
-// Scratch for one chunk of up to S tokens; allocated once per session.
+// Intermediates of one layer for a chunk of n tokens (rows) and for the memory
+// update. Pointers may alias where noted for inference.
+struct LayerActs {
+    float *x_in;      // [n, D] input of the layer
+    float *xn;        // [n, D] norm1(x_in)
+    float *q;         // [n, D] queries after RoPE
+    float *attn;      // [n, D] attention output, before Wo
+    float *x_mid;     // [n, D] x_in + O_x (may alias x_in)
+    float *xn2;       // [n, D] norm2(x_mid)
+    float *ffn_a;     // [n, F] swiglu: gate(xn2)
+    float *ffn_b;     // [n, F] up(xn2)
+    float *ffn_h;     // [n, F] activation (may alias ffn_a)
+    float *x_out;     // [n, D] output of the layer (may alias x_mid)
+    float *mem_xn;    // [M, D] norm1(memory)
+    float *mem_attn;  // [M, D] attention output of the memory rows, before Wo
+    float *mem_out;   // [M, D] O_m
+    float *pooled;    // [M, D] s, the attention pooling of O_x
+    float *gates_i;   // [M, G*D] W_ih s + b_ih (minimal: W [h, s] + b)
+    float *gates_h;   // [M, G*D] W_hh h + b_hh
+    float *cat;       // [M, 2D] [h, s] (minimal)
+};
+
+// Scratch of an inference session: one set of buffers shared by every layer.
 struct Workspace {
-    float *x, *xn, *q, *attn, *h1, *h2;  // [S, D] x4, [S, F] x2
-    float *mem_out, *pooled, *gates_i, *gates_h, *cat, *new_memory;  // memory update, [M, *]
-    float *logits;  // [V]
+    float *x, *xn, *q, *attn, *h1, *h2;                    // [R, D] x4 (R = max(S, M)), [S, F] x2
+    float *mem_out, *pooled, *gates_i, *gates_h, *cat;     // memory update, [M, *]
+    float *logits;                                         // [V]
+    LayerActs acts() const;                                // every layer on these buffers
 };
 
 class SegmentForward {
 public:
     SegmentForward(const rmkv_model &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {}
 
-    // Computes the memory rows' queries, keys and values from each layer's memory
-    // (start of a segment).
-    void prepare_memory(std::vector<LayerState> &layers, Workspace &ws);
+    // X[n, D] = embeddings of n tokens (host, validated) at segment offset t0, stream position p.
+    void embed(float *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p);
+    // Memory rows' norm, queries, keys and values (start of a segment).
+    void layer_memory(size_t l, LayerState &s, const LayerActs &a);
+    // One layer over n token rows at segment offset t0: a.x_in -> a.x_out, caches appended.
+    void layer_tokens(size_t l, LayerState &s, const LayerActs &a, int64_t n, int64_t t0);
+    // The memory update of layer l from a segment of T tokens: writes the new memory
+    // to new_memory and (lstm) the new cell to new_cell (may alias s.memory / s.cell).
+    void layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, float *new_memory, float *new_cell);
+    // xn_f[rows, D] = norm_f(x), logits[rows, V] = xn_f head^T.
+    void head(const float *x, float *xn_f, float *logits, int64_t rows);
 
-    // Processes n tokens (host memory, validated) at segment offset t0 and stream
-    // position p. Logits: none (logits NULL), of the last token (logits [V]), or of
-    // every token (all_rows, logits [n, V]).
+    // Inference conveniences over all layers with workspace buffers.
+    void prepare_memory(std::vector<LayerState> &layers, Workspace &ws);
+    // Logits: none (logits NULL), of the last token (logits [V]), or of every token
+    // (all_rows, logits [n, V]).
     void tokens(std::vector<LayerState> &layers, Workspace &ws, const int32_t *tokens, int64_t n, int64_t t0,
                 int64_t p, float *logits, bool all_rows);
-
-    // Rewrites every layer's memory (and LSTM cell) from a segment of T tokens.
     void rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T);
 
 private:
@@ -51,5 +86,8 @@ private:
     Stream &st_;
     Backend &be_;
 };
+
+NormKind norm_kind(const Config &c);
+CellKind cell_kind(const Config &c);
 
 }  // namespace rmkv

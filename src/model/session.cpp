@@ -36,7 +36,7 @@ void rmkv_session::allocate() {
         }
         ws_.x = get(R * D), ws_.xn = get(R * D), ws_.q = get(R * D), ws_.attn = get(R * D);
         ws_.h1 = get(S * F), ws_.h2 = get(S * F);
-        ws_.mem_out = get(M * D), ws_.pooled = get(M * D), ws_.new_memory = get(M * D);
+        ws_.mem_out = get(M * D), ws_.pooled = get(M * D);
         ws_.gates_i = get(M * G * D), ws_.gates_h = get(M * G * D), ws_.cat = get(M * 2 * D);
         ws_.logits = get(c.vocab_size);
     } catch (...) {

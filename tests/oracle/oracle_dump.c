@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     /* The same stream in chunks that end at flush points (and cross segment ends). */
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j < n && !flush[j] && j - i < 7) ++j;
+        while (j < n && !flush[j] && j - i < 40) ++j;
         if (j == n) --j;
         if (rmkv_session_step_all(b, toks + i, j - i + 1, all + i * V) != RMKV_OK) return die("step_all");
         if (flush[j] && rmkv_session_flush(b) != RMKV_OK) return die("flush");

@@ -9,7 +9,7 @@ backward() on anything computed from the logits.
 Conventions
 - params: dict name -> torch.Tensor, names and shapes of SPEC section 3.
   Linear layers follow nn.Linear: weight [out, in], y = x W^T + b.
-- cfg: dict with every key of SPEC section 2 (use complete_config / 
+- cfg: dict with every key of SPEC section 2 (use complete_config or
   config_from_metadata to fill the defaults).
 - state: {"memory": [m_0, ..., m_{L-1}] each [M, D],
           "cell":   [c_0, ...] each [M, D] for cell == "lstm", else None}.
@@ -553,6 +553,9 @@ def stream_forward(params, cfg, tokens, flush_after=(), dtype=torch.float64,
     """Runs a token stream the way an inference session steps it and returns
     the logits after every token, [N, V].  Segment k starts at p0 = number of
     tokens before it; the memory update of a segment is used by the next one.
+
+    With return_state=True also returns the state after the last completed
+    (full or flushed) segment; tokens of a trailing open segment are not in it.
 
     carry_memory=False is a diagnostic: every segment starts from the initial
     state again (to measure how much the logits depend on the memory update).

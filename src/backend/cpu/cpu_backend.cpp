@@ -127,10 +127,11 @@ public:
     void embed(Stream &, float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_forward(X, tok_emb, tokens, n, d);
     }
-    void add(Stream &, float *x, const float *a, int64_t n) override { cpu::add_inplace(x, a, n); }
+    void add(Stream &, float *out, const float *a, const float *b, int64_t n) override { cpu::add(out, a, b, n); }
     void add_sincos(Stream &, float *X, int64_t n, int64_t d, int64_t p0) override { cpu::sincos_add(X, n, d, p0); }
-    void rope(Stream &, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta) override {
-        cpu::rope_forward(x, n, ld, h, hd, t0, theta);
+    void rope(Stream &, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
+              bool inverse) override {
+        cpu::rope(x, n, ld, h, hd, t0, theta, inverse);
     }
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0) override {
@@ -162,9 +163,9 @@ public:
     void pool(Stream &, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
         cpu::pool_forward(out, P, x, M, T, D);
     }
-    void cell(Stream &, CellKind kind, float *m_out, float *c, const float *gi, const float *gh, const float *h,
-              int64_t M, int64_t D) override {
-        cpu::cell_forward(kind, m_out, c, gi, gh, h, M, D);
+    void cell(Stream &, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
+              const float *h, int64_t M, int64_t D) override {
+        cpu::cell_forward(kind, m_out, c_out, c_in, gi, gh, h, M, D);
     }
     void concat_cols(Stream &, float *dst, const float *a, const float *b, int64_t M, int64_t D) override {
         cpu::concat_cols(dst, a, b, M, D);

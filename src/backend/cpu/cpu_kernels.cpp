@@ -73,8 +73,8 @@ void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_
     for (int64_t r = 0; r < n; ++r) std::memcpy(X + r * d, tok_emb + static_cast<int64_t>(tokens[r]) * d, sizeof(float) * d);
 }
 
-void add_inplace(float *x, const float *a, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) x[i] += a[i];
+void add(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0) {
@@ -88,13 +88,14 @@ void sincos_add(float *X, int64_t n, int64_t d, int64_t p0) {
     }
 }
 
-void rope_forward(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta) {
+void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse) {
     const int64_t half = head_dim / 2;
     for (int64_t r = 0; r < n; ++r) {
         double t = static_cast<double>(t0 + r);
         for (int64_t i = 0; i < half; ++i) {
             double angle = t * std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
             float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+            if (inverse) s = -s;
             for (int64_t h = 0; h < n_heads; ++h) {
                 float *p = x + r * ld + h * head_dim;
                 float a = p[i], b = p[i + half];
@@ -187,8 +188,8 @@ RMKV_CLONES void pool_forward(float *out, const float *P, const float *x, int64_
     }
 }
 
-void cell_forward(CellKind kind, float *m_out, float *c_inout, const float *gi, const float *gh, const float *h, int64_t M,
-                  int64_t D) {
+void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
+                  const float *h, int64_t M, int64_t D) {
     for (int64_t r = 0; r < M; ++r) {
         const float *hr = h + r * D;
         float *mr = m_out + r * D;
@@ -202,14 +203,16 @@ void cell_forward(CellKind kind, float *m_out, float *c_inout, const float *gi, 
             }
         } else if (kind == CellKind::lstm) {
             const float *a = gi + r * 4 * D, *b = gh + r * 4 * D;
-            float *cr = c_inout + r * D;
+            const float *ci = c_in + r * D;
+            float *co = c_out + r * D;
             for (int64_t i = 0; i < D; ++i) {
                 float ig = sigmoid(a[i] + b[i]);
                 float fg = sigmoid(a[D + i] + b[D + i]);
                 float gg = std::tanh(a[2 * D + i] + b[2 * D + i]);
                 float og = sigmoid(a[3 * D + i] + b[3 * D + i]);
-                cr[i] = fg * cr[i] + ig * gg;
-                mr[i] = og * std::tanh(cr[i]);
+                float cn = fg * ci[i] + ig * gg;
+                co[i] = cn;
+                mr[i] = og * std::tanh(cn);
             }
         } else {
             const float *ab = gi + r * 2 * D;
