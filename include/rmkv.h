@@ -266,6 +266,76 @@ RMKV_API rmkv_status rmkv_session_state_load_file(rmkv_session *s, const char *p
 /* Frees the session. NULL is a no-op. */
 RMKV_API void rmkv_session_free(rmkv_session *s);
 
+/* ------------------------------------------------------------------------- */
+/* Training: a trainer updates the model it was made with, in place           */
+/* ------------------------------------------------------------------------- */
+
+typedef struct rmkv_train_params {
+    size_t struct_size;
+    float learning_rate, min_learning_rate;   /* peak, and the floor of the cosine decay */
+    int64_t warmup_steps, total_steps;        /* schedule; total_steps 0 = constant after warmup */
+    float weight_decay, beta1, beta2, epsilon;
+    float grad_clip;                          /* global norm; 0 = off */
+    int32_t grad_accum_steps;                 /* rmkv_train_step calls per optimiser update */
+    float dropout;
+    uint64_t seed;
+    /* appended fields only (device, precision, checkpointing, ...) */
+} rmkv_train_params;
+
+/* Defaults: learning_rate 3e-4, min_learning_rate 3e-5, warmup_steps 100,
+   total_steps 0, weight_decay 0.1, beta1 0.9, beta2 0.95, epsilon 1e-8,
+   grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0.
+   Schedule: at optimiser step s (1, 2, ...) lr = learning_rate * s / warmup_steps
+   while s <= warmup_steps; then, when total_steps > 0, a cosine from learning_rate
+   down to min_learning_rate reached at total_steps (and held after). */
+RMKV_API rmkv_train_params rmkv_train_default_params(void);
+
+typedef struct rmkv_batch {
+    size_t struct_size;
+    size_t batch_size;              /* B sequences, each starting from the initial memory */
+    size_t n_tokens;                /* tokens per sequence */
+    const int32_t *tokens;          /* [B][n_tokens] inputs */
+    const int32_t *targets;         /* [B][n_tokens] next-token targets; -1 = no loss (prompt, padding) */
+    size_t n_segments;              /* K; 0 = consecutive segments of segment_len */
+    const int32_t *segment_lens;    /* [K], sums to n_tokens; NULL when n_segments is 0 */
+} rmkv_batch;
+
+typedef struct rmkv_train_stats {
+    size_t struct_size;
+    float loss;                     /* mean over targets != -1 */
+    float grad_norm;                /* before clipping; of the last optimiser update */
+    float learning_rate;
+    int64_t step;                   /* optimiser updates so far */
+    int64_t n_targets;
+} rmkv_train_stats;
+
+/* A trainer for `model` (not owned; it must outlive the trainer). The model's
+   weights become owned, writable memory (a mapped file is no longer referenced).
+   Sessions of the model may step between training steps, never during one.
+   Weight decay applies to the matrices of attention, cells, feed-forward and
+   head; not to norms, biases, embeddings, init_memory or pool.query. */
+RMKV_API rmkv_status rmkv_trainer_new(rmkv_model *model, const rmkv_train_params *params, rmkv_trainer **out);
+
+/* Forward and backward over the batch (every sequence from the initial memory,
+   memory and gradients flowing through its K segments), then, every
+   grad_accum_steps calls, an AdamW update with clipping and the schedule. A step
+   whose gradients are not finite is skipped (weights and moments untouched) with
+   a warning on the log; stats->grad_norm then reports the non-finite norm.
+   stats may be NULL. */
+RMKV_API rmkv_status rmkv_train_step(rmkv_trainer *t, const rmkv_batch *batch, rmkv_train_stats *stats);
+
+/* Loss and gradients of a batch without updating anything (the gradients of an
+   accumulation in progress are replaced). For inspection and checks. */
+RMKV_API rmkv_status rmkv_trainer_compute_gradients(rmkv_trainer *t, const rmkv_batch *batch, float *loss);
+
+/* The current gradient of the parameter named `name` (a tensor name of SPEC
+   section 3) as float32; *n is its element count (BUFFER_TOO_SMALL if capacity,
+   in floats, is smaller). */
+RMKV_API rmkv_status rmkv_trainer_gradient(const rmkv_trainer *t, const char *name, float *buf, size_t capacity,
+                                           size_t *n);
+
+RMKV_API void rmkv_trainer_free(rmkv_trainer *t);
+
 #ifdef __cplusplus
 }
 #endif

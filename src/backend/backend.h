@@ -78,6 +78,37 @@ public:
                       const float *gh, const float *h, int64_t M, int64_t D) = 0;
     // dst[M, 2D] = [a | b] row-wise concat of a[M, D], b[M, D].
     virtual void concat_cols(Stream &s, float *dst, const float *a, const float *b, int64_t M, int64_t D) = 0;
+
+    // ---- training: backward operations (cpu_kernels.h documents each) ----
+    // dx (+)= dy W (dx may be NULL); dW += dy^T x; db += column sums of dy (db may be NULL).
+    virtual void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy,
+                                 const float *x, const float *W, int64_t n, int64_t in, int64_t out) = 0;
+    virtual void norm_backward(Stream &s, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
+                               const float *w, int64_t n, int64_t d, float eps) = 0;
+    virtual void embed_backward(Stream &s, float *dtok_emb, const float *dX, const int32_t *tokens_host, int64_t n,
+                                int64_t d) = 0;
+    virtual void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                    const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t n_heads,
+                                    int64_t n_kv_heads, int64_t head_dim, int64_t visible0) = 0;
+    virtual void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u,
+                                 int64_t n) = 0;
+    virtual void gelu_backward(Stream &s, float *du, const float *dh, const float *u, int64_t n) = 0;
+    virtual void pool_backward(Stream &s, float *dx, float *dP, const float *dout, const float *P, const float *x,
+                               int64_t M, int64_t T, int64_t D) = 0;
+    virtual void cell_backward(Stream &s, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
+                               const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h,
+                               int64_t M, int64_t D) = 0;
+    virtual void split_cols_add(Stream &s, float *da, float *db, const float *src, int64_t M, int64_t D) = 0;
+    // Cross-entropy of logits [rows, V] against host targets (-1 = none): writes
+    // dlogits = scale * (softmax - onehot) (may alias logits), adds the summed loss to *loss_sum.
+    virtual void cross_entropy(Stream &s, float *dlogits, const float *logits, const int32_t *targets_host, int64_t rows,
+                               int64_t V, float scale, double *loss_sum) = 0;
+    // ---- optimiser ----
+    virtual void fill(Stream &s, float *x, float value, size_t n) = 0;
+    virtual double sum_squares(Stream &s, const float *x, size_t n) = 0;  // synchronises
+    // p -= lr * wd * p; m, v moments of g * grad_scale; p -= lr * mhat / (sqrt(vhat) + eps).
+    virtual void adamw(Stream &s, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1,
+                       float beta2, float eps, float weight_decay, float grad_scale, int64_t step) = 0;
 };
 
 // "cpu", "cuda", "cuda:N". Backends are shared by every model that names the same

@@ -43,6 +43,45 @@ size_t rmkv_model::n_params() const {
 
 void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_); }
 
+const std::vector<float *> &rmkv_model::writable_params() {
+    for (size_t i = 0; i < params_.size(); ++i) {
+        if (params_[i] != sources_[i]) continue;  // already the backend's own copy
+        size_t n = static_cast<size_t>(specs_[i].numel);
+        float *owned = backend_->alloc(n);
+        auto stream = backend_->new_stream();
+        backend_->copy(*stream, owned, params_[i], n);
+        backend_->sync(*stream);
+        backend_->release_weights(params_[i], sources_[i]);
+        params_[i] = owned;
+        sources_[i] = nullptr;  // released with free(), never aliases host memory
+    }
+    bind();
+    return params_;
+}
+
+void rmkv_model::weights_changed() {
+    std::lock_guard<std::mutex> lock(id_mutex_);
+    id_stale_ = true;
+}
+
+const std::string &rmkv_model::model_id() const {
+    std::lock_guard<std::mutex> lock(id_mutex_);
+    if (id_stale_) {
+        auto stream = backend_->new_stream();
+        std::vector<std::vector<float>> host(specs_.size());
+        std::vector<const float *> ptrs;
+        for (size_t i = 0; i < specs_.size(); ++i) {
+            host[i].resize(static_cast<size_t>(specs_[i].numel));
+            backend_->to_host(*stream, host[i].data(), params_[i], host[i].size());
+            ptrs.push_back(host[i].data());
+        }
+        backend_->sync(*stream);
+        model_id_ = model_fingerprint(config_.to_json(), specs_, ptrs);
+        id_stale_ = false;
+    }
+    return model_id_;
+}
+
 rmkv_model::~rmkv_model() {
     if (backend_)
         for (size_t i = 0; i < params_.size(); ++i)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,13 @@ public:
     const rmkv::Config &config() const { return config_; }
     const rmkv::ModelWeights &weights() const { return weights_; }
     rmkv::Backend &backend() const { return *backend_; }
-    const std::string &model_id() const { return model_id_; }
+    const std::string &model_id() const;
+
+    // For a trainer, the one writer: makes every weight owned backend memory (no
+    // longer pointing into a mapped file or a caller's buffer) and returns the
+    // parameters to update. Call weights_changed() after each update.
+    const std::vector<float *> &writable_params();
+    void weights_changed();
     const rmkv_tokenizer *tokenizer() const { return tokenizer_.get(); }
     const std::vector<rmkv::ParamSpec> &specs() const { return specs_; }
     const std::vector<float *> &params() const { return params_; }
@@ -47,7 +54,9 @@ private:
     rmkv::ModelWeights weights_{};
     std::shared_ptr<rmkv::Backend> backend_;
     std::unique_ptr<rmkv_tokenizer> tokenizer_;
-    std::string model_id_;
+    mutable std::string model_id_;
+    mutable bool id_stale_ = false;  // weights changed since model_id_ was computed
+    mutable std::mutex id_mutex_;
     // Owners of host memory the weights may point into.
     std::unique_ptr<rmkv::MappedFile> file_;
     std::vector<uint8_t> buffer_;

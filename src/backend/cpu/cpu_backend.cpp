@@ -20,19 +20,22 @@ namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
+// dst[m, n] (+)= src[m, k] wei[k, n] (+ bias[n]); src and wei each stored plain or
+// transposed (row-major [k, m] / [n, k]).
 struct MatmulKey {
-    int64_t n, in, out;
-    bool bias, accumulate;
+    int64_t m, k, n;
+    bool src_t, wei_t, bias, accumulate;
     bool operator==(const MatmulKey &o) const {
-        return n == o.n && in == o.in && out == o.out && bias == o.bias && accumulate == o.accumulate;
+        return m == o.m && k == o.k && n == o.n && src_t == o.src_t && wei_t == o.wei_t && bias == o.bias &&
+               accumulate == o.accumulate;
     }
 };
 struct MatmulKeyHash {
     size_t operator()(const MatmulKey &k) const {
-        size_t h = std::hash<int64_t>()(k.n);
-        h = h * 1000003u ^ std::hash<int64_t>()(k.in);
-        h = h * 1000003u ^ std::hash<int64_t>()(k.out);
-        return h * 4u + (k.bias ? 2u : 0u) + (k.accumulate ? 1u : 0u);
+        size_t h = std::hash<int64_t>()(k.m);
+        h = h * 1000003u ^ std::hash<int64_t>()(k.k);
+        h = h * 1000003u ^ std::hash<int64_t>()(k.n);
+        return h * 16u + (k.src_t ? 8u : 0u) + (k.wei_t ? 4u : 0u) + (k.bias ? 2u : 0u) + (k.accumulate ? 1u : 0u);
     }
 };
 
@@ -99,21 +102,25 @@ public:
             cpu::gemv(y, x, W, b, in, out, accumulate);
             return;
         }
+        run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate}, x, W, b, y);
+    }
+
+    // Runs a cached primitive with this stream's memory objects: no allocation.
+    void run_matmul(Stream &s, const MatmulKey &key, const float *src, const float *wei, const float *b, float *y) {
         auto &st = static_cast<CpuStream &>(s);
-        MatmulKey key{n, in, out, b != nullptr, accumulate};
         auto it = st.bound.find(key);
         if (it == st.bound.end()) {
             const Matmul *mm = matmul(key);
             Bound bd{mm, dnnl::memory(mm->src, engine_, nullptr), dnnl::memory(mm->wei, engine_, nullptr),
                      dnnl::memory(mm->bias, engine_, nullptr), dnnl::memory(mm->dst, engine_, nullptr), {}};
             bd.args = {{DNNL_ARG_SRC, bd.src}, {DNNL_ARG_WEIGHTS, bd.wei}, {DNNL_ARG_DST, bd.dst}, {DNNL_ARG_SCRATCHPAD, {}}};
-            if (b) bd.args[DNNL_ARG_BIAS] = bd.bias;
+            if (key.bias) bd.args[DNNL_ARG_BIAS] = bd.bias;
             ensure_scratch(st, mm->scratch.get_size());
             it = st.bound.emplace(key, std::move(bd)).first;
         }
         Bound &bd = it->second;
-        bd.src.set_data_handle(const_cast<float *>(x));
-        bd.wei.set_data_handle(const_cast<float *>(W));
+        bd.src.set_data_handle(const_cast<float *>(src));
+        bd.wei.set_data_handle(const_cast<float *>(wei));
         bd.dst.set_data_handle(y);
         if (b) bd.bias.set_data_handle(const_cast<float *>(b));
         bd.args[DNNL_ARG_SCRATCHPAD] = st.scratch;
@@ -171,6 +178,70 @@ public:
         cpu::concat_cols(dst, a, b, M, D);
     }
 
+    void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy, const float *x,
+                         const float *W, int64_t n, int64_t in, int64_t out) override {
+        if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate}, dy, W, nullptr, dx);
+        if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true}, dy, x, nullptr, dW);
+        if (db)
+            for (int64_t r = 0; r < n; ++r)
+                for (int64_t o = 0; o < out; ++o) db[o] += dy[r * out + o];
+    }
+    void norm_backward(Stream &, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, int64_t n, int64_t d, float eps) override {
+        cpu::norm_backward(kind, dx, dw, db, dy, x, w, n, d, eps);
+    }
+    void embed_backward(Stream &, float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d) override {
+        cpu::embed_backward(dtok_emb, dX, tokens, n, d);
+    }
+    void attention_backward(Stream &, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                            const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
+                            int64_t visible0) override {
+        cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+    }
+    void swiglu_backward(Stream &, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
+        cpu::swiglu_backward(dg, du, dh, g, u, n);
+    }
+    void gelu_backward(Stream &, float *du, const float *dh, const float *u, int64_t n) override {
+        cpu::gelu_backward(du, dh, u, n);
+    }
+    void pool_backward(Stream &, float *dx, float *dP, const float *dout, const float *P, const float *x, int64_t M,
+                       int64_t T, int64_t D) override {
+        cpu::pool_backward(dx, dP, dout, P, x, M, T, D);
+    }
+    void cell_backward(Stream &, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
+                       const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h, int64_t M,
+                       int64_t D) override {
+        cpu::cell_backward(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D);
+    }
+    void split_cols_add(Stream &, float *da, float *db, const float *src, int64_t M, int64_t D) override {
+        cpu::split_cols_add(da, db, src, M, D);
+    }
+    void cross_entropy(Stream &, float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
+                       float scale, double *loss_sum) override {
+        *loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, scale);
+    }
+    void fill(Stream &, float *x, float value, size_t n) override { std::fill(x, x + n, value); }
+    double sum_squares(Stream &, const float *x, size_t n) override {
+        double total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+        return total;
+    }
+    void adamw(Stream &, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
+               float eps, float weight_decay, float grad_scale, int64_t step) override {
+        const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+        const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+        const float step_size = static_cast<float>(lr / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+        const float decay = 1.0f - lr * weight_decay;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; ++i) {
+            float gi = g[i] * grad_scale;
+            m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+            v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+            p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+        }
+    }
+
 private:
     static constexpr int64_t kGemmAttentionRows = 16;
 
@@ -214,10 +285,10 @@ private:
         std::lock_guard<std::mutex> lock(mutex_);
         auto it = cache_.find(k);
         if (it != cache_.end()) return it->second.get();
-        dnnl::memory::desc src({k.n, k.in}, dt::f32, tag::ab);
-        dnnl::memory::desc wei({k.in, k.out}, dt::f32, tag::ba);  // W[out, in] row-major, used transposed
-        dnnl::memory::desc bias({1, k.out}, dt::f32, tag::ab);
-        dnnl::memory::desc dst({k.n, k.out}, dt::f32, tag::ab);
+        dnnl::memory::desc src({k.m, k.k}, dt::f32, k.src_t ? tag::ba : tag::ab);
+        dnnl::memory::desc wei({k.k, k.n}, dt::f32, k.wei_t ? tag::ba : tag::ab);
+        dnnl::memory::desc bias({1, k.n}, dt::f32, tag::ab);
+        dnnl::memory::desc dst({k.m, k.n}, dt::f32, tag::ab);
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
         if (k.accumulate) {

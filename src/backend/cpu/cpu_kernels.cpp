@@ -17,38 +17,60 @@ namespace {
 
 // dot and axpy are inlined into each target clone of their callers, so they
 // vectorise for the machine without a dispatch per call.
-__attribute__((always_inline)) inline float dot(const float *a, const float *b, int64_t n) {
+template <class T>
+__attribute__((always_inline)) inline T dot(const T *a, const T *b, int64_t n) {
     // Eight partial sums: vectorises, and keeps the order fixed for every caller.
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-    float s = 0;
+    T s = 0;
     for (; i < n; ++i) s += a[i] * b[i];
     return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-__attribute__((always_inline)) inline void axpy(float *y, float a, const float *x, int64_t n) {
+template <class T>
+__attribute__((always_inline)) inline void axpy(T *y, T a, const T *x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-inline float silu(float x) { return x * sigmoid(x); }
+template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <class T> inline T silu(T x) { return x * sigmoid(x); }
 
-// Per-thread scratch for attention scores; grows once to the largest row seen.
-float *scores_buffer(int64_t n) {
-    thread_local std::vector<float> buf;
-    if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-    return buf.data();
+// Per-thread scratch; grows once to the largest row seen.
+template <class T>
+T *scratch(int64_t n, int slot) {
+    thread_local std::vector<T> buf[2];
+    if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
+    return buf[slot].data();
+}
+
+// Softmax of q . k_j * scale over the visible keys, into p[0, nvis).
+template <class T>
+__attribute__((always_inline)) inline void attention_probs(T *p, const T *qi, const T *k, int64_t nvis, int64_t ldkv,
+                                                           int64_t koff, int64_t hd, T scale) {
+    T mx = -INFINITY;
+    for (int64_t j = 0; j < nvis; ++j) {
+        p[j] = dot(qi, k + j * ldkv + koff, hd) * scale;
+        mx = std::max(mx, p[j]);
+    }
+    T sum = 0;
+    for (int64_t j = 0; j < nvis; ++j) {
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+    }
+    T inv = T(1) / sum;
+    for (int64_t j = 0; j < nvis; ++j) p[j] *= inv;
 }
 
 }  // namespace
 
-void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d, float eps) {
+template <class T>
+void norm_forward(NormKind kind, T *y, const T *x, const T *w, const T *b, int64_t n, int64_t d, T eps) {
 #pragma omp parallel for if (n > 4) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
-        const float *xr = x + r * d;
-        float *yr = y + r * d;
+        const T *xr = x + r * d;
+        T *yr = y + r * d;
         double mean = 0;
         if (kind == NormKind::layernorm) {
             for (int64_t i = 0; i < d; ++i) mean += xr[i];
@@ -60,8 +82,8 @@ void norm_forward(NormKind kind, float *y, const float *x, const float *w, const
             var += c * c;
         }
         var /= static_cast<double>(d);
-        float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
-        float mu = static_cast<float>(mean);
+        T inv = static_cast<T>(1.0 / std::sqrt(var + eps));
+        T mu = static_cast<T>(mean);
         if (b)
             for (int64_t i = 0; i < d; ++i) yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
         else
@@ -69,36 +91,91 @@ void norm_forward(NormKind kind, float *y, const float *x, const float *w, const
     }
 }
 
-void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d) {
-    for (int64_t r = 0; r < n; ++r) std::memcpy(X + r * d, tok_emb + static_cast<int64_t>(tokens[r]) * d, sizeof(float) * d);
+template <class T>
+void norm_backward(NormKind kind, T *dx, T *dw, T *db, const T *dy, const T *x, const T *w, int64_t n, int64_t d, T eps) {
+    // Parameter gradients are sums over rows: reduce per thread, then add.
+    std::vector<double> gw(static_cast<size_t>(d), 0.0), gb(static_cast<size_t>(d), 0.0);
+#pragma omp parallel if (n > 4)
+    {
+        std::vector<double> lw(static_cast<size_t>(d), 0.0), lb(static_cast<size_t>(d), 0.0);
+        std::vector<T> xhat(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n; ++r) {
+            const T *xr = x + r * d, *dyr = dy + r * d;
+            T *dxr = dx + r * d;
+            double mean = 0;
+            if (kind == NormKind::layernorm) {
+                for (int64_t i = 0; i < d; ++i) mean += xr[i];
+                mean /= static_cast<double>(d);
+            }
+            double var = 0;
+            for (int64_t i = 0; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+            var /= static_cast<double>(d);
+            double inv = 1.0 / std::sqrt(var + eps);
+            double s1 = 0, s2 = 0;  // sum g, sum g * xhat with g = dy * w
+            for (int64_t i = 0; i < d; ++i) {
+                xhat[i] = static_cast<T>((xr[i] - mean) * inv);
+                double g = static_cast<double>(dyr[i]) * w[i];
+                s1 += g;
+                s2 += g * xhat[i];
+                lw[i] += static_cast<double>(dyr[i]) * xhat[i];
+                lb[i] += dyr[i];
+            }
+            if (kind == NormKind::layernorm) {
+                for (int64_t i = 0; i < d; ++i)
+                    dxr[i] += static_cast<T>(inv * (static_cast<double>(dyr[i]) * w[i] - s1 / d - xhat[i] * s2 / d));
+            } else {
+                for (int64_t i = 0; i < d; ++i)
+                    dxr[i] += static_cast<T>(inv * (static_cast<double>(dyr[i]) * w[i] - xhat[i] * s2 / d));
+            }
+        }
+#pragma omp critical
+        for (int64_t i = 0; i < d; ++i) gw[i] += lw[i], gb[i] += lb[i];
+    }
+    for (int64_t i = 0; i < d; ++i) dw[i] += static_cast<T>(gw[i]);
+    if (db)
+        for (int64_t i = 0; i < d; ++i) db[i] += static_cast<T>(gb[i]);
 }
 
-void add(float *out, const float *a, const float *b, int64_t n) {
+template <class T>
+void embed_forward(T *X, const T *tok_emb, const int32_t *tokens, int64_t n, int64_t d) {
+    for (int64_t r = 0; r < n; ++r) std::memcpy(X + r * d, tok_emb + static_cast<int64_t>(tokens[r]) * d, sizeof(T) * d);
+}
+
+template <class T>
+void embed_backward(T *dtok_emb, const T *dX, const int32_t *tokens, int64_t n, int64_t d) {
+    for (int64_t r = 0; r < n; ++r) axpy(dtok_emb + static_cast<int64_t>(tokens[r]) * d, T(1), dX + r * d, d);
+}
+
+template <class T>
+void add(T *out, const T *a, const T *b, int64_t n) {
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
-void sincos_add(float *X, int64_t n, int64_t d, int64_t p0) {
+template <class T>
+void sincos_add(T *X, int64_t n, int64_t d, int64_t p0) {
     for (int64_t r = 0; r < n; ++r) {
         double p = static_cast<double>(p0 + r);
         for (int64_t i = 0; 2 * i < d; ++i) {
             double angle = p / std::pow(10000.0, static_cast<double>(2 * i) / static_cast<double>(d));
-            X[r * d + 2 * i] += static_cast<float>(std::sin(angle));
-            if (2 * i + 1 < d) X[r * d + 2 * i + 1] += static_cast<float>(std::cos(angle));
+            X[r * d + 2 * i] += static_cast<T>(std::sin(angle));
+            if (2 * i + 1 < d) X[r * d + 2 * i + 1] += static_cast<T>(std::cos(angle));
         }
     }
 }
 
-void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse) {
+template <class T>
+void rope(T *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, T theta, bool inverse) {
     const int64_t half = head_dim / 2;
     for (int64_t r = 0; r < n; ++r) {
         double t = static_cast<double>(t0 + r);
         for (int64_t i = 0; i < half; ++i) {
             double angle = t * std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-            float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+            T c = static_cast<T>(std::cos(angle)), s = static_cast<T>(std::sin(angle));
             if (inverse) s = -s;
             for (int64_t h = 0; h < n_heads; ++h) {
-                float *p = x + r * ld + h * head_dim;
-                float a = p[i], b = p[i + half];
+                T *p = x + r * ld + h * head_dim;
+                T a = p[i], b = p[i + half];
                 p[i] = a * c - b * s;
                 p[i + half] = b * c + a * s;
             }
@@ -106,33 +183,259 @@ void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, in
     }
 }
 
-RMKV_CLONES void attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
-                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0) {
+template <class T>
+RMKV_CLONES void attention_forward(T *out, const T *q, const T *k, const T *v, int64_t nq, int64_t nk, int64_t ldkv,
+                                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0) {
     const int64_t group = n_heads / n_kv_heads, D = n_heads * head_dim;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const T scale = T(1) / std::sqrt(static_cast<T>(head_dim));
 #pragma omp parallel for collapse(2) if (nq * n_heads > 1) schedule(dynamic, 1)
     for (int64_t i = 0; i < nq; ++i) {
         for (int64_t h = 0; h < n_heads; ++h) {
-            const int64_t nvis = std::min(nk, visible0 + i + 1);
-            const int64_t kvh = h / group;
-            const float *qi = q + i * D + h * head_dim;
-            float *sc = scores_buffer(nvis);
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < nvis; ++j) {
-                sc[j] = dot(qi, k + j * ldkv + kvh * head_dim, head_dim) * scale;
-                mx = std::max(mx, sc[j]);
-            }
-            float sum = 0;
-            for (int64_t j = 0; j < nvis; ++j) {
-                sc[j] = std::exp(sc[j] - mx);
-                sum += sc[j];
-            }
-            float inv = 1.0f / sum;
-            float *o = out + i * D + h * head_dim;
-            std::fill(o, o + head_dim, 0.0f);
-            for (int64_t j = 0; j < nvis; ++j) axpy(o, sc[j] * inv, v + j * ldkv + kvh * head_dim, head_dim);
+            const int64_t nvis = std::min(nk, visible0 + i + 1), koff = (h / group) * head_dim;
+            T *p = scratch<T>(nvis, 0);
+            attention_probs(p, q + i * D + h * head_dim, k, nvis, ldkv, koff, head_dim, scale);
+            T *o = out + i * D + h * head_dim;
+            std::fill(o, o + head_dim, T(0));
+            for (int64_t j = 0; j < nvis; ++j) axpy(o, p[j], v + j * ldkv + koff, head_dim);
         }
     }
+}
+
+template <class T>
+RMKV_CLONES void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, int64_t nq,
+                                    int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                    int64_t visible0) {
+    const int64_t group = n_heads / n_kv_heads, D = n_heads * head_dim;
+    const T scale = T(1) / std::sqrt(static_cast<T>(head_dim));
+    // dk and dv of a kv head collect every query of its group: one kv head per thread.
+#pragma omp parallel for if (n_kv_heads > 1) schedule(dynamic, 1)
+    for (int64_t kvh = 0; kvh < n_kv_heads; ++kvh) {
+        const int64_t koff = kvh * head_dim;
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+            for (int64_t i = 0; i < nq; ++i) {
+                const int64_t nvis = std::min(nk, visible0 + i + 1);
+                const T *qi = q + i * D + h * head_dim, *doi = dout + i * D + h * head_dim;
+                T *p = scratch<T>(nvis, 0), *dp = scratch<T>(nvis, 1);
+                attention_probs(p, qi, k, nvis, ldkv, koff, head_dim, scale);
+                T pdp = 0;
+                for (int64_t j = 0; j < nvis; ++j) {
+                    dp[j] = dot(doi, v + j * ldkv + koff, head_dim);
+                    pdp += p[j] * dp[j];
+                }
+                T *dqi = dq + i * D + h * head_dim;
+                std::fill(dqi, dqi + head_dim, T(0));
+                for (int64_t j = 0; j < nvis; ++j) {
+                    T ds = p[j] * (dp[j] - pdp) * scale;
+                    axpy(dqi, ds, k + j * ldkv + koff, head_dim);
+                    axpy(dk + j * ldkv + koff, ds, qi, head_dim);
+                    axpy(dv + j * ldkv + koff, p[j], doi, head_dim);
+                }
+            }
+        }
+    }
+}
+
+template <class T>
+void swiglu_forward(T *h, const T *g, const T *u, int64_t n) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) h[i] = silu(g[i]) * u[i];
+}
+
+template <class T>
+void swiglu_backward(T *dg, T *du, const T *dh, const T *g, const T *u, int64_t n) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+        T s = sigmoid(g[i]);
+        T dhi = dh[i];
+        du[i] = dhi * g[i] * s;
+        dg[i] = dhi * u[i] * s * (T(1) + g[i] * (T(1) - s));
+    }
+}
+
+template <class T>
+void gelu_forward(T *h, const T *u, int64_t n) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) h[i] = T(0.5) * u[i] * (T(1) + std::erf(u[i] * T(0.70710678118654752)));
+}
+
+template <class T>
+void gelu_backward(T *du, const T *dh, const T *u, int64_t n) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+        T cdf = T(0.5) * (T(1) + std::erf(u[i] * T(0.70710678118654752)));
+        T pdf = std::exp(T(-0.5) * u[i] * u[i]) * T(0.39894228040143268);
+        du[i] = dh[i] * (cdf + u[i] * pdf);
+    }
+}
+
+template <class T>
+RMKV_CLONES void pool_forward(T *out, const T *P, const T *x, int64_t M, int64_t T_, int64_t D) {
+    const T scale = T(1) / std::sqrt(static_cast<T>(D));
+#pragma omp parallel for if (M > 1) schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+        T *p = scratch<T>(T_, 0);
+        attention_probs(p, P + m * D, x, T_, D, 0, D, scale);
+        T *o = out + m * D;
+        std::fill(o, o + D, T(0));
+        for (int64_t t = 0; t < T_; ++t) axpy(o, p[t], x + t * D, D);
+    }
+}
+
+template <class T>
+RMKV_CLONES void pool_backward(T *dx, T *dP, const T *dout, const T *P, const T *x, int64_t M, int64_t T_, int64_t D) {
+    const T scale = T(1) / std::sqrt(static_cast<T>(D));
+    // dx collects every slot: slots run in order on one thread, the rows of x in parallel.
+    T *p = scratch<T>(T_, 0), *dp = scratch<T>(T_, 1);
+    for (int64_t m = 0; m < M; ++m) {
+        const T *Pm = P + m * D, *dom = dout + m * D;
+        attention_probs(p, Pm, x, T_, D, 0, D, scale);
+        T pdp = 0;
+        for (int64_t t = 0; t < T_; ++t) {
+            dp[t] = dot(dom, x + t * D, D);
+            pdp += p[t] * dp[t];
+        }
+        T *dPm = dP + m * D;
+#pragma omp parallel for if (T_ * D > 16384) schedule(static)
+        for (int64_t t = 0; t < T_; ++t) {
+            T ds = p[t] * (dp[t] - pdp) * scale;
+            axpy(dx + t * D, p[t], dom, D);
+            axpy(dx + t * D, ds, Pm, D);
+        }
+        for (int64_t t = 0; t < T_; ++t) axpy(dPm, p[t] * (dp[t] - pdp) * scale, x + t * D, D);
+    }
+}
+
+template <class T>
+void cell_forward(CellKind kind, T *m_out, T *c_out, const T *c_in, const T *gi, const T *gh, const T *h, int64_t M,
+                  int64_t D) {
+    for (int64_t r = 0; r < M; ++r) {
+        const T *hr = h + r * D;
+        T *mr = m_out + r * D;
+        if (kind == CellKind::gru) {
+            const T *a = gi + r * 3 * D, *b = gh + r * 3 * D;
+            for (int64_t i = 0; i < D; ++i) {
+                T rg = sigmoid(a[i] + b[i]);
+                T z = sigmoid(a[D + i] + b[D + i]);
+                T nn = std::tanh(a[2 * D + i] + rg * b[2 * D + i]);
+                mr[i] = (T(1) - z) * nn + z * hr[i];
+            }
+        } else if (kind == CellKind::lstm) {
+            const T *a = gi + r * 4 * D, *b = gh + r * 4 * D;
+            const T *ci = c_in + r * D;
+            T *co = c_out + r * D;
+            for (int64_t i = 0; i < D; ++i) {
+                T ig = sigmoid(a[i] + b[i]);
+                T fg = sigmoid(a[D + i] + b[D + i]);
+                T gg = std::tanh(a[2 * D + i] + b[2 * D + i]);
+                T og = sigmoid(a[3 * D + i] + b[3 * D + i]);
+                T cn = fg * ci[i] + ig * gg;
+                co[i] = cn;
+                mr[i] = og * std::tanh(cn);
+            }
+        } else {
+            const T *ab = gi + r * 2 * D;
+            for (int64_t i = 0; i < D; ++i) {
+                T sa = sigmoid(ab[i]);
+                mr[i] = hr[i] * sa + (T(1) - sa) * silu(ab[D + i]);
+            }
+        }
+    }
+}
+
+template <class T>
+void cell_backward(CellKind kind, T *dgi, T *dgh, T *dh, T *dc_in, const T *dm, const T *dc_out, const T *c_in,
+                   const T *gi, const T *gh, const T *h, int64_t M, int64_t D) {
+    for (int64_t r = 0; r < M; ++r) {
+        const T *hr = h + r * D, *dmr = dm + r * D;
+        T *dhr = dh + r * D;
+        if (kind == CellKind::gru) {
+            const T *a = gi + r * 3 * D, *b = gh + r * 3 * D;
+            T *da = dgi + r * 3 * D, *dbb = dgh + r * 3 * D;
+            for (int64_t i = 0; i < D; ++i) {
+                T rg = sigmoid(a[i] + b[i]);
+                T z = sigmoid(a[D + i] + b[D + i]);
+                T nn = std::tanh(a[2 * D + i] + rg * b[2 * D + i]);
+                T d = dmr[i];
+                T dn = d * (T(1) - z) * (T(1) - nn * nn);
+                T dz = d * (hr[i] - nn) * z * (T(1) - z);
+                T dr = dn * b[2 * D + i] * rg * (T(1) - rg);
+                dhr[i] += d * z;
+                da[i] = dr, dbb[i] = dr;
+                da[D + i] = dz, dbb[D + i] = dz;
+                da[2 * D + i] = dn, dbb[2 * D + i] = dn * rg;
+            }
+        } else if (kind == CellKind::lstm) {
+            const T *a = gi + r * 4 * D, *b = gh + r * 4 * D, *ci = c_in + r * D;
+            T *da = dgi + r * 4 * D, *dbb = dgh + r * 4 * D, *dci = dc_in + r * D;
+            for (int64_t i = 0; i < D; ++i) {
+                T ig = sigmoid(a[i] + b[i]);
+                T fg = sigmoid(a[D + i] + b[D + i]);
+                T gg = std::tanh(a[2 * D + i] + b[2 * D + i]);
+                T og = sigmoid(a[3 * D + i] + b[3 * D + i]);
+                T cn = fg * ci[i] + ig * gg, tc = std::tanh(cn);
+                T dcn = dmr[i] * og * (T(1) - tc * tc) + (dc_out ? dc_out[r * D + i] : T(0));
+                T d_i = dcn * gg * ig * (T(1) - ig);
+                T d_f = dcn * ci[i] * fg * (T(1) - fg);
+                T d_g = dcn * ig * (T(1) - gg * gg);
+                T d_o = dmr[i] * tc * og * (T(1) - og);
+                da[i] = dbb[i] = d_i;
+                da[D + i] = dbb[D + i] = d_f;
+                da[2 * D + i] = dbb[2 * D + i] = d_g;
+                da[3 * D + i] = dbb[3 * D + i] = d_o;
+                dci[i] = dcn * fg;
+            }
+        } else {
+            const T *ab = gi + r * 2 * D;
+            T *dab = dgi + r * 2 * D;
+            for (int64_t i = 0; i < D; ++i) {
+                T sa = sigmoid(ab[i]), sb = sigmoid(ab[D + i]), bb = ab[D + i];
+                T d = dmr[i];
+                dhr[i] += d * sa;
+                dab[i] = d * (hr[i] - silu(bb)) * sa * (T(1) - sa);
+                dab[D + i] = d * (T(1) - sa) * sb * (T(1) + bb * (T(1) - sb));
+            }
+        }
+    }
+}
+
+template <class T>
+void concat_cols(T *dst, const T *a, const T *b, int64_t M, int64_t D) {
+    for (int64_t r = 0; r < M; ++r) {
+        std::memcpy(dst + r * 2 * D, a + r * D, sizeof(T) * D);
+        std::memcpy(dst + r * 2 * D + D, b + r * D, sizeof(T) * D);
+    }
+}
+
+template <class T>
+void split_cols_add(T *da, T *db, const T *src, int64_t M, int64_t D) {
+    for (int64_t r = 0; r < M; ++r) {
+        axpy(da + r * D, T(1), src + r * 2 * D, D);
+        axpy(db + r * D, T(1), src + r * 2 * D + D, D);
+    }
+}
+
+template <class T>
+RMKV_CLONES double cross_entropy(T *dlogits, const T *logits, const int32_t *targets, int64_t rows, int64_t V, T scale) {
+    double total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        const T *lr = logits + r * V;
+        T *dr = dlogits + r * V;
+        if (targets[r] < 0) {
+            std::fill(dr, dr + V, T(0));
+            continue;
+        }
+        T mx = -INFINITY;
+        for (int64_t j = 0; j < V; ++j) mx = std::max(mx, lr[j]);
+        double sum = 0;
+        for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(lr[j] - mx));
+        double lse = std::log(sum) + mx;
+        total += lse - lr[targets[r]];
+        T inv = static_cast<T>(1.0 / sum);
+        for (int64_t j = 0; j < V; ++j) dr[j] = std::exp(lr[j] - mx) * inv * scale;
+        dr[targets[r]] -= scale;
+    }
+    return total;
 }
 
 RMKV_CLONES void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int64_t rows, int64_t visible0, float scale) {
@@ -156,81 +459,6 @@ RMKV_CLONES void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int6
     }
 }
 
-void swiglu_forward(float *h, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for if (n > 65536) schedule(static)
-    for (int64_t i = 0; i < n; ++i) h[i] = silu(g[i]) * u[i];
-}
-
-void gelu_forward(float *h, const float *u, int64_t n) {
-#pragma omp parallel for if (n > 65536) schedule(static)
-    for (int64_t i = 0; i < n; ++i) h[i] = 0.5f * u[i] * (1.0f + std::erf(u[i] * 0.70710678118654752f));
-}
-
-RMKV_CLONES void pool_forward(float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) {
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-#pragma omp parallel for if (M > 1) schedule(static)
-    for (int64_t m = 0; m < M; ++m) {
-        float *sc = scores_buffer(T);
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < T; ++t) {
-            sc[t] = dot(P + m * D, x + t * D, D) * scale;
-            mx = std::max(mx, sc[t]);
-        }
-        float sum = 0;
-        for (int64_t t = 0; t < T; ++t) {
-            sc[t] = std::exp(sc[t] - mx);
-            sum += sc[t];
-        }
-        float inv = 1.0f / sum;
-        float *o = out + m * D;
-        std::fill(o, o + D, 0.0f);
-        for (int64_t t = 0; t < T; ++t) axpy(o, sc[t] * inv, x + t * D, D);
-    }
-}
-
-void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
-                  const float *h, int64_t M, int64_t D) {
-    for (int64_t r = 0; r < M; ++r) {
-        const float *hr = h + r * D;
-        float *mr = m_out + r * D;
-        if (kind == CellKind::gru) {
-            const float *a = gi + r * 3 * D, *b = gh + r * 3 * D;
-            for (int64_t i = 0; i < D; ++i) {
-                float rg = sigmoid(a[i] + b[i]);
-                float z = sigmoid(a[D + i] + b[D + i]);
-                float nn = std::tanh(a[2 * D + i] + rg * b[2 * D + i]);
-                mr[i] = (1.0f - z) * nn + z * hr[i];
-            }
-        } else if (kind == CellKind::lstm) {
-            const float *a = gi + r * 4 * D, *b = gh + r * 4 * D;
-            const float *ci = c_in + r * D;
-            float *co = c_out + r * D;
-            for (int64_t i = 0; i < D; ++i) {
-                float ig = sigmoid(a[i] + b[i]);
-                float fg = sigmoid(a[D + i] + b[D + i]);
-                float gg = std::tanh(a[2 * D + i] + b[2 * D + i]);
-                float og = sigmoid(a[3 * D + i] + b[3 * D + i]);
-                float cn = fg * ci[i] + ig * gg;
-                co[i] = cn;
-                mr[i] = og * std::tanh(cn);
-            }
-        } else {
-            const float *ab = gi + r * 2 * D;
-            for (int64_t i = 0; i < D; ++i) {
-                float sa = sigmoid(ab[i]);
-                mr[i] = hr[i] * sa + (1.0f - sa) * silu(ab[D + i]);
-            }
-        }
-    }
-}
-
-void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D) {
-    for (int64_t r = 0; r < M; ++r) {
-        std::memcpy(dst + r * 2 * D, a + r * D, sizeof(float) * D);
-        std::memcpy(dst + r * 2 * D + D, b + r * D, sizeof(float) * D);
-    }
-}
-
 RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate) {
 #pragma omp parallel for if (out * in > 32768) schedule(static)
     for (int64_t o = 0; o < out; ++o) {
@@ -238,5 +466,59 @@ RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, 
         y[o] = accumulate ? y[o] + v : v;
     }
 }
+
+template <class T>
+void linear_ref(T *y, const T *x, const T *W, const T *b, int64_t n, int64_t in, int64_t out, bool accumulate) {
+    for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = 0; o < out; ++o) {
+            T v = dot(x + r * in, W + o * in, in) + (b ? b[o] : T(0));
+            y[r * out + o] = accumulate ? y[r * out + o] + v : v;
+        }
+}
+
+template <class T>
+void linear_backward_ref(T *dx, bool dx_accumulate, T *dW, T *db, const T *dy, const T *x, const T *W, int64_t n, int64_t in,
+                         int64_t out) {
+    for (int64_t r = 0; r < n; ++r) {
+        if (dx) {
+            if (!dx_accumulate) std::fill(dx + r * in, dx + (r + 1) * in, T(0));
+            for (int64_t o = 0; o < out; ++o) axpy(dx + r * in, dy[r * out + o], W + o * in, in);
+        }
+        for (int64_t o = 0; o < out; ++o) {
+            if (dW) axpy(dW + o * in, dy[r * out + o], x + r * in, in);
+            if (db) db[o] += dy[r * out + o];
+        }
+    }
+}
+
+#define RMKV_INSTANTIATE(T)                                                                                              \
+    template void norm_forward<T>(NormKind, T *, const T *, const T *, const T *, int64_t, int64_t, T);                  \
+    template void norm_backward<T>(NormKind, T *, T *, T *, const T *, const T *, const T *, int64_t, int64_t, T);      \
+    template void embed_forward<T>(T *, const T *, const int32_t *, int64_t, int64_t);                                  \
+    template void embed_backward<T>(T *, const T *, const int32_t *, int64_t, int64_t);                                 \
+    template void add<T>(T *, const T *, const T *, int64_t);                                                            \
+    template void sincos_add<T>(T *, int64_t, int64_t, int64_t);                                                         \
+    template void rope<T>(T *, int64_t, int64_t, int64_t, int64_t, int64_t, T, bool);                                    \
+    template void attention_forward<T>(T *, const T *, const T *, const T *, int64_t, int64_t, int64_t, int64_t,        \
+                                       int64_t, int64_t, int64_t);                                                       \
+    template void attention_backward<T>(T *, T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,    \
+                                        int64_t, int64_t, int64_t, int64_t, int64_t);                                    \
+    template void swiglu_forward<T>(T *, const T *, const T *, int64_t);                                                 \
+    template void swiglu_backward<T>(T *, T *, const T *, const T *, const T *, int64_t);                               \
+    template void gelu_forward<T>(T *, const T *, int64_t);                                                              \
+    template void gelu_backward<T>(T *, const T *, const T *, int64_t);                                                  \
+    template void pool_forward<T>(T *, const T *, const T *, int64_t, int64_t, int64_t);                                 \
+    template void pool_backward<T>(T *, T *, const T *, const T *, const T *, int64_t, int64_t, int64_t);               \
+    template void cell_forward<T>(CellKind, T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t);    \
+    template void cell_backward<T>(CellKind, T *, T *, T *, T *, const T *, const T *, const T *, const T *, const T *, \
+                                   const T *, int64_t, int64_t);                                                         \
+    template void concat_cols<T>(T *, const T *, const T *, int64_t, int64_t);                                           \
+    template void split_cols_add<T>(T *, T *, const T *, int64_t, int64_t);                                              \
+    template double cross_entropy<T>(T *, const T *, const int32_t *, int64_t, int64_t, T);                              \
+    template void linear_ref<T>(T *, const T *, const T *, const T *, int64_t, int64_t, int64_t, bool);                 \
+    template void linear_backward_ref<T>(T *, bool, T *, T *, const T *, const T *, const T *, int64_t, int64_t, int64_t);
+
+RMKV_INSTANTIATE(float)
+RMKV_INSTANTIATE(double)
 
 }  // namespace rmkv::cpu

@@ -1,5 +1,9 @@
-// CPU kernels for the non-matmul operations of the backend interface. Plain
-// functions, outputs first, sizes last; parallel over rows with OpenMP.
+// CPU kernels for the operations of the backend interface other than matrix
+// products. Plain functions, outputs first, sizes last; parallel over rows with
+// OpenMP. Templates on the scalar type: float for the backend, double for the
+// finite-difference checks of every backward (tests/unit/test_op_gradients.cpp).
+// Backward functions accumulate (+=) into gradients of inputs that may receive
+// several contributions, and say so.
 #pragma once
 
 #include <cstdint>
@@ -8,23 +12,50 @@
 
 namespace rmkv::cpu {
 
-void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d, float eps);
-void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d);
-void add(float *out, const float *a, const float *b, int64_t n);
-void sincos_add(float *X, int64_t n, int64_t d, int64_t p0);
-void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse);
-void attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
-                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0);
+template <class T> void norm_forward(NormKind kind, T *y, const T *x, const T *w, const T *b, int64_t n, int64_t d, T eps);
+// dx += d(norm)/dx . dy; dw += ..; db += .. (db NULL for rmsnorm)
+template <class T> void norm_backward(NormKind kind, T *dx, T *dw, T *db, const T *dy, const T *x, const T *w, int64_t n,
+                                      int64_t d, T eps);
+template <class T> void embed_forward(T *X, const T *tok_emb, const int32_t *tokens, int64_t n, int64_t d);
+template <class T> void embed_backward(T *dtok_emb, const T *dX, const int32_t *tokens, int64_t n, int64_t d);  // +=
+template <class T> void add(T *out, const T *a, const T *b, int64_t n);
+template <class T> void sincos_add(T *X, int64_t n, int64_t d, int64_t p0);
+template <class T> void rope(T *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, T theta, bool inverse);
+template <class T> void attention_forward(T *out, const T *q, const T *k, const T *v, int64_t nq, int64_t nk, int64_t ldkv,
+                                          int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0);
+// dq = ..; dk += ..; dv += .. (the probabilities are recomputed from q and k)
+template <class T> void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, int64_t nq,
+                                           int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                           int64_t visible0);
+template <class T> void swiglu_forward(T *h, const T *g, const T *u, int64_t n);
+template <class T> void swiglu_backward(T *dg, T *du, const T *dh, const T *g, const T *u, int64_t n);  // dg, du =
+template <class T> void gelu_forward(T *h, const T *u, int64_t n);
+template <class T> void gelu_backward(T *du, const T *dh, const T *u, int64_t n);  // du =
+template <class T> void pool_forward(T *out, const T *P, const T *x, int64_t M, int64_t T_, int64_t D);
+// dx += ..; dP += ..
+template <class T> void pool_backward(T *dx, T *dP, const T *dout, const T *P, const T *x, int64_t M, int64_t T_, int64_t D);
+template <class T> void cell_forward(CellKind kind, T *m_out, T *c_out, const T *c_in, const T *gi, const T *gh, const T *h,
+                                     int64_t M, int64_t D);
+// From dm (and dc_out for lstm, may be NULL): dgi =, dgh = (gru/lstm), dh += (direct
+// paths of h only), dc_in = (lstm).
+template <class T> void cell_backward(CellKind kind, T *dgi, T *dgh, T *dh, T *dc_in, const T *dm, const T *dc_out,
+                                      const T *c_in, const T *gi, const T *gh, const T *h, int64_t M, int64_t D);
+template <class T> void concat_cols(T *dst, const T *a, const T *b, int64_t M, int64_t D);
+// da += dst[:, :D], db += dst[:, D:]
+template <class T> void split_cols_add(T *da, T *db, const T *src, int64_t M, int64_t D);
+// Mean-free cross-entropy: dlogits[r] = scale * (softmax(logits[r]) - onehot(target[r]))
+// for rows whose target >= 0 (0 elsewhere); returns the sum of -log p(target). dlogits may alias logits.
+template <class T> double cross_entropy(T *dlogits, const T *logits, const int32_t *targets, int64_t rows, int64_t V, T scale);
+
 // Rows of scores [rows, nk] (rows = heads x nq, query i = row % nq) scaled, masked
 // to key columns 0 .. min(nk, visible0 + i + 1) - 1 and softmaxed in place.
 void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int64_t rows, int64_t visible0, float scale);
-void swiglu_forward(float *h, const float *g, const float *u, int64_t n);
-void gelu_forward(float *h, const float *u, int64_t n);
-void pool_forward(float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D);
-void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
-                  const float *h, int64_t M, int64_t D);
-void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D);
 // y[out] = W[out, in] x[in] (+ b): the one-row product of decoding, bandwidth-bound.
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
+// Reference matrix products for the double-precision checks: y[n,out] (+)= x W^T + b;
+// dx (+)= dy W; dW += dy^T x; db += sum dy.
+template <class T> void linear_ref(T *y, const T *x, const T *W, const T *b, int64_t n, int64_t in, int64_t out, bool accumulate);
+template <class T> void linear_backward_ref(T *dx, bool dx_accumulate, T *dW, T *db, const T *dy, const T *x, const T *W,
+                                            int64_t n, int64_t in, int64_t out);
 
 }  // namespace rmkv::cpu

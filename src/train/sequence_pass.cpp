@@ -1,0 +1,220 @@
+#include "train/sequence_pass.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace rmkv {
+
+SequencePass::SequencePass(const rmkv_model &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {
+    const Config &c = m_.config();
+    const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t G = std::max<int64_t>(c.cell_gates(), 2), V = c.vocab_size;
+    try {
+        dx_ = buffer(S * D), dx_mid_ = buffer(S * D), dxn_ = buffer(S * D), dxn2_ = buffer(S * D);
+        dq_ = buffer(S * D), dattn_ = buffer(S * D), dox_ = buffer(S * D), dtok_ = buffer(S * D);
+        dk_ = buffer((M + S) * Dkv), dv_ = buffer((M + S) * Dkv);
+        dffn_a_ = buffer(S * F), dffn_b_ = buffer(S * F), dffn_h_ = buffer(S * F);
+        logits_ = buffer(S * V), dxnf_ = buffer(S * D);
+        dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D), dmem_out_ = buffer(M * D), dpooled_ = buffer(M * D);
+        dmem_xn_ = buffer(M * D), dgi_ = buffer(M * G * D), dgh_ = buffer(M * G * D), dcat_ = buffer(M * 2 * D);
+        dm_tmp_ = buffer(M * D), dc_tmp_ = buffer(M * D);
+        for (int64_t l = 0; l < c.n_layers; ++l) {
+            dm_next_.push_back(buffer(M * D));
+            dc_next_.push_back(buffer(M * D));
+        }
+    } catch (...) {
+        for (float *p : owned_) be_.free(p);
+        throw;
+    }
+}
+
+SequencePass::~SequencePass() {
+    for (float *p : owned_) be_.free(p);
+}
+
+float *SequencePass::buffer(int64_t n) {
+    owned_.push_back(nullptr);
+    owned_.back() = be_.alloc(static_cast<size_t>(std::max<int64_t>(n, 1)));
+    return owned_.back();
+}
+
+void SequencePass::grow(size_t n_segments) {
+    const Config &c = m_.config();
+    const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t G = std::max<int64_t>(c.cell_gates(), 2);
+    const bool ffn = c.ffn != Ffn::none;
+    while (segs_.size() < n_segments) {
+        Segment sg;
+        sg.x0 = buffer(S * D);
+        sg.dx_head = buffer(S * D);
+        for (int64_t l = 0; l < c.n_layers; ++l) {
+            LayerState s{};
+            s.memory = buffer(M * D);
+            s.cell = c.cell == Cell::lstm ? buffer(M * D) : nullptr;
+            s.keys = buffer((M + S) * Dkv);
+            s.values = buffer((M + S) * Dkv);
+            s.mem_q = buffer(M * D);
+            s.tok_out = buffer(S * D);
+            LayerActs a{};
+            a.x_in = l == 0 ? sg.x0 : sg.acts.back().x_out;
+            a.xn = buffer(S * D), a.q = buffer(S * D), a.attn = buffer(S * D), a.x_mid = buffer(S * D);
+            a.xn2 = ffn ? buffer(S * D) : nullptr;
+            a.ffn_a = c.ffn == Ffn::swiglu ? buffer(S * F) : nullptr;
+            a.ffn_b = ffn ? buffer(S * F) : nullptr;
+            a.ffn_h = ffn ? buffer(S * F) : nullptr;
+            a.x_out = buffer(S * D);
+            a.mem_xn = buffer(M * D), a.mem_attn = buffer(M * D), a.mem_out = buffer(M * D), a.pooled = buffer(M * D);
+            a.gates_i = buffer(M * G * D), a.gates_h = buffer(M * G * D), a.cat = buffer(M * 2 * D);
+            sg.state.push_back(s);
+            sg.acts.push_back(a);
+        }
+        segs_.push_back(std::move(sg));
+    }
+}
+
+double SequencePass::run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
+                         const ModelWeights &G, float scale) {
+    const Config &c = m_.config();
+    const ModelWeights &W = m_.weights();
+    const int64_t M = c.memory_slots, D = c.d_model, V = c.vocab_size;
+    const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
+    grow(K);
+    SegmentForward fwd(m_, st_);
+    double loss = 0;
+
+    // Forward, keeping everything.
+    int64_t p = 0;
+    for (size_t k = 0; k < K; ++k) {
+        Segment &sg = segs_[k];
+        const int64_t T = lens[k];
+        for (size_t l = 0; l < L; ++l) {
+            LayerState &s = sg.state[l];
+            if (k == 0) {
+                be_.copy(st_, s.memory, W.layers[l].init_memory, M * D);
+                if (s.cell) be_.fill(st_, s.cell, 0.0f, static_cast<size_t>(M * D));
+            }
+        }
+        fwd.embed(sg.x0, tokens + p, T, 0, p);
+        for (size_t l = 0; l < L; ++l) {
+            fwd.layer_memory(l, sg.state[l], sg.acts[l]);
+            fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
+        }
+        // Loss of this segment; its gradient reaches the last layer's output now.
+        fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
+        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, scale, &loss);
+        be_.linear_backward(st_, dx_, false, G.head, nullptr, logits_, dxnf_, W.head, T, D, V);
+        be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(T * D));
+        be_.norm_backward(st_, norm_kind(c), sg.dx_head, G.norm_f_w, G.norm_f_b, dx_, sg.acts[L - 1].x_out, W.norm_f_w, T,
+                          D, static_cast<float>(c.norm_eps));
+        // The memory this segment writes is read by the next one only.
+        if (k + 1 < K)
+            for (size_t l = 0; l < L; ++l)
+                fwd.layer_rewrite(l, sg.state[l], sg.acts[l], T, segs_[k + 1].state[l].memory, segs_[k + 1].state[l].cell);
+        p += T;
+    }
+
+    // Backward, segment by segment in reverse, each through its layers in reverse.
+    for (size_t l = 0; l < L; ++l) {
+        be_.fill(st_, dm_next_[l], 0.0f, static_cast<size_t>(M * D));
+        be_.fill(st_, dc_next_[l], 0.0f, static_cast<size_t>(M * D));
+    }
+    for (size_t k = K; k-- > 0;) {
+        p -= lens[k];
+        const int64_t T = lens[k];
+        tokens_ = tokens + p;
+        be_.copy(st_, dx_, segs_[k].dx_head, T * D);
+        for (size_t l = L; l-- > 0;) backward_layer(k, l, T, k + 1 < K, G);
+        // dx_ now holds the gradient of the embeddings.
+        be_.embed_backward(st_, G.tok_emb, dx_, tokens + p, T, D);
+        if (c.pos == Pos::learned) be_.add(st_, G.pos_emb, G.pos_emb, dx_, T * D);
+    }
+    for (size_t l = 0; l < L; ++l) be_.add(st_, G.layers[l].init_memory, G.layers[l].init_memory, dm_next_[l], M * D);
+    return loss;
+}
+
+// On entry dx_ holds the gradient of this layer's output (x_out) and, when the
+// segment rewrote memory, dm_next_[l] / dc_next_[l] that of the memory it wrote.
+// On exit dx_ holds the gradient of the layer's input and dm_next_[l] / dc_next_[l]
+// that of the memory (cell) the segment read.
+void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &Gw) {
+    const Config &c = m_.config();
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, Gc = c.cell_gates();
+    const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
+    const float eps = static_cast<float>(c.norm_eps), theta = static_cast<float>(c.rope_theta);
+    const LayerWeights &w = m_.weights().layers[l];
+    const LayerWeights &g = Gw.layers[l];
+    const LayerState &s = segs_[k].state[l];
+    const LayerActs &a = segs_[k].acts[l];
+    const NormKind nk = norm_kind(c);
+
+    be_.fill(st_, dk_, 0.0f, static_cast<size_t>((M + T) * Dkv));
+    be_.fill(st_, dv_, 0.0f, static_cast<size_t>((M + T) * Dkv));
+    be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(T * D));
+
+    // 1. The memory update (only when this segment wrote a memory someone read).
+    if (rewritten) {
+        be_.fill(st_, dmem_out_, 0.0f, static_cast<size_t>(M * D));
+        if (c.cell == Cell::minimal) {
+            be_.cell_backward(st_, CellKind::minimal, dgi_, nullptr, dmem_out_, nullptr, dm_next_[l], nullptr, nullptr,
+                              a.gates_i, nullptr, a.mem_out, M, D);
+            be_.linear_backward(st_, dcat_, false, g.cell_w, g.cell_b, dgi_, a.cat, w.cell_w, M, 2 * D, 2 * D);
+            be_.fill(st_, dpooled_, 0.0f, static_cast<size_t>(M * D));
+            be_.split_cols_add(st_, dmem_out_, dpooled_, dcat_, M, D);
+        } else {
+            be_.cell_backward(st_, cell_kind(c), dgi_, dgh_, dmem_out_, dc_tmp_, dm_next_[l],
+                              c.cell == Cell::lstm ? dc_next_[l] : nullptr, s.cell, a.gates_i, a.gates_h, a.mem_out, M, D);
+            be_.linear_backward(st_, dpooled_, false, g.cell_wih, g.cell_bih, dgi_, a.pooled, w.cell_wih, M, D, Gc * D);
+            be_.linear_backward(st_, dmem_out_, true, g.cell_whh, g.cell_bhh, dgh_, a.mem_out, w.cell_whh, M, D, Gc * D);
+        }
+        be_.pool_backward(st_, dtok_, g.pool_query, dpooled_, w.pool_query, s.tok_out, M, T, D);
+        be_.linear_backward(st_, dmem_attn_, false, g.wo, g.bo, dmem_out_, a.mem_attn, w.wo, M, D, D);
+        be_.attention_backward(st_, dmem_q_, dk_, dv_, dmem_attn_, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd,
+                               M + T);
+    }
+
+    // 2. Feed-forward: x_out = x_mid + down(h).
+    be_.copy(st_, dx_mid_, dx_, T * D);
+    if (c.ffn != Ffn::none) {
+        be_.linear_backward(st_, dffn_h_, false, g.ffn_down, nullptr, dx_, a.ffn_h, w.ffn_down, T, F, D);
+        if (c.ffn == Ffn::swiglu) {
+            be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, T * F);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_gate, nullptr, dffn_a_, a.xn2, w.ffn_gate, T, D, F);
+            be_.linear_backward(st_, dxn2_, true, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, T, D, F);
+        } else {
+            be_.gelu_backward(st_, dffn_b_, dffn_h_, a.ffn_b, T * F);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, T, D, F);
+        }
+        be_.norm_backward(st_, nk, dx_mid_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, T, D, eps);
+    }
+
+    // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_).
+    be_.add(st_, dox_, dx_mid_, dtok_, T * D);
+    be_.linear_backward(st_, dattn_, false, g.wo, g.bo, dox_, a.attn, w.wo, T, D, D);
+    be_.attention_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M);
+    float *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
+    if (c.pos == Pos::rope) {
+        be_.rope(st_, dq_, T, D, H, hd, 0, theta, true);
+        be_.rope(st_, dk_tok, T, Dkv, Hkv, hd, 0, theta, true);
+    }
+    be_.linear_backward(st_, dxn_, false, g.wq, g.bq, dq_, a.xn, w.wq, T, D, D);
+    be_.linear_backward(st_, dxn_, true, g.wk, g.bk, dk_tok, a.xn, w.wk, T, D, Dkv);
+    be_.linear_backward(st_, dxn_, true, g.wv, g.bv, dv_tok, a.xn, w.wv, T, D, Dkv);
+    be_.copy(st_, dx_, dx_mid_, T * D);
+    be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, T, D, eps);
+
+    // 4. The memory rows: their queries (when rewritten), keys and values came from norm1(memory).
+    if (rewritten) be_.linear_backward(st_, dmem_xn_, false, g.wq, g.bq, dmem_q_, a.mem_xn, w.wq, M, D, D);
+    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk, g.bk, dk_, a.mem_xn, w.wk, M, D, Dkv);
+    be_.linear_backward(st_, dmem_xn_, true, g.wv, g.bv, dv_, a.mem_xn, w.wv, M, D, Dkv);
+    be_.fill(st_, dm_tmp_, 0.0f, static_cast<size_t>(M * D));
+    be_.norm_backward(st_, nk, dm_tmp_, g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, M, D, eps);
+    be_.copy(st_, dm_next_[l], dm_tmp_, M * D);
+    if (c.cell == Cell::lstm) {
+        // The cell state read by this segment only reaches its own memory update.
+        if (rewritten) be_.copy(st_, dc_next_[l], dc_tmp_, M * D);
+        else be_.fill(st_, dc_next_[l], 0.0f, static_cast<size_t>(M * D));
+    }
+}
+
+}  // namespace rmkv

@@ -1,0 +1,50 @@
+// Forward and backward of one training sequence: K consecutive segments from the
+// initial memory, every intermediate kept on a tape (one LayerActs/LayerState per
+// segment and layer, see model/segment.h), then the gradients in reverse order,
+// through each segment's layers and back through the memory (truncated BPTT over K).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/segment.h"
+
+namespace rmkv {
+
+class SequencePass {
+public:
+    SequencePass(const rmkv_model &model, Stream &stream);
+    ~SequencePass();
+    SequencePass(const SequencePass &) = delete;
+    SequencePass &operator=(const SequencePass &) = delete;
+
+    // Adds to `grads` (one buffer per parameter, same order as model.params())
+    // the gradient of scale * (summed cross-entropy of this sequence), and returns
+    // that summed loss (unscaled). tokens/targets: n host ints; segment lens sum to n.
+    double run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
+               const ModelWeights &grads, float scale);
+
+private:
+    struct Segment {
+        float *x0, *dx_head;
+        std::vector<LayerState> state;
+        std::vector<LayerActs> acts;
+    };
+    float *buffer(int64_t n);
+    void grow(size_t n_segments);
+    void backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
+
+    const rmkv_model &m_;
+    Stream &st_;
+    Backend &be_;
+    std::vector<Segment> segs_;
+    std::vector<float *> owned_;
+    // Gradient scratch shared by every segment and layer.
+    float *dx_, *dx_mid_, *dxn_, *dxn2_, *dq_, *dattn_, *dox_, *dk_, *dv_, *dtok_;
+    float *dffn_a_, *dffn_b_, *dffn_h_, *logits_, *dxnf_;
+    float *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
+    std::vector<float *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
+    const int32_t *tokens_ = nullptr;
+};
+
+}  // namespace rmkv

@@ -1,0 +1,173 @@
+#include "train/trainer.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/log.h"
+
+using namespace rmkv;
+
+rmkv_trainer::rmkv_trainer(rmkv_model &model, const rmkv_train_params &params)
+    : model_(model), p_(params), stream_(model.backend().new_stream()) {
+    if (!(p_.learning_rate >= 0) || !(p_.min_learning_rate >= 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "learning rates must be >= 0");
+    if (p_.warmup_steps < 0 || p_.total_steps < 0) fail(RMKV_ERR_INVALID_ARGUMENT, "warmup_steps and total_steps must be >= 0");
+    if (!(p_.beta1 >= 0 && p_.beta1 < 1) || !(p_.beta2 >= 0 && p_.beta2 < 1))
+        fail(RMKV_ERR_INVALID_ARGUMENT, "beta1 = ", p_.beta1, ", beta2 = ", p_.beta2, ": each must be in [0, 1)");
+    if (!(p_.epsilon > 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "epsilon = ", p_.epsilon, " must be > 0");
+    if (!(p_.grad_clip >= 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "grad_clip = ", p_.grad_clip, " must be >= 0 (0 = off)");
+    if (p_.grad_accum_steps < 1) fail(RMKV_ERR_INVALID_ARGUMENT, "grad_accum_steps = ", p_.grad_accum_steps, " must be >= 1");
+    if (!(p_.weight_decay >= 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "weight_decay = ", p_.weight_decay, " must be >= 0");
+    if (p_.dropout != 0.0f)
+        fail(RMKV_ERR_INVALID_ARGUMENT, "dropout = ", p_.dropout, ": this version trains without dropout (set it to 0)");
+    Backend &be = model_.backend();
+    params_ = model_.writable_params();
+    try {
+        for (const ParamSpec &s : model_.specs()) {
+            grads_.push_back(be.alloc(static_cast<size_t>(s.numel)));
+            m_.push_back(be.alloc(static_cast<size_t>(s.numel)));
+            v_.push_back(be.alloc(static_cast<size_t>(s.numel)));
+        }
+        grad_view_ = bind_weights(model_.config(), model_.specs(), grads_);
+        pass_ = std::make_unique<SequencePass>(model_, *stream_);
+    } catch (...) {
+        for (auto *vec : {&grads_, &m_, &v_})
+            for (float *q : *vec) be.free(q);
+        throw;
+    }
+}
+
+rmkv_trainer::~rmkv_trainer() {
+    pass_.reset();
+    Backend &be = model_.backend();
+    for (auto *vec : {&grads_, &m_, &v_})
+        for (float *q : *vec) be.free(q);
+}
+
+float rmkv_trainer::learning_rate_at(int64_t s) const {
+    const double peak = p_.learning_rate, floor = p_.min_learning_rate;
+    if (p_.warmup_steps > 0 && s <= p_.warmup_steps) return static_cast<float>(peak * s / p_.warmup_steps);
+    if (p_.total_steps <= 0) return static_cast<float>(peak);
+    double progress = static_cast<double>(s - p_.warmup_steps) / std::max<int64_t>(1, p_.total_steps - p_.warmup_steps);
+    progress = std::min(1.0, progress);
+    return static_cast<float>(floor + 0.5 * (peak - floor) * (1.0 + std::cos(3.14159265358979323846 * progress)));
+}
+
+void rmkv_trainer::zero_gradients() {
+    for (size_t i = 0; i < grads_.size(); ++i)
+        model_.backend().fill(*stream_, grads_[i], 0.0f, static_cast<size_t>(model_.specs()[i].numel));
+}
+
+namespace {
+
+// Validates a batch against the model and returns its segment lengths.
+std::vector<int64_t> check_batch(const rmkv_batch &b, const Config &c) {
+    if (b.batch_size == 0 || b.n_tokens == 0) fail(RMKV_ERR_INVALID_ARGUMENT, "batch: batch_size and n_tokens must be >= 1");
+    if (b.batch_size > (1u << 20) || b.n_tokens > (1u << 26)) fail(RMKV_ERR_INVALID_ARGUMENT, "batch: absurd batch_size or n_tokens");
+    if (!b.tokens || !b.targets) fail(RMKV_ERR_INVALID_ARGUMENT, "batch: tokens and targets must not be NULL");
+    std::vector<int64_t> lens;
+    if (b.n_segments == 0) {
+        for (size_t done = 0; done < b.n_tokens; done += static_cast<size_t>(c.segment_len))
+            lens.push_back(std::min<int64_t>(c.segment_len, static_cast<int64_t>(b.n_tokens - done)));
+    } else {
+        if (!b.segment_lens) fail(RMKV_ERR_INVALID_ARGUMENT, "batch: segment_lens is NULL but n_segments is ", b.n_segments);
+        if (b.n_segments > b.n_tokens) fail(RMKV_ERR_INVALID_ARGUMENT, "batch: n_segments ", b.n_segments, " exceeds n_tokens");
+        int64_t sum = 0;
+        for (size_t k = 0; k < b.n_segments; ++k) {
+            int32_t len = b.segment_lens[k];
+            if (len < 1 || len > c.segment_len)
+                fail(RMKV_ERR_INVALID_ARGUMENT, "batch: segment_lens[", k, "] = ", len, " is outside [1, segment_len = ", c.segment_len, "]");
+            sum += len;
+            lens.push_back(len);
+        }
+        if (sum != static_cast<int64_t>(b.n_tokens))
+            fail(RMKV_ERR_INVALID_ARGUMENT, "batch: segment_lens sum to ", sum, ", n_tokens is ", b.n_tokens);
+    }
+    const size_t n = b.batch_size * b.n_tokens;
+    for (size_t i = 0; i < n; ++i) {
+        if (b.tokens[i] < 0 || b.tokens[i] >= c.vocab_size)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "batch: tokens[", i, "] = ", b.tokens[i], " is outside [0, ", c.vocab_size, ")");
+        if (b.targets[i] < -1 || b.targets[i] >= c.vocab_size)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "batch: targets[", i, "] = ", b.targets[i], " is outside [-1, ", c.vocab_size, ")");
+    }
+    return lens;
+}
+
+}  // namespace
+
+std::pair<double, int64_t> rmkv_trainer::accumulate(const rmkv_batch &b) {
+    std::vector<int64_t> lens = check_batch(b, model_.config());
+    int64_t n_targets = 0;
+    for (size_t i = 0; i < b.batch_size * b.n_tokens; ++i) n_targets += b.targets[i] >= 0;
+    if (n_targets == 0) return {0.0, 0};
+    const float scale = 1.0f / static_cast<float>(n_targets);
+    double loss = 0;
+    for (size_t s = 0; s < b.batch_size; ++s)
+        loss += pass_->run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grad_view_, scale);
+    return {loss, n_targets};
+}
+
+float rmkv_trainer::compute_gradients(const rmkv_batch &b) {
+    zero_gradients();
+    micro_ = 0;
+    loss_sum_ = 0;
+    targets_ = 0;
+    auto [loss, n] = accumulate(b);
+    model_.backend().sync(*stream_);
+    return n ? static_cast<float>(loss / n) : 0.0f;
+}
+
+std::vector<float> rmkv_trainer::gradient(const std::string &name) const {
+    const auto &specs = model_.specs();
+    for (size_t i = 0; i < specs.size(); ++i) {
+        if (specs[i].name != name) continue;
+        std::vector<float> out(static_cast<size_t>(specs[i].numel));
+        model_.backend().to_host(*stream_, out.data(), grads_[i], out.size());
+        model_.backend().sync(*stream_);
+        return out;
+    }
+    fail(RMKV_ERR_INVALID_ARGUMENT, "no parameter named '", name, "' in this model");
+}
+
+void rmkv_trainer::step(const rmkv_batch &b, rmkv_train_stats *stats) {
+    if (micro_ == 0) zero_gradients();
+    auto [loss, n] = accumulate(b);
+    loss_sum_ += loss;
+    targets_ += n;
+    ++micro_;
+    if (stats) {
+        stats->loss = n ? static_cast<float>(loss / n) : 0.0f;
+        stats->n_targets = n;
+        stats->step = step_;
+        stats->learning_rate = learning_rate_at(step_ + 1);
+    }
+    if (micro_ >= p_.grad_accum_steps) update(stats);
+    model_.backend().sync(*stream_);
+}
+
+void rmkv_trainer::update(rmkv_train_stats *stats) {
+    Backend &be = model_.backend();
+    const auto &specs = model_.specs();
+    // Each micro-batch's gradient is a mean over its targets: average the micro-batches.
+    const float accum_scale = 1.0f / static_cast<float>(micro_);
+    double sq = 0;
+    for (size_t i = 0; i < grads_.size(); ++i) sq += be.sum_squares(*stream_, grads_[i], static_cast<size_t>(specs[i].numel));
+    const double norm = std::sqrt(sq) * accum_scale;
+    micro_ = 0;
+    if (stats) stats->grad_norm = static_cast<float>(norm);
+    if (!std::isfinite(norm)) {
+        log(RMKV_LOG_WARN, "train step ", step_ + 1, ": gradient norm is ", norm, "; update skipped, weights unchanged");
+        return;
+    }
+    float clip = 1.0f;
+    if (p_.grad_clip > 0 && norm > p_.grad_clip) clip = static_cast<float>(p_.grad_clip / norm);
+    ++step_;
+    const float lr = learning_rate_at(step_);
+    for (size_t i = 0; i < grads_.size(); ++i)
+        be.adamw(*stream_, params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel), lr, p_.beta1, p_.beta2,
+                 p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, accum_scale * clip, step_);
+    model_.weights_changed();
+    if (stats) {
+        stats->step = step_;
+        stats->learning_rate = lr;
+    }
+}

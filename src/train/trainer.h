@@ -1,0 +1,41 @@
+// The trainer behind the opaque rmkv_trainer: gradients and AdamW moments in the
+// parameter layout of the model, the learning-rate schedule, clipping, gradient
+// accumulation, and the per-sequence forward/backward (sequence_pass.h).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "train/sequence_pass.h"
+
+struct rmkv_trainer {
+public:
+    rmkv_trainer(rmkv_model &model, const rmkv_train_params &params);
+    ~rmkv_trainer();
+    rmkv_trainer(const rmkv_trainer &) = delete;
+    rmkv_trainer &operator=(const rmkv_trainer &) = delete;
+
+    void step(const rmkv_batch &batch, rmkv_train_stats *stats);
+    float compute_gradients(const rmkv_batch &batch);  // replaces the gradients; returns the mean loss
+    std::vector<float> gradient(const std::string &name) const;
+
+    // Learning rate of optimiser step s (1-based) under the schedule.
+    float learning_rate_at(int64_t s) const;
+
+private:
+    // Adds the batch's gradients (scaled by 1 / its target count); returns (loss sum, targets).
+    std::pair<double, int64_t> accumulate(const rmkv_batch &batch);
+    void zero_gradients();
+    void update(rmkv_train_stats *stats);
+
+    rmkv_model &model_;
+    rmkv_train_params p_;
+    std::unique_ptr<rmkv::Stream> stream_;
+    std::unique_ptr<rmkv::SequencePass> pass_;
+    std::vector<float *> params_, grads_, m_, v_;
+    rmkv::ModelWeights grad_view_{};
+    int64_t step_ = 0;         // optimiser updates done
+    int32_t micro_ = 0;        // train_step calls since the last update
+    double loss_sum_ = 0;      // over the accumulation window
+    int64_t targets_ = 0;
+};
