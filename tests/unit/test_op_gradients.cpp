@@ -1,0 +1,225 @@
+// Every backward kernel of the CPU backend against central finite differences of
+// its forward, in double precision (the kernels are templates; the backend uses
+// their float instantiation). For an op y = f(x) and a random upstream gradient
+// dy, the backward must give d<dy, f(x)>/dx for every input element.
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_kernels.h"
+
+// cmocka last: it defines a macro named fail.
+extern "C" {
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+}
+
+using namespace rmkv;
+using Vec = std::vector<double>;
+
+namespace {
+
+std::mt19937_64 rng(12345);
+
+Vec randn(size_t n, double scale = 1.0) {
+    std::normal_distribution<double> d(0.0, scale);
+    Vec v(n);
+    for (double &x : v) x = d(rng);
+    return v;
+}
+
+double dot(const Vec &a, const Vec &b) {
+    double s = 0;
+    for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+    return s;
+}
+
+// Compares `analytic` with central differences of f over every element of x.
+void check(const char *what, Vec &x, const std::function<double()> &f, const Vec &analytic, double tol = 1e-6) {
+    const double h = 1e-5;
+    double worst = 0, scale = 1e-8;
+    for (double a : analytic) scale = std::max(scale, std::fabs(a));
+    for (size_t i = 0; i < x.size(); ++i) {
+        double keep = x[i];
+        x[i] = keep + h;
+        double fp = f();
+        x[i] = keep - h;
+        double fm = f();
+        x[i] = keep;
+        double fd = (fp - fm) / (2 * h);
+        worst = std::max(worst, std::fabs(fd - analytic[i]) / scale);
+    }
+    if (!(worst < tol)) fail_msg("%s: finite differences disagree, relative error %g", what, worst);
+    print_message("%-36s max relative error %.2e over %zu elements\n", what, worst, x.size());
+}
+
+void norms(void **) {
+    const int64_t n = 3, d = 7;
+    for (NormKind kind : {NormKind::layernorm, NormKind::rmsnorm}) {
+        bool ln = kind == NormKind::layernorm;
+        Vec x = randn(n * d), w = randn(d), b = randn(d), dy = randn(n * d), y(n * d);
+        auto f = [&] {
+            cpu::norm_forward<double>(kind, y.data(), x.data(), w.data(), ln ? b.data() : nullptr, n, d, 1e-5);
+            return dot(dy, y);
+        };
+        Vec dx(n * d, 0.0), dw(d, 0.0), db(d, 0.0);
+        cpu::norm_backward<double>(kind, dx.data(), dw.data(), ln ? db.data() : nullptr, dy.data(), x.data(), w.data(), n, d, 1e-5);
+        check(ln ? "layernorm dx" : "rmsnorm dx", x, f, dx);
+        check(ln ? "layernorm dw" : "rmsnorm dw", w, f, dw);
+        if (ln) check("layernorm db", b, f, db);
+    }
+}
+
+void linear(void **) {
+    const int64_t n = 4, in = 5, out = 3;
+    Vec x = randn(n * in), W = randn(out * in), b = randn(out), dy = randn(n * out), y(n * out);
+    auto f = [&] {
+        cpu::linear_ref<double>(y.data(), x.data(), W.data(), b.data(), n, in, out, false);
+        return dot(dy, y);
+    };
+    Vec dx(n * in, 0.0), dW(out * in, 0.0), db(out, 0.0);
+    cpu::linear_backward_ref<double>(dx.data(), false, dW.data(), db.data(), dy.data(), x.data(), W.data(), n, in, out);
+    check("linear dx", x, f, dx);
+    check("linear dW", W, f, dW);
+    check("linear db", b, f, db);
+}
+
+void rope(void **) {
+    const int64_t n = 3, heads = 2, hd = 6, ld = heads * hd + 2;  // a row stride wider than the heads
+    Vec x = randn(n * ld), dy = randn(n * ld);
+    auto f = [&] {
+        Vec y = x;
+        cpu::rope<double>(y.data(), n, ld, heads, hd, 4, 500.0, false);
+        return dot(dy, y);
+    };
+    Vec dx = dy;
+    cpu::rope<double>(dx.data(), n, ld, heads, hd, 4, 500.0, true);  // the backward is the inverse rotation
+    check("rope", x, f, dx);
+}
+
+void attention(void **) {
+    struct Case { int64_t nq, nk, H, Hkv, hd, visible0; const char *name; };
+    for (Case c : {Case{3, 5, 4, 2, 4, 2, "attention causal (GQA)"}, Case{2, 6, 2, 1, 4, 6, "attention memory rows (MQA)"},
+                   Case{4, 4, 2, 2, 2, 0, "attention pure causal"}}) {
+        const int64_t D = c.H * c.hd, ldkv = c.Hkv * c.hd;
+        Vec q = randn(c.nq * D), k = randn(c.nk * ldkv), v = randn(c.nk * ldkv), dy = randn(c.nq * D), y(c.nq * D);
+        auto f = [&] {
+            cpu::attention_forward<double>(y.data(), q.data(), k.data(), v.data(), c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0);
+            return dot(dy, y);
+        };
+        Vec dq(c.nq * D, 0.0), dk(c.nk * ldkv, 0.0), dv(c.nk * ldkv, 0.0);
+        cpu::attention_backward<double>(dq.data(), dk.data(), dv.data(), dy.data(), q.data(), k.data(), v.data(), c.nq, c.nk,
+                                        ldkv, c.H, c.Hkv, c.hd, c.visible0);
+        std::string n = c.name;
+        check((n + " dq").c_str(), q, f, dq);
+        check((n + " dk").c_str(), k, f, dk);
+        check((n + " dv").c_str(), v, f, dv);
+    }
+}
+
+void activations(void **) {
+    const int64_t n = 9;
+    Vec g = randn(n, 2.0), u = randn(n, 2.0), dy = randn(n), y(n);
+    auto fs = [&] {
+        cpu::swiglu_forward<double>(y.data(), g.data(), u.data(), n);
+        return dot(dy, y);
+    };
+    Vec dg(n), du(n);
+    cpu::swiglu_backward<double>(dg.data(), du.data(), dy.data(), g.data(), u.data(), n);
+    check("swiglu dgate", g, fs, dg);
+    check("swiglu dup", u, fs, du);
+    auto fg = [&] {
+        cpu::gelu_forward<double>(y.data(), u.data(), n);
+        return dot(dy, y);
+    };
+    cpu::gelu_backward<double>(du.data(), dy.data(), u.data(), n);
+    check("gelu", u, fg, du);
+}
+
+void pool(void **) {
+    const int64_t M = 3, T = 5, D = 4;
+    Vec P = randn(M * D), x = randn(T * D), dy = randn(M * D), y(M * D);
+    auto f = [&] {
+        cpu::pool_forward<double>(y.data(), P.data(), x.data(), M, T, D);
+        return dot(dy, y);
+    };
+    Vec dx(T * D, 0.0), dP(M * D, 0.0);
+    cpu::pool_backward<double>(dx.data(), dP.data(), dy.data(), P.data(), x.data(), M, T, D);
+    check("pool dx", x, f, dx);
+    check("pool dquery", P, f, dP);
+}
+
+void cells(void **) {
+    const int64_t M = 2, D = 3;
+    for (CellKind kind : {CellKind::gru, CellKind::lstm, CellKind::minimal}) {
+        const int64_t G = kind == CellKind::gru ? 3 : kind == CellKind::lstm ? 4 : 2;
+        const bool lstm = kind == CellKind::lstm, minimal = kind == CellKind::minimal;
+        Vec gi = randn(M * G * D), gh = randn(M * G * D), h = randn(M * D), c = randn(M * D);
+        Vec dm = randn(M * D), dc = randn(M * D), m(M * D), cout(M * D);
+        auto f = [&] {
+            cpu::cell_forward<double>(kind, m.data(), cout.data(), c.data(), gi.data(), minimal ? nullptr : gh.data(), h.data(), M, D);
+            return dot(dm, m) + (lstm ? dot(dc, cout) : 0.0);
+        };
+        Vec dgi(M * G * D), dgh(M * G * D), dh(M * D, 0.0), dcin(M * D);
+        cpu::cell_backward<double>(kind, dgi.data(), minimal ? nullptr : dgh.data(), dh.data(), lstm ? dcin.data() : nullptr,
+                                   dm.data(), lstm ? dc.data() : nullptr, c.data(), gi.data(), minimal ? nullptr : gh.data(),
+                                   h.data(), M, D);
+        const char *name = kind == CellKind::gru ? "gru" : lstm ? "lstm" : "minimal";
+        std::string n = name;
+        check((n + " cell dgates_i").c_str(), gi, f, dgi);
+        if (!minimal) check((n + " cell dgates_h").c_str(), gh, f, dgh);
+        check((n + " cell dh").c_str(), h, f, dh);
+        if (lstm) check("lstm cell dc", c, f, dcin);
+    }
+}
+
+void cross_entropy(void **) {
+    const int64_t rows = 4, V = 6;
+    Vec logits = randn(rows * V, 2.0);
+    std::vector<int32_t> targets = {2, -1, 5, 0};
+    Vec grad(rows * V);
+    auto f = [&] {
+        Vec scratch(rows * V);
+        return cpu::cross_entropy<double>(scratch.data(), logits.data(), targets.data(), rows, V, 1.0);
+    };
+    cpu::cross_entropy<double>(grad.data(), logits.data(), targets.data(), rows, V, 1.0);
+    check("cross-entropy (masked row)", logits, f, grad);
+}
+
+void embeddings_and_columns(void **) {
+    const int64_t V = 5, D = 3, n = 4, M = 2;
+    Vec table = randn(V * D), dy = randn(n * D), y(n * D);
+    std::vector<int32_t> tokens = {1, 3, 1, 4};
+    auto f = [&] {
+        cpu::embed_forward<double>(y.data(), table.data(), tokens.data(), n, D);
+        return dot(dy, y);
+    };
+    Vec dtable(V * D, 0.0);
+    cpu::embed_backward<double>(dtable.data(), dy.data(), tokens.data(), n, D);
+    check("embedding (repeated token)", table, f, dtable);
+    Vec a = randn(M * D), b = randn(M * D), dcat = randn(M * 2 * D), cat(M * 2 * D);
+    auto fc = [&] {
+        cpu::concat_cols<double>(cat.data(), a.data(), b.data(), M, D);
+        return dot(dcat, cat);
+    };
+    Vec da(M * D, 0.0), dbv(M * D, 0.0);
+    cpu::split_cols_add<double>(da.data(), dbv.data(), dcat.data(), M, D);
+    check("concat columns da", a, fc, da);
+    check("concat columns db", b, fc, dbv);
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(norms),       cmocka_unit_test(linear), cmocka_unit_test(rope),
+        cmocka_unit_test(attention),   cmocka_unit_test(activations), cmocka_unit_test(pool),
+        cmocka_unit_test(cells),       cmocka_unit_test(cross_entropy), cmocka_unit_test(embeddings_and_columns),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
