@@ -2,7 +2,10 @@
 // Hugging Face tokenizer.json (SPEC section 8).
 //
 // The model code relies only on from_json / to_json / vocab_size / clone; the rest
-// of the class serves the rmkv_tokenizer_* functions.
+// of the class serves the rmkv_tokenizer_* functions. The pieces live in
+// src/tokenizer/: unicode (UTF-8, classes, normalisers), pretokenizer (ByteLevel,
+// Digits), bpe (vocabulary, merges), added_tokens, json_io (tokenizer.json),
+// trainer (BPE training), token_stream (streaming decoder).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +15,10 @@
 #include <vector>
 
 #include "core/error.h"
+
+namespace rmkv::tok {
+struct TrainOptions;
+}
 
 struct rmkv_tokenizer {
 public:
@@ -32,8 +39,26 @@ public:
 
     ~rmkv_tokenizer();
 
+    // --- beyond what the model code uses ---
+
+    // Appends the ids of text (any bytes; invalid UTF-8 becomes U+FFFD first).
+    void encode_into(std::string_view text, std::vector<int32_t> &out) const;
+
+    // The raw bytes one token contributes to decode() (before invalid UTF-8 is
+    // replaced); `first` is false for every token after the first of a sequence.
+    void append_token_bytes(int32_t id, bool first, std::string &out) const;  // throws on a bad id
+
+    // The vocabulary string of an id ("" and false when the id is unused).
+    bool token_string(int32_t id, std::string &out) const;
+
+    // Trains a byte-level BPE tokenizer (src/tokenizer/trainer.cpp).
+    static std::unique_ptr<rmkv_tokenizer> train(const rmkv::tok::TrainOptions &options);
+
+    struct Impl;
+    const Impl &impl() const { return *impl_; }
+    static std::unique_ptr<rmkv_tokenizer> from_impl(std::unique_ptr<Impl> impl);
+
 private:
     rmkv_tokenizer();
-    struct Impl;
     std::unique_ptr<Impl> impl_;
 };

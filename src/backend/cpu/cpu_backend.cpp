@@ -61,7 +61,9 @@ public:
     std::unordered_map<MatmulKey, Bound, MatmulKeyHash> bound;
     dnnl::memory scratch;
     size_t scratch_size;
-    std::vector<float> scores;  // attention probabilities of a prefill chunk; grows once
+    // Attention of many rows: probabilities, their gradient, packed queries and
+    // output gradients. Grow once to the largest chunk.
+    std::vector<float> scores, dscores, packed_q, packed_dout;
 };
 
 class CpuBackend final : public Backend {
@@ -149,21 +151,9 @@ public:
         // Many query rows (prefill, memory rows): two batched matrix products per
         // kv head group with the masked softmax between them.
         auto &st = static_cast<CpuStream &>(s);
-        const AttentionMatmuls &am = attention_matmuls(h, hkv, hd, ldkv);
-        const int64_t G = h / hkv, D = h * hd, rows = h * nq;
-        if (static_cast<int64_t>(st.scores.size()) < rows * nk) st.scores.resize(static_cast<size_t>(rows * nk));
-        using md = dnnl::memory::desc;
-        md qd({hkv, G, nq, hd}, dt::f32, {G * hd, hd, D, 1});
-        md kd({hkv, 1, hd, nk}, dt::f32, {hd, hd, 1, ldkv});
-        md sd({hkv, G, nq, nk}, dt::f32, {G * nq * nk, nq * nk, nk, 1});
-        md vd({hkv, 1, nk, hd}, dt::f32, {hd, hd, ldkv, 1});
-        md od({hkv, G, nq, hd}, dt::f32, {G * hd, hd, D, 1});
-        dnnl::memory qm(qd, engine_, const_cast<float *>(q)), km(kd, engine_, const_cast<float *>(k));
-        dnnl::memory sm(sd, engine_, st.scores.data()), vm(vd, engine_, const_cast<float *>(v)), om(od, engine_, out);
-        ensure_scratch(st, std::max(am.qk_scratch, am.pv_scratch));
-        am.qk.execute(st.stream, {{DNNL_ARG_SRC, qm}, {DNNL_ARG_WEIGHTS, km}, {DNNL_ARG_DST, sm}, {DNNL_ARG_SCRATCHPAD, st.scratch}});
-        cpu::masked_softmax_rows(st.scores.data(), nq, nk, rows, visible0, 1.0f / std::sqrt(static_cast<float>(hd)));
-        am.pv.execute(st.stream, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, vm}, {DNNL_ARG_DST, om}, {DNNL_ARG_SCRATCHPAD, st.scratch}});
+        AttentionShapes a(h, hkv, hd, ldkv, nq, nk);
+        const AttentionMatmuls &am = attention_probabilities(st, a, q, k, visible0);
+        run(st, am.pv, am.pv_scratch, a.scores(st.scores.data(), engine_), a.kv(v, engine_), a.rows(out, engine_));
     }
     void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
     void gelu(Stream &, float *h, const float *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
@@ -193,10 +183,32 @@ public:
     void embed_backward(Stream &, float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_backward(dtok_emb, dX, tokens, n, d);
     }
-    void attention_backward(Stream &, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+    void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
                             int64_t visible0) override {
-        cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+        if (nq < kGemmAttentionRows) {
+            cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+            return;
+        }
+        // P again, then dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)) / sqrt(hd),
+        // dQ = dS K, dK += dS^T Q: every product a batched matmul per kv head group.
+        auto &st = static_cast<CpuStream &>(s);
+        AttentionShapes a(h, hkv, hd, ldkv, nq, nk);
+        const AttentionMatmuls &am = attention_probabilities(st, a, q, k, visible0);
+        const size_t n_scores = static_cast<size_t>(h * nq * nk), n_rows = static_cast<size_t>(h * nq * hd);
+        if (st.dscores.size() < n_scores) st.dscores.resize(n_scores);
+        if (st.packed_q.size() < n_rows) st.packed_q.resize(n_rows), st.packed_dout.resize(n_rows);
+        cpu::pack_heads(st.packed_q.data(), q, nq, h, hd);
+        cpu::pack_heads(st.packed_dout.data(), dout, nq, h, hd);
+        dnnl::memory P = a.scores(st.scores.data(), engine_), dP = a.scores(st.dscores.data(), engine_);
+        run(st, am.pv_t, am.pv_t_scratch, a.scores_t(st.scores.data(), engine_), a.packed(st.packed_dout.data(), engine_),
+            a.acc(dv, engine_));
+        run(st, am.qk, am.qk_scratch, a.rows(dout, engine_), a.kv_t(v, engine_), dP);
+        cpu::softmax_backward_rows(st.dscores.data(), st.scores.data(), static_cast<int64_t>(h * nq), nk,
+                                   1.0f / std::sqrt(static_cast<float>(hd)));
+        run(st, am.pv, am.pv_scratch, dP, a.kv(k, engine_), a.rows(dq, engine_));
+        run(st, am.pv_t, am.pv_t_scratch, a.scores_t(st.dscores.data(), engine_), a.packed(st.packed_q.data(), engine_),
+            a.acc(dk, engine_));
     }
     void swiglu_backward(Stream &, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
         cpu::swiglu_backward(dg, du, dh, g, u, n);
@@ -245,10 +257,58 @@ public:
 private:
     static constexpr int64_t kGemmAttentionRows = 16;
 
+    // qk: S[g, i, j] = Q[g, i] . K[j]; pv: O[g, i] = sum_j S[g, i, j] V[j];
+    // pv_t: acc[j] += sum_{g, i} S[g, i, j] X[g, i] (X packed [G, nq, hd]).
     struct AttentionMatmuls {
-        dnnl::matmul qk, pv;
-        size_t qk_scratch, pv_scratch;
+        dnnl::matmul qk, pv, pv_t;
+        size_t qk_scratch, pv_scratch, pv_t_scratch;
     };
+
+    // Memory descriptors of one call (the query and key counts known now).
+    struct AttentionShapes {
+        int64_t H, Hkv, G, hd, ldkv, D, nq, nk;
+        using md = dnnl::memory::desc;
+        AttentionShapes(int64_t h, int64_t hkv, int64_t hd_, int64_t ldkv_, int64_t nq_, int64_t nk_)
+            : H(h), Hkv(hkv), G(h / hkv), hd(hd_), ldkv(ldkv_), D(h * hd_), nq(nq_), nk(nk_) {}
+        dnnl::memory rows(const float *p, const dnnl::engine &e) const {  // [Hkv, G, nq, hd] in a [nq, D] matrix
+            return {md({Hkv, G, nq, hd}, dt::f32, {G * hd, hd, D, 1}), e, const_cast<float *>(p)};
+        }
+        dnnl::memory packed(const float *p, const dnnl::engine &e) const {  // [Hkv, G*nq, hd] dense
+            return {md({Hkv, G * nq, hd}, dt::f32, {G * nq * hd, hd, 1}), e, const_cast<float *>(p)};
+        }
+        dnnl::memory kv_t(const float *p, const dnnl::engine &e) const {  // [Hkv, 1, hd, nk] view of [nk, ldkv]
+            return {md({Hkv, 1, hd, nk}, dt::f32, {hd, hd, 1, ldkv}), e, const_cast<float *>(p)};
+        }
+        dnnl::memory kv(const float *p, const dnnl::engine &e) const {  // [Hkv, 1, nk, hd] view of [nk, ldkv]
+            return {md({Hkv, 1, nk, hd}, dt::f32, {hd, hd, ldkv, 1}), e, const_cast<float *>(p)};
+        }
+        dnnl::memory acc(const float *p, const dnnl::engine &e) const {  // [Hkv, nk, hd] view of [nk, ldkv]
+            return {md({Hkv, nk, hd}, dt::f32, {hd, ldkv, 1}), e, const_cast<float *>(p)};
+        }
+        dnnl::memory scores(const float *p, const dnnl::engine &e) const {  // [Hkv, G, nq, nk] dense
+            return {md({Hkv, G, nq, nk}, dt::f32, {G * nq * nk, nq * nk, nk, 1}), e, const_cast<float *>(p)};
+        }
+        dnnl::memory scores_t(const float *p, const dnnl::engine &e) const {  // [Hkv, nk, G*nq] transposed view
+            return {md({Hkv, nk, G * nq}, dt::f32, {G * nq * nk, 1, nk}), e, const_cast<float *>(p)};
+        }
+    };
+
+    void run(CpuStream &st, const dnnl::matmul &mm, size_t scratch, const dnnl::memory &src, const dnnl::memory &wei,
+             const dnnl::memory &dst) {
+        ensure_scratch(st, scratch);
+        mm.execute(st.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, st.scratch}});
+    }
+
+    // Fills st.scores with the masked softmax probabilities of q against k.
+    const AttentionMatmuls &attention_probabilities(CpuStream &st, const AttentionShapes &a, const float *q, const float *k,
+                                                    int64_t visible0) {
+        const AttentionMatmuls &am = attention_matmuls(a.H, a.Hkv, a.hd, a.ldkv);
+        const size_t n_scores = static_cast<size_t>(a.H * a.nq * a.nk);
+        if (st.scores.size() < n_scores) st.scores.resize(n_scores);
+        run(st, am.qk, am.qk_scratch, a.rows(q, engine_), a.kv_t(k, engine_), a.scores(st.scores.data(), engine_));
+        cpu::masked_softmax_rows(st.scores.data(), a.nq, a.nk, a.H * a.nq, visible0, 1.0f / std::sqrt(static_cast<float>(a.hd)));
+        return am;
+    }
 
     void ensure_scratch(CpuStream &st, size_t need) {
         if (need > st.scratch_size) {
@@ -272,12 +332,22 @@ private:
         md sd({hkv, G, R, R}, dt::f32, {R, R, R, 1});
         md vd({hkv, 1, R, hd}, dt::f32, {hd, hd, ldkv, 1});
         md od({hkv, G, R, hd}, dt::f32, {G * hd, hd, D, 1});
+        md st_d({hkv, R, R}, dt::f32, {R, 1, R});           // S^T: [Hkv, nk, G*nq]
+        md xp({hkv, R, hd}, dt::f32, {R, hd, 1});            // packed [Hkv, G*nq, hd]
+        md acc({hkv, R, hd}, dt::f32, {hd, ldkv, 1});        // [Hkv, nk, hd] view of [nk, ldkv]
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::primitive_attr attr_acc;  // a new object: attributes are shared handles
+        attr_acc.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::post_ops sum;
+        sum.append_sum(1.0f);
+        attr_acc.set_post_ops(sum);
         dnnl::matmul::primitive_desc qk(dnnl::matmul::desc(qd, kd, sd), attr, engine_);
         dnnl::matmul::primitive_desc pv(dnnl::matmul::desc(sd, vd, od), attr, engine_);
-        auto am = std::make_unique<AttentionMatmuls>(
-            AttentionMatmuls{dnnl::matmul(qk), dnnl::matmul(pv), qk.scratchpad_desc().get_size(), pv.scratchpad_desc().get_size()});
+        dnnl::matmul::primitive_desc pv_t(dnnl::matmul::desc(st_d, xp, acc), attr_acc, engine_);
+        auto am = std::make_unique<AttentionMatmuls>(AttentionMatmuls{
+            dnnl::matmul(qk), dnnl::matmul(pv), dnnl::matmul(pv_t), qk.scratchpad_desc().get_size(),
+            pv.scratchpad_desc().get_size(), pv_t.scratchpad_desc().get_size()});
         return *attention_cache_.emplace(key, std::move(am)).first->second;
     }
 

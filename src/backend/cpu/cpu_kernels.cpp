@@ -459,6 +459,23 @@ RMKV_CLONES void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int6
     }
 }
 
+void pack_heads(float *dst, const float *src, int64_t n, int64_t n_heads, int64_t head_dim) {
+#pragma omp parallel for if (n * n_heads > 64) schedule(static)
+    for (int64_t h = 0; h < n_heads; ++h)
+        for (int64_t i = 0; i < n; ++i)
+            std::memcpy(dst + (h * n + i) * head_dim, src + i * n_heads * head_dim + h * head_dim, sizeof(float) * head_dim);
+}
+
+RMKV_CLONES void softmax_backward_rows(float *dP, const float *P, int64_t rows, int64_t nk, float scale) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        float *d = dP + r * nk;
+        const float *p = P + r * nk;
+        float s = dot(p, d, nk);
+        for (int64_t j = 0; j < nk; ++j) d[j] = p[j] * (d[j] - s) * scale;
+    }
+}
+
 RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate) {
 #pragma omp parallel for if (out * in > 32768) schedule(static)
     for (int64_t o = 0; o < out; ++o) {

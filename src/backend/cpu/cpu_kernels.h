@@ -50,6 +50,10 @@ template <class T> double cross_entropy(T *dlogits, const T *logits, const int32
 // Rows of scores [rows, nk] (rows = heads x nq, query i = row % nq) scaled, masked
 // to key columns 0 .. min(nk, visible0 + i + 1) - 1 and softmaxed in place.
 void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int64_t rows, int64_t visible0, float scale);
+// dst[h][i] = src[i, h*hd .. (h+1)*hd): heads of [n, H*hd] rows packed head-major [H, n, hd].
+void pack_heads(float *dst, const float *src, int64_t n, int64_t n_heads, int64_t head_dim);
+// Rows of dP [rows, nk] become dS = P * (dP - sum_j P dP) * scale, in place (P: probabilities).
+void softmax_backward_rows(float *dP, const float *P, int64_t rows, int64_t nk, float scale);
 // y[out] = W[out, in] x[in] (+ b): the one-row product of decoding, bandwidth-bound.
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
 // Reference matrix products for the double-precision checks: y[n,out] (+)= x W^T + b;
