@@ -173,6 +173,24 @@ RMKV_API void rmkv_model_free(rmkv_model *model);
 /* ------------------------------------------------------------------------- */
 /* BEGIN TOKENIZER SECTION */
 
+/* Byte-level BPE, interchangeable with Hugging Face tokenizer.json (SPEC section 8).
+   The pipeline is Hugging Face's: added/special tokens are split out of the raw
+   text first (leftmost-longest, with their single_word/lstrip/rstrip flags), the
+   rest is normalised (NFD/NFC/NFKD/NFKC/Lowercase), normalised added tokens are
+   split out, the pre-tokenizers (Digits, ByteLevel with the GPT-2 split) cut words,
+   and BPE merges each word.
+
+   Text is bytes. Invalid UTF-8 in a text to encode is first replaced by U+FFFD,
+   one per maximal invalid subsequence (as Rust's String::from_utf8_lossy and
+   Python's errors="replace" do); NUL bytes are ordinary characters (U+0000).
+   Decoding returns exactly what Hugging Face's decode(ids, skip_special_tokens=False)
+   returns, as UTF-8: bytes of tokens that do not form whole characters become
+   U+FFFD. So decode(encode(x)) == normalise(lossy(x)) whenever every byte has a
+   token (always for tokenizers trained by rmkv).
+
+   Threads: a tokenizer is immutable; any number of threads may encode and decode
+   with it at once (each thread keeps its own word cache). */
+
 /* Reads a Hugging Face tokenizer.json. A component rmkv does not support is refused
    with RMKV_ERR_FORMAT naming it. *out is owned by the caller (rmkv_tokenizer_free). */
 RMKV_API rmkv_status rmkv_tokenizer_load(const char *path, rmkv_tokenizer **out);
@@ -204,6 +222,95 @@ RMKV_API int32_t rmkv_tokenizer_token_id(const rmkv_tokenizer *tok, const char *
 RMKV_API size_t rmkv_tokenizer_vocab_size(const rmkv_tokenizer *tok);
 
 RMKV_API void rmkv_tokenizer_free(rmkv_tokenizer *tok);
+
+/* The vocabulary string of an id (for example "\xC4\xA0the" for " the" in a byte-level
+   vocabulary, or "<end>"), NUL-terminated; `needed` counts the NUL. An unused id is
+   RMKV_ERR_INVALID_ARGUMENT. Any thread. */
+RMKV_API rmkv_status rmkv_tokenizer_token_string(const rmkv_tokenizer *tok, int32_t id,
+                                                 char *buf, size_t capacity, size_t *needed);
+
+/* Encodes n_texts texts on up to n_threads threads (0 = all cores). texts[i] has
+   sizes[i] bytes (sizes may be NULL: the texts are NUL-terminated). The ids of all
+   texts are written one after the other into ids; offsets (n_texts + 1 entries,
+   may be NULL) receives where each text's ids begin, offsets[n_texts] being the
+   total. *n_ids is the total needed: when it exceeds capacity the call returns
+   RMKV_ERR_BUFFER_TOO_SMALL, writes *n_ids and nothing else. Each text is encoded
+   exactly as rmkv_tokenizer_encode would. Any thread. */
+RMKV_API rmkv_status rmkv_tokenizer_encode_batch(const rmkv_tokenizer *tok, const char *const *texts,
+                                                 const size_t *sizes, size_t n_texts, int32_t n_threads,
+                                                 int32_t *ids, size_t capacity, size_t *offsets, size_t *n_ids);
+
+/* Training progress: `stage` is "count words" (done/total in bytes read), "count pairs"
+   (words) or "merges" (done/total in vocabulary entries). Called on the thread that
+   called rmkv_tokenizer_train, a few hundred times at most. Return non-zero to stop:
+   the training call then returns RMKV_ERR_CANCELLED. */
+typedef int (*rmkv_tokenizer_progress_callback)(const char *stage, uint64_t done, uint64_t total, void *user_data);
+
+typedef struct rmkv_tokenizer_train_params {
+    size_t struct_size;              /* sizeof(rmkv_tokenizer_train_params) */
+    size_t vocab_size;               /* target size including special tokens; default 30000 */
+    uint64_t min_frequency;          /* a pair seen fewer times is never merged; default 0 */
+    const char *const *special_tokens; /* NULL (default): <pad> <unk> <start> <end> <think> </think>,
+                                        ids 0..5; otherwise exactly these n_special_tokens (may be 0) */
+    size_t n_special_tokens;
+    const char *normalizer;          /* comma-separated NFD, NFC, NFKD, NFKC, Lowercase; NULL = "NFD"
+                                        (the default); "" = none */
+    int32_t individual_digits;       /* 1 (default): Digits(individual_digits) before ByteLevel; 0: none */
+    int32_t add_prefix_space;        /* ByteLevel add_prefix_space; default 0 */
+    int32_t byte_alphabet;           /* 1 (default): all 256 byte tokens are in the vocabulary even if
+                                        unseen, so every text encodes; 0: only the bytes seen (as a
+                                        Hugging Face BpeTrainer without initial_alphabet) */
+    int32_t n_threads;               /* threads counting words; 0 (default) = all cores */
+    rmkv_tokenizer_progress_callback progress;  /* NULL = none */
+    void *progress_user_data;
+    /* appended fields only */
+} rmkv_tokenizer_train_params;
+
+/* Defaults: the original design's tokenizer (vocabulary 30000, NFD, individual digits,
+   ByteLevel without prefix space, the six special tokens). Any thread. */
+RMKV_API rmkv_tokenizer_train_params rmkv_tokenizer_train_default_params(void);
+
+/* Trains a byte-level BPE tokenizer on text files, read line by line (each line
+   with its "\n"), as Hugging Face's Tokenizer.train(files) does: with the same
+   corpus and settings the merges are Hugging Face's. Special tokens take the
+   first ids and are not split out of the training text. Memory grows with the
+   number of distinct words, not with the corpus. Invalid UTF-8 in the files is
+   replaced by U+FFFD. *out is owned by the caller. A file that cannot be read is
+   RMKV_ERR_IO naming it; a progress callback that returns non-zero gives
+   RMKV_ERR_CANCELLED. Any thread. */
+RMKV_API rmkv_status rmkv_tokenizer_train(const char *const *files, size_t n_files,
+                                          const rmkv_tokenizer_train_params *params, rmkv_tokenizer **out);
+
+/* Same, on texts in memory: each text is one sequence (as Hugging Face's
+   train_from_iterator), not split into lines. texts[i] has sizes[i] bytes (sizes
+   may be NULL: NUL-terminated texts). The texts are only read during the call. */
+RMKV_API rmkv_status rmkv_tokenizer_train_from_texts(const char *const *texts, const size_t *sizes, size_t n_texts,
+                                                     const rmkv_tokenizer_train_params *params, rmkv_tokenizer **out);
+
+/* Streaming decoder for token-by-token output (chat, games): the text of a few
+   tokens at a time, never half a UTF-8 character. Bytes that may still become a
+   character are held back until the next token completes them (or proves them
+   invalid: they then come out as U+FFFD). The concatenation of everything fed
+   and flushed equals rmkv_tokenizer_decode of all the ids. The stream borrows the
+   tokenizer, which must outlive it; one stream is used by one thread at a time. */
+typedef struct rmkv_token_stream rmkv_token_stream;
+
+/* *out is owned by the caller (rmkv_token_stream_free). */
+RMKV_API rmkv_status rmkv_token_stream_new(const rmkv_tokenizer *tok, rmkv_token_stream **out);
+
+/* Adds one token and writes the text that is now complete (often 0 bytes, never
+   NUL-terminated) to text; *size is the count. If capacity is too small the call
+   returns RMKV_ERR_BUFFER_TOO_SMALL with *size needed and the stream unchanged
+   (16 bytes more than the longest token always suffice). A bad id is
+   RMKV_ERR_INVALID_ARGUMENT, stream unchanged. */
+RMKV_API rmkv_status rmkv_token_stream_feed(rmkv_token_stream *s, int32_t id, char *text, size_t capacity, size_t *size);
+
+/* Writes what is held back (an incomplete character comes out as U+FFFD) and
+   starts a new sequence. Same buffer rule as feed. */
+RMKV_API rmkv_status rmkv_token_stream_flush(rmkv_token_stream *s, char *text, size_t capacity, size_t *size);
+
+/* Frees the stream. NULL is a no-op. */
+RMKV_API void rmkv_token_stream_free(rmkv_token_stream *s);
 /* END TOKENIZER SECTION */
 
 /* ------------------------------------------------------------------------- */
@@ -265,6 +372,149 @@ RMKV_API rmkv_status rmkv_session_state_load_file(rmkv_session *s, const char *p
 
 /* Frees the session. NULL is a no-op. */
 RMKV_API void rmkv_session_free(rmkv_session *s);
+
+/* BEGIN DATA SECTION */
+/* ------------------------------------------------------------------------- */
+/* Training data: text and JSONL sources tokenised into batches               */
+/* ------------------------------------------------------------------------- */
+
+/* A data pipeline turns files into batches in the layout of rmkv_batch: B rows
+   of n_tokens inputs and n_tokens next-token targets (-1 = no loss). It streams:
+   files are indexed once (offsets only) and read piece by piece while batches
+   are made, on a background thread, so a corpus larger than memory is fine.
+
+   Configuration (rmkv_data_new, a JSON object; an unknown key or a bad value
+   fails with RMKV_ERR_INVALID_ARGUMENT naming it):
+     "sources"         array (required) of source objects, below
+     "batch_size"      rows per batch (default 8)
+     "n_tokens"        tokens per row (default 512)
+     "walk"            default walk of the sources: "shuffled" (default: a new
+                       permutation of the items every epoch, no repeats within
+                       one), "sequential" (file order) or "random" (independent
+                       draws with replacement; an epoch = as many draws as items)
+     "seed"            unsigned integer (default 0); the same seed gives the same
+                       batches on every platform
+     "validation_fraction"  in [0, 1): part of every source's items (documents
+                       or examples) held out for validation; at least one item
+                       when above 0, and at least one item stays for training
+     "validation_count"     or: that many items of every source (default 0)
+     "eod_token"       id or token string ("<end>"); when set it ends every text
+                       document and every JSONL response (default: none; text
+                       documents are then simply concatenated)
+     "pad_token"       id or token string for padding (default "<pad>" if the
+                       tokenizer has it, else 0); padded targets are -1
+     "max_prompt_tokens"     JSONL: the prompt keeps its LAST that many tokens (0 = all)
+     "max_completion_tokens" JSONL: the response keeps its FIRST that many (0 = all)
+     "queue_size"      batches prepared ahead on the background thread (default
+                       4; 0 = no thread, batches are made inside rmkv_data_next)
+     "chunk_bytes"     largest piece of a document read and tokenised at once
+                       (default 1 MiB; a piece is cut after a newline or space in
+                       its second half, else at a UTF-8 character boundary)
+     "on_error"        "fail" (default) or "skip": a bad JSONL line is then skipped
+                       with a warning on the log
+   A source object:
+     "path"            a file, or a folder (every regular file below it, hidden
+                       names skipped, in sorted path order)
+     "kind"            "text" or "jsonl" (default: "jsonl" if path ends in .jsonl)
+     "weight"          mixing weight >= 0 (default 1): each row comes from a
+                       source drawn with these weights (5, 1, 1 = 5/7, 1/7, 1/7);
+                       weight 0 = validation only
+     "walk"            this source's walk (default: the top-level "walk")
+     "extensions"      folders: file name endings to take (text default: all;
+                       jsonl default [".jsonl"])
+     text only:
+     "separator"       documents are split inside files at this string (for
+                       example "\n\n"); default: one document per file. Empty
+                       documents are skipped.
+     jsonl only (one example per non-blank line, a JSON object):
+     "input_field", "output_field"   names of the two string fields (defaults
+                       "input" and "output"; for example "prompt" and "response")
+     "format"          "default": prompt "user: {input}\n\nassistant:", response
+                       " {output}"; "chat": prompt "{input}<start>", response
+                       "{output}<end>" (<start>: the model's turn begins, <end>:
+                       it ends; both must be tokens of the tokenizer)
+     "prompt_template", "response_template"  override the format's templates.
+                       {input} and {output} stand for the two fields; a "<name>"
+                       that is one token of the tokenizer becomes that token id
+                       (text between special tokens is encoded as a whole; a
+                       "<end>" inside a field value stays text). Any other {name}
+                       is an error.
+     "mask_prompt"     true (default): targets that are prompt tokens are -1
+   Rows: a text source's token stream (its documents in walk order, each
+   followed by eod_token when set) is cut into windows of n_tokens + 1 tokens,
+   consecutive windows sharing one token; row = window[0..n), targets =
+   window[1..n]. A JSONL row is one example: prompt + response, cut to
+   n_tokens + 1 tokens, then padded; target i is token i + 1, -1 when masked or
+   padded. Validation rows: the held-out items of each source in turn, in file
+   order, once; a text source's last window is padded. */
+typedef struct rmkv_data rmkv_data;
+
+/* What rmkv_data_next / rmkv_data_next_validation report with a batch. The
+   caller sets struct_size (sizeof(rmkv_data_info)); fields past it are not written. */
+typedef struct rmkv_data_info {
+    size_t struct_size;
+    size_t n_sequences;      /* rows holding data; 0 = the validation pass is over.
+                                Rows past it are padding (pad_token, targets -1). */
+    int64_t n_targets;       /* targets != -1 in the batch */
+    int64_t batch_index;     /* batches served before this one (training, or this validation pass) */
+    int64_t epoch;           /* whole epochs completed by the least advanced source of weight > 0 */
+    double epoch_progress;   /* the same with the fraction of the current epoch (2.25) */
+    /* appended fields only */
+} rmkv_data_info;
+
+/* A pipeline over the sources of config_json (see above). Indexes every file
+   (reads them once, keeps offsets only): RMKV_ERR_IO names a missing or
+   unreadable path, RMKV_ERR_INVALID_ARGUMENT a bad key or value or a source
+   without documents. The tokenizer is borrowed: it must stay alive until the
+   pipeline is freed. *out is owned by the caller (rmkv_data_free). A pipeline
+   is used by one thread at a time (it runs its own background thread). */
+RMKV_API rmkv_status rmkv_data_new(const char *config_json, const rmkv_tokenizer *tok, rmkv_data **out);
+
+/* batch_size and n_tokens: a batch needs batch_size x n_tokens int32 per array.
+   Either pointer may be NULL. */
+RMKV_API rmkv_status rmkv_data_batch_shape(const rmkv_data *data, size_t *batch_size, size_t *n_tokens);
+
+/* The next training batch: tokens and targets each receive batch_size x n_tokens
+   ids, row after row; capacity is the length of each array, in int32
+   (RMKV_ERR_BUFFER_TOO_SMALL, nothing consumed, when smaller). The stream never
+   ends: epochs follow each other. info may be NULL. A bad JSONL line fails with
+   RMKV_ERR_FORMAT naming file and line, a file gone with RMKV_ERR_IO; the
+   position is then unchanged (the next call tries the same batch again). */
+RMKV_API rmkv_status rmkv_data_next(rmkv_data *data, int32_t *tokens, int32_t *targets, size_t capacity,
+                                    rmkv_data_info *info);
+
+/* The next batch of the validation pass (same arrays and errors). At the end of
+   the pass a batch may be partial (info->n_sequences < batch_size); after it,
+   calls return RMKV_OK with n_sequences 0 and all rows padding, until
+   rmkv_data_validation_rewind. Without held-out items the pass is empty.
+   Independent of the training position. */
+RMKV_API rmkv_status rmkv_data_next_validation(rmkv_data *data, int32_t *tokens, int32_t *targets, size_t capacity,
+                                               rmkv_data_info *info);
+
+/* Back to the start of the validation pass. */
+RMKV_API rmkv_status rmkv_data_validation_rewind(rmkv_data *data);
+
+/* The position (training: after the last batch served; validation pass) as a
+   small JSON text (not NUL-terminated), with a checksum and the identity of the
+   configuration and the files. *size is the size needed; the size reported is
+   the size written as long as no batch is taken in between. Loaded into a
+   pipeline made with the same configuration over the same files, the following
+   batches are exactly those the saving pipeline would have served. */
+RMKV_API rmkv_status rmkv_data_state_save(const rmkv_data *data, void *buf, size_t capacity, size_t *size);
+
+/* Continues from a saved position. A state of another configuration or of
+   changed files is RMKV_ERR_MISMATCH saying which; a corrupt one
+   RMKV_ERR_FORMAT. On failure the pipeline is unchanged. */
+RMKV_API rmkv_status rmkv_data_state_load(rmkv_data *data, const void *buf, size_t size);
+
+/* The resolved configuration and per source: path, kind, weight, walk, files,
+   documents or examples, train and validation item counts, templates; as JSON,
+   NUL-terminated; *needed counts the NUL. */
+RMKV_API rmkv_status rmkv_data_summary_json(const rmkv_data *data, char *buf, size_t capacity, size_t *needed);
+
+/* Stops the background thread and frees the pipeline. NULL is a no-op. */
+RMKV_API void rmkv_data_free(rmkv_data *data);
+/* END DATA SECTION */
 
 /* ------------------------------------------------------------------------- */
 /* Training: a trainer updates the model it was made with, in place           */
@@ -333,6 +583,37 @@ RMKV_API rmkv_status rmkv_trainer_compute_gradients(rmkv_trainer *t, const rmkv_
    in floats, is smaller). */
 RMKV_API rmkv_status rmkv_trainer_gradient(const rmkv_trainer *t, const char *name, float *buf, size_t capacity,
                                            size_t *n);
+
+typedef struct rmkv_eval_stats {
+    size_t struct_size;
+    float loss, accuracy;                      /* mean cross-entropy and argmax accuracy over every target */
+    float loss_later, accuracy_later;          /* over segments k >= 2, memory carried */
+    float loss_later_reset, accuracy_later_reset; /* the same segments, each starting from init_memory */
+    int64_t n_targets, n_targets_later;
+} rmkv_eval_stats;
+
+/* Forward only (no gradients, no update): validation loss (perplexity = exp(loss))
+   and the memory effect of SPEC section 6, loss_later_reset - loss_later. */
+RMKV_API rmkv_status rmkv_trainer_evaluate(rmkv_trainer *t, const rmkv_batch *batch, rmkv_eval_stats *stats);
+
+/* Writes a checkpoint (SPEC section 7): the model (loadable with rmkv_model_load,
+   so a checkpoint converts to a model file by loading and saving it), the AdamW
+   moments, the optimiser step, the training parameters and `user_json` (a JSON
+   object or NULL: the caller's data position, epoch, ...). Atomic. Only between
+   optimiser updates (INVALID_ARGUMENT while gradient accumulation is pending). */
+RMKV_API rmkv_status rmkv_trainer_save_checkpoint(const rmkv_trainer *t, const char *path, const char *user_json);
+
+/* Continues from a checkpoint: the model's weights, the moments and the step are
+   replaced (the schedule continues at that step). The checkpoint's config must
+   equal the model's (else RMKV_ERR_MISMATCH); everything is validated before
+   anything changes. The trainer's own params stay in force. */
+RMKV_API rmkv_status rmkv_trainer_load_checkpoint(rmkv_trainer *t, const char *path);
+
+/* The user_json stored in a checkpoint, NUL-terminated; `needed` counts the NUL. */
+RMKV_API rmkv_status rmkv_checkpoint_user_json(const char *path, char *buf, size_t capacity, size_t *needed);
+
+/* Optimiser updates done (0 for NULL). */
+RMKV_API int64_t rmkv_trainer_step_count(const rmkv_trainer *t);
 
 RMKV_API void rmkv_trainer_free(rmkv_trainer *t);
 

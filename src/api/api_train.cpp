@@ -70,6 +70,46 @@ RMKV_API rmkv_status rmkv_trainer_gradient(const rmkv_trainer *t, const char *na
     });
 }
 
+RMKV_API rmkv_status rmkv_trainer_evaluate(rmkv_trainer *t, const rmkv_batch *batch, rmkv_eval_stats *stats) {
+    return guarded([&] {
+        require_not_null(t, "trainer");
+        require_not_null(batch, "batch");
+        require_not_null(stats, "stats");
+        rmkv_eval_stats local{};
+        t->evaluate(*batch, local);
+        size_t n = stats->struct_size && stats->struct_size < sizeof local ? stats->struct_size : sizeof local;
+        local.struct_size = n;
+        std::memcpy(static_cast<void *>(stats), &local, n);
+    });
+}
+
+RMKV_API rmkv_status rmkv_trainer_save_checkpoint(const rmkv_trainer *t, const char *path, const char *user_json) {
+    return guarded([&] {
+        require_not_null(t, "trainer");
+        require_not_null(path, "path");
+        t->save_checkpoint(path, user_json ? user_json : "");
+    });
+}
+
+RMKV_API rmkv_status rmkv_trainer_load_checkpoint(rmkv_trainer *t, const char *path) {
+    return guarded([&] {
+        require_not_null(t, "trainer");
+        require_not_null(path, "path");
+        t->load_checkpoint(path);
+    });
+}
+
+RMKV_API rmkv_status rmkv_checkpoint_user_json(const char *path, char *buf, size_t capacity, size_t *needed) {
+    return guarded([&] {
+        require_not_null(path, "path");
+        require_not_null(needed, "needed");
+        std::string j = checkpoint_user_json(path);
+        copy_out(j.c_str(), j.size() + 1, buf, capacity, needed);
+    });
+}
+
+RMKV_API int64_t rmkv_trainer_step_count(const rmkv_trainer *t) { return t ? t->step_count() : 0; }
+
 RMKV_API void rmkv_trainer_free(rmkv_trainer *t) { delete t; }
 
 }  // extern "C"

@@ -40,6 +40,7 @@ public:
     void set_state(const WalkState &s);  // throws RMKV_ERR_FORMAT when out of range
 
     uint64_t size() const { return n_; }
+    bool at_epoch_end() const { return pos_ == n_; }
     WalkMode mode() const { return mode_; }
     double progress() const { return static_cast<double>(epoch_) + static_cast<double>(pos_) / static_cast<double>(n_); }
 

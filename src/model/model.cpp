@@ -136,7 +136,10 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
                                 const rmkv_model_params &p) {
     SafetensorsFile f = SafetensorsFile::parse(data, size, what);
     const std::string &format = f.meta("format", what);
-    if (format != "rmkv-model") fail(RMKV_ERR_FORMAT, what, ": __metadata__ format is '", format, "', expected 'rmkv-model'");
+    // A checkpoint holds a whole model too (plus optimiser moments, ignored here).
+    const bool checkpoint = format == "rmkv-checkpoint";
+    if (format != "rmkv-model" && !checkpoint)
+        fail(RMKV_ERR_FORMAT, what, ": __metadata__ format is '", format.substr(0, 40), "', expected 'rmkv-model' or 'rmkv-checkpoint'");
     const std::string &version = f.meta("format_version", what);
     if (version != kFormatVersion)
         fail(RMKV_ERR_FORMAT, what, ": format_version '", version, "' is not supported (this library reads ", kFormatVersion, ")");
@@ -159,13 +162,10 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
                  config_.vocab_size);
     }
     specs_ = param_specs(config_);
-    size_t expected_tensors = specs_.size();
-    if (f.tensors.size() != expected_tensors) {
-        for (const auto &kv : f.tensors) {
-            bool known = false;
-            for (const ParamSpec &s : specs_) known = known || s.name == kv.first;
-            if (!known) fail(RMKV_ERR_FORMAT, what, ": unexpected tensor '", kv.first, "' for this config");
-        }
+    for (const auto &kv : f.tensors) {
+        bool known = checkpoint && (kv.first.rfind("adam.m.", 0) == 0 || kv.first.rfind("adam.v.", 0) == 0);
+        for (const ParamSpec &s : specs_) known = known || s.name == kv.first;
+        if (!known) fail(RMKV_ERR_FORMAT, what, ": unexpected tensor '", kv.first.substr(0, 80), "' for this config");
     }
     // Validate every tensor before importing any.
     std::vector<const TensorView *> views;
@@ -199,26 +199,25 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
     log(RMKV_LOG_INFO, what, ": loaded ", n_params(), " parameters, ", config_.n_layers, " layers, d_model ", config_.d_model);
 }
 
-void rmkv_model::save(const std::string &path, rmkv_dtype dtype) const {
+void rmkv_model::write_into(SafetensorsWriter &w, rmkv_dtype dtype, ModelImage &img) const {
     auto stream = backend_->new_stream();
     // Host copies, as stored (rounded for 16-bit dtypes) so the fingerprint matches the file.
-    std::vector<std::vector<float>> host(specs_.size());
-    std::vector<std::vector<uint8_t>> stored(specs_.size());
+    img.host.assign(specs_.size(), {});
+    img.stored.assign(specs_.size(), {});
     std::vector<const float *> host_ptrs;
     for (size_t i = 0; i < specs_.size(); ++i) {
         size_t n = static_cast<size_t>(specs_[i].numel);
-        host[i].resize(n);
-        backend_->to_host(*stream, host[i].data(), params_[i], n);
+        img.host[i].resize(n);
+        backend_->to_host(*stream, img.host[i].data(), params_[i], n);
         if (dtype != RMKV_DTYPE_F32) {
-            stored[i].resize(n * 2);
-            convert_from_f32(stored[i].data(), host[i].data(), dtype, n);
-            convert_to_f32(host[i].data(), stored[i].data(), dtype, n);
+            img.stored[i].resize(n * 2);
+            convert_from_f32(img.stored[i].data(), img.host[i].data(), dtype, n);
+            convert_to_f32(img.host[i].data(), img.stored[i].data(), dtype, n);
         }
-        host_ptrs.push_back(host[i].data());
+        host_ptrs.push_back(img.host[i].data());
     }
     backend_->sync(*stream);
     std::string config_json = config_.to_json();
-    SafetensorsWriter w;
     w.set_metadata("format", "rmkv-model");
     w.set_metadata("format_version", kFormatVersion);
     w.set_metadata("config", config_json);
@@ -226,6 +225,12 @@ void rmkv_model::save(const std::string &path, rmkv_dtype dtype) const {
     if (tokenizer_) w.set_metadata("tokenizer", tokenizer_->to_json());
     for (size_t i = 0; i < specs_.size(); ++i)
         w.add(specs_[i].name, dtype, specs_[i].shape,
-              dtype == RMKV_DTYPE_F32 ? static_cast<const void *>(host[i].data()) : stored[i].data());
+              dtype == RMKV_DTYPE_F32 ? static_cast<const void *>(img.host[i].data()) : img.stored[i].data());
+}
+
+void rmkv_model::save(const std::string &path, rmkv_dtype dtype) const {
+    SafetensorsWriter w;
+    ModelImage img;
+    write_into(w, dtype, img);
     write_file_atomic(path, w.size(), [&](uint8_t *dest) { w.write(dest); });
 }

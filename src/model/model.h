@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "io/file.h"
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
@@ -24,6 +25,14 @@ public:
     static std::unique_ptr<rmkv_model> load_memory(const void *data, size_t size, const rmkv_model_params &params);
 
     void save(const std::string &path, rmkv_dtype dtype) const;
+
+    // Host copies of the weights that a writer points into while it is alive.
+    struct ModelImage {
+        std::vector<std::vector<float>> host;
+        std::vector<std::vector<uint8_t>> stored;
+    };
+    // Adds the model's tensors and metadata (format "rmkv-model") to a writer.
+    void write_into(rmkv::SafetensorsWriter &w, rmkv_dtype dtype, ModelImage &img) const;
 
     ~rmkv_model();
 

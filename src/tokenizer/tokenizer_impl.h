@@ -11,7 +11,7 @@
 #include "tokenizer/unicode.h"
 
 struct rmkv_tokenizer::Impl {
-    using ojson = nlohmann::ordered_json;
+    using ojson = nlohmann::json;
 
     // normalizer (flattened Sequence), written back as it was read
     std::vector<rmkv::tok::NormKind> normalizers;

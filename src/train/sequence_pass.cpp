@@ -133,6 +133,56 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
     return loss;
 }
 
+void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
+                            bool reset_memory, EvalSums &sums) {
+    const Config &c = m_.config();
+    const ModelWeights &W = m_.weights();
+    const int64_t M = c.memory_slots, D = c.d_model, V = c.vocab_size;
+    const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
+    grow(2);
+    SegmentForward fwd(m_, st_);
+    std::vector<float> logits_host;
+    int64_t p = 0;
+    for (size_t k = 0; k < K; ++k) {
+        // Two tape slots, alternating: segment k reads the memory segment k-1 wrote.
+        Segment &sg = segs_[k % 2];
+        Segment &next = segs_[(k + 1) % 2];
+        const int64_t T = lens[k];
+        for (size_t l = 0; l < L; ++l) {
+            LayerState &s = sg.state[l];
+            if (k == 0 || reset_memory) {
+                be_.copy(st_, s.memory, W.layers[l].init_memory, M * D);
+                if (s.cell) be_.fill(st_, s.cell, 0.0f, static_cast<size_t>(M * D));
+            }
+        }
+        fwd.embed(sg.x0, tokens + p, T, 0, p);
+        for (size_t l = 0; l < L; ++l) {
+            fwd.layer_memory(l, sg.state[l], sg.acts[l]);
+            fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
+        }
+        fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
+        logits_host.resize(static_cast<size_t>(T * V));
+        be_.to_host(st_, logits_host.data(), logits_, logits_host.size());
+        be_.sync(st_);
+        double loss = 0;
+        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, 0.0f, &loss);
+        int64_t n = 0, correct = 0;
+        for (int64_t t = 0; t < T; ++t) {
+            int32_t target = targets[p + t];
+            if (target < 0) continue;
+            const float *row = logits_host.data() + t * V;
+            n++;
+            correct += std::max_element(row, row + V) - row == target;
+        }
+        sums.loss += loss, sums.targets += n, sums.correct += correct;
+        if (k >= 1) sums.loss_later += loss, sums.targets_later += n, sums.correct_later += correct;
+        if (k + 1 < K)
+            for (size_t l = 0; l < L; ++l)
+                fwd.layer_rewrite(l, sg.state[l], sg.acts[l], T, next.state[l].memory, next.state[l].cell);
+        p += T;
+    }
+}
+
 // On entry dx_ holds the gradient of this layer's output (x_out) and, when the
 // segment rewrote memory, dm_next_[l] / dc_next_[l] that of the memory it wrote.
 // On exit dx_ holds the gradient of the layer's input and dm_next_[l] / dc_next_[l]

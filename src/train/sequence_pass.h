@@ -24,6 +24,16 @@ public:
     double run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
                const ModelWeights &grads, float scale);
 
+    // Forward only. Sums of the loss and of correct argmax predictions over the
+    // targets of all segments and of segments k >= 2 (index 1 on); with
+    // reset_memory every segment starts from init_memory (the memory effect, SPEC 6).
+    struct EvalSums {
+        double loss = 0, loss_later = 0;
+        int64_t targets = 0, targets_later = 0, correct = 0, correct_later = 0;
+    };
+    void evaluate(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
+                  bool reset_memory, EvalSums &sums);
+
 private:
     struct Segment {
         float *x0, *dx_head;

@@ -106,6 +106,24 @@ std::pair<double, int64_t> rmkv_trainer::accumulate(const rmkv_batch &b) {
     return {loss, n_targets};
 }
 
+void rmkv_trainer::evaluate(const rmkv_batch &b, rmkv_eval_stats &out) {
+    std::vector<int64_t> lens = check_batch(b, model_.config());
+    SequencePass::EvalSums carried, reset;
+    for (size_t s = 0; s < b.batch_size; ++s) {
+        pass_->evaluate(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, false, carried);
+        if (lens.size() > 1) pass_->evaluate(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, true, reset);
+    }
+    auto mean = [](double sum, int64_t n) { return n ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f; };
+    out.loss = mean(carried.loss, carried.targets);
+    out.accuracy = mean(static_cast<double>(carried.correct), carried.targets);
+    out.loss_later = mean(carried.loss_later, carried.targets_later);
+    out.accuracy_later = mean(static_cast<double>(carried.correct_later), carried.targets_later);
+    out.loss_later_reset = mean(reset.loss_later, reset.targets_later);
+    out.accuracy_later_reset = mean(static_cast<double>(reset.correct_later), reset.targets_later);
+    out.n_targets = carried.targets;
+    out.n_targets_later = carried.targets_later;
+}
+
 float rmkv_trainer::compute_gradients(const rmkv_batch &b) {
     zero_gradients();
     micro_ = 0;

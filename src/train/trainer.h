@@ -8,6 +8,11 @@
 
 #include "train/sequence_pass.h"
 
+namespace rmkv {
+// The caller's JSON stored in a checkpoint (data position, epoch, ...).
+std::string checkpoint_user_json(const std::string &path);
+}  // namespace rmkv
+
 struct rmkv_trainer {
 public:
     rmkv_trainer(rmkv_model &model, const rmkv_train_params &params);
@@ -18,6 +23,13 @@ public:
     void step(const rmkv_batch &batch, rmkv_train_stats *stats);
     float compute_gradients(const rmkv_batch &batch);  // replaces the gradients; returns the mean loss
     std::vector<float> gradient(const std::string &name) const;
+
+    void evaluate(const rmkv_batch &batch, rmkv_eval_stats &out);
+
+    // checkpoint.cpp
+    void save_checkpoint(const std::string &path, const std::string &user_json) const;
+    void load_checkpoint(const std::string &path);
+    int64_t step_count() const { return step_; }
 
     // Learning rate of optimiser step s (1-based) under the schedule.
     float learning_rate_at(int64_t s) const;

@@ -1,6 +1,6 @@
 """Independent PyTorch reference ("oracle") of the RMKV model.
 
-Written from SPEC.md (sections 2, 3, 4, 5 and 7) only; it does not follow or
+Written from SPEC.md (sections 2 to 7) only; it does not follow or
 share code with the C++ library.  Everything is plain PyTorch on explicit
 matrices (no fused kernels), so it can be read against the SPEC line by line,
 and it is differentiable: pass parameters with requires_grad=True and call
@@ -386,9 +386,21 @@ def attention_mask(M, T):
     return allowed
 
 
-def attention(cfg, params, prefix, C, M, T):
+def dropout_(x, p, generator=None):
+    """Inverted dropout (training only, SPEC section 4): each element is kept
+    with probability 1 - p and scaled by 1 / (1 - p).  p == 0 returns x."""
+    if not p:
+        return x
+    if not 0.0 <= p < 1.0:
+        raise ValueError("dropout must be in [0, 1), got %r" % (p,))
+    keep = torch.rand(x.shape, generator=generator, dtype=torch.float64) >= p
+    return x * keep.to(x.dtype) / (1.0 - p)
+
+
+def attention(cfg, params, prefix, C, M, T, dropout=0.0, generator=None):
     """Steps 2-4 of SPEC section 4: returns O = concat_heads(A) Wo^T + bo,
-    shape [M+T, D]."""
+    shape [M+T, D].  dropout > 0 (training) drops attention probabilities
+    and outputs of Wo."""
     D, H, Hkv = cfg["d_model"], cfg["n_heads"], cfg["n_kv_heads"]
     hd = D // H
     R = M + T
@@ -410,10 +422,11 @@ def attention(cfg, params, prefix, C, M, T):
     scores = (Q @ Kh.transpose(1, 2)) / math.sqrt(hd)    # [H, R, R]
     allowed = attention_mask(M, T)
     scores = scores.masked_fill(~allowed, float("-inf"))
-    probs = softmax(scores, dim=-1)
+    probs = dropout_(softmax(scores, dim=-1), dropout, generator)
     A = probs @ Vh                                       # [H, R, hd]
     A = A.transpose(0, 1).reshape(R, D)                  # concat heads
-    return linear(A, params[prefix + "attn.o.weight"], params[prefix + "attn.o.bias"])
+    return dropout_(linear(A, params[prefix + "attn.o.weight"], params[prefix + "attn.o.bias"]),
+                    dropout, generator)
 
 
 def ffn(cfg, params, prefix, u):
@@ -479,11 +492,13 @@ def init_state(params, cfg):
     return {"memory": mem, "cell": cells}
 
 
-def segment_forward(params, cfg, tokens, state, p0):
+def segment_forward(params, cfg, tokens, state, p0, dropout=0.0, generator=None):
     """One segment of T tokens (1 <= T <= S) starting at stream position p0.
 
     Returns (logits [T, V], new_state) where new_state holds the per-layer
     memories (and LSTM cell states) to be used by the NEXT segment.
+    dropout > 0 (training only) applies inverted dropout to the attention
+    probabilities and to the outputs of Wo and ffn.down (SPEC section 4).
     """
     tokens = [int(t) for t in tokens]
     T = len(tokens)
@@ -506,11 +521,12 @@ def segment_forward(params, cfg, tokens, state, p0):
         pre = "layers.%d." % l
         m = state["memory"][l]
         C = norm(cfg, params, pre + "norm1", torch.cat([m, X], dim=0))
-        O = attention(cfg, params, pre, C, M, T)
+        O = attention(cfg, params, pre, C, M, T, dropout, generator)
         O_m, O_x = O[:M], O[M:]
         X1 = X + O_x
         if cfg["ffn"] != "none":
-            X2 = X1 + ffn(cfg, params, pre, norm(cfg, params, pre + "norm2", X1))
+            X2 = X1 + dropout_(ffn(cfg, params, pre, norm(cfg, params, pre + "norm2", X1)),
+                               dropout, generator)
         else:
             X2 = X1
         c_prev = state["cell"][l] if cfg["cell"] == "lstm" else None
@@ -577,3 +593,235 @@ def stream_forward(params, cfg, tokens, flush_after=(), dtype=torch.float64,
     if return_state:
         return all_logits, state
     return all_logits
+
+
+# ---------------------------------------------------------------------------
+# Training (SPEC section 6)
+# ---------------------------------------------------------------------------
+
+def resolve_segment_lens(segment_lens, n_tokens, segment_len):
+    """The K segment lengths of a training sample of n_tokens tokens.
+
+    None: consecutive segments of segment_len tokens, the last one shorter
+    (ceil(n_tokens / segment_len) segments).  Otherwise every length must be
+    in [1, segment_len] and they must sum to n_tokens."""
+    n_tokens, segment_len = int(n_tokens), int(segment_len)
+    if n_tokens < 1:
+        raise ValueError("a training sample needs at least one token")
+    if segment_lens is None:
+        lens = [segment_len] * (n_tokens // segment_len)
+        if n_tokens % segment_len:
+            lens.append(n_tokens % segment_len)
+        return lens
+    lens = [int(k) for k in segment_lens]
+    if not lens or any(not 1 <= k <= segment_len for k in lens):
+        raise ValueError("segment lengths %s: each must be in [1, %d]" % (lens, segment_len))
+    if sum(lens) != n_tokens:
+        raise ValueError("segment lengths %s sum to %d, the sample has %d tokens"
+                         % (lens, sum(lens), n_tokens))
+    return lens
+
+
+def _as_2d_int(a, what):
+    t = torch.as_tensor(np.asarray(a, dtype=np.int64))
+    if t.dim() != 2:
+        raise ValueError("%s must have shape [B, N], got %s" % (what, tuple(t.shape)))
+    return t
+
+
+def batch_logits(params, cfg, tokens, segment_lens=None, dtype=torch.float64,
+                 dropout=0.0, generator=None, carry_memory=True):
+    """Logits [B, N, V] of a training batch (tokens [B, N], ints).
+
+    Every sequence b starts from init_state (layers.*.init_memory, LSTM cell
+    zero) at stream position 0 and runs its K segments in order (segment k
+    starts at p0 = sum of the previous lengths; learned/RoPE positions are
+    positions inside the segment, sincos uses p0 + t).  The memory written
+    by segment k is the memory of segment k + 1; gradients flow back through
+    it (BPTT over the K segments).  carry_memory=False is a diagnostic: every
+    segment starts from init_state again."""
+    cfg = complete_config(cfg)
+    if dtype is not None:
+        params = cast_params(params, dtype)
+    tok = _as_2d_int(tokens, "tokens")
+    B, N = tok.shape
+    lens = resolve_segment_lens(segment_lens, N, cfg["segment_len"])
+    rows = []
+    for b in range(B):
+        state0 = init_state(params, cfg)
+        state = state0
+        out = []
+        p0 = 0
+        for k in lens:
+            logits, new_state = segment_forward(params, cfg, tok[b, p0:p0 + k].tolist(), state, p0,
+                                                dropout=dropout, generator=generator)
+            out.append(logits)
+            state = new_state if carry_memory else state0
+            p0 += k
+        rows.append(torch.cat(out, dim=0))
+    return torch.stack(rows, dim=0)
+
+
+def masked_cross_entropy(logits, targets):
+    """Mean over the (b, t) with targets[b, t] != -1 of
+    -log softmax(logits[b, t])[targets[b, t]]: one mean over all valid tokens
+    of the batch (token-weighted; not a mean of per-sequence means).
+    Returns (loss, number of valid targets); loss is 0 (gradient 0) when no
+    target is valid."""
+    tgt = _as_2d_int(targets, "targets")
+    V = logits.shape[-1]
+    if tuple(tgt.shape) != tuple(logits.shape[:2]):
+        raise ValueError("targets shape %s, tokens shape %s" % (tuple(tgt.shape), tuple(logits.shape[:2])))
+    if bool(((tgt < -1) | (tgt >= V)).any()):
+        raise ValueError("targets must be -1 (masked) or in [0, %d)" % V)
+    valid = tgt != -1
+    count = int(valid.sum())
+    if count == 0:
+        return logits.sum() * 0.0, 0
+    x = logits[valid]                                         # [count, V]
+    xmax = x.max(dim=-1, keepdim=True).values.detach()
+    lse = torch.log(torch.exp(x - xmax).sum(dim=-1)) + xmax.squeeze(-1)
+    picked = x.gather(1, tgt[valid].reshape(-1, 1)).squeeze(1)
+    return (lse - picked).sum() / count, count
+
+
+def batch_loss(params, cfg, tokens, targets, segment_lens=None, dropout=0.0,
+               dtype=torch.float64, generator=None):
+    """Training loss of SPEC section 6 for a batch, a scalar tensor.
+
+    tokens, targets: ints of shape [B, N]; targets[b, t] is the token that
+    logits[b, t] must predict, or -1 (loss mask 0, e.g. a prompt token).
+    segment_lens: K ints summing to N (None: segments of segment_len, the
+    last one shorter).  Loss = sum over valid (b, t) of the cross-entropy,
+    divided by the number of valid (b, t) in the whole batch; 0 if there is
+    none.  Memory flows through the K segments of each sequence (see
+    batch_logits) and gradients flow back through it.  dropout > 0 draws
+    masks from generator (or torch's global RNG); 0 is deterministic.
+    Differentiable with respect to params; computed in dtype (float64)."""
+    logits = batch_logits(params, cfg, tokens, segment_lens, dtype=dtype, dropout=dropout,
+                          generator=generator)
+    loss, _ = masked_cross_entropy(logits, targets)
+    return loss
+
+
+TRAIN_PARAM_KEYS = ("learning_rate", "min_learning_rate", "warmup_steps", "total_steps",
+                    "weight_decay", "beta1", "beta2", "epsilon", "grad_clip")
+
+# Parameters that get weight decay (suffix after "layers.{l}."); plus head.weight.
+_DECAYED_LAYER_TENSORS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight",
+                          "cell.weight_ih", "cell.weight_hh", "cell.weight",
+                          "ffn.gate.weight", "ffn.up.weight", "ffn.down.weight")
+
+
+def weight_decay_applies(name):
+    """True for the matrices of attn.q/k/v/o, the cell (weight_ih, weight_hh,
+    minimal's cell.weight), ffn.gate/up/down and head.weight.  False for
+    norms, every bias (cell biases included), tok_emb (also when the head is
+    tied to it), pos_emb, init_memory and pool.query (SPEC section 6)."""
+    if name == "head.weight":
+        return True
+    parts = name.split(".", 2)
+    return len(parts) == 3 and parts[0] == "layers" and parts[2] in _DECAYED_LAYER_TENSORS
+
+
+def learning_rate_at(tp, step):
+    """Learning rate of optimiser step `step` (1, 2, ...):
+    - warmup_steps > 0 and step <= warmup_steps: learning_rate * step / warmup_steps;
+    - otherwise, total_steps > 0: cosine decay from learning_rate to min_learning_rate,
+      progress = min(1, (step - warmup_steps) / max(1, total_steps - warmup_steps)),
+      lr = min_lr + 0.5 * (learning_rate - min_lr) * (1 + cos(pi * progress))
+      (so lr = min_learning_rate from step total_steps on);
+    - otherwise (total_steps == 0): learning_rate."""
+    lr, min_lr = float(tp["learning_rate"]), float(tp["min_learning_rate"])
+    warm, total = int(tp["warmup_steps"]), int(tp["total_steps"])
+    if step < 1:
+        raise ValueError("steps count from 1")
+    if warm > 0 and step <= warm:
+        return lr * step / warm
+    if total > 0:
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+    return lr
+
+
+def _batch_parts(batch):
+    if isinstance(batch, dict):
+        return batch["tokens"], batch["targets"], batch.get("segment_lens")
+    if len(batch) == 2:
+        return batch[0], batch[1], None
+    return batch[0], batch[1], batch[2]
+
+
+def adamw_reference(params, cfg, batches, tp, dtype=torch.float64, trainable=None,
+                    return_history=False, decays=weight_decay_applies):
+    """len(batches) optimiser steps of SPEC section 6, one batch per step.
+
+    batches: list of {"tokens", "targets", "segment_lens"} dicts (or tuples
+    (tokens, targets[, segment_lens])), see batch_loss.  tp: dict with the
+    keys of TRAIN_PARAM_KEYS (an extra "dropout" must be 0).  trainable: names
+    of the tensors that are trained (None: all; state tuning passes the
+    layers.*.init_memory names); the others are neither updated nor counted
+    in the gradient norm.  decays: name -> bool, which tensors get weight
+    decay (default weight_decay_applies, the SPEC set; other values are for
+    tests of the tests).
+
+    Step s = 1, 2, ...:
+      1. loss_s = batch_loss(params, batches[s-1]) (dropout 0), recorded
+         BEFORE the update; g = its gradient.
+      2. norm_s = sqrt(sum over every trainable tensor of sum(g^2)), before
+         clipping; if grad_clip > 0: g *= grad_clip / max(norm_s, grad_clip).
+      3. lr_s = learning_rate_at(tp, s).
+      4. for every trainable tensor p (moments m, v start at 0):
+           if weight_decay_applies(name): p -= lr_s * weight_decay * p
+           m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+           p -= lr_s * (m / (1 - beta1^s)) / (sqrt(v / (1 - beta2^s)) + epsilon)
+         (PyTorch AdamW semantics; the decay uses the pre-update p.)
+
+    Returns (losses, params) with losses a list of floats and params a dict of
+    detached tensors in dtype; with return_history=True returns
+    (losses, params, {"grad_norms", "learning_rates", "clip_scales"})."""
+    cfg = complete_config(cfg)
+    missing = [k for k in TRAIN_PARAM_KEYS if k not in tp]
+    if missing:
+        raise ValueError("train params lack %s" % missing)
+    if float(tp.get("dropout", 0.0)) != 0.0:
+        raise ValueError("adamw_reference is deterministic: dropout must be 0")
+    b1, b2 = float(tp["beta1"]), float(tp["beta2"])
+    eps, wd, clip = float(tp["epsilon"]), float(tp["weight_decay"]), float(tp["grad_clip"])
+    cur = {k: v.detach().to(dtype).clone() for k, v in params.items()}
+    names = sorted(cur) if trainable is None else sorted(trainable)
+    unknown = [n for n in names if n not in cur]
+    if unknown:
+        raise ValueError("trainable names not in params: %s" % unknown)
+    m = {n: torch.zeros_like(cur[n]) for n in names}
+    v = {n: torch.zeros_like(cur[n]) for n in names}
+    losses, norms, lrs, scales = [], [], [], []
+    for s, batch in enumerate(batches, start=1):
+        tokens, targets, lens = _batch_parts(batch)
+        leaves = dict(cur)
+        for n in names:
+            leaves[n] = cur[n].clone().requires_grad_(True)
+        loss = batch_loss(leaves, cfg, tokens, targets, lens, dtype=None)
+        grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
+        grads = [torch.zeros_like(cur[n]) if g is None else g.detach()
+                 for n, g in zip(names, grads)]
+        norm_s = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads))
+        scale = clip / max(norm_s, clip) if clip > 0 else 1.0
+        lr = learning_rate_at(tp, s)
+        bc1 = 1.0 - b1 ** s
+        bc2 = 1.0 - b2 ** s
+        for n, g in zip(names, grads):
+            g = g * scale
+            p = cur[n]
+            if wd != 0.0 and decays(n):
+                p = p - lr * wd * p
+            m[n] = b1 * m[n] + (1.0 - b1) * g
+            v[n] = b2 * v[n] + (1.0 - b2) * g * g
+            cur[n] = p - lr * (m[n] / bc1) / (torch.sqrt(v[n] / bc2) + eps)
+        losses.append(float(loss))
+        norms.append(norm_s)
+        lrs.append(lr)
+        scales.append(scale)
+    if return_history:
+        return losses, cur, {"grad_norms": norms, "learning_rates": lrs, "clip_scales": scales}
+    return losses, cur

@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// Hugging Face tokenizers (the npm package `tokenizers`) as the oracle of rmkv's
+// tokenizer tests and benchmark.
+//
+//   node hf_tool.js train OUT.json [--digits 0|1] [--prefix 0|1] [--normalizer NFD|none] [--specials a,b] FILE...
+//        trains a byte-level BPE with Tokenizer.train(files) (Hugging Face's default
+//        BpeTrainer: vocabulary 30000, min_frequency 0, no initial alphabet), then
+//        adds the special tokens, and saves tokenizer.json
+//   node hf_tool.js encode TOKENIZER.json TEXT_FILE OUT.json
+//        writes {"ids": [...], "decoded": "..."} for the file's text (UTF-8)
+//   node hf_tool.js encode-lines TOKENIZER.json TEXT_FILE OUT.txt
+//        one line of space-separated ids per line of the file (line without its "\n")
+//   node hf_tool.js bench-encode TOKENIZER.json TEXT_FILE
+//        encoding throughput, encodeBatch over the file's 100-line blocks
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+let tk;
+try {
+  tk = require(path.join(__dirname, 'node_modules', 'tokenizers'));
+} catch (e) {
+  process.stderr.write(
+    `hf_tool.js: cannot load the npm package "tokenizers" from ${path.join(__dirname, 'node_modules')}:\n` +
+      `  ${e.message}\n  run \`npm ci\` in ${__dirname} first\n`,
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = { digits: true, prefix: false, normalizer: 'NFD', specials: [] };
+  const rest = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--digits') opts.digits = argv[++i] === '1';
+    else if (a === '--prefix') opts.prefix = argv[++i] === '1';
+    else if (a === '--normalizer') opts.normalizer = argv[++i];
+    else if (a === '--specials') opts.specials = argv[++i].split(',').filter((s) => s.length > 0);
+    else rest.push(a);
+  }
+  return { opts, rest };
+}
+
+function emptyTokenizerJson(opts) {
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: opts.prefix, trim_offsets: true, use_regex: true };
+  const pre = opts.digits
+    ? { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel] }
+    : byteLevel;
+  return JSON.stringify({
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [],
+    normalizer: opts.normalizer === 'none' ? null : { type: opts.normalizer },
+    pre_tokenizer: pre,
+    post_processor: null,
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab: {},
+      merges: [],
+    },
+  });
+}
+
+async function main() {
+  const [cmd, ...args] = process.argv.slice(2);
+  if (cmd === 'train') {
+    const { opts, rest } = parseArgs(args);
+    const [out, ...files] = rest;
+    const tokenizer = tk.Tokenizer.fromString(emptyTokenizerJson(opts));
+    const t0 = process.hrtime.bigint();
+    tokenizer.train(files);
+    const t1 = process.hrtime.bigint();
+    if (opts.specials.length) tokenizer.addSpecialTokens(opts.specials);
+    tokenizer.save(out, false);
+    process.stdout.write(JSON.stringify({ train_seconds: Number(t1 - t0) / 1e9, vocab_size: tokenizer.getVocabSize(true) }) + '\n');
+  } else if (cmd === 'encode') {
+    const [tokFile, textFile, out] = args;
+    const tokenizer = tk.Tokenizer.fromFile(tokFile);
+    const text = fs.readFileSync(textFile, 'utf8');
+    const enc = await tokenizer.encode(text, null, { addSpecialTokens: false });
+    const ids = enc.getIds();
+    const decoded = await tokenizer.decode(ids, false);
+    fs.writeFileSync(out, JSON.stringify({ ids, decoded }));
+  } else if (cmd === 'encode-lines') {
+    const [tokFile, textFile, out] = args;
+    const tokenizer = tk.Tokenizer.fromFile(tokFile);
+    const lines = fs.readFileSync(textFile, 'utf8').split('\n');
+    if (lines.length && lines[lines.length - 1] === '') lines.pop();
+    const encs = await tokenizer.encodeBatch(lines, { addSpecialTokens: false });
+    fs.writeFileSync(out, encs.map((e) => e.getIds().join(' ')).join('\n') + '\n');
+  } else if (cmd === 'bench-encode') {
+    const [tokFile, textFile] = args;
+    const tokenizer = tk.Tokenizer.fromFile(tokFile);
+    const text = fs.readFileSync(textFile, 'utf8');
+    const lines = text.split('\n');
+    const docs = [];
+    for (let i = 0; i < lines.length; i += 100) docs.push(lines.slice(i, i + 100).join('\n') + '\n');
+    const bytes = Buffer.byteLength(text, 'utf8');
+    const t0 = process.hrtime.bigint();
+    let n = 0;
+    for (let i = 0; i < docs.length; i += 256) {
+      const encs = await tokenizer.encodeBatch(docs.slice(i, i + 256), { addSpecialTokens: false });
+      for (const e of encs) n += e.getLength();
+    }
+    const t1 = process.hrtime.bigint();
+    const s = Number(t1 - t0) / 1e9;
+    process.stdout.write(JSON.stringify({ seconds: s, mb_per_s: bytes / 1e6 / s, tokens: n }) + '\n');
+  } else {
+    process.stderr.write('usage: hf_tool.js train|encode|encode-lines|bench-encode ...\n');
+    process.exit(2);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`hf_tool.js: ${e.stack || e}\n`);
+  process.exit(1);
+});

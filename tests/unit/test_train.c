@@ -1,0 +1,268 @@
+/* Training through the ABI: the loss falls, gradient accumulation equals one big
+   batch, a run resumed from a checkpoint reaches bitwise the same weights, bad
+   batches are refused, and the memory carries a key across segments. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+static const char *cfg =
+    "{\"vocab_size\":32,\"d_model\":24,\"n_layers\":2,\"n_heads\":2,\"memory_slots\":3,\"segment_len\":6,\"cell\":\"lstm\"}";
+
+#define B 2
+#define N 14
+
+static void make_batch(int32_t *tok, int32_t *tg, uint64_t seed) {
+    random_tokens(tok, B * N, 32, seed);
+    for (int i = 0; i < B * N; ++i) tg[i] = (i % N == N - 1) ? -1 : tok[i + 1];
+    tg[3] = -1; /* a masked prompt token */
+}
+
+static rmkv_batch batch_of(int32_t *tok, int32_t *tg, size_t bs) {
+    static const int32_t lens[3] = {6, 5, 3};
+    rmkv_batch b;
+    memset(&b, 0, sizeof b);
+    b.struct_size = sizeof b;
+    b.batch_size = bs;
+    b.n_tokens = N;
+    b.tokens = tok;
+    b.targets = tg;
+    b.n_segments = 3;
+    b.segment_lens = lens;
+    return b;
+}
+
+static rmkv_train_params params(void) {
+    rmkv_train_params p = rmkv_train_default_params();
+    p.learning_rate = 1e-2f;
+    p.warmup_steps = 2;
+    p.total_steps = 20;
+    return p;
+}
+
+static void loss_falls(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(cfg, 1);
+    rmkv_trainer *t = NULL;
+    rmkv_train_params p = params();
+    int32_t tok[B * N], tg[B * N];
+    make_batch(tok, tg, 5);
+    rmkv_batch b = batch_of(tok, tg, B);
+    RMKV_CHECK(rmkv_trainer_new(m, &p, &t));
+    rmkv_train_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    float first = 0;
+    for (int i = 0; i < 20; ++i) {
+        RMKV_CHECK(rmkv_train_step(t, &b, &st));
+        if (i == 0) first = st.loss;
+        assert_int_equal(st.step, i + 1);
+        assert_int_equal(st.n_targets, B * (N - 1) - 1);
+    }
+    print_message("loss %.3f -> %.3f\n", first, st.loss);
+    assert_true(st.loss < 0.5f * first);
+    assert_int_equal(rmkv_trainer_step_count(t), 20);
+    /* Sessions of the model see the trained weights, and the model_id changed. */
+    rmkv_trainer_free(t);
+    rmkv_model_free(m);
+}
+
+static void accumulation_equals_one_batch(void **state) {
+    (void)state;
+    int32_t tok[B * N], tg[B * N];
+    make_batch(tok, tg, 9);
+    tg[3] = 7; /* equal target counts in both halves: then the means agree */
+    rmkv_model *m1 = make_model(cfg, 2), *m2 = make_model(cfg, 2);
+    rmkv_trainer *t1 = NULL, *t2 = NULL;
+    rmkv_train_params p = params();
+    RMKV_CHECK(rmkv_trainer_new(m1, &p, &t1));
+    p.grad_accum_steps = 2;
+    RMKV_CHECK(rmkv_trainer_new(m2, &p, &t2));
+    rmkv_batch both = batch_of(tok, tg, 2), first = batch_of(tok, tg, 1), second = batch_of(tok + N, tg + N, 1);
+    for (int i = 0; i < 3; ++i) {
+        RMKV_CHECK(rmkv_train_step(t1, &both, NULL));
+        RMKV_CHECK(rmkv_train_step(t2, &first, NULL));
+        assert_int_equal(rmkv_trainer_step_count(t2), i);
+        RMKV_CHECK(rmkv_train_step(t2, &second, NULL));
+        assert_int_equal(rmkv_trainer_step_count(t2), i + 1);
+    }
+    float g1[32], g2[32];
+    rmkv_session *s1 = NULL, *s2 = NULL;
+    RMKV_CHECK(rmkv_session_new(m1, NULL, &s1));
+    RMKV_CHECK(rmkv_session_new(m2, NULL, &s2));
+    RMKV_CHECK(rmkv_session_step(s1, tok, N, g1));
+    RMKV_CHECK(rmkv_session_step(s2, tok, N, g2));
+    double e = rel_err(g2, g1, 32);
+    print_message("accumulated vs one batch: relative error %g\n", e);
+    assert_true(e < 1e-4);
+    rmkv_session_free(s1);
+    rmkv_session_free(s2);
+    rmkv_trainer_free(t1);
+    rmkv_trainer_free(t2);
+    rmkv_model_free(m1);
+    rmkv_model_free(m2);
+}
+
+static void resume_is_bitwise(void **state) {
+    (void)state;
+    int32_t tok[B * N], tg[B * N];
+    rmkv_train_params p = params();
+    const char *ckpt = tmp_path("resume.ckpt"), *model_path = tmp_path("resume-start.safetensors");
+    /* Uninterrupted: 6 steps. */
+    rmkv_model *a = make_model(cfg, 3);
+    RMKV_CHECK(rmkv_model_save(a, model_path));
+    rmkv_trainer *ta = NULL;
+    RMKV_CHECK(rmkv_trainer_new(a, &p, &ta));
+    for (int i = 0; i < 6; ++i) {
+        make_batch(tok, tg, 100 + i);
+        rmkv_batch b = batch_of(tok, tg, B);
+        RMKV_CHECK(rmkv_train_step(ta, &b, NULL));
+        if (i == 2) RMKV_CHECK(rmkv_trainer_save_checkpoint(ta, ckpt, "{\"next_batch\":3}"));
+    }
+    /* Interrupted after 3: a new process would load the checkpoint as the model,
+       then resume the trainer from it. */
+    rmkv_model *b_model = NULL;
+    RMKV_CHECK(rmkv_model_load(ckpt, NULL, &b_model));
+    rmkv_trainer *tb = NULL;
+    RMKV_CHECK(rmkv_trainer_new(b_model, &p, &tb));
+    RMKV_CHECK(rmkv_trainer_load_checkpoint(tb, ckpt));
+    assert_int_equal(rmkv_trainer_step_count(tb), 3);
+    char user[64];
+    size_t need;
+    RMKV_CHECK(rmkv_checkpoint_user_json(ckpt, user, sizeof user, &need));
+    assert_string_equal(user, "{\"next_batch\":3}");
+    for (int i = 3; i < 6; ++i) {
+        make_batch(tok, tg, 100 + i);
+        rmkv_batch b = batch_of(tok, tg, B);
+        RMKV_CHECK(rmkv_train_step(tb, &b, NULL));
+    }
+    assert_string_equal(rmkv_model_id(a), rmkv_model_id(b_model));
+    /* A checkpoint of another model shape is refused, and nothing changes. */
+    rmkv_model *other = make_model("{\"vocab_size\":32,\"d_model\":16,\"n_layers\":1,\"n_heads\":2}", 1);
+    rmkv_trainer *to = NULL;
+    RMKV_CHECK(rmkv_trainer_new(other, &p, &to));
+    char before[65];
+    strcpy(before, rmkv_model_id(other));
+    RMKV_EXPECT(RMKV_ERR_MISMATCH, rmkv_trainer_load_checkpoint(to, ckpt));
+    assert_string_equal(before, rmkv_model_id(other));
+    RMKV_EXPECT(RMKV_ERR_FORMAT, rmkv_trainer_load_checkpoint(to, model_path));
+    rmkv_trainer_free(to);
+    rmkv_model_free(other);
+    remove(ckpt);
+    remove(model_path);
+    rmkv_trainer_free(ta);
+    rmkv_trainer_free(tb);
+    rmkv_model_free(a);
+    rmkv_model_free(b_model);
+}
+
+static void bad_batches(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(cfg, 1);
+    rmkv_trainer *t = NULL;
+    RMKV_CHECK(rmkv_trainer_new(m, NULL, &t));
+    int32_t tok[B * N], tg[B * N];
+    make_batch(tok, tg, 1);
+    rmkv_batch b = batch_of(tok, tg, B);
+    int32_t bad_lens[3] = {6, 6, 3};
+    b.segment_lens = bad_lens;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_train_step(t, &b, NULL));
+    int32_t long_lens[2] = {7, 7};
+    b.segment_lens = long_lens;
+    b.n_segments = 2;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_train_step(t, &b, NULL));
+    b = batch_of(tok, tg, B);
+    tok[5] = 99;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_train_step(t, &b, NULL));
+    assert_non_null(strstr(rmkv_last_error(), "tokens[5]"));
+    tok[5] = 1;
+    tg[7] = -2;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_train_step(t, &b, NULL));
+    assert_int_equal(rmkv_trainer_step_count(t), 0);
+    rmkv_train_params p = rmkv_train_default_params();
+    p.grad_accum_steps = 0;
+    rmkv_trainer *t2 = NULL;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m, &p, &t2));
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_train_step(NULL, &b, NULL));
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_train_step(t, NULL, NULL));
+    rmkv_trainer_free(t);
+    rmkv_model_free(m);
+}
+
+/* A key token in segment 1 must be reproduced at the end of segment 3. Only the
+   memory can carry it there. */
+#define KEYS 8
+#define S 6
+#define MB 32
+static void make_key_batch(int32_t *tok, int32_t *tg, uint64_t seed) {
+    random_tokens(tok, MB * 3 * S, 6, seed); /* filler tokens 10..15 */
+    int32_t keys[MB];
+    random_tokens(keys, MB, KEYS, seed + 1);
+    for (int b = 0; b < MB; ++b) {
+        int32_t *row = tok + b * 3 * S, *t = tg + b * 3 * S;
+        for (int i = 0; i < 3 * S; ++i) {
+            row[i] += 10;
+            t[i] = -1;
+        }
+        row[0] = 2 + keys[b];     /* the key, first token of segment 1 */
+        row[3 * S - 1] = 1;       /* the question, last token of segment 3 */
+        t[3 * S - 1] = 2 + keys[b];
+    }
+}
+
+static void memory_carries_a_key(void **state) {
+    (void)state;
+    rmkv_model *m = make_model("{\"vocab_size\":16,\"d_model\":32,\"n_layers\":1,\"n_heads\":2,\"memory_slots\":4,"
+                               "\"segment_len\":6,\"cell\":\"gru\",\"ffn\":\"gelu\",\"ffn_hidden\":64}", 7);
+    rmkv_train_params p = rmkv_train_default_params();
+    p.learning_rate = 3e-3f;
+    p.min_learning_rate = 3e-4f;
+    p.warmup_steps = 20;
+    p.total_steps = 600;
+    p.weight_decay = 0.0f;
+    rmkv_trainer *t = NULL;
+    RMKV_CHECK(rmkv_trainer_new(m, &p, &t));
+    static int32_t tok[MB * 3 * S], tg[MB * 3 * S];
+    rmkv_batch b;
+    memset(&b, 0, sizeof b);
+    b.struct_size = sizeof b;
+    b.batch_size = MB;
+    b.n_tokens = 3 * S;
+    b.tokens = tok;
+    b.targets = tg;
+    rmkv_eval_stats ev;
+    memset(&ev, 0, sizeof ev);
+    ev.struct_size = sizeof ev;
+    int step;
+    for (step = 0; step < 600; ++step) {
+        make_key_batch(tok, tg, 1000 + step);
+        RMKV_CHECK(rmkv_train_step(t, &b, NULL));
+        if (step % 50 == 49) {
+            make_key_batch(tok, tg, 7);  /* held-out batch */
+            RMKV_CHECK(rmkv_trainer_evaluate(t, &b, &ev));
+            if (ev.accuracy_later > 0.95f) break;
+        }
+    }
+    make_key_batch(tok, tg, 7);
+    RMKV_CHECK(rmkv_trainer_evaluate(t, &b, &ev));
+    print_message("after %d steps: accuracy with memory %.2f, with memory reset %.2f (chance %.3f); "
+                  "loss %.3f vs %.3f\n", step + 1, ev.accuracy_later, ev.accuracy_later_reset, 1.0 / KEYS,
+                  ev.loss_later, ev.loss_later_reset);
+    assert_true(ev.accuracy_later > 0.9f);
+    assert_true(ev.accuracy_later_reset < 0.35f);
+    rmkv_trainer_free(t);
+    rmkv_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(loss_falls),
+        cmocka_unit_test(accumulation_equals_one_batch),
+        cmocka_unit_test(resume_is_bitwise),
+        cmocka_unit_test(bad_batches),
+        cmocka_unit_test(memory_carries_a_key),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
