@@ -408,8 +408,10 @@ RMKV_API void rmkv_session_free(rmkv_session *s);
      "queue_size"      batches prepared ahead on the background thread (default
                        4; 0 = no thread, batches are made inside rmkv_data_next)
      "chunk_bytes"     largest piece of a document read and tokenised at once
-                       (default 1 MiB; a piece is cut after a newline or space in
-                       its second half, else at a UTF-8 character boundary)
+                       (default 1 MiB, at least 256; a piece ends where a
+                       byte-level pre-tokenizer splits anyway: before a space
+                       that follows a word or after a newline, else at a UTF-8
+                       character boundary)
      "on_error"        "fail" (default) or "skip": a bad JSONL line is then skipped
                        with a warning on the log
    A source object:
@@ -529,12 +531,19 @@ typedef struct rmkv_train_params {
     int32_t grad_accum_steps;                 /* rmkv_train_step calls per optimiser update */
     float dropout;
     uint64_t seed;
-    /* appended fields only (device, precision, checkpointing, ...) */
+    int32_t precision;                        /* rmkv_precision; default RMKV_PRECISION_AUTO */
+    /* appended fields only (device, checkpointing, ...) */
 } rmkv_train_params;
+
+typedef enum rmkv_precision {
+    RMKV_PRECISION_AUTO = 0,  /* bf16 matrix products where the device has them (CPUs with AVX512-BF16), else fp32 */
+    RMKV_PRECISION_FP32 = 1,  /* everything in fp32 (checks, reproducibility across machines) */
+    RMKV_PRECISION_BF16 = 2   /* bf16 inputs, fp32 accumulation, fp32 master weights and moments; BACKEND error if unsupported */
+} rmkv_precision;
 
 /* Defaults: learning_rate 3e-4, min_learning_rate 3e-5, warmup_steps 100,
    total_steps 0, weight_decay 0.1, beta1 0.9, beta2 0.95, epsilon 1e-8,
-   grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0.
+   grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0, precision AUTO.
    Schedule: at optimiser step s (1, 2, ...) lr = learning_rate * s / warmup_steps
    while s <= warmup_steps; then, when total_steps > 0, a cosine from learning_rate
    down to min_learning_rate reached at total_steps (and held after). */

@@ -22,6 +22,7 @@ RMKV_API rmkv_train_params rmkv_train_default_params(void) {
     p.grad_accum_steps = 1;
     p.dropout = 0.0f;
     p.seed = 0;
+    p.precision = RMKV_PRECISION_AUTO;
     return p;
 }
 

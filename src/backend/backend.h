@@ -107,8 +107,19 @@ public:
     virtual void fill(Stream &s, float *x, float value, size_t n) = 0;
     virtual double sum_squares(Stream &s, const float *x, size_t n) = 0;  // synchronises
     // p -= lr * wd * p; m, v moments of g * grad_scale; p -= lr * mhat / (sqrt(vhat) + eps).
+    // shadow (may be NULL): receives p rounded to bf16 after the update.
     virtual void adamw(Stream &s, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1,
-                       float beta2, float eps, float weight_decay, float grad_scale, int64_t step) = 0;
+                       float beta2, float eps, float weight_decay, float grad_scale, int64_t step, uint16_t *shadow) = 0;
+
+    // ---- mixed precision (training) ----
+    // When on for a stream, linear / linear_backward with a weight that has a bf16
+    // shadow on that stream compute with bf16 inputs and f32 accumulation and outputs.
+    virtual bool supports_bf16() const = 0;
+    virtual void set_bf16(Stream &s, bool on) = 0;
+    virtual void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) = 0;
+    virtual uint16_t *alloc_bf16(size_t n) = 0;
+    virtual void free_bf16(uint16_t *p) = 0;
+    virtual void to_bf16(Stream &s, uint16_t *dst, const float *src, size_t n) = 0;
 };
 
 // "cpu", "cuda", "cuda:N". Backends are shared by every model that names the same

@@ -73,7 +73,7 @@ json rmkv_data::generator_state() const {
 }
 
 void rmkv_data::set_generator_state(const json &j) {
-    if (!j.is_object() || !j.contains("batches") || !j["batches"].is_number_unsigned() || !j.contains("mixer") ||
+    if (!j.is_object() || !j.contains("batches") || !is_count(j["batches"]) || !j.contains("mixer") ||
         !j.contains("train") || !j["train"].is_array() || j["train"].size() != sources_.size())
         fail(RMKV_ERR_FORMAT, "data state: bad training position");
     WalkState w = walk_state_from_json({{"epoch", 0}, {"pos", 0u}, {"rng", j["mixer"]}});
@@ -89,8 +89,8 @@ json rmkv_data::validation_state() const {
 }
 
 void rmkv_data::set_validation_state(const json &j) {
-    if (!j.is_object() || !j.contains("source") || !j["source"].is_number_unsigned() || !j.contains("batches") ||
-        !j["batches"].is_number_unsigned() || !j.contains("cursors") || !j["cursors"].is_array() ||
+    if (!j.is_object() || !j.contains("source") || !is_count(j["source"]) || !j.contains("batches") ||
+        !is_count(j["batches"]) || !j.contains("cursors") || !j["cursors"].is_array() ||
         j["cursors"].size() != sources_.size() || j["source"].get<uint64_t>() > sources_.size())
         fail(RMKV_ERR_FORMAT, "data state: bad validation position");
     for (size_t i = 0; i < sources_.size(); ++i)

@@ -37,7 +37,7 @@ json walk_state_to_json(const WalkState &s) {
 WalkState walk_state_from_json(const json &j) {
     WalkState s;
     if (!j.is_object() || !j.contains("epoch") || !j.contains("pos") || !j.contains("rng") || !j["epoch"].is_number_integer() ||
-        !j["pos"].is_number_unsigned() || !j["rng"].is_array() || j["rng"].size() != 4)
+        !is_count(j["pos"]) || !j["rng"].is_array() || j["rng"].size() != 4)
         fail(RMKV_ERR_FORMAT, "data state: bad walk position ", j.dump());
     s.epoch = j["epoch"].get<int64_t>();
     s.pos = j["pos"].get<uint64_t>();

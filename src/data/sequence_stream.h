@@ -28,6 +28,11 @@ public:
     virtual double progress() const = 0;
 };
 
+// A non-negative integer (however the JSON reader stored it).
+inline bool is_count(const nlohmann::json &j) {
+    return j.is_number_unsigned() || (j.is_number_integer() && j.get<int64_t>() >= 0);
+}
+
 nlohmann::json walk_state_to_json(const WalkState &s);
 WalkState walk_state_from_json(const nlohmann::json &j);  // throws RMKV_ERR_FORMAT
 

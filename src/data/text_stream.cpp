@@ -15,6 +15,23 @@ TextStream::TextStream(const Corpus &corpus, const std::vector<uint32_t> &items,
       eod_(config.eod_token), pad_(config.pad_token), single_pass_(single_pass),
       walk_(single_pass ? WalkMode::sequential : mode, items.size(), seed, stream) {}
 
+namespace {
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+}  // namespace
+
+// Where a full piece ends: where a byte-level pre-tokenizer splits anyway, so that
+// the pieces encode to the same ids as the whole document. Preferably before a
+// space that follows a word ("word| next") or after a newline that precedes one,
+// else at a UTF-8 character boundary. Searched in the second half of the piece.
+size_t TextStream::cut_point(const std::string &text) {
+    size_t n = text.size(), half = n / 2;
+    for (size_t p = n - 1; p > half; --p)
+        if ((text[p] == ' ' && !is_space(text[p - 1])) || (text[p - 1] == '\n' && !is_space(text[p]))) return p;
+    size_t p = n;
+    while (p > half && (static_cast<unsigned char>(text[p]) & 0xC0) == 0x80) --p;
+    return p;
+}
+
 bool TextStream::load_next_piece() {
     if (!in_doc_) {
         if (single_pass_ && walk_.at_epoch_end()) return false;
@@ -29,15 +46,7 @@ bool TextStream::load_next_piece() {
         reader_.read(path, doc_->offset + start, static_cast<size_t>(left), text_);
     } else {
         reader_.read(path, doc_->offset + start, chunk_bytes_, text_);
-        size_t half = chunk_bytes_ / 2, cut = text_.find_last_of('\n');
-        if (cut == std::string::npos || cut < half) cut = text_.find_last_of(' ');
-        if (cut != std::string::npos && cut >= half) {
-            ++cut;
-        } else {
-            cut = chunk_bytes_;
-            while (cut > half && (static_cast<unsigned char>(text_[cut]) & 0xC0) == 0x80) --cut;
-        }
-        text_.resize(cut);
+        text_.resize(cut_point(text_));
     }
     uint64_t end = start + text_.size();
     std::vector<int32_t> ids = tok_.encode(text_);
@@ -110,7 +119,7 @@ json TextStream::cursor() const {
 
 void TextStream::set_cursor(const json &c) {
     if (!c.is_object() || !c.contains("walk") || !c.contains("in_doc") || !c["in_doc"].is_boolean() ||
-        !c.contains("piece") || !c["piece"].is_number_unsigned() || !c.contains("skip") || !c["skip"].is_number_unsigned())
+        !c.contains("piece") || !is_count(c["piece"]) || !c.contains("skip") || !is_count(c["skip"]))
         fail(RMKV_ERR_FORMAT, "data state: bad text cursor ", c.dump());
     buf_.clear();
     segs_.clear();

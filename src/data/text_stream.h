@@ -5,9 +5,10 @@
 // of the stream is a target exactly once.
 //
 // Only the documents under the window are in memory: a document is read and
-// tokenised in pieces of at most chunk_bytes, cut after a newline or space when
-// there is one in the second half of the piece, else at a UTF-8 character
-// boundary (so a huge single-document file streams too).
+// tokenised in pieces of at most chunk_bytes (so a huge single-document file
+// streams too), cut where a byte-level pre-tokenizer splits anyway (before a
+// space after a word, after a newline before one), else at a UTF-8 character
+// boundary; see cut_point.
 //
 // A single-pass stream (validation) walks its documents once in file order and
 // pads its last window (pad_token, targets -1).
@@ -42,6 +43,7 @@ private:
         size_t count;           // tokens of the piece still in buf_
     };
 
+    static size_t cut_point(const std::string &text);
     bool fill(size_t need);
     bool load_next_piece();
     void drop(size_t n);

@@ -24,7 +24,8 @@ json params_json(const rmkv_train_params &p) {
             {"weight_decay", p.weight_decay},   {"beta1", p.beta1},
             {"beta2", p.beta2},                 {"epsilon", p.epsilon},
             {"grad_clip", p.grad_clip},         {"grad_accum_steps", p.grad_accum_steps},
-            {"dropout", p.dropout},             {"seed", p.seed}};
+            {"dropout", p.dropout},             {"seed", p.seed},
+            {"precision", p.precision}};
 }
 
 }  // namespace
@@ -105,6 +106,7 @@ void rmkv_trainer::load_checkpoint(const std::string &path) {
     }
     step_ = step;
     micro_ = 0;
+    refresh_shadows();
     model_.weights_changed();
 }
 

@@ -28,11 +28,35 @@ rmkv_trainer::rmkv_trainer(rmkv_model &model, const rmkv_train_params &params)
             v_.push_back(be.alloc(static_cast<size_t>(s.numel)));
         }
         grad_view_ = bind_weights(model_.config(), model_.specs(), grads_);
+        const int32_t precision = p_.precision;
+        if (precision < RMKV_PRECISION_AUTO || precision > RMKV_PRECISION_BF16)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "precision = ", precision, " is not an rmkv_precision");
+        if (precision == RMKV_PRECISION_BF16 && !be.supports_bf16())
+            fail(RMKV_ERR_BACKEND, "precision BF16: the ", be.name(), " backend has no bf16 matrix products on this machine");
+        const bool bf16 = precision == RMKV_PRECISION_BF16 || (precision == RMKV_PRECISION_AUTO && be.supports_bf16());
+        const auto &specs = model_.specs();
+        for (size_t i = 0; i < specs.size(); ++i) {
+            // The matrices (the decayed tensors), and tok_emb when it is also the head.
+            bool matrix = specs[i].decay || (model_.config().tie_embeddings && specs[i].name == "tok_emb.weight");
+            shadows_.push_back(bf16 && matrix ? be.alloc_bf16(static_cast<size_t>(specs[i].numel)) : nullptr);
+        }
+        be.set_bf16(*stream_, bf16);
+        refresh_shadows();
         pass_ = std::make_unique<SequencePass>(model_, *stream_);
     } catch (...) {
         for (auto *vec : {&grads_, &m_, &v_})
             for (float *q : *vec) be.free(q);
+        for (uint16_t *q : shadows_) be.free_bf16(q);
         throw;
+    }
+}
+
+void rmkv_trainer::refresh_shadows() {
+    Backend &be = model_.backend();
+    for (size_t i = 0; i < shadows_.size(); ++i) {
+        if (!shadows_[i]) continue;
+        be.to_bf16(*stream_, shadows_[i], params_[i], static_cast<size_t>(model_.specs()[i].numel));
+        be.set_shadow(*stream_, params_[i], shadows_[i]);
     }
 }
 
@@ -41,6 +65,7 @@ rmkv_trainer::~rmkv_trainer() {
     Backend &be = model_.backend();
     for (auto *vec : {&grads_, &m_, &v_})
         for (float *q : *vec) be.free(q);
+    for (uint16_t *q : shadows_) be.free_bf16(q);
 }
 
 float rmkv_trainer::learning_rate_at(int64_t s) const {
@@ -182,7 +207,7 @@ void rmkv_trainer::update(rmkv_train_stats *stats) {
     const float lr = learning_rate_at(step_);
     for (size_t i = 0; i < grads_.size(); ++i)
         be.adamw(*stream_, params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel), lr, p_.beta1, p_.beta2,
-                 p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, accum_scale * clip, step_);
+                 p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, accum_scale * clip, step_, shadows_[i]);
     model_.weights_changed();
     if (stats) {
         stats->step = step_;

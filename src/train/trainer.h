@@ -44,7 +44,10 @@ private:
     rmkv_train_params p_;
     std::unique_ptr<rmkv::Stream> stream_;
     std::unique_ptr<rmkv::SequencePass> pass_;
+    void refresh_shadows();
+
     std::vector<float *> params_, grads_, m_, v_;
+    std::vector<uint16_t *> shadows_;  // bf16 copies of the matrices (mixed precision), else NULL
     rmkv::ModelWeights grad_view_{};
     int64_t step_ = 0;         // optimiser updates done
     int32_t micro_ = 0;        // train_step calls since the last update

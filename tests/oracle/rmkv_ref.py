@@ -13,6 +13,12 @@ Conventions
   config_from_metadata to fill the defaults).
 - state: {"memory": [m_0, ..., m_{L-1}] each [M, D],
           "cell":   [c_0, ...] each [M, D] for cell == "lstm", else None}.
+
+Training (SPEC section 6, used by test_train.py): batch_logits / batch_loss
+(K segments per sequence, memory carried, BPTT, loss mask -1),
+learning_rate_at (warmup + cosine schedule), weight_decay_applies and
+adamw_reference (global-norm clipping + AdamW), each documenting the exact
+contract the C++ trainer must match.
 """
 
 import json

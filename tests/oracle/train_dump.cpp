@@ -98,6 +98,7 @@ int main(int argc, char **argv) {
     Batch B;
     load_batch(B, argv[3]);
     rmkv_train_params tp = rmkv_train_default_params();
+    tp.precision = RMKV_PRECISION_FP32;  // the oracle compares exact fp32 arithmetic
     if (mode == "adamw") {
         if (argc < 7) return 2;
         json j = read_json(argv[4]);

@@ -25,9 +25,10 @@ using tag = dnnl::memory::format_tag;
 struct MatmulKey {
     int64_t m, k, n;
     bool src_t, wei_t, bias, accumulate;
+    bool bf16 = false;  // src and wei in bf16 (dst and bias f32)
     bool operator==(const MatmulKey &o) const {
         return m == o.m && k == o.k && n == o.n && src_t == o.src_t && wei_t == o.wei_t && bias == o.bias &&
-               accumulate == o.accumulate;
+               accumulate == o.accumulate && bf16 == o.bf16;
     }
 };
 struct MatmulKeyHash {
@@ -35,7 +36,8 @@ struct MatmulKeyHash {
         size_t h = std::hash<int64_t>()(k.m);
         h = h * 1000003u ^ std::hash<int64_t>()(k.k);
         h = h * 1000003u ^ std::hash<int64_t>()(k.n);
-        return h * 16u + (k.src_t ? 8u : 0u) + (k.wei_t ? 4u : 0u) + (k.bias ? 2u : 0u) + (k.accumulate ? 1u : 0u);
+        return h * 32u + (k.bf16 ? 16u : 0u) + (k.src_t ? 8u : 0u) + (k.wei_t ? 4u : 0u) + (k.bias ? 2u : 0u) +
+               (k.accumulate ? 1u : 0u);
     }
 };
 
@@ -64,6 +66,11 @@ public:
     // Attention of many rows: probabilities, their gradient, packed queries and
     // output gradients. Grow once to the largest chunk.
     std::vector<float> scores, dscores, packed_q, packed_dout;
+    // Mixed precision (training): matrix products of weights that have a bf16
+    // shadow take bf16 inputs and accumulate in f32.
+    bool bf16 = false;
+    std::unordered_map<const float *, const uint16_t *> shadows;
+    std::vector<uint16_t> cvt_a, cvt_b;  // activations converted for one product
 };
 
 class CpuBackend final : public Backend {
@@ -104,11 +111,37 @@ public:
             cpu::gemv(y, x, W, b, in, out, accumulate);
             return;
         }
+        auto &st = static_cast<CpuStream &>(s);
+        if (const uint16_t *w16 = shadow(st, W)) {
+            run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true}, to_bf16(st.cvt_a, x, n * in), w16,
+                       b, y);
+            return;
+        }
         run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate}, x, W, b, y);
     }
 
+    bool supports_bf16() const override { return dnnl::get_effective_cpu_isa() >= dnnl::cpu_isa::avx512_core_bf16; }
+    void set_bf16(Stream &s, bool on) override { static_cast<CpuStream &>(s).bf16 = on; }
+    void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) override {
+        static_cast<CpuStream &>(s).shadows[W] = W_bf16;
+    }
+    uint16_t *alloc_bf16(size_t n) override { return reinterpret_cast<uint16_t *>(alloc((n + 1) / 2)); }
+    void free_bf16(uint16_t *p) override { free(reinterpret_cast<float *>(p)); }
+    void to_bf16(Stream &, uint16_t *dst, const float *src, size_t n) override { cpu::to_bf16(dst, src, static_cast<int64_t>(n)); }
+
+    const uint16_t *shadow(CpuStream &st, const float *W) const {
+        if (!st.bf16) return nullptr;
+        auto it = st.shadows.find(W);
+        return it == st.shadows.end() ? nullptr : it->second;
+    }
+    static const uint16_t *to_bf16(std::vector<uint16_t> &buf, const float *x, int64_t n) {
+        if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+        cpu::to_bf16(buf.data(), x, n);
+        return buf.data();
+    }
+
     // Runs a cached primitive with this stream's memory objects: no allocation.
-    void run_matmul(Stream &s, const MatmulKey &key, const float *src, const float *wei, const float *b, float *y) {
+    void run_matmul(Stream &s, const MatmulKey &key, const void *src, const void *wei, const float *b, float *y) {
         auto &st = static_cast<CpuStream &>(s);
         auto it = st.bound.find(key);
         if (it == st.bound.end()) {
@@ -121,8 +154,8 @@ public:
             it = st.bound.emplace(key, std::move(bd)).first;
         }
         Bound &bd = it->second;
-        bd.src.set_data_handle(const_cast<float *>(src));
-        bd.wei.set_data_handle(const_cast<float *>(wei));
+        bd.src.set_data_handle(const_cast<void *>(src));
+        bd.wei.set_data_handle(const_cast<void *>(wei));
         bd.dst.set_data_handle(y);
         if (b) bd.bias.set_data_handle(const_cast<float *>(b));
         bd.args[DNNL_ARG_SCRATCHPAD] = st.scratch;
@@ -170,8 +203,16 @@ public:
 
     void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy, const float *x,
                          const float *W, int64_t n, int64_t in, int64_t out) override {
-        if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate}, dy, W, nullptr, dx);
-        if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true}, dy, x, nullptr, dW);
+        auto &st = static_cast<CpuStream &>(s);
+        if (const uint16_t *w16 = shadow(st, W)) {
+            const uint16_t *dy16 = to_bf16(st.cvt_a, dy, n * out);
+            if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate, true}, dy16, w16, nullptr, dx);
+            if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true, true}, dy16, to_bf16(st.cvt_b, x, n * in),
+                               nullptr, dW);
+        } else {
+            if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate}, dy, W, nullptr, dx);
+            if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true}, dy, x, nullptr, dW);
+        }
         if (db)
             for (int64_t r = 0; r < n; ++r)
                 for (int64_t o = 0; o < out; ++o) db[o] += dy[r * out + o];
@@ -240,7 +281,7 @@ public:
         return total;
     }
     void adamw(Stream &, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
-               float eps, float weight_decay, float grad_scale, int64_t step) override {
+               float eps, float weight_decay, float grad_scale, int64_t step, uint16_t *shadow) override {
         const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
         const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
         const float step_size = static_cast<float>(lr / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
@@ -252,6 +293,7 @@ public:
             v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
             p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
         }
+        if (shadow) cpu::to_bf16(shadow, p, static_cast<int64_t>(n));
     }
 
 private:
@@ -355,8 +397,9 @@ private:
         std::lock_guard<std::mutex> lock(mutex_);
         auto it = cache_.find(k);
         if (it != cache_.end()) return it->second.get();
-        dnnl::memory::desc src({k.m, k.k}, dt::f32, k.src_t ? tag::ba : tag::ab);
-        dnnl::memory::desc wei({k.k, k.n}, dt::f32, k.wei_t ? tag::ba : tag::ab);
+        const dt in_type = k.bf16 ? dt::bf16 : dt::f32;
+        dnnl::memory::desc src({k.m, k.k}, in_type, k.src_t ? tag::ba : tag::ab);
+        dnnl::memory::desc wei({k.k, k.n}, in_type, k.wei_t ? tag::ba : tag::ab);
         dnnl::memory::desc bias({1, k.n}, dt::f32, tag::ab);
         dnnl::memory::desc dst({k.m, k.n}, dt::f32, tag::ab);
         dnnl::primitive_attr attr;

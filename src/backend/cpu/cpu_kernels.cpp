@@ -476,6 +476,16 @@ RMKV_CLONES void softmax_backward_rows(float *dP, const float *P, int64_t rows, 
     }
 }
 
+RMKV_CLONES void to_bf16(uint16_t *dst, const float *src, int64_t n) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t u;
+        std::memcpy(&u, src + i, 4);
+        u += 0x7fffu + ((u >> 16) & 1u);  // finite values only: activations and weights
+        dst[i] = static_cast<uint16_t>(u >> 16);
+    }
+}
+
 RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate) {
 #pragma omp parallel for if (out * in > 32768) schedule(static)
     for (int64_t o = 0; o < out; ++o) {

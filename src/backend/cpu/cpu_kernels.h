@@ -54,6 +54,8 @@ void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int64_t rows, in
 void pack_heads(float *dst, const float *src, int64_t n, int64_t n_heads, int64_t head_dim);
 // Rows of dP [rows, nk] become dS = P * (dP - sum_j P dP) * scale, in place (P: probabilities).
 void softmax_backward_rows(float *dP, const float *P, int64_t rows, int64_t nk, float scale);
+// dst[i] = src[i] rounded to bf16 (nearest even).
+void to_bf16(uint16_t *dst, const float *src, int64_t n);
 // y[out] = W[out, in] x[in] (+ b): the one-row product of decoding, bandwidth-bound.
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
 // Reference matrix products for the double-precision checks: y[n,out] (+)= x W^T + b;
