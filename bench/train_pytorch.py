@@ -144,22 +144,19 @@ class Cell(nn.Module):
     def forward(self, s, h, c):
         D = self.D
         if self.kind == "minimal":
-            ab = linear(torch.cat([h, s], -1), self.weight, self.bias)
-            a, b = ab[..., :D], ab[..., D:]
+            a, b = linear(torch.cat([h, s], -1), self.weight, self.bias).chunk(2, -1)
             g = torch.sigmoid(a)
             return h * g + (1 - g) * F.silu(b), None
         gi = linear(s, self.weight_ih, self.bias_ih)
         gh = linear(h, self.weight_hh, self.bias_hh)
         if self.kind == "gru":          # gate order r, z, n
-            rz = torch.sigmoid(gi[..., :2 * D] + gh[..., :2 * D])
-            r, z = rz[..., :D], rz[..., D:]
-            n = torch.tanh(gi[..., 2 * D:] + r * gh[..., 2 * D:])
+            i_rz, i_n = gi.split([2 * D, D], -1)
+            h_rz, h_n = gh.split([2 * D, D], -1)
+            r, z = torch.sigmoid(i_rz + h_rz).chunk(2, -1)
+            n = torch.tanh(i_n + r * h_n)
             return n + z * (h - n), None    # (1 - z) n + z h
-        gates = gi + gh                     # lstm, gate order i, f, g, o
-        i = torch.sigmoid(gates[..., :D])
-        f = torch.sigmoid(gates[..., D:2 * D])
-        g = torch.tanh(gates[..., 2 * D:3 * D])
-        o = torch.sigmoid(gates[..., 3 * D:])
+        i, f, g, o = (gi + gh).chunk(4, -1)  # lstm, gate order i, f, g, o
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
         c2 = f * c + i * g
         return o * torch.tanh(c2), c2
 
@@ -200,18 +197,20 @@ class Block(nn.Module):
         N = M + T
         C = self.norm1(torch.cat([m.to(X.dtype), X], 1))          # memory rows first
         qkv = self.attn.qkv(C)                                     # [B, N, D + 2 Dkv]
+        # split (not slicing) so that autograd concatenates the pieces' gradients
         if ctx.rope:
             cos, sin = ctx.rope_tables(T, qkv.dtype)               # [N, 1, hd]
-            qk = qkv[..., :D + Dkv].view(B, N, H + Hkv, hd)
-            half = hd // 2
-            qk = qk * cos + torch.cat([qk[..., half:], qk[..., :half]], -1) * sin
-            q, k = qk[:, :, :H], qk[:, :, H:]
+            qk, v = qkv.split([D + Dkv, Dkv], -1)
+            qk = qk.view(B, N, H + Hkv, hd)
+            x1, x2 = qk.split(hd // 2, -1)
+            qk = qk * cos + torch.cat([x2, x1], -1) * sin           # rotate-half
+            q, k = qk.split([H, Hkv], 2)
         else:
-            q = qkv[..., :D].view(B, N, H, hd)
-            k = qkv[..., D:D + Dkv].view(B, N, Hkv, hd)
-        v = qkv[..., D + Dkv:].view(B, N, Hkv, hd)
+            q, k, v = qkv.split([D, Dkv, Dkv], -1)
+            q, k = q.view(B, N, H, hd), k.view(B, N, Hkv, hd)
+        v = v.view(B, N, Hkv, hd)
         if not update:
-            q = q[:, M:]                      # O_m is only needed for the memory update
+            q = q.split([M, T], 1)[1]         # O_m is only needed for the memory update
         Nq = q.shape[1]
         # query head h = kv * g + j uses kv head kv = h // g: fold j into the rows
         q = q.reshape(B, Nq, Hkv, g, hd).permute(0, 2, 3, 1, 4).reshape(B * Hkv, g * Nq, hd)
@@ -222,13 +221,13 @@ class Block(nn.Module):
         a = torch.bmm(att, v).view(B, Hkv, g, Nq, hd).permute(0, 3, 1, 2, 4).reshape(B, Nq, D)
         O = self.attn.o(a)
         if update:
-            O_m, O_x = O[:, :M], O[:, M:]
+            O_m, O_x = O.split([M, T], 1)
         else:
             O_x = O
         X1 = X + O_x
         if self.ffn_kind == "swiglu":
-            gu = self.ffn.gate_up(self.norm2(X1))
-            X2 = X1 + self.ffn.down(F.silu(gu[..., :self.F]) * gu[..., self.F:])
+            gate, up = self.ffn.gate_up(self.norm2(X1)).chunk(2, -1)
+            X2 = X1 + self.ffn.down(F.silu(gate) * up)
         elif self.ffn_kind == "gelu":
             X2 = X1 + self.ffn.down(F.gelu(self.ffn.up(self.norm2(X1))))
         else:

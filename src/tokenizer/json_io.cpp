@@ -11,6 +11,7 @@ using json = nlohmann::json;
 namespace {
 
 const char *kWhere = "tokenizer.json";
+constexpr int64_t kMaxId = int64_t(1) << 24;  // far above any real vocabulary; ids index dense tables
 
 std::string type_of(const json &j, const std::string &where) {
     if (!j.is_object()) fail(RMKV_ERR_FORMAT, kWhere, ": ", where, " must be an object or null");
@@ -99,10 +100,14 @@ void parse_model(const json &j, tok::BpeModel &m) {
         if (!it.value().is_number_integer())
             fail(RMKV_ERR_FORMAT, kWhere, ": model.vocab[\"", it.key(), "\"] is not an integer id");
         auto id = it.value().get<int64_t>();
-        if (id < 0 || id > INT32_MAX) fail(RMKV_ERR_FORMAT, kWhere, ": model.vocab[\"", it.key(), "\"] = ", id, " is out of range");
+        if (id < 0 || id >= kMaxId)
+            fail(RMKV_ERR_FORMAT, kWhere, ": model.vocab[\"", it.key(), "\"] = ", id, " is out of range (0 .. ", kMaxId - 1, ")");
         vocab.emplace(it.key(), static_cast<int32_t>(id));
     }
     m.set_vocab(std::move(vocab));
+    if (m.unk_token && !m.vocab.count(*m.unk_token))
+        fail(RMKV_ERR_FORMAT, kWhere, ": model.unk_token \"", *m.unk_token,
+             "\" is not in model.vocab (Hugging Face would fail on the first unknown character)");
     auto mg = j.find("merges");
     if (mg == j.end() || !mg->is_array()) fail(RMKV_ERR_FORMAT, kWhere, ": model.merges is missing or not an array");
     m.merges.reserve(mg->size());

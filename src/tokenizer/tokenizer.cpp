@@ -1,7 +1,8 @@
 // The encode / decode pipeline of rmkv_tokenizer, in Hugging Face's order:
 // added tokens on the raw text, normalisation, normalised added tokens,
 // pre-tokenization, BPE per word (through a per-thread word cache).
-#include <atomic>
+#include <functional>
+#include <thread>
 #include <unordered_map>
 
 #include "core/log.h"
@@ -77,10 +78,6 @@ void rmkv_tokenizer::Impl::add_tokens(std::vector<tok::AddedToken> tokens, bool 
     finalize();
 }
 
-namespace {
-std::atomic<uint64_t> g_serial{1};
-}
-
 void rmkv_tokenizer::Impl::finalize() {
     model.finalize();
     n_ids = static_cast<size_t>(model.max_id() + 1);
@@ -135,7 +132,10 @@ void rmkv_tokenizer::Impl::finalize() {
             id_bytes[id] = *s;
         }
     }
-    serial = g_serial.fetch_add(1);
+    for (auto &slot : caches) {
+        slot.cache.map.clear();
+        slot.cache.ids.clear();
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -143,27 +143,43 @@ void rmkv_tokenizer::Impl::finalize() {
 
 namespace {
 
-// Per-thread cache of word -> ids for the tokenizer used last on this thread.
-struct WordCache {
-    uint64_t serial = 0;
-    std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, tok::StringHash, std::equal_to<>> map;
-    std::vector<int32_t> ids;
-    void reset(uint64_t s) {
-        serial = s;
-        map.clear();
-        ids.clear();
-    }
-};
+using WordCache = rmkv_tokenizer::Impl::WordCache;
 
 constexpr size_t kMaxCachedWord = 256;
-constexpr size_t kMaxCacheWords = 1u << 16;
+constexpr size_t kMaxCacheWords = 1u << 17;
 constexpr size_t kChunk = 1u << 16;
 
-WordCache &word_cache(uint64_t serial) {
-    thread_local WordCache cache;
-    if (cache.serial != serial || cache.map.size() >= kMaxCacheWords) cache.reset(serial);
-    return cache;
-}
+// A cache slot held for one encode call (or none: a private, throw-away cache).
+class CacheLease {
+public:
+    explicit CacheLease(const rmkv_tokenizer::Impl &m) {
+        auto &slots = m.caches;
+        size_t start = std::hash<std::thread::id>{}(std::this_thread::get_id()) % slots.size();
+        for (size_t k = 0; k < slots.size(); ++k) {
+            auto &slot = slots[(start + k) % slots.size()];
+            if (slot.mutex.try_lock()) {
+                slot_ = &slot;
+                break;
+            }
+        }
+        cache_ = slot_ ? &slot_->cache : &private_;
+        if (cache_->map.size() >= kMaxCacheWords) {
+            cache_->map.clear();
+            cache_->ids.clear();
+        }
+    }
+    ~CacheLease() {
+        if (slot_) slot_->mutex.unlock();
+    }
+    CacheLease(const CacheLease &) = delete;
+    CacheLease &operator=(const CacheLease &) = delete;
+    WordCache &cache() { return *cache_; }
+
+private:
+    rmkv_tokenizer::Impl::CacheSlot *slot_ = nullptr;
+    WordCache private_;
+    WordCache *cache_;
+};
 
 bool ascii_graphic(unsigned char c) { return c > 0x20 && c < 0x7F; }
 
@@ -257,7 +273,8 @@ void rmkv_tokenizer::encode_into(std::string_view text, std::vector<int32_t> &ou
         fixed = tok::utf8_lossy(text);
         text = fixed;
     }
-    Encoder enc{m, out, word_cache(m.serial)};
+    CacheLease lease(m);
+    Encoder enc{m, out, lease.cache()};
     if (m.raw_matcher.empty()) {
         enc.plain(text);
         return;

@@ -2,6 +2,10 @@
 // trainer.cpp): the pipeline of tokenizer.json as rmkv runs it.
 #pragma once
 
+#include <array>
+#include <mutex>
+#include <unordered_map>
+
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/added_tokens.h"
@@ -36,7 +40,20 @@ struct rmkv_tokenizer::Impl {
     std::vector<uint8_t> id_valid;
     size_t n_ids = 0;          // 1 + the largest id
     bool chunkable = true;     // long texts may be cut at safe spaces (see tokenizer.cpp)
-    uint64_t serial = 0;       // identifies this tokenizer in the per-thread word caches
+
+    // Word -> ids caches. A thread encoding takes a free slot for the duration of
+    // its call (try_lock, starting at a slot chosen by its thread id), so threads
+    // do not contend and caches survive from call to call; with every slot busy
+    // the call runs uncached.
+    struct WordCache {
+        std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, rmkv::tok::StringHash, std::equal_to<>> map;
+        std::vector<int32_t> ids;
+    };
+    struct CacheSlot {
+        std::mutex mutex;
+        WordCache cache;
+    };
+    mutable std::array<CacheSlot, 8> caches;
 
     void apply_normalizers(std::string &s) const {
         for (auto k : normalizers) rmkv::tok::normalize(k, s);

@@ -150,11 +150,22 @@ static void compare_encodings(const char *tokenizer_json) {
     if (dec_n != hf_dec_n || memcmp(dec, hf_dec, dec_n) != 0) fail_msg("%s: decoded text differs from HF's", tokenizer_json);
     free(dec); free(hf_dec); free(want); free(got); free(hf_ids);
 
-    /* corpus, line by line */
+    /* the whole corpus as one text (long texts are encoded in chunks) */
+    run("'%s' '%s/hf_tool.js' encode '%s' '%s' '%s' '%s'", g_node, g_hf_dir, tokenizer_json, g_corpus_txt, ids_path,
+        dec_path);
     size_t corpus_n, lines_n;
     char *corpus = tok_read_file(g_corpus_txt, &corpus_n);
+    hf_ids = tok_read_file(ids_path, &size);
+    assert_non_null(hf_ids);
+    want = parse_ids(hf_ids, NULL, &n_want);
+    got = tok_encode(tok, corpus, corpus_n, &n_got);
+    snprintf(what, sizeof what, "%s: whole corpus", tokenizer_json);
+    assert_same_ids(what, want, n_want, got, n_got);
+    free(want); free(got); free(hf_ids);
+
+    /* corpus, line by line */
+
     char *lines = tok_read_file(lines_path, &lines_n);
-    assert_non_null(corpus);
     assert_non_null(lines);
     const char *c = corpus, *l = lines;
     size_t line_no = 0;

@@ -351,12 +351,14 @@ static void jsonl_truncation(void **state) {
     ids_encode(&prompt, "mnop");     /* the last 4 (the test tokenizer has no merges among these letters) */
     ids_encode(&response, "qrs");    /* the first 3; <end> appended before the cut is cut off */
     check_row(b.tokens, b.targets, 10, &prompt, &response, 1);
+    batch_free(&b);
     rmkv_data_free(d);
     /* cut at n_tokens + 1 */
     snprintf(cfg, sizeof cfg,
              "{\"sources\":[{\"path\":\"%s\",\"prompt_template\":\"{input}\",\"response_template\":\"{output}\"}],"
              "\"batch_size\":1,\"n_tokens\":20}", path);
     d = make_data(cfg);
+    b = batch_alloc(d);
     batch_next(d, &b);
     ids_t all = {0};
     ids_encode(&all, "abcdefghijklmnopqrstuvwxyz");

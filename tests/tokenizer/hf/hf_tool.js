@@ -87,7 +87,13 @@ async function main() {
     const t1 = process.hrtime.bigint();
     if (opts.specials.length) tokenizer.addSpecialTokens(opts.specials);
     tokenizer.save(out, false);
-    process.stdout.write(JSON.stringify({ train_seconds: Number(t1 - t0) / 1e9, vocab_size: tokenizer.getVocabSize(true) }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        train_seconds: Number(t1 - t0) / 1e9,
+        vocab_size: tokenizer.getVocabSize(true),
+        peak_rss_kb: process.resourceUsage().maxRSS,
+      }) + '\n',
+    );
   } else if (cmd === 'encode') {
     const [tokFile, textFile, outIds, outDecoded] = args;
     const tokenizer = tk.Tokenizer.fromFile(tokFile);
@@ -170,9 +176,17 @@ async function main() {
     const [tokFile, textFile] = args;
     const tokenizer = tk.Tokenizer.fromFile(tokFile);
     const text = fs.readFileSync(textFile, 'utf8');
-    const lines = text.split('\n');
+    // documents of 100 lines, as bench_tokenizer.cpp cuts them
     const docs = [];
-    for (let i = 0; i < lines.length; i += 100) docs.push(lines.slice(i, i + 100).join('\n') + '\n');
+    let start = 0, lines = 0;
+    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) {
+      if (++lines === 100) {
+        docs.push(text.slice(start, i + 1));
+        start = i + 1;
+        lines = 0;
+      }
+    }
+    if (start < text.length) docs.push(text.slice(start));
     const bytes = Buffer.byteLength(text, 'utf8');
     const t0 = process.hrtime.bigint();
     let n = 0;
@@ -182,7 +196,9 @@ async function main() {
     }
     const t1 = process.hrtime.bigint();
     const s = Number(t1 - t0) / 1e9;
-    process.stdout.write(JSON.stringify({ seconds: s, mb_per_s: bytes / 1e6 / s, tokens: n }) + '\n');
+    process.stdout.write(
+      JSON.stringify({ seconds: s, mb_per_s: bytes / 1e6 / s, tokens: n, peak_rss_kb: process.resourceUsage().maxRSS }) + '\n',
+    );
   } else {
     process.stderr.write('usage: hf_tool.js train|encode|encode-lines|bench-encode ...\n');
     process.exit(2);
