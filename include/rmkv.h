@@ -189,7 +189,15 @@ RMKV_API void rmkv_model_free(rmkv_model *model);
    token (always for tokenizers trained by rmkv).
 
    Threads: a tokenizer is immutable; any number of threads may encode and decode
-   with it at once (each thread keeps its own word cache). */
+   with it at once (a word cache inside the tokenizer is shared without contention).
+
+   Supported tokenizer.json components: model BPE (vocab, merges as "a b" or
+   ["a", "b"], unk_token, fuse_unk, ignore_merges; no dropout, byte_fallback,
+   continuing_subword_prefix or end_of_word_suffix), normalizers NFD, NFC, NFKD,
+   NFKC, Lowercase and Sequence, pre-tokenizers ByteLevel (add_prefix_space,
+   use_regex), Digits and Sequence, decoder ByteLevel or none, post_processor
+   none or ByteLevel, truncation and padding null, added tokens with all their
+   flags. Anything else is refused (RMKV_ERR_FORMAT naming it). */
 
 /* Reads a Hugging Face tokenizer.json. A component rmkv does not support is refused
    with RMKV_ERR_FORMAT naming it. *out is owned by the caller (rmkv_tokenizer_free). */
@@ -221,6 +229,8 @@ RMKV_API int32_t rmkv_tokenizer_token_id(const rmkv_tokenizer *tok, const char *
 /* Number of ids (vocabulary plus added tokens). 0 for NULL. */
 RMKV_API size_t rmkv_tokenizer_vocab_size(const rmkv_tokenizer *tok);
 
+/* Frees a tokenizer from load, from_json or train. NULL is a no-op. The tokenizer
+   of a model (rmkv_model_tokenizer) belongs to the model: do not free it. */
 RMKV_API void rmkv_tokenizer_free(rmkv_tokenizer *tok);
 
 /* The vocabulary string of an id (for example "\xC4\xA0the" for " the" in a byte-level
@@ -248,7 +258,9 @@ typedef int (*rmkv_tokenizer_progress_callback)(const char *stage, uint64_t done
 
 typedef struct rmkv_tokenizer_train_params {
     size_t struct_size;              /* sizeof(rmkv_tokenizer_train_params) */
-    size_t vocab_size;               /* target size including special tokens; default 30000 */
+    size_t vocab_size;               /* target size including special tokens; default 30000. Never
+                                        below special tokens + alphabet; less when the corpus runs
+                                        out of pairs */
     uint64_t min_frequency;          /* a pair seen fewer times is never merged; default 0 */
     const char *const *special_tokens; /* NULL (default): <pad> <unk> <start> <end> <think> </think>,
                                         ids 0..5; otherwise exactly these n_special_tokens (may be 0) */
@@ -301,7 +313,7 @@ RMKV_API rmkv_status rmkv_token_stream_new(const rmkv_tokenizer *tok, rmkv_token
 /* Adds one token and writes the text that is now complete (often 0 bytes, never
    NUL-terminated) to text; *size is the count. If capacity is too small the call
    returns RMKV_ERR_BUFFER_TOO_SMALL with *size needed and the stream unchanged
-   (16 bytes more than the longest token always suffice). A bad id is
+   (3 x the longest token's bytes + 16 always suffice). A bad id is
    RMKV_ERR_INVALID_ARGUMENT, stream unchanged. */
 RMKV_API rmkv_status rmkv_token_stream_feed(rmkv_token_stream *s, int32_t id, char *text, size_t capacity, size_t *size);
 
@@ -373,6 +385,39 @@ RMKV_API rmkv_status rmkv_session_state_load_file(rmkv_session *s, const char *p
 /* Frees the session. NULL is a no-op. */
 RMKV_API void rmkv_session_free(rmkv_session *s);
 
+/* ------------------------------------------------------------------------- */
+/* Sampling: draws the next token from the logits of the last token stepped   */
+/* ------------------------------------------------------------------------- */
+
+typedef struct rmkv_sampler_params {
+    size_t struct_size;
+    float temperature;          /* 0 = greedy */
+    int32_t top_k;              /* 0 = off */
+    float top_p;                /* 1 = off */
+    float min_p;                /* 0 = off */
+    float repetition_penalty;   /* 1 = off */
+    int32_t penalty_window;     /* tokens looked back for the penalties (at most 1024) */
+    float presence_penalty, frequency_penalty;
+    uint64_t seed;
+    /* appended fields only */
+} rmkv_sampler_params;
+
+/* Defaults: temperature 0.8, top_k 0, top_p 0.95, min_p 0, repetition_penalty 1,
+   penalty_window 64, presence and frequency penalties 0, seed 0. */
+RMKV_API rmkv_sampler_params rmkv_sampler_default_params(void);
+
+/* Draws a token (it is not stepped: step it to continue). Order: penalties over
+   the last penalty_window tokens stepped (repetition: positive logits divided,
+   negative multiplied; presence: minus once; frequency: minus per occurrence),
+   then greedy when temperature is 0; else top_k, softmax at the temperature,
+   top_p (smallest set reaching the mass), min_p (relative to the most likely),
+   and a draw. The session's RNG is seeded from params->seed on its first draw
+   and whenever the seed changes; it and the token window are part of the saved
+   state, so the same seed gives the same text on every platform and a restored
+   session continues the same draws. INVALID_ARGUMENT before any token was
+   stepped (after new, reset or a state load) or for bad params. */
+RMKV_API rmkv_status rmkv_session_sample(rmkv_session *s, const rmkv_sampler_params *params, int32_t *token);
+
 /* BEGIN DATA SECTION */
 /* ------------------------------------------------------------------------- */
 /* Training data: text and JSONL sources tokenised into batches               */
@@ -404,7 +449,8 @@ RMKV_API void rmkv_session_free(rmkv_session *s);
      "pad_token"       id or token string for padding (default "<pad>" if the
                        tokenizer has it, else 0); padded targets are -1
      "max_prompt_tokens"     JSONL: the prompt keeps its LAST that many tokens (0 = all)
-     "max_completion_tokens" JSONL: the response keeps its FIRST that many (0 = all)
+     "max_completion_tokens" JSONL: the response (eod_token included) keeps its
+                       FIRST that many tokens (0 = all)
      "queue_size"      batches prepared ahead on the background thread (default
                        4; 0 = no thread, batches are made inside rmkv_data_next)
      "chunk_bytes"     largest piece of a document read and tokenised at once

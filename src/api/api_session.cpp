@@ -121,6 +121,30 @@ RMKV_API rmkv_status rmkv_session_state_load_file(rmkv_session *s, const char *p
     });
 }
 
+RMKV_API rmkv_sampler_params rmkv_sampler_default_params(void) {
+    rmkv_sampler_params p{};
+    p.struct_size = sizeof(p);
+    p.temperature = 0.8f;
+    p.top_k = 0;
+    p.top_p = 0.95f;
+    p.min_p = 0.0f;
+    p.repetition_penalty = 1.0f;
+    p.penalty_window = 64;
+    p.presence_penalty = 0.0f;
+    p.frequency_penalty = 0.0f;
+    p.seed = 0;
+    return p;
+}
+
+RMKV_API rmkv_status rmkv_session_sample(rmkv_session *s, const rmkv_sampler_params *params, int32_t *token) {
+    return guarded([&] {
+        require_not_null(s, "session");
+        require_not_null(token, "token");
+        auto p = read_params(params, rmkv_sampler_default_params(), "rmkv_sampler_params");
+        *token = s->sample(p);
+    });
+}
+
 RMKV_API void rmkv_session_free(rmkv_session *s) { delete s; }
 
 }  // extern "C"

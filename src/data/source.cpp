@@ -51,16 +51,20 @@ Source::Source(const SourceConfig &source, size_t index, const DataConfig &confi
 }
 
 nlohmann::json Source::summary() const {
-    return {{"path", source_.path},
+    nlohmann::json j = {{"path", source_.path},
             {"kind", source_.kind == SourceKind::text ? "text" : "jsonl"},
             {"weight", source_.weight},
             {"walk", to_string(source_.walk)},
             {"files", corpus_.files.size()},
             {source_.kind == SourceKind::text ? "documents" : "examples", corpus_.items.size()},
             {"train", train_items_.size()},
-            {"validation", validation_items_.size()},
-            {"prompt_template", source_.prompt_template},
-            {"response_template", source_.response_template}};
+            {"validation", validation_items_.size()}};
+    if (source_.kind == SourceKind::jsonl) {
+        j["prompt_template"] = source_.prompt_template;
+        j["response_template"] = source_.response_template;
+        j["mask_prompt"] = source_.mask_prompt;
+    }
+    return j;
 }
 
 }  // namespace rmkv::data

@@ -63,7 +63,7 @@ private:
     WalkState doc_walk_before_;
     uint64_t next_piece_start_ = 0;
 
-    std::vector<int32_t> buf_;
+    std::deque<int32_t> buf_;  // the stream ahead (front: the next window)
     std::deque<Segment> segs_;
 };
 

@@ -120,8 +120,11 @@ void SafetensorsWriter::add(const std::string &name, rmkv_dtype dtype, std::vect
     size_t numel = 1;
     for (int64_t d : shape) numel *= static_cast<size_t>(d);
     size_t bytes = numel * dtype_size(dtype);
-    entries_.push_back({name, dtype, std::move(shape), data, bytes, data_size_});
-    data_size_ += (bytes + 7) & ~size_t(7);
+    // Every tensor starts 8-byte aligned; nothing follows the last one, so a file
+    // cut short by even one byte no longer parses.
+    size_t offset = (data_size_ + 7) & ~size_t(7);
+    entries_.push_back({name, dtype, std::move(shape), data, bytes, offset});
+    data_size_ = offset + bytes;
 }
 
 std::string SafetensorsWriter::header() const {

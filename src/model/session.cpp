@@ -6,7 +6,9 @@
 
 using namespace rmkv;
 
-rmkv_session::rmkv_session(const rmkv_model &model) : model_(model), stream_(model.backend().new_stream()) {
+rmkv_session::rmkv_session(const rmkv_model &model)
+    : model_(model), stream_(model.backend().new_stream()),
+      last_logits_(static_cast<size_t>(model.config().vocab_size)), sampler_(static_cast<size_t>(model.config().vocab_size)) {
     allocate();
     reset();
 }
@@ -67,6 +69,13 @@ void rmkv_session::reset() {
     position_ = 0;
     fill_ = 0;
     memory_ready_ = false;
+    have_logits_ = false;
+    sampler_.reset();
+}
+
+int32_t rmkv_session::sample(const rmkv_sampler_params &p) {
+    if (!have_logits_) fail(RMKV_ERR_INVALID_ARGUMENT, "no logits to sample from: step at least one token first (after new, reset or state load)");
+    return sampler_.sample(last_logits_.data(), p);
 }
 
 void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows) {
@@ -92,10 +101,16 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
         if (logits_host && all_rows) {
             fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_), logits_rows_, true);
             model_.backend().to_host(*stream_, logits_host + done * V, logits_rows_, static_cast<size_t>(chunk * V));
+            if (last) std::copy(logits_host + (n - 1) * V, logits_host + n * V, last_logits_.begin());
         } else {
-            fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_),
-                       last && logits_host ? ws_.logits : nullptr, false);
-            if (last && logits_host) model_.backend().to_host(*stream_, logits_host, ws_.logits, static_cast<size_t>(V));
+            // The last token's logits are always kept: the sampler draws from them.
+            fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_), last ? ws_.logits : nullptr,
+                       false);
+            if (last) {
+                model_.backend().to_host(*stream_, last_logits_.data(), ws_.logits, static_cast<size_t>(V));
+                model_.backend().sync(*stream_);
+                if (logits_host) std::copy(last_logits_.begin(), last_logits_.end(), logits_host);
+            }
         }
         fill_ += chunk;
         position_ += static_cast<uint64_t>(chunk);
@@ -103,6 +118,8 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
         if (fill_ == c.segment_len) flush();
     }
     model_.backend().sync(*stream_);
+    sampler_.observe(tokens, n);
+    have_logits_ = true;
 }
 
 void rmkv_session::flush() {
@@ -131,6 +148,9 @@ void rmkv_session::copy_state_from(const rmkv_session &o) {
     position_ = o.position_;
     fill_ = o.fill_;
     memory_ready_ = o.memory_ready_;
+    last_logits_ = o.last_logits_;
+    have_logits_ = o.have_logits_;
+    sampler_ = o.sampler_;
 }
 
 std::unique_ptr<rmkv_session> rmkv_session::clone() const {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "model/sampler.h"
 #include "model/segment.h"
 
 struct rmkv_session {
@@ -22,6 +23,8 @@ public:
     void step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows);
     void flush();
     void reset();
+    // Draws the next token from the logits of the last token stepped.
+    int32_t sample(const rmkv_sampler_params &p);
 
     uint64_t position() const { return position_; }
     int64_t segment_fill() const { return fill_; }
@@ -43,6 +46,9 @@ private:
     rmkv::Workspace ws_{};
     std::vector<float *> owned_;  // every backend buffer above
     float *logits_rows_ = nullptr; // [S, V], allocated on the first step with all_rows
+    std::vector<float> last_logits_;  // host copy of the logits after the last token stepped
+    bool have_logits_ = false;        // false after reset or a state load: step before sampling
+    rmkv::Sampler sampler_;
     uint64_t position_ = 0;       // tokens read since the start of the stream
     int64_t fill_ = 0;            // tokens in the current segment
     bool memory_ready_ = false;   // memory rows' q/k/v computed for this segment

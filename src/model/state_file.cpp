@@ -3,6 +3,8 @@
 // validated (format, version, checksum, model_id, shapes) before anything is
 // swapped in.
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "core/error.h"
@@ -51,13 +53,28 @@ std::string shape_str(const std::vector<int64_t> &shape) {
     return s + "]";
 }
 
-std::string checksum(const std::map<std::string, std::pair<const void *, size_t>> &data) {
+// Over every tensor and every metadata value that the state is made of.
+std::string checksum(const std::map<std::string, std::pair<const void *, size_t>> &data,
+                     const std::map<std::string, std::string> &meta) {
     Fingerprint fp;
     for (const auto &kv : data) {
         fp.update(kv.first.data(), kv.first.size());
         fp.update(kv.second.first, kv.second.second);
     }
+    for (const auto &kv : meta) {
+        fp.update(kv.first.data(), kv.first.size());
+        fp.update(kv.second.data(), kv.second.size());
+    }
     return fp.hex();
+}
+
+// The metadata keys covered by the checksum.
+const char *kChecked[] = {"position", "segment_fill", "sampler_rng", "sampler_seed", "sampler_seeded"};
+
+std::string hex64(uint64_t v) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return buf;
 }
 
 uint64_t parse_u64(const SafetensorsFile &f, const std::string &key, const std::string &what) {
@@ -76,7 +93,7 @@ struct StateImage {
 };
 
 void build_image(StateImage &img, const rmkv_model &model, Stream &stream, const std::vector<LayerState> &layers,
-                 uint64_t position, int64_t fill) {
+                 uint64_t position, int64_t fill, const Sampler &sampler) {
     const Config &c = model.config();
     auto parts = state_parts(c, layers, fill);
     std::map<std::string, std::pair<const void *, size_t>> bytes;
@@ -91,25 +108,40 @@ void build_image(StateImage &img, const rmkv_model &model, Stream &stream, const
         bytes[kv.first] = {h.data(), h.size() * sizeof(float)};
         img.writer.add(kv.first, RMKV_DTYPE_F32, kv.second.shape, h.data());
     }
+    // The sampler: recent tokens (as exact small floats) and its RNG.
+    const auto &hist = sampler.history();
+    if (!hist.empty()) {
+        auto &h = img.host["sampler.history"];
+        h.assign(hist.begin(), hist.end());
+        bytes["sampler.history"] = {h.data(), h.size() * sizeof(float)};
+        img.writer.add("sampler.history", RMKV_DTYPE_F32, {static_cast<int64_t>(h.size())}, h.data());
+    }
+    std::map<std::string, std::string> meta;
+    meta["position"] = std::to_string(position);
+    meta["segment_fill"] = std::to_string(fill);
+    std::string rng;
+    for (int i = 0; i < 4; ++i) rng += hex64(sampler.rng_state()[i]);
+    meta["sampler_rng"] = rng;
+    meta["sampler_seed"] = std::to_string(sampler.seed());
+    meta["sampler_seeded"] = sampler.seeded() ? "1" : "0";
+    for (const auto &kv : meta) img.writer.set_metadata(kv.first, kv.second);
     img.writer.set_metadata("format", "rmkv-state");
     img.writer.set_metadata("format_version", kStateVersion);
     img.writer.set_metadata("model_id", model.model_id());
-    img.writer.set_metadata("position", std::to_string(position));
-    img.writer.set_metadata("segment_fill", std::to_string(fill));
-    img.writer.set_metadata("checksum", checksum(bytes));
+    img.writer.set_metadata("checksum", checksum(bytes, meta));
 }
 
 }  // namespace
 
 size_t rmkv_session::state_size() const {
     StateImage img;
-    build_image(img, model_, *stream_, layers_, position_, fill_);
+    build_image(img, model_, *stream_, layers_, position_, fill_, sampler_);
     return img.writer.size();
 }
 
 void rmkv_session::state_save(uint8_t *dest, size_t size) const {
     StateImage img;
-    build_image(img, model_, *stream_, layers_, position_, fill_);
+    build_image(img, model_, *stream_, layers_, position_, fill_, sampler_);
     if (img.writer.size() != size) fail(RMKV_ERR_INTERNAL, "state size changed between measuring and writing");
     img.writer.write(dest);
 }
@@ -127,7 +159,9 @@ void rmkv_session::state_load(const uint8_t *data, size_t size, const std::strin
         if (kv.second.dtype != RMKV_DTYPE_F32) fail(RMKV_ERR_FORMAT, what, ": tensor '", kv.first, "' is ", dtype_name(kv.second.dtype), ", states hold F32");
         bytes[kv.first] = {kv.second.data, kv.second.size};
     }
-    if (checksum(bytes) != f.meta("checksum", what)) fail(RMKV_ERR_FORMAT, what, ": checksum does not match the data (the state is corrupt)");
+    std::map<std::string, std::string> meta;
+    for (const char *key : kChecked) meta[key] = f.meta(key, what);
+    if (checksum(bytes, meta) != f.meta("checksum", what)) fail(RMKV_ERR_FORMAT, what, ": checksum does not match the data (the state is corrupt)");
     const std::string &id = f.meta("model_id", what);
     if (id != model_.model_id())
         fail(RMKV_ERR_MISMATCH, what, ": made for model ", id.substr(0, 16), "..., this session's model is ", model_.model_id().substr(0, 16), "...");
@@ -144,7 +178,32 @@ void rmkv_session::state_load(const uint8_t *data, size_t size, const std::strin
             fail(RMKV_ERR_MISMATCH, what, ": tensor '", kv.first, "' has shape ", shape_str(it->second.shape), ", this model needs ", shape_str(kv.second.shape));
     }
     for (const auto &kv : f.tensors)
-        if (!parts.count(kv.first)) fail(RMKV_ERR_MISMATCH, what, ": unexpected tensor '", kv.first, "' for this model");
+        if (!parts.count(kv.first) && kv.first != "sampler.history")
+            fail(RMKV_ERR_MISMATCH, what, ": unexpected tensor '", kv.first, "' for this model");
+    // The sampler's part.
+    std::vector<int32_t> history;
+    if (auto it = f.tensors.find("sampler.history"); it != f.tensors.end()) {
+        const TensorView &t = it->second;
+        if (t.shape.size() != 1 || static_cast<size_t>(t.numel()) > Sampler::kMaxWindow)
+            fail(RMKV_ERR_FORMAT, what, ": sampler.history must be a vector of at most ", Sampler::kMaxWindow, " tokens");
+        std::vector<float> h(static_cast<size_t>(t.numel()));
+        convert_to_f32(h.data(), t.data, RMKV_DTYPE_F32, h.size());
+        for (float v : h) {
+            if (!(v >= 0 && v < static_cast<float>(c.vocab_size)) || v != std::floor(v))
+                fail(RMKV_ERR_MISMATCH, what, ": sampler.history holds ", v, ", not a token of this model");
+            history.push_back(static_cast<int32_t>(v));
+        }
+    }
+    const std::string &rng_hex = meta["sampler_rng"];
+    uint64_t rng[4];
+    if (rng_hex.size() != 64) fail(RMKV_ERR_FORMAT, what, ": sampler_rng is not 64 hex digits");
+    for (int i = 0; i < 4; ++i) {
+        auto r = std::from_chars(rng_hex.data() + 16 * i, rng_hex.data() + 16 * (i + 1), rng[i], 16);
+        if (r.ec != std::errc() || r.ptr != rng_hex.data() + 16 * (i + 1)) fail(RMKV_ERR_FORMAT, what, ": sampler_rng is not 64 hex digits");
+    }
+    const uint64_t sampler_seed = parse_u64(f, "sampler_seed", what);
+    const std::string &seeded = meta["sampler_seeded"];
+    if (seeded != "0" && seeded != "1") fail(RMKV_ERR_FORMAT, what, ": sampler_seeded is not 0 or 1");
     // Validated: swap in.
     std::vector<float> tmp;
     for (const auto &kv : parts) {
@@ -157,4 +216,6 @@ void rmkv_session::state_load(const uint8_t *data, size_t size, const std::strin
     position_ = position;
     fill_ = static_cast<int64_t>(fill);
     memory_ready_ = fill_ > 0;
+    sampler_.restore(std::move(history), rng, sampler_seed, seeded == "1");
+    have_logits_ = false;
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the tokenizer libFuzzer targets with clang (independently of the main
+# build, which may use gcc) and runs each for a bounded time. Exits non-zero on
+# the first crash, leak, sanitizer report or failed check.
+#   tests/tokenizer/fuzz/run_fuzz.sh [SECONDS_EACH=60] [WORK_DIR=/tmp/rmkv-tokenizer-fuzz]
+# Needs the Debian packages clang and libclang-rt-dev (libFuzzer), plus the
+# library's own build dependencies (libutf8proc-dev, nlohmann-json3-dev).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+seconds=${1:-60}
+work=${2:-/tmp/rmkv-tokenizer-fuzz}
+mkdir -p "$work"
+cxx=${CXX_FUZZ:-clang++}
+sources=$(sed -n 's#^ *\(tokenizer/[a-z_]*\.cpp\)#'"$root"'/src/\1#p' "$root/src/tokenizer/sources.cmake")
+for name in fuzz_tokenizer_json fuzz_tokenizer_encode; do
+  echo "== $name: build"
+  $cxx -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+    -I"$root/include" -I"$root/src" "$here/$name.cpp" $sources "$root/src/core/error.cpp" "$root/src/core/log.cpp" \
+    $(pkg-config --cflags --libs libutf8proc) -lpthread -o "$work/$name"
+  mkdir -p "$work/${name}_corpus"
+  echo "== $name: ${seconds}s"
+  (cd "$work" && "./$name" -max_total_time="$seconds" -max_len=4096 -timeout=10 -print_final_stats=1 \
+      "${name}_corpus" "$here/seeds")
+done
+echo "tokenizer fuzzing: no failure"

@@ -1,0 +1,331 @@
+// rmkv train: pretraining and finetuning driven by a JSON config and flags, on the
+// public ABI (trainer, data pipeline, checkpoints). Writes into --out:
+//   checkpoint-latest.ckpt      every --checkpoint-every steps and at the end (atomic)
+//   checkpoint-<step>.ckpt      when --keep-checkpoints is set
+//   model.safetensors           the final model
+//   metrics.jsonl               one line per logged step and per evaluation
+// A run killed at any moment resumes with --resume from checkpoint-latest.ckpt:
+// same weights, optimiser moments, schedule and data position.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "rmkv.h"
+
+using json = nlohmann::json;
+
+namespace {
+
+int report(const std::string &what) {
+    std::fprintf(stderr, "rmkv train: %s: %s\n", what.c_str(), rmkv_last_error());
+    return 1;
+}
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+bool file_exists(const std::string &p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string format_eta(double s) {
+    if (!std::isfinite(s) || s < 0) return "?";
+    char buf[32];
+    int h = static_cast<int>(s / 3600), m = static_cast<int>(s / 60) % 60, sec = static_cast<int>(s) % 60;
+    if (h) std::snprintf(buf, sizeof buf, "%dh%02dm", h, m);
+    else std::snprintf(buf, sizeof buf, "%dm%02ds", m, sec);
+    return buf;
+}
+
+const char *kUsage =
+    "usage: rmkv train --config train.json [options]\n"
+    "  config keys (flags override):\n"
+    "    model          object of SPEC section 2 keys (a new model), or\n"
+    "    init_from      a model or checkpoint file to start from (finetuning)\n"
+    "    tokenizer      tokenizer.json for a new model (else the model's own)\n"
+    "    data           the data pipeline config (see rmkv.h, rmkv_data_new); n_tokens\n"
+    "                   defaults to segments x segment_len\n"
+    "    segments       K, segments per training sequence (default 2)\n"
+    "    preset         \"pretrain\" (default) or \"finetune\": learning rate, batch and clipping\n"
+    "    optim          learning_rate, min_learning_rate, warmup_steps, total_steps,\n"
+    "                   weight_decay, beta1, beta2, grad_clip, grad_accum_steps, precision\n"
+    "    max_steps, max_epochs, max_time (seconds), exit_loss   stop conditions\n"
+    "    checkpoint_every, eval_every, eval_batches, log_every, seed, out\n"
+    "  options: --out DIR  --resume  --reset-epochs  --max-steps N  --max-time S\n"
+    "           --max-epochs N  --lr X  --preset NAME  --init-from FILE  --quiet\n";
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+}  // namespace
+
+int cmd_train(int argc, char **argv) {
+    json cfg = json::object();
+    json over = json::object();
+    bool resume = false, reset_epochs = false, quiet = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "rmkv train: %s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--config") {
+            std::ifstream f(next());
+            if (!f) {
+                std::fprintf(stderr, "rmkv train: cannot read %s\n", argv[i]);
+                return 1;
+            }
+            std::stringstream ss;
+            ss << f.rdbuf();
+            cfg = json::parse(ss.str(), nullptr, false);
+            if (cfg.is_discarded() || !cfg.is_object()) {
+                std::fprintf(stderr, "rmkv train: %s is not a JSON object\n", argv[i]);
+                return 1;
+            }
+        } else if (a == "--out") over["out"] = next();
+        else if (a == "--resume") resume = true;
+        else if (a == "--reset-epochs") reset_epochs = true;
+        else if (a == "--quiet") quiet = true;
+        else if (a == "--max-steps") over["max_steps"] = std::stoll(next());
+        else if (a == "--max-time") over["max_time"] = std::stod(next());
+        else if (a == "--max-epochs") over["max_epochs"] = std::stod(next());
+        else if (a == "--lr") over["optim"]["learning_rate"] = std::stod(next());
+        else if (a == "--preset") over["preset"] = next();
+        else if (a == "--init-from") over["init_from"] = next();
+        else if (a == "-h" || a == "--help") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        } else {
+            std::fprintf(stderr, "rmkv train: unknown option %s\n%s", a.c_str(), kUsage);
+            return 2;
+        }
+    }
+    cfg.merge_patch(over);
+    const std::string out = cfg.value("out", std::string("run"));
+    ::mkdir(out.c_str(), 0755);
+    const std::string latest = out + "/checkpoint-latest.ckpt";
+    const std::string preset = cfg.value("preset", std::string("pretrain"));
+    if (preset != "pretrain" && preset != "finetune") {
+        std::fprintf(stderr, "rmkv train: preset '%s' is not pretrain or finetune\n", preset.c_str());
+        return 2;
+    }
+    const bool finetune = preset == "finetune";
+
+    // The model: resumed, started from a file, or new.
+    rmkv_model *model = nullptr;
+    if (resume) {
+        if (!file_exists(latest)) {
+            std::fprintf(stderr, "rmkv train: --resume: no %s\n", latest.c_str());
+            return 1;
+        }
+        if (rmkv_model_load(latest.c_str(), nullptr, &model) != RMKV_OK) return report(latest);
+    } else if (cfg.contains("init_from")) {
+        std::string from = cfg["init_from"];
+        if (rmkv_model_load(from.c_str(), nullptr, &model) != RMKV_OK) return report(from);
+    } else {
+        rmkv_tokenizer *tok = nullptr;
+        if (cfg.contains("tokenizer")) {
+            std::string tp = cfg["tokenizer"];
+            if (rmkv_tokenizer_load(tp.c_str(), &tok) != RMKV_OK) return report(tp);
+        }
+        std::string mc = cfg.value("model", json::object()).dump();
+        rmkv_status st = rmkv_model_create(mc.c_str(), tok, cfg.value("seed", 1ull), nullptr, &model);
+        rmkv_tokenizer_free(tok);
+        if (st != RMKV_OK) return report("model");
+    }
+    const rmkv_tokenizer *tok = rmkv_model_tokenizer(model);
+    if (!tok) {
+        std::fprintf(stderr, "rmkv train: the model has no tokenizer (give \"tokenizer\" when creating it)\n");
+        return 1;
+    }
+    size_t need = 0;
+    rmkv_model_config_json(model, nullptr, 0, &need);
+    std::string mcfg(need, '\0');
+    rmkv_model_config_json(model, mcfg.data(), need, &need);
+    const int64_t S = json::parse(mcfg.c_str())["segment_len"];
+    const int64_t K = cfg.value("segments", 2);
+
+    // Data.
+    json data = cfg.value("data", json::object());
+    if (!data.contains("n_tokens")) data["n_tokens"] = K * S;
+    if (!data.contains("batch_size")) data["batch_size"] = finetune ? 4 : 8;
+    if (!data.contains("seed")) data["seed"] = cfg.value("seed", 1ull);
+    if (finetune && data.contains("sources"))
+        for (auto &src : data["sources"])
+            if (!src.contains("mask_prompt")) src["mask_prompt"] = true;
+    rmkv_data *pipe = nullptr;
+    if (rmkv_data_new(data.dump().c_str(), tok, &pipe) != RMKV_OK) return report("data");
+    size_t B = 0, N = 0;
+    rmkv_data_batch_shape(pipe, &B, &N);
+
+    // Trainer: preset, then the config's optim keys.
+    rmkv_train_params tp = rmkv_train_default_params();
+    tp.learning_rate = finetune ? 1e-4f : 3e-4f;
+    tp.min_learning_rate = finetune ? 1e-5f : 3e-5f;
+    tp.warmup_steps = finetune ? 50 : 100;
+    tp.grad_clip = finetune ? 0.5f : 1.0f;
+    const int64_t max_steps = cfg.value("max_steps", static_cast<int64_t>(0));
+    tp.total_steps = max_steps;
+    json optim = cfg.value("optim", json::object());
+    tp.learning_rate = optim.value("learning_rate", tp.learning_rate);
+    tp.min_learning_rate = optim.value("min_learning_rate", tp.min_learning_rate);
+    tp.warmup_steps = optim.value("warmup_steps", tp.warmup_steps);
+    tp.total_steps = optim.value("total_steps", tp.total_steps);
+    tp.weight_decay = optim.value("weight_decay", tp.weight_decay);
+    tp.beta1 = optim.value("beta1", tp.beta1);
+    tp.beta2 = optim.value("beta2", tp.beta2);
+    tp.grad_clip = optim.value("grad_clip", tp.grad_clip);
+    tp.grad_accum_steps = optim.value("grad_accum_steps", tp.grad_accum_steps);
+    std::string prec = optim.value("precision", std::string("auto"));
+    tp.precision = prec == "fp32" ? RMKV_PRECISION_FP32 : prec == "bf16" ? RMKV_PRECISION_BF16 : RMKV_PRECISION_AUTO;
+    rmkv_trainer *trainer = nullptr;
+    if (rmkv_trainer_new(model, &tp, &trainer) != RMKV_OK) return report("trainer");
+
+    double elapsed_before = 0;
+    if (resume) {
+        if (rmkv_trainer_load_checkpoint(trainer, latest.c_str()) != RMKV_OK) return report(latest);
+        rmkv_checkpoint_user_json(latest.c_str(), nullptr, 0, &need);
+        std::string uj(need, '\0');
+        rmkv_checkpoint_user_json(latest.c_str(), uj.data(), need, &need);
+        json user = json::parse(uj.c_str());
+        elapsed_before = user.value("elapsed", 0.0);
+        if (!reset_epochs && user.contains("data")) {
+            std::string ds = user["data"];
+            if (rmkv_data_state_load(pipe, ds.data(), ds.size()) != RMKV_OK) return report("data position in " + latest);
+        }
+        if (!quiet)
+            std::fprintf(stderr, "rmkv train: resumed at step %lld from %s%s\n",
+                         static_cast<long long>(rmkv_trainer_step_count(trainer)), latest.c_str(),
+                         reset_epochs ? " (data from the start: --reset-epochs)" : "");
+    }
+
+    const double max_time = cfg.value("max_time", 0.0);
+    const double max_epochs = cfg.value("max_epochs", 0.0);
+    const double exit_loss = cfg.value("exit_loss", 0.0);
+    const int64_t ckpt_every = cfg.value("checkpoint_every", static_cast<int64_t>(100));
+    const int64_t eval_every = cfg.value("eval_every", static_cast<int64_t>(100));
+    const int64_t eval_batches = cfg.value("eval_batches", static_cast<int64_t>(8));
+    const int64_t log_every = cfg.value("log_every", static_cast<int64_t>(10));
+    const bool keep = cfg.value("keep_checkpoints", false);
+    std::ofstream metrics(out + "/metrics.jsonl", std::ios::app);
+
+    std::vector<int32_t> tokens(B * N), targets(B * N);
+    rmkv_batch batch{};
+    batch.struct_size = sizeof batch;
+    batch.batch_size = B;
+    batch.n_tokens = N;
+    batch.tokens = tokens.data();
+    batch.targets = targets.data();
+
+    auto save_checkpoint = [&](double elapsed) -> bool {
+        size_t ds_size = 0;
+        rmkv_data_state_save(pipe, nullptr, 0, &ds_size);
+        std::string ds(ds_size, '\0');
+        if (rmkv_data_state_save(pipe, ds.data(), ds.size(), &ds_size) != RMKV_OK) return report("data position") == 0;
+        json user = {{"data", ds}, {"elapsed", elapsed}};
+        std::string u = user.dump();
+        if (rmkv_trainer_save_checkpoint(trainer, latest.c_str(), u.c_str()) != RMKV_OK) return report(latest) == 0;
+        if (keep) {
+            std::string p = out + "/checkpoint-" + std::to_string(rmkv_trainer_step_count(trainer)) + ".ckpt";
+            rmkv_trainer_save_checkpoint(trainer, p.c_str(), u.c_str());
+        }
+        return true;
+    };
+
+    auto evaluate = [&](int64_t step) {
+        if (rmkv_data_validation_rewind(pipe) != RMKV_OK) return;
+        double loss_sum = 0, later = 0, later_reset = 0;
+        int64_t n = 0, n_later = 0;
+        for (int64_t i = 0; i < eval_batches; ++i) {
+            rmkv_data_info info{};
+            info.struct_size = sizeof info;
+            if (rmkv_data_next_validation(pipe, tokens.data(), targets.data(), tokens.size(), &info) != RMKV_OK) return;
+            if (info.n_sequences == 0) break;
+            rmkv_eval_stats ev{};
+            ev.struct_size = sizeof ev;
+            if (rmkv_trainer_evaluate(trainer, &batch, &ev) != RMKV_OK) return;
+            loss_sum += ev.loss * ev.n_targets, n += ev.n_targets;
+            later += ev.loss_later * ev.n_targets_later, later_reset += ev.loss_later_reset * ev.n_targets_later;
+            n_later += ev.n_targets_later;
+        }
+        if (n == 0) return;
+        json m = {{"step", step}, {"val_loss", loss_sum / n}, {"val_ppl", std::exp(loss_sum / n)}};
+        if (n_later) {
+            m["val_loss_later"] = later / n_later;
+            m["val_loss_later_memory_reset"] = later_reset / n_later;
+            m["memory_effect"] = (later_reset - later) / n_later;
+        }
+        metrics << m.dump() << "\n";
+        metrics.flush();
+        if (!quiet) std::fprintf(stderr, "\nrmkv train: step %lld  validation loss %.4f  ppl %.2f  memory effect %.4f\n",
+                                 static_cast<long long>(step), loss_sum / n, std::exp(loss_sum / n),
+                                 n_later ? (later_reset - later) / n_later : 0.0);
+    };
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    const double t0 = now_s();
+    double last_log = t0, tokens_since = 0, ema_loss = NAN;
+    int64_t step = rmkv_trainer_step_count(trainer);
+    const char *why = "max_steps";
+    while (true) {
+        if (max_steps > 0 && step >= max_steps) break;
+        const double elapsed = elapsed_before + now_s() - t0;
+        if (max_time > 0 && elapsed >= max_time) { why = "max_time"; break; }
+        if (g_stop) { why = "interrupted"; break; }
+        rmkv_data_info info{};
+        info.struct_size = sizeof info;
+        if (rmkv_data_next(pipe, tokens.data(), targets.data(), tokens.size(), &info) != RMKV_OK) return report("data");
+        if (max_epochs > 0 && info.epoch_progress >= max_epochs) { why = "max_epochs"; break; }
+        rmkv_train_stats st{};
+        st.struct_size = sizeof st;
+        if (rmkv_train_step(trainer, &batch, &st) != RMKV_OK) return report("step");
+        tokens_since += static_cast<double>(B * N);
+        if (st.step == step) continue;  // accumulating
+        step = st.step;
+        ema_loss = std::isnan(ema_loss) ? st.loss : 0.9 * ema_loss + 0.1 * st.loss;
+        if (step % log_every == 0 || step == 1) {
+            double t = now_s(), tps = tokens_since / std::max(1e-9, t - last_log);
+            last_log = t, tokens_since = 0;
+            json m = {{"step", step}, {"loss", st.loss}, {"grad_norm", st.grad_norm}, {"lr", st.learning_rate},
+                      {"tokens_per_s", tps}, {"epoch", info.epoch_progress}, {"elapsed", elapsed_before + t - t0}};
+            metrics << m.dump() << "\n";
+            metrics.flush();
+            if (!quiet) {
+                double eta = max_steps > 0 ? (max_steps - step) * static_cast<double>(B * N) / tps : NAN;
+                if (max_time > 0) eta = std::min(std::isnan(eta) ? 1e30 : eta, max_time - (elapsed_before + t - t0));
+                std::fprintf(stderr, "\rstep %lld%s | loss %.4f | %.0f tok/s | lr %.2e | epoch %.2f | ETA %s   ",
+                             static_cast<long long>(step),
+                             max_steps > 0 ? ("/" + std::to_string(max_steps)).c_str() : "", ema_loss, tps,
+                             st.learning_rate, info.epoch_progress, format_eta(eta).c_str());
+            }
+        }
+        if (eval_every > 0 && step % eval_every == 0) evaluate(step);
+        if (ckpt_every > 0 && step % ckpt_every == 0 && !save_checkpoint(elapsed_before + now_s() - t0)) return 1;
+        if (exit_loss > 0 && ema_loss <= exit_loss) { why = "exit_loss"; break; }
+    }
+    if (!quiet) std::fprintf(stderr, "\nrmkv train: stopped (%s) at step %lld\n", why, static_cast<long long>(step));
+    evaluate(step);
+    if (!save_checkpoint(elapsed_before + now_s() - t0)) return 1;
+    const std::string final_model = out + "/model.safetensors";
+    if (rmkv_model_save(model, final_model.c_str()) != RMKV_OK) return report(final_model);
+    if (!quiet) std::fprintf(stderr, "rmkv train: wrote %s and %s\n", latest.c_str(), final_model.c_str());
+    rmkv_trainer_free(trainer);
+    rmkv_data_free(pipe);
+    rmkv_model_free(model);
+    return 0;
+}
