@@ -192,7 +192,7 @@ RMKV_API void rmkv_model_free(rmkv_model *model);
    with it at once (a word cache inside the tokenizer is shared without contention).
 
    Supported tokenizer.json components: model BPE (vocab, merges as "a b" or
-   ["a", "b"], unk_token, fuse_unk, ignore_merges; no dropout, byte_fallback,
+   ["a", "b"], unk_token (which must be in vocab), fuse_unk, ignore_merges; no dropout, byte_fallback,
    continuing_subword_prefix or end_of_word_suffix), normalizers NFD, NFC, NFKD,
    NFKC, Lowercase and Sequence, pre-tokenizers ByteLevel (add_prefix_space,
    use_regex), Digits and Sequence, decoder ByteLevel or none, post_processor

@@ -9,7 +9,7 @@ ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
 
 PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev
-          python3 python3-torch python3-numpy nodejs npm"
+          python3 python3-torch python3-numpy nodejs npm clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -24,7 +24,8 @@ if [ -f tests/tokenizer/hf/package-lock.json ]; then
 fi
 
 echo "== build (Release) and test"
-cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$ROOT/build-ci/install" >/dev/null
+cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$ROOT/build-ci/install" \
+      -DRMKV_FUZZ_SECONDS="${RMKV_FUZZ_SECONDS:-30}" >/dev/null
 cmake --build build-ci -j"$JOBS"
 ctest --test-dir build-ci --output-on-failure -j"$JOBS"
 

@@ -11,13 +11,17 @@ namespace {
 struct ByteTables {
     std::array<char32_t, 256> to_char{};
     std::array<std::string, 256> to_utf8;
+    std::array<int16_t, 512> from_char{};  // byte of each character below U+0200, or -1
     ByteTables() {
+        from_char.fill(-1);
         int n = 0;
         for (int b = 0; b < 256; ++b) {
             bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            to_char[static_cast<size_t>(b)] = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+            char32_t c = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+            to_char[static_cast<size_t>(b)] = c;
+            from_char[c] = static_cast<int16_t>(b);
+            append_utf8(to_utf8[static_cast<size_t>(b)], c);
         }
-        for (int b = 0; b < 256; ++b) append_utf8(to_utf8[static_cast<size_t>(b)], to_char[static_cast<size_t>(b)]);
     }
 };
 
@@ -30,20 +34,7 @@ const ByteTables &tables() {
 
 char32_t byte_char(uint8_t b) { return tables().to_char[b]; }
 
-int char_byte(char32_t c) {
-    if (c < 256) {
-        bool printable = (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
-        return printable ? static_cast<int>(c) : -1;
-    }
-    if (c < 256 + 68) {
-        // the n-th non-printable byte
-        int n = static_cast<int>(c - 256);
-        for (int b = 0; b < 256; ++b)
-            if (tables().to_char[static_cast<size_t>(b)] == c) return b;
-        (void)n;
-    }
-    return -1;
-}
+int char_byte(char32_t c) { return c < 512 ? tables().from_char[c] : -1; }
 
 void append_byte_level(std::string &out, std::string_view raw) {
     const auto &t = tables();

@@ -408,12 +408,7 @@ static void test_stream_decoder(void **state) {
     assert_memory_equal(acc, whole, size);
 
     /* an emoji split over byte tokens: nothing comes out until it is complete */
-    const char *emoji = "\xF0\x9F\x98\x80";  /* rare enough to stay in single bytes with 2000 ids */
-    int32_t bytes[4];
-    for (int k = 0; k < 4; k++) {
-        char one[2] = {emoji[k], 0};
-        (void)one;
-    }
+    const char *emoji = "\xF0\x9F\x98\x80";  /* absent from the corpus: one token per byte */
     size_t m;
     int32_t *eids = tok_encode(g_plain, emoji, 4, &m);
     size_t total = 0;
@@ -425,7 +420,7 @@ static void test_stream_decoder(void **state) {
         total += k;
     }
     assert_int_equal(total, 4);
-    (void)bytes;
+    assert_true(m >= 2);
     free(eids);
 
     /* a too small buffer leaves the stream unchanged; an invalid sequence comes out as U+FFFD */

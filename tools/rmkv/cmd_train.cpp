@@ -246,15 +246,23 @@ int cmd_train(int argc, char **argv) {
         return true;
     };
 
+    // Baseline: the entropy of the validation targets' own token frequencies, the
+    // loss of the best unigram model of that text (a lower bound for any unigram model).
+    std::vector<int64_t> unigram(rmkv_model_vocab_size(model), 0);
+    double unigram_entropy = -1;
     auto evaluate = [&](int64_t step) {
         if (rmkv_data_validation_rewind(pipe) != RMKV_OK) return;
         double loss_sum = 0, later = 0, later_reset = 0;
         int64_t n = 0, n_later = 0;
+        const bool count = unigram_entropy < 0;
         for (int64_t i = 0; i < eval_batches; ++i) {
             rmkv_data_info info{};
             info.struct_size = sizeof info;
             if (rmkv_data_next_validation(pipe, tokens.data(), targets.data(), tokens.size(), &info) != RMKV_OK) return;
             if (info.n_sequences == 0) break;
+            if (count)
+                for (int32_t t : targets)
+                    if (t >= 0) unigram[static_cast<size_t>(t)]++;
             rmkv_eval_stats ev{};
             ev.struct_size = sizeof ev;
             if (rmkv_trainer_evaluate(trainer, &batch, &ev) != RMKV_OK) return;
@@ -263,7 +271,15 @@ int cmd_train(int argc, char **argv) {
             n_later += ev.n_targets_later;
         }
         if (n == 0) return;
-        json m = {{"step", step}, {"val_loss", loss_sum / n}, {"val_ppl", std::exp(loss_sum / n)}};
+        if (count) {
+            double total = 0, h = 0;
+            for (int64_t c : unigram) total += static_cast<double>(c);
+            for (int64_t c : unigram)
+                if (c) h -= c / total * std::log(c / total);
+            unigram_entropy = h;
+        }
+        json m = {{"step", step}, {"val_loss", loss_sum / n}, {"val_ppl", std::exp(loss_sum / n)},
+                  {"val_unigram_entropy", unigram_entropy}};
         if (n_later) {
             m["val_loss_later"] = later / n_later;
             m["val_loss_later_memory_reset"] = later_reset / n_later;
@@ -271,9 +287,10 @@ int cmd_train(int argc, char **argv) {
         }
         metrics << m.dump() << "\n";
         metrics.flush();
-        if (!quiet) std::fprintf(stderr, "\nrmkv train: step %lld  validation loss %.4f  ppl %.2f  memory effect %.4f\n",
-                                 static_cast<long long>(step), loss_sum / n, std::exp(loss_sum / n),
-                                 n_later ? (later_reset - later) / n_later : 0.0);
+        if (!quiet)
+            std::fprintf(stderr, "\nrmkv train: step %lld  validation loss %.4f (unigram baseline %.4f)  ppl %.2f  memory effect %.4f\n",
+                         static_cast<long long>(step), loss_sum / n, unigram_entropy, std::exp(loss_sum / n),
+                         n_later ? (later_reset - later) / n_later : 0.0);
     };
 
     std::signal(SIGINT, on_signal);

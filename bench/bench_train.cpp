@@ -1,0 +1,143 @@
+// rmkv-bench-train: training speed of the `small` config (D512 L8 H8 M32 S256
+// V16384) with K=2 segments and B=4 sequences, in fp32 and bf16, next to a PyTorch
+// implementation of the same architecture training on batches of the same shape
+// (bench/train_pytorch.py, run in the same invocation), and model FLOPs utilisation
+// against this machine's sgemm peak measured in the same run.
+// Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH]
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "rmkv.h"
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+void check(rmkv_status st, const char *what) {
+    if (st != RMKV_OK) {
+        std::fprintf(stderr, "%s: %s\n", what, rmkv_last_error());
+        std::exit(1);
+    }
+}
+
+double sgemm_peak_gflops() {
+    using namespace dnnl;
+    engine eng(engine::kind::cpu, 0);
+    stream st(eng);
+    const memory::dim N = 2048;
+    memory::desc a({N, N}, memory::data_type::f32, memory::format_tag::ab);
+    memory::desc b({N, N}, memory::data_type::f32, memory::format_tag::ba);
+    matmul::primitive_desc pd(matmul::desc(a, b, a), eng);
+    matmul mm(pd);
+    memory ma(a, eng), mb(b, eng), mc(a, eng);
+    std::fill_n(static_cast<float *>(ma.get_data_handle()), N * N, 0.5f);
+    std::fill_n(static_cast<float *>(mb.get_data_handle()), N * N, 0.25f);
+    double best = 0;
+    for (int rep = 0; rep < 6; ++rep) {
+        double t0 = now();
+        mm.execute(st, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+        st.wait();
+        best = std::max(best, 2.0 * N * N * N / (now() - t0) / 1e9);
+    }
+    return best;
+}
+
+const char *kConfig =
+    "{\"vocab_size\":16384,\"d_model\":512,\"n_layers\":8,\"n_heads\":8,\"memory_slots\":32,\"segment_len\":256}";
+
+// Model FLOPs of one training token: 6 x (matrix parameters on the token path)
+// + attention (QK^T and PV, forward 4 S D... halved by the causal mask) x 3.
+double flops_per_token() {
+    const double D = 512, L = 8, F = 1344, V = 16384, M = 32, S = 256;
+    double matmul = L * (4 * D * D + 3 * D * F) + V * D;
+    double attn = L * 2 * 2 * D * (M + S / 2);
+    return 6 * matmul + 3 * attn;
+}
+
+double rmkv_tokens_per_s(int precision, int steps, double *loss_out) {
+    rmkv_model *m = nullptr;
+    check(rmkv_model_create(kConfig, nullptr, 1, nullptr, &m), "create");
+    rmkv_train_params tp = rmkv_train_default_params();
+    tp.precision = precision;
+    rmkv_trainer *t = nullptr;
+    check(rmkv_trainer_new(m, &tp, &t), "trainer");
+    const int B = 4, N = 512;
+    std::vector<int32_t> tok(B * N), tg(B * N);
+    for (int i = 0; i < B * N; ++i) tok[i] = static_cast<int32_t>((i * 7919) % 16384);
+    for (int i = 0; i < B * N; ++i) tg[i] = i % N == N - 1 ? -1 : tok[i + 1];
+    rmkv_batch b{};
+    b.struct_size = sizeof b;
+    b.batch_size = B;
+    b.n_tokens = N;
+    b.tokens = tok.data();
+    b.targets = tg.data();
+    rmkv_train_stats st{};
+    st.struct_size = sizeof st;
+    check(rmkv_train_step(t, &b, &st), "warm-up step");
+    double t0 = now();
+    for (int i = 0; i < steps; ++i) check(rmkv_train_step(t, &b, &st), "step");
+    double tps = steps * B * N / (now() - t0);
+    *loss_out = st.loss;
+    rmkv_trainer_free(t);
+    rmkv_model_free(m);
+    return tps;
+}
+
+double pytorch_tokens_per_s(const std::string &script, const char *dtype, int steps, int threads) {
+    std::string cmd = "/usr/bin/python3 " + script + " --config '" + kConfig + "' --batch 4 --segments 2 --steps " +
+                      std::to_string(steps) + " --warmup 1 --threads " + std::to_string(threads) + " --dtype " + dtype +
+                      " 2>/dev/null";
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return -1;
+    char line[4096] = {0};
+    std::string out;
+    while (std::fgets(line, sizeof line, p)) out += line;
+    if (pclose(p) != 0) return -1;
+    auto k = out.find("\"tokens_per_s\":");
+    return k == std::string::npos ? -1 : std::atof(out.c_str() + k + 15);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    int steps = 3, threads = omp_get_max_threads();
+    bool pytorch = true;
+    std::string script = "bench/train_pytorch.py";
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--no-pytorch")) pytorch = false;
+        else if (!std::strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
+    }
+    omp_set_num_threads(threads);
+    std::printf("rmkv %s training benchmark: small config, K=2 segments x 256, B=4 (2048 tokens/step), %d threads\n",
+                rmkv_version(), threads);
+    const double peak = sgemm_peak_gflops(), fpt = flops_per_token();
+    std::printf("machine: sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3); model FLOPs %.1f M/token\n\n", peak, fpt / 1e6);
+    std::printf("%-22s %10s %8s %10s\n", "implementation", "tokens/s", "MFU", "vs torch");
+    double loss;
+    double r32 = rmkv_tokens_per_s(RMKV_PRECISION_FP32, steps, &loss);
+    double r16 = rmkv_tokens_per_s(RMKV_PRECISION_AUTO, steps, &loss);
+    double t32 = pytorch ? pytorch_tokens_per_s(script, "float32", steps, threads) : -1;
+    double t16 = pytorch ? pytorch_tokens_per_s(script, "bfloat16", steps, threads) : -1;
+    auto row = [&](const char *name, double tps, double ref) {
+        std::printf("%-22s %10.0f %7.1f%% ", name, tps, 100 * tps * fpt / 1e9 / peak);
+        if (ref > 0) std::printf("%9.2fx\n", tps / ref);
+        else std::printf("%10s\n", "-");
+    };
+    row("rmkv fp32", r32, t32);
+    row("rmkv bf16 (auto)", r16, t16);
+    if (t32 > 0) row("pytorch fp32", t32, -1);
+    if (t16 > 0) row("pytorch bf16 autocast", t16, -1);
+    if (pytorch && (t32 < 0 || t16 < 0)) std::printf("(pytorch run failed: is %s there and python3-torch installed?)\n", script.c_str());
+    std::printf("\nMFU = tokens/s x model FLOPs per token / sgemm peak; vs torch = same precision ratio.\n");
+    return 0;
+}

@@ -1,0 +1,113 @@
+// rmkv generate: a continuation of a prompt, streamed as it is sampled.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "rmkv.h"
+
+namespace {
+
+int report(const char *what) {
+    std::fprintf(stderr, "rmkv generate: %s: %s\n", what, rmkv_last_error());
+    return 1;
+}
+
+const char *kUsage =
+    "usage: rmkv generate MODEL.safetensors [--prompt TEXT] [--max-tokens N] [--temperature T]\n"
+    "                     [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
+    "                     [--penalty-window N] [--presence-penalty X] [--frequency-penalty X]\n"
+    "                     [--seed S] [--stop-token TOKEN] [--state FILE]\n"
+    "  --state FILE  start from a saved session state, and save the session there at the end\n";
+
+}  // namespace
+
+int cmd_generate(int argc, char **argv) {
+    if (argc < 2) {
+        std::fputs(kUsage, stderr);
+        return 2;
+    }
+    const char *model_path = argv[1];
+    std::string prompt, stop = "<end>", state_path;
+    long max_tokens = 200;
+    rmkv_sampler_params sp = rmkv_sampler_default_params();
+    for (int i = 2; i < argc; ++i) {
+        std::string a = argv[i];
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "rmkv generate: %s needs a value\n%s", a.c_str(), kUsage);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (a == "--prompt") prompt = v;
+        else if (a == "--max-tokens") max_tokens = std::atol(v);
+        else if (a == "--temperature") sp.temperature = std::strtof(v, nullptr);
+        else if (a == "--top-k") sp.top_k = std::atoi(v);
+        else if (a == "--top-p") sp.top_p = std::strtof(v, nullptr);
+        else if (a == "--min-p") sp.min_p = std::strtof(v, nullptr);
+        else if (a == "--repetition-penalty") sp.repetition_penalty = std::strtof(v, nullptr);
+        else if (a == "--penalty-window") sp.penalty_window = std::atoi(v);
+        else if (a == "--presence-penalty") sp.presence_penalty = std::strtof(v, nullptr);
+        else if (a == "--frequency-penalty") sp.frequency_penalty = std::strtof(v, nullptr);
+        else if (a == "--seed") sp.seed = std::strtoull(v, nullptr, 10);
+        else if (a == "--stop-token") stop = v;
+        else if (a == "--state") state_path = v;
+        else {
+            std::fprintf(stderr, "rmkv generate: unknown option %s\n%s", a.c_str(), kUsage);
+            return 2;
+        }
+    }
+    rmkv_model *model = nullptr;
+    if (rmkv_model_load(model_path, nullptr, &model) != RMKV_OK) return report(model_path);
+    const rmkv_tokenizer *tok = rmkv_model_tokenizer(model);
+    if (!tok) {
+        std::fprintf(stderr, "rmkv generate: %s has no tokenizer\n", model_path);
+        return 1;
+    }
+    rmkv_session *s = nullptr;
+    if (rmkv_session_new(model, nullptr, &s) != RMKV_OK) return report("session");
+    if (!state_path.empty()) {
+        FILE *f = std::fopen(state_path.c_str(), "rb");
+        if (f) {
+            std::fclose(f);
+            if (rmkv_session_state_load_file(s, state_path.c_str()) != RMKV_OK) return report(state_path.c_str());
+        }
+    }
+    size_t n = 0;
+    rmkv_tokenizer_encode(tok, prompt.data(), prompt.size(), nullptr, 0, &n);
+    std::vector<int32_t> ids(n);
+    if (n && rmkv_tokenizer_encode(tok, prompt.data(), prompt.size(), ids.data(), n, &n) != RMKV_OK) return report("encode");
+    if (ids.empty()) {
+        // Nothing to condition on: start from the end-of-turn token when there is one.
+        int32_t start = rmkv_tokenizer_token_id(tok, stop.c_str());
+        ids.push_back(start >= 0 ? start : 0);
+    }
+    if (rmkv_session_step(s, ids.data(), ids.size(), nullptr) != RMKV_OK) return report("prompt");
+    const int32_t stop_id = rmkv_tokenizer_token_id(tok, stop.c_str());
+    rmkv_token_stream *ts = nullptr;
+    if (rmkv_token_stream_new(tok, &ts) != RMKV_OK) return report("token stream");
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    char piece[256];
+    for (long i = 0; i < max_tokens; ++i) {
+        int32_t t = 0;
+        if (rmkv_session_sample(s, &sp, &t) != RMKV_OK) return report("sample");
+        if (t == stop_id) break;
+        size_t len = 0;
+        if (rmkv_token_stream_feed(ts, t, piece, sizeof piece, &len) != RMKV_OK) return report("decode");
+        std::fwrite(piece, 1, len, stdout);
+        std::fflush(stdout);
+        if (rmkv_session_step(s, &t, 1, nullptr) != RMKV_OK) return report("step");
+    }
+    size_t len = 0;
+    if (rmkv_token_stream_flush(ts, piece, sizeof piece, &len) == RMKV_OK) std::fwrite(piece, 1, len, stdout);
+    std::fputc('\n', stdout);
+    if (!state_path.empty()) {
+        if (rmkv_session_flush(s) != RMKV_OK || rmkv_session_state_save_file(s, state_path.c_str()) != RMKV_OK)
+            return report(state_path.c_str());
+    }
+    rmkv_token_stream_free(ts);
+    rmkv_session_free(s);
+    rmkv_model_free(model);
+    return 0;
+}
