@@ -9,9 +9,12 @@ ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
 
 PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev
-          python3 python3-torch python3-numpy nodejs npm clang libclang-rt-14-dev"
+          python3 python3-torch python3-numpy clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# Node.js and npm (the Hugging Face tokenizer oracle): Debian's, unless some node is there already.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
   echo "== installing:$missing"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
