@@ -15,40 +15,16 @@
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "machine.h"
 #include "rmkv.h"
 
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using bench::now;
+using bench::sgemm_peak_gflops;
 
-void check(rmkv_status st, const char *what) {
-    if (st != RMKV_OK) {
-        std::fprintf(stderr, "%s: %s\n", what, rmkv_last_error());
-        std::exit(1);
-    }
-}
+using bench::check;
 
-double sgemm_peak_gflops() {
-    using namespace dnnl;
-    engine eng(engine::kind::cpu, 0);
-    stream st(eng);
-    const memory::dim N = 2048;
-    memory::desc a({N, N}, memory::data_type::f32, memory::format_tag::ab);
-    memory::desc b({N, N}, memory::data_type::f32, memory::format_tag::ba);
-    matmul::primitive_desc pd(matmul::desc(a, b, a), eng);
-    matmul mm(pd);
-    memory ma(a, eng), mb(b, eng), mc(a, eng);
-    std::fill_n(static_cast<float *>(ma.get_data_handle()), N * N, 0.5f);
-    std::fill_n(static_cast<float *>(mb.get_data_handle()), N * N, 0.25f);
-    double best = 0;
-    for (int rep = 0; rep < 6; ++rep) {
-        double t0 = now();
-        mm.execute(st, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
-        st.wait();
-        best = std::max(best, 2.0 * N * N * N / (now() - t0) / 1e9);
-    }
-    return best;
-}
 
 const char *kConfig =
     "{\"vocab_size\":16384,\"d_model\":512,\"n_layers\":8,\"n_heads\":8,\"memory_slots\":32,\"segment_len\":256}";

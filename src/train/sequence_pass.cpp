@@ -73,6 +73,25 @@ void SequencePass::grow(size_t n_segments) {
     }
 }
 
+void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32_t *tokens, int64_t T, int64_t p,
+                                   bool from_init_memory) {
+    const Config &c = m_.config();
+    const ModelWeights &W = m_.weights();
+    const int64_t M = c.memory_slots, D = c.d_model;
+    const size_t L = static_cast<size_t>(c.n_layers);
+    if (from_init_memory)
+        for (size_t l = 0; l < L; ++l) {
+            be_.copy(st_, sg.state[l].memory, W.layers[l].init_memory, M * D);
+            if (sg.state[l].cell) be_.fill(st_, sg.state[l].cell, 0.0f, static_cast<size_t>(M * D));
+        }
+    fwd.embed(sg.x0, tokens, T, 0, p);
+    for (size_t l = 0; l < L; ++l) {
+        fwd.layer_memory(l, sg.state[l], sg.acts[l]);
+        fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
+    }
+    fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
+}
+
 double SequencePass::run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
                          const ModelWeights &G, float scale) {
     const Config &c = m_.config();
@@ -88,20 +107,8 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
     for (size_t k = 0; k < K; ++k) {
         Segment &sg = segs_[k];
         const int64_t T = lens[k];
-        for (size_t l = 0; l < L; ++l) {
-            LayerState &s = sg.state[l];
-            if (k == 0) {
-                be_.copy(st_, s.memory, W.layers[l].init_memory, M * D);
-                if (s.cell) be_.fill(st_, s.cell, 0.0f, static_cast<size_t>(M * D));
-            }
-        }
-        fwd.embed(sg.x0, tokens + p, T, 0, p);
-        for (size_t l = 0; l < L; ++l) {
-            fwd.layer_memory(l, sg.state[l], sg.acts[l]);
-            fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
-        }
+        forward_segment(fwd, sg, tokens + p, T, p, k == 0);
         // Loss of this segment; its gradient reaches the last layer's output now.
-        fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
         be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, scale, &loss);
         be_.linear_backward(st_, dx_, false, G.head, nullptr, logits_, dxnf_, W.head, T, D, V);
         be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(T * D));
@@ -136,8 +143,7 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
 void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
                             bool reset_memory, EvalSums &sums) {
     const Config &c = m_.config();
-    const ModelWeights &W = m_.weights();
-    const int64_t M = c.memory_slots, D = c.d_model, V = c.vocab_size;
+    const int64_t V = c.vocab_size;
     const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
     grow(2);
     SegmentForward fwd(m_, st_);
@@ -148,19 +154,7 @@ void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const
         Segment &sg = segs_[k % 2];
         Segment &next = segs_[(k + 1) % 2];
         const int64_t T = lens[k];
-        for (size_t l = 0; l < L; ++l) {
-            LayerState &s = sg.state[l];
-            if (k == 0 || reset_memory) {
-                be_.copy(st_, s.memory, W.layers[l].init_memory, M * D);
-                if (s.cell) be_.fill(st_, s.cell, 0.0f, static_cast<size_t>(M * D));
-            }
-        }
-        fwd.embed(sg.x0, tokens + p, T, 0, p);
-        for (size_t l = 0; l < L; ++l) {
-            fwd.layer_memory(l, sg.state[l], sg.acts[l]);
-            fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
-        }
-        fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
+        forward_segment(fwd, sg, tokens + p, T, p, k == 0 || reset_memory);
         logits_host.resize(static_cast<size_t>(T * V));
         be_.to_host(st_, logits_host.data(), logits_, logits_host.size());
         be_.sync(st_);

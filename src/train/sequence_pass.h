@@ -41,6 +41,10 @@ private:
         std::vector<LayerActs> acts;
     };
     float *buffer(int64_t n);
+    // Memory (from init_memory when asked), embeddings, every layer and the head
+    // (xn_f in dxnf_, logits in logits_) of one segment onto its tape slot.
+    void forward_segment(SegmentForward &fwd, Segment &sg, const int32_t *tokens, int64_t T, int64_t p,
+                         bool from_init_memory);
     void grow(size_t n_segments);
     void backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
 
