@@ -16,10 +16,11 @@ namespace rmkv::cpu {
 namespace {
 
 // dot and axpy are inlined into each target clone of their callers, so they
-// vectorise for the machine without a dispatch per call.
+// vectorise for the machine without a dispatch per call. The float dot is written
+// with explicit vectors: left to itself, -O3 vectorises a caller's outer loop
+// instead (gathers across rows), ten times slower for the decoding gemv.
 template <class T>
 __attribute__((always_inline)) inline T dot(const T *a, const T *b, int64_t n) {
-    // Eight partial sums: vectorises, and keeps the order fixed for every caller.
     T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -27,6 +28,26 @@ __attribute__((always_inline)) inline T dot(const T *a, const T *b, int64_t n) {
     T s = 0;
     for (; i < n; ++i) s += a[i] * b[i];
     return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+typedef float v16f __attribute__((vector_size(64)));
+
+template <>
+__attribute__((always_inline)) inline float dot<float>(const float *a, const float *b, int64_t n) {
+    v16f acc0 = {}, acc1 = {};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        v16f x0, y0, x1, y1;
+        std::memcpy(&x0, a + i, 64), std::memcpy(&y0, b + i, 64);
+        std::memcpy(&x1, a + i + 16, 64), std::memcpy(&y1, b + i + 16, 64);
+        acc0 += x0 * y0;
+        acc1 += x1 * y1;
+    }
+    acc0 += acc1;
+    float s = 0;
+    for (int j = 0; j < 16; ++j) s += acc0[j];
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
 }
 
 template <class T>
