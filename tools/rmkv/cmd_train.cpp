@@ -250,7 +250,10 @@ int cmd_train(int argc, char **argv) {
     // loss of the best unigram model of that text (a lower bound for any unigram model).
     std::vector<int64_t> unigram(rmkv_model_vocab_size(model), 0);
     double unigram_entropy = -1;
+    int64_t last_eval = -1;
     auto evaluate = [&](int64_t step) {
+        if (step == last_eval) return;
+        last_eval = step;
         if (rmkv_data_validation_rewind(pipe) != RMKV_OK) return;
         double loss_sum = 0, later = 0, later_reset = 0;
         int64_t n = 0, n_later = 0;
