@@ -52,8 +52,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::string back = tok.decode(ids.data(), ids.size());
     if (!rmkv::tok::is_valid_utf8(back)) std::abort();
     if (which == 0 && back != rmkv::tok::utf8_lossy(text)) std::abort();
+    // Normalisation can turn text into a special token's string ("<End>" becomes
+    // "<end>" under Lowercase); the second encode then matches that token, and
+    // splits the text there, as Hugging Face does. The fixed point holds when it
+    // did not happen: as many special tokens in the text as among the ids.
+    size_t special_ids = 0, special_texts = 0;
+    for (const char *sp : {"<pad>", "<unk>", "<start>", "<end>"}) {
+        int32_t id = tok.token_id(sp);
+        for (int32_t i : ids) special_ids += i == id;
+        for (size_t at = back.find(sp); at != std::string::npos; at = back.find(sp, at + 1)) ++special_texts;
+    }
     auto ids2 = tok.encode(back);
-    if (tok.decode(ids2.data(), ids2.size()) != back) std::abort();
+    if (special_ids == special_texts && tok.decode(ids2.data(), ids2.size()) != back) std::abort();
     rmkv_token_stream stream(tok);
     std::string streamed;
     for (int32_t id : ids) {

@@ -3,6 +3,8 @@
 # build, which may use gcc) and runs each for a bounded time. Exits non-zero on
 # the first crash, leak, sanitizer report or failed check.
 #   tests/tokenizer/fuzz/run_fuzz.sh [SECONDS_EACH=60] [WORK_DIR=/tmp/rmkv-tokenizer-fuzz]
+# RMKV_FUZZ_SEED (default 1) fixes libFuzzer's seed, so that a run is repeatable;
+# seeds/ holds the starting inputs and every input that once failed (regressions).
 # Needs the Debian packages clang and libclang-rt-dev (libFuzzer), plus the
 # library's own build dependencies (libutf8proc-dev, nlohmann-json3-dev).
 set -euo pipefail
@@ -20,7 +22,7 @@ for name in fuzz_tokenizer_json fuzz_tokenizer_encode; do
     $(pkg-config --cflags --libs libutf8proc) -lpthread -o "$work/$name"
   mkdir -p "$work/${name}_corpus"
   echo "== $name: ${seconds}s"
-  (cd "$work" && "./$name" -max_total_time="$seconds" -max_len=4096 -timeout=10 -print_final_stats=1 \
+  (cd "$work" && "./$name" -max_total_time="$seconds" -seed="${RMKV_FUZZ_SEED:-1}" -max_len=4096 -timeout=10 -print_final_stats=1 \
       "${name}_corpus" "$here/seeds")
 done
 echo "tokenizer fuzzing: no failure"
