@@ -159,7 +159,8 @@ RMKV_API size_t rmkv_model_vocab_size(const rmkv_model *model);
 RMKV_API rmkv_status rmkv_model_config_json(const rmkv_model *model, char *buf, size_t capacity, size_t *needed);
 
 /* Fingerprint of config and weights (64 hex digits), the `model_id` of SPEC 7.
-   Borrowed: valid until the model is freed. NULL for a NULL model. */
+   Borrowed: valid until the model is freed or a trainer changes its weights (the
+   next call then returns the new fingerprint). NULL for a NULL model. */
 RMKV_API const char *rmkv_model_id(const rmkv_model *model);
 
 /* Number of parameters (scalars). 0 for a NULL model. */
