@@ -1,4 +1,5 @@
 // rmkv_session_* : argument checks, then model/session.cpp and model/state_file.cpp.
+#include <cstring>
 #include <vector>
 
 #include "api/guard.h"
@@ -86,11 +87,10 @@ RMKV_API rmkv_status rmkv_session_state_save(const rmkv_session *s, void *buf, s
     return guarded([&] {
         require_not_null(s, "session");
         require_not_null(size, "size");
-        size_t need = s->state_size();
+        if (!buf && capacity) fail(RMKV_ERR_INVALID_ARGUMENT, "buf is NULL but capacity is ", capacity);
+        size_t need = s->state_save(static_cast<uint8_t *>(buf), capacity);
         *size = need;
         if (capacity < need) fail(RMKV_ERR_BUFFER_TOO_SMALL, "state needs ", need, " bytes, the buffer has ", capacity);
-        require_not_null(buf, "buf");
-        s->state_save(static_cast<uint8_t *>(buf), need);
     });
 }
 
@@ -107,8 +107,8 @@ RMKV_API rmkv_status rmkv_session_state_save_file(const rmkv_session *s, const c
     return guarded([&] {
         require_not_null(s, "session");
         require_not_null(path, "path");
-        size_t need = s->state_size();
-        write_file_atomic(path, need, [&](uint8_t *dest) { s->state_save(dest, need); });
+        std::vector<uint8_t> bytes = s->state_bytes();
+        write_file_atomic(path, bytes.size(), [&](uint8_t *dest) { std::memcpy(dest, bytes.data(), bytes.size()); });
     });
 }
 

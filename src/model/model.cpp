@@ -44,11 +44,11 @@ size_t rmkv_model::n_params() const {
 void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_); }
 
 const std::vector<float *> &rmkv_model::writable_params() {
+    auto stream = backend_->new_stream();
     for (size_t i = 0; i < params_.size(); ++i) {
         if (params_[i] != sources_[i]) continue;  // already the backend's own copy
         size_t n = static_cast<size_t>(specs_[i].numel);
         float *owned = backend_->alloc(n);
-        auto stream = backend_->new_stream();
         backend_->copy(*stream, owned, params_[i], n);
         backend_->sync(*stream);
         backend_->release_weights(params_[i], sources_[i]);

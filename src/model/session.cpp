@@ -61,8 +61,7 @@ void rmkv_session::reset() {
     for (size_t l = 0; l < layers_.size(); ++l) {
         be.copy(*stream_, layers_[l].memory, model_.weights().layers[l].init_memory, M * D);
         if (layers_[l].cell) {
-            std::vector<float> zeros(static_cast<size_t>(M * D), 0.0f);
-            be.from_host(*stream_, layers_[l].cell, zeros.data(), zeros.size());
+            be.fill(*stream_, layers_[l].cell, 0.0f, static_cast<size_t>(M * D));
         }
     }
     be.sync(*stream_);

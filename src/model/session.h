@@ -32,7 +32,9 @@ public:
 
     // Serialisation (state_file.cpp): exact size, save into a buffer, validated load.
     size_t state_size() const;
-    void state_save(uint8_t *dest, size_t size) const;
+    // Builds the state once; writes it to dest when capacity suffices; returns its size.
+    size_t state_save(uint8_t *dest, size_t capacity) const;
+    std::vector<uint8_t> state_bytes() const;
     void state_load(const uint8_t *data, size_t size, const std::string &what);
 
 private:

@@ -139,11 +139,20 @@ size_t rmkv_session::state_size() const {
     return img.writer.size();
 }
 
-void rmkv_session::state_save(uint8_t *dest, size_t size) const {
+size_t rmkv_session::state_save(uint8_t *dest, size_t capacity) const {
     StateImage img;
     build_image(img, model_, *stream_, layers_, position_, fill_, sampler_);
-    if (img.writer.size() != size) fail(RMKV_ERR_INTERNAL, "state size changed between measuring and writing");
-    img.writer.write(dest);
+    const size_t size = img.writer.size();
+    if (dest && capacity >= size) img.writer.write(dest);
+    return size;
+}
+
+std::vector<uint8_t> rmkv_session::state_bytes() const {
+    StateImage img;
+    build_image(img, model_, *stream_, layers_, position_, fill_, sampler_);
+    std::vector<uint8_t> bytes(img.writer.size());
+    img.writer.write(bytes.data());
+    return bytes;
 }
 
 void rmkv_session::state_load(const uint8_t *data, size_t size, const std::string &what) {

@@ -63,7 +63,8 @@ const char *kUsage =
     "    max_steps, max_epochs, max_time (seconds), exit_loss   stop conditions\n"
     "    checkpoint_every, eval_every, eval_batches, log_every, seed, out\n"
     "  options: --out DIR  --resume  --reset-epochs  --max-steps N  --max-time S\n"
-    "           --max-epochs N  --lr X  --preset NAME  --init-from FILE  --quiet\n";
+    "           --max-epochs N  --lr X  --precision auto|fp32|bf16  --preset NAME\n"
+    "           --init-from FILE  --quiet      (--max-time 0: no time limit)\n";
 
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
@@ -104,6 +105,7 @@ int cmd_train(int argc, char **argv) {
         else if (a == "--max-time") over["max_time"] = std::stod(next());
         else if (a == "--max-epochs") over["max_epochs"] = std::stod(next());
         else if (a == "--lr") over["optim"]["learning_rate"] = std::stod(next());
+        else if (a == "--precision") over["optim"]["precision"] = next();
         else if (a == "--preset") over["preset"] = next();
         else if (a == "--init-from") over["init_from"] = next();
         else if (a == "-h" || a == "--help") {
@@ -191,6 +193,10 @@ int cmd_train(int argc, char **argv) {
     tp.grad_clip = optim.value("grad_clip", tp.grad_clip);
     tp.grad_accum_steps = optim.value("grad_accum_steps", tp.grad_accum_steps);
     std::string prec = optim.value("precision", std::string("auto"));
+    if (prec != "auto" && prec != "fp32" && prec != "bf16") {
+        std::fprintf(stderr, "rmkv train: precision '%s' is not auto, fp32 or bf16\n", prec.c_str());
+        return 2;
+    }
     tp.precision = prec == "fp32" ? RMKV_PRECISION_FP32 : prec == "bf16" ? RMKV_PRECISION_BF16 : RMKV_PRECISION_AUTO;
     rmkv_trainer *trainer = nullptr;
     if (rmkv_trainer_new(model, &tp, &trainer) != RMKV_OK) return report("trainer");
