@@ -11,6 +11,7 @@
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/segment.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -39,6 +40,7 @@ public:
     const rmkv::Config &config() const { return config_; }
     const rmkv::ModelWeights &weights() const { return weights_; }
     rmkv::Backend &backend() const { return *backend_; }
+    rmkv::ModelView view() const { return {&config_, &weights_, backend_.get()}; }
     const std::string &model_id() const;
 
     // For a trainer, the one writer: makes every weight owned backend memory (no

@@ -23,7 +23,7 @@ LayerActs Workspace::acts() const {
     return a;
 }
 
-void SegmentForward::embed(float *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p) {
+void SegmentForward::embed(real *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p) {
     const Config &c = m_.config();
     const int64_t D = c.d_model;
     be_.embed(st_, x, m_.weights().tok_emb, tokens, n, D);
@@ -47,7 +47,7 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const float eps = static_cast<float>(c.norm_eps);
     const LayerWeights &w = m_.weights().layers[l];
-    float *k_new = s.keys + (M + t0) * Dkv, *v_new = s.values + (M + t0) * Dkv;
+    real *k_new = s.keys + (M + t0) * Dkv, *v_new = s.values + (M + t0) * Dkv;
     be_.norm(st_, norm_kind(c), a.xn, a.x_in, w.norm1_w, w.norm1_b, n, D, eps);
     be_.linear(st_, a.q, a.xn, w.wq, w.bq, n, D, D, false);
     be_.linear(st_, k_new, a.xn, w.wk, w.bk, n, D, Dkv, false);
@@ -57,7 +57,7 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
         be_.rope(st_, k_new, n, Dkv, Hkv, hd, t0, static_cast<float>(c.rope_theta), false);
     }
     be_.attention(st_, a.attn, a.q, s.keys, s.values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0);
-    float *o_x = s.tok_out + t0 * D;
+    real *o_x = s.tok_out + t0 * D;
     be_.linear(st_, o_x, a.attn, w.wo, w.bo, n, D, D, false);
     be_.add(st_, a.x_mid, a.x_in, o_x, n * D);
     be_.copy(st_, a.x_out, a.x_mid, n * D);
@@ -73,8 +73,8 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, n, F, D, true);
 }
 
-void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, float *new_memory,
-                                   float *new_cell) {
+void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, real *new_memory,
+                                   real *new_cell) {
     const Config &c = m_.config();
     const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), G = c.cell_gates();
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
@@ -94,7 +94,7 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
     }
 }
 
-void SegmentForward::head(const float *x, float *xn_f, float *logits, int64_t rows) {
+void SegmentForward::head(const real *x, real *xn_f, real *logits, int64_t rows) {
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
     be_.norm(st_, norm_kind(c), xn_f, x, W.norm_f_w, W.norm_f_b, rows, c.d_model, static_cast<float>(c.norm_eps));
@@ -107,7 +107,7 @@ void SegmentForward::prepare_memory(std::vector<LayerState> &layers, Workspace &
 }
 
 void SegmentForward::tokens(std::vector<LayerState> &layers, Workspace &ws, const int32_t *tokens, int64_t n,
-                            int64_t t0, int64_t p, float *logits, bool all_rows) {
+                            int64_t t0, int64_t p, real *logits, bool all_rows) {
     const LayerActs a = ws.acts();
     embed(ws.x, tokens, n, t0, p);
     for (size_t l = 0; l < layers.size(); ++l) layer_tokens(l, layers[l], a, n, t0);

@@ -13,76 +13,88 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/model.h"
+#include "model/config.h"
+#include "model/weights.h"
 
 namespace rmkv {
 
 // What one stream of text carries for a layer between chunks. Sizes bounded by S.
 struct LayerState {
-    float *memory;  // [M, D]  m_l, the memory read by the current segment
-    float *cell;    // [M, D]  c_l (lstm only, else NULL)
-    float *keys;    // [M + S, Dkv]  memory rows, then token rows of the segment
-    float *values;  // [M + S, Dkv]
-    float *mem_q;   // [M, D]  queries of the memory rows
-    float *tok_out; // [S, D]  O_x rows of the segment (pooled at the rewrite)
+    real *memory;  // [M, D]  m_l, the memory read by the current segment
+    real *cell;    // [M, D]  c_l (lstm only, else NULL)
+    real *keys;    // [M + S, Dkv]  memory rows, then token rows of the segment
+    real *values;  // [M + S, Dkv]
+    real *mem_q;   // [M, D]  queries of the memory rows
+    real *tok_out; // [S, D]  O_x rows of the segment (pooled at the rewrite)
 };
 
 // Intermediates of one layer for a chunk of n tokens (rows) and for the memory
 // update. Pointers may alias where noted for inference.
 struct LayerActs {
-    float *x_in;      // [n, D] input of the layer
-    float *xn;        // [n, D] norm1(x_in)
-    float *q;         // [n, D] queries after RoPE
-    float *attn;      // [n, D] attention output, before Wo
-    float *x_mid;     // [n, D] x_in + O_x (may alias x_in)
-    float *xn2;       // [n, D] norm2(x_mid)
-    float *ffn_a;     // [n, F] swiglu: gate(xn2)
-    float *ffn_b;     // [n, F] up(xn2)
-    float *ffn_h;     // [n, F] activation (may alias ffn_a)
-    float *x_out;     // [n, D] output of the layer (may alias x_mid)
-    float *mem_xn;    // [M, D] norm1(memory)
-    float *mem_attn;  // [M, D] attention output of the memory rows, before Wo
-    float *mem_out;   // [M, D] O_m
-    float *pooled;    // [M, D] s, the attention pooling of O_x
-    float *gates_i;   // [M, G*D] W_ih s + b_ih (minimal: W [h, s] + b)
-    float *gates_h;   // [M, G*D] W_hh h + b_hh
-    float *cat;       // [M, 2D] [h, s] (minimal)
+    real *x_in;      // [n, D] input of the layer
+    real *xn;        // [n, D] norm1(x_in)
+    real *q;         // [n, D] queries after RoPE
+    real *attn;      // [n, D] attention output, before Wo
+    real *x_mid;     // [n, D] x_in + O_x (may alias x_in)
+    real *xn2;       // [n, D] norm2(x_mid)
+    real *ffn_a;     // [n, F] swiglu: gate(xn2)
+    real *ffn_b;     // [n, F] up(xn2)
+    real *ffn_h;     // [n, F] activation (may alias ffn_a)
+    real *x_out;     // [n, D] output of the layer (may alias x_mid)
+    real *mem_xn;    // [M, D] norm1(memory)
+    real *mem_attn;  // [M, D] attention output of the memory rows, before Wo
+    real *mem_out;   // [M, D] O_m
+    real *pooled;    // [M, D] s, the attention pooling of O_x
+    real *gates_i;   // [M, G*D] W_ih s + b_ih (minimal: W [h, s] + b)
+    real *gates_h;   // [M, G*D] W_hh h + b_hh
+    real *cat;       // [M, 2D] [h, s] (minimal)
 };
 
 // Scratch of an inference session: one set of buffers shared by every layer.
 struct Workspace {
-    float *x, *xn, *q, *attn, *h1, *h2;                    // [R, D] x4 (R = max(S, M)), [S, F] x2
-    float *mem_out, *pooled, *gates_i, *gates_h, *cat;     // memory update, [M, *]
-    float *logits;                                         // [V]
+    real *x, *xn, *q, *attn, *h1, *h2;                    // [R, D] x4 (R = max(S, M)), [S, F] x2
+    real *mem_out, *pooled, *gates_i, *gates_h, *cat;     // memory update, [M, *]
+    real *logits;                                         // [V]
     LayerActs acts() const;                                // every layer on these buffers
+};
+
+// What the model code reads of a model: its configuration, its weights and the
+// backend they live on (rmkv_model::view()).
+struct ModelView {
+    const Config *cfg;
+    const ModelWeights *w;
+    Backend *be;
+    const Config &config() const { return *cfg; }
+    const ModelWeights &weights() const { return *w; }
+    Backend &backend() const { return *be; }
 };
 
 class SegmentForward {
 public:
-    SegmentForward(const rmkv_model &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {}
+    SegmentForward(const ModelView &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {}
 
     // X[n, D] = embeddings of n tokens (host, validated) at segment offset t0, stream position p.
-    void embed(float *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p);
+    void embed(real *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p);
     // Memory rows' norm, queries, keys and values (start of a segment).
     void layer_memory(size_t l, LayerState &s, const LayerActs &a);
     // One layer over n token rows at segment offset t0: a.x_in -> a.x_out, caches appended.
     void layer_tokens(size_t l, LayerState &s, const LayerActs &a, int64_t n, int64_t t0);
     // The memory update of layer l from a segment of T tokens: writes the new memory
     // to new_memory and (lstm) the new cell to new_cell (may alias s.memory / s.cell).
-    void layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, float *new_memory, float *new_cell);
+    void layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, real *new_memory, real *new_cell);
     // xn_f[rows, D] = norm_f(x), logits[rows, V] = xn_f head^T.
-    void head(const float *x, float *xn_f, float *logits, int64_t rows);
+    void head(const real *x, real *xn_f, real *logits, int64_t rows);
 
     // Inference conveniences over all layers with workspace buffers.
     void prepare_memory(std::vector<LayerState> &layers, Workspace &ws);
     // Logits: none (logits NULL), of the last token (logits [V]), or of every token
     // (all_rows, logits [n, V]).
     void tokens(std::vector<LayerState> &layers, Workspace &ws, const int32_t *tokens, int64_t n, int64_t t0,
-                int64_t p, float *logits, bool all_rows);
+                int64_t p, real *logits, bool all_rows);
     void rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T);
 
 private:
-    const rmkv_model &m_;
+    ModelView m_;
     Stream &st_;
     Backend &be_;
 };

@@ -88,7 +88,7 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
         owned_.push_back(model_.backend().alloc(static_cast<size_t>(c.segment_len * V)));
         logits_rows_ = owned_.back();
     }
-    SegmentForward fwd(model_, *stream_);
+    SegmentForward fwd(model_.view(), *stream_);
     size_t done = 0;
     while (done < n) {
         if (!memory_ready_) {
@@ -123,7 +123,7 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
 
 void rmkv_session::flush() {
     if (fill_ == 0) return;
-    SegmentForward(model_, *stream_).rewrite_memory(layers_, ws_, fill_);
+    SegmentForward(model_.view(), *stream_).rewrite_memory(layers_, ws_, fill_);
     model_.backend().sync(*stream_);
     fill_ = 0;
     memory_ready_ = false;

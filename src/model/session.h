@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/sampler.h"
+#include "model/model.h"
 #include "model/segment.h"
 
 struct rmkv_session {

@@ -57,26 +57,26 @@ std::vector<ParamSpec> param_specs(const Config &c) {
     return s;
 }
 
-void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t index, float *out) {
+void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t index, real *out) {
     Rng rng(seed, 0x9e3779b97f4a7c15ull * (index + 1));
     const double std_in = 0.02;
     const double std_out = 0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layers));
     const double bound = 1.0 / std::sqrt(static_cast<double>(c.d_model));
     for (int64_t i = 0; i < spec.numel; ++i) {
         switch (spec.init) {
-        case Init::normal: out[i] = static_cast<float>(std_in * rng.normal()); break;
-        case Init::normal_out: out[i] = static_cast<float>(std_out * rng.normal()); break;
-        case Init::uniform_cell: out[i] = static_cast<float>(bound * (2.0 * rng.uniform() - 1.0)); break;
+        case Init::normal: out[i] = static_cast<real>(std_in * rng.normal()); break;
+        case Init::normal_out: out[i] = static_cast<real>(std_out * rng.normal()); break;
+        case Init::uniform_cell: out[i] = static_cast<real>(bound * (2.0 * rng.uniform() - 1.0)); break;
         case Init::zeros: out[i] = 0.0f; break;
         case Init::ones: out[i] = 1.0f; break;
         }
     }
 }
 
-ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<float *> &ptrs) {
-    std::map<std::string, float *> by_name;
+ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs) {
+    std::map<std::string, real *> by_name;
     for (size_t i = 0; i < specs.size(); ++i) by_name[specs[i].name] = ptrs[i];
-    auto get = [&](const std::string &name) -> float * {
+    auto get = [&](const std::string &name) -> real * {
         auto it = by_name.find(name);
         return it == by_name.end() ? nullptr : it->second;
     };

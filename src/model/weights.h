@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/real.h"
 #include "model/config.h"
 
 namespace rmkv {
@@ -26,28 +27,28 @@ std::vector<ParamSpec> param_specs(const Config &c);
 
 // Fills `out` (numel of the spec) with the spec's initial values; deterministic in
 // (seed, index of the tensor).
-void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t index, float *out);
+void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t index, real *out);
 
 struct LayerWeights {
-    float *init_memory;                       // [M, D]
-    float *norm1_w, *norm1_b;                 // [D]; norm1_b NULL for rmsnorm
-    float *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
-    float *pool_query;                        // [M, D]
-    float *cell_wih, *cell_whh, *cell_bih, *cell_bhh;  // gru/lstm
-    float *cell_w, *cell_b;                   // minimal: [2D, 2D], [2D]
-    float *norm2_w, *norm2_b;                 // with an ffn
-    float *ffn_gate, *ffn_up, *ffn_down;      // gate: swiglu only
+    real *init_memory;                       // [M, D]
+    real *norm1_w, *norm1_b;                 // [D]; norm1_b NULL for rmsnorm
+    real *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
+    real *pool_query;                        // [M, D]
+    real *cell_wih, *cell_whh, *cell_bih, *cell_bhh;  // gru/lstm
+    real *cell_w, *cell_b;                   // minimal: [2D, 2D], [2D]
+    real *norm2_w, *norm2_b;                 // with an ffn
+    real *ffn_gate, *ffn_up, *ffn_down;      // gate: swiglu only
 };
 
 struct ModelWeights {
-    float *tok_emb;   // [V, D]
-    float *pos_emb;   // [S, D], learned only
+    real *tok_emb;   // [V, D]
+    real *pos_emb;   // [S, D], learned only
     std::vector<LayerWeights> layers;
-    float *norm_f_w, *norm_f_b;
-    float *head;      // [V, D]; == tok_emb when tied
+    real *norm_f_w, *norm_f_b;
+    real *head;      // [V, D]; == tok_emb when tied
 };
 
 // Builds the structured view from one pointer per spec (same order as param_specs).
-ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<float *> &ptrs);
+ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs);
 
 }  // namespace rmkv

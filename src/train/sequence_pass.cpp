@@ -6,7 +6,7 @@
 
 namespace rmkv {
 
-SequencePass::SequencePass(const rmkv_model &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {
+SequencePass::SequencePass(const ModelView &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {
     const Config &c = m_.config();
     const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2), V = c.vocab_size;
@@ -24,16 +24,16 @@ SequencePass::SequencePass(const rmkv_model &model, Stream &stream) : m_(model),
             dc_next_.push_back(buffer(M * D));
         }
     } catch (...) {
-        for (float *p : owned_) be_.free(p);
+        for (real *p : owned_) be_.free(p);
         throw;
     }
 }
 
 SequencePass::~SequencePass() {
-    for (float *p : owned_) be_.free(p);
+    for (real *p : owned_) be_.free(p);
 }
 
-float *SequencePass::buffer(int64_t n) {
+real *SequencePass::buffer(int64_t n) {
     owned_.push_back(nullptr);
     owned_.back() = be_.alloc(static_cast<size_t>(std::max<int64_t>(n, 1)));
     return owned_.back();
@@ -147,7 +147,7 @@ void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const
     const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
     grow(2);
     SegmentForward fwd(m_, st_);
-    std::vector<float> logits_host;
+    std::vector<real> logits_host;
     int64_t p = 0;
     for (size_t k = 0; k < K; ++k) {
         // Two tape slots, alternating: segment k reads the memory segment k-1 wrote.
@@ -164,7 +164,7 @@ void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const
         for (int64_t t = 0; t < T; ++t) {
             int32_t target = targets[p + t];
             if (target < 0) continue;
-            const float *row = logits_host.data() + t * V;
+            const real *row = logits_host.data() + t * V;
             n++;
             correct += std::max_element(row, row + V) - row == target;
         }
@@ -236,7 +236,7 @@ void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten,
     be_.add(st_, dox_, dx_mid_, dtok_, T * D);
     be_.linear_backward(st_, dattn_, false, g.wo, g.bo, dox_, a.attn, w.wo, T, D, D);
     be_.attention_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M);
-    float *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
+    real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
     if (c.pos == Pos::rope) {
         be_.rope(st_, dq_, T, D, H, hd, 0, theta, true);
         be_.rope(st_, dk_tok, T, Dkv, Hkv, hd, 0, theta, true);

@@ -13,7 +13,7 @@ namespace rmkv {
 
 class SequencePass {
 public:
-    SequencePass(const rmkv_model &model, Stream &stream);
+    SequencePass(const ModelView &model, Stream &stream);
     ~SequencePass();
     SequencePass(const SequencePass &) = delete;
     SequencePass &operator=(const SequencePass &) = delete;
@@ -36,11 +36,11 @@ public:
 
 private:
     struct Segment {
-        float *x0, *dx_head;
+        real *x0, *dx_head;
         std::vector<LayerState> state;
         std::vector<LayerActs> acts;
     };
-    float *buffer(int64_t n);
+    real *buffer(int64_t n);
     // Memory (from init_memory when asked), embeddings, every layer and the head
     // (xn_f in dxnf_, logits in logits_) of one segment onto its tape slot.
     void forward_segment(SegmentForward &fwd, Segment &sg, const int32_t *tokens, int64_t T, int64_t p,
@@ -48,16 +48,16 @@ private:
     void grow(size_t n_segments);
     void backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
 
-    const rmkv_model &m_;
+    ModelView m_;
     Stream &st_;
     Backend &be_;
     std::vector<Segment> segs_;
-    std::vector<float *> owned_;
+    std::vector<real *> owned_;
     // Gradient scratch shared by every segment and layer.
-    float *dx_, *dx_mid_, *dxn_, *dxn2_, *dq_, *dattn_, *dox_, *dk_, *dv_, *dtok_;
-    float *dffn_a_, *dffn_b_, *dffn_h_, *logits_, *dxnf_;
-    float *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
-    std::vector<float *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
+    real *dx_, *dx_mid_, *dxn_, *dxn2_, *dq_, *dattn_, *dox_, *dk_, *dv_, *dtok_;
+    real *dffn_a_, *dffn_b_, *dffn_h_, *logits_, *dxnf_;
+    real *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
+    std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
     const int32_t *tokens_ = nullptr;
 };
 

@@ -42,7 +42,7 @@ rmkv_trainer::rmkv_trainer(rmkv_model &model, const rmkv_train_params &params)
         }
         be.set_bf16(*stream_, bf16);
         refresh_shadows();
-        pass_ = std::make_unique<SequencePass>(model_, *stream_);
+        pass_ = std::make_unique<SequencePass>(model_.view(), *stream_);
     } catch (...) {
         for (auto *vec : {&grads_, &m_, &v_})
             for (float *q : *vec) be.free(q);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "model/model.h"
 #include "train/sequence_pass.h"
 
 namespace rmkv {

@@ -1,0 +1,130 @@
+// A backend made of the CPU kernels alone (cpu_kernels.h) with plain loops for the
+// matrix products: no oneDNN, no bf16, one thread of control. Compiled in the
+// scalar type `real` of its translation unit, it lets the model code run in
+// double precision for the whole-model finite-difference test.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
+
+namespace rmkv {
+
+class ReferenceBackend final : public Backend {
+public:
+    std::string name() const override { return "reference"; }
+    std::unique_ptr<Stream> new_stream() override { return std::make_unique<Stream>(); }
+
+    real *alloc(size_t n) override {
+        void *p = std::calloc(std::max<size_t>(n, 1), sizeof(real));
+        if (!p) fail(RMKV_ERR_OUT_OF_MEMORY, "cannot allocate ", n * sizeof(real), " bytes");
+        return static_cast<real *>(p);
+    }
+    void free(real *p) override { std::free(p); }
+    real *import_weights(const real *host, size_t, bool) override { return const_cast<real *>(host); }
+    void release_weights(real *, const real *) override {}
+    void to_host(Stream &, real *host, const real *src, size_t n) override { std::memcpy(host, src, n * sizeof(real)); }
+    void from_host(Stream &, real *dst, const real *host, size_t n) override { std::memcpy(dst, host, n * sizeof(real)); }
+    void copy(Stream &, real *dst, const real *src, size_t n) override {
+        if (dst != src) std::memmove(dst, src, n * sizeof(real));
+    }
+    void sync(Stream &) override {}
+
+    void linear(Stream &, real *y, const real *x, const real *W, const real *b, int64_t n, int64_t in, int64_t out,
+                bool accumulate) override {
+        cpu::linear_ref(y, x, W, b, n, in, out, accumulate);
+    }
+    void norm(Stream &, NormKind kind, real *y, const real *x, const real *w, const real *b, int64_t n, int64_t d,
+              float eps) override {
+        cpu::norm_forward(kind, y, x, w, b, n, d, static_cast<real>(eps));
+    }
+    void embed(Stream &, real *X, const real *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
+        cpu::embed_forward(X, tok_emb, tokens, n, d);
+    }
+    void add(Stream &, real *out, const real *a, const real *b, int64_t n) override { cpu::add(out, a, b, n); }
+    void add_sincos(Stream &, real *X, int64_t n, int64_t d, int64_t p0) override { cpu::sincos_add(X, n, d, p0); }
+    void rope(Stream &, real *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
+              bool inverse) override {
+        cpu::rope(x, n, ld, h, hd, t0, static_cast<real>(theta), inverse);
+    }
+    void attention(Stream &, real *out, const real *q, const real *k, const real *v, int64_t nq, int64_t nk, int64_t ldkv,
+                   int64_t h, int64_t hkv, int64_t hd, int64_t visible0) override {
+        cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+    }
+    void swiglu(Stream &, real *h, const real *g, const real *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
+    void gelu(Stream &, real *h, const real *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
+    void pool(Stream &, real *out, const real *P, const real *x, int64_t M, int64_t T, int64_t D) override {
+        cpu::pool_forward(out, P, x, M, T, D);
+    }
+    void cell(Stream &, CellKind kind, real *m_out, real *c_out, const real *c_in, const real *gi, const real *gh,
+              const real *h, int64_t M, int64_t D) override {
+        cpu::cell_forward(kind, m_out, c_out, c_in, gi, gh, h, M, D);
+    }
+    void concat_cols(Stream &, real *dst, const real *a, const real *b, int64_t M, int64_t D) override {
+        cpu::concat_cols(dst, a, b, M, D);
+    }
+
+    void linear_backward(Stream &, real *dx, bool dx_accumulate, real *dW, real *db, const real *dy, const real *x,
+                         const real *W, int64_t n, int64_t in, int64_t out) override {
+        cpu::linear_backward_ref(dx, dx_accumulate, dW, db, dy, x, W, n, in, out);
+    }
+    void norm_backward(Stream &, NormKind kind, real *dx, real *dw, real *db, const real *dy, const real *x, const real *w,
+                       int64_t n, int64_t d, float eps) override {
+        cpu::norm_backward(kind, dx, dw, db, dy, x, w, n, d, static_cast<real>(eps));
+    }
+    void embed_backward(Stream &, real *dtok_emb, const real *dX, const int32_t *tokens, int64_t n, int64_t d) override {
+        cpu::embed_backward(dtok_emb, dX, tokens, n, d);
+    }
+    void attention_backward(Stream &, real *dq, real *dk, real *dv, const real *dout, const real *q, const real *k,
+                            const real *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
+                            int64_t visible0) override {
+        cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+    }
+    void swiglu_backward(Stream &, real *dg, real *du, const real *dh, const real *g, const real *u, int64_t n) override {
+        cpu::swiglu_backward(dg, du, dh, g, u, n);
+    }
+    void gelu_backward(Stream &, real *du, const real *dh, const real *u, int64_t n) override {
+        cpu::gelu_backward(du, dh, u, n);
+    }
+    void pool_backward(Stream &, real *dx, real *dP, const real *dout, const real *P, const real *x, int64_t M, int64_t T,
+                       int64_t D) override {
+        cpu::pool_backward(dx, dP, dout, P, x, M, T, D);
+    }
+    void cell_backward(Stream &, CellKind kind, real *dgi, real *dgh, real *dh, real *dc_in, const real *dm,
+                       const real *dc_out, const real *c_in, const real *gi, const real *gh, const real *h, int64_t M,
+                       int64_t D) override {
+        cpu::cell_backward(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D);
+    }
+    void split_cols_add(Stream &, real *da, real *db, const real *src, int64_t M, int64_t D) override {
+        cpu::split_cols_add(da, db, src, M, D);
+    }
+    void cross_entropy(Stream &, real *dlogits, const real *logits, const int32_t *targets, int64_t rows, int64_t V,
+                       float scale, double *loss_sum) override {
+        *loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, static_cast<real>(scale));
+    }
+    void fill(Stream &, real *x, float value, size_t n) override { std::fill(x, x + n, static_cast<real>(value)); }
+    double sum_squares(Stream &, const real *x, size_t n) override {
+        double total = 0;
+        for (size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+        return total;
+    }
+    void adamw(Stream &, real *, real *, real *, const real *, size_t, float, float, float, float, float, float, int64_t,
+               uint16_t *) override {
+        fail(RMKV_ERR_BACKEND, "the reference backend has no optimiser");
+    }
+    bool supports_bf16() const override { return false; }
+    void set_bf16(Stream &, bool) override {}
+    void set_shadow(Stream &, const real *, const uint16_t *) override {}
+    uint16_t *alloc_bf16(size_t) override { fail(RMKV_ERR_BACKEND, "the reference backend has no bf16"); }
+    void free_bf16(uint16_t *) override {}
+    void to_bf16(Stream &, uint16_t *, const real *, size_t) override {
+        fail(RMKV_ERR_BACKEND, "the reference backend has no bf16");
+    }
+};
+
+}  // namespace rmkv
