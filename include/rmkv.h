@@ -576,8 +576,8 @@ typedef struct rmkv_train_params {
     float weight_decay, beta1, beta2, epsilon;
     float grad_clip;                          /* global norm; 0 = off */
     int32_t grad_accum_steps;                 /* rmkv_train_step calls per optimiser update */
-    float dropout;
-    uint64_t seed;
+    float dropout;                            /* rate at attention probabilities, Wo and ffn.down outputs; [0, 1) */
+    uint64_t seed;                            /* of the dropout masks */
     int32_t precision;                        /* rmkv_precision; default RMKV_PRECISION_AUTO */
     /* appended fields only (device, checkpointing, ...) */
 } rmkv_train_params;

@@ -21,6 +21,26 @@ namespace rmkv {
 enum class NormKind { layernorm, rmsnorm };
 enum class CellKind { gru, lstm, minimal };
 
+// Dropout (training only): element i of a site is kept with probability 1 - p and
+// then scaled by 1 / (1 - p). Whether it is kept depends on (key, i) alone, through
+// a counter-based hash, so a backward pass recomputes the forward's mask and any
+// backend, thread count or chunking draws the same one. p == 0: nothing dropped.
+struct Dropout {
+    float p = 0.0f;
+    uint64_t key = 0;
+    bool on() const { return p > 0.0f; }
+    static uint64_t mix(uint64_t z) {  // splitmix64's finaliser
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    // The factor of element i: 0 (dropped) or 1 / (1 - p).
+    float factor(uint64_t i) const {
+        const uint64_t z = mix(key + (i + 1) * 0x9e3779b97f4a7c15ull);
+        return static_cast<float>(z >> 40) * 0x1p-24f >= p ? 1.0f / (1.0f - p) : 0.0f;
+    }
+};
+
 class Stream {
 public:
     virtual ~Stream() = default;
@@ -64,10 +84,13 @@ public:
                       float theta, bool inverse) = 0;
     // out[nq, H*hd] = softmax(q k^T / sqrt(hd) + mask) v per head. Query row i sees key
     // rows 0 .. min(nk, visible0 + i + 1) - 1; kv head of query head h is h / (H / Hkv).
-    // k, v: [nk, Hkv*hd] with row stride ldkv.
+    // k, v: [nk, Hkv*hd] with row stride ldkv. With dropout on, probability (h, i, j)
+    // is element (h * nq + i) * nk + j of the site.
     virtual void attention(Stream &s, real *out, const real *q, const real *k, const real *v, int64_t nq,
                            int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                           int64_t visible0) = 0;
+                           int64_t visible0, const Dropout &drop) = 0;
+    // x[i] *= drop.factor(i) (forward of a dropout site, and its backward).
+    virtual void dropout(Stream &s, real *x, int64_t n, const Dropout &drop) = 0;
     // h[i] = silu(g[i]) * u[i]  (swiglu); h[i] = gelu_erf(u[i]) (gelu, g NULL).
     virtual void swiglu(Stream &s, real *h, const real *g, const real *u, int64_t n) = 0;
     virtual void gelu(Stream &s, real *h, const real *u, int64_t n) = 0;
@@ -91,7 +114,7 @@ public:
                                 int64_t d) = 0;
     virtual void attention_backward(Stream &s, real *dq, real *dk, real *dv, const real *dout, const real *q,
                                     const real *k, const real *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t n_heads,
-                                    int64_t n_kv_heads, int64_t head_dim, int64_t visible0) = 0;
+                                    int64_t n_kv_heads, int64_t head_dim, int64_t visible0, const Dropout &drop) = 0;
     virtual void swiglu_backward(Stream &s, real *dg, real *du, const real *dh, const real *g, const real *u,
                                  int64_t n) = 0;
     virtual void gelu_backward(Stream &s, real *du, const real *dh, const real *u, int64_t n) = 0;

@@ -56,9 +56,12 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
         be_.rope(st_, a.q, n, D, H, hd, t0, static_cast<float>(c.rope_theta), false);
         be_.rope(st_, k_new, n, Dkv, Hkv, hd, t0, static_cast<float>(c.rope_theta), false);
     }
-    be_.attention(st_, a.attn, a.q, s.keys, s.values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0);
+    be_.attention(st_, a.attn, a.q, s.keys, s.values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0,
+                  drop(l, DropSite::attn_tokens));
     real *o_x = s.tok_out + t0 * D;
     be_.linear(st_, o_x, a.attn, w.wo, w.bo, n, D, D, false);
+    const Dropout wo_drop = drop(l, DropSite::wo_tokens);
+    if (wo_drop.on()) be_.dropout(st_, o_x, n * D, wo_drop);  // O_x as the residual and the pooling see it
     be_.add(st_, a.x_mid, a.x_in, o_x, n * D);
     be_.copy(st_, a.x_out, a.x_mid, n * D);
     if (c.ffn == Ffn::none) return;
@@ -70,7 +73,15 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     } else {
         be_.gelu(st_, a.ffn_h, a.ffn_b, n * F);
     }
-    be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, n, F, D, true);
+    const Dropout down_drop = drop(l, DropSite::ffn_down);
+    if (!down_drop.on()) {
+        be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, n, F, D, true);
+        return;
+    }
+    // Training with dropout (x_out has its own buffer): x_out = x_mid + dropout(down(h)).
+    be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, n, F, D, false);
+    be_.dropout(st_, a.x_out, n * D, down_drop);
+    be_.add(st_, a.x_out, a.x_out, a.x_mid, n * D);
 }
 
 void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, real *new_memory,
@@ -80,8 +91,11 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const LayerWeights &w = m_.weights().layers[l];
     // O_m: memory rows attend to every memory and token row of the segment.
-    be_.attention(st_, a.mem_attn, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd, M + T);
+    be_.attention(st_, a.mem_attn, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd, M + T,
+                  drop(l, DropSite::attn_memory));
     be_.linear(st_, a.mem_out, a.mem_attn, w.wo, w.bo, M, D, D, false);
+    const Dropout wo_drop = drop(l, DropSite::wo_memory);
+    if (wo_drop.on()) be_.dropout(st_, a.mem_out, M * D, wo_drop);
     be_.pool(st_, a.pooled, w.pool_query, s.tok_out, M, T, D);
     if (c.cell == Cell::minimal) {
         be_.concat_cols(st_, a.cat, a.mem_out, a.pooled, M, D);

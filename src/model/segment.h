@@ -69,9 +69,28 @@ struct ModelView {
     Backend &backend() const { return *be; }
 };
 
+// Dropout of a training sequence (SPEC section 4): attention probabilities, the
+// outputs of Wo (token and memory rows) and of ffn.down. Each segment, layer and
+// site has its own mask key, derived from the sequence's seed; p == 0 (inference)
+// drops nothing. A training segment is one chunk, so element indices are those of
+// the whole segment.
+enum class DropSite : uint64_t { attn_tokens, attn_memory, wo_tokens, wo_memory, ffn_down };
+struct DropoutPlan {
+    float p = 0.0f;
+    uint64_t seed = 0;
+    Dropout at(int64_t segment, size_t layer, DropSite site) const {
+        if (!(p > 0.0f)) return {};
+        const uint64_t where = (static_cast<uint64_t>(segment) << 24) ^ (static_cast<uint64_t>(layer) << 8) ^
+                               static_cast<uint64_t>(site);
+        return {p, Dropout::mix(seed ^ Dropout::mix(where + 0x632be59bd9b4e019ull))};
+    }
+};
+
 class SegmentForward {
 public:
     SegmentForward(const ModelView &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {}
+    // Training: the dropout of segment `segment` of a sequence (none until set).
+    void set_dropout(const DropoutPlan &plan, int64_t segment) { drop_ = plan, segment_ = segment; }
 
     // X[n, D] = embeddings of n tokens (host, validated) at segment offset t0, stream position p.
     void embed(real *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p);
@@ -94,9 +113,13 @@ public:
     void rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T);
 
 private:
+    Dropout drop(size_t l, DropSite site) const { return drop_.at(segment_, l, site); }
+
     ModelView m_;
     Stream &st_;
     Backend &be_;
+    DropoutPlan drop_;
+    int64_t segment_ = 0;
 };
 
 NormKind norm_kind(const Config &c);

@@ -93,13 +93,14 @@ void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32
 }
 
 double SequencePass::run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
-                         const ModelWeights &G, float scale) {
+                         const ModelWeights &G, float scale, const DropoutPlan &dropout) {
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
     const int64_t M = c.memory_slots, D = c.d_model, V = c.vocab_size;
     const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
     grow(K);
     SegmentForward fwd(m_, st_);
+    drop_ = dropout;
     double loss = 0;
 
     // Forward, keeping everything.
@@ -107,6 +108,7 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
     for (size_t k = 0; k < K; ++k) {
         Segment &sg = segs_[k];
         const int64_t T = lens[k];
+        fwd.set_dropout(drop_, static_cast<int64_t>(k));
         forward_segment(fwd, sg, tokens + p, T, p, k == 0);
         // Loss of this segment; its gradient reaches the last layer's output now.
         be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, scale, &loss);
@@ -212,15 +214,24 @@ void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten,
             be_.linear_backward(st_, dmem_out_, true, g.cell_whh, g.cell_bhh, dgh_, a.mem_out, w.cell_whh, M, D, Gc * D);
         }
         be_.pool_backward(st_, dtok_, g.pool_query, dpooled_, w.pool_query, s.tok_out, M, T, D);
+        const Dropout wo_drop = drop_.at(static_cast<int64_t>(k), l, DropSite::wo_memory);
+        if (wo_drop.on()) be_.dropout(st_, dmem_out_, M * D, wo_drop);
         be_.linear_backward(st_, dmem_attn_, false, g.wo, g.bo, dmem_out_, a.mem_attn, w.wo, M, D, D);
         be_.attention_backward(st_, dmem_q_, dk_, dv_, dmem_attn_, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd,
-                               M + T);
+                               M + T, drop_.at(static_cast<int64_t>(k), l, DropSite::attn_memory));
     }
 
     // 2. Feed-forward: x_out = x_mid + down(h).
     be_.copy(st_, dx_mid_, dx_, T * D);
     if (c.ffn != Ffn::none) {
-        be_.linear_backward(st_, dffn_h_, false, g.ffn_down, nullptr, dx_, a.ffn_h, w.ffn_down, T, F, D);
+        const real *ddown = dx_;  // gradient of down(h), through its dropout
+        const Dropout down_drop = drop_.at(static_cast<int64_t>(k), l, DropSite::ffn_down);
+        if (down_drop.on()) {
+            be_.copy(st_, dox_, dx_, T * D);
+            be_.dropout(st_, dox_, T * D, down_drop);
+            ddown = dox_;
+        }
+        be_.linear_backward(st_, dffn_h_, false, g.ffn_down, nullptr, ddown, a.ffn_h, w.ffn_down, T, F, D);
         if (c.ffn == Ffn::swiglu) {
             be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, T * F);
             be_.linear_backward(st_, dxn2_, false, g.ffn_gate, nullptr, dffn_a_, a.xn2, w.ffn_gate, T, D, F);
@@ -234,8 +245,11 @@ void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten,
 
     // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_).
     be_.add(st_, dox_, dx_mid_, dtok_, T * D);
+    const Dropout wo_drop = drop_.at(static_cast<int64_t>(k), l, DropSite::wo_tokens);
+    if (wo_drop.on()) be_.dropout(st_, dox_, T * D, wo_drop);
     be_.linear_backward(st_, dattn_, false, g.wo, g.bo, dox_, a.attn, w.wo, T, D, D);
-    be_.attention_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M);
+    be_.attention_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M,
+                           drop_.at(static_cast<int64_t>(k), l, DropSite::attn_tokens));
     real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
     if (c.pos == Pos::rope) {
         be_.rope(st_, dq_, T, D, H, hd, 0, theta, true);

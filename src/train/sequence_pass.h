@@ -21,8 +21,9 @@ public:
     // Adds to `grads` (one buffer per parameter, same order as model.params())
     // the gradient of scale * (summed cross-entropy of this sequence), and returns
     // that summed loss (unscaled). tokens/targets: n host ints; segment lens sum to n.
+    // `dropout`: rate and seed of this sequence's masks (p == 0: none).
     double run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
-               const ModelWeights &grads, float scale);
+               const ModelWeights &grads, float scale, const DropoutPlan &dropout = {});
 
     // Forward only. Sums of the loss and of correct argmax predictions over the
     // targets of all segments and of segments k >= 2 (index 1 on); with
@@ -59,6 +60,7 @@ private:
     real *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
     std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
     const int32_t *tokens_ = nullptr;
+    DropoutPlan drop_;  // of the sequence being run
 };
 
 }  // namespace rmkv

@@ -17,8 +17,8 @@ rmkv_trainer::rmkv_trainer(rmkv_model &model, const rmkv_train_params &params)
     if (!(p_.grad_clip >= 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "grad_clip = ", p_.grad_clip, " must be >= 0 (0 = off)");
     if (p_.grad_accum_steps < 1) fail(RMKV_ERR_INVALID_ARGUMENT, "grad_accum_steps = ", p_.grad_accum_steps, " must be >= 1");
     if (!(p_.weight_decay >= 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "weight_decay = ", p_.weight_decay, " must be >= 0");
-    if (p_.dropout != 0.0f)
-        fail(RMKV_ERR_INVALID_ARGUMENT, "dropout = ", p_.dropout, ": this version trains without dropout (set it to 0)");
+    if (!(p_.dropout >= 0.0f && p_.dropout < 1.0f))
+        fail(RMKV_ERR_INVALID_ARGUMENT, "dropout = ", p_.dropout, " must be in [0, 1)");
     Backend &be = model_.backend();
     params_ = model_.writable_params();
     try {
@@ -126,8 +126,13 @@ std::pair<double, int64_t> rmkv_trainer::accumulate(const rmkv_batch &b) {
     if (n_targets == 0) return {0.0, 0};
     const float scale = 1.0f / static_cast<float>(n_targets);
     double loss = 0;
-    for (size_t s = 0; s < b.batch_size; ++s)
-        loss += pass_->run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grad_view_, scale);
+    for (size_t s = 0; s < b.batch_size; ++s) {
+        // Masks depend on (seed, optimiser step, micro-batch, sequence): a resumed run
+        // draws the ones the uninterrupted run drew.
+        DropoutPlan drop{p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
+                                                                          (static_cast<uint64_t>(micro_) << 20) ^ s))};
+        loss += pass_->run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grad_view_, scale, drop);
+    }
     return {loss, n_targets};
 }
 

@@ -403,6 +403,54 @@ def dropout_(x, p, generator=None):
     return x * keep.to(x.dtype) / (1.0 - p)
 
 
+_M64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    """splitmix64's finaliser on numpy uint64 arrays (wrapping arithmetic)."""
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+    return z ^ (z >> np.uint64(31))
+
+
+class HashDropout:
+    """The dropout masks of the C++ library, so that its training with dropout
+    can be compared: element i of a site with key `key` is kept iff
+    (splitmix64(key + (i + 1) * 0x9e3779b97f4a7c15) >> 40) * 2^-24 >= p, and
+    then scaled by 1 / (1 - p).  Sites: per sequence (the trainer's seed for
+    optimiser step 0, micro-batch 0, sequence b), segment k, layer l and
+    place: 0 attention probabilities of token rows ([H, T, M+T], row-major
+    element index), 1 of memory rows ([H, M, M+T]), 2 Wo outputs of token
+    rows ([T, D]), 3 of memory rows ([M, D]), 4 ffn.down outputs ([T, D])."""
+
+    GOLDEN = 0x9e3779b97f4a7c15
+
+    def __init__(self, p, seed, sequence=None, segment=None, layer=None):
+        self.p, self.seed = float(np.float32(p)), seed
+        self.sequence, self.segment, self.layer = sequence, segment, layer
+
+    def bind(self, **kw):
+        d = dict(sequence=self.sequence, segment=self.segment, layer=self.layer)
+        d.update(kw)
+        return HashDropout(self.p, self.seed, **d)
+
+    def factors(self, site, shape):
+        """Factors (0 or 1/(1-p)) of a site, as a float64 tensor of `shape`."""
+        seq_seed = int(_mix64(np.uint64(self.seed) ^ _mix64(np.uint64(self.sequence))))
+        where = ((self.segment << 24) ^ (self.layer << 8) ^ site) & _M64
+        key = int(_mix64(np.uint64(seq_seed) ^ _mix64(np.uint64((where + 0x632be59bd9b4e019) & _M64))))
+        n = int(np.prod(shape))
+        i = np.arange(1, n + 1, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            z = _mix64(np.uint64(key) + i * np.uint64(self.GOLDEN))
+        u = (z >> np.uint64(40)).astype(np.float64) * 2.0 ** -24
+        scale = float(np.float32(1.0) / (np.float32(1.0) - np.float32(self.p)))
+        f = np.where(u >= self.p, scale, 0.0)
+        return torch.from_numpy(f.reshape(shape))
+
+
 def attention(cfg, params, prefix, C, M, T, dropout=0.0, generator=None):
     """Steps 2-4 of SPEC section 4: returns O = concat_heads(A) Wo^T + bo,
     shape [M+T, D].  dropout > 0 (training) drops attention probabilities
@@ -428,6 +476,14 @@ def attention(cfg, params, prefix, C, M, T, dropout=0.0, generator=None):
     scores = (Q @ Kh.transpose(1, 2)) / math.sqrt(hd)    # [H, R, R]
     allowed = attention_mask(M, T)
     scores = scores.masked_fill(~allowed, float("-inf"))
+    if isinstance(generator, HashDropout) and dropout:
+        probs = softmax(scores, dim=-1)
+        f = torch.cat([generator.factors(1, (H, M, R)), generator.factors(0, (H, T, R))], dim=1)
+        A = (probs * f.to(probs.dtype)) @ Vh
+        A = A.transpose(0, 1).reshape(R, D)
+        O = linear(A, params[prefix + "attn.o.weight"], params[prefix + "attn.o.bias"])
+        f = torch.cat([generator.factors(3, (M, D)), generator.factors(2, (T, D))], dim=0)
+        return O * f.to(O.dtype)
     probs = dropout_(softmax(scores, dim=-1), dropout, generator)
     A = probs @ Vh                                       # [H, R, hd]
     A = A.transpose(0, 1).reshape(R, D)                  # concat heads
@@ -527,10 +583,14 @@ def segment_forward(params, cfg, tokens, state, p0, dropout=0.0, generator=None)
         pre = "layers.%d." % l
         m = state["memory"][l]
         C = norm(cfg, params, pre + "norm1", torch.cat([m, X], dim=0))
-        O = attention(cfg, params, pre, C, M, T, dropout, generator)
+        g_l = generator.bind(layer=l) if isinstance(generator, HashDropout) else generator
+        O = attention(cfg, params, pre, C, M, T, dropout, g_l)
         O_m, O_x = O[:M], O[M:]
         X1 = X + O_x
-        if cfg["ffn"] != "none":
+        if cfg["ffn"] != "none" and isinstance(g_l, HashDropout) and dropout:
+            Y = ffn(cfg, params, pre, norm(cfg, params, pre + "norm2", X1))
+            X2 = X1 + Y * g_l.factors(4, (T, D)).to(Y.dtype)
+        elif cfg["ffn"] != "none":
             X2 = X1 + dropout_(ffn(cfg, params, pre, norm(cfg, params, pre + "norm2", X1)),
                                dropout, generator)
         else:
@@ -658,9 +718,10 @@ def batch_logits(params, cfg, tokens, segment_lens=None, dtype=torch.float64,
         state = state0
         out = []
         p0 = 0
-        for k in lens:
+        for i, k in enumerate(lens):
+            g = generator.bind(sequence=b, segment=i) if isinstance(generator, HashDropout) else generator
             logits, new_state = segment_forward(params, cfg, tok[b, p0:p0 + k].tolist(), state, p0,
-                                                dropout=dropout, generator=generator)
+                                                dropout=dropout, generator=g)
             out.append(logits)
             state = new_state if carry_memory else state0
             p0 += k

@@ -87,6 +87,16 @@ CONFIGS = [
                   memory_slots=16, segment_len=18, cell="lstm", pos="rope", norm="layernorm",
                   ffn="swiglu", ffn_hidden=64),
          B=2, seglens=[18, 16, 3]),
+    # dropout (the library's hash masks, rmkv_ref.HashDropout): gradients only; the
+    # second has chunks of >= 16 rows (the batched-matmul attention of the CPU backend)
+    dict(cfg=dict(vocab_size=61, d_model=24, n_layers=2, n_heads=2, n_kv_heads=1,
+                  memory_slots=3, segment_len=6, cell="gru", pos="rope", norm="layernorm",
+                  ffn="swiglu", ffn_hidden=40),
+         B=2, seglens=None, dropout=0.25, seed=77),
+    dict(cfg=dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                  memory_slots=16, segment_len=18, cell="lstm", pos="learned", norm="rmsnorm",
+                  ffn="gelu", ffn_hidden=64),
+         B=2, seglens=[18, 17, 5], dropout=0.3, seed=12345),
 ]
 
 # Tiny configs for the finite-difference checks of --self-test; together they
@@ -184,12 +194,13 @@ def make_batch(cfg, B, seglens, seed):
     return tokens, targets, lens
 
 
-def write_batch(path, tokens, targets, lens):
+def write_batch(path, tokens, targets, lens, dropout=0.0, seed=0):
     B, N = tokens.shape
     doc = {"batch_size": int(B), "n_tokens": int(N),
            "tokens": [int(t) for t in tokens.reshape(-1)],
            "targets": [int(t) for t in targets.reshape(-1)],
-           "segment_lens": [int(k) for k in lens]}
+           "segment_lens": [int(k) for k in lens],
+           "dropout": float(dropout), "seed": int(seed)}
     with open(path, "w") as f:
         json.dump(doc, f)
 
@@ -222,9 +233,10 @@ def inert_tensor(name, cfg):
     return cfg["pos"] != "rope" and name.endswith("attn.k.bias")
 
 
-def reference_grads(params, cfg, tokens, targets, lens):
+def reference_grads(params, cfg, tokens, targets, lens, dropout=0.0, seed=0):
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    loss = ref.batch_loss(leaves, cfg, tokens, targets, lens)
+    gen = ref.HashDropout(dropout, seed) if dropout else None
+    loss = ref.batch_loss(leaves, cfg, tokens, targets, lens, dropout=dropout, generator=gen)
     names = sorted(leaves)
     grads = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
     return float(loss), {k: (torch.zeros_like(params[k]) if g is None else g)
@@ -255,10 +267,10 @@ def run_prog(cmd):
     return None
 
 
-def compare_grads(desc, dump, paths, params, cfg, tokens, targets, lens):
+def compare_grads(desc, dump, paths, params, cfg, tokens, targets, lens, dropout=0.0, seed=0):
     """Returns (ok, line, reference gradient norm)."""
     err = run_prog([dump, "grads", paths["model"], paths["batch"], paths["grads"]])
-    ref_loss, ref_g = reference_grads(params, cfg, tokens, targets, lens)
+    ref_loss, ref_g = reference_grads(params, cfg, tokens, targets, lens, dropout, seed)
     ref_norm = math.sqrt(sum(float((g ** 2).sum()) for g in ref_g.values()))
     if err:
         return False, "FAIL %s grads: %s" % (desc, err), ref_norm
@@ -389,11 +401,16 @@ def run_compare(args):
                 cfg = ref.complete_config(entry["cfg"])
                 params = write_model(paths["model"], cfg, SEED + i)
                 tokens, targets, lens = make_batch(cfg, entry["B"], entry["seglens"], SEED + 100 + i)
-                write_batch(paths["batch"], tokens, targets, lens)
+                dropout, seed = entry.get("dropout", 0.0), entry.get("seed", 0)
+                write_batch(paths["batch"], tokens, targets, lens, dropout, seed)
                 desc = "config %d: %s" % (i, summary(cfg, entry["B"], lens))
-                ok, line, ref_norm = compare_grads(desc, dump, paths, params, cfg, tokens, targets, lens)
+                if dropout:
+                    desc += " dropout=%g" % dropout
+                ok, line, ref_norm = compare_grads(desc, dump, paths, params, cfg, tokens, targets, lens,
+                                                   dropout, seed)
                 results.append((ok, line))
-                results.append(compare_adamw(desc, dump, paths, params, cfg, tokens, targets, lens, ref_norm))
+                if not dropout:  # the AdamW reference is deterministic: no dropout
+                    results.append(compare_adamw(desc, dump, paths, params, cfg, tokens, targets, lens, ref_norm))
             except Exception as e:  # a bug in the reference or unexpected data
                 results.append((False, "FAIL config %d: exception %s: %s" % (i, type(e).__name__, e)))
             for ok, line in results:

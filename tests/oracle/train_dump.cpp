@@ -33,6 +33,8 @@ json read_json(const char *path) {
 struct Batch {
     std::vector<int32_t> tokens, targets, lens;
     rmkv_batch b{};
+    float dropout = 0.0f;  // with the trainer seed below (grads mode)
+    uint64_t seed = 0;
 };
 
 void load_batch(Batch &B, const char *path) {
@@ -47,6 +49,8 @@ void load_batch(Batch &B, const char *path) {
     B.b.targets = B.targets.data();
     B.b.n_segments = B.lens.size();
     B.b.segment_lens = B.lens.empty() ? nullptr : B.lens.data();
+    B.dropout = j.value("dropout", 0.0f);
+    B.seed = j.value("seed", static_cast<uint64_t>(0));
 }
 
 // Writes F32 tensors as a safetensors file (names and shapes from the model file's header).
@@ -99,6 +103,8 @@ int main(int argc, char **argv) {
     load_batch(B, argv[3]);
     rmkv_train_params tp = rmkv_train_default_params();
     tp.precision = RMKV_PRECISION_FP32;  // the oracle compares exact fp32 arithmetic
+    tp.dropout = B.dropout;
+    tp.seed = B.seed;
     if (mode == "adamw") {
         if (argc < 7) return 2;
         json j = read_json(argv[4]);

@@ -53,9 +53,10 @@ public:
         cpu::rope(x, n, ld, h, hd, t0, static_cast<real>(theta), inverse);
     }
     void attention(Stream &, real *out, const real *q, const real *k, const real *v, int64_t nq, int64_t nk, int64_t ldkv,
-                   int64_t h, int64_t hkv, int64_t hd, int64_t visible0) override {
-        cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+                   int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
+        cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
     }
+    void dropout(Stream &, real *x, int64_t n, const Dropout &drop) override { cpu::dropout(x, n, drop); }
     void swiglu(Stream &, real *h, const real *g, const real *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
     void gelu(Stream &, real *h, const real *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
     void pool(Stream &, real *out, const real *P, const real *x, int64_t M, int64_t T, int64_t D) override {
@@ -82,8 +83,8 @@ public:
     }
     void attention_backward(Stream &, real *dq, real *dk, real *dv, const real *dout, const real *q, const real *k,
                             const real *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
-                            int64_t visible0) override {
-        cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+                            int64_t visible0, const Dropout &drop) override {
+        cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
     }
     void swiglu_backward(Stream &, real *dg, real *du, const real *dh, const real *g, const real *u, int64_t n) override {
         cpu::swiglu_backward(dg, du, dh, g, u, n);

@@ -56,7 +56,7 @@ void build(Net &n, const std::string &json, uint64_t seed) {
     n.G = bind_weights(n.c, n.specs, gp);
 }
 
-void check_config(const char *name, const std::string &json) {
+void check_config(const char *name, const std::string &json, float dropout = 0.0f) {
     Net n;
     build(n, json, 7);
     ReferenceBackend be;
@@ -74,11 +74,15 @@ void check_config(const char *name, const std::string &json) {
         targets[static_cast<size_t>(i)] = i % 4 == 1 ? -1 : static_cast<int32_t>(rng() % static_cast<uint64_t>(n.c.vocab_size));
     }
 
-    const double loss = pass.run(tokens.data(), targets.data(), lens, n.G, 1.0f);
-    // The forward alone (evaluation) gives the same loss.
+    // With dropout, the masks are a function of (seed, segment, layer, site, element):
+    // the loss is a deterministic function of the weights, differentiable where kept.
+    const DropoutPlan plan{dropout, 0xfeedull};
+    const double loss = pass.run(tokens.data(), targets.data(), lens, n.G, 1.0f, plan);
+    // The forward alone (evaluation, never dropout) gives the same loss without dropout.
     SequencePass::EvalSums sums;
     pass.evaluate(tokens.data(), targets.data(), lens, false, sums);
-    assert_true(std::fabs(sums.loss - loss) <= 1e-12 * std::fabs(loss));
+    if (dropout == 0.0f) assert_true(std::fabs(sums.loss - loss) <= 1e-12 * std::fabs(loss));
+    else assert_true(std::fabs(sums.loss - loss) > 1e-6 * std::fabs(loss));
 
     // A sink for the gradients of the perturbed runs.
     std::vector<std::vector<double>> sink;
@@ -86,7 +90,7 @@ void check_config(const char *name, const std::string &json) {
     for (const ParamSpec &s : n.specs) sink.emplace_back(static_cast<size_t>(s.numel), 0.0);
     for (auto &v : sink) sp.push_back(v.data());
     const ModelWeights S = bind_weights(n.c, n.specs, sp);
-    auto f = [&]() { return pass.run(tokens.data(), targets.data(), lens, S, 1.0f); };
+    auto f = [&]() { return pass.run(tokens.data(), targets.data(), lens, S, 1.0f, plan); };
 
     const double h = 1e-5;
     double worst = 0;
@@ -161,6 +165,19 @@ void gru_sincos_layernorm_gelu(void **) {
                  "\"ffn_hidden\":12}");
 }
 
+// Dropout at every site (attention probabilities of token and memory rows, Wo
+// outputs of token and memory rows, ffn.down outputs).
+void dropout_gru_rope_swiglu(void **) {
+    check_config("dropout 0.2: gru rope layernorm swiglu", std::string("{") + kBase +
+                 "\"n_heads\":2,\"n_kv_heads\":1,\"cell\":\"gru\",\"pos\":\"rope\",\"norm\":\"layernorm\","
+                 "\"ffn\":\"swiglu\",\"ffn_hidden\":12}", 0.2f);
+}
+void dropout_lstm_learned_gelu(void **) {
+    check_config("dropout 0.35: lstm learned rmsnorm gelu", std::string("{") + kBase +
+                 "\"n_heads\":2,\"cell\":\"lstm\",\"pos\":\"learned\",\"norm\":\"rmsnorm\",\"ffn\":\"gelu\","
+                 "\"ffn_hidden\":12}", 0.35f);
+}
+
 }  // namespace
 
 int main() {
@@ -168,6 +185,7 @@ int main() {
         cmocka_unit_test(gru_rope_layernorm_swiglu_gqa), cmocka_unit_test(lstm_learned_rmsnorm_gelu_tied),
         cmocka_unit_test(minimal_sincos_layernorm_noffn), cmocka_unit_test(lstm_rope_rmsnorm_swiglu_tied),
         cmocka_unit_test(minimal_learned_rmsnorm_gelu),  cmocka_unit_test(gru_sincos_layernorm_gelu),
+        cmocka_unit_test(dropout_gru_rope_swiglu),       cmocka_unit_test(dropout_lstm_learned_gelu),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

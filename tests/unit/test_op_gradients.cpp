@@ -103,18 +103,22 @@ void rope(void **) {
 }
 
 void attention(void **) {
-    struct Case { int64_t nq, nk, H, Hkv, hd, visible0; const char *name; };
-    for (Case c : {Case{3, 5, 4, 2, 4, 2, "attention causal (GQA)"}, Case{2, 6, 2, 1, 4, 6, "attention memory rows (MQA)"},
-                   Case{4, 4, 2, 2, 2, 0, "attention pure causal"}}) {
+    struct Case { int64_t nq, nk, H, Hkv, hd, visible0; const char *name; float dropout; };
+    for (Case c : {Case{3, 5, 4, 2, 4, 2, "attention causal (GQA)", 0.0f},
+                   Case{2, 6, 2, 1, 4, 6, "attention memory rows (MQA)", 0.0f},
+                   Case{4, 4, 2, 2, 2, 0, "attention pure causal", 0.0f},
+                   Case{4, 6, 4, 2, 4, 2, "attention with dropout 0.3", 0.3f}}) {
+        const Dropout drop{c.dropout, 0x1234abcdull};
         const int64_t D = c.H * c.hd, ldkv = c.Hkv * c.hd;
         Vec q = randn(c.nq * D), k = randn(c.nk * ldkv), v = randn(c.nk * ldkv), dy = randn(c.nq * D), y(c.nq * D);
         auto f = [&] {
-            cpu::attention_forward<double>(y.data(), q.data(), k.data(), v.data(), c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0);
+            cpu::attention_forward<double>(y.data(), q.data(), k.data(), v.data(), c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0,
+                                           drop);
             return dot(dy, y);
         };
         Vec dq(c.nq * D, 0.0), dk(c.nk * ldkv, 0.0), dv(c.nk * ldkv, 0.0);
         cpu::attention_backward<double>(dq.data(), dk.data(), dv.data(), dy.data(), q.data(), k.data(), v.data(), c.nq, c.nk,
-                                        ldkv, c.H, c.Hkv, c.hd, c.visible0);
+                                        ldkv, c.H, c.Hkv, c.hd, c.visible0, drop);
         std::string n = c.name;
         check((n + " dq").c_str(), q, f, dq);
         check((n + " dk").c_str(), k, f, dk);

@@ -59,7 +59,8 @@ const char *kUsage =
     "    segments       K, segments per training sequence (default 2)\n"
     "    preset         \"pretrain\" (default) or \"finetune\": learning rate, batch and clipping\n"
     "    optim          learning_rate, min_learning_rate, warmup_steps, total_steps,\n"
-    "                   weight_decay, beta1, beta2, grad_clip, grad_accum_steps, precision\n"
+    "                   weight_decay, beta1, beta2, grad_clip, grad_accum_steps, dropout,\n"
+    "                   precision\n"
     "    max_steps, max_epochs, max_time (seconds), exit_loss   stop conditions\n"
     "    checkpoint_every, eval_every, eval_batches, log_every, seed, out\n"
     "  options: --out DIR  --resume  --reset-epochs  --max-steps N  --max-time S\n"
@@ -192,6 +193,8 @@ int cmd_train(int argc, char **argv) {
     tp.beta2 = optim.value("beta2", tp.beta2);
     tp.grad_clip = optim.value("grad_clip", tp.grad_clip);
     tp.grad_accum_steps = optim.value("grad_accum_steps", tp.grad_accum_steps);
+    tp.dropout = optim.value("dropout", tp.dropout);
+    tp.seed = cfg.value("seed", static_cast<uint64_t>(1));
     std::string prec = optim.value("precision", std::string("auto"));
     if (prec != "auto" && prec != "fp32" && prec != "bf16") {
         std::fprintf(stderr, "rmkv train: precision '%s' is not auto, fp32 or bf16\n", prec.c_str());

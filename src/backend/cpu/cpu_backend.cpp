@@ -176,9 +176,9 @@ public:
         cpu::rope(x, n, ld, h, hd, t0, theta, inverse);
     }
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
-                   int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0) override {
+                   int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
         if (nq < kGemmAttentionRows) {
-            cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+            cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
             return;
         }
         // Many query rows (prefill, memory rows): two batched matrix products per
@@ -186,8 +186,10 @@ public:
         auto &st = static_cast<CpuStream &>(s);
         AttentionShapes a(h, hkv, hd, ldkv, nq, nk);
         const AttentionMatmuls &am = attention_probabilities(st, a, q, k, visible0);
+        if (drop.on()) cpu::dropout(st.scores.data(), h * nq * nk, drop);  // scores: [H, nq, nk]
         run(st, am.pv, am.pv_scratch, a.scores(st.scores.data(), engine_), a.kv(v, engine_), a.rows(out, engine_));
     }
+    void dropout(Stream &, float *x, int64_t n, const Dropout &drop) override { cpu::dropout(x, n, drop); }
     void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
     void gelu(Stream &, float *h, const float *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
     void pool(Stream &, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
@@ -226,13 +228,14 @@ public:
     }
     void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
-                            int64_t visible0) override {
+                            int64_t visible0, const Dropout &drop) override {
         if (nq < kGemmAttentionRows) {
-            cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0);
+            cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
             return;
         }
-        // P again, then dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)) / sqrt(hd),
-        // dQ = dS K, dK += dS^T Q: every product a batched matmul per kv head group.
+        // P again, then dP = (dO V^T) F, dS = P (dP - rowsum(P dP)) / sqrt(hd),
+        // dV += (P F)^T dO, dQ = dS K, dK += dS^T Q (F: the dropout factors, else 1):
+        // every product a batched matmul per kv head group.
         auto &st = static_cast<CpuStream &>(s);
         AttentionShapes a(h, hkv, hd, ldkv, nq, nk);
         const AttentionMatmuls &am = attention_probabilities(st, a, q, k, visible0);
@@ -242,11 +245,13 @@ public:
         cpu::pack_heads(st.packed_q.data(), q, nq, h, hd);
         cpu::pack_heads(st.packed_dout.data(), dout, nq, h, hd);
         dnnl::memory P = a.scores(st.scores.data(), engine_), dP = a.scores(st.dscores.data(), engine_);
-        run(st, am.pv_t, am.pv_t_scratch, a.scores_t(st.scores.data(), engine_), a.packed(st.packed_dout.data(), engine_),
-            a.acc(dv, engine_));
         run(st, am.qk, am.qk_scratch, a.rows(dout, engine_), a.kv_t(v, engine_), dP);
+        if (drop.on()) cpu::dropout(st.dscores.data(), h * nq * nk, drop);
         cpu::softmax_backward_rows(st.dscores.data(), st.scores.data(), static_cast<int64_t>(h * nq), nk,
                                    1.0f / std::sqrt(static_cast<float>(hd)));
+        if (drop.on()) cpu::dropout(st.scores.data(), h * nq * nk, drop);
+        run(st, am.pv_t, am.pv_t_scratch, a.scores_t(st.scores.data(), engine_), a.packed(st.packed_dout.data(), engine_),
+            a.acc(dv, engine_));
         run(st, am.pv, am.pv_scratch, dP, a.kv(k, engine_), a.rows(dq, engine_));
         run(st, am.pv_t, am.pv_t_scratch, a.scores_t(st.dscores.data(), engine_), a.packed(st.packed_q.data(), engine_),
             a.acc(dk, engine_));

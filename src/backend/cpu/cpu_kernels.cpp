@@ -206,7 +206,8 @@ void rope(T *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_
 
 template <class T>
 RMKV_CLONES void attention_forward(T *out, const T *q, const T *k, const T *v, int64_t nq, int64_t nk, int64_t ldkv,
-                                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0) {
+                                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
+                                   const Dropout &drop) {
     const int64_t group = n_heads / n_kv_heads, D = n_heads * head_dim;
     const T scale = T(1) / std::sqrt(static_cast<T>(head_dim));
 #pragma omp parallel for collapse(2) if (nq * n_heads > 1) schedule(dynamic, 1)
@@ -215,6 +216,8 @@ RMKV_CLONES void attention_forward(T *out, const T *q, const T *k, const T *v, i
             const int64_t nvis = std::min(nk, visible0 + i + 1), koff = (h / group) * head_dim;
             T *p = scratch<T>(nvis, 0);
             attention_probs(p, q + i * D + h * head_dim, k, nvis, ldkv, koff, head_dim, scale);
+            if (drop.on())
+                for (int64_t j = 0; j < nvis; ++j) p[j] *= drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j));
             T *o = out + i * D + h * head_dim;
             std::fill(o, o + head_dim, T(0));
             for (int64_t j = 0; j < nvis; ++j) axpy(o, p[j], v + j * ldkv + koff, head_dim);
@@ -225,7 +228,7 @@ RMKV_CLONES void attention_forward(T *out, const T *q, const T *k, const T *v, i
 template <class T>
 RMKV_CLONES void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, int64_t nq,
                                     int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                                    int64_t visible0) {
+                                    int64_t visible0, const Dropout &drop) {
     const int64_t group = n_heads / n_kv_heads, D = n_heads * head_dim;
     const T scale = T(1) / std::sqrt(static_cast<T>(head_dim));
     // dk and dv of a kv head collect every query of its group: one kv head per thread.
@@ -238,10 +241,14 @@ RMKV_CLONES void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T 
                 const T *qi = q + i * D + h * head_dim, *doi = dout + i * D + h * head_dim;
                 T *p = scratch<T>(nvis, 0), *dp = scratch<T>(nvis, 1);
                 attention_probs(p, qi, k, nvis, ldkv, koff, head_dim, scale);
+                // With dropout, out = sum_j p_j f_j v_j: dv_j gets p_j f_j dout and the
+                // gradient of p_j is f_j (dout . v_j).
                 T pdp = 0;
                 for (int64_t j = 0; j < nvis; ++j) {
-                    dp[j] = dot(doi, v + j * ldkv + koff, head_dim);
+                    const T f = drop.on() ? static_cast<T>(drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j))) : T(1);
+                    dp[j] = f * dot(doi, v + j * ldkv + koff, head_dim);
                     pdp += p[j] * dp[j];
+                    axpy(dv + j * ldkv + koff, p[j] * f, doi, head_dim);
                 }
                 T *dqi = dq + i * D + h * head_dim;
                 std::fill(dqi, dqi + head_dim, T(0));
@@ -249,11 +256,16 @@ RMKV_CLONES void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T 
                     T ds = p[j] * (dp[j] - pdp) * scale;
                     axpy(dqi, ds, k + j * ldkv + koff, head_dim);
                     axpy(dk + j * ldkv + koff, ds, qi, head_dim);
-                    axpy(dv + j * ldkv + koff, p[j], doi, head_dim);
                 }
             }
         }
     }
+}
+
+template <class T>
+void dropout(T *x, int64_t n, const Dropout &drop) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) x[i] *= static_cast<T>(drop.factor(static_cast<uint64_t>(i)));
 }
 
 template <class T>
@@ -548,9 +560,10 @@ void linear_backward_ref(T *dx, bool dx_accumulate, T *dW, T *db, const T *dy, c
     template void sincos_add<T>(T *, int64_t, int64_t, int64_t);                                                         \
     template void rope<T>(T *, int64_t, int64_t, int64_t, int64_t, int64_t, T, bool);                                    \
     template void attention_forward<T>(T *, const T *, const T *, const T *, int64_t, int64_t, int64_t, int64_t,        \
-                                       int64_t, int64_t, int64_t);                                                       \
+                                       int64_t, int64_t, int64_t, const Dropout &);                                      \
     template void attention_backward<T>(T *, T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,    \
-                                        int64_t, int64_t, int64_t, int64_t, int64_t);                                    \
+                                        int64_t, int64_t, int64_t, int64_t, int64_t, const Dropout &);                   \
+    template void dropout<T>(T *, int64_t, const Dropout &);                                                             \
     template void swiglu_forward<T>(T *, const T *, const T *, int64_t);                                                 \
     template void swiglu_backward<T>(T *, T *, const T *, const T *, const T *, int64_t);                               \
     template void gelu_forward<T>(T *, const T *, int64_t);                                                              \

@@ -21,12 +21,16 @@ template <class T> void embed_backward(T *dtok_emb, const T *dX, const int32_t *
 template <class T> void add(T *out, const T *a, const T *b, int64_t n);
 template <class T> void sincos_add(T *X, int64_t n, int64_t d, int64_t p0);
 template <class T> void rope(T *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, T theta, bool inverse);
+// drop: dropout of the probabilities (backend.h), drop.p == 0 for none.
 template <class T> void attention_forward(T *out, const T *q, const T *k, const T *v, int64_t nq, int64_t nk, int64_t ldkv,
-                                          int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0);
+                                          int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
+                                          const Dropout &drop);
 // dq = ..; dk += ..; dv += .. (the probabilities are recomputed from q and k)
 template <class T> void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, int64_t nq,
                                            int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                                           int64_t visible0);
+                                           int64_t visible0, const Dropout &drop);
+// x[i] *= drop.factor(i)
+template <class T> void dropout(T *x, int64_t n, const Dropout &drop);
 template <class T> void swiglu_forward(T *h, const T *g, const T *u, int64_t n);
 template <class T> void swiglu_backward(T *dg, T *du, const T *dh, const T *g, const T *u, int64_t n);  // dg, du =
 template <class T> void gelu_forward(T *h, const T *u, int64_t n);
