@@ -622,6 +622,24 @@ typedef struct rmkv_train_stats {
    head; not to norms, biases, embeddings, init_memory or pool.query. */
 RMKV_API rmkv_status rmkv_trainer_new(rmkv_model *model, const rmkv_train_params *params, rmkv_trainer **out);
 
+/* State tuning (SPEC section 6): a trainer that trains only the initial memories
+   (layers.*.init_memory) of `model`, as its own copies; every other weight is
+   frozen and the model is never written (its file, mapped or not, stays byte for
+   byte the same; its sessions may step between training steps). The LSTM cell
+   state still starts at zero. rmkv_train_step, rmkv_trainer_evaluate,
+   rmkv_trainer_compute_gradients, rmkv_trainer_gradient and
+   rmkv_trainer_step_count work as for a trainer (evaluation and training read the
+   tuned memories); checkpoints are refused (INVALID_ARGUMENT). The result becomes
+   a session's starting point with rmkv_trainer_apply_state, and a state file
+   (a few kilobytes) with rmkv_session_state_save_file. `model` (not owned) must
+   outlive the trainer; free with rmkv_trainer_free. */
+RMKV_API rmkv_status rmkv_state_tuner_new(const rmkv_model *model, const rmkv_train_params *params, rmkv_trainer **out);
+
+/* State tuning: resets `session` (a session of the tuned model, else
+   RMKV_ERR_MISMATCH) to position 0 with the tuned memories as its memory.
+   INVALID_ARGUMENT for a trainer of the whole model. */
+RMKV_API rmkv_status rmkv_trainer_apply_state(const rmkv_trainer *t, rmkv_session *session);
+
 /* Forward and backward over the batch (every sequence from the initial memory,
    memory and gradients flowing through its K segments), then, every
    grad_accum_steps calls, an AdamW update with clipping and the schedule. A step

@@ -35,6 +35,23 @@ RMKV_API rmkv_status rmkv_trainer_new(rmkv_model *model, const rmkv_train_params
     });
 }
 
+RMKV_API rmkv_status rmkv_state_tuner_new(const rmkv_model *model, const rmkv_train_params *params, rmkv_trainer **out) {
+    return guarded([&] {
+        require_not_null(model, "model");
+        require_not_null(out, "out");
+        auto p = read_params(params, rmkv_train_default_params(), "rmkv_train_params");
+        *out = new rmkv_trainer(*model, p, rmkv_trainer::StateTuning{});
+    });
+}
+
+RMKV_API rmkv_status rmkv_trainer_apply_state(const rmkv_trainer *t, rmkv_session *session) {
+    return guarded([&] {
+        require_not_null(t, "trainer");
+        require_not_null(session, "session");
+        t->apply_state(*session);
+    });
+}
+
 RMKV_API rmkv_status rmkv_train_step(rmkv_trainer *t, const rmkv_batch *batch, rmkv_train_stats *stats) {
     return guarded([&] {
         require_not_null(t, "trainer");

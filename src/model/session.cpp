@@ -54,6 +54,14 @@ void rmkv_session::free_all() {
     layers_.clear();
 }
 
+void rmkv_session::restart_from(const std::vector<const float *> &memory) {
+    reset();
+    const Config &c = model_.config();
+    for (size_t l = 0; l < layers_.size(); ++l)
+        model_.backend().copy(*stream_, layers_[l].memory, memory[l], c.memory_slots * c.d_model);
+    model_.backend().sync(*stream_);
+}
+
 void rmkv_session::reset() {
     const Config &c = model_.config();
     const int64_t M = c.memory_slots, D = c.d_model;

@@ -24,6 +24,9 @@ public:
     void step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows);
     void flush();
     void reset();
+    // reset(), then the memory of layer l is memory[l] ([M, D], backend memory of
+    // the model's backend; a tuned starting state).
+    void restart_from(const std::vector<const float *> &memory);
     // Draws the next token from the logits of the last token stepped.
     int32_t sample(const rmkv_sampler_params &p);
 

@@ -31,6 +31,9 @@ json params_json(const rmkv_train_params &p) {
 }  // namespace
 
 void rmkv_trainer::save_checkpoint(const std::string &path, const std::string &user_json) const {
+    if (state_tuning_)
+        fail(RMKV_ERR_INVALID_ARGUMENT, "state tuning writes no checkpoints: save its result with rmkv_trainer_apply_state "
+                                        "and rmkv_session_state_save_file");
     if (micro_ != 0)
         fail(RMKV_ERR_INVALID_ARGUMENT, "a checkpoint is taken between optimiser updates; ", micro_, " of ",
              p_.grad_accum_steps, " accumulation steps are pending");
@@ -63,6 +66,7 @@ void rmkv_trainer::save_checkpoint(const std::string &path, const std::string &u
 }
 
 void rmkv_trainer::load_checkpoint(const std::string &path) {
+    if (state_tuning_) fail(RMKV_ERR_INVALID_ARGUMENT, "state tuning loads no checkpoints");
     MappedFile file(path, true);
     const std::string what = "checkpoint '" + path + "'";
     SafetensorsFile f = SafetensorsFile::parse(file.data(), file.size(), what);

@@ -9,6 +9,16 @@ using namespace rmkv;
 
 rmkv_trainer::rmkv_trainer(rmkv_model &model, const rmkv_train_params &params)
     : model_(model), p_(params), stream_(model.backend().new_stream()) {
+    init();
+}
+
+// The model is only read: model_ is never used to write in this mode.
+rmkv_trainer::rmkv_trainer(const rmkv_model &model, const rmkv_train_params &params, StateTuning)
+    : model_(const_cast<rmkv_model &>(model)), p_(params), state_tuning_(true), stream_(model.backend().new_stream()) {
+    init();
+}
+
+void rmkv_trainer::init() {
     if (!(p_.learning_rate >= 0) || !(p_.min_learning_rate >= 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "learning rates must be >= 0");
     if (p_.warmup_steps < 0 || p_.total_steps < 0) fail(RMKV_ERR_INVALID_ARGUMENT, "warmup_steps and total_steps must be >= 0");
     if (!(p_.beta1 >= 0 && p_.beta1 < 1) || !(p_.beta2 >= 0 && p_.beta2 < 1))
@@ -20,14 +30,28 @@ rmkv_trainer::rmkv_trainer(rmkv_model &model, const rmkv_train_params &params)
     if (!(p_.dropout >= 0.0f && p_.dropout < 1.0f))
         fail(RMKV_ERR_INVALID_ARGUMENT, "dropout = ", p_.dropout, " must be in [0, 1)");
     Backend &be = model_.backend();
-    params_ = model_.writable_params();
+    const auto &all_specs = model_.specs();
+    for (const ParamSpec &s : all_specs)
+        trainable_.push_back(!state_tuning_ || s.name.find(".init_memory") != std::string::npos);
+    // Full training writes the model's weights in place; state tuning trains its own
+    // copies of the initial memories and reads everything else from the model.
+    if (!state_tuning_) params_ = model_.writable_params();
+    else params_ = model_.params();
     try {
-        for (const ParamSpec &s : model_.specs()) {
-            grads_.push_back(be.alloc(static_cast<size_t>(s.numel)));
-            m_.push_back(be.alloc(static_cast<size_t>(s.numel)));
-            v_.push_back(be.alloc(static_cast<size_t>(s.numel)));
+        for (size_t i = 0; i < all_specs.size(); ++i) {
+            const size_t n = static_cast<size_t>(all_specs[i].numel);
+            grads_.push_back(be.alloc(n));
+            m_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
+            v_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
+            if (state_tuning_ && trainable_[i]) {
+                float *own = be.alloc(n);
+                be.copy(*stream_, own, params_[i], n);
+                params_[i] = own;
+                owned_params_.push_back(own);
+            }
         }
         grad_view_ = bind_weights(model_.config(), model_.specs(), grads_);
+        view_weights_ = bind_weights(model_.config(), model_.specs(), params_);
         const int32_t precision = p_.precision;
         if (precision < RMKV_PRECISION_AUTO || precision > RMKV_PRECISION_BF16)
             fail(RMKV_ERR_INVALID_ARGUMENT, "precision = ", precision, " is not an rmkv_precision");
@@ -42,10 +66,11 @@ rmkv_trainer::rmkv_trainer(rmkv_model &model, const rmkv_train_params &params)
         }
         be.set_bf16(*stream_, bf16);
         refresh_shadows();
-        pass_ = std::make_unique<SequencePass>(model_.view(), *stream_);
+        pass_ = std::make_unique<SequencePass>(ModelView{&model_.config(), &view_weights_, &be}, *stream_);
     } catch (...) {
-        for (auto *vec : {&grads_, &m_, &v_})
-            for (float *q : *vec) be.free(q);
+        for (auto *vec : {&grads_, &m_, &v_, &owned_params_})
+            for (float *q : *vec)
+                if (q) be.free(q);
         for (uint16_t *q : shadows_) be.free_bf16(q);
         throw;
     }
@@ -63,8 +88,9 @@ void rmkv_trainer::refresh_shadows() {
 rmkv_trainer::~rmkv_trainer() {
     pass_.reset();
     Backend &be = model_.backend();
-    for (auto *vec : {&grads_, &m_, &v_})
-        for (float *q : *vec) be.free(q);
+    for (auto *vec : {&grads_, &m_, &v_, &owned_params_})
+        for (float *q : *vec)
+            if (q) be.free(q);
     for (uint16_t *q : shadows_) be.free_bf16(q);
 }
 
@@ -198,7 +224,8 @@ void rmkv_trainer::update(rmkv_train_stats *stats) {
     // Each micro-batch's gradient is a mean over its targets: average the micro-batches.
     const float accum_scale = 1.0f / static_cast<float>(micro_);
     double sq = 0;
-    for (size_t i = 0; i < grads_.size(); ++i) sq += be.sum_squares(*stream_, grads_[i], static_cast<size_t>(specs[i].numel));
+    for (size_t i = 0; i < grads_.size(); ++i)
+        if (trainable_[i]) sq += be.sum_squares(*stream_, grads_[i], static_cast<size_t>(specs[i].numel));
     const double norm = std::sqrt(sq) * accum_scale;
     micro_ = 0;
     if (stats) stats->grad_norm = static_cast<float>(norm);
@@ -211,11 +238,22 @@ void rmkv_trainer::update(rmkv_train_stats *stats) {
     ++step_;
     const float lr = learning_rate_at(step_);
     for (size_t i = 0; i < grads_.size(); ++i)
-        be.adamw(*stream_, params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel), lr, p_.beta1, p_.beta2,
-                 p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, accum_scale * clip, step_, shadows_[i]);
-    model_.weights_changed();
+        if (trainable_[i])
+            be.adamw(*stream_, params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel), lr, p_.beta1,
+                     p_.beta2, p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, accum_scale * clip, step_, shadows_[i]);
+    if (!state_tuning_) model_.weights_changed();
     if (stats) {
         stats->step = step_;
         stats->learning_rate = lr;
     }
+}
+
+void rmkv_trainer::apply_state(rmkv_session &session) const {
+    if (!state_tuning_) fail(RMKV_ERR_INVALID_ARGUMENT, "this trainer trains the whole model, not a state (use the model)");
+    if (&session.model() != &model_)
+        fail(RMKV_ERR_MISMATCH, "the session belongs to another model than the one being state-tuned");
+    std::vector<const float *> memory;
+    for (const LayerWeights &l : view_weights_.layers) memory.push_back(l.init_memory);
+    model_.backend().sync(*stream_);
+    session.restart_from(memory);
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "model/session.h"
 #include "train/sequence_pass.h"
 
 namespace rmkv {
@@ -17,6 +18,14 @@ std::string checkpoint_user_json(const std::string &path);
 struct rmkv_trainer {
 public:
     rmkv_trainer(rmkv_model &model, const rmkv_train_params &params);
+    // State tuning (SPEC section 6): only layers.*.init_memory are trained, as the
+    // trainer's own copies; the model is never written.
+    struct StateTuning {};
+    rmkv_trainer(const rmkv_model &model, const rmkv_train_params &params, StateTuning);
+    bool state_tuning() const { return state_tuning_; }
+    // State tuning: the session restarts (position 0, empty segment) from the
+    // tuned memories.
+    void apply_state(rmkv_session &session) const;
     ~rmkv_trainer();
     rmkv_trainer(const rmkv_trainer &) = delete;
     rmkv_trainer &operator=(const rmkv_trainer &) = delete;
@@ -41,13 +50,19 @@ private:
     void zero_gradients();
     void update(rmkv_train_stats *stats);
 
+    void init();
+
     rmkv_model &model_;
     rmkv_train_params p_;
+    bool state_tuning_ = false;
+    std::vector<bool> trainable_;         // per parameter: updated by the optimiser
+    rmkv::ModelWeights view_weights_{};   // what the passes read (the model's, or tuned init_memory)
     std::unique_ptr<rmkv::Stream> stream_;
     std::unique_ptr<rmkv::SequencePass> pass_;
     void refresh_shadows();
 
     std::vector<float *> params_, grads_, m_, v_;
+    std::vector<float *> owned_params_;  // state tuning: the trained init_memory copies
     std::vector<uint16_t *> shadows_;  // bf16 copies of the matrices (mixed precision), else NULL
     rmkv::ModelWeights grad_view_{};
     int64_t step_ = 0;         // optimiser updates done
