@@ -1,5 +1,8 @@
 // rmkv train: pretraining and finetuning driven by a JSON config and flags, on the
-// public ABI (trainer, data pipeline, checkpoints). Writes into --out:
+// public ABI (trainer, data pipeline, checkpoints). rmkv state-tune: the same loop
+// training only the initial memories of a model (rmkv_state_tuner_new); its result,
+// written to --out as state.rmkvs (every checkpoint_every steps and at the end), is a
+// state file that sessions of the model load as their starting point. Writes into --out:
 //   checkpoint-latest.ckpt      every --checkpoint-every steps and at the end (atomic)
 //   checkpoint-<step>.ckpt      when --keep-checkpoints is set
 //   model.safetensors           the final model
@@ -27,8 +30,10 @@ using json = nlohmann::json;
 
 namespace {
 
+const char *g_prog = "rmkv train";
+
 int report(const std::string &what) {
-    std::fprintf(stderr, "rmkv train: %s: %s\n", what.c_str(), rmkv_last_error());
+    std::fprintf(stderr, "%s: %s: %s\n", g_prog, what.c_str(), rmkv_last_error());
     return 1;
 }
 
@@ -67,12 +72,26 @@ const char *kUsage =
     "           --max-epochs N  --lr X  --precision auto|fp32|bf16  --preset NAME\n"
     "           --init-from FILE  --quiet      (--max-time 0: no time limit)\n";
 
+const char *kStateUsage =
+    "usage: rmkv state-tune --model MODEL --config tune.json [options]\n"
+    "  trains only the initial memories of MODEL (which is not changed) on the data of\n"
+    "  the config; writes OUT/state.rmkvs, a state file any session of MODEL loads as\n"
+    "  its starting point (rmkv generate --state, rmkv_session_state_load_file).\n"
+    "  config keys: data (JSONL sources with formatters, walks, max_prompt_tokens,\n"
+    "  max_completion_tokens, batch_size; prompts masked by default), segments,\n"
+    "  optim (learning_rate 1e-2, min_learning_rate 1e-3, warmup_steps 10, ...),\n"
+    "  max_steps, max_epochs, max_time, exit_loss, checkpoint_every (state saves),\n"
+    "  eval_every, eval_batches, log_every, seed, out\n"
+    "  options: --model FILE  --out DIR  --max-steps N  --max-time S  --max-epochs N\n"
+    "           --lr X  --precision auto|fp32|bf16  --quiet\n";
+
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
-}  // namespace
 
-int cmd_train(int argc, char **argv) {
+int run(int argc, char **argv, bool state_tune) {
+    g_prog = state_tune ? "rmkv state-tune" : "rmkv train";
+    const char *usage = state_tune ? kStateUsage : kUsage;
     json cfg = json::object();
     json over = json::object();
     bool resume = false, reset_epochs = false, quiet = false;
@@ -80,7 +99,7 @@ int cmd_train(int argc, char **argv) {
         std::string a = argv[i];
         auto next = [&]() -> std::string {
             if (i + 1 >= argc) {
-                std::fprintf(stderr, "rmkv train: %s needs a value\n", a.c_str());
+                std::fprintf(stderr, "%s: %s needs a value\n", g_prog, a.c_str());
                 std::exit(2);
             }
             return argv[++i];
@@ -88,14 +107,14 @@ int cmd_train(int argc, char **argv) {
         if (a == "--config") {
             std::ifstream f(next());
             if (!f) {
-                std::fprintf(stderr, "rmkv train: cannot read %s\n", argv[i]);
+                std::fprintf(stderr, "%s: cannot read %s\n", g_prog, argv[i]);
                 return 1;
             }
             std::stringstream ss;
             ss << f.rdbuf();
             cfg = json::parse(ss.str(), nullptr, false);
             if (cfg.is_discarded() || !cfg.is_object()) {
-                std::fprintf(stderr, "rmkv train: %s is not a JSON object\n", argv[i]);
+                std::fprintf(stderr, "%s: %s is not a JSON object\n", g_prog, argv[i]);
                 return 1;
             }
         } else if (a == "--out") over["out"] = next();
@@ -108,22 +127,27 @@ int cmd_train(int argc, char **argv) {
         else if (a == "--lr") over["optim"]["learning_rate"] = std::stod(next());
         else if (a == "--precision") over["optim"]["precision"] = next();
         else if (a == "--preset") over["preset"] = next();
-        else if (a == "--init-from") over["init_from"] = next();
+        else if (a == "--init-from" || (state_tune && a == "--model")) over["init_from"] = next();
         else if (a == "-h" || a == "--help") {
-            std::fputs(kUsage, stdout);
+            std::fputs(usage, stdout);
             return 0;
         } else {
-            std::fprintf(stderr, "rmkv train: unknown option %s\n%s", a.c_str(), kUsage);
+            std::fprintf(stderr, "%s: unknown option %s\n%s", g_prog, a.c_str(), usage);
             return 2;
         }
+    }
+    if (state_tune && (resume || !cfg.contains("init_from") && !over.contains("init_from"))) {
+        std::fprintf(stderr, "%s: %s\n%s", g_prog, resume ? "--resume: state tuning is short; start it again"
+                                                          : "--model (or \"init_from\") is required", usage);
+        return 2;
     }
     cfg.merge_patch(over);
     const std::string out = cfg.value("out", std::string("run"));
     ::mkdir(out.c_str(), 0755);
     const std::string latest = out + "/checkpoint-latest.ckpt";
-    const std::string preset = cfg.value("preset", std::string("pretrain"));
+    const std::string preset = cfg.value("preset", std::string(state_tune ? "finetune" : "pretrain"));
     if (preset != "pretrain" && preset != "finetune") {
-        std::fprintf(stderr, "rmkv train: preset '%s' is not pretrain or finetune\n", preset.c_str());
+        std::fprintf(stderr, "%s: preset '%s' is not pretrain or finetune\n", g_prog, preset.c_str());
         return 2;
     }
     const bool finetune = preset == "finetune";
@@ -152,7 +176,7 @@ int cmd_train(int argc, char **argv) {
     }
     const rmkv_tokenizer *tok = rmkv_model_tokenizer(model);
     if (!tok) {
-        std::fprintf(stderr, "rmkv train: the model has no tokenizer (give \"tokenizer\" when creating it)\n");
+        std::fprintf(stderr, "%s: the model has no tokenizer (give \"tokenizer\" when creating it)\n", g_prog);
         return 1;
     }
     size_t need = 0;
@@ -177,9 +201,9 @@ int cmd_train(int argc, char **argv) {
 
     // Trainer: preset, then the config's optim keys.
     rmkv_train_params tp = rmkv_train_default_params();
-    tp.learning_rate = finetune ? 1e-4f : 3e-4f;
-    tp.min_learning_rate = finetune ? 1e-5f : 3e-5f;
-    tp.warmup_steps = finetune ? 50 : 100;
+    tp.learning_rate = state_tune ? 1e-2f : finetune ? 1e-4f : 3e-4f;
+    tp.min_learning_rate = state_tune ? 1e-3f : finetune ? 1e-5f : 3e-5f;
+    tp.warmup_steps = state_tune ? 10 : finetune ? 50 : 100;
     tp.grad_clip = finetune ? 0.5f : 1.0f;
     const int64_t max_steps = cfg.value("max_steps", static_cast<int64_t>(0));
     tp.total_steps = max_steps;
@@ -197,12 +221,15 @@ int cmd_train(int argc, char **argv) {
     tp.seed = cfg.value("seed", static_cast<uint64_t>(1));
     std::string prec = optim.value("precision", std::string("auto"));
     if (prec != "auto" && prec != "fp32" && prec != "bf16") {
-        std::fprintf(stderr, "rmkv train: precision '%s' is not auto, fp32 or bf16\n", prec.c_str());
+        std::fprintf(stderr, "%s: precision '%s' is not auto, fp32 or bf16\n", g_prog, prec.c_str());
         return 2;
     }
     tp.precision = prec == "fp32" ? RMKV_PRECISION_FP32 : prec == "bf16" ? RMKV_PRECISION_BF16 : RMKV_PRECISION_AUTO;
     rmkv_trainer *trainer = nullptr;
-    if (rmkv_trainer_new(model, &tp, &trainer) != RMKV_OK) return report("trainer");
+    if (state_tune ? rmkv_state_tuner_new(model, &tp, &trainer) != RMKV_OK
+                   : rmkv_trainer_new(model, &tp, &trainer) != RMKV_OK)
+        return report("trainer");
+    const std::string state_out = out + "/state.rmkvs";
 
     double elapsed_before = 0;
     if (resume) {
@@ -241,6 +268,14 @@ int cmd_train(int argc, char **argv) {
     batch.targets = targets.data();
 
     auto save_checkpoint = [&](double elapsed) -> bool {
+        if (state_tune) {  // the tuned memories as a state file (atomic)
+            rmkv_session *s = nullptr;
+            if (rmkv_session_new(model, nullptr, &s) != RMKV_OK) return report("session") == 0;
+            bool ok = rmkv_trainer_apply_state(trainer, s) == RMKV_OK &&
+                      rmkv_session_state_save_file(s, state_out.c_str()) == RMKV_OK;
+            rmkv_session_free(s);
+            return ok || report(state_out) == 0;
+        }
         size_t ds_size = 0;
         rmkv_data_state_save(pipe, nullptr, 0, &ds_size);
         std::string ds(ds_size, '\0');
@@ -300,8 +335,8 @@ int cmd_train(int argc, char **argv) {
         metrics << m.dump() << "\n";
         metrics.flush();
         if (!quiet)
-            std::fprintf(stderr, "\nrmkv train: step %lld  validation loss %.4f (unigram baseline %.4f)  ppl %.2f  memory effect %.4f\n",
-                         static_cast<long long>(step), loss_sum / n, unigram_entropy, std::exp(loss_sum / n),
+            std::fprintf(stderr, "\n%s: step %lld  validation loss %.4f (unigram baseline %.4f)  ppl %.2f  memory effect %.4f\n",
+                         g_prog, static_cast<long long>(step), loss_sum / n, unigram_entropy, std::exp(loss_sum / n),
                          n_later ? (later_reset - later) / n_later : 0.0);
     };
 
@@ -310,6 +345,7 @@ int cmd_train(int argc, char **argv) {
     const double t0 = now_s();
     double last_log = t0, tokens_since = 0, ema_loss = NAN;
     int64_t step = rmkv_trainer_step_count(trainer);
+    double epoch0 = -1;  // epoch progress at the first batch of this run
     const char *why = "max_steps";
     while (true) {
         if (max_steps > 0 && step >= max_steps) break;
@@ -320,6 +356,7 @@ int cmd_train(int argc, char **argv) {
         info.struct_size = sizeof info;
         if (rmkv_data_next(pipe, tokens.data(), targets.data(), tokens.size(), &info) != RMKV_OK) return report("data");
         if (max_epochs > 0 && info.epoch_progress >= max_epochs) { why = "max_epochs"; break; }
+        if (epoch0 < 0) epoch0 = info.epoch_progress;
         rmkv_train_stats st{};
         st.struct_size = sizeof st;
         if (rmkv_train_step(trainer, &batch, &st) != RMKV_OK) return report("step");
@@ -336,6 +373,11 @@ int cmd_train(int argc, char **argv) {
             metrics.flush();
             if (!quiet) {
                 double eta = max_steps > 0 ? (max_steps - step) * static_cast<double>(B * N) / tps : NAN;
+                if (max_epochs > 0 && info.epoch_progress > epoch0) {  // from the pace through the data
+                    const double run_s = now_s() - t0;
+                    const double by_epochs = (max_epochs - info.epoch_progress) * run_s / (info.epoch_progress - epoch0);
+                    eta = std::isnan(eta) ? by_epochs : std::min(eta, by_epochs);
+                }
                 if (max_time > 0) eta = std::min(std::isnan(eta) ? 1e30 : eta, max_time - (elapsed_before + t - t0));
                 std::fprintf(stderr, "\rstep %lld%s | loss %.4f | %.0f tok/s | lr %.2e | epoch %.2f | ETA %s   ",
                              static_cast<long long>(step),
@@ -347,9 +389,16 @@ int cmd_train(int argc, char **argv) {
         if (ckpt_every > 0 && step % ckpt_every == 0 && !save_checkpoint(elapsed_before + now_s() - t0)) return 1;
         if (exit_loss > 0 && ema_loss <= exit_loss) { why = "exit_loss"; break; }
     }
-    if (!quiet) std::fprintf(stderr, "\nrmkv train: stopped (%s) at step %lld\n", why, static_cast<long long>(step));
+    if (!quiet) std::fprintf(stderr, "\n%s: stopped (%s) at step %lld\n", g_prog, why, static_cast<long long>(step));
     evaluate(step);
     if (!save_checkpoint(elapsed_before + now_s() - t0)) return 1;
+    if (state_tune) {
+        if (!quiet) std::fprintf(stderr, "%s: wrote %s\n", g_prog, state_out.c_str());
+        rmkv_trainer_free(trainer);
+        rmkv_data_free(pipe);
+        rmkv_model_free(model);
+        return 0;
+    }
     const std::string final_model = out + "/model.safetensors";
     if (rmkv_model_save(model, final_model.c_str()) != RMKV_OK) return report(final_model);
     if (!quiet) std::fprintf(stderr, "rmkv train: wrote %s and %s\n", latest.c_str(), final_model.c_str());
@@ -358,3 +407,8 @@ int cmd_train(int argc, char **argv) {
     rmkv_model_free(model);
     return 0;
 }
+
+}  // namespace
+
+int cmd_train(int argc, char **argv) { return run(argc, argv, false); }
+int cmd_state_tune(int argc, char **argv) { return run(argc, argv, true); }

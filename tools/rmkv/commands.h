@@ -7,4 +7,5 @@ int cmd_create(int argc, char **argv);     // cmd_model.cpp
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);     // cmd_train.cpp
+int cmd_state_tune(int argc, char **argv);
 int cmd_generate(int argc, char **argv);  // cmd_generate.cpp

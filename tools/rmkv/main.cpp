@@ -25,6 +25,8 @@ int usage() {
                  "  tokenizer train|encode|decode|info ...\n"
 #endif
                  "  train --config train.json [--out DIR] [--resume] ...   (rmkv train --help)\n"
+                 "  state-tune --model MODEL --config tune.json [--out DIR] ...\n"
+                 "                               train a starting state (rmkv state-tune --help)\n"
                  "  generate MODEL [--prompt TEXT] [--max-tokens N] [--temperature T] ...\n"
                  "  version\n");
     return 2;
@@ -44,6 +46,7 @@ int main(int argc, char **argv) {
     if (!std::strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!std::strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!std::strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!std::strcmp(cmd, "state-tune")) return cmd_state_tune(argc - 1, argv + 1);
     if (!std::strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
 #if RMKV_TOOL_HAS_TOKENIZER
     if (!std::strcmp(cmd, "tokenizer")) return cmd_tokenizer(argc - 1, argv + 1);
