@@ -105,6 +105,8 @@ public:
     virtual void concat_cols(Stream &s, real *dst, const real *a, const real *b, int64_t M, int64_t D) = 0;
 
     // ---- training: backward operations (cpu_kernels.h documents each) ----
+    // A parameter gradient pointer (dW, db, dw, dP, dtok_emb) may be NULL: that
+    // parameter is frozen and nothing is accumulated for it.
     // dx (+)= dy W (dx may be NULL); dW += dy^T x; db += column sums of dy (db may be NULL).
     virtual void linear_backward(Stream &s, real *dx, bool dx_accumulate, real *dW, real *db, const real *dy,
                                  const real *x, const real *W, int64_t n, int64_t in, int64_t out) = 0;

@@ -135,8 +135,8 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
         be_.copy(st_, dx_, segs_[k].dx_head, T * D);
         for (size_t l = L; l-- > 0;) backward_layer(k, l, T, k + 1 < K, G);
         // dx_ now holds the gradient of the embeddings.
-        be_.embed_backward(st_, G.tok_emb, dx_, tokens + p, T, D);
-        if (c.pos == Pos::learned) be_.add(st_, G.pos_emb, G.pos_emb, dx_, T * D);
+        if (G.tok_emb) be_.embed_backward(st_, G.tok_emb, dx_, tokens + p, T, D);
+        if (c.pos == Pos::learned && G.pos_emb) be_.add(st_, G.pos_emb, G.pos_emb, dx_, T * D);
     }
     for (size_t l = 0; l < L; ++l) be_.add(st_, G.layers[l].init_memory, G.layers[l].init_memory, dm_next_[l], M * D);
     return loss;

@@ -18,8 +18,9 @@ public:
     SequencePass(const SequencePass &) = delete;
     SequencePass &operator=(const SequencePass &) = delete;
 
-    // Adds to `grads` (one buffer per parameter, same order as model.params())
-    // the gradient of scale * (summed cross-entropy of this sequence), and returns
+    // Adds to `grads` (one buffer per parameter, same order as model.params(); NULL
+    // for a frozen parameter, whose gradient is then not computed, except
+    // init_memory) the gradient of scale * (summed cross-entropy of this sequence), and returns
     // that summed loss (unscaled). tokens/targets: n host ints; segment lens sum to n.
     // `dropout`: rate and seed of this sequence's masks (p == 0: none).
     double run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,

@@ -40,7 +40,7 @@ void rmkv_trainer::init() {
     try {
         for (size_t i = 0; i < all_specs.size(); ++i) {
             const size_t n = static_cast<size_t>(all_specs[i].numel);
-            grads_.push_back(be.alloc(n));
+            grads_.push_back(trainable_[i] ? be.alloc(n) : nullptr);  // frozen: no gradient computed
             m_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
             v_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
             if (state_tuning_ && trainable_[i]) {
@@ -105,7 +105,7 @@ float rmkv_trainer::learning_rate_at(int64_t s) const {
 
 void rmkv_trainer::zero_gradients() {
     for (size_t i = 0; i < grads_.size(); ++i)
-        model_.backend().fill(*stream_, grads_[i], 0.0f, static_cast<size_t>(model_.specs()[i].numel));
+        if (grads_[i]) model_.backend().fill(*stream_, grads_[i], 0.0f, static_cast<size_t>(model_.specs()[i].numel));
 }
 
 namespace {
@@ -194,6 +194,7 @@ std::vector<float> rmkv_trainer::gradient(const std::string &name) const {
     const auto &specs = model_.specs();
     for (size_t i = 0; i < specs.size(); ++i) {
         if (specs[i].name != name) continue;
+        if (!grads_[i]) fail(RMKV_ERR_INVALID_ARGUMENT, "'", name, "' is frozen (state tuning trains only init_memory)");
         std::vector<float> out(static_cast<size_t>(specs[i].numel));
         model_.backend().to_host(*stream_, out.data(), grads_[i], out.size());
         model_.backend().sync(*stream_);

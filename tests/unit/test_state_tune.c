@@ -214,6 +214,22 @@ static void apply_state_checks(void **state) {
     RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_apply_state(full, s));
     RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_apply_state(NULL, s));
     RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_state_tuner_new(NULL, &p, &tuner));
+
+    /* The tuner computes the gradient of init_memory alone, and exactly the full trainer's. */
+    static int32_t tok[B * N], tg[B * N];
+    make_batch(tok, tg, 11, 1);
+    rmkv_batch b = batch_of(tok, tg, 1);
+    float loss_full = 0, loss_state = 0;
+    RMKV_CHECK(rmkv_trainer_compute_gradients(full, &b, &loss_full));
+    RMKV_CHECK(rmkv_trainer_compute_gradients(tuner, &b, &loss_state));
+    assert_true(loss_full == loss_state);
+    float g_full[4 * 32], g_state[4 * 32];
+    size_t n = 0;
+    RMKV_CHECK(rmkv_trainer_gradient(full, "layers.0.init_memory", g_full, 4 * 32, &n));
+    RMKV_CHECK(rmkv_trainer_gradient(tuner, "layers.0.init_memory", g_state, 4 * 32, &n));
+    assert_int_equal(n, 4 * 32);
+    assert_memory_equal(g_full, g_state, sizeof g_full);
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_gradient(tuner, "layers.0.attn.q.weight", g_state, 4 * 32, &n));
     rmkv_session_free(s);
     rmkv_trainer_free(full);
     rmkv_trainer_free(tuner);

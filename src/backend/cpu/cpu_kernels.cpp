@@ -153,7 +153,8 @@ void norm_backward(NormKind kind, T *dx, T *dw, T *db, const T *dy, const T *x, 
 #pragma omp critical
         for (int64_t i = 0; i < d; ++i) gw[i] += lw[i], gb[i] += lb[i];
     }
-    for (int64_t i = 0; i < d; ++i) dw[i] += static_cast<T>(gw[i]);
+    if (dw)
+        for (int64_t i = 0; i < d; ++i) dw[i] += static_cast<T>(gw[i]);
     if (db)
         for (int64_t i = 0; i < d; ++i) db[i] += static_cast<T>(gb[i]);
 }
@@ -327,14 +328,15 @@ RMKV_CLONES void pool_backward(T *dx, T *dP, const T *dout, const T *P, const T 
             dp[t] = dot(dom, x + t * D, D);
             pdp += p[t] * dp[t];
         }
-        T *dPm = dP + m * D;
+        T *dPm = dP ? dP + m * D : nullptr;
 #pragma omp parallel for if (T_ * D > 16384) schedule(static)
         for (int64_t t = 0; t < T_; ++t) {
             T ds = p[t] * (dp[t] - pdp) * scale;
             axpy(dx + t * D, p[t], dom, D);
             axpy(dx + t * D, ds, Pm, D);
         }
-        for (int64_t t = 0; t < T_; ++t) axpy(dPm, p[t] * (dp[t] - pdp) * scale, x + t * D, D);
+        if (dP)
+            for (int64_t t = 0; t < T_; ++t) axpy(dPm, p[t] * (dp[t] - pdp) * scale, x + t * D, D);
     }
 }
 
