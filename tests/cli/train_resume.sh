@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A training run killed with SIGKILL (at a random moment, possibly inside a
 # checkpoint write) and resumed with --resume reaches bitwise the same weights as
-# an uninterrupted run: same model_id. Usage: train_resume.sh RMKV_BINARY WORKDIR
+# an uninterrupted run: same model_id. Segment lengths are random (segment_len_min). Usage: train_resume.sh RMKV_BINARY WORKDIR
 set -euo pipefail
 RMKV=$1
 W=$2
@@ -12,7 +12,7 @@ config() {  # $1 = out dir
   cat <<JSON
 {"tokenizer": "$W/tokenizer.json",
  "model": {"d_model": 32, "n_layers": 2, "n_heads": 2, "memory_slots": 4, "segment_len": 16, "cell": "lstm"},
- "segments": 3,
+ "segments": 3, "segment_len_min": 5,
  "data": {"sources": [{"path": "$W/corpus.txt", "kind": "text", "separator": "\n\n"}],
           "batch_size": 4, "validation_fraction": 0.05, "seed": 3},
  "optim": {"learning_rate": 3e-3, "warmup_steps": 5, "precision": "fp32"},

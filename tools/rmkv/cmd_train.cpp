@@ -62,6 +62,8 @@ const char *kUsage =
     "    data           the data pipeline config (see rmkv.h, rmkv_data_new); n_tokens\n"
     "                   defaults to segments x segment_len\n"
     "    segments       K, segments per training sequence (default 2)\n"
+    "    segment_len_min  random segment lengths in [this, segment_len] each step\n"
+    "                   (default 0: every segment segment_len long)\n"
     "    preset         \"pretrain\" (default) or \"finetune\": learning rate, batch and clipping\n"
     "    optim          learning_rate, min_learning_rate, warmup_steps, total_steps,\n"
     "                   weight_decay, beta1, beta2, grad_clip, grad_accum_steps, dropout,\n"
@@ -266,6 +268,39 @@ int run(int argc, char **argv, bool state_tune) {
     batch.n_tokens = N;
     batch.tokens = tokens.data();
     batch.targets = targets.data();
+    // Random segment lengths (as the original design trained): each optimiser step
+    // cuts the rows into segments of lengths drawn uniformly from
+    // [segment_len_min, segment_len], the last one taking the rest. Drawn from
+    // (seed, step), so a resumed run draws the same ones.
+    const int64_t seg_min = cfg.value("segment_len_min", static_cast<int64_t>(0));
+    if (seg_min < 0 || seg_min > S) {
+        std::fprintf(stderr, "%s: segment_len_min = %lld must be in [1, segment_len = %lld] (0 = fixed lengths)\n", g_prog,
+                     static_cast<long long>(seg_min), static_cast<long long>(S));
+        return 2;
+    }
+    std::vector<int32_t> seg_lens;
+    const uint64_t seg_seed = cfg.value("seed", static_cast<uint64_t>(1)) * 0x9e3779b97f4a7c15ull + 0x5eed;
+    auto draw_segments = [&](int64_t at_step) {
+        if (seg_min == 0) return;
+        uint64_t z = seg_seed ^ (static_cast<uint64_t>(at_step) * 0xbf58476d1ce4e5b9ull);
+        auto next = [&]() {  // splitmix64
+            z += 0x9e3779b97f4a7c15ull;
+            uint64_t x = z;
+            x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+            x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+            return x ^ (x >> 31);
+        };
+        seg_lens.clear();
+        int64_t left = static_cast<int64_t>(N);
+        while (left > 0) {
+            int64_t len = seg_min + static_cast<int64_t>(next() % static_cast<uint64_t>(S - seg_min + 1));
+            len = std::min(len, left);
+            seg_lens.push_back(static_cast<int32_t>(len));
+            left -= len;
+        }
+        batch.n_segments = seg_lens.size();
+        batch.segment_lens = seg_lens.data();
+    };
 
     auto save_checkpoint = [&](double elapsed) -> bool {
         if (state_tune) {  // the tuned memories as a state file (atomic)
@@ -312,7 +347,10 @@ int run(int argc, char **argv, bool state_tune) {
                     if (t >= 0) unigram[static_cast<size_t>(t)]++;
             rmkv_eval_stats ev{};
             ev.struct_size = sizeof ev;
-            if (rmkv_trainer_evaluate(trainer, &batch, &ev) != RMKV_OK) return;
+            rmkv_batch fixed = batch;  // validation: segments of segment_len
+            fixed.n_segments = 0;
+            fixed.segment_lens = nullptr;
+            if (rmkv_trainer_evaluate(trainer, &fixed, &ev) != RMKV_OK) return;
             loss_sum += ev.loss * ev.n_targets, n += ev.n_targets;
             later += ev.loss_later * ev.n_targets_later, later_reset += ev.loss_later_reset * ev.n_targets_later;
             n_later += ev.n_targets_later;
@@ -359,6 +397,7 @@ int run(int argc, char **argv, bool state_tune) {
         if (epoch0 < 0) epoch0 = info.epoch_progress;
         rmkv_train_stats st{};
         st.struct_size = sizeof st;
+        draw_segments(rmkv_trainer_step_count(trainer));
         if (rmkv_train_step(trainer, &batch, &st) != RMKV_OK) return report("step");
         tokens_since += static_cast<double>(B * N);
         if (st.step == step) continue;  // accumulating
