@@ -58,10 +58,11 @@ __attribute__((always_inline)) inline void axpy(T *y, T a, const T *x, int64_t n
 template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
 template <class T> inline T silu(T x) { return x * sigmoid(x); }
 
-// Per-thread scratch; grows once to the largest row seen.
+// Per-thread scratch; grows once to the largest row seen. Slots 0, 1: attention
+// and pooling rows; 2-5: norm_backward.
 template <class T>
 T *scratch(int64_t n, int slot) {
-    thread_local std::vector<T> buf[2];
+    thread_local std::vector<T> buf[6];
     if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
     return buf[slot].data();
 }
@@ -115,11 +116,14 @@ void norm_forward(NormKind kind, T *y, const T *x, const T *w, const T *b, int64
 template <class T>
 void norm_backward(NormKind kind, T *dx, T *dw, T *db, const T *dy, const T *x, const T *w, int64_t n, int64_t d, T eps) {
     // Parameter gradients are sums over rows: reduce per thread, then add.
-    std::vector<double> gw(static_cast<size_t>(d), 0.0), gb(static_cast<size_t>(d), 0.0);
+    double *gw = scratch<double>(2 * d, 5), *gb = gw + d;
+    std::fill(gw, gw + 2 * d, 0.0);
 #pragma omp parallel if (n > 4)
     {
-        std::vector<double> lw(static_cast<size_t>(d), 0.0), lb(static_cast<size_t>(d), 0.0);
-        std::vector<T> xhat(static_cast<size_t>(d));
+        double *lw = scratch<double>(d, 2), *lb = scratch<double>(d, 3);
+        std::fill(lw, lw + d, 0.0);
+        std::fill(lb, lb + d, 0.0);
+        T *xhat = scratch<T>(d, 4);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < n; ++r) {
             const T *xr = x + r * d, *dyr = dy + r * d;
