@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
 
-PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev
+PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev libedit-dev
           python3 python3-torch python3-numpy clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -38,6 +38,21 @@ rm -rf build-ci/consumer
 cmake -S examples/consumer -B build-ci/consumer -DCMAKE_PREFIX_PATH="$ROOT/build-ci/install" >/dev/null
 cmake --build build-ci/consumer -j"$JOBS"
 LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" build-ci/consumer/consumer
+
+echo "== the game example against the installed tree, run twice: the second run remembers the first"
+rm -rf build-ci/game build-ci/game-save
+cmake -S examples/game -B build-ci/game -DCMAKE_PREFIX_PATH="$ROOT/build-ci/install" >/dev/null
+cmake --build build-ci/game -j"$JOBS"
+LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" build-ci/game/game build-ci/game-save > build-ci/game-run1.txt
+LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" build-ci/game/game build-ci/game-save > build-ci/game-run2.txt
+cat build-ci/game-run2.txt
+for who in innkeeper guard witch; do
+  saved=$(sed -n "s/^saved $who: \([0-9]*\) tokens.*/\1/p" build-ci/game-run1.txt)
+  restored=$(sed -n "s/^restored $who: \([0-9]*\) tokens.*/\1/p" build-ci/game-run2.txt)
+  grep -q "^new $who:" build-ci/game-run1.txt
+  [ -n "$saved" ] && [ "$saved" -gt 0 ] && [ "$saved" = "$restored" ] ||
+    { echo "game: $who saved $saved tokens in the first run, the second restored '$restored'"; exit 1; }
+done
 
 echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRMKV_SANITIZE="address;undefined" -DRMKV_BUILD_TOOLS=OFF >/dev/null
