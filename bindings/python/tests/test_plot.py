@@ -1,10 +1,12 @@
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 pytest.importorskip("matplotlib")
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 
 
 def test_plot_writes_a_png(tmp_path):
@@ -17,7 +19,7 @@ def test_plot_writes_a_png(tmp_path):
     m.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     out = tmp_path / "curves.png"
     r = subprocess.run([sys.executable, "-m", "rmkv.plot", str(m), "-o", str(out)], capture_output=True,
-                       text=True)
+                       text=True, env=ENV)
     assert r.returncode == 0, r.stderr
     assert "39 training and 3 validation" in r.stdout
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10000
@@ -27,8 +29,8 @@ def test_plot_reports_a_bad_file(tmp_path):
     m = tmp_path / "metrics.jsonl"
     m.write_text('{"step": 1, "loss": 2}\nnot json\n')
     r = subprocess.run([sys.executable, "-m", "rmkv.plot", str(m), "-o", str(tmp_path / "x.png")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=ENV)
     assert r.returncode == 1 and "metrics.jsonl:2" in r.stderr
     r = subprocess.run([sys.executable, "-m", "rmkv.plot", str(tmp_path / "none.jsonl")], capture_output=True,
-                       text=True)
-    assert r.returncode == 1
+                       text=True, env=ENV)
+    assert r.returncode == 1 and "none.jsonl" in r.stderr
