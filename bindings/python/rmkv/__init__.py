@@ -497,8 +497,14 @@ class Model(_Handle):
 # Session
 # ----------------------------------------------------------------------------------------------
 
-_step = _lib.rmkv_session_step
+# The per-token calls without argtypes: the arguments are ctypes objects prepared once per
+# session, which ctypes passes with the least work.
+_step = _lib["rmkv_session_step"]
+_step.restype = ctypes.c_int
+_step.argtypes = None
 _step_all = _lib.rmkv_session_step_all
+_SIZE1 = ctypes.c_size_t(1)
+_NULL = ctypes.c_void_p(None)
 
 
 class Session(_Handle):
@@ -517,10 +523,13 @@ class Session(_Handle):
         self._vocab = v
         self._buf = (ctypes.c_float * v)()          # the one copy the C ABI writes
         self._buf_addr = ctypes.addressof(self._buf)
+        self._buf_p = ctypes.c_void_p(self._buf_addr)
+        self._h_p = ctypes.c_void_p(_handle)
         self._logits = _np.frombuffer(self._buf, dtype=_np.float32) if _np is not None \
             else memoryview(self._buf).cast("B").cast("f")
         self._tok1 = (ctypes.c_int32 * 1)()
         self._tok1_addr = ctypes.addressof(self._tok1)
+        self._tok1_p = ctypes.c_void_p(self._tok1_addr)
 
     @property
     def model(self):
@@ -530,24 +539,27 @@ class Session(_Handle):
         """Feeds one token (int) or a sequence of tokens. Returns the logits after the last one
         (a view over the session's buffer, overwritten by the next step), or None when
         logits=False. out: a writable float32 C-contiguous array of vocab_size to fill instead."""
-        h = self._h
-        if not h:
+        if not self._h:
             raise ValueError("Session is closed")
+        if type(tokens) is not int and hasattr(tokens, "__index__") and not hasattr(tokens, "__len__"):
+            tokens = tokens.__index__()     # numpy integer scalars (np.argmax, ...)
         if type(tokens) is int:
+            if not -0x80000000 <= tokens <= 0x7FFFFFFF:
+                raise InvalidArgumentError(ERR_INVALID_ARGUMENT, f"token id {tokens} is not an int32")
             self._tok1[0] = tokens
-            ptr, n = self._tok1_addr, 1
+            ptr, n = self._tok1_p, _SIZE1
         else:
-            arr, n = _as_int32(tokens)
-            ptr = arr if n else None
-            if n == 0:
+            arr, count = _as_int32(tokens)
+            if count == 0:
                 raise InvalidArgumentError(ERR_INVALID_ARGUMENT, "step needs at least one token")
+            ptr, n = arr, ctypes.c_size_t(count)
         if not logits:
-            dst = None
+            dst = _NULL
         elif out is not None:
-            dst = _out_ptr(out, self._vocab)
+            dst = ctypes.c_void_p(_out_ptr(out, self._vocab))
         else:
-            dst = self._buf_addr
-        st = _step(h, ptr, n, dst)
+            dst = self._buf_p
+        st = _step(self._h_p, ptr, n, dst)
         if st:
             raise _error(st)
         if not logits:

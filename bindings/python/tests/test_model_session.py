@@ -89,6 +89,11 @@ def test_step_forms_agree(model):
         assert a.position == len(toks) and a.segment_fill == len(toks) % 8
         with pytest.raises(ValueError):
             d.step(1, out=np.zeros(3, dtype=np.float32))
+        e = d.clone()
+        np.testing.assert_array_equal(d.step(np.int64(5)), e.step(5))    # numpy integer scalars
+        with pytest.raises(rmkv.InvalidArgumentError):
+            e.step(1 << 40)
+        e.close()
 
 
 def test_step_returns_the_session_buffer(model):
