@@ -359,6 +359,14 @@ public:
         check(rmkv_trainer_new(model.get(), params, &t));
         h_.reset(t);
     }
+    /* State tuning: a trainer of only the initial memories (the model is never written). */
+    static Trainer state_tuner(const Model &model, const rmkv_train_params *params = nullptr) {
+        rmkv_trainer *t = nullptr;
+        check(rmkv_state_tuner_new(model.get(), params, &t));
+        return Trainer(t);
+    }
+    /* State tuning: resets `session` to position 0 with the tuned memories. */
+    void apply_state(Session &session) const { check(rmkv_trainer_apply_state(get(), session.get())); }
     /* A batch of batch_size rows of n_tokens (tokens and targets row after row). */
     static rmkv_batch batch(const std::vector<int32_t> &tokens, const std::vector<int32_t> &targets,
                             size_t batch_size) {
@@ -392,6 +400,7 @@ public:
     rmkv_trainer *get() const noexcept { return h_.get(); }
 
 private:
+    explicit Trainer(rmkv_trainer *t) : h_(t) {}
     std::unique_ptr<rmkv_trainer, detail::TrainerFree> h_;
 };
 

@@ -24,7 +24,7 @@ except ImportError:  # numpy is optional
 
 __all__ = ["RmkvError", "InvalidArgumentError", "IoError", "FormatError", "MismatchError",
            "OutOfMemoryError", "BackendError", "CancelledError", "Tokenizer", "TokenStream", "Model",
-           "Session", "Data", "Trainer", "version", "library_path", "set_log_callback",
+           "Session", "Data", "Trainer", "StateTuner", "version", "library_path", "set_log_callback",
            "checkpoint_user_json"]
 
 _lib = _L.load_library()
@@ -492,6 +492,10 @@ class Model(_Handle):
     def trainer(self, **params):
         return Trainer(self, **params)
 
+    def state_tuner(self, **params):
+        """A StateTuner: trains only the initial memories, never the model's weights."""
+        return StateTuner(self, **params)
+
 
 # ----------------------------------------------------------------------------------------------
 # Session
@@ -824,6 +828,7 @@ class Trainer(_Handle):
     rmkv_train_params (learning_rate, warmup_steps, total_steps, grad_clip, ...);
     precision is "auto", "fp32" or "bf16"."""
     _free = staticmethod(_lib.rmkv_trainer_free)
+    _new = staticmethod(_lib.rmkv_trainer_new)
 
     def __init__(self, model, **params):
         p = _lib.rmkv_train_default_params()
@@ -838,7 +843,7 @@ class Trainer(_Handle):
             setattr(p, k, v)
         self._model = model
         out = ctypes.c_void_p()
-        _check(_lib.rmkv_trainer_new(model.handle, ctypes.byref(p), ctypes.byref(out)))
+        _check(type(self)._new(model.handle, ctypes.byref(p), ctypes.byref(out)))
         self._set(out.value)
         model._children.add(self)
 
@@ -892,6 +897,28 @@ class Trainer(_Handle):
     @property
     def step_count(self):
         return int(_lib.rmkv_trainer_step_count(self.handle))
+
+
+class StateTuner(Trainer):
+    """State tuning: a trainer of only the initial memories (its own copies; the model and its
+    file stay unchanged). step, evaluate, compute_gradients, gradient and step_count work as for
+    a Trainer; checkpoints are refused. apply(session) makes the tuned memories the session's
+    starting point (position 0); save that session's state to keep the result (a few KB)."""
+    _new = staticmethod(_lib.rmkv_state_tuner_new)
+
+    def apply(self, session):
+        """Resets `session` (of the tuned model) to position 0 with the tuned memories."""
+        _check(_lib.rmkv_trainer_apply_state(self.handle, session.handle))
+
+    def tuned_session(self):
+        """A new session of the model starting from the tuned memories."""
+        s = Session(self._model)
+        try:
+            self.apply(s)
+        except BaseException:
+            s.close()
+            raise
+        return s
 
 
 def checkpoint_user_json(path):

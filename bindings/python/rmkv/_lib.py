@@ -162,6 +162,8 @@ PROTOTYPES = {
     "rmkv_checkpoint_user_json": (_S, [ctypes.c_char_p, ctypes.c_char_p, _Z, c_size_p]),
     "rmkv_trainer_step_count": (ctypes.c_int64, [_P]),
     "rmkv_trainer_free": (None, [_P]),
+    "rmkv_state_tuner_new": (_S, [_P, ctypes.POINTER(TrainParams), _PP]),
+    "rmkv_trainer_apply_state": (_S, [_P, _P]),
 }
 
 # Functions of later library versions: bound when the loaded library has them.

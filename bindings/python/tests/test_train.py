@@ -100,3 +100,47 @@ def test_trainer_params_checked(model):
         model.trainer(precision="fp8")
     with pytest.raises(rmkv.InvalidArgumentError):
         model.trainer(learning_rate=-1.0)
+
+
+def test_state_tuning_trains_only_the_memories(tokenizer, tmp_path):
+    path = tmp_path / "m.safetensors"
+    with rmkv.Model.create(CONFIG, tokenizer, seed=7) as m:
+        m.save(path)
+    before = path.read_bytes()
+    persona = tokenizer.encode("I am the innkeeper of the Golden Goose and I remember every traveller.")[:33]
+    rows = np.array([persona], dtype=np.int32)
+    with rmkv.Model.load(path) as model:
+        model_id = model.id
+        with model.session() as fresh:
+            fresh_logits = fresh.step(persona[0]).copy()
+        with model.state_tuner(learning_rate=1e-1, warmup_steps=0, precision="fp32") as tuner:
+            assert isinstance(tuner, rmkv.Trainer)
+            first = tuner.evaluate(rows[:, :-1], rows[:, 1:])["loss"]
+            for _ in range(30):
+                tuner.step(rows[:, :-1], rows[:, 1:])
+            last = tuner.evaluate(rows[:, :-1], rows[:, 1:])["loss"]
+            assert last < first - 1e-3, (first, last)    # a random model: the memories move the loss a little
+            assert tuner.step_count == 30
+            assert model.id == model_id
+            with pytest.raises(rmkv.InvalidArgumentError):
+                tuner.save_checkpoint(tmp_path / "ck")
+            with tuner.tuned_session() as s:
+                assert s.position == 0
+                tuned_logits = s.step(persona[0]).copy()
+                assert not np.array_equal(tuned_logits, fresh_logits)
+            with model.session() as s:
+                s.step([1, 2, 3])
+                tuner.apply(s)
+                assert s.position == 0
+                s.save_state_file(tmp_path / "innkeeper.state")
+            with rmkv.Model.create(CONFIG, tokenizer, seed=8) as other, other.session() as o:
+                with pytest.raises(rmkv.MismatchError):
+                    tuner.apply(o)
+        with model.session() as s:
+            s.load_state_file(tmp_path / "innkeeper.state")
+            np.testing.assert_array_equal(s.step(persona[0]), tuned_logits)
+        with model.trainer() as whole, model.session() as s:
+            assert not hasattr(whole, "apply")     # the C call refuses a whole-model trainer:
+            with pytest.raises(rmkv.InvalidArgumentError):
+                rmkv.StateTuner.apply(whole, s)
+    assert path.read_bytes() == before
