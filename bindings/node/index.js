@@ -152,6 +152,26 @@ function queryString(fn, ...args) {
   return buf.toString('utf8', 0, Math.max(needed[0] - 1, 0));
 }
 
+// Objects that borrow another (sessions of a model, streams of a tokenizer), held weakly so
+// that a forgotten one is still collected; the owner closes those alive before it is freed.
+class Borrowers {
+  constructor() { this._refs = new Set(); }
+  add(obj) {
+    for (const r of this._refs) {
+      const o = r.deref();
+      if (!o || o.closed) this._refs.delete(r);
+    }
+    this._refs.add(new WeakRef(obj));
+  }
+  closeAll() {
+    for (const r of this._refs) {
+      const o = r.deref();
+      if (o) o.close();
+    }
+    this._refs.clear();
+  }
+}
+
 const registry = new FinalizationRegistry(({ free, handle }) => free(handle));
 
 class Handle {
@@ -215,6 +235,7 @@ class Tokenizer extends Handle {
   constructor(handle, owner) {
     super(handle, owner ? null : C.rmkv_tokenizer_free);
     this._owner = owner || null;   // a Model when borrowed from it
+    this._streams = new Borrowers();
   }
   static load(file) {
     const out = [null];
@@ -278,6 +299,7 @@ class Tokenizer extends Handle {
   get vocabSize() { return Number(C.rmkv_tokenizer_vocab_size(this.handle)); }
   stream() { return new TokenStream(this); }
   close() {
+    this._streams.closeAll();
     if (this._owner) { this._h = null; this._owner = null; return; }
     super.close();
   }
@@ -289,6 +311,7 @@ class TokenStream extends Handle {
     check(C.rmkv_token_stream_new(tokenizer.handle, out));
     super(out[0], C.rmkv_token_stream_free);
     this._tok = tokenizer;
+    tokenizer._streams.add(this);
     this._buf = Buffer.alloc(1024);
     this._n = [0];
   }
@@ -319,7 +342,7 @@ class Model extends Handle {
   constructor(handle, keep) {
     super(handle, C.rmkv_model_free);
     this._keep = keep || null;
-    this._children = new Set();   // sessions: closed before the model is freed
+    this._children = new Borrowers();   // sessions
     this._tokenizer = undefined;
   }
   static load(file, opts) {
@@ -341,8 +364,7 @@ class Model extends Handle {
     return new Model(out[0]);
   }
   close() {
-    for (const s of this._children) s.close();
-    this._children.clear();
+    this._children.closeAll();
     if (this._tokenizer) this._tokenizer.close();
     super.close();
   }
@@ -377,10 +399,6 @@ class Session extends Handle {
     model._children.add(this);
     this._vocab = model.vocabSize;
     this._logits = new Float32Array(this._vocab);   // the one copy the C ABI writes
-  }
-  close() {
-    if (this.model) this.model._children.delete(this);
-    super.close();
   }
   // Feeds a token or tokens; returns the logits after the last one: a Float32Array owned by the
   // session, overwritten by the next step (slice() it to keep it). {logits: false} skips them.

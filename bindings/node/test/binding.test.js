@@ -112,8 +112,10 @@ test('model: create, config, save, load, fromBuffer, errors', () => {
   assert.throws(() => rmkv.Model.load(path.join(tmp, 'corrupt.safetensors')),
     (e) => e.code === 'RMKV_ERR_FORMAT' && e.rmkvMessage.length > 0);
   assert.throws(() => rmkv.Model.fromBuffer(Buffer.alloc(7)), (e) => e.code === 'RMKV_ERR_FORMAT');
+  const ts = m.tokenizer.stream();
   for (const x of [m, a, b, c]) x.close();
   assert.throws(() => m.vocabSize, /closed/);
+  assert.ok(ts.closed);
 });
 
 test('session: step forms, flush, reset, clone, sample', () => {

@@ -239,9 +239,13 @@ class Tokenizer(_Handle):
 
     def __init__(self, handle, owner=None):
         self._owner = owner  # a Model when borrowed from it (not freed here)
+        self._children = weakref.WeakSet()  # streams and data pipelines borrowing it
         self._set(handle)
 
     def close(self):
+        """Frees the tokenizer after closing its streams and data pipelines."""
+        for child in list(getattr(self, "_children", ())):
+            child.close()
         if self._owner is not None:  # borrowed from a model: the model frees it
             self._h = None
             self._owner = None
@@ -369,6 +373,7 @@ class TokenStream(_Handle):
         out = ctypes.c_void_p()
         _check(_lib.rmkv_token_stream_new(tokenizer.handle, ctypes.byref(out)))
         self._set(out.value)
+        tokenizer._children.add(self)
         self._buf = ctypes.create_string_buffer(1024)
         self._size = ctypes.c_size_t(0)
 
@@ -721,6 +726,7 @@ class Data(_Handle):
         out = ctypes.c_void_p()
         _check(_lib.rmkv_data_new(_text(text), tokenizer.handle, ctypes.byref(out)))
         self._set(out.value)
+        tokenizer._children.add(self)
         b, t = ctypes.c_size_t(0), ctypes.c_size_t(0)
         _check(_lib.rmkv_data_batch_shape(self.handle, ctypes.byref(b), ctypes.byref(t)))
         self.batch_size, self.n_tokens = int(b.value), int(t.value)

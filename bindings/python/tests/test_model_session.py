@@ -201,8 +201,10 @@ def test_closing_the_model_closes_its_sessions(tokenizer):
     m = rmkv.Model.create(CONFIG, tokenizer, seed=1)
     s = m.session()
     t = m.tokenizer
+    ts = t.stream()
+    tr = m.trainer()
     m.close()
-    assert s.closed and t.closed and m.closed
+    assert s.closed and t.closed and m.closed and ts.closed and tr.closed
     with pytest.raises(ValueError, match="closed"):
         s.step(1)
     s.close()
