@@ -41,7 +41,7 @@ def test_create_free_cycles_do_not_leak(tokenizer, tmp_path):
     tracemalloc.start()
     rss0 = rss_kib()
     snap0 = tracemalloc.take_snapshot()
-    n = 1000
+    n = 400
     for _ in range(n):
         cycle(tokenizer, model_bytes)
     gc.collect()
@@ -52,4 +52,4 @@ def test_create_free_cycles_do_not_leak(tokenizer, tmp_path):
     # A leak of one model (tens of KiB), session or tokenizer per cycle would be MiBs here.
     assert grown < 64 * 1024, f"Python allocations grew by {grown} bytes over {n} cycles"
     assert rss1 - rss0 < 4 * 1024, f"resident memory grew by {rss1 - rss0} KiB over {n} cycles"
-    assert len(model_bytes) * n > 64 * 1024 * 1024  # the bound is far below one leaked model a cycle
+    assert len(model_bytes) * n > 16 * 4 * 1024 * 1024  # the RSS bound is far below one leaked model a cycle
