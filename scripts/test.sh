@@ -10,7 +10,7 @@ JOBS=${JOBS:-$(nproc)}
 
 PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev
           python3 python3-torch python3-numpy clang libclang-rt-14-dev
-          python3-pytest python3-matplotlib python3-venv python3-setuptools"
+          python3-pytest python3-matplotlib python3-venv python3-setuptools valgrind"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # Node.js and npm (the Hugging Face tokenizer oracle): Debian's, unless some node is there already.
