@@ -123,6 +123,9 @@ def test_flush_reset_clone(model):
         assert s.segment_fill == 5
         s.flush()
         assert s.segment_fill == 0 and s.position == 5
+        import copy
+        with copy.copy(s) as c2:
+            assert c2.model is model and c2.position == s.position
         with s.clone() as c:
             np.testing.assert_array_equal(s.step(toks[5]).copy(), c.step(toks[5]))
             c.step(toks[6:9])

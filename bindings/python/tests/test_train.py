@@ -36,6 +36,9 @@ def test_data_batches_state_and_validation(corpus, tokenizer):
         assert val and all(v[2]["n_sequences"] > 0 for v in val)
         assert len(list(d.validation_batches())) == len(val)
         assert d.summary["sources"][0]["kind"] == "text"
+        it = iter(d)
+        b1, b2 = next(it), next(it)
+        assert b1[2]["batch_index"] + 1 == b2[2]["batch_index"]
         with pytest.raises(rmkv.FormatError):
             d.load_state(b"{}")
 
