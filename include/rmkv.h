@@ -400,17 +400,26 @@ typedef struct rmkv_sampler_params {
     int32_t penalty_window;     /* tokens looked back for the penalties (at most 1024) */
     float presence_penalty, frequency_penalty;
     uint64_t seed;
+    /* Logit bias: bias_values[i] is added to the logit of bias_tokens[i] before
+       everything else (-INFINITY bans the token). The arrays are read during
+       each call only. */
+    const int32_t *bias_tokens;
+    const float *bias_values;
+    size_t n_bias;
+    /* Tokens never drawn (after the penalties; greedy skips them too). */
+    const int32_t *banned_tokens;
+    size_t n_banned;
     /* appended fields only */
 } rmkv_sampler_params;
 
 /* Defaults: temperature 0.8, top_k 0, top_p 0.95, min_p 0, repetition_penalty 1,
-   penalty_window 64, presence and frequency penalties 0, seed 0. */
+   penalty_window 64, presence and frequency penalties 0, seed 0, no bias, no bans. */
 RMKV_API rmkv_sampler_params rmkv_sampler_default_params(void);
 
-/* Draws a token (it is not stepped: step it to continue). Order: penalties over
+/* Draws a token (it is not stepped: step it to continue). Order: logit bias, penalties over
    the last penalty_window tokens stepped (repetition: positive logits divided,
    negative multiplied; presence: minus once; frequency: minus per occurrence),
-   then greedy when temperature is 0; else top_k, softmax at the temperature,
+   bans, then greedy when temperature is 0; else top_k, softmax at the temperature,
    top_p (smallest set reaching the mass), min_p (relative to the most likely),
    and a draw. The session's RNG is seeded from params->seed on its first draw
    and whenever the seed changes; it and the token window are part of the saved
@@ -418,6 +427,82 @@ RMKV_API rmkv_sampler_params rmkv_sampler_default_params(void);
    session continues the same draws. INVALID_ARGUMENT before any token was
    stepped (after new, reset or a state load) or for bad params. */
 RMKV_API rmkv_status rmkv_session_sample(rmkv_session *s, const rmkv_sampler_params *params, int32_t *token);
+
+/* The distribution rmkv_session_sample draws from, on the caller's logits:
+   probs[n_vocab] receives each token's probability after bias, penalties (over
+   recent[0..n_recent), oldest first; the last penalty_window count), bans and
+   filters; 0 for every token filtered out; greedy gives 1 for the argmax. For
+   custom decoders and for checking a sampler. Any thread. */
+RMKV_API rmkv_status rmkv_sampler_probs(const float *logits, size_t n_vocab, const int32_t *recent, size_t n_recent,
+                                        const rmkv_sampler_params *params, float *probs);
+
+/* ------------------------------------------------------------------------- */
+/* Generation: prompt in, streamed text out                                   */
+/* ------------------------------------------------------------------------- */
+
+typedef enum rmkv_stop_reason {
+    RMKV_STOP_LIMIT = 0,      /* max_tokens tokens were generated */
+    RMKV_STOP_TOKEN = 1,      /* a stop token was sampled */
+    RMKV_STOP_STRING = 2,     /* the text reached a stop string */
+    RMKV_STOP_CANCELLED = 3   /* the callback returned non-zero */
+} rmkv_stop_reason;
+
+/* Receives each piece of generated text (never half a UTF-8 character, not
+   NUL-terminated, valid during the call only). Return 0 to go on, non-zero to
+   stop (RMKV_STOP_CANCELLED). */
+typedef int (*rmkv_piece_callback)(const char *text, size_t size, void *user_data);
+
+typedef struct rmkv_generate_params {
+    size_t struct_size;                   /* sizeof(rmkv_generate_params) */
+    const rmkv_sampler_params *sampler;   /* NULL = rmkv_sampler_default_params() */
+    int32_t max_tokens;                   /* tokens generated at most (default 256) */
+    const int32_t *stop_tokens;           /* a sampled stop token ends the generation; */
+    size_t n_stop_tokens;                 /*   its text is not emitted */
+    const char *const *stop_strings;      /* NUL-terminated; generation ends when the */
+    size_t n_stop_strings;                /*   text contains one, emitted up to it only */
+    rmkv_piece_callback on_piece;         /* NULL: nothing is streamed */
+    void *user_data;
+    /* appended fields only */
+} rmkv_generate_params;
+
+RMKV_API rmkv_generate_params rmkv_generate_default_params(void);
+
+typedef struct rmkv_generate_result {
+    rmkv_stop_reason stop_reason;
+    int32_t n_tokens;        /* tokens sampled (every one was stepped) */
+    int32_t stop_index;      /* which stop token or stop string matched; -1 otherwise */
+    size_t text_size;        /* bytes of text emitted through on_piece */
+} rmkv_generate_result;
+
+/* Steps prompt[0..n_prompt) (n_prompt may be 0 when the session has already
+   stepped a token), then samples up to max_tokens tokens. Every sampled token is
+   stepped right after it is drawn, so the session has read all of them (a stop
+   token included: a turn that ends with <end> leaves <end> in the memory). The
+   text goes through the streaming decoder of `tok` (borrowed for the call) to
+   on_piece; text that may be the start of a stop string is held back until it
+   is known not to be one, so a stop string spanning several tokens is caught and
+   never emitted. The concatenation of the pieces is the decoded text of the
+   generated tokens up to the stop (without a stop token's text or a stop
+   string). `result` may be NULL. A failed prompt step leaves the session as it
+   was; on another failure the tokens generated so far remain stepped. */
+RMKV_API rmkv_status rmkv_session_generate(rmkv_session *s, const rmkv_tokenizer *tok, const int32_t *prompt,
+                                           size_t n_prompt, const rmkv_generate_params *params,
+                                           rmkv_generate_result *result);
+
+/* Same, with the prompt given as text (prompt_size bytes, encoded by `tok`). */
+RMKV_API rmkv_status rmkv_session_generate_text(rmkv_session *s, const rmkv_tokenizer *tok, const char *prompt,
+                                                size_t prompt_size, const rmkv_generate_params *params,
+                                                rmkv_generate_result *result);
+
+/* One chat turn in the form of SPEC section 8: steps the user's text followed by
+   <start>, generates the model's answer until it samples <end> (added to the stop
+   tokens; params' other stops apply too), steps <end> when the answer stopped
+   otherwise, and flushes the memory so the turn is folded in and the session
+   saves compactly. `tok` must have the <start> and <end> tokens
+   (RMKV_ERR_INVALID_ARGUMENT otherwise). */
+RMKV_API rmkv_status rmkv_session_chat_turn(rmkv_session *s, const rmkv_tokenizer *tok, const char *user_text,
+                                            size_t user_size, const rmkv_generate_params *params,
+                                            rmkv_generate_result *result);
 
 /* BEGIN DATA SECTION */
 /* ------------------------------------------------------------------------- */

@@ -33,7 +33,7 @@ void Sampler::restore(std::vector<int32_t> history, const uint64_t rng_state[4],
     seeded_ = seeded;
 }
 
-int32_t Sampler::sample(const float *logits, const rmkv_sampler_params &p) {
+void Sampler::check(const rmkv_sampler_params &p) const {
     if (!(p.temperature >= 0) || !std::isfinite(p.temperature)) fail(RMKV_ERR_INVALID_ARGUMENT, "temperature = ", p.temperature, " must be >= 0");
     if (p.top_k < 0) fail(RMKV_ERR_INVALID_ARGUMENT, "top_k = ", p.top_k, " must be >= 0 (0 = off)");
     if (!(p.top_p > 0 && p.top_p <= 1)) fail(RMKV_ERR_INVALID_ARGUMENT, "top_p = ", p.top_p, " must be in (0, 1]");
@@ -41,13 +41,25 @@ int32_t Sampler::sample(const float *logits, const rmkv_sampler_params &p) {
     if (!(p.repetition_penalty > 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "repetition_penalty = ", p.repetition_penalty, " must be > 0 (1 = off)");
     if (p.penalty_window < 0 || static_cast<size_t>(p.penalty_window) > kMaxWindow)
         fail(RMKV_ERR_INVALID_ARGUMENT, "penalty_window = ", p.penalty_window, " must be in [0, ", kMaxWindow, "]");
-    if (!seeded_ || seed_ != p.seed) {
-        rng_ = Rng(p.seed, 0x5eed);
-        seed_ = p.seed;
-        seeded_ = true;
+    if (p.n_bias > 0 && (!p.bias_tokens || !p.bias_values))
+        fail(RMKV_ERR_INVALID_ARGUMENT, "n_bias = ", p.n_bias, " but bias_tokens or bias_values is NULL");
+    for (size_t i = 0; i < p.n_bias; ++i) {
+        if (p.bias_tokens[i] < 0 || static_cast<size_t>(p.bias_tokens[i]) >= V_)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "bias_tokens[", i, "] = ", p.bias_tokens[i], " is not a token id (vocab_size ", V_, ")");
+        if (std::isnan(p.bias_values[i]) || p.bias_values[i] == INFINITY)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "bias_values[", i, "] = ", p.bias_values[i], " must be a number or -inf (ban)");
     }
+    if (p.n_banned > 0 && !p.banned_tokens) fail(RMKV_ERR_INVALID_ARGUMENT, "n_banned = ", p.n_banned, " but banned_tokens is NULL");
+    for (size_t i = 0; i < p.n_banned; ++i)
+        if (p.banned_tokens[i] < 0 || static_cast<size_t>(p.banned_tokens[i]) >= V_)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "banned_tokens[", i, "] = ", p.banned_tokens[i], " is not a token id (vocab_size ", V_, ")");
+}
+
+size_t Sampler::filter(const float *logits, const rmkv_sampler_params &p) {
+    check(p);
     float *w = work_.data();
     std::copy(logits, logits + V_, w);
+    for (size_t i = 0; i < p.n_bias; ++i) w[p.bias_tokens[i]] += p.bias_values[i];
     // Penalties over the window of recent tokens.
     const size_t window = std::min(history_.size(), static_cast<size_t>(p.penalty_window));
     const bool penalise = window > 0 && (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f);
@@ -63,15 +75,21 @@ int32_t Sampler::sample(const float *logits, const rmkv_sampler_params &p) {
             counts_[t] = 0;
         }
     }
-    if (p.temperature == 0.0f) return static_cast<int32_t>(std::max_element(w, w + V_) - w);
-
-    // Candidates: every token, or the top_k by logit.
-    size_t n = V_;
-    for (size_t i = 0; i < V_; ++i) index_[i] = static_cast<int32_t>(i);
+    for (size_t i = 0; i < p.n_banned; ++i) w[p.banned_tokens[i]] = -INFINITY;
+    // Candidates: every token that is not banned, or the top_k of them by logit.
+    size_t n = 0;
+    for (size_t i = 0; i < V_; ++i)
+        if (w[i] != -INFINITY) index_[n++] = static_cast<int32_t>(i);
+    if (n == 0) fail(RMKV_ERR_INVALID_ARGUMENT, "every token is banned (banned_tokens or -inf logit biases): nothing to sample");
     auto by_logit = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
-    if (p.top_k > 0 && static_cast<size_t>(p.top_k) < V_) {
+    if (p.temperature == 0.0f) {
+        index_[0] = *std::min_element(index_.begin(), index_.begin() + static_cast<std::ptrdiff_t>(n), by_logit);
+        w[index_[0]] = 1.0f;
+        return 1;
+    }
+    if (p.top_k > 0 && static_cast<size_t>(p.top_k) < n) {
+        std::nth_element(index_.begin(), index_.begin() + p.top_k, index_.begin() + static_cast<std::ptrdiff_t>(n), by_logit);
         n = static_cast<size_t>(p.top_k);
-        std::nth_element(index_.begin(), index_.begin() + static_cast<std::ptrdiff_t>(n), index_.end(), by_logit);
     }
     const bool need_sorted = p.top_p < 1.0f;
     if (need_sorted) std::sort(index_.begin(), index_.begin() + static_cast<std::ptrdiff_t>(n), by_logit);
@@ -104,6 +122,23 @@ int32_t Sampler::sample(const float *logits, const rmkv_sampler_params &p) {
             if (w[index_[i]] >= p.min_p * top) index_[kept++] = index_[i];
         n = kept;
     }
+    return n;
+}
+
+void Sampler::seed_from(const rmkv_sampler_params &p) {
+    if (!seeded_ || seed_ != p.seed) {
+        rng_ = Rng(p.seed, 0x5eed);
+        seed_ = p.seed;
+        seeded_ = true;
+    }
+}
+
+int32_t Sampler::sample(const float *logits, const rmkv_sampler_params &p) {
+    check(p);
+    seed_from(p);
+    const size_t n = filter(logits, p);
+    if (p.temperature == 0.0f) return index_[0];
+    const float *w = work_.data();
     double sum = 0;
     for (size_t i = 0; i < n; ++i) sum += w[index_[i]];
     double r = rng_.uniform() * sum;
@@ -112,6 +147,15 @@ int32_t Sampler::sample(const float *logits, const rmkv_sampler_params &p) {
         if (r < 0) return index_[i];
     }
     return index_[n - 1];
+}
+
+void Sampler::probabilities(const float *logits, const rmkv_sampler_params &p, float *probs) {
+    const size_t n = filter(logits, p);
+    const float *w = work_.data();
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) sum += w[index_[i]];
+    std::fill(probs, probs + V_, 0.0f);
+    for (size_t i = 0; i < n; ++i) probs[index_[i]] = static_cast<float>(w[index_[i]] / sum);
 }
 
 }  // namespace rmkv

@@ -23,6 +23,8 @@ public:
     // logits: the V logits of the last token. Throws INVALID_ARGUMENT on bad params.
     int32_t sample(const float *logits, const rmkv_sampler_params &p);
     void reset();
+    // The distribution a draw uses now: probs[V] (0 for every token filtered out).
+    void probabilities(const float *logits, const rmkv_sampler_params &p, float *probs);
 
     // State: the recent tokens (oldest first), the RNG and the seed it was seeded with.
     const std::vector<int32_t> &history() const { return history_; }
@@ -32,6 +34,11 @@ public:
     bool seeded() const { return seeded_; }
 
 private:
+    void check(const rmkv_sampler_params &p) const;
+    void seed_from(const rmkv_sampler_params &p);
+    // Bias, penalties, bans and filters: the candidates are index_[0..n) with
+    // unnormalised weights in work_ (greedy: the one argmax). Returns n.
+    size_t filter(const float *logits, const rmkv_sampler_params &p);
     size_t V_;
     std::vector<int32_t> history_;
     Rng rng_{0};

@@ -19,7 +19,8 @@ const char *kUsage =
     "usage: rmkv generate MODEL.safetensors [--prompt TEXT] [--max-tokens N] [--temperature T]\n"
     "                     [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
     "                     [--penalty-window N] [--presence-penalty X] [--frequency-penalty X]\n"
-    "                     [--seed S] [--stop-token TOKEN] [--state FILE]\n"
+    "                     [--seed S] [--stop-token TOKEN] [--stop TEXT]... [--state FILE]\n"
+    "  --stop TEXT   end the continuation where the text reaches TEXT (repeatable)\n"
     "  --state FILE  start from a saved session state, and save the session there at the end\n";
 
 }  // namespace
@@ -31,6 +32,7 @@ int cmd_generate(int argc, char **argv) {
     }
     const char *model_path = argv[1];
     std::string prompt, stop = "<end>", state_path;
+    std::vector<std::string> stop_strings;
     long max_tokens = 200;
     rmkv_sampler_params sp = rmkv_sampler_default_params();
     for (int i = 2; i < argc; ++i) {
@@ -53,6 +55,7 @@ int cmd_generate(int argc, char **argv) {
         else if (a == "--seed") sp.seed = std::strtoull(v, nullptr, 10);
         else if (a == "--stop-token") stop = v;
         else if (a == "--state") state_path = v;
+        else if (a == "--stop") stop_strings.push_back(v);
         else {
             std::fprintf(stderr, "rmkv generate: unknown option %s\n%s", a.c_str(), kUsage);
             return 2;
@@ -83,30 +86,28 @@ int cmd_generate(int argc, char **argv) {
         int32_t start = rmkv_tokenizer_token_id(tok, stop.c_str());
         ids.push_back(start >= 0 ? start : 0);
     }
-    if (rmkv_session_step(s, ids.data(), ids.size(), nullptr) != RMKV_OK) return report("prompt");
     const int32_t stop_id = rmkv_tokenizer_token_id(tok, stop.c_str());
-    rmkv_token_stream *ts = nullptr;
-    if (rmkv_token_stream_new(tok, &ts) != RMKV_OK) return report("token stream");
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-    char piece[256];
-    for (long i = 0; i < max_tokens; ++i) {
-        int32_t t = 0;
-        if (rmkv_session_sample(s, &sp, &t) != RMKV_OK) return report("sample");
-        if (t == stop_id) break;
-        size_t len = 0;
-        if (rmkv_token_stream_feed(ts, t, piece, sizeof piece, &len) != RMKV_OK) return report("decode");
-        std::fwrite(piece, 1, len, stdout);
+    rmkv_generate_params gp = rmkv_generate_default_params();
+    gp.sampler = &sp;
+    gp.max_tokens = static_cast<int32_t>(max_tokens);
+    gp.stop_tokens = &stop_id;
+    gp.n_stop_tokens = stop_id >= 0 ? 1 : 0;
+    std::vector<const char *> stops;
+    for (auto &x : stop_strings) stops.push_back(x.c_str());
+    gp.stop_strings = stops.data();
+    gp.n_stop_strings = stops.size();
+    gp.on_piece = [](const char *text, size_t size, void *) {
+        std::fwrite(text, 1, size, stdout);
         std::fflush(stdout);
-        if (rmkv_session_step(s, &t, 1, nullptr) != RMKV_OK) return report("step");
-    }
-    size_t len = 0;
-    if (rmkv_token_stream_flush(ts, piece, sizeof piece, &len) == RMKV_OK) std::fwrite(piece, 1, len, stdout);
+        return 0;
+    };
+    if (rmkv_session_generate(s, tok, ids.data(), ids.size(), &gp, nullptr) != RMKV_OK) return report("generate");
     std::fputc('\n', stdout);
     if (!state_path.empty()) {
         if (rmkv_session_flush(s) != RMKV_OK || rmkv_session_state_save_file(s, state_path.c_str()) != RMKV_OK)
             return report(state_path.c_str());
     }
-    rmkv_token_stream_free(ts);
     rmkv_session_free(s);
     rmkv_model_free(model);
     return 0;
