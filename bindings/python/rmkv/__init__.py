@@ -13,6 +13,8 @@ step and is overwritten by the next one (copy it to keep it, or pass `out=`).
 import ctypes
 import json
 import os
+import queue
+import threading
 import weakref
 
 from . import _lib as _L
@@ -24,7 +26,7 @@ except ImportError:  # numpy is optional
 
 __all__ = ["RmkvError", "InvalidArgumentError", "IoError", "FormatError", "MismatchError",
            "OutOfMemoryError", "BackendError", "CancelledError", "Tokenizer", "TokenStream", "Model",
-           "Session", "Data", "Trainer", "StateTuner", "version", "library_path", "set_log_callback",
+           "Session", "Generation", "sampler_probs", "Data", "Trainer", "StateTuner", "version", "library_path", "set_log_callback",
            "checkpoint_user_json"]
 
 _lib = _L.load_library()
@@ -539,6 +541,14 @@ class Session(_Handle):
         self._tok1 = (ctypes.c_int32 * 1)()
         self._tok1_addr = ctypes.addressof(self._tok1)
         self._tok1_p = ctypes.c_void_p(self._tok1_addr)
+        self._generation = None   # weak reference to a running Generation
+
+    def close(self):
+        """Cancels a running generation, then frees the session."""
+        g = self._generation() if getattr(self, "_generation", None) is not None else None
+        if g is not None:
+            g.close()
+        super().close()
 
     @property
     def model(self):
@@ -651,29 +661,208 @@ class Session(_Handle):
     def __bytes__(self):
         return self.save_state()
 
-    def sample(self, temperature=0.8, *, top_k=0, top_p=0.95, min_p=0.0, repetition_penalty=1.0,
-               penalty_window=64, presence_penalty=0.0, frequency_penalty=0.0, seed=0):
-        """Draws the next token from the logits of the last token stepped (not stepped)."""
-        p = _sampler_params(temperature, top_k, top_p, min_p, repetition_penalty, penalty_window,
-                            presence_penalty, frequency_penalty, seed)
+    def sample(self, temperature=0.8, **sampler):
+        """Draws the next token from the logits of the last token stepped (not stepped). Keyword
+        arguments: top_k, top_p, min_p, repetition_penalty, penalty_window, presence_penalty,
+        frequency_penalty, seed, logit_bias ({token: bias}; -inf bans), banned_tokens."""
+        keep = []
+        p = _sampler_params(keep, temperature=temperature, **sampler)
         tok = ctypes.c_int32(0)
         _check(_lib.rmkv_session_sample(self.handle, ctypes.byref(p), ctypes.byref(tok)))
         return int(tok.value)
 
+    def generate(self, prompt=None, *, tokenizer=None, max_tokens=256, stop_tokens=(), stop_strings=(),
+                 chat=False, **sampler):
+        """Streams a continuation: an iterator (Generation) of text pieces, never half a character.
+        prompt: text (str/bytes, encoded by the tokenizer), token ids, or None to continue from the
+        last token stepped. chat=True runs one chat turn (rmkv_session_chat_turn: the prompt is the
+        user's text; <start> ... <end>; the memory is flushed after). The generation runs on a worker
+        thread; closing the iterator (or leaving a `with` block, or breaking out of a for loop and
+        dropping it) cancels it. After the end, .result holds stop_reason ("limit", "token", "string",
+        "cancelled"), n_tokens, stop_index, text_size. Sampler keywords as for sample(); the session
+        must not be used otherwise until the generation ends."""
+        return Generation(self, prompt, tokenizer, max_tokens, stop_tokens, stop_strings, chat, sampler)
 
-def _sampler_params(temperature, top_k, top_p, min_p, repetition_penalty, penalty_window, presence_penalty,
-                    frequency_penalty, seed):
+    def generate_text(self, prompt=None, **kw):
+        """The whole continuation as one string (see generate)."""
+        with self.generate(prompt, **kw) as g:
+            return "".join(g)
+
+
+_SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "penalty_window",
+                 "presence_penalty", "frequency_penalty", "seed")
+
+
+def _sampler_params(keep, logit_bias=None, banned_tokens=None, **kw):
     p = _lib.rmkv_sampler_default_params()
-    p.temperature = temperature
-    p.top_k = top_k
-    p.top_p = top_p
-    p.min_p = min_p
-    p.repetition_penalty = repetition_penalty
-    p.penalty_window = penalty_window
-    p.presence_penalty = presence_penalty
-    p.frequency_penalty = frequency_penalty
-    p.seed = seed
+    p.struct_size = ctypes.sizeof(_L.SamplerParams)
+    for k, v in kw.items():
+        if k not in _SAMPLER_KEYS:
+            raise TypeError(f"unknown sampler parameter {k!r} (known: {', '.join(_SAMPLER_KEYS)}, logit_bias, "
+                            "banned_tokens)")
+        setattr(p, k, v)
+    if logit_bias:
+        toks = (ctypes.c_int32 * len(logit_bias))(*[int(t) for t in logit_bias])
+        vals = (ctypes.c_float * len(logit_bias))(*[float(v) for v in logit_bias.values()])
+        keep += [toks, vals]
+        p.bias_tokens = ctypes.cast(toks, _L.c_int32_p)
+        p.bias_values = ctypes.cast(vals, _L.c_float_p)
+        p.n_bias = len(logit_bias)
+    if banned_tokens:
+        b = list(banned_tokens)
+        arr = (ctypes.c_int32 * len(b))(*b)
+        keep.append(arr)
+        p.banned_tokens = ctypes.cast(arr, _L.c_int32_p)
+        p.n_banned = len(b)
     return p
+
+
+def sampler_probs(logits, recent=(), **sampler):
+    """The distribution sample() draws from, for the given logits (float32 sequence) and recent
+    tokens (oldest first, for the penalties): a numpy array (or list) of probabilities."""
+    keep = []
+    p = _sampler_params(keep, **sampler)
+    if _np is not None:
+        lg = _np.ascontiguousarray(logits, dtype=_np.float32)
+        out = _np.empty(lg.size, dtype=_np.float32)
+        lp, op, n = lg.ctypes.data, out.ctypes.data, lg.size
+    else:
+        lg = (ctypes.c_float * len(logits))(*logits)
+        out = (ctypes.c_float * len(logits))()
+        lp, op, n = ctypes.addressof(lg), ctypes.addressof(out), len(logits)
+    rec, nrec = _as_int32(recent)
+    _check(_lib.rmkv_sampler_probs(lp, n, rec if nrec else None, nrec, ctypes.byref(p), op))
+    return out if _np is not None else list(out)
+
+
+_STOP_REASONS = {0: "limit", 1: "token", 2: "string", 3: "cancelled"}
+_DONE = object()
+
+
+class _GenState:
+    """What the worker thread and the C callback share. It refers to no Generation, so that
+    dropping a Generation runs its __del__ (which cancels) while the call is still running."""
+
+    def __init__(self):
+        self.queue = queue.Queue()
+        self.cancel = False
+        self.error = None
+        self.result = None
+
+
+def _generate_worker(state, session, fn, tok_handle, prompt, n, params, keep):
+    res = _L.GenerateResult()
+    try:
+        st = fn(session.handle, tok_handle, prompt, n, ctypes.byref(params), ctypes.byref(res))
+        if st != OK:
+            state.error = _error(st)   # rmkv_last_error() is per thread: read it on this one
+        else:
+            state.result = {"stop_reason": _STOP_REASONS.get(res.stop_reason, res.stop_reason),
+                            "n_tokens": res.n_tokens, "stop_index": res.stop_index, "text_size": res.text_size}
+    except BaseException as e:  # a closed session, ...
+        state.error = e
+    finally:
+        del keep
+        state.queue.put(_DONE)
+
+
+class Generation:
+    """Iterator over the text pieces of one generation (Session.generate), running the C call on a
+    worker thread. close(), the end of a `with` block, or dropping the iterator cancels it; close()
+    waits for the call to return. .result is set once the generation has ended."""
+
+    def __init__(self, session, prompt, tokenizer, max_tokens, stop_tokens, stop_strings, chat, sampler):
+        tok = tokenizer if tokenizer is not None else session.model.tokenizer
+        if tok is None:
+            raise ValueError("the model has no tokenizer: pass tokenizer=")
+        session.handle  # raises when closed
+        busy = session._generation() if session._generation is not None else None
+        if busy is not None and busy._thread is not None:
+            raise RuntimeError("the session is generating already: close that generation first")
+        keep = [tok]
+        sp = _sampler_params(keep, **sampler)
+        keep.append(sp)
+        gp = _lib.rmkv_generate_default_params()
+        gp.struct_size = ctypes.sizeof(_L.GenerateParams)
+        gp.sampler = ctypes.pointer(sp)
+        gp.max_tokens = int(max_tokens)
+        if stop_tokens:
+            st = (ctypes.c_int32 * len(stop_tokens))(*stop_tokens)
+            keep.append(st)
+            gp.stop_tokens = ctypes.cast(st, _L.c_int32_p)
+            gp.n_stop_tokens = len(stop_tokens)
+        if stop_strings:
+            ss = (ctypes.c_char_p * len(stop_strings))(*[_text(x) for x in stop_strings])
+            keep.append(ss)
+            gp.stop_strings = ctypes.cast(ss, _L.c_char_pp)
+            gp.n_stop_strings = len(stop_strings)
+        state = self._state = _GenState()
+
+        def on_piece(text, size, _user):
+            state.queue.put(ctypes.string_at(text, size).decode("utf-8", "replace"))
+            return 1 if state.cancel else 0
+
+        cb = _L.PieceCallback(on_piece)
+        keep.append(cb)
+        gp.on_piece = cb
+        if chat:
+            b = _text(prompt if prompt is not None else b"")
+            fn, arg, n = _lib.rmkv_session_chat_turn, b, len(b)
+        elif prompt is None:
+            fn, arg, n = _lib.rmkv_session_generate, None, 0
+        elif isinstance(prompt, (str, bytes, bytearray)):
+            b = _text(prompt)
+            fn, arg, n = _lib.rmkv_session_generate_text, b, len(b)
+        else:
+            arr, n = _as_int32(prompt)
+            keep.append(arr)
+            fn, arg = _lib.rmkv_session_generate, (arr if n else None)
+        self._thread = threading.Thread(target=_generate_worker,
+                                        args=(state, session, fn, tok.handle, arg, n, gp, keep), daemon=True)
+        session._generation = weakref.ref(self)
+        self._thread.start()
+
+    @property
+    def result(self):
+        return self._state.result
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._thread is None:
+            raise StopIteration
+        item = self._state.queue.get()
+        if item is _DONE:
+            self._thread.join()
+            self._thread = None
+            if self._state.error is not None:
+                e, self._state.error = self._state.error, None
+                raise e
+            raise StopIteration
+        return item
+
+    def close(self):
+        """Cancels the generation (if still running) and waits for the C call to return."""
+        if self._thread is None:
+            return
+        self._state.cancel = True
+        while self._state.queue.get() is not _DONE:
+            pass
+        self._thread.join()
+        self._thread = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 def _as_int32(tokens):

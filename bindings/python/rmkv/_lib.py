@@ -44,7 +44,24 @@ class SamplerParams(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_size_t), ("temperature", ctypes.c_float), ("top_k", ctypes.c_int32),
                 ("top_p", ctypes.c_float), ("min_p", ctypes.c_float), ("repetition_penalty", ctypes.c_float),
                 ("penalty_window", ctypes.c_int32), ("presence_penalty", ctypes.c_float),
-                ("frequency_penalty", ctypes.c_float), ("seed", ctypes.c_uint64)]
+                ("frequency_penalty", ctypes.c_float), ("seed", ctypes.c_uint64),
+                ("bias_tokens", c_int32_p), ("bias_values", c_float_p), ("n_bias", ctypes.c_size_t),
+                ("banned_tokens", c_int32_p), ("n_banned", ctypes.c_size_t)]
+
+
+PieceCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.c_void_p)
+
+
+class GenerateParams(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("sampler", ctypes.POINTER(SamplerParams)),
+                ("max_tokens", ctypes.c_int32), ("stop_tokens", c_int32_p), ("n_stop_tokens", ctypes.c_size_t),
+                ("stop_strings", c_char_pp), ("n_stop_strings", ctypes.c_size_t), ("on_piece", PieceCallback),
+                ("user_data", ctypes.c_void_p)]
+
+
+class GenerateResult(ctypes.Structure):
+    _fields_ = [("stop_reason", ctypes.c_int), ("n_tokens", ctypes.c_int32), ("stop_index", ctypes.c_int32),
+                ("text_size", ctypes.c_size_t)]
 
 
 class DataInfo(ctypes.Structure):
@@ -140,6 +157,13 @@ PROTOTYPES = {
     "rmkv_session_free": (None, [_P]),
     "rmkv_sampler_default_params": (SamplerParams, []),
     "rmkv_session_sample": (_S, [_P, ctypes.POINTER(SamplerParams), c_int32_p]),
+    "rmkv_sampler_probs": (_S, [_P, _Z, _P, _Z, ctypes.POINTER(SamplerParams), _P]),
+    "rmkv_generate_default_params": (GenerateParams, []),
+    "rmkv_session_generate": (_S, [_P, _P, _P, _Z, ctypes.POINTER(GenerateParams), ctypes.POINTER(GenerateResult)]),
+    "rmkv_session_generate_text": (_S, [_P, _P, ctypes.c_char_p, _Z, ctypes.POINTER(GenerateParams),
+                                        ctypes.POINTER(GenerateResult)]),
+    "rmkv_session_chat_turn": (_S, [_P, _P, ctypes.c_char_p, _Z, ctypes.POINTER(GenerateParams),
+                                    ctypes.POINTER(GenerateResult)]),
 
     "rmkv_data_new": (_S, [ctypes.c_char_p, _P, _PP]),
     "rmkv_data_batch_shape": (_S, [_P, c_size_p, c_size_p]),
