@@ -94,6 +94,33 @@ export interface SamplerOptions {
   presencePenalty?: number;
   frequencyPenalty?: number;
   seed?: number | bigint;
+  /** Added to the logits of these tokens before everything else; -Infinity bans a token. */
+  logitBias?: Record<number, number>;
+  /** Tokens never drawn. */
+  bannedTokens?: number[];
+}
+
+export interface GenerateOptions extends SamplerOptions {
+  /** Tokens generated at most (default 256). */
+  maxTokens?: number;
+  /** A sampled stop token ends the generation; its text is not emitted. */
+  stopTokens?: number[];
+  /** The generation ends when the text contains one; emitted up to it only. */
+  stopStrings?: string[];
+  /** One chat turn: the prompt is the user's text, <start> ... <end>, then the memory is flushed. */
+  chat?: boolean;
+  /** Default: the model's tokenizer. */
+  tokenizer?: Tokenizer;
+  /** Receives each piece of text as it is generated (never half a character); return true to cancel. */
+  onPiece?: (piece: string) => boolean | void;
+}
+
+export interface GenerateResult {
+  text: string;
+  stopReason: 'limit' | 'token' | 'string' | 'cancelled';
+  nTokens: number;
+  /** Which stop token or stop string matched; -1 otherwise. */
+  stopIndex: number;
 }
 
 export class Session extends Handle {
@@ -116,6 +143,8 @@ export class Session extends Handle {
   loadStateFile(path: string): void;
   /** Draws the next token from the last logits (not stepped). */
   sample(options?: SamplerOptions): number;
+  /** Generates and streams a continuation of prompt (text, token ids, or null: after the last token stepped). */
+  generate(prompt: string | Buffer | Ids | null, options?: GenerateOptions): GenerateResult;
 }
 
 export function version(): string;

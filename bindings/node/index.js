@@ -49,8 +49,16 @@ koffi.struct('rmkv_tokenizer_train_params', {
 koffi.struct('rmkv_sampler_params', {
   struct_size: 'size_t', temperature: 'float', top_k: 'int32_t', top_p: 'float', min_p: 'float',
   repetition_penalty: 'float', penalty_window: 'int32_t', presence_penalty: 'float', frequency_penalty: 'float',
-  seed: 'uint64_t',
+  seed: 'uint64_t', bias_tokens: 'const int32_t *', bias_values: 'const float *', n_bias: 'size_t',
+  banned_tokens: 'const int32_t *', n_banned: 'size_t',
 });
+koffi.proto('int rmkv_piece_callback(const void *text, size_t size, void *user_data)');
+koffi.struct('rmkv_generate_params', {
+  struct_size: 'size_t', sampler: 'const rmkv_sampler_params *', max_tokens: 'int32_t',
+  stop_tokens: 'const int32_t *', n_stop_tokens: 'size_t', stop_strings: 'const char **', n_stop_strings: 'size_t',
+  on_piece: 'rmkv_piece_callback *', user_data: 'void *',
+});
+koffi.struct('rmkv_generate_result', { stop_reason: 'int', n_tokens: 'int32_t', stop_index: 'int32_t', text_size: 'size_t' });
 
 const C = {};
 for (const decl of [
@@ -100,6 +108,10 @@ for (const decl of [
   'void rmkv_session_free(rmkv_session *s)',
   'rmkv_sampler_params rmkv_sampler_default_params(void)',
   'int rmkv_session_sample(rmkv_session *s, const rmkv_sampler_params *params, _Out_ int32_t *token)',
+  'rmkv_generate_params rmkv_generate_default_params(void)',
+  'int rmkv_session_generate(rmkv_session *s, const rmkv_tokenizer *tok, const void *prompt, size_t n_prompt, const rmkv_generate_params *params, _Out_ rmkv_generate_result *result)',
+  'int rmkv_session_generate_text(rmkv_session *s, const rmkv_tokenizer *tok, const void *prompt, size_t size, const rmkv_generate_params *params, _Out_ rmkv_generate_result *result)',
+  'int rmkv_session_chat_turn(rmkv_session *s, const rmkv_tokenizer *tok, const void *text, size_t size, const rmkv_generate_params *params, _Out_ rmkv_generate_result *result)',
 ]) {
   const fn = lib.func(decl);
   C[decl.match(/(rmkv_\w+)\(/)[1]] = fn;
@@ -456,21 +468,103 @@ class Session extends Handle {
   saveStateFile(file) { check(C.rmkv_session_state_save_file(this.handle, file)); }
   loadStateFile(file) { check(C.rmkv_session_state_load_file(this.handle, file)); }
   // Draws the next token (not stepped). opts: temperature (0 = greedy), topK, topP, minP,
-  // repetitionPenalty, penaltyWindow, presencePenalty, frequencyPenalty, seed.
+  // repetitionPenalty, penaltyWindow, presencePenalty, frequencyPenalty, seed, logitBias
+  // ({token: bias}, -Infinity bans), bannedTokens.
   sample(opts) {
-    const p = C.rmkv_sampler_default_params();
-    const o = opts || {};
-    const map = { temperature: 'temperature', topK: 'top_k', topP: 'top_p', minP: 'min_p',
-      repetitionPenalty: 'repetition_penalty', penaltyWindow: 'penalty_window',
-      presencePenalty: 'presence_penalty', frequencyPenalty: 'frequency_penalty', seed: 'seed' };
-    for (const k of Object.keys(o)) {
-      if (!(k in map)) throw new TypeError(`unknown sampler option ${k}`);
-      p[map[k]] = k === 'seed' ? BigInt(o[k]) : o[k];
-    }
     const t = [0];
-    check(C.rmkv_session_sample(this.handle, p, t));
+    check(C.rmkv_session_sample(this.handle, samplerParams(opts || {}), t));
     return t[0];
   }
+  // Generates a continuation and streams it: opts.onPiece(text) receives each piece (never half a
+  // character) and may return true to cancel. prompt: a string or Buffer (encoded by the
+  // tokenizer), token ids, or null to continue after the last token stepped. opts: maxTokens
+  // (default 256), stopTokens, stopStrings, chat (one chat turn: <start> ... <end>, then flush),
+  // tokenizer (default the model's), and the sampler options of sample(). Returns
+  // {text, stopReason: 'limit'|'token'|'string'|'cancelled', nTokens, stopIndex}.
+  generate(prompt, opts) {
+    const o = Object.assign({}, opts || {});
+    const tok = o.tokenizer || this.model.tokenizer;
+    if (!tok) throw new TypeError('the model has no tokenizer: pass opts.tokenizer');
+    const onPiece = o.onPiece;
+    const known = new Set(['maxTokens', 'stopTokens', 'stopStrings', 'chat', 'tokenizer', 'onPiece']);
+    const sampler = {};
+    for (const k of Object.keys(o)) if (!known.has(k)) sampler[k] = o[k];
+    const gp = C.rmkv_generate_default_params();
+    gp.sampler = samplerParams(sampler);
+    if (o.maxTokens !== undefined) gp.max_tokens = o.maxTokens;
+    if (o.stopTokens && o.stopTokens.length) {
+      gp.stop_tokens = Int32Array.from(o.stopTokens);
+      gp.n_stop_tokens = o.stopTokens.length;
+    }
+    if (o.stopStrings && o.stopStrings.length) {
+      gp.stop_strings = o.stopStrings;
+      gp.n_stop_strings = o.stopStrings.length;
+    }
+    const pieces = [];
+    let thrown = null;
+    const cb = koffi.register((text, size) => {
+      const piece = Buffer.from(koffi.decode(text, 'uint8_t', Number(size))).toString('utf8');
+      pieces.push(piece);
+      try {
+        return onPiece && onPiece(piece) ? 1 : 0;
+      } catch (e) {
+        thrown = e;
+        return 1;
+      }
+    }, 'rmkv_piece_callback *');
+    gp.on_piece = cb;
+    const res = {};
+    let st;
+    try {
+      if (o.chat) {
+        const b = asBytes(prompt == null ? '' : prompt);
+        st = C.rmkv_session_chat_turn(this.handle, tok.handle, b, b.length, gp, res);
+      } else if (prompt == null) {
+        st = C.rmkv_session_generate(this.handle, tok.handle, null, 0, gp, res);
+      } else if (typeof prompt === 'string' || Buffer.isBuffer(prompt)) {
+        const b = asBytes(prompt);
+        st = C.rmkv_session_generate_text(this.handle, tok.handle, b, b.length, gp, res);
+      } else {
+        const a = asInt32(prompt);
+        st = C.rmkv_session_generate(this.handle, tok.handle, a.length ? a : null, a.length, gp, res);
+      }
+    } finally {
+      koffi.unregister(cb);
+    }
+    if (thrown) throw thrown;
+    check(st);
+    return { text: pieces.join(''), stopReason: STOP_REASONS[res.stop_reason], nTokens: res.n_tokens,
+      stopIndex: res.stop_index };
+  }
+}
+
+const STOP_REASONS = ['limit', 'token', 'string', 'cancelled'];
+const SAMPLER_KEYS = { temperature: 'temperature', topK: 'top_k', topP: 'top_p', minP: 'min_p',
+  repetitionPenalty: 'repetition_penalty', penaltyWindow: 'penalty_window',
+  presencePenalty: 'presence_penalty', frequencyPenalty: 'frequency_penalty', seed: 'seed' };
+
+function samplerParams(o) {
+  const p = C.rmkv_sampler_default_params();
+  for (const k of Object.keys(o)) {
+    if (k === 'logitBias') {
+      const ks = Object.keys(o.logitBias);
+      if (ks.length) {
+        p.bias_tokens = Int32Array.from(ks.map(Number));
+        p.bias_values = Float32Array.from(ks.map((t) => o.logitBias[t]));
+        p.n_bias = ks.length;
+      }
+    } else if (k === 'bannedTokens') {
+      if (o.bannedTokens.length) {
+        p.banned_tokens = Int32Array.from(o.bannedTokens);
+        p.n_banned = o.bannedTokens.length;
+      }
+    } else if (k in SAMPLER_KEYS) {
+      p[SAMPLER_KEYS[k]] = k === 'seed' ? BigInt(o[k]) : o[k];
+    } else {
+      throw new TypeError(`unknown sampler option ${k}`);
+    }
+  }
+  return p;
 }
 
 module.exports = { RmkvError, Tokenizer, TokenStream, Model, Session, version, libraryPath: findLibrary() };

@@ -17,5 +17,6 @@ for (let i = 0; i < n; i++) {
   all.set(s.step(t), (i + 1) * V);
 }
 fs.writeFileSync(out, Buffer.from(all.buffer));
-process.stdout.write(tok.decode(gen));
+const streamed = m.session().generate(prompt, { maxTokens: n, temperature: 0 }).text;
+process.stdout.write(tok.decode(gen) + '\0' + streamed);
 m.close();

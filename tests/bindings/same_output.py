@@ -32,7 +32,14 @@ def python_side(model_path, out):
             gen.append(t)
             rows.append(s.step(t).copy())
         np.stack(rows).astype(np.float32).tofile(out)
-        return tok.decode(gen)
+    with rmkv.Model.load(model_path) as m, m.session() as s:
+        streamed = s.generate_text(PROMPT, max_tokens=N_GEN, temperature=0.0)
+    return tok_text(model_path, gen), streamed
+
+
+def tok_text(model_path, ids):
+    with rmkv.Model.load(model_path) as m:
+        return m.tokenizer.decode(ids)
 
 
 def main():
@@ -65,7 +72,7 @@ def main():
                                     capture_output=True).stdout.decode("utf-8")
         outs["C"] = c_out
         py_out = os.path.join(args.workdir, f"py{i}.f32")
-        texts["Python"] = python_side(model_path, py_out)
+        texts["Python"], texts["Python generate"] = python_side(model_path, py_out)
         outs["Python"] = py_out
         js_out = os.path.join(args.workdir, f"js{i}.f32")
         r = subprocess.run([args.node, os.path.join(os.path.dirname(__file__), "same_output.js"),
@@ -74,7 +81,7 @@ def main():
         if r.returncode != 0:
             print(f"node failed (did `npm ci` run in bindings/node?):\n{r.stderr.decode()}")
             return 1
-        texts["Node"] = r.stdout.decode("utf-8")
+        texts["Node"], texts["Node generate"] = r.stdout.decode("utf-8").split("\x00")
         outs["Node"] = js_out
         ref = np.fromfile(outs["C"], dtype=np.float32)
         if ref.size != (N_GEN + 1) * V or not np.isfinite(ref).all():
@@ -87,6 +94,11 @@ def main():
             print(f"config {i}: {name}: logits {'identical' if same else 'DIFFER'} to C "
                   f"({ref.size} values), greedy text {'identical' if same_text else 'DIFFERS'}: {texts[name]!r}")
             failures += (not same) + (not same_text)
+        for name in ("Python generate", "Node generate"):
+            same_text = texts[name] == texts["C"]
+            print(f"config {i}: {name} (streamed rmkv_session_generate, greedy): text "
+                  f"{'identical' if same_text else 'DIFFERS'} to C's step/sample loop")
+            failures += not same_text
         if len(set(np.argmax(ref.reshape(N_GEN + 1, V), axis=1))) < 2:
             print(f"config {i}: the greedy run is degenerate (one token), the comparison shows little")
     return 1 if failures else 0
