@@ -13,6 +13,8 @@
 #include "rmkv.h"
 
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -307,6 +309,41 @@ public:
         rmkv_sampler_params p = rmkv_sampler_default_params();
         p.temperature = 0.0f;
         return sample(&p);
+    }
+    /* Generates a continuation of `prompt` (text; empty: continue after the last token stepped)
+       and streams it to on_piece (never half a character; return true to cancel). params:
+       sampler, max_tokens, stop tokens and strings (its on_piece/user_data are replaced).
+       chat: one chat turn (rmkv_session_chat_turn). An exception thrown by on_piece cancels the
+       generation and is rethrown. */
+    rmkv_generate_result generate(const Tokenizer &tok, std::string_view prompt,
+                                  rmkv_generate_params params = rmkv_generate_default_params(),
+                                  const std::function<bool(std::string_view)> &on_piece = {}, bool chat = false) {
+        struct Ctx {
+            const std::function<bool(std::string_view)> *f;
+            std::exception_ptr error;
+        } ctx{&on_piece, nullptr};
+        params.on_piece = [](const char *text, size_t size, void *user) -> int {
+            auto *c = static_cast<Ctx *>(user);
+            if (!*c->f) return 0;
+            try {
+                return (*c->f)(std::string_view(text, size)) ? 1 : 0;
+            } catch (...) {
+                c->error = std::current_exception();
+                return 1;
+            }
+        };
+        params.user_data = &ctx;
+        rmkv_generate_result r{};
+        rmkv_status st;
+        if (chat)
+            st = rmkv_session_chat_turn(get(), tok.get(), prompt.data(), prompt.size(), &params, &r);
+        else if (prompt.empty())
+            st = rmkv_session_generate(get(), tok.get(), nullptr, 0, &params, &r);
+        else
+            st = rmkv_session_generate_text(get(), tok.get(), prompt.data(), prompt.size(), &params, &r);
+        if (ctx.error) std::rethrow_exception(ctx.error);
+        check(st);
+        return r;
     }
     size_t vocab_size() const noexcept { return vocab_; }
     rmkv_session *get() const noexcept { return h_.get(); }

@@ -139,6 +139,41 @@ void model_and_session(void **) {
     assert_int_equal(status_of([&] { e.step(static_cast<int32_t>(loaded.vocab_size())); }), RMKV_ERR_INVALID_ARGUMENT);
     assert_int_equal(status_of([&] { e.load_state(st.data(), st.size() / 2); }), RMKV_ERR_FORMAT);
 
+    {   // streamed generation = the greedy step/sample loop; stop strings; cancel; exceptions
+        rmkv::Session g1(loaded), g2(loaded);
+        g1.step(toks);
+        std::vector<int32_t> greedy;
+        for (int i = 0; i < 12; ++i) {
+            greedy.push_back(g1.argmax());
+            g1.step(greedy.back());
+        }
+        rmkv_sampler_params sp = rmkv_sampler_default_params();
+        sp.temperature = 0.0f;
+        rmkv_generate_params gp = rmkv_generate_default_params();
+        gp.sampler = &sp;
+        gp.max_tokens = 12;
+        std::string streamed;
+        rmkv_generate_result r = g2.generate(borrowed, "The knight guards the gate of the old castle.", gp,
+                                             [&](std::string_view piece) { streamed += piece; return false; });
+        assert_int_equal(r.stop_reason, RMKV_STOP_LIMIT);
+        assert_int_equal(r.n_tokens, 12);
+        assert_true(streamed == borrowed.decode(greedy));
+        int calls = 0;
+        gp.max_tokens = 100000;
+        sp.temperature = 1.0f;
+        r = g2.generate(borrowed, "", gp, [&](std::string_view) { return ++calls == 2; });
+        assert_int_equal(r.stop_reason, RMKV_STOP_CANCELLED);
+        bool caught = false;
+        try {
+            g2.generate(borrowed, "", gp, [](std::string_view) -> bool { throw std::runtime_error("boom"); });
+        } catch (const std::runtime_error &ex) {
+            caught = std::string(ex.what()) == "boom";
+        }
+        assert_true(caught);
+        assert_int_equal(status_of([&] { rmkv::Session(loaded).generate(borrowed, "", gp); }),
+                         RMKV_ERR_INVALID_ARGUMENT);
+    }
+
     rmkv::Session moved = std::move(e);       // ownership moves; the moved-from object frees nothing
     assert_null(e.get());
     assert_non_null(moved.get());
