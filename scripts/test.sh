@@ -9,7 +9,8 @@ ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
 
 PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev libedit-dev
-          python3 python3-torch python3-numpy clang libclang-rt-14-dev"
+          python3 python3-torch python3-numpy clang libclang-rt-14-dev
+          python3-pytest python3-matplotlib python3-venv python3-setuptools valgrind"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # Node.js and npm (the Hugging Face tokenizer oracle): Debian's, unless some node is there already.
@@ -24,6 +25,10 @@ fi
 if [ -f tests/tokenizer/hf/package-lock.json ]; then
   echo "== npm ci (tests/tokenizer/hf)"
   (cd tests/tokenizer/hf && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ -f bindings/node/package-lock.json ]; then
+  echo "== npm ci (bindings/node)"
+  (cd bindings/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== build (Release) and test"
@@ -53,6 +58,23 @@ for who in innkeeper guard witch; do
   [ -n "$saved" ] && [ "$saved" -gt 0 ] && [ "$saved" = "$restored" ] ||
     { echo "game: $who saved $saved tokens in the first run, the second restored '$restored'"; exit 1; }
 done
+
+echo "== the C++ wrapper example (find_package, C++17) and a pkg-config build (C, and C++20), installed tree"
+rm -rf build-ci/cpp build-ci/pkgconfig && mkdir -p build-ci/pkgconfig
+cmake -S examples/cpp -B build-ci/cpp -DCMAKE_PREFIX_PATH="$ROOT/build-ci/install" >/dev/null
+cmake --build build-ci/cpp -j"$JOBS"
+(cd build-ci/cpp && LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" ./cpp_example)
+PKG_CONFIG_PATH="$ROOT/build-ci/install/lib/pkgconfig" make -s -C examples/pkgconfig OUT="$ROOT/build-ci/pkgconfig"
+(cd build-ci/pkgconfig && LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" ./consumer && LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" ./cpp_example)
+
+echo "== bindings on the installed library: pip install into a venv holding the library; node by LD_LIBRARY_PATH"
+rm -rf build-ci/venv
+PY3=/usr/bin/python3; [ -x "$PY3" ] || PY3=python3
+"$PY3" -m venv --system-site-packages build-ci/venv
+build-ci/venv/bin/pip install -q --no-build-isolation --no-index bindings/python
+cmake --install build-ci --prefix build-ci/venv >/dev/null
+(cd build-ci && env -u RMKV_LIBRARY venv/bin/python -c "import rmkv; m = rmkv.Model.create({'vocab_size': 40, 'd_model': 16, 'n_heads': 2, 'segment_len': 4}); print('python:', rmkv.version(), rmkv.library_path(), m.session().step([1, 2, 3]).shape)")
+(cd build-ci && env -u RMKV_LIBRARY LD_LIBRARY_PATH="$ROOT/build-ci/install/lib" node -e "const r = require('$ROOT/bindings/node'); const m = r.Model.create({vocab_size: 40, d_model: 16, n_heads: 2, segment_len: 4}); console.log('node:', r.version(), m.session().step([1, 2, 3]).length); m.close()")
 
 echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRMKV_SANITIZE="address;undefined" -DRMKV_BUILD_TOOLS=OFF >/dev/null
