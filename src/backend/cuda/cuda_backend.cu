@@ -13,7 +13,7 @@
 // staging of host token and target arrays, the loss accumulator). Nothing is
 // allocated once the buffers have grown to a model's sizes.
 //
-// Host synchronisation: sync(), to_host(), sum_squares() (the interface says it
+// Host synchronisation: sync(), to_host() (its callers read at once), sum_squares() (the interface says it
 // synchronises) and cross_entropy(): the seam adds the loss to a host double at
 // once, so the backend waits for the loss kernel there (one wait per segment of
 // a training step; a seam that reads the loss at the end of a step would remove it).
@@ -173,7 +173,10 @@ public:
     void release_weights(float *p, const float *) override { free(p); }
     void to_host(Stream &s, float *host, const float *src, size_t n) override {
         if (!n) return;
-        check(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, cs(s).stream), "cudaMemcpyAsync (to host)");
+        // Waits for the copy: callers read the host memory at once (a session's logits).
+        auto &st = cs(s);
+        check(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync (to host)");
+        check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
     }
     void from_host(Stream &s, float *dst, const float *host, size_t n) override {
         if (!n) return;
