@@ -63,6 +63,16 @@ void check(cublasStatus_t e, const char *what) {
 }
 void check_launch(const char *what) { check(cudaGetLastError(), what); }
 
+// The calling thread's current device, as last set here (cudaSetDevice is cheap
+// but not free; every entry point makes its backend's device current).
+thread_local int t_current_device = -1;
+void make_current(int device) {
+    if (t_current_device != device) {
+        check(cudaSetDevice(device), "cudaSetDevice");
+        t_current_device = device;
+    }
+}
+
 // A device buffer that only grows (frees the old one: cudaFree waits for the device).
 template <class T>
 struct Grow {
@@ -86,7 +96,7 @@ class CudaStream : public Stream {
 public:
     explicit CudaStream(int device) : device_(device) {}
     ~CudaStream() override {
-        cudaSetDevice(device_);
+        if (cudaSetDevice(device_) == cudaSuccess) t_current_device = device_;
         if (stream) cudaStreamSynchronize(stream);
         if (blas) cublasDestroy(blas);
         if (stream) cudaStreamDestroy(stream);
@@ -122,7 +132,7 @@ public:
         if (device < 0 || device >= count)
             fail(kErrBackend, std::string("device 'cuda:") + std::to_string(device) + "': there are " +
                                   std::to_string(count) + " CUDA device(s), numbered from 0");
-        check(cudaSetDevice(device_), "cudaSetDevice");
+        make_current(device_);
         check(cudaGetDeviceProperties(&prop_, device_), "cudaGetDeviceProperties");
         max_smem_ = prop_.sharedMemPerBlockOptin;
     }
@@ -382,13 +392,7 @@ public:
 
 private:
     // Makes this backend's device current on the calling thread.
-    void use() const {
-        thread_local int current = -1;
-        if (current != device_) {
-            check(cudaSetDevice(device_), "cudaSetDevice");
-            current = device_;
-        }
-    }
+    void use() const { make_current(device_); }
     CudaStream &cs(Stream &s) const {
         use();
         return static_cast<CudaStream &>(s);
