@@ -214,7 +214,13 @@ void norm_ops(void **) {
                 be.norm_backward(s, kind, dx.on(g), dw.on(g), ln ? db.on(g) : nullptr, dy.on(g), x.on(g), w.on(g), n, d,
                                  1e-5f);
             });
+            // Frozen parameters (NULL gradients): dx alone.
+            Buf &dxf = P.random(n * d);
+            P.both([&](Backend &be, Stream &s, bool g) {
+                be.norm_backward(s, kind, dxf.on(g), nullptr, nullptr, dy.on(g), x.on(g), w.on(g), n, d, 1e-5f);
+            });
             P.expect("norm_backward dx (+=)", dx);
+            P.expect("norm_backward dx, frozen w and b", dxf);
             P.expect("norm_backward dw (+=)", dw);
             if (ln) P.expect("norm_backward db (+=)", db);
         }
@@ -331,6 +337,11 @@ void pool_ops(void **) {
         });
         P.expect("pool_backward dx (+=)", dx);
         P.expect("pool_backward dP (+=)", dP);
+        Buf &dxf = P.random(T * D);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            be.pool_backward(s, dxf.on(g), nullptr, dout.on(g), Pq.on(g), x.on(g), M, T, D);
+        });
+        P.expect("pool_backward dx, frozen query", dxf);
     }
 }
 

@@ -119,7 +119,7 @@ __global__ void k_norm_backward_params(float *dw, float *db, const float *dy, co
             gw += static_cast<double>(dy[r * d + i]) * xhat;
             gb += dy[r * d + i];
         }
-        dw[i] += static_cast<float>(gw);
+        if (dw) dw[i] += static_cast<float>(gw);
         if (db) db[i] += static_cast<float>(gb);
     }
 }
@@ -257,7 +257,7 @@ __global__ void k_attention_backward(float *dq, bool dq_acc, float *dk, float *d
         if (drop.on()) p[j] *= drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j));
     }
     __syncthreads();
-    for (int64_t t = threadIdx.x; t < hd; t += blockDim.x) {
+    for (int64_t t = threadIdx.x; dq && t < hd; t += blockDim.x) {
         float g = 0;
         for (int64_t j = 0; j < nvis; ++j) g += dp[j] * k[j * ldkv + koff + t];
         float *dst = dq + i * D + h * hd + t;
@@ -452,13 +452,13 @@ void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *
                    int64_t n, int64_t d, float eps, double *stats, cudaStream_t st) {
     if (n <= 0) return;
     k_norm_backward_rows<<<static_cast<unsigned>(n), kThreads, 0, st>>>(kind == NormKind::layernorm, dx, dy, x, w, d, eps, stats);
-    k_norm_backward_params<<<blocks_for(d), kThreads, 0, st>>>(dw, db, dy, x, n, d, stats);
+    if (dw || db) k_norm_backward_params<<<blocks_for(d), kThreads, 0, st>>>(dw, db, dy, x, n, d, stats);
 }
 void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
     if (n > 0) k_embed_forward<<<blocks_for(n * d), kThreads, 0, st>>>(X, E, tok, n, d);
 }
 void embed_backward(float *dE, const float *dX, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
-    if (n > 0) k_embed_backward<<<blocks_for(n * d), kThreads, 0, st>>>(dE, dX, tok, n, d);
+    if (n > 0 && dE) k_embed_backward<<<blocks_for(n * d), kThreads, 0, st>>>(dE, dX, tok, n, d);
 }
 void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st) {
     if (n > 0) k_add<<<blocks_for(n), kThreads, 0, st>>>(out, a, b, n);

@@ -17,10 +17,11 @@ namespace rmkv::cuda {
 
 void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
                   float eps, cudaStream_t st);
-// stats: scratch of 2 n doubles.
+// stats: scratch of 2 n doubles. dw and db may be NULL (frozen).
 void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                    int64_t n, int64_t d, float eps, double *stats, cudaStream_t st);
 void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
+// dtok_emb NULL: frozen, nothing done.
 void embed_backward(float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
 void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st);
 void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st);
@@ -34,7 +35,7 @@ size_t attention_smem(int64_t nk, int64_t head_dim, bool backward);
 void attention_forward(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v, int64_t nq,
                        int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
                        float scale, const Dropout &drop, cudaStream_t st);
-// dq = (or += when dq_accumulate); dk += ; dv += (atomics).
+// dq = (or += when dq_accumulate; NULL: not computed); dk += ; dv += (atomics).
 void attention_backward(float *dq, bool dq_accumulate, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t n_heads,
                         int64_t n_kv_heads, int64_t head_dim, int64_t visible0, float scale, const Dropout &drop,
