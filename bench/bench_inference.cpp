@@ -3,12 +3,17 @@
 //   - read bandwidth (a parallel sum over 1 GiB) -> decode roofline
 //   - sgemm peak (oneDNN f32 matmul, 2048^3)      -> prefill efficiency
 // Usage: rmkv-bench [--configs tiny,small,base] [--far 100000] [--decode 256]
+//                   [--device cpu|cuda|cuda:N] [--sessions N]
+// --device other than cpu: the machine limits above (CPU ones) are not
+// measured and the percentages are left out. --sessions N (> 1): N sessions
+// decoding together, one thread each, their total tokens/s.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <omp.h>
@@ -112,23 +117,44 @@ void advance_to(rmkv_session *s, uint64_t target, const Cfg &c) {
     }
 }
 
+// n sessions of m decoding `steps` tokens each on their own threads: tokens/s of all.
+double decode_together(rmkv_model *m, int n, int steps, int V) {
+    std::vector<rmkv_session *> ss(static_cast<size_t>(n));
+    for (auto &s : ss) check(rmkv_session_new(m, nullptr, &s), "session");
+    for (auto *s : ss) decode_ms(s, 4, V);  // warm
+    std::vector<std::thread> th;
+    double t0 = now();
+    for (auto *s : ss) th.emplace_back([s, steps, V] { decode_ms(s, steps, V); });
+    for (auto &t : th) t.join();
+    double tps = static_cast<double>(n) * steps / (now() - t0);
+    for (auto *s : ss) rmkv_session_free(s);
+    return tps;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
     std::string which = "tiny,small,base";
     uint64_t far = 100000;
-    int n_decode = 512;
+    int n_decode = 512, n_sessions = 1;
+    std::string device = "cpu";
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--configs")) which = argv[i + 1];
+        if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--sessions")) n_sessions = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--configs")) which = argv[i + 1];
         else if (!std::strcmp(argv[i], "--far")) far = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
     }
     const Cfg cfgs[] = {{"tiny", 256, 4, 4, 16, 128, 4096}, {"small", 512, 8, 8, 32, 256, 16384}, {"base", 768, 12, 12, 32, 256, 32000}};
 
-    std::printf("rmkv %s inference benchmark, %d threads\n", rmkv_version(), omp_get_max_threads());
-    double bw = read_bandwidth_gbs();
-    double peak = sgemm_peak_gflops();
-    std::printf("machine: read bandwidth %.1f GB/s, sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3)\n\n", bw, peak);
+    const bool on_cpu = device == "cpu";
+    std::printf("rmkv %s inference benchmark, device %s, %d threads\n", rmkv_version(), device.c_str(), omp_get_max_threads());
+    double bw = on_cpu ? read_bandwidth_gbs() : 0;
+    double peak = on_cpu ? sgemm_peak_gflops() : 0;
+    if (on_cpu) std::printf("machine: read bandwidth %.1f GB/s, sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3)\n\n", bw, peak);
+    else std::printf("(percentages of CPU limits left out on %s)\n\n", device.c_str());
+    rmkv_model_params mp = rmkv_model_default_params();
+    mp.device = device.c_str();
     std::printf("%-6s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
                 "decode@far", "far/1k", "roofline");
     std::printf("%-6s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
@@ -136,7 +162,7 @@ int main(int argc, char **argv) {
     for (const Cfg &c : cfgs) {
         if (which.find(c.name) == std::string::npos) continue;
         rmkv_model *m = nullptr;
-        check(rmkv_model_create(json_of(c).c_str(), nullptr, 1, nullptr, &m), "create");
+        check(rmkv_model_create(json_of(c).c_str(), nullptr, 1, &mp, &m), "create");
         size_t need = 0;
         rmkv_model_config_json(m, nullptr, 0, &need);
         std::string cj(need, '\0');
@@ -154,7 +180,7 @@ int main(int argc, char **argv) {
         double t0 = now();
         for (int i = 0; i < segs; ++i) check(rmkv_session_step(s, toks.data(), c.S, logits.data()), "prefill");
         double prefill_tps = segs * c.S / (now() - t0);
-        double prefill_frac = prefill_tps * prefill_flops(c, F, c.S) / 1e9 / peak;
+        double prefill_frac = on_cpu ? prefill_tps * prefill_flops(c, F, c.S) / 1e9 / peak : 0;
 
         check(rmkv_session_reset(s), "reset");
         decode_ms(s, 8, c.V);  // warm the one-row kernels
@@ -175,11 +201,14 @@ int main(int argc, char **argv) {
         }
         rmkv_session_free(near_s);
         rmkv_session_free(far_s);
-        double roof_ms = decode_bytes(c, F) / (bw * 1e9) * 1000.0;
+        double roof_ms = on_cpu ? decode_bytes(c, F) / (bw * 1e9) * 1000.0 : 0;
 
         std::printf("%-6s %9.1fM %8.0f %11.1f%% %10.3f %10.3f %10.3f %8.3fx %8.1f%%\n", c.name,
                     rmkv_model_n_params(m) / 1e6, prefill_tps, 100 * prefill_frac, dec0, dec1k, decfar, decfar / dec1k,
                     100 * roof_ms / dec1k);
+        if (n_sessions > 1)
+            std::printf("%-6s %d sessions decoding together: %.0f tokens/s in all\n", c.name, n_sessions,
+                        decode_together(m, n_sessions, n_decode / 4, c.V));
         std::fflush(stdout);
         rmkv_session_free(s);
         rmkv_model_free(m);

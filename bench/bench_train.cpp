@@ -4,6 +4,10 @@
 // (bench/train_pytorch.py, run in the same invocation), and model FLOPs utilisation
 // against this machine's sgemm peak measured in the same run.
 // Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH]
+//                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
+// On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
+// bf16 tensor peak (H100 SXM: 989), and PyTorch is not run (train_pytorch.py
+// runs on the CPU; its GPU counterpart is to come).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -26,13 +30,17 @@ using bench::sgemm_peak_gflops;
 using bench::check;
 
 
-const char *kConfig =
+std::string kConfig =
     "{\"vocab_size\":16384,\"d_model\":512,\"n_layers\":8,\"n_heads\":8,\"memory_slots\":32,\"segment_len\":256}";
+const char *kBase =
+    "{\"vocab_size\":32000,\"d_model\":768,\"n_layers\":12,\"n_heads\":12,\"memory_slots\":32,\"segment_len\":256}";
+std::string g_device = "cpu";
+double g_D = 512, g_L = 8, g_F = 1344, g_V = 16384;
 
 // Model FLOPs of one training token: 6 x (matrix parameters on the token path)
 // + attention (QK^T and PV, forward 4 S D... halved by the causal mask) x 3.
 double flops_per_token() {
-    const double D = 512, L = 8, F = 1344, V = 16384, M = 32, S = 256;
+    const double D = g_D, L = g_L, F = g_F, V = g_V, M = 32, S = 256;
     double matmul = L * (4 * D * D + 3 * D * F) + V * D;
     double attn = L * 2 * 2 * D * (M + S / 2);
     return 6 * matmul + 3 * attn;
@@ -40,14 +48,16 @@ double flops_per_token() {
 
 double rmkv_tokens_per_s(int precision, int steps, double *loss_out) {
     rmkv_model *m = nullptr;
-    check(rmkv_model_create(kConfig, nullptr, 1, nullptr, &m), "create");
+    rmkv_model_params mp = rmkv_model_default_params();
+    mp.device = g_device.c_str();
+    check(rmkv_model_create(kConfig.c_str(), nullptr, 1, &mp, &m), "create");
     rmkv_train_params tp = rmkv_train_default_params();
     tp.precision = precision;
     rmkv_trainer *t = nullptr;
     check(rmkv_trainer_new(m, &tp, &t), "trainer");
     const int B = 4, N = 512;
     std::vector<int32_t> tok(B * N), tg(B * N);
-    for (int i = 0; i < B * N; ++i) tok[i] = static_cast<int32_t>((i * 7919) % 16384);
+    for (int i = 0; i < B * N; ++i) tok[i] = static_cast<int32_t>((i * 7919) % static_cast<int>(g_V));
     for (int i = 0; i < B * N; ++i) tg[i] = i % N == N - 1 ? -1 : tok[i + 1];
     rmkv_batch b{};
     b.struct_size = sizeof b;
@@ -85,6 +95,8 @@ double pytorch_tokens_per_s(const std::string &script, const char *dtype, int st
 
 int main(int argc, char **argv) {
     int steps = 3, threads = omp_get_max_threads();
+    double peak_tflops = 0;
+    std::string config_name = "small";
     bool pytorch = true;
     std::string script = "bench/train_pytorch.py";
     for (int i = 1; i < argc; ++i) {
@@ -92,12 +104,24 @@ int main(int argc, char **argv) {
         else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--no-pytorch")) pytorch = false;
         else if (!std::strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
+        else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_device = argv[++i];
+        else if (!std::strcmp(argv[i], "--peak-tflops") && i + 1 < argc) peak_tflops = std::atof(argv[++i]);
+        else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) {
+            std::string c = argv[++i];
+            if (c == "base") kConfig = kBase, config_name = "base", g_D = 768, g_L = 12, g_F = 2048, g_V = 32000;
+            else if (c != "small") return std::fprintf(stderr, "--config: small or base\n"), 2;
+        }
     }
+    const bool on_cpu = g_device == "cpu";
+    if (!on_cpu) pytorch = false;
     omp_set_num_threads(threads);
-    std::printf("rmkv %s training benchmark: small config, K=2 segments x 256, B=4 (2048 tokens/step), %d threads\n",
-                rmkv_version(), threads);
-    const double peak = sgemm_peak_gflops(), fpt = flops_per_token();
-    std::printf("machine: sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3); model FLOPs %.1f M/token\n\n", peak, fpt / 1e6);
+    std::printf("rmkv %s training benchmark: %s config, K=2 segments x 256, B=4 (2048 tokens/step), device %s, %d threads\n",
+                rmkv_version(), config_name.c_str(), g_device.c_str(), threads);
+    const double peak = on_cpu ? sgemm_peak_gflops() : peak_tflops * 1e3, fpt = flops_per_token();
+    if (on_cpu)
+        std::printf("machine: sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3); model FLOPs %.1f M/token\n\n", peak, fpt / 1e6);
+    else
+        std::printf("device peak (given): %.1f TFLOP/s; model FLOPs %.1f M/token\n\n", peak_tflops, fpt / 1e6);
     std::printf("%-22s %10s %8s %10s\n", "implementation", "tokens/s", "MFU", "vs torch");
     double loss;
     double r32 = rmkv_tokens_per_s(RMKV_PRECISION_FP32, steps, &loss);
@@ -105,7 +129,8 @@ int main(int argc, char **argv) {
     double t32 = pytorch ? pytorch_tokens_per_s(script, "float32", steps, threads) : -1;
     double t16 = pytorch ? pytorch_tokens_per_s(script, "bfloat16", steps, threads) : -1;
     auto row = [&](const char *name, double tps, double ref) {
-        std::printf("%-22s %10.0f %7.1f%% ", name, tps, 100 * tps * fpt / 1e9 / peak);
+        if (peak > 0) std::printf("%-22s %10.0f %7.1f%% ", name, tps, 100 * tps * fpt / 1e9 / peak);
+        else std::printf("%-22s %10.0f %8s ", name, tps, "-");
         if (ref > 0) std::printf("%9.2fx\n", tps / ref);
         else std::printf("%10s\n", "-");
     };
@@ -114,6 +139,7 @@ int main(int argc, char **argv) {
     if (t32 > 0) row("pytorch fp32", t32, -1);
     if (t16 > 0) row("pytorch bf16 autocast", t16, -1);
     if (pytorch && (t32 < 0 || t16 < 0)) std::printf("(pytorch run failed: is %s there and python3-torch installed?)\n", script.c_str());
-    std::printf("\nMFU = tokens/s x model FLOPs per token / sgemm peak; vs torch = same precision ratio.\n");
+    std::printf("\nMFU = tokens/s x model FLOPs per token / %s; vs torch = same precision ratio.\n",
+                on_cpu ? "sgemm peak" : "the given device peak");
     return 0;
 }

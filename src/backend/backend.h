@@ -16,6 +16,14 @@
 
 #include "core/real.h"
 
+// Functions callable from host and device code (the dropout hash: the CUDA
+// backend draws the same masks as the CPU from this one formula).
+#ifdef __CUDACC__
+#define RMKV_HOST_DEVICE __host__ __device__
+#else
+#define RMKV_HOST_DEVICE
+#endif
+
 namespace rmkv {
 
 enum class NormKind { layernorm, rmsnorm };
@@ -28,14 +36,14 @@ enum class CellKind { gru, lstm, minimal };
 struct Dropout {
     float p = 0.0f;
     uint64_t key = 0;
-    bool on() const { return p > 0.0f; }
-    static uint64_t mix(uint64_t z) {  // splitmix64's finaliser
+    RMKV_HOST_DEVICE bool on() const { return p > 0.0f; }
+    RMKV_HOST_DEVICE static uint64_t mix(uint64_t z) {  // splitmix64's finaliser
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
         return z ^ (z >> 31);
     }
     // The factor of element i: 0 (dropped) or 1 / (1 - p).
-    float factor(uint64_t i) const {
+    RMKV_HOST_DEVICE float factor(uint64_t i) const {
         const uint64_t z = mix(key + (i + 1) * 0x9e3779b97f4a7c15ull);
         return static_cast<float>(z >> 40) * 0x1p-24f >= p ? 1.0f / (1.0f - p) : 0.0f;
     }
@@ -151,6 +159,17 @@ public:
 
 // "cpu", "cuda", "cuda:N". Backends are shared by every model that names the same
 // device. Throws RMKV_ERR_BACKEND when the device is absent or not built in.
+// The CUDA backend is a plugin, librmkv_cuda.so, loaded on first use from the
+// path in the environment variable RMKV_CUDA_PLUGIN if set, else from the folder
+// of librmkv, else from the default library search path.
 std::shared_ptr<Backend> get_backend(const std::string &device);
+
+// The plugin's entry point, "rmkv_cuda_backend_new": a new backend for CUDA
+// device `index`. Every failure, then and later, is reported by calling `fail`
+// (which throws the library's error and does not return), so no exception type
+// crosses the boundary in its own right. The caller owns the result (delete).
+constexpr int kCudaPluginAbi = 1;
+using PluginFailFn = void (*)(int status, const char *message);
+using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 
 }  // namespace rmkv

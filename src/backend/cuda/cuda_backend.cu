@@ -1,0 +1,472 @@
+// The CUDA backend (plugin librmkv_cuda.so, loaded by get_backend in
+// src/backend/backend.cpp): cuBLAS for the matrix products, the kernels of
+// cuda_kernels.cuh for everything else, fp32 storage throughout.
+//
+// Precision: fp32 products use CUBLAS_COMPUTE_32F with the default math mode
+// (no TF32), for parity with the CPU; with bf16 on for a stream, products of a
+// weight that has a bf16 shadow take bf16 inputs (the shadow, and the activation
+// converted into the stream's scratch) with fp32 accumulation and output, on the
+// tensor cores.
+//
+// Streams: a Stream is a non-blocking cudaStream_t with its own cuBLAS handle,
+// cuBLAS workspace and grow-once scratch (bf16 conversions, norm statistics,
+// staging of host token and target arrays, the loss accumulator). Nothing is
+// allocated once the buffers have grown to a model's sizes.
+//
+// Host synchronisation: sync(), to_host() (its callers read at once), sum_squares() (the interface says it
+// synchronises) and cross_entropy(): the seam adds the loss to a host double at
+// once, so the backend waits for the loss kernel there (one wait per segment of
+// a training step; a seam that reads the loss at the end of a step would remove it).
+//
+// Errors: every CUDA and cuBLAS call is checked; a failure is reported through
+// the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
+// naming the call and CUDA's message. Kernel launch errors are checked after
+// each launch; errors of the kernels themselves surface at the next synchronising call.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_kernels.cuh"
+
+namespace rmkv {
+
+namespace {
+
+static_assert(sizeof(real) == sizeof(float), "the CUDA backend computes in float");
+
+// RMKV_ERR_* values of rmkv.h (not included here: the plugin sees backend.h only).
+constexpr int kErrOutOfMemory = 5, kErrBackend = 7, kErrInvalidArgument = 1;
+
+PluginFailFn g_fail = nullptr;
+
+[[noreturn]] void fail(int status, const std::string &msg) {
+    g_fail(status, msg.c_str());
+    __builtin_unreachable();
+}
+
+void check(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return;
+    cudaGetLastError();  // clears a non-sticky error
+    fail(e == cudaErrorMemoryAllocation ? kErrOutOfMemory : kErrBackend,
+         std::string("CUDA: ") + what + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+void check(cublasStatus_t e, const char *what) {
+    if (e == CUBLAS_STATUS_SUCCESS) return;
+    fail(e == CUBLAS_STATUS_ALLOC_FAILED ? kErrOutOfMemory : kErrBackend,
+         std::string("cuBLAS: ") + what + " failed: " + cublasGetStatusName(e) + " (" + cublasGetStatusString(e) + ")");
+}
+void check_launch(const char *what) { check(cudaGetLastError(), what); }
+
+// The calling thread's current device, as last set here (cudaSetDevice is cheap
+// but not free; every entry point makes its backend's device current).
+thread_local int t_current_device = -1;
+void make_current(int device) {
+    if (t_current_device != device) {
+        check(cudaSetDevice(device), "cudaSetDevice");
+        t_current_device = device;
+    }
+}
+
+// A device buffer that only grows (frees the old one: cudaFree waits for the device).
+template <class T>
+struct Grow {
+    T *p = nullptr;
+    size_t n = 0;
+    T *get(size_t need, const char *what) {
+        if (need <= n) return p;
+        if (p) cudaFree(p);
+        p = nullptr, n = 0;
+        size_t want = need < 1024 ? 1024 : need + need / 4;
+        check(cudaMalloc(&p, want * sizeof(T)), what);
+        n = want;
+        return p;
+    }
+    ~Grow() {
+        if (p) cudaFree(p);
+    }
+};
+
+class CudaStream : public Stream {
+public:
+    explicit CudaStream(int device) : device_(device) {}
+    ~CudaStream() override {
+        if (cudaSetDevice(device_) == cudaSuccess) t_current_device = device_;
+        if (stream) cudaStreamSynchronize(stream);
+        if (blas) cublasDestroy(blas);
+        if (stream) cudaStreamDestroy(stream);
+        if (loss_host) cudaFreeHost(loss_host);
+    }
+    int device_;
+    cudaStream_t stream = nullptr;
+    cublasHandle_t blas = nullptr;
+    Grow<char> workspace;  // cuBLAS
+    Grow<uint16_t> cvt_a, cvt_b;
+    Grow<double> stats;
+    Grow<int32_t> tokens, targets;
+    Grow<float> overlap;  // copy() between overlapping ranges
+    double *acc = nullptr;  // device: [0] loss, [1] sum of squares
+    Grow<double> acc_buf;
+    double *loss_host = nullptr;  // pinned: two doubles
+    bool bf16 = false;
+    std::unordered_map<const float *, const uint16_t *> shadows;
+};
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(int device) : device_(device) {
+        int count = 0;
+        cudaError_t e = cudaGetDeviceCount(&count);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            fail(kErrBackend, std::string("device 'cuda:") + std::to_string(device) +
+                                  "': no usable CUDA driver or device (" + cudaGetErrorName(e) + ": " +
+                                  cudaGetErrorString(e) + ")");
+        }
+        if (count == 0) fail(kErrBackend, "device 'cuda': this machine has no CUDA device");
+        if (device < 0 || device >= count)
+            fail(kErrBackend, std::string("device 'cuda:") + std::to_string(device) + "': there are " +
+                                  std::to_string(count) + " CUDA device(s), numbered from 0");
+        make_current(device_);
+        check(cudaGetDeviceProperties(&prop_, device_), "cudaGetDeviceProperties");
+        max_smem_ = prop_.sharedMemPerBlockOptin;
+    }
+
+    std::string name() const override { return std::string("cuda:") + std::to_string(device_) + " (" + prop_.name + ")"; }
+
+    std::unique_ptr<Stream> new_stream() override {
+        use();
+        auto s = std::make_unique<CudaStream>(device_);
+        check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+        check(cublasCreate(&s->blas), "cublasCreate");
+        check(cublasSetStream(s->blas, s->stream), "cublasSetStream");
+        check(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+        const size_t ws = size_t(32) << 20;
+        check(cublasSetWorkspace(s->blas, s->workspace.get(ws, "cudaMalloc (cuBLAS workspace)"), ws), "cublasSetWorkspace");
+        s->acc = s->acc_buf.get(2, "cudaMalloc (accumulators)");
+        check(cudaMemsetAsync(s->acc, 0, 2 * sizeof(double), s->stream), "cudaMemsetAsync");
+        check(cudaMallocHost(&s->loss_host, 2 * sizeof(double)), "cudaMallocHost");
+        return s;
+    }
+
+    // ---- memory ----
+    float *alloc(size_t n) override {
+        use();
+        void *p = nullptr;
+        const size_t bytes = (n ? n : 1) * sizeof(float);
+        cudaError_t e = cudaMalloc(&p, bytes);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            fail(kErrOutOfMemory, "CUDA: cannot allocate " + std::to_string(bytes) + " bytes on " + name() + ": " +
+                                      cudaGetErrorString(e));
+        }
+        // Zero on the legacy default stream, which non-blocking streams do not wait for: wait here.
+        check(cudaMemset(p, 0, bytes), "cudaMemset");
+        check(cudaStreamSynchronize(0), "cudaStreamSynchronize");
+        return static_cast<float *>(p);
+    }
+    void free(float *p) override {
+        if (!p) return;
+        use();
+        cudaFree(p);  // waits for the device; errors at exit are of no use to anyone
+    }
+    float *import_weights(const float *host, size_t n, bool) override {
+        float *p = alloc(n);
+        check(cudaMemcpy(p, host, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy (weights to the device)");
+        return p;
+    }
+    void release_weights(float *p, const float *) override { free(p); }
+    void to_host(Stream &s, float *host, const float *src, size_t n) override {
+        if (!n) return;
+        // Waits for the copy: callers read the host memory at once (a session's logits).
+        auto &st = cs(s);
+        check(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync (to host)");
+        check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
+    }
+    void from_host(Stream &s, float *dst, const float *host, size_t n) override {
+        if (!n) return;
+        check(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, cs(s).stream), "cudaMemcpyAsync (from host)");
+    }
+    void copy(Stream &s, float *dst, const float *src, size_t n) override {
+        if (dst == src || !n) return;
+        auto &st = cs(s);
+        if (dst < src + n && src < dst + n) {  // overlapping: through scratch (memmove)
+            float *tmp = st.overlap.get(n, "cudaMalloc (scratch)");
+            check(cudaMemcpyAsync(tmp, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
+            src = tmp;
+        }
+        check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
+    }
+    void sync(Stream &s) override { check(cudaStreamSynchronize(cs(s).stream), "a queued operation (cudaStreamSynchronize)"); }
+
+    // ---- matrix products (row-major, mapped onto cuBLAS's column-major) ----
+    // Row-major y[n, out] = x[n, in] W[out, in]^T is column-major y^T = W^T' x^T:
+    // gemm(T, N, m = out, n = n, k = in, W (ld in), x (ld in), y (ld out)).
+    void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
+                bool accumulate) override {
+        auto &st = cs(s);
+        if (n <= 0) return;
+        if (const uint16_t *w16 = shadow(st, W)) {
+            const uint16_t *x16 = convert(st, st.cvt_a, x, n * in);
+            gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, w16, in, x16, in, y, out, accumulate, true);
+        } else {
+            gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, W, in, x, in, y, out, accumulate, false);
+        }
+        if (b) {
+            cuda::add_bias(y, b, n, out, st.stream);
+            check_launch("add_bias");
+        }
+    }
+    // dx[n, in] (+)= dy[n, out] W[out, in]: gemm(N, N, in, n, out, W (ld in), dy (ld out), dx (ld in));
+    // dW[out, in] += dy^T x: gemm(N, T, in, out, n, x (ld in), dy (ld out), dW (ld in)).
+    void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy, const float *x,
+                         const float *W, int64_t n, int64_t in, int64_t out) override {
+        auto &st = cs(s);
+        if (n <= 0) return;
+        if (const uint16_t *w16 = shadow(st, W)) {
+            const uint16_t *dy16 = convert(st, st.cvt_a, dy, n * out);
+            if (dx) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, w16, in, dy16, out, dx, in, dx_accumulate, true);
+            if (dW) {
+                const uint16_t *x16 = convert(st, st.cvt_b, x, n * in);
+                gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x16, in, dy16, out, dW, in, true, true);
+            }
+        } else {
+            if (dx) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, W, in, dy, out, dx, in, dx_accumulate, false);
+            if (dW) gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x, in, dy, out, dW, in, true, false);
+        }
+        if (db) {
+            cuda::column_sums_add(db, dy, n, out, st.stream);
+            check_launch("column_sums_add");
+        }
+    }
+
+    // ---- everything else ----
+    void norm(Stream &s, NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
+              float eps) override {
+        cuda::norm_forward(kind, y, x, w, b, n, d, eps, cs(s).stream);
+        check_launch("norm");
+    }
+    void embed(Stream &s, float *X, const float *E, const int32_t *tokens, int64_t n, int64_t d) override {
+        auto &st = cs(s);
+        cuda::embed_forward(X, E, stage(st, st.tokens, tokens, n), n, d, st.stream);
+        check_launch("embed");
+    }
+    void add(Stream &s, float *out, const float *a, const float *b, int64_t n) override {
+        cuda::add(out, a, b, n, cs(s).stream);
+        check_launch("add");
+    }
+    void add_sincos(Stream &s, float *X, int64_t n, int64_t d, int64_t p0) override {
+        cuda::sincos_add(X, n, d, p0, cs(s).stream);
+        check_launch("add_sincos");
+    }
+    void rope(Stream &s, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
+              bool inverse) override {
+        cuda::rope(x, n, ld, h, hd, t0, theta, inverse, cs(s).stream);
+        check_launch("rope");
+    }
+    void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                   int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
+        smem_fits(nk, hd, false);
+        cuda::attention_forward(out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                1.0f / std::sqrt(static_cast<float>(hd)), drop, cs(s).stream);
+        check_launch("attention");
+    }
+    void dropout(Stream &s, float *x, int64_t n, const Dropout &drop) override {
+        cuda::dropout(x, n, drop, cs(s).stream);
+        check_launch("dropout");
+    }
+    void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n) override {
+        cuda::swiglu_forward(h, g, u, n, cs(s).stream);
+        check_launch("swiglu");
+    }
+    void gelu(Stream &s, float *h, const float *u, int64_t n) override {
+        cuda::gelu_forward(h, u, n, cs(s).stream);
+        check_launch("gelu");
+    }
+    // Pooling is attention of M query rows over T keys (= values = x), one head of
+    // width D, nothing masked, scale 1/sqrt(D).
+    void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
+        smem_fits(T, D, false);
+        cuda::attention_forward(out, D, P, D, x, x, M, T, D, 1, 1, D, T, 1.0f / std::sqrt(static_cast<float>(D)),
+                                Dropout{}, cs(s).stream);
+        check_launch("pool");
+    }
+    void cell(Stream &s, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
+              const float *h, int64_t M, int64_t D) override {
+        cuda::cell_forward(kind, m_out, c_out, c_in, gi, gh, h, M, D, cs(s).stream);
+        check_launch("cell");
+    }
+    void concat_cols(Stream &s, float *dst, const float *a, const float *b, int64_t M, int64_t D) override {
+        cuda::concat_cols(dst, a, b, M, D, cs(s).stream);
+        check_launch("concat_cols");
+    }
+    void norm_backward(Stream &s, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, int64_t n, int64_t d, float eps) override {
+        auto &st = cs(s);
+        cuda::norm_backward(kind, dx, dw, db, dy, x, w, n, d, eps, st.stats.get(static_cast<size_t>(2 * n), "cudaMalloc (scratch)"),
+                            st.stream);
+        check_launch("norm_backward");
+    }
+    void embed_backward(Stream &s, float *dE, const float *dX, const int32_t *tokens, int64_t n, int64_t d) override {
+        auto &st = cs(s);
+        cuda::embed_backward(dE, dX, stage(st, st.tokens, tokens, n), n, d, st.stream);
+        check_launch("embed_backward");
+    }
+    void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                            const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
+                            int64_t visible0, const Dropout &drop) override {
+        smem_fits(nk, hd, true);
+        cuda::attention_backward(dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                 1.0f / std::sqrt(static_cast<float>(hd)), drop, cs(s).stream);
+        check_launch("attention_backward");
+    }
+    void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
+        cuda::swiglu_backward(dg, du, dh, g, u, n, cs(s).stream);
+        check_launch("swiglu_backward");
+    }
+    void gelu_backward(Stream &s, float *du, const float *dh, const float *u, int64_t n) override {
+        cuda::gelu_backward(du, dh, u, n, cs(s).stream);
+        check_launch("gelu_backward");
+    }
+    void pool_backward(Stream &s, float *dx, float *dP, const float *dout, const float *P, const float *x, int64_t M,
+                       int64_t T, int64_t D) override {
+        smem_fits(T, D, true);
+        cuda::attention_backward(dP, true, dx, dx, dout, P, x, x, M, T, D, 1, 1, D, T,
+                                 1.0f / std::sqrt(static_cast<float>(D)), Dropout{}, cs(s).stream);
+        check_launch("pool_backward");
+    }
+    void cell_backward(Stream &s, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
+                       const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h, int64_t M,
+                       int64_t D) override {
+        cuda::cell_backward(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D, cs(s).stream);
+        check_launch("cell_backward");
+    }
+    void split_cols_add(Stream &s, float *da, float *db, const float *src, int64_t M, int64_t D) override {
+        cuda::split_cols_add(da, db, src, M, D, cs(s).stream);
+        check_launch("split_cols_add");
+    }
+    void cross_entropy(Stream &s, float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
+                       float scale, double *loss_sum) override {
+        auto &st = cs(s);
+        if (rows <= 0) return;
+        cuda::cross_entropy(dlogits, logits, stage(st, st.targets, targets, rows), rows, V, scale, st.acc, st.stream);
+        check_launch("cross_entropy");
+        *loss_sum += take(st, 0);
+    }
+    void fill(Stream &s, float *x, float value, size_t n) override {
+        cuda::fill(x, value, n, cs(s).stream);
+        check_launch("fill");
+    }
+    double sum_squares(Stream &s, const float *x, size_t n) override {
+        auto &st = cs(s);
+        cuda::sum_squares(x, n, st.acc + 1, st.stream);
+        check_launch("sum_squares");
+        return take(st, 1);
+    }
+    void adamw(Stream &s, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
+               float eps, float weight_decay, float grad_scale, int64_t step, uint16_t *shadow) override {
+        // The scalars exactly as the CPU backend computes them.
+        const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+        const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+        const float step_size = static_cast<float>(lr / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+        const float decay = 1.0f - lr * weight_decay;
+        cuda::adamw(p, m, v, g, n, beta1, beta2, eps, decay, step_size, inv_sqrt_bc2, grad_scale, shadow, cs(s).stream);
+        check_launch("adamw");
+    }
+
+    // ---- mixed precision ----
+    bool supports_bf16() const override { return prop_.major >= 8; }
+    void set_bf16(Stream &s, bool on) override { cs(s).bf16 = on; }
+    void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) override { cs(s).shadows[W] = W_bf16; }
+    uint16_t *alloc_bf16(size_t n) override { return reinterpret_cast<uint16_t *>(alloc((n + 1) / 2)); }
+    void free_bf16(uint16_t *p) override { free(reinterpret_cast<float *>(p)); }
+    void to_bf16(Stream &s, uint16_t *dst, const float *src, size_t n) override {
+        cuda::to_bf16(dst, src, n, cs(s).stream);
+        check_launch("to_bf16");
+    }
+
+private:
+    // Makes this backend's device current on the calling thread.
+    void use() const { make_current(device_); }
+    CudaStream &cs(Stream &s) const {
+        use();
+        return static_cast<CudaStream &>(s);
+    }
+    const uint16_t *shadow(CudaStream &st, const float *W) const {
+        if (!st.bf16) return nullptr;
+        auto it = st.shadows.find(W);
+        return it == st.shadows.end() ? nullptr : it->second;
+    }
+    const uint16_t *convert(CudaStream &st, Grow<uint16_t> &buf, const float *x, int64_t n) {
+        uint16_t *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (bf16 scratch)");
+        cuda::to_bf16(dst, x, static_cast<size_t>(n), st.stream);
+        check_launch("to_bf16");
+        return dst;
+    }
+    // Host int32 array -> the stream's device staging buffer (in stream order, so
+    // a later call may reuse the buffer).
+    const int32_t *stage(CudaStream &st, Grow<int32_t> &buf, const int32_t *host, int64_t n) {
+        int32_t *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
+        if (n > 0)
+            check(cudaMemcpyAsync(dst, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice, st.stream),
+                  "cudaMemcpyAsync (tokens)");
+        return dst;
+    }
+    // Accumulator `slot`: read (waiting for the stream), then reset.
+    double take(CudaStream &st, int slot) {
+        check(cudaMemcpyAsync(st.loss_host + slot, st.acc + slot, sizeof(double), cudaMemcpyDeviceToHost, st.stream),
+              "cudaMemcpyAsync (accumulator)");
+        check(cudaMemsetAsync(st.acc + slot, 0, sizeof(double), st.stream), "cudaMemsetAsync");
+        check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
+        return st.loss_host[slot];
+    }
+    void smem_fits(int64_t nk, int64_t hd, bool backward) {
+        const size_t need = cuda::attention_smem(nk, hd, backward);
+        if (need > static_cast<size_t>(max_smem_))
+            fail(kErrInvalidArgument, "CUDA attention: " + std::to_string(nk) + " keys of width " + std::to_string(hd) +
+                                          " need " + std::to_string(need) + " bytes of shared memory; " + prop_.name +
+                                          " has " + std::to_string(max_smem_) + " per block");
+        if (need > 48 * 1024) raise_smem_limit();
+    }
+    void raise_smem_limit();
+    void gemm(CudaStream &st, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void *A,
+              int64_t lda, const void *B, int64_t ldb, float *C, int64_t ldc, bool accumulate, bool bf16) {
+        const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+        const cudaDataType_t in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+        check(cublasGemmEx(st.blas, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, A, in,
+                           static_cast<int>(lda), B, in, static_cast<int>(ldb), &beta, C, CUDA_R_32F, static_cast<int>(ldc),
+                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              "cublasGemmEx");
+    }
+
+    int device_;
+    cudaDeviceProp prop_{};
+    int max_smem_ = 48 * 1024;
+    std::once_flag smem_once_;
+};
+
+}  // namespace
+
+namespace cuda {
+void raise_attention_smem_limit(int bytes);  // cuda_kernels.cu
+}
+
+void CudaBackend::raise_smem_limit() {
+    std::call_once(smem_once_, [this] { cuda::raise_attention_smem_limit(max_smem_); });
+    check_launch("cudaFuncSetAttribute (shared memory of the attention kernels)");
+}
+
+}  // namespace rmkv
+
+extern "C" __attribute__((visibility("default"))) rmkv::Backend *rmkv_cuda_backend_new(int abi, int index,
+                                                                                        rmkv::PluginFailFn fail) {
+    rmkv::g_fail = fail;
+    if (abi != rmkv::kCudaPluginAbi)
+        fail(rmkv::kErrBackend, "device 'cuda': librmkv_cuda.so was built for another version of librmkv");
+    return new rmkv::CudaBackend(index);
+}

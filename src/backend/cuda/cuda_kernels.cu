@@ -1,0 +1,562 @@
+#include "backend/cuda/cuda_kernels.cuh"
+
+#include <cmath>
+
+namespace rmkv::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t n, int threads = kThreads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    return static_cast<unsigned>(b < 65535 * 16 ? b : 65535 * 16);
+}
+
+#define GRID_LOOP(i, n) \
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float siluf_(float x) { return x * sigmoidf_(x); }
+
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+template <class T>
+__device__ T block_sum(T v) {
+    __shared__ T part[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // part may still be read by a previous call
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    T t = lane < nw ? part[lane] : T(0);
+    return warp_sum(t);
+}
+__device__ float block_max(float v) {
+    __shared__ float part[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    float t = lane < nw ? part[lane] : -INFINITY;
+    return warp_max(t);
+}
+
+// ---- norms: one block per row; mean and variance in double as on the CPU ----
+__global__ void k_norm_forward(bool layer, float *y, const float *x, const float *w, const float *b, int64_t d,
+                               float eps) {
+    const float *xr = x + blockIdx.x * d;
+    float *yr = y + blockIdx.x * d;
+    double mean = 0;
+    if (layer) {
+        double s = 0;
+        for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
+        mean = block_sum(s) / static_cast<double>(d);
+    }
+    double var = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        double c = xr[i] - mean;
+        var += c * c;
+    }
+    var = block_sum(var) / static_cast<double>(d);
+    const float inv = static_cast<float>(1.0 / sqrt(var + eps)), mu = static_cast<float>(mean);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        float v = (xr[i] - mu) * inv * w[i];
+        yr[i] = b ? v + b[i] : v;
+    }
+}
+
+// dx of one row; its mean and 1/std into stats (for the parameter gradients).
+__global__ void k_norm_backward_rows(bool layer, float *dx, const float *dy, const float *x, const float *w, int64_t d,
+                                     float eps, double *stats) {
+    const float *xr = x + blockIdx.x * d, *dyr = dy + blockIdx.x * d;
+    float *dxr = dx + blockIdx.x * d;
+    double mean = 0;
+    if (layer) {
+        double s = 0;
+        for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
+        mean = block_sum(s) / static_cast<double>(d);
+    }
+    double var = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) var += (xr[i] - mean) * (xr[i] - mean);
+    var = block_sum(var) / static_cast<double>(d);
+    const double inv = 1.0 / sqrt(var + eps);
+    double s1 = 0, s2 = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        float xhat = static_cast<float>((xr[i] - mean) * inv);
+        double g = static_cast<double>(dyr[i]) * w[i];
+        s1 += g;
+        s2 += g * xhat;
+    }
+    s1 = block_sum(s1);
+    s2 = block_sum(s2);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        float xhat = static_cast<float>((xr[i] - mean) * inv);
+        double g = static_cast<double>(dyr[i]) * w[i];
+        dxr[i] += static_cast<float>(layer ? inv * (g - s1 / d - xhat * s2 / d) : inv * (g - xhat * s2 / d));
+    }
+    if (threadIdx.x == 0) stats[2 * blockIdx.x] = mean, stats[2 * blockIdx.x + 1] = inv;
+}
+
+// dw, db: one thread per column, rows in order, in double (deterministic).
+__global__ void k_norm_backward_params(float *dw, float *db, const float *dy, const float *x, int64_t n, int64_t d,
+                                       const double *stats) {
+    GRID_LOOP(i, d) {
+        double gw = 0, gb = 0;
+        for (int64_t r = 0; r < n; ++r) {
+            float xhat = static_cast<float>((x[r * d + i] - stats[2 * r]) * stats[2 * r + 1]);
+            gw += static_cast<double>(dy[r * d + i]) * xhat;
+            gb += dy[r * d + i];
+        }
+        if (dw) dw[i] += static_cast<float>(gw);
+        if (db) db[i] += static_cast<float>(gb);
+    }
+}
+
+__global__ void k_embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d) {
+    GRID_LOOP(i, n * d) X[i] = E[static_cast<int64_t>(tok[i / d]) * d + i % d];
+}
+__global__ void k_embed_backward(float *dE, const float *dX, const int32_t *tok, int64_t n, int64_t d) {
+    GRID_LOOP(i, n * d) atomicAdd(dE + static_cast<int64_t>(tok[i / d]) * d + i % d, dX[i]);
+}
+__global__ void k_add(float *out, const float *a, const float *b, int64_t n) {
+    GRID_LOOP(i, n) out[i] = a[i] + b[i];
+}
+__global__ void k_add_bias(float *y, const float *b, int64_t n, int64_t out) {
+    GRID_LOOP(i, n * out) y[i] += b[i % out];
+}
+__global__ void k_column_sums_add(float *db, const float *dy, int64_t n, int64_t out) {
+    GRID_LOOP(o, out) {
+        float s = 0;
+        for (int64_t r = 0; r < n; ++r) s += dy[r * out + o];
+        db[o] += s;
+    }
+}
+__global__ void k_sincos_add(float *X, int64_t n, int64_t d, int64_t p0) {
+    const int64_t half = (d + 1) / 2;
+    GRID_LOOP(e, n * half) {
+        const int64_t r = e / half, i = e % half;
+        double angle = static_cast<double>(p0 + r) / pow(10000.0, static_cast<double>(2 * i) / static_cast<double>(d));
+        X[r * d + 2 * i] += static_cast<float>(sin(angle));
+        if (2 * i + 1 < d) X[r * d + 2 * i + 1] += static_cast<float>(cos(angle));
+    }
+}
+__global__ void k_rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse) {
+    const int64_t half = hd / 2;
+    GRID_LOOP(e, n * half * H) {
+        const int64_t h = e % H, i = (e / H) % half, r = e / (H * half);
+        double angle = static_cast<double>(t0 + r) *
+                       pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+        float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
+        if (inverse) s = -s;
+        float *p = x + r * ld + h * hd;
+        float a = p[i], b = p[i + half];
+        p[i] = a * c - b * s;
+        p[i + half] = b * c + a * s;
+    }
+}
+
+// ---- attention ----
+// One block of kThreadsAttn threads per (query row i, head h); scores of the
+// visible keys in shared memory, a warp per key for the dot products, the block
+// for the softmax reductions, threads over head dimensions for the output.
+// A flash-style kernel would instead tile keys through shared memory for a
+// block of query rows (bf16 tensor-core dot products, online softmax in
+// registers, no score row held whole); the interface stays the same.
+constexpr int kThreadsAttn = 128;
+
+__device__ __forceinline__ float warp_dot(const float *a, const float *b, int64_t n) {
+    float s = 0;
+    for (int64_t t = threadIdx.x & 31; t < n; t += 32) s += a[t] * b[t];
+    return warp_sum(s);
+}
+
+// p[0, nvis) = softmax(scale * q . k_j); shared q of head_dim floats.
+__device__ void attention_probs(float *p, const float *qs, const float *k, int64_t nvis, int64_t ldkv, int64_t koff,
+                                int64_t hd, float scale) {
+    const int warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int64_t j = warp; j < nvis; j += nw) {
+        float s = warp_dot(qs, k + j * ldkv + koff, hd) * scale;
+        if ((threadIdx.x & 31) == 0) p[j] = s;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) mx = fmaxf(mx, p[j]);
+    mx = block_max(mx);
+    float sum = 0;
+    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) {
+        float e = expf(p[j] - mx);
+        p[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum);
+    const float inv = 1.0f / sum;
+    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) p[j] *= inv;
+    __syncthreads();
+}
+
+__global__ void k_attention_forward(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v,
+                                    int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
+                                    int64_t visible0, float scale, Dropout drop) {
+    extern __shared__ float smem[];
+    const int64_t i = blockIdx.x, h = blockIdx.y;
+    const int64_t group = H / Hkv, koff = (h / group) * hd;
+    const int64_t nvis = min(nk, visible0 + i + 1);
+    float *qs = smem, *p = smem + hd;
+    for (int64_t t = threadIdx.x; t < hd; t += blockDim.x) qs[t] = q[i * ldq + h * hd + t];
+    __syncthreads();
+    attention_probs(p, qs, k, nvis, ldkv, koff, hd, scale);
+    if (drop.on()) {
+        for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) p[j] *= drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j));
+        __syncthreads();
+    }
+    for (int64_t t = threadIdx.x; t < hd; t += blockDim.x) {
+        float o = 0;
+        for (int64_t j = 0; j < nvis; ++j) o += p[j] * v[j * ldkv + koff + t];
+        out[i * ldo + h * hd + t] = o;
+    }
+}
+
+__global__ void k_attention_backward(float *dq, bool dq_acc, float *dk, float *dv, const float *dout, const float *q,
+                                     const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H,
+                                     int64_t Hkv, int64_t hd, int64_t visible0, float scale, Dropout drop) {
+    extern __shared__ float smem[];
+    const int64_t i = blockIdx.x, h = blockIdx.y, D = H * hd;
+    const int64_t group = H / Hkv, koff = (h / group) * hd;
+    const int64_t nvis = min(nk, visible0 + i + 1);
+    float *qs = smem, *dos = smem + hd, *p = smem + 2 * hd, *dp = p + nk;
+    for (int64_t t = threadIdx.x; t < hd; t += blockDim.x) {
+        qs[t] = q[i * D + h * hd + t];
+        dos[t] = dout[i * D + h * hd + t];
+    }
+    __syncthreads();
+    attention_probs(p, qs, k, nvis, ldkv, koff, hd, scale);
+    const int warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int64_t j = warp; j < nvis; j += nw) {
+        float s = warp_dot(dos, v + j * ldkv + koff, hd);
+        if ((threadIdx.x & 31) == 0) dp[j] = drop.on() ? s * drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j)) : s;
+    }
+    __syncthreads();
+    float pdp = 0;
+    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) pdp += p[j] * dp[j];
+    pdp = block_sum(pdp);
+    // dp becomes ds; p becomes the dropped probabilities (the weights of dv).
+    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) {
+        dp[j] = p[j] * (dp[j] - pdp) * scale;
+        if (drop.on()) p[j] *= drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j));
+    }
+    __syncthreads();
+    for (int64_t t = threadIdx.x; dq && t < hd; t += blockDim.x) {
+        float g = 0;
+        for (int64_t j = 0; j < nvis; ++j) g += dp[j] * k[j * ldkv + koff + t];
+        float *dst = dq + i * D + h * hd + t;
+        *dst = dq_acc ? *dst + g : g;
+    }
+    for (int64_t e = threadIdx.x; e < nvis * hd; e += blockDim.x) {
+        const int64_t j = e / hd, t = e % hd;
+        atomicAdd(dk + j * ldkv + koff + t, dp[j] * qs[t]);
+        atomicAdd(dv + j * ldkv + koff + t, p[j] * dos[t]);
+    }
+}
+
+__global__ void k_dropout(float *x, int64_t n, Dropout drop) {
+    GRID_LOOP(i, n) x[i] *= drop.factor(static_cast<uint64_t>(i));
+}
+__global__ void k_swiglu(float *h, const float *g, const float *u, int64_t n) {
+    GRID_LOOP(i, n) h[i] = siluf_(g[i]) * u[i];
+}
+__global__ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) {
+    GRID_LOOP(i, n) {
+        float s = sigmoidf_(g[i]), dhi = dh[i], gi = g[i];
+        du[i] = dhi * gi * s;
+        dg[i] = dhi * u[i] * s * (1.0f + gi * (1.0f - s));
+    }
+}
+__global__ void k_gelu(float *h, const float *u, int64_t n) {
+    GRID_LOOP(i, n) h[i] = 0.5f * u[i] * (1.0f + erff(u[i] * 0.70710678118654752f));
+}
+__global__ void k_gelu_backward(float *du, const float *dh, const float *u, int64_t n) {
+    GRID_LOOP(i, n) {
+        float cdf = 0.5f * (1.0f + erff(u[i] * 0.70710678118654752f));
+        float pdf = expf(-0.5f * u[i] * u[i]) * 0.39894228040143268f;
+        du[i] = dh[i] * (cdf + u[i] * pdf);
+    }
+}
+
+__global__ void k_cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi,
+                               const float *gh, const float *h, int64_t M, int64_t D) {
+    GRID_LOOP(e, M * D) {
+        const int64_t r = e / D, i = e % D;
+        if (kind == CellKind::gru) {
+            const float *a = gi + r * 3 * D, *b = gh + r * 3 * D;
+            float rg = sigmoidf_(a[i] + b[i]);
+            float z = sigmoidf_(a[D + i] + b[D + i]);
+            float nn = tanhf(a[2 * D + i] + rg * b[2 * D + i]);
+            m_out[e] = (1.0f - z) * nn + z * h[e];
+        } else if (kind == CellKind::lstm) {
+            const float *a = gi + r * 4 * D, *b = gh + r * 4 * D;
+            float ig = sigmoidf_(a[i] + b[i]);
+            float fg = sigmoidf_(a[D + i] + b[D + i]);
+            float gg = tanhf(a[2 * D + i] + b[2 * D + i]);
+            float og = sigmoidf_(a[3 * D + i] + b[3 * D + i]);
+            float cn = fg * c_in[e] + ig * gg;
+            c_out[e] = cn;
+            m_out[e] = og * tanhf(cn);
+        } else {
+            const float *ab = gi + r * 2 * D;
+            float sa = sigmoidf_(ab[i]);
+            m_out[e] = h[e] * sa + (1.0f - sa) * siluf_(ab[D + i]);
+        }
+    }
+}
+
+__global__ void k_cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
+                                const float *dc_out, const float *c_in, const float *gi, const float *gh,
+                                const float *h, int64_t M, int64_t D) {
+    GRID_LOOP(e, M * D) {
+        const int64_t r = e / D, i = e % D;
+        const float d = dm[e];
+        if (kind == CellKind::gru) {
+            const float *a = gi + r * 3 * D, *b = gh + r * 3 * D;
+            float *da = dgi + r * 3 * D, *dbb = dgh + r * 3 * D;
+            float rg = sigmoidf_(a[i] + b[i]);
+            float z = sigmoidf_(a[D + i] + b[D + i]);
+            float nn = tanhf(a[2 * D + i] + rg * b[2 * D + i]);
+            float dn = d * (1.0f - z) * (1.0f - nn * nn);
+            float dz = d * (h[e] - nn) * z * (1.0f - z);
+            float dr = dn * b[2 * D + i] * rg * (1.0f - rg);
+            dh[e] += d * z;
+            da[i] = dr, dbb[i] = dr;
+            da[D + i] = dz, dbb[D + i] = dz;
+            da[2 * D + i] = dn, dbb[2 * D + i] = dn * rg;
+        } else if (kind == CellKind::lstm) {
+            const float *a = gi + r * 4 * D, *b = gh + r * 4 * D;
+            float *da = dgi + r * 4 * D, *dbb = dgh + r * 4 * D;
+            float ig = sigmoidf_(a[i] + b[i]);
+            float fg = sigmoidf_(a[D + i] + b[D + i]);
+            float gg = tanhf(a[2 * D + i] + b[2 * D + i]);
+            float og = sigmoidf_(a[3 * D + i] + b[3 * D + i]);
+            float cn = fg * c_in[e] + ig * gg, tc = tanhf(cn);
+            float dcn = d * og * (1.0f - tc * tc) + (dc_out ? dc_out[e] : 0.0f);
+            float d_i = dcn * gg * ig * (1.0f - ig);
+            float d_f = dcn * c_in[e] * fg * (1.0f - fg);
+            float d_g = dcn * ig * (1.0f - gg * gg);
+            float d_o = d * tc * og * (1.0f - og);
+            da[i] = dbb[i] = d_i;
+            da[D + i] = dbb[D + i] = d_f;
+            da[2 * D + i] = dbb[2 * D + i] = d_g;
+            da[3 * D + i] = dbb[3 * D + i] = d_o;
+            dc_in[e] = dcn * fg;
+        } else {
+            const float *ab = gi + r * 2 * D;
+            float *dab = dgi + r * 2 * D;
+            float sa = sigmoidf_(ab[i]), sb = sigmoidf_(ab[D + i]), bb = ab[D + i];
+            dh[e] += d * sa;
+            dab[i] = d * (h[e] - siluf_(bb)) * sa * (1.0f - sa);
+            dab[D + i] = d * (1.0f - sa) * sb * (1.0f + bb * (1.0f - sb));
+        }
+    }
+}
+
+__global__ void k_concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D) {
+    GRID_LOOP(e, M * 2 * D) {
+        const int64_t r = e / (2 * D), c = e % (2 * D);
+        dst[e] = c < D ? a[r * D + c] : b[r * D + c - D];
+    }
+}
+__global__ void k_split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D) {
+    GRID_LOOP(e, M * 2 * D) {
+        const int64_t r = e / (2 * D), c = e % (2 * D);
+        if (c < D) da[r * D + c] += src[e];
+        else db[r * D + c - D] += src[e];
+    }
+}
+
+// One block per row: the max, the sum of exponentials in double, the loss of the
+// row added to *loss; the gradient written in place (dlogits may alias logits).
+__global__ void k_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t V, float scale,
+                                double *loss) {
+    const int64_t r = blockIdx.x;
+    const float *lr = logits + r * V;
+    float *dr = dlogits + r * V;
+    const int32_t target = targets[r];
+    if (target < 0) {
+        for (int64_t j = threadIdx.x; j < V; j += blockDim.x) dr[j] = 0.0f;
+        return;
+    }
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, lr[j]);
+    mx = block_max(mx);
+    double sum = 0;
+    for (int64_t j = threadIdx.x; j < V; j += blockDim.x) sum += exp(static_cast<double>(lr[j] - mx));
+    sum = block_sum(sum);
+    const float lt = lr[target];
+    if (threadIdx.x == 0) atomicAdd(loss, log(sum) + mx - lt);
+    __syncthreads();  // every thread has read lr[target] before it is overwritten
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+        float g = expf(lr[j] - mx) * inv * scale;
+        dr[j] = j == target ? g - scale : g;
+    }
+}
+
+__global__ void k_fill(float *x, float value, int64_t n) {
+    GRID_LOOP(i, n) x[i] = value;
+}
+__global__ void k_sum_squares(const float *x, int64_t n, double *total) {
+    double s = 0;
+    GRID_LOOP(i, n) s += static_cast<double>(x[i]) * x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) atomicAdd(total, s);
+}
+
+__device__ __forceinline__ uint16_t bf16_bits(float f) {
+    uint32_t u = __float_as_uint(f);
+    u += 0x7fffu + ((u >> 16) & 1u);  // nearest even, as the CPU's to_bf16
+    return static_cast<uint16_t>(u >> 16);
+}
+__global__ void k_adamw(float *p, float *m, float *v, const float *g, int64_t n, float beta1, float beta2, float eps,
+                        float decay, float step_size, float inv_sqrt_bc2, float grad_scale, uint16_t *shadow) {
+    GRID_LOOP(i, n) {
+        float gi = g[i] * grad_scale;
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        float pi = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        m[i] = mi, v[i] = vi, p[i] = pi;
+        if (shadow) shadow[i] = bf16_bits(pi);
+    }
+}
+__global__ void k_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    GRID_LOOP(i, n) dst[i] = bf16_bits(src[i]);
+}
+
+}  // namespace
+
+void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
+                  float eps, cudaStream_t st) {
+    if (n <= 0) return;
+    k_norm_forward<<<static_cast<unsigned>(n), kThreads, 0, st>>>(kind == NormKind::layernorm, y, x, w, b, d, eps);
+}
+void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                   int64_t n, int64_t d, float eps, double *stats, cudaStream_t st) {
+    if (n <= 0) return;
+    k_norm_backward_rows<<<static_cast<unsigned>(n), kThreads, 0, st>>>(kind == NormKind::layernorm, dx, dy, x, w, d, eps, stats);
+    if (dw || db) k_norm_backward_params<<<blocks_for(d), kThreads, 0, st>>>(dw, db, dy, x, n, d, stats);
+}
+void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
+    if (n > 0) k_embed_forward<<<blocks_for(n * d), kThreads, 0, st>>>(X, E, tok, n, d);
+}
+void embed_backward(float *dE, const float *dX, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
+    if (n > 0 && dE) k_embed_backward<<<blocks_for(n * d), kThreads, 0, st>>>(dE, dX, tok, n, d);
+}
+void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st) {
+    if (n > 0) k_add<<<blocks_for(n), kThreads, 0, st>>>(out, a, b, n);
+}
+void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st) {
+    if (n > 0) k_add_bias<<<blocks_for(n * out), kThreads, 0, st>>>(y, b, n, out);
+}
+void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, cudaStream_t st) {
+    if (n > 0) k_column_sums_add<<<blocks_for(out), kThreads, 0, st>>>(db, dy, n, out);
+}
+void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
+    if (n > 0) k_sincos_add<<<blocks_for(n * ((d + 1) / 2)), kThreads, 0, st>>>(X, n, d, p0);
+}
+void rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse, cudaStream_t st) {
+    if (n > 0 && hd >= 2) k_rope<<<blocks_for(n * H * (hd / 2)), kThreads, 0, st>>>(x, n, ld, H, hd, t0, theta, inverse);
+}
+size_t attention_smem(int64_t nk, int64_t hd, bool backward) {
+    return sizeof(float) * static_cast<size_t>(backward ? 2 * hd + 2 * nk : hd + nk);
+}
+void attention_forward(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v, int64_t nq,
+                       int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
+                       const Dropout &drop, cudaStream_t st) {
+    if (nq <= 0) return;
+    dim3 grid(static_cast<unsigned>(nq), static_cast<unsigned>(H));
+    k_attention_forward<<<grid, kThreadsAttn, attention_smem(nk, hd, false), st>>>(out, ldo, q, ldq, k, v, nq, nk, ldkv, H,
+                                                                                   Hkv, hd, visible0, scale, drop);
+}
+void attention_backward(float *dq, bool dq_acc, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                        const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
+                        int64_t visible0, float scale, const Dropout &drop, cudaStream_t st) {
+    if (nq <= 0) return;
+    dim3 grid(static_cast<unsigned>(nq), static_cast<unsigned>(H));
+    k_attention_backward<<<grid, kThreadsAttn, attention_smem(nk, hd, true), st>>>(
+        dq, dq_acc, dk, dv, dout, q, k, v, nq, nk, ldkv, H, Hkv, hd, visible0, scale, drop);
+}
+void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
+    if (n > 0 && drop.on()) k_dropout<<<blocks_for(n), kThreads, 0, st>>>(x, n, drop);
+}
+void swiglu_forward(float *h, const float *g, const float *u, int64_t n, cudaStream_t st) {
+    if (n > 0) k_swiglu<<<blocks_for(n), kThreads, 0, st>>>(h, g, u, n);
+}
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, cudaStream_t st) {
+    if (n > 0) k_swiglu_backward<<<blocks_for(n), kThreads, 0, st>>>(dg, du, dh, g, u, n);
+}
+void gelu_forward(float *h, const float *u, int64_t n, cudaStream_t st) {
+    if (n > 0) k_gelu<<<blocks_for(n), kThreads, 0, st>>>(h, u, n);
+}
+void gelu_backward(float *du, const float *dh, const float *u, int64_t n, cudaStream_t st) {
+    if (n > 0) k_gelu_backward<<<blocks_for(n), kThreads, 0, st>>>(du, dh, u, n);
+}
+void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
+                  const float *h, int64_t M, int64_t D, cudaStream_t st) {
+    if (M > 0) k_cell_forward<<<blocks_for(M * D), kThreads, 0, st>>>(kind, m_out, c_out, c_in, gi, gh, h, M, D);
+}
+void cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm, const float *dc_out,
+                   const float *c_in, const float *gi, const float *gh, const float *h, int64_t M, int64_t D,
+                   cudaStream_t st) {
+    if (M > 0)
+        k_cell_backward<<<blocks_for(M * D), kThreads, 0, st>>>(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D);
+}
+void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, cudaStream_t st) {
+    if (M > 0) k_concat_cols<<<blocks_for(M * 2 * D), kThreads, 0, st>>>(dst, a, b, M, D);
+}
+void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st) {
+    if (M > 0) k_split_cols_add<<<blocks_for(M * 2 * D), kThreads, 0, st>>>(da, db, src, M, D);
+}
+void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
+                   double *loss, cudaStream_t st) {
+    if (rows > 0) k_cross_entropy<<<static_cast<unsigned>(rows), kThreads, 0, st>>>(dlogits, logits, targets, V, scale, loss);
+}
+void fill(float *x, float value, size_t n, cudaStream_t st) {
+    if (n > 0) k_fill<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(x, value, static_cast<int64_t>(n));
+}
+void sum_squares(const float *x, size_t n, double *total, cudaStream_t st) {
+    if (n > 0) {
+        unsigned b = blocks_for(static_cast<int64_t>(n));
+        k_sum_squares<<<b < 1024 ? b : 1024, kThreads, 0, st>>>(x, static_cast<int64_t>(n), total);
+    }
+}
+void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, float beta2, float eps, float decay,
+           float step_size, float inv_sqrt_bc2, float grad_scale, uint16_t *shadow, cudaStream_t st) {
+    if (n > 0)
+        k_adamw<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(p, m, v, g, static_cast<int64_t>(n), beta1, beta2,
+                                                                           eps, decay, step_size, inv_sqrt_bc2, grad_scale,
+                                                                           shadow);
+}
+void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st) {
+    if (n > 0) k_to_bf16<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(dst, src, static_cast<int64_t>(n));
+}
+
+}  // namespace rmkv::cuda
+
+namespace rmkv::cuda {
+// Lets the attention kernels use up to `bytes` of shared memory per block
+// (beyond the default 48 KiB: long segments of keys). Errors are left for the
+// caller's cudaGetLastError.
+void raise_attention_smem_limit(int bytes) {
+    cudaFuncSetAttribute(k_attention_forward, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    cudaFuncSetAttribute(k_attention_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+}  // namespace rmkv::cuda

@@ -1,0 +1,65 @@
+// Kernels of the CUDA backend (cuda_kernels.cu), one per operation of backend.h
+// other than the matrix products (cuBLAS, cuda_backend.cu). Storage is fp32;
+// every kernel follows the arithmetic of its CPU counterpart in
+// src/backend/cpu/cpu_kernels.cpp (same formulas, same order of the scalar
+// operations where it matters, double accumulation where the CPU uses double),
+// so the fp32 results agree to rounding. Launchers take the stream last and
+// return without synchronising; the caller checks cudaGetLastError.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "backend/backend.h"
+
+namespace rmkv::cuda {
+
+void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
+                  float eps, cudaStream_t st);
+// stats: scratch of 2 n doubles. dw and db may be NULL (frozen).
+void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                   int64_t n, int64_t d, float eps, double *stats, cudaStream_t st);
+void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
+// dtok_emb NULL: frozen, nothing done.
+void embed_backward(float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
+void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st);
+void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st);
+void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, cudaStream_t st);
+void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st);
+void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse,
+          cudaStream_t st);
+// The shared memory a launch of the attention kernels needs (bytes).
+size_t attention_smem(int64_t nk, int64_t head_dim, bool backward);
+// scale: of the scores (1/sqrt(head_dim) for attention; pooling passes 1/sqrt(D)).
+void attention_forward(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v, int64_t nq,
+                       int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
+                       float scale, const Dropout &drop, cudaStream_t st);
+// dq = (or += when dq_accumulate; NULL: not computed); dk += ; dv += (atomics).
+void attention_backward(float *dq, bool dq_accumulate, float *dk, float *dv, const float *dout, const float *q,
+                        const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t n_heads,
+                        int64_t n_kv_heads, int64_t head_dim, int64_t visible0, float scale, const Dropout &drop,
+                        cudaStream_t st);
+void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st);
+void swiglu_forward(float *h, const float *g, const float *u, int64_t n, cudaStream_t st);
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, cudaStream_t st);
+void gelu_forward(float *h, const float *u, int64_t n, cudaStream_t st);
+void gelu_backward(float *du, const float *dh, const float *u, int64_t n, cudaStream_t st);
+void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
+                  const float *h, int64_t M, int64_t D, cudaStream_t st);
+void cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm, const float *dc_out,
+                   const float *c_in, const float *gi, const float *gh, const float *h, int64_t M, int64_t D,
+                   cudaStream_t st);
+void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, cudaStream_t st);
+void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st);
+// Adds the summed loss of the rows to *loss (device double).
+void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
+                   double *loss, cudaStream_t st);
+void fill(float *x, float value, size_t n, cudaStream_t st);
+// *total (device double) += sum x^2.
+void sum_squares(const float *x, size_t n, double *total, cudaStream_t st);
+void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, float beta2, float eps, float decay,
+           float step_size, float inv_sqrt_bc2, float grad_scale, uint16_t *shadow, cudaStream_t st);
+void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st);
+
+}  // namespace rmkv::cuda

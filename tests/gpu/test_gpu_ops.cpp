@@ -1,0 +1,523 @@
+// Every operation of the backend seam on the CUDA backend against the CPU backend,
+// forward and backward, on random inputs: fp32 within kTolF32 (gpu_common.h);
+// bf16 matrix products exactly against fp32 products of bf16-rounded inputs
+// (within kTolF32) and within kTolBf16Linear of the unrounded ones. Shapes cover
+// the CPU's two attention paths (fewer and more than 16 query rows), GQA, key
+// strides wider than the keys, decoding (one row), masked targets and aliasing.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "gpu_common.h"
+
+extern "C" {
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+}
+
+using namespace rmkv;
+
+namespace {
+
+std::shared_ptr<Backend> g_cpu, g_gpu;
+
+double rel(const std::vector<float> &a, const std::vector<float> &b) {
+    double md = 0, mb = 1e-30;
+    for (size_t i = 0; i < a.size(); ++i) {
+        double d = std::fabs(double(a[i]) - double(b[i]));
+        if (!(d <= md)) md = std::isnan(d) ? INFINITY : d;
+        mb = std::max(mb, std::fabs(double(b[i])));
+    }
+    return md / mb;
+}
+
+// A tensor present on both backends, from the same host values.
+struct Buf {
+    size_t n = 0;
+    float *c = nullptr, *g = nullptr;
+    float *on(bool gpu) const { return gpu ? g : c; }
+};
+
+class Pair {
+public:
+    Pair() : cs_(g_cpu->new_stream()), gs_(g_gpu->new_stream()) {}
+    ~Pair() {
+        for (Buf &b : bufs_) g_cpu->free(b.c), g_gpu->free(b.g);
+        for (auto &p : b16_) g_cpu->free_bf16(p.first), g_gpu->free_bf16(p.second);
+    }
+    Buf &make(const std::vector<float> &host) {
+        Buf b;
+        b.n = host.size();
+        b.c = g_cpu->alloc(b.n);
+        b.g = g_gpu->alloc(b.n);
+        std::memcpy(b.c, host.data(), b.n * sizeof(float));
+        g_gpu->from_host(*gs_, b.g, host.data(), b.n);
+        g_gpu->sync(*gs_);
+        bufs_.push_back(b);
+        return bufs_.back();
+    }
+    Buf &random(size_t n, float scale = 1.0f, float offset = 0.0f) {
+        std::normal_distribution<float> d(0.0f, 1.0f);
+        std::vector<float> h(n);
+        for (float &x : h) x = offset + scale * d(rng_);
+        return make(h);
+    }
+    Buf &zeros(size_t n) { return make(std::vector<float>(n, 0.0f)); }
+    std::pair<uint16_t *, uint16_t *> bf16(size_t n) {
+        b16_.emplace_back(g_cpu->alloc_bf16(n), g_gpu->alloc_bf16(n));
+        return b16_.back();
+    }
+    // Runs f on both backends (f(backend, stream, gpu)).
+    void both(const std::function<void(Backend &, Stream &, bool)> &f) {
+        f(*g_cpu, *cs_, false);
+        f(*g_gpu, *gs_, true);
+        g_gpu->sync(*gs_);
+    }
+    std::vector<float> host(const Buf &b, bool gpu) {
+        std::vector<float> h(b.n);
+        if (gpu) {
+            g_gpu->to_host(*gs_, h.data(), b.g, b.n);
+            g_gpu->sync(*gs_);
+        } else {
+            std::memcpy(h.data(), b.c, b.n * sizeof(float));
+        }
+        return h;
+    }
+    // Asserts the two copies agree within tol; prints the error.
+    void expect(const char *what, const Buf &b, double tol = gpu_test::kTolF32) {
+        double e = rel(host(b, true), host(b, false));
+        print_message("  %-44s rel err %.2e (tol %.0e)\n", what, e, tol);
+        if (!(e < tol)) fail_msg("%s: CUDA and CPU differ: relative error %.3e >= %.1e", what, e, tol);
+    }
+    Stream &cs() { return *cs_; }
+    Stream &gs() { return *gs_; }
+    std::mt19937 rng_{1234};
+
+private:
+    std::unique_ptr<Stream> cs_, gs_;
+    std::deque<Buf> bufs_;
+    std::vector<std::pair<uint16_t *, uint16_t *>> b16_;
+};
+
+float bf16_round(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+void linear_ops(void **) {
+    for (int64_t n : {1, 3, 37}) {
+        Pair P;
+        const int64_t in = 48, out = 40;
+        Buf &x = P.random(n * in), &W = P.random(out * in, 0.2f), &b = P.random(out);
+        Buf &y = P.random(n * out), &y2 = P.random(n * out);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            be.linear(s, y.on(g), x.on(g), W.on(g), b.on(g), n, in, out, false);
+            be.linear(s, y2.on(g), x.on(g), W.on(g), nullptr, n, in, out, true);
+        });
+        print_message("linear n=%ld\n", (long)n);
+        P.expect("linear (bias)", y);
+        P.expect("linear (accumulate)", y2);
+        Buf &dy = P.random(n * out), &dx = P.random(n * in), &dx2 = P.random(n * in);
+        Buf &dW = P.random(out * in), &db = P.random(out);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            be.linear_backward(s, dx.on(g), false, dW.on(g), db.on(g), dy.on(g), x.on(g), W.on(g), n, in, out);
+            be.linear_backward(s, dx2.on(g), true, nullptr, nullptr, dy.on(g), x.on(g), W.on(g), n, in, out);
+        });
+        P.expect("linear_backward dx", dx);
+        P.expect("linear_backward dx (accumulate)", dx2);
+        P.expect("linear_backward dW", dW);
+        P.expect("linear_backward db", db);
+    }
+}
+
+// bf16 products: the GPU with shadows on, the CPU in fp32 on inputs rounded to
+// bf16 (the same products exactly, summed in another order).
+void linear_bf16(void **) {
+    if (!g_gpu->supports_bf16()) {
+        print_message("this device has no bf16 matrix products: nothing to check\n");
+        return;
+    }
+    Pair P;
+    const int64_t n = 33, in = 64, out = 72;
+    std::vector<float> xh(n * in), wh(out * in), dyh(n * out);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float &v : xh) v = d(P.rng_);
+    for (float &v : wh) v = 0.2f * d(P.rng_);
+    for (float &v : dyh) v = d(P.rng_);
+    auto rounded = [](std::vector<float> v) {
+        for (float &f : v) f = bf16_round(f);
+        return v;
+    };
+    Buf &x = P.make(xh), &W = P.make(wh), &dy = P.make(dyh);
+    Buf &xr = P.make(rounded(xh)), &Wr = P.make(rounded(wh)), &dyr = P.make(rounded(dyh));
+    auto sh = P.bf16(out * in);
+    g_gpu->to_bf16(P.gs(), sh.second, W.g, out * in);
+    g_gpu->set_shadow(P.gs(), W.g, sh.second);
+    g_gpu->set_bf16(P.gs(), true);
+    Buf &y = P.zeros(n * out), &dx = P.zeros(n * in), &dW = P.zeros(out * in), &db = P.zeros(out);
+    Buf &b = P.random(out);
+    // GPU: bf16 path on the unrounded tensors. CPU: fp32 on the rounded ones.
+    g_gpu->linear(P.gs(), y.g, x.g, W.g, b.g, n, in, out, false);
+    g_gpu->linear_backward(P.gs(), dx.g, false, dW.g, db.g, dy.g, x.g, W.g, n, in, out);
+    g_gpu->sync(P.gs());
+    g_cpu->linear(P.cs(), y.c, xr.c, Wr.c, b.c, n, in, out, false);
+    g_cpu->linear_backward(P.cs(), dx.c, false, dW.c, db.c, dyr.c, xr.c, Wr.c, n, in, out);
+    P.expect("bf16 linear vs fp32 of rounded inputs", y, gpu_test::kTolBf16Exact);
+    P.expect("bf16 linear_backward dx (rounded)", dx, gpu_test::kTolBf16Exact);
+    P.expect("bf16 linear_backward dW (rounded)", dW, gpu_test::kTolBf16Exact);
+    // db sums dy itself (fp32), not its bf16 rounding.
+    std::vector<float> dbg = P.host(db, true), dbc(out, 0.0f);
+    for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = 0; o < out; ++o) dbc[o] += dyh[r * out + o];
+    assert_true(rel(dbg, dbc) < gpu_test::kTolF32);
+    // Against unrounded fp32: the documented bf16 tolerance.
+    g_cpu->linear(P.cs(), y.c, x.c, W.c, b.c, n, in, out, false);
+    P.expect("bf16 linear vs fp32", y, gpu_test::kTolBf16Linear);
+    // Shadows are per stream: with bf16 off the same weight is fp32 again.
+    g_gpu->set_bf16(P.gs(), false);
+    P.both([&](Backend &be, Stream &s, bool g) { be.linear(s, y.on(g), x.on(g), W.on(g), b.on(g), n, in, out, false); });
+    P.expect("linear with bf16 off", y);
+}
+
+void norm_ops(void **) {
+    for (NormKind kind : {NormKind::layernorm, NormKind::rmsnorm}) {
+        for (int64_t d : {8, 96, 1000}) {
+            Pair P;
+            const int64_t n = 13;
+            const bool ln = kind == NormKind::layernorm;
+            Buf &x = P.random(n * d, 2.0f, 0.5f), &w = P.random(d, 0.2f, 1.0f), &b = P.random(d, 0.1f);
+            Buf &y = P.zeros(n * d), &ya = P.make(P.host(x, false));
+            P.both([&](Backend &be, Stream &s, bool g) {
+                be.norm(s, kind, y.on(g), x.on(g), w.on(g), ln ? b.on(g) : nullptr, n, d, 1e-5f);
+                be.norm(s, kind, ya.on(g), ya.on(g), w.on(g), ln ? b.on(g) : nullptr, n, d, 1e-5f);  // in place
+            });
+            print_message("%s d=%ld\n", ln ? "layernorm" : "rmsnorm", (long)d);
+            P.expect("norm", y);
+            P.expect("norm (in place)", ya);
+            Buf &dy = P.random(n * d), &dx = P.random(n * d), &dw = P.random(d), &db = P.random(d);
+            P.both([&](Backend &be, Stream &s, bool g) {
+                be.norm_backward(s, kind, dx.on(g), dw.on(g), ln ? db.on(g) : nullptr, dy.on(g), x.on(g), w.on(g), n, d,
+                                 1e-5f);
+            });
+            // Frozen parameters (NULL gradients): dx alone.
+            Buf &dxf = P.random(n * d);
+            P.both([&](Backend &be, Stream &s, bool g) {
+                be.norm_backward(s, kind, dxf.on(g), nullptr, nullptr, dy.on(g), x.on(g), w.on(g), n, d, 1e-5f);
+            });
+            P.expect("norm_backward dx (+=)", dx);
+            P.expect("norm_backward dx, frozen w and b", dxf);
+            P.expect("norm_backward dw (+=)", dw);
+            if (ln) P.expect("norm_backward db (+=)", db);
+        }
+    }
+}
+
+void embed_add_positions(void **) {
+    Pair P;
+    const int64_t V = 50, d = 24, n = 40;
+    std::vector<int32_t> tok(n);
+    for (int64_t i = 0; i < n; ++i) tok[i] = static_cast<int32_t>((i * 7) % 13);  // repeats: atomics
+    Buf &E = P.random(V * d), &X = P.zeros(n * d), &dX = P.random(n * d), &dE = P.random(V * d);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.embed(s, X.on(g), E.on(g), tok.data(), n, d);
+        be.embed_backward(s, dE.on(g), dX.on(g), tok.data(), n, d);
+    });
+    P.expect("embed", X);
+    P.expect("embed_backward (+=, repeated tokens)", dE);
+    Buf &a = P.random(1001), &b = P.random(1001), &o = P.zeros(1001);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.add(s, o.on(g), a.on(g), b.on(g), 1001);
+        be.add(s, a.on(g), a.on(g), b.on(g), 1001);  // aliasing
+    });
+    P.expect("add", o);
+    P.expect("add (in place)", a);
+    for (int64_t dd : {24, 25}) {
+        Buf &S = P.random(n * dd);
+        P.both([&](Backend &be, Stream &s, bool g) { be.add_sincos(s, S.on(g), n, dd, 1000); });
+        P.expect(dd % 2 ? "add_sincos (odd width)" : "add_sincos", S);
+    }
+    // RoPE on rows with a stride wider than the heads, forward then inverse.
+    const int64_t H = 3, hd = 16, ld = 64;
+    Buf &R = P.random(n * ld), &R2 = P.make(P.host(R, false));
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.rope(s, R.on(g), n, ld, H, hd, 5000, 10000.0f, false);
+        be.rope(s, R2.on(g), n, ld, H, hd, 17, 500.0f, true);
+    });
+    P.expect("rope", R);
+    P.expect("rope (inverse)", R2);
+}
+
+void attention_case(int64_t nq, int64_t nk, int64_t H, int64_t Hkv, int64_t hd, int64_t ldkv, int64_t visible0, float p) {
+    Pair P;
+    const int64_t D = H * hd;
+    Dropout drop{p, 0x1234567ull};
+    Buf &q = P.random(nq * D), &k = P.random(nk * ldkv), &v = P.random(nk * ldkv), &o = P.zeros(nq * D);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.attention(s, o.on(g), q.on(g), k.on(g), v.on(g), nq, nk, ldkv, H, Hkv, hd, visible0, drop);
+    });
+    print_message("attention nq=%ld nk=%ld H=%ld Hkv=%ld hd=%ld ldkv=%ld visible0=%ld dropout=%.2f\n", (long)nq, (long)nk,
+                  (long)H, (long)Hkv, (long)hd, (long)ldkv, (long)visible0, p);
+    P.expect("attention", o);
+    Buf &dout = P.random(nq * D), &dq = P.random(nq * D), &dk = P.random(nk * ldkv), &dv = P.random(nk * ldkv);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.attention_backward(s, dq.on(g), dk.on(g), dv.on(g), dout.on(g), q.on(g), k.on(g), v.on(g), nq, nk, ldkv, H, Hkv,
+                              hd, visible0, drop);
+    });
+    P.expect("attention_backward dq", dq);
+    P.expect("attention_backward dk (+=)", dk);
+    P.expect("attention_backward dv (+=)", dv);
+}
+
+void attention_ops(void **) {
+    attention_case(5, 12, 4, 2, 16, 2 * 16 * 3, 7, 0.0f);    // few rows (CPU scalar path), GQA, wide stride
+    attention_case(40, 56, 4, 1, 32, 4 * 32 * 2, 16, 0.0f);  // many rows (CPU batched path), multi-query
+    attention_case(1, 30, 2, 2, 64, 2 * 64, 29, 0.0f);       // decoding: one row sees every key
+    attention_case(24, 24, 2, 2, 8, 16, 0, 0.0f);            // pure causal
+    attention_case(5, 12, 4, 2, 16, 2 * 16 * 3, 7, 0.2f);    // dropout, both CPU paths
+    attention_case(40, 56, 4, 1, 32, 4 * 32 * 2, 16, 0.3f);
+}
+
+void elementwise_ops(void **) {
+    Pair P;
+    const int64_t n = 3000;
+    Buf &g = P.random(n, 2.0f), &u = P.random(n, 2.0f), &h = P.zeros(n), &hg = P.zeros(n), &dh = P.random(n);
+    Buf &dg = P.zeros(n), &du = P.zeros(n), &du2 = P.zeros(n);
+    P.both([&](Backend &be, Stream &s, bool gg) {
+        be.swiglu(s, h.on(gg), g.on(gg), u.on(gg), n);
+        be.gelu(s, hg.on(gg), u.on(gg), n);
+        be.swiglu_backward(s, dg.on(gg), du.on(gg), dh.on(gg), g.on(gg), u.on(gg), n);
+        be.gelu_backward(s, du2.on(gg), dh.on(gg), u.on(gg), n);
+    });
+    P.expect("swiglu", h);
+    P.expect("gelu", hg);
+    P.expect("swiglu_backward dg", dg);
+    P.expect("swiglu_backward du", du);
+    P.expect("gelu_backward", du2);
+    Buf &x = P.random(n);
+    Dropout drop{0.25f, 987654321ull};
+    P.both([&](Backend &be, Stream &s, bool gg) { be.dropout(s, x.on(gg), n, drop); });
+    P.expect("dropout (same masks)", x, 1e-7);
+    Buf &f = P.random(n);
+    P.both([&](Backend &be, Stream &s, bool gg) { be.fill(s, f.on(gg), 0.375f, n - 5); });
+    P.expect("fill", f, 1e-30);
+    Buf &big = P.random(1 << 20);
+    Pair &PP = P;
+    double sc = g_cpu->sum_squares(PP.cs(), big.c, big.n), sg = g_gpu->sum_squares(PP.gs(), big.g, big.n);
+    print_message("  sum_squares cpu %.9g gpu %.9g\n", sc, sg);
+    assert_true(std::fabs(sc - sg) / sc < 1e-9);
+    assert_true(g_gpu->sum_squares(PP.gs(), big.g, 0) == 0.0);
+}
+
+void pool_ops(void **) {
+    for (int64_t T : {5, 70}) {
+        Pair P;
+        const int64_t M = 4, D = 48;
+        Buf &Pq = P.random(M * D), &x = P.random(T * D), &o = P.zeros(M * D);
+        P.both([&](Backend &be, Stream &s, bool g) { be.pool(s, o.on(g), Pq.on(g), x.on(g), M, T, D); });
+        print_message("pool T=%ld\n", (long)T);
+        P.expect("pool", o);
+        Buf &dout = P.random(M * D), &dx = P.random(T * D), &dP = P.random(M * D);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            be.pool_backward(s, dx.on(g), dP.on(g), dout.on(g), Pq.on(g), x.on(g), M, T, D);
+        });
+        P.expect("pool_backward dx (+=)", dx);
+        P.expect("pool_backward dP (+=)", dP);
+        Buf &dxf = P.random(T * D);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            be.pool_backward(s, dxf.on(g), nullptr, dout.on(g), Pq.on(g), x.on(g), M, T, D);
+        });
+        P.expect("pool_backward dx, frozen query", dxf);
+    }
+}
+
+void cell_ops(void **) {
+    const int64_t M = 5, D = 40;
+    for (CellKind kind : {CellKind::gru, CellKind::lstm, CellKind::minimal}) {
+        Pair P;
+        const int64_t G = kind == CellKind::gru ? 3 : kind == CellKind::lstm ? 4 : 2;
+        const bool lstm = kind == CellKind::lstm, has_gh = kind != CellKind::minimal;
+        Buf &gi = P.random(M * G * D, 1.5f), &gh = P.random(M * G * D, 1.5f), &h = P.random(M * D);
+        Buf &c_in = P.random(M * D), &m = P.zeros(M * D), &c_out = P.zeros(M * D);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            be.cell(s, kind, m.on(g), lstm ? c_out.on(g) : nullptr, lstm ? c_in.on(g) : nullptr, gi.on(g),
+                    has_gh ? gh.on(g) : nullptr, h.on(g), M, D);
+        });
+        const char *name = kind == CellKind::gru ? "gru" : lstm ? "lstm" : "minimal";
+        print_message("cell %s\n", name);
+        P.expect("cell m", m);
+        if (lstm) P.expect("cell c", c_out);
+        for (bool with_dc : {false, true}) {
+            if (with_dc && !lstm) continue;
+            Buf &dm = P.random(M * D), &dc_out = P.random(M * D), &dgi = P.zeros(M * G * D), &dgh = P.zeros(M * G * D);
+            Buf &dh = P.random(M * D), &dc_in = P.zeros(M * D);
+            P.both([&](Backend &be, Stream &s, bool g) {
+                be.cell_backward(s, kind, dgi.on(g), has_gh ? dgh.on(g) : nullptr, dh.on(g), lstm ? dc_in.on(g) : nullptr,
+                                 dm.on(g), with_dc ? dc_out.on(g) : nullptr, lstm ? c_in.on(g) : nullptr, gi.on(g),
+                                 has_gh ? gh.on(g) : nullptr, h.on(g), M, D);
+            });
+            P.expect("cell_backward dgi", dgi);
+            if (has_gh) P.expect("cell_backward dgh", dgh);
+            P.expect("cell_backward dh (+=)", dh);
+            if (lstm) P.expect(with_dc ? "cell_backward dc_in (with dc_out)" : "cell_backward dc_in", dc_in);
+        }
+    }
+    Pair P;
+    Buf &a = P.random(M * D), &b = P.random(M * D), &cat = P.zeros(M * 2 * D), &src = P.random(M * 2 * D);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.concat_cols(s, cat.on(g), a.on(g), b.on(g), M, D);
+        be.split_cols_add(s, a.on(g), b.on(g), src.on(g), M, D);
+    });
+    P.expect("concat_cols", cat);
+    P.expect("split_cols_add a", a);
+    P.expect("split_cols_add b", b);
+}
+
+void cross_entropy_ops(void **) {
+    for (int64_t V : {7, 5000}) {
+        Pair P;
+        const int64_t rows = 9;
+        std::vector<int32_t> tg(rows);
+        for (int64_t r = 0; r < rows; ++r) tg[r] = r == 2 || r == 6 ? -1 : static_cast<int32_t>((r * 31) % V);
+        Buf &logits = P.random(rows * V, 3.0f), &dl = P.zeros(rows * V), &inplace = P.make(P.host(logits, false));
+        double lc = 0, lg = 0, lc2 = 0.5, lg2 = 0.5;
+        g_cpu->cross_entropy(P.cs(), dl.c, logits.c, tg.data(), rows, V, 0.125f, &lc);
+        g_gpu->cross_entropy(P.gs(), dl.g, logits.g, tg.data(), rows, V, 0.125f, &lg);
+        g_cpu->cross_entropy(P.cs(), inplace.c, inplace.c, tg.data(), rows, V, 1.0f, &lc2);
+        g_gpu->cross_entropy(P.gs(), inplace.g, inplace.g, tg.data(), rows, V, 1.0f, &lg2);
+        g_gpu->sync(P.gs());
+        print_message("cross_entropy V=%ld: loss cpu %.10f gpu %.10f\n", (long)V, lc, lg);
+        assert_true(std::fabs(lc - lg) / std::fabs(lc) < 1e-6);
+        assert_true(std::fabs(lc2 - lg2) / std::fabs(lc2) < 1e-6);
+        assert_true(std::fabs(lc2 - 0.5 - lc) / lc < 1e-6);  // adds to the sum given
+        P.expect("cross_entropy dlogits", dl);
+        P.expect("cross_entropy dlogits (in place)", inplace);
+    }
+}
+
+void optimiser_ops(void **) {
+    Pair P;
+    const size_t n = 70001;
+    Buf &p = P.random(n), &m = P.random(n, 0.1f), &v = P.random(n, 0.01f, 0.05f), &g = P.random(n);
+    Buf &p2 = P.make(P.host(p, false)), &m2 = P.make(P.host(m, false)), &v2 = P.make(P.host(v, false));
+    // v must be >= 0 as it is in training
+    for (Buf *b : {&v, &v2}) {
+        std::vector<float> h = P.host(*b, false);
+        for (float &x : h) x = std::fabs(x);
+        std::memcpy(b->c, h.data(), n * 4);
+        g_gpu->from_host(P.gs(), b->g, h.data(), n);
+    }
+    auto sh = P.bf16(n);
+    for (int64_t step : {1, 2, 50}) {
+        P.both([&](Backend &be, Stream &s, bool gg) {
+            be.adamw(s, p.on(gg), m.on(gg), v.on(gg), g.on(gg), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, step,
+                     gg ? sh.second : sh.first);
+            be.adamw(s, p2.on(gg), m2.on(gg), v2.on(gg), g.on(gg), n, 3e-2f, 0.8f, 0.99f, 1e-6f, 0.0f, 1.0f, step, nullptr);
+        });
+    }
+    P.expect("adamw p", p);
+    P.expect("adamw m", m);
+    P.expect("adamw v", v);
+    P.expect("adamw p (no shadow)", p2);
+    // The shadow is p rounded to bf16: bit-exact with the GPU's p rounded on the host.
+    std::vector<float> pg = P.host(p, true);
+    std::vector<uint16_t> shg(n), shc(n);
+    float *tmp = g_gpu->alloc((n + 1) / 2);
+    g_gpu->copy(P.gs(), tmp, reinterpret_cast<float *>(sh.second), (n + 1) / 2);
+    g_gpu->to_host(P.gs(), reinterpret_cast<float *>(shg.data()), tmp, n / 2);
+    g_gpu->sync(P.gs());
+    g_gpu->free(tmp);
+    size_t bad = 0;
+    for (size_t i = 0; i + 1 < n; ++i) {
+        float r = bf16_round(pg[i]);
+        uint32_t u;
+        std::memcpy(&u, &r, 4);
+        bad += shg[i] != static_cast<uint16_t>(u >> 16);
+    }
+    print_message("  adamw shadow: %zu of %zu differ from p rounded to bf16\n", bad, n - 1);
+    assert_int_equal(bad, 0);
+    // to_bf16 against the CPU's conversion.
+    Buf &src = P.random(4097, 3.0f);
+    auto b = P.bf16(4097);
+    g_cpu->to_bf16(P.cs(), b.first, src.c, 4097);
+    g_gpu->to_bf16(P.gs(), b.second, src.g, 4097);
+    float *tmp2 = g_gpu->alloc(4098 / 2);
+    g_gpu->copy(P.gs(), tmp2, reinterpret_cast<float *>(b.second), 4098 / 2);
+    std::vector<uint16_t> gb(4098);
+    g_gpu->to_host(P.gs(), reinterpret_cast<float *>(gb.data()), tmp2, 4098 / 2);
+    g_gpu->sync(P.gs());
+    g_gpu->free(tmp2);
+    assert_memory_equal(gb.data(), b.first, 4097 * sizeof(uint16_t));
+}
+
+void memory_ops(void **) {
+    Pair P;
+    // copy between overlapping ranges behaves as memmove, as on the CPU.
+    Buf &a = P.random(1000);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.copy(s, a.on(g) + 10, a.on(g), 500);
+        be.copy(s, a.on(g) + 600, a.on(g) + 650, 300);
+    });
+    P.expect("copy (overlapping)", a, 1e-30);
+    // alloc zero-fills.
+    float *z = g_gpu->alloc(12345);
+    std::vector<float> h(12345, 1.0f);
+    g_gpu->to_host(P.gs(), h.data(), z, h.size());
+    g_gpu->sync(P.gs());
+    g_gpu->free(z);
+    for (float x : h) assert_true(x == 0.0f);
+    // A bad device pointer is an error with a message, not a crash of the caller
+    // (CUDA only: on the CPU it is a crash).
+    if (g_gpu == g_cpu) return;
+    if (const char *e = std::getenv("RMKV_GPU_TEST_UNDER_SANITIZER"); e && *e == '1') return;
+    bool threw = false;
+    try {
+        std::vector<float> junk(4);
+        g_gpu->from_host(P.gs(), reinterpret_cast<float *>(16), junk.data(), 4);
+        g_gpu->sync(P.gs());
+    } catch (const Error &e) {
+        threw = true;
+        print_message("  bad pointer: %s\n", e.what());
+        assert_int_equal(e.status(), RMKV_ERR_BACKEND);
+    }
+    assert_true(threw);
+}
+
+}  // namespace
+
+int main() {
+    g_cpu = get_backend("cpu");
+    try {
+        g_gpu = get_backend(gpu_test::kDevice);
+    } catch (const Error &e) {
+        if (e.status() == RMKV_ERR_BACKEND && gpu_test::is_no_device(e.what())) {
+            std::printf("SKIPPED: no CUDA device on this machine (%s)\n", e.what());
+            return gpu_test::skip_code();
+        }
+        std::printf("FAILED: the CUDA backend cannot be used: %s\n", e.what());
+        return 1;
+    }
+    std::printf("CUDA backend: %s\n", g_gpu->name().c_str());
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16),       cmocka_unit_test(norm_ops),
+        cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(elementwise_ops),
+        cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
+        cmocka_unit_test(optimiser_ops), cmocka_unit_test(memory_ops),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
