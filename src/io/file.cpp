@@ -69,34 +69,45 @@ MappedFile::~MappedFile() {
 }
 
 void write_file_atomic(const std::string &path, size_t size, const std::function<void(uint8_t *dest)> &fill) {
-    std::vector<uint8_t> bytes(size);
-    fill(bytes.data());
-
+    // The bytes go straight into the temporary file (space reserved first, then
+    // mapped and filled), so a large file is never held twice in memory.
     std::string tmp = path + ".tmp-XXXXXX";
     std::vector<char> tmpl(tmp.begin(), tmp.end());
     tmpl.push_back('\0');
     Fd fd(::mkstemp(tmpl.data()));
     if (fd.get() < 0) fail(RMKV_ERR_IO, "cannot create a temporary file next to '", path, "': ", errno_text());
     std::string tmp_path(tmpl.data());
-    auto abandon = [&](const std::string &what) {
-        std::string msg = concat_message("cannot write '", path, "' (", what, "): ", errno_text(),
+    void *map = MAP_FAILED;
+    auto abandon = [&](const std::string &what, int err) {
+        std::string msg = concat_message("cannot write '", path, "' (", what, "): ", std::strerror(err),
                                          "; the previous file, if any, is unchanged");
+        if (map != MAP_FAILED) ::munmap(map, size);
         ::close(fd.release());
         ::unlink(tmp_path.c_str());
         fail(RMKV_ERR_IO, msg);
     };
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = ::write(fd.get(), bytes.data() + done, size - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            if (n == 0) errno = ENOSPC;
-            abandon("write");
+    if (size > 0) {
+        // posix_fallocate reserves every block: a full disk (ENOSPC) or a file size
+        // limit (EFBIG) shows here as an error, never later as SIGBUS on the mapping.
+        int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size));
+        if (err == EINTR) err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size));
+        if (err != 0) abandon("reserving " + std::to_string(size) + " bytes", err);
+        map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+        if (map == MAP_FAILED) abandon("map", errno);
+        try {
+            fill(static_cast<uint8_t *>(map));
+        } catch (...) {
+            ::munmap(map, size);
+            ::close(fd.release());
+            ::unlink(tmp_path.c_str());
+            throw;
         }
-        done += static_cast<size_t>(n);
+        if (::msync(map, size, MS_SYNC) != 0) abandon("msync", errno);
+        ::munmap(map, size);
+        map = MAP_FAILED;
     }
-    if (::fchmod(fd.get(), 0644) != 0) abandon("chmod");
-    if (::fsync(fd.get()) != 0) abandon("fsync");
+    if (::fchmod(fd.get(), 0644) != 0) abandon("chmod", errno);
+    if (::fsync(fd.get()) != 0) abandon("fsync", errno);
     if (::close(fd.release()) != 0) {
         std::string msg = concat_message("cannot write '", path, "' (close): ", errno_text());
         ::unlink(tmp_path.c_str());

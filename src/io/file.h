@@ -28,9 +28,12 @@ private:
     std::vector<uint8_t> copy_;
 };
 
-// Writes a file of exactly `size` bytes produced by `fill(dest)` atomically. On any
-// failure (ENOSPC, read-only directory, ...) throws RMKV_ERR_IO and leaves an
-// existing file at `path` untouched.
+// Writes a file of exactly `size` bytes produced by `fill(dest)` atomically: `dest`
+// is the mapped temporary file (no copy of the bytes in memory), whose space is
+// reserved before `fill` runs; then msync, fsync, rename and an fsync of the
+// directory. On any failure (ENOSPC, a file size limit, read-only directory, ...)
+// throws RMKV_ERR_IO, removes the temporary file and leaves an existing file at
+// `path` untouched; an exception from `fill` is passed on the same way.
 void write_file_atomic(const std::string &path, size_t size, const std::function<void(uint8_t *dest)> &fill);
 
 }  // namespace rmkv

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/fingerprint.h"
 #include "core/log.h"
+#include "core/memory.h"
 #include "io/safetensors.h"
 
 using namespace rmkv;
@@ -99,6 +100,9 @@ std::unique_ptr<rmkv_model> rmkv_model::create(const std::string &config_json, c
     m->backend_ = backend_for(params);
     m->specs_ = param_specs(m->config_);
     if (tokenizer) m->tokenizer_ = tokenizer->clone();
+    double numel = 0;
+    for (const ParamSpec &s : m->specs_) numel += static_cast<double>(s.numel);
+    ensure_fits(numel * sizeof(float), "a model of this configuration");
     std::vector<const float *> host;
     for (size_t i = 0; i < m->specs_.size(); ++i) {
         m->host_copies_.emplace_back(static_cast<size_t>(m->specs_[i].numel));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/memory.h"
 
 using namespace rmkv;
 
@@ -19,6 +20,11 @@ void rmkv_session::allocate() {
     const Config &c = model_.config();
     const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2), R = std::max(S, M);
+    const double L = static_cast<double>(c.n_layers), Md = static_cast<double>(M), Dd = static_cast<double>(D),
+                 Sd = static_cast<double>(S), Rd = static_cast<double>(R), Gd = static_cast<double>(G);
+    ensure_fits(sizeof(float) * (L * (3 * Md * Dd + 2 * (Md + Sd) * static_cast<double>(Dkv) + Sd * Dd) + 4 * Rd * Dd +
+                                 2 * Sd * static_cast<double>(F) + (4 + 2 * Gd) * Md * Dd + static_cast<double>(c.vocab_size)),
+                "a session of this model");
     Backend &be = model_.backend();
     auto get = [&](int64_t n) {
         owned_.push_back(nullptr);  // keep owned_ able to free whatever succeeded if alloc throws
