@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -53,8 +54,8 @@ static void run_script(work *w) {
     uint8_t *state = NULL;
     size_t cap = 0;
     char path[512];
-    snprintf(path, sizeof path, "%s", tmp_path("concurrency"));
-    snprintf(path + strlen(path), sizeof path - strlen(path), "-%d.state", w->tid);
+    const char *dir = getenv("RMKV_TEST_TMP"); /* tmp_path() is not for threads */
+    snprintf(path, sizeof path, "%s/%d-concurrency-%d.state", dir && dir[0] ? dir : "/tmp", (int)getpid(), w->tid);
     rmkv_session *a = NULL, *b = NULL, *c = NULL;
     uint64_t h = 1469598103934665603ull;
     w->failed = 0;
