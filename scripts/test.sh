@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Debian 12 packages, the npm
 # packages of the tokenizer oracle), builds, and runs every test that needs no
-# GPU; then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer,
-# and a consumer project against the installed library.
+# GPU (reader fuzzing included, label fuzz); then the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer, the threaded tests under
+# ThreadSanitizer, and a consumer project against the installed library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,9 +34,9 @@ fi
 
 echo "== build (Release) and test"
 cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$ROOT/build-ci/install" \
-      -DRMKV_FUZZ_SECONDS="${RMKV_FUZZ_SECONDS:-30}" >/dev/null
+      -DRMKV_FUZZ_SECONDS="${RMKV_FUZZ_SECONDS:-30}" -DRMKV_READER_FUZZ_SECONDS="${RMKV_READER_FUZZ_SECONDS:-12}" >/dev/null
 cmake --build build-ci -j"$JOBS"
-ctest --test-dir build-ci --output-on-failure -j"$JOBS"
+ctest --test-dir build-ci --output-on-failure -j"$JOBS" -LE slow
 
 echo "== install, and build a consumer project against the installed tree"
 cmake --install build-ci >/dev/null
@@ -80,3 +81,12 @@ echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRMKV_SANITIZE="address;undefined" -DRMKV_BUILD_TOOLS=OFF >/dev/null
 cmake --build build-asan -j"$JOBS"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -L unit -j"$JOBS"
+
+echo "== threaded tests under ThreadSanitizer (library and tests/reliability/test_concurrency only)"
+# OMP_NUM_THREADS=1: libgomp (OpenMP, also used inside oneDNN) is not instrumented,
+# so its barriers are invisible to TSan and its worker threads would give false
+# reports; with one OpenMP thread per caller the 16 threads of the test are the
+# only threads that touch shared data.
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DRMKV_SANITIZE=thread -DRMKV_BUILD_TOOLS=OFF >/dev/null
+cmake --build build-tsan -j"$JOBS" --target test_concurrency
+OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1" ctest --test-dir build-tsan --output-on-failure -L threads

@@ -14,19 +14,20 @@ struct Fixture {
     rmkv_model *model = nullptr;
     rmkv_session *session = nullptr;
 };
+// Built once, kept for the whole run (a heap object: no destructor at exit).
 std::vector<Fixture> &fixtures() {
-    static std::vector<Fixture> all = [] {
-        std::vector<Fixture> v;
+    static std::vector<Fixture> *all = [] {
+        auto *v = new std::vector<Fixture>;
         uint64_t seed = 1;
         for (const char *c : kStateConfigs) {
             Fixture f;
             if (rmkv_model_create(c, nullptr, seed++, nullptr, &f.model) != RMKV_OK) std::abort();
             if (rmkv_session_new(f.model, nullptr, &f.session) != RMKV_OK) std::abort();
-            v.push_back(f);
+            v->push_back(f);
         }
         return v;
     }();
-    return all;
+    return *all;
 }
 std::vector<uint8_t> save(rmkv_session *s) {
     size_t size = 0;
