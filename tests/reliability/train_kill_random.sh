@@ -22,7 +22,7 @@ config() {  # $1 = out dir
  "data": {"sources": [{"path": "$W/corpus.txt", "kind": "text", "separator": "\n\n"}],
           "batch_size": 2, "seed": 7},
  "optim": {"learning_rate": 3e-3, "warmup_steps": 3, "precision": "fp32"},
- "max_steps": 120, "checkpoint_every": 1, "eval_every": 0, "log_every": 10, "seed": 9, "out": "$1"}
+ "max_steps": 60, "checkpoint_every": 1, "eval_every": 0, "log_every": 10, "seed": 9, "out": "$1"}
 JSON
 }
 config "$W/a" > "$W/a.json"
