@@ -1,13 +1,15 @@
 #include "model/sampler.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 
 #include "core/error.h"
 
 namespace rmkv {
 
-Sampler::Sampler(size_t vocab_size) : V_(vocab_size), work_(vocab_size), index_(vocab_size), counts_(vocab_size, 0) {
+Sampler::Sampler(size_t vocab_size)
+    : V_(vocab_size), work_(vocab_size), select_(vocab_size), index_(vocab_size), counts_(vocab_size, 0) {
     history_.reserve(kMaxWindow);
 }
 
@@ -76,22 +78,43 @@ size_t Sampler::filter(const float *logits, const rmkv_sampler_params &p) {
         }
     }
     for (size_t i = 0; i < p.n_banned; ++i) w[p.banned_tokens[i]] = -INFINITY;
-    // Candidates: every token that is not banned, or the top_k of them by logit.
-    size_t n = 0;
-    for (size_t i = 0; i < V_; ++i)
-        if (w[i] != -INFINITY) index_[n++] = static_cast<int32_t>(i);
-    if (n == 0) fail(RMKV_ERR_INVALID_ARGUMENT, "every token is banned (banned_tokens or -inf logit biases): nothing to sample");
+    // Candidates: every token that is not banned, or the top_k of them, ordered by
+    // logit (ties: lower id first), so that a seed draws the same token everywhere.
     auto by_logit = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
-    if (p.temperature == 0.0f) {
-        index_[0] = *std::min_element(index_.begin(), index_.begin() + static_cast<std::ptrdiff_t>(n), by_logit);
-        w[index_[0]] = 1.0f;
+    const char *all_banned = "every token is banned (banned_tokens or -inf logit biases): nothing to sample";
+    if (p.temperature == 0.0f) {  // the first largest logit
+        size_t best = V_;
+        float bv = -INFINITY;
+        for (size_t i = 0; i < V_; ++i)
+            if (w[i] > bv) bv = w[i], best = i;
+        if (best == V_) fail(RMKV_ERR_INVALID_ARGUMENT, all_banned);
+        index_[0] = static_cast<int32_t>(best);
+        w[best] = 1.0f;
         return 1;
     }
+    size_t n = 0;
+    for (size_t i = 0; i < V_; ++i)
+        if (w[i] != -INFINITY) select_[n++] = w[i];
+    if (n == 0) fail(RMKV_ERR_INVALID_ARGUMENT, all_banned);
     if (p.top_k > 0 && static_cast<size_t>(p.top_k) < n) {
-        std::nth_element(index_.begin(), index_.begin() + p.top_k, index_.begin() + static_cast<std::ptrdiff_t>(n), by_logit);
-        n = static_cast<size_t>(p.top_k);
+        // The k-th largest logit by a selection over the values (no indirection),
+        // then the tokens above it and, in id order, those equal to it.
+        const size_t k = static_cast<size_t>(p.top_k);
+        std::nth_element(select_.begin(), select_.begin() + static_cast<std::ptrdiff_t>(k - 1),
+                         select_.begin() + static_cast<std::ptrdiff_t>(n), std::greater<float>());
+        const float kth = select_[k - 1];
+        size_t above = 0;
+        for (size_t i = 0; i < V_; ++i)
+            if (w[i] > kth) index_[above++] = static_cast<int32_t>(i);
+        for (size_t i = 0; i < V_ && above < k; ++i)
+            if (w[i] == kth) index_[above++] = static_cast<int32_t>(i);
+        n = k;
+    } else {
+        n = 0;
+        for (size_t i = 0; i < V_; ++i)
+            if (w[i] != -INFINITY) index_[n++] = static_cast<int32_t>(i);
     }
-    const bool need_sorted = p.top_p < 1.0f;
+    const bool need_sorted = p.top_p < 1.0f || p.top_k > 0;
     if (need_sorted) std::sort(index_.begin(), index_.begin() + static_cast<std::ptrdiff_t>(n), by_logit);
     // Softmax over the candidates at the temperature (in double for the sums).
     float mx = -INFINITY;

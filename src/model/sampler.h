@@ -44,7 +44,7 @@ private:
     Rng rng_{0};
     uint64_t seed_ = 0;
     bool seeded_ = false;
-    std::vector<float> work_;
+    std::vector<float> work_, select_;  // select_: logits for the top_k threshold
     std::vector<int32_t> index_, counts_;
 };
 
