@@ -164,8 +164,49 @@ static const int32_t bt[4] = {1, 2, 3, 4}, by[4] = {2, 3, 4, 5};
     X(train_load_ckpt_not_ckpt, RMKV_ERR_FORMAT, load_model_file_as_checkpoint())                                   \
     X(train_load_ckpt_null, RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_load_checkpoint(NULL, F.ckpt_path))            \
     X(ckpt_user_json_small, RMKV_ERR_BUFFER_TOO_SMALL, rmkv_checkpoint_user_json(F.ckpt_path, buf, 1, &sz))        \
-    X(ckpt_user_json_null_path, RMKV_ERR_INVALID_ARGUMENT, rmkv_checkpoint_user_json(NULL, buf, sizeof buf, &sz))
+    X(ckpt_user_json_null_path, RMKV_ERR_INVALID_ARGUMENT, rmkv_checkpoint_user_json(NULL, buf, sizeof buf, &sz)) \
+    /* generation */                                                                                               \
+    X(generate_null_session, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_generate(NULL, F.tok, ids, 1, NULL, NULL))   \
+    X(generate_null_prompt, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_generate(F.sa, F.tok, NULL, 2, NULL, NULL))   \
+    X(generate_bad_token, RMKV_ERR_INVALID_ARGUMENT, generate_prompt_token(40))                                    \
+    X(generate_small_struct, RMKV_ERR_INVALID_ARGUMENT, generate_with_struct_size(3))                              \
+    X(generate_text_null_prompt, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_generate_text(F.sa, F.tok, NULL, 5, NULL, NULL)) \
+    X(generate_text_null_tok, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_generate_text(F.sa, NULL, "hi", 2, NULL, NULL)) \
+    X(chat_turn_no_chat_tokens, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_chat_turn(F.sa, F.tok, "hi", 2, NULL, NULL)) \
+    X(sampler_probs_null_logits, RMKV_ERR_INVALID_ARGUMENT, rmkv_sampler_probs(NULL, 40, NULL, 0, NULL, logits))  \
+    X(sampler_probs_zero_vocab, RMKV_ERR_INVALID_ARGUMENT, rmkv_sampler_probs(logits, 0, NULL, 0, NULL, logits))  \
+    X(sampler_probs_null_out, RMKV_ERR_INVALID_ARGUMENT, rmkv_sampler_probs(logits, 4, NULL, 0, NULL, NULL))      \
+    /* state tuning */                                                                                             \
+    X(state_tuner_new_null_model, RMKV_ERR_INVALID_ARGUMENT, rmkv_state_tuner_new(NULL, NULL, &F.out_trainer))     \
+    X(state_tuner_new_null_out, RMKV_ERR_INVALID_ARGUMENT, rmkv_state_tuner_new(F.a, NULL, NULL))                  \
+    X(apply_state_full_trainer, RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_apply_state(F.tr, F.sa))                   \
+    X(apply_state_null_session, RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_apply_state(F.tr, NULL))                   \
+    X(apply_state_other_model, RMKV_ERR_MISMATCH, apply_state_other_model())                                       \
+    X(state_tuner_checkpoint, RMKV_ERR_INVALID_ARGUMENT, state_tuner_checkpoint())
 
+static rmkv_status generate_prompt_token(int32_t id) {
+    int32_t prompt[2] = {1, id};
+    return rmkv_session_generate(F.sa, F.tok, prompt, 2, NULL, NULL);
+}
+static rmkv_status generate_with_struct_size(size_t n) {
+    rmkv_generate_params p = rmkv_generate_default_params();
+    p.struct_size = n;
+    return rmkv_session_generate(F.sa, F.tok, ids, 1, &p, NULL);
+}
+static rmkv_status apply_state_other_model(void) {
+    rmkv_trainer *t = NULL;
+    RMKV_CHECK(rmkv_state_tuner_new(F.a, NULL, &t));
+    rmkv_status st = rmkv_trainer_apply_state(t, F.sb);
+    rmkv_trainer_free(t);
+    return st;
+}
+static rmkv_status state_tuner_checkpoint(void) {
+    rmkv_trainer *t = NULL;
+    RMKV_CHECK(rmkv_state_tuner_new(F.a, NULL, &t));
+    rmkv_status st = rmkv_trainer_save_checkpoint(t, tmp_path("tuner.ckpt"), NULL);
+    rmkv_trainer_free(t);
+    return st;
+}
 static rmkv_status zero_copy_unaligned(void) {
     rmkv_model_params p = rmkv_model_default_params();
     p.flags = RMKV_MODEL_ZERO_COPY;
