@@ -107,15 +107,11 @@ rmkv_generate_result generate(rmkv_session &s, const rmkv_tokenizer &tok, const 
             stopped = true;
         }
         if (stopped) break;
-        size_t held = 0;
-        std::string text = stream.peek_feed(t, held);
-        stream.commit_feed(t, held);
-        stopped = add_text(text, false);
+        stopped = add_text(stream.feed(t), false);
     }
     if (!stopped || r.stop_reason == RMKV_STOP_TOKEN) {
         // The end of the text: what the decoder and the stop-string check held back.
-        std::string rest = stream.peek_flush();
-        stream.commit_flush();
+        std::string rest = stream.flush();
         const rmkv_generate_result before = r;
         if (add_text(rest, true) && r.stop_reason == RMKV_STOP_CANCELLED) {
             // A cancel on the last piece changes nothing: the generation had ended.

@@ -26,3 +26,18 @@ void rmkv_token_stream::commit_flush() {
     held_.clear();
     first_ = true;
 }
+
+std::string rmkv_token_stream::feed(int32_t id) {
+    tok_.append_token_bytes(id, first_, held_);
+    first_ = false;
+    const size_t tail = rmkv::tok::incomplete_utf8_tail(held_);
+    std::string out = rmkv::tok::utf8_lossy(std::string_view(held_).substr(0, held_.size() - tail));
+    held_.erase(0, held_.size() - tail);
+    return out;
+}
+
+std::string rmkv_token_stream::flush() {
+    std::string out = peek_flush();
+    commit_flush();
+    return out;
+}

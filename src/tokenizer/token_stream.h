@@ -19,6 +19,10 @@ public:
     std::string peek_flush() const;
     void commit_flush();
 
+    // peek + commit in one pass, for a caller that always takes the text.
+    std::string feed(int32_t id);
+    std::string flush();
+
 private:
     const rmkv_tokenizer &tok_;
     std::string held_;   // bytes of an incomplete character
