@@ -1,13 +1,19 @@
 // rmkv-bench-train: training speed of the `small` config (D512 L8 H8 M32 S256
-// V16384) with K=2 segments and B=4 sequences, in fp32 and bf16, next to a PyTorch
+// V16384) with K=2 segments (--segments K) and B=4 sequences, in fp32 and bf16, next to a PyTorch
 // implementation of the same architecture training on batches of the same shape
 // (bench/train_pytorch.py, run in the same invocation), and model FLOPs utilisation
 // against this machine's sgemm peak measured in the same run.
+// A third rmkv row trains with activation recomputation (rmkv_train_params.recompute);
+// on the CPU every rmkv row also gives the memory the trainer added (resident set
+// growth from before the trainer to after its first step, large blocks mapped so
+// that freed ones leave it).
 // Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH]
 //                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
+//                         [--segments K]
 // On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
 // bf16 tensor peak (H100 SXM: 989), and PyTorch is not run (train_pytorch.py
 // runs on the CPU; its GPU counterpart is to come).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include <malloc.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -35,6 +42,7 @@ std::string kConfig =
 const char *kBase =
     "{\"vocab_size\":32000,\"d_model\":768,\"n_layers\":12,\"n_heads\":12,\"memory_slots\":32,\"segment_len\":256}";
 std::string g_device = "cpu";
+int g_segments = 2;
 double g_D = 512, g_L = 8, g_F = 1344, g_V = 16384;
 
 // Model FLOPs of one training token: 6 x (matrix parameters on the token path)
@@ -46,16 +54,32 @@ double flops_per_token() {
     return 6 * matmul + 3 * attn;
 }
 
-double rmkv_tokens_per_s(int precision, int steps, double *loss_out) {
+// Resident set size of this process in MiB (0 when unknown).
+double rss_mib() {
+    long pages = 0, resident = 0;
+    FILE *f = std::fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+    return static_cast<double>(resident) * 4096.0 / (1 << 20);
+}
+
+struct Run {
+    double tokens_per_s, loss, trainer_mib;
+};
+
+Run rmkv_run(int precision, bool recompute, int steps) {
     rmkv_model *m = nullptr;
     rmkv_model_params mp = rmkv_model_default_params();
     mp.device = g_device.c_str();
     check(rmkv_model_create(kConfig.c_str(), nullptr, 1, &mp, &m), "create");
     rmkv_train_params tp = rmkv_train_default_params();
     tp.precision = precision;
+    tp.recompute = recompute ? 1 : 0;
     rmkv_trainer *t = nullptr;
+    const double rss0 = rss_mib();
     check(rmkv_trainer_new(m, &tp, &t), "trainer");
-    const int B = 4, N = 512;
+    const int B = 4, N = 256 * g_segments;
     std::vector<int32_t> tok(B * N), tg(B * N);
     for (int i = 0; i < B * N; ++i) tok[i] = static_cast<int32_t>((i * 7919) % static_cast<int>(g_V));
     for (int i = 0; i < B * N; ++i) tg[i] = i % N == N - 1 ? -1 : tok[i + 1];
@@ -68,13 +92,15 @@ double rmkv_tokens_per_s(int precision, int steps, double *loss_out) {
     rmkv_train_stats st{};
     st.struct_size = sizeof st;
     check(rmkv_train_step(t, &b, &st), "warm-up step");
+    Run r{};
+    r.trainer_mib = rss_mib() - rss0;
     double t0 = now();
     for (int i = 0; i < steps; ++i) check(rmkv_train_step(t, &b, &st), "step");
-    double tps = steps * B * N / (now() - t0);
-    *loss_out = st.loss;
+    r.tokens_per_s = steps * B * N / (now() - t0);
+    r.loss = st.loss;
     rmkv_trainer_free(t);
     rmkv_model_free(m);
-    return tps;
+    return r;
 }
 
 double pytorch_tokens_per_s(const std::string &script, const char *dtype, int steps, int threads) {
@@ -94,6 +120,7 @@ double pytorch_tokens_per_s(const std::string &script, const char *dtype, int st
 }  // namespace
 
 int main(int argc, char **argv) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 16);  // fixed: freed large blocks return to the system
     int steps = 3, threads = omp_get_max_threads();
     double peak_tflops = 0;
     std::string config_name = "small";
@@ -106,6 +133,7 @@ int main(int argc, char **argv) {
         else if (!std::strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
         else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_device = argv[++i];
         else if (!std::strcmp(argv[i], "--peak-tflops") && i + 1 < argc) peak_tflops = std::atof(argv[++i]);
+        else if (!std::strcmp(argv[i], "--segments") && i + 1 < argc) g_segments = std::max(1, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) {
             std::string c = argv[++i];
             if (c == "base") kConfig = kBase, config_name = "base", g_D = 768, g_L = 12, g_F = 2048, g_V = 32000;
@@ -115,31 +143,36 @@ int main(int argc, char **argv) {
     const bool on_cpu = g_device == "cpu";
     if (!on_cpu) pytorch = false;
     omp_set_num_threads(threads);
-    std::printf("rmkv %s training benchmark: %s config, K=2 segments x 256, B=4 (2048 tokens/step), device %s, %d threads\n",
-                rmkv_version(), config_name.c_str(), g_device.c_str(), threads);
+    std::printf("rmkv %s training benchmark: %s config, K=%d segments x 256, B=4 (%d tokens/step), device %s, %d threads\n",
+                rmkv_version(), config_name.c_str(), g_segments, 1024 * g_segments, g_device.c_str(), threads);
     const double peak = on_cpu ? sgemm_peak_gflops() : peak_tflops * 1e3, fpt = flops_per_token();
     if (on_cpu)
         std::printf("machine: sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3); model FLOPs %.1f M/token\n\n", peak, fpt / 1e6);
     else
         std::printf("device peak (given): %.1f TFLOP/s; model FLOPs %.1f M/token\n\n", peak_tflops, fpt / 1e6);
-    std::printf("%-22s %10s %8s %10s\n", "implementation", "tokens/s", "MFU", "vs torch");
-    double loss;
-    double r32 = rmkv_tokens_per_s(RMKV_PRECISION_FP32, steps, &loss);
-    double r16 = rmkv_tokens_per_s(RMKV_PRECISION_AUTO, steps, &loss);
+    std::printf("%-24s %10s %8s %10s %12s\n", "implementation", "tokens/s", "MFU", "vs torch", "trainer MiB");
+    const Run f32 = rmkv_run(RMKV_PRECISION_FP32, false, steps);
+    const Run f16 = rmkv_run(RMKV_PRECISION_AUTO, false, steps);
+    const Run re16 = rmkv_run(RMKV_PRECISION_AUTO, true, steps);
+    const double r32 = f32.tokens_per_s, r16 = f16.tokens_per_s;
     double t32 = pytorch ? pytorch_tokens_per_s(script, "float32", steps, threads) : -1;
     double t16 = pytorch ? pytorch_tokens_per_s(script, "bfloat16", steps, threads) : -1;
-    auto row = [&](const char *name, double tps, double ref) {
-        if (peak > 0) std::printf("%-22s %10.0f %7.1f%% ", name, tps, 100 * tps * fpt / 1e9 / peak);
-        else std::printf("%-22s %10.0f %8s ", name, tps, "-");
-        if (ref > 0) std::printf("%9.2fx\n", tps / ref);
-        else std::printf("%10s\n", "-");
+    auto row = [&](const char *name, double tps, double ref, double mib) {
+        if (peak > 0) std::printf("%-24s %10.0f %7.1f%% ", name, tps, 100 * tps * fpt / 1e9 / peak);
+        else std::printf("%-24s %10.0f %8s ", name, tps, "-");
+        if (ref > 0) std::printf("%9.2fx ", tps / ref);
+        else std::printf("%10s ", "-");
+        if (on_cpu && mib > 0) std::printf("%12.0f\n", mib);
+        else std::printf("%12s\n", "-");
     };
-    row("rmkv fp32", r32, t32);
-    row("rmkv bf16 (auto)", r16, t16);
-    if (t32 > 0) row("pytorch fp32", t32, -1);
-    if (t16 > 0) row("pytorch bf16 autocast", t16, -1);
+    row("rmkv fp32", r32, t32, f32.trainer_mib);
+    row("rmkv bf16 (auto)", r16, t16, f16.trainer_mib);
+    row("rmkv bf16 recompute", re16.tokens_per_s, t16, re16.trainer_mib);
+    if (t32 > 0) row("pytorch fp32", t32, -1, 0);
+    if (t16 > 0) row("pytorch bf16 autocast", t16, -1, 0);
     if (pytorch && (t32 < 0 || t16 < 0)) std::printf("(pytorch run failed: is %s there and python3-torch installed?)\n", script.c_str());
-    std::printf("\nMFU = tokens/s x model FLOPs per token / %s; vs torch = same precision ratio.\n",
-                on_cpu ? "sgemm peak" : "the given device peak");
+    std::printf("\nMFU = tokens/s x model FLOPs per token / %s (recomputation's extra forward not\n"
+                "counted); vs torch = same precision ratio. Loss after the last step: bf16 %.6f, recompute %.6f.\n",
+                on_cpu ? "sgemm peak" : "the given device peak", f16.loss, re16.loss);
     return 0;
 }

@@ -664,7 +664,12 @@ typedef struct rmkv_train_params {
     float dropout;                            /* rate at attention probabilities, Wo and ffn.down outputs; [0, 1) */
     uint64_t seed;                            /* of the dropout masks */
     int32_t precision;                        /* rmkv_precision; default RMKV_PRECISION_AUTO */
-    /* appended fields only (device, checkpointing, ...) */
+    int64_t recompute;                        /* 1: activation recomputation (checkpointing per layer): the
+                                                 backward recomputes each layer's intermediates from its
+                                                 kept input, so activation memory stops growing with the
+                                                 layer internals x K x L, for about one more forward of
+                                                 compute; same gradients. 0 (default): keep everything */
+    /* appended fields only */
 } rmkv_train_params;
 
 typedef enum rmkv_precision {
@@ -675,7 +680,7 @@ typedef enum rmkv_precision {
 
 /* Defaults: learning_rate 3e-4, min_learning_rate 3e-5, warmup_steps 100,
    total_steps 0, weight_decay 0.1, beta1 0.9, beta2 0.95, epsilon 1e-8,
-   grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0, precision AUTO.
+   grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0, precision AUTO, recompute 0.
    Schedule: at optimiser step s (1, 2, ...) lr = learning_rate * s / warmup_steps
    while s <= warmup_steps; then, when total_steps > 0, a cosine from learning_rate
    down to min_learning_rate reached at total_steps (and held after). */

@@ -23,6 +23,7 @@ RMKV_API rmkv_train_params rmkv_train_default_params(void) {
     p.dropout = 0.0f;
     p.seed = 0;
     p.precision = RMKV_PRECISION_AUTO;
+    p.recompute = 0;
     return p;
 }
 

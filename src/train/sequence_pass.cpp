@@ -6,7 +6,8 @@
 
 namespace rmkv {
 
-SequencePass::SequencePass(const ModelView &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {
+SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recompute)
+    : m_(model), st_(stream), be_(model.backend()), recompute_(recompute) {
     const Config &c = m_.config();
     const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2), V = c.vocab_size;
@@ -22,6 +23,22 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream) : m_(model), 
         for (int64_t l = 0; l < c.n_layers; ++l) {
             dm_next_.push_back(buffer(M * D));
             dc_next_.push_back(buffer(M * D));
+        }
+        if (recompute_) {
+            const bool ffn = c.ffn != Ffn::none;
+            LayerState &s = shared_state_;
+            s.keys = buffer((M + S) * Dkv), s.values = buffer((M + S) * Dkv), s.mem_q = buffer(M * D);
+            s.tok_out = buffer(S * D);
+            LayerActs &a = shared_acts_;
+            a.xn = buffer(S * D), a.q = buffer(S * D), a.attn = buffer(S * D), a.x_mid = buffer(S * D);
+            a.xn2 = ffn ? buffer(S * D) : nullptr;
+            a.ffn_a = c.ffn == Ffn::swiglu ? buffer(S * F) : nullptr;
+            a.ffn_b = ffn ? buffer(S * F) : nullptr;
+            a.ffn_h = ffn ? buffer(S * F) : nullptr;
+            a.x_out = buffer(S * D);  // the recomputed output (the tape keeps the original)
+            a.mem_xn = buffer(M * D), a.mem_attn = buffer(M * D), a.mem_out = buffer(M * D), a.pooled = buffer(M * D);
+            a.gates_i = buffer(M * G * D), a.gates_h = buffer(M * G * D), a.cat = buffer(M * 2 * D);
+            shared_new_memory_ = buffer(M * D), shared_new_cell_ = buffer(M * D);
         }
     } catch (...) {
         for (real *p : owned_) be_.free(p);
@@ -39,6 +56,8 @@ real *SequencePass::buffer(int64_t n) {
     return owned_.back();
 }
 
+real *SequencePass::own_or_shared(real *shared, int64_t n) { return recompute_ ? shared : buffer(n); }
+
 void SequencePass::grow(size_t n_segments) {
     const Config &c = m_.config();
     const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
@@ -52,20 +71,26 @@ void SequencePass::grow(size_t n_segments) {
             LayerState s{};
             s.memory = buffer(M * D);
             s.cell = c.cell == Cell::lstm ? buffer(M * D) : nullptr;
-            s.keys = buffer((M + S) * Dkv);
-            s.values = buffer((M + S) * Dkv);
-            s.mem_q = buffer(M * D);
-            s.tok_out = buffer(S * D);
+            // Kept per segment and layer in any case: the memory read, the layer's output.
+            const LayerState &ss = shared_state_;
+            s.keys = own_or_shared(ss.keys, (M + S) * Dkv);
+            s.values = own_or_shared(ss.values, (M + S) * Dkv);
+            s.mem_q = own_or_shared(ss.mem_q, M * D);
+            s.tok_out = own_or_shared(ss.tok_out, S * D);
+            const LayerActs &sa = shared_acts_;
             LayerActs a{};
             a.x_in = l == 0 ? sg.x0 : sg.acts.back().x_out;
-            a.xn = buffer(S * D), a.q = buffer(S * D), a.attn = buffer(S * D), a.x_mid = buffer(S * D);
-            a.xn2 = ffn ? buffer(S * D) : nullptr;
-            a.ffn_a = c.ffn == Ffn::swiglu ? buffer(S * F) : nullptr;
-            a.ffn_b = ffn ? buffer(S * F) : nullptr;
-            a.ffn_h = ffn ? buffer(S * F) : nullptr;
+            a.xn = own_or_shared(sa.xn, S * D), a.q = own_or_shared(sa.q, S * D);
+            a.attn = own_or_shared(sa.attn, S * D), a.x_mid = own_or_shared(sa.x_mid, S * D);
+            a.xn2 = ffn ? own_or_shared(sa.xn2, S * D) : nullptr;
+            a.ffn_a = c.ffn == Ffn::swiglu ? own_or_shared(sa.ffn_a, S * F) : nullptr;
+            a.ffn_b = ffn ? own_or_shared(sa.ffn_b, S * F) : nullptr;
+            a.ffn_h = ffn ? own_or_shared(sa.ffn_h, S * F) : nullptr;
             a.x_out = buffer(S * D);
-            a.mem_xn = buffer(M * D), a.mem_attn = buffer(M * D), a.mem_out = buffer(M * D), a.pooled = buffer(M * D);
-            a.gates_i = buffer(M * G * D), a.gates_h = buffer(M * G * D), a.cat = buffer(M * 2 * D);
+            a.mem_xn = own_or_shared(sa.mem_xn, M * D), a.mem_attn = own_or_shared(sa.mem_attn, M * D);
+            a.mem_out = own_or_shared(sa.mem_out, M * D), a.pooled = own_or_shared(sa.pooled, M * D);
+            a.gates_i = own_or_shared(sa.gates_i, M * G * D), a.gates_h = own_or_shared(sa.gates_h, M * G * D);
+            a.cat = own_or_shared(sa.cat, M * 2 * D);
             sg.state.push_back(s);
             sg.acts.push_back(a);
         }
@@ -74,7 +99,7 @@ void SequencePass::grow(size_t n_segments) {
 }
 
 void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32_t *tokens, int64_t T, int64_t p,
-                                   bool from_init_memory) {
+                                   bool from_init_memory, Segment *next) {
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
     const int64_t M = c.memory_slots, D = c.d_model;
@@ -88,6 +113,7 @@ void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32
     for (size_t l = 0; l < L; ++l) {
         fwd.layer_memory(l, sg.state[l], sg.acts[l]);
         fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
+        if (next) fwd.layer_rewrite(l, sg.state[l], sg.acts[l], T, next->state[l].memory, next->state[l].cell);
     }
     fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
 }
@@ -109,17 +135,13 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
         Segment &sg = segs_[k];
         const int64_t T = lens[k];
         fwd.set_dropout(drop_, static_cast<int64_t>(k));
-        forward_segment(fwd, sg, tokens + p, T, p, k == 0);
+        forward_segment(fwd, sg, tokens + p, T, p, k == 0, k + 1 < K ? &segs_[k + 1] : nullptr);
         // Loss of this segment; its gradient reaches the last layer's output now.
         be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, scale, &loss);
         be_.linear_backward(st_, dx_, false, G.head, nullptr, logits_, dxnf_, W.head, T, D, V);
         be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(T * D));
         be_.norm_backward(st_, norm_kind(c), sg.dx_head, G.norm_f_w, G.norm_f_b, dx_, sg.acts[L - 1].x_out, W.norm_f_w, T,
                           D, static_cast<float>(c.norm_eps));
-        // The memory this segment writes is read by the next one only.
-        if (k + 1 < K)
-            for (size_t l = 0; l < L; ++l)
-                fwd.layer_rewrite(l, sg.state[l], sg.acts[l], T, segs_[k + 1].state[l].memory, segs_[k + 1].state[l].cell);
         p += T;
     }
 
@@ -133,7 +155,11 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
         const int64_t T = lens[k];
         tokens_ = tokens + p;
         be_.copy(st_, dx_, segs_[k].dx_head, T * D);
-        for (size_t l = L; l-- > 0;) backward_layer(k, l, T, k + 1 < K, G);
+        fwd.set_dropout(drop_, static_cast<int64_t>(k));
+        for (size_t l = L; l-- > 0;) {
+            if (recompute_) recompute_layer(fwd, k, l, T, k + 1 < K);
+            backward_layer(k, l, T, k + 1 < K, G);
+        }
         // dx_ now holds the gradient of the embeddings.
         if (G.tok_emb) be_.embed_backward(st_, G.tok_emb, dx_, tokens + p, T, D);
         if (c.pos == Pos::learned && G.pos_emb) be_.add(st_, G.pos_emb, G.pos_emb, dx_, T * D);
@@ -146,7 +172,7 @@ void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const
                             bool reset_memory, EvalSums &sums) {
     const Config &c = m_.config();
     const int64_t V = c.vocab_size;
-    const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
+    const size_t K = lens.size();
     grow(2);
     SegmentForward fwd(m_, st_);
     std::vector<real> logits_host;
@@ -156,7 +182,7 @@ void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const
         Segment &sg = segs_[k % 2];
         Segment &next = segs_[(k + 1) % 2];
         const int64_t T = lens[k];
-        forward_segment(fwd, sg, tokens + p, T, p, k == 0 || reset_memory);
+        forward_segment(fwd, sg, tokens + p, T, p, k == 0 || reset_memory, k + 1 < K ? &next : nullptr);
         logits_host.resize(static_cast<size_t>(T * V));
         be_.to_host(st_, logits_host.data(), logits_, logits_host.size());
         be_.sync(st_);
@@ -172,11 +198,20 @@ void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const
         }
         sums.loss += loss, sums.targets += n, sums.correct += correct;
         if (k >= 1) sums.loss_later += loss, sums.targets_later += n, sums.correct_later += correct;
-        if (k + 1 < K)
-            for (size_t l = 0; l < L; ++l)
-                fwd.layer_rewrite(l, sg.state[l], sg.acts[l], T, next.state[l].memory, next.state[l].cell);
         p += T;
     }
+}
+
+// The intermediates of layer l of segment k, from its input and the memory it read
+// (both on the tape), onto the shared buffers that segs_[k] points to. The
+// recomputed output and memory rewrite go to buffers of their own.
+void SequencePass::recompute_layer(SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten) {
+    LayerState s = segs_[k].state[l];
+    LayerActs a = segs_[k].acts[l];
+    a.x_out = shared_acts_.x_out;
+    fwd.layer_memory(l, s, a);
+    fwd.layer_tokens(l, s, a, T, 0);
+    if (rewritten) fwd.layer_rewrite(l, s, a, T, shared_new_memory_, s.cell ? shared_new_cell_ : nullptr);
 }
 
 // On entry dx_ holds the gradient of this layer's output (x_out) and, when the

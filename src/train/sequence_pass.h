@@ -1,7 +1,14 @@
 // Forward and backward of one training sequence: K consecutive segments from the
-// initial memory, every intermediate kept on a tape (one LayerActs/LayerState per
+// initial memory, their intermediates kept on a tape (one LayerActs/LayerState per
 // segment and layer, see model/segment.h), then the gradients in reverse order,
 // through each segment's layers and back through the memory (truncated BPTT over K).
+//
+// With recomputation (activation checkpointing per layer) the tape keeps, for each
+// segment and layer, only the layer's output rows and the memory (cell) it read;
+// every other intermediate lives in one set of buffers shared by all layers and
+// segments, and is recomputed layer by layer just before that layer's backward
+// (with the same dropout masks). Same gradients, about one more forward of compute,
+// and activation memory that no longer grows with K x L x (ffn_hidden, heads, ...).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +20,7 @@ namespace rmkv {
 
 class SequencePass {
 public:
-    SequencePass(const ModelView &model, Stream &stream);
+    SequencePass(const ModelView &model, Stream &stream, bool recompute = false);
     ~SequencePass();
     SequencePass(const SequencePass &) = delete;
     SequencePass &operator=(const SequencePass &) = delete;
@@ -45,14 +52,23 @@ private:
     real *buffer(int64_t n);
     // Memory (from init_memory when asked), embeddings, every layer and the head
     // (xn_f in dxnf_, logits in logits_) of one segment onto its tape slot.
+    // With `next`, each layer then writes the memory `next` reads (right after its
+    // tokens, while its intermediates are still there when they are shared).
     void forward_segment(SegmentForward &fwd, Segment &sg, const int32_t *tokens, int64_t T, int64_t p,
-                         bool from_init_memory);
+                         bool from_init_memory, Segment *next);
+    // Recomputation: layer l of segment k again, onto the shared buffers.
+    void recompute_layer(SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten);
     void grow(size_t n_segments);
     void backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
+    real *own_or_shared(real *shared, int64_t n);  // a new buffer, or `shared` when recomputing
 
     ModelView m_;
     Stream &st_;
     Backend &be_;
+    const bool recompute_;
+    LayerState shared_state_{};  // recomputation: the intermediates of the layer in hand
+    LayerActs shared_acts_{};
+    real *shared_new_memory_ = nullptr, *shared_new_cell_ = nullptr;  // its rewrite, recomputed (discarded)
     std::vector<Segment> segs_;
     std::vector<real *> owned_;
     // Gradient scratch shared by every segment and layer.

@@ -29,6 +29,8 @@ void rmkv_trainer::init() {
     if (!(p_.weight_decay >= 0)) fail(RMKV_ERR_INVALID_ARGUMENT, "weight_decay = ", p_.weight_decay, " must be >= 0");
     if (!(p_.dropout >= 0.0f && p_.dropout < 1.0f))
         fail(RMKV_ERR_INVALID_ARGUMENT, "dropout = ", p_.dropout, " must be in [0, 1)");
+    if (p_.recompute != 0 && p_.recompute != 1)
+        fail(RMKV_ERR_INVALID_ARGUMENT, "recompute = ", p_.recompute, " must be 0 (keep activations) or 1 (recompute them)");
     Backend &be = model_.backend();
     const auto &all_specs = model_.specs();
     for (const ParamSpec &s : all_specs)
@@ -66,7 +68,7 @@ void rmkv_trainer::init() {
         }
         be.set_bf16(*stream_, bf16);
         refresh_shadows();
-        pass_ = std::make_unique<SequencePass>(ModelView{&model_.config(), &view_weights_, &be}, *stream_);
+        pass_ = std::make_unique<SequencePass>(ModelView{&model_.config(), &view_weights_, &be}, *stream_, p_.recompute == 1);
     } catch (...) {
         for (auto *vec : {&grads_, &m_, &v_, &owned_params_})
             for (float *q : *vec)

@@ -1,6 +1,7 @@
 /* Training through the ABI: the loss falls, gradient accumulation equals one big
    batch, a run resumed from a checkpoint reaches bitwise the same weights, bad
-   batches are refused, and the memory carries a key across segments. */
+   batches are refused, the memory carries a key across segments, and activation
+   recomputation gives bitwise the gradients of a full tape. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,96 @@ static void memory_carries_a_key(void **state) {
     rmkv_model_free(m);
 }
 
+/* Every tensor name of SPEC section 3 a model may have (absent ones are skipped). */
+static const char *const kTensorSuffixes[] = {
+    "norm1.weight", "norm1.bias", "attn.q.weight", "attn.q.bias", "attn.k.weight", "attn.k.bias",
+    "attn.v.weight", "attn.v.bias", "attn.o.weight", "attn.o.bias", "pool.query", "cell.weight_ih",
+    "cell.weight_hh", "cell.bias_ih", "cell.bias_hh", "cell.weight", "cell.bias", "norm2.weight",
+    "norm2.bias", "ffn.gate.weight", "ffn.up.weight", "ffn.down.weight", "init_memory"};
+static const char *const kModelTensors[] = {"tok_emb.weight", "pos_emb.weight", "norm_f.weight", "norm_f.bias",
+                                            "head.weight"};
+
+/* Compares the gradients of trainers a and b, tensor by tensor, bitwise; returns
+   how many tensors there were. */
+static int same_gradients(rmkv_trainer *a, rmkv_trainer *b, int n_layers) {
+    static float ga[1 << 16], gb[1 << 16];
+    int found = 0;
+    char name[96];
+    for (int i = -1; i < n_layers; ++i) {
+        int count = i < 0 ? (int)(sizeof kModelTensors / sizeof *kModelTensors)
+                          : (int)(sizeof kTensorSuffixes / sizeof *kTensorSuffixes);
+        for (int j = 0; j < count; ++j) {
+            if (i < 0) snprintf(name, sizeof name, "%s", kModelTensors[j]);
+            else snprintf(name, sizeof name, "layers.%d.%s", i, kTensorSuffixes[j]);
+            size_t na = 0, nb = 0;
+            rmkv_status sa = rmkv_trainer_gradient(a, name, ga, 1 << 16, &na);
+            rmkv_status sb = rmkv_trainer_gradient(b, name, gb, 1 << 16, &nb);
+            assert_int_equal(sa, sb);
+            if (sa != RMKV_OK) continue;
+            assert_int_equal(na, nb);
+            if (memcmp(ga, gb, na * sizeof(float)) != 0) {
+                print_message("%s: gradients differ (relative error %g)\n", name, rel_err(gb, ga, na));
+                fail();
+            }
+            found++;
+        }
+    }
+    return found;
+}
+
+/* Recomputation keeps only each layer's output and the memory it read per segment,
+   and recomputes the rest (same dropout masks) before the layer's backward: the
+   gradients are bitwise those of the full tape, for every cell, ffn, position,
+   norm and GQA, with dropout, in fp32 and in the default precision, over K=3
+   unequal segments. A second batch checks that nothing of the first is reused. */
+static void recompute_gives_the_same_gradients(void **state) {
+    (void)state;
+    static const char *const cfgs[] = {
+        "{\"vocab_size\":32,\"d_model\":24,\"n_layers\":2,\"n_heads\":2,\"memory_slots\":3,\"segment_len\":6,"
+        "\"cell\":\"lstm\",\"ffn\":\"swiglu\",\"ffn_hidden\":40}",
+        "{\"vocab_size\":32,\"d_model\":16,\"n_layers\":3,\"n_heads\":4,\"n_kv_heads\":2,\"memory_slots\":2,"
+        "\"segment_len\":6,\"cell\":\"gru\",\"ffn\":\"gelu\",\"ffn_hidden\":24,\"pos\":\"learned\",\"norm\":\"layernorm\"}",
+        "{\"vocab_size\":32,\"d_model\":16,\"n_layers\":2,\"n_heads\":1,\"memory_slots\":4,\"segment_len\":6,"
+        "\"cell\":\"minimal\",\"ffn\":\"none\",\"tie_embeddings\":true}",
+    };
+    static const int layers[] = {2, 3, 2};
+    int32_t tok[B * N], tg[B * N];
+    for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; ++c)
+        for (int precision = RMKV_PRECISION_AUTO; precision <= RMKV_PRECISION_FP32; ++precision) {
+            rmkv_model *m = make_model(cfgs[c], 40 + c);
+            rmkv_trainer *full = NULL, *re = NULL;
+            rmkv_train_params p = params();
+            p.dropout = 0.2f;
+            p.seed = 7;
+            p.precision = precision;
+            RMKV_CHECK(rmkv_trainer_new(m, &p, &full));
+            p.recompute = 1;
+            RMKV_CHECK(rmkv_trainer_new(m, &p, &re));
+            for (int round = 0; round < 2; ++round) {
+                make_batch(tok, tg, 60 + round);
+                rmkv_batch b = batch_of(tok, tg, B);
+                float la = 0, lb = 0;
+                RMKV_CHECK(rmkv_trainer_compute_gradients(full, &b, &la));
+                RMKV_CHECK(rmkv_trainer_compute_gradients(re, &b, &lb));
+                assert_memory_equal(&la, &lb, sizeof la);
+                int n = same_gradients(full, re, layers[c]);
+                assert_true(n >= 12);
+                if (round == 1) print_message("config %zu precision %d: loss %.5f, %d tensors bitwise equal\n", c,
+                                              precision, la, n);
+            }
+            rmkv_trainer_free(full);
+            rmkv_trainer_free(re);
+            rmkv_model_free(m);
+        }
+    rmkv_train_params p = rmkv_train_default_params();
+    p.recompute = 2;
+    rmkv_model *m = make_model(cfg, 1);
+    rmkv_trainer *t = NULL;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m, &p, &t));
+    assert_null(t);
+    rmkv_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(loss_falls),
@@ -263,6 +354,7 @@ int main(void) {
         cmocka_unit_test(resume_is_bitwise),
         cmocka_unit_test(bad_batches),
         cmocka_unit_test(memory_carries_a_key),
+        cmocka_unit_test(recompute_gives_the_same_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
