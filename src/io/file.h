@@ -31,7 +31,9 @@ private:
 // Writes a file of exactly `size` bytes produced by `fill(dest)` atomically: `dest`
 // is the mapped temporary file (no copy of the bytes in memory), whose space is
 // reserved before `fill` runs; then msync, fsync, rename and an fsync of the
-// directory. On any failure (ENOSPC, a file size limit, read-only directory, ...)
+// directory. The temporary file has no name until it is complete (O_TMPFILE,
+// where the file system has it), so a process killed mid-write leaves no file
+// behind. On any failure (ENOSPC, a file size limit, read-only directory, ...)
 // throws RMKV_ERR_IO, removes the temporary file and leaves an existing file at
 // `path` untouched; an exception from `fill` is passed on the same way.
 void write_file_atomic(const std::string &path, size_t size, const std::function<void(uint8_t *dest)> &fill);

@@ -7,7 +7,10 @@
      test runs as root the writing thread first takes an unprivileged file-system
      user id (setfsuid(65534), which drops CAP_DAC_OVERRIDE and the other file
      capabilities of that thread), for which 0555 really refuses;
-   - a directory that cannot exist (its parent is a regular file: ENOTDIR). */
+   - a directory that cannot exist (its parent is a regular file: ENOTDIR).
+   And a writer killed with SIGKILL in the middle of writing (a child process
+   saving a 32 MB model over and over) leaves the last complete file, which
+   loads, and no temporary file: the file being written has no name yet. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -17,6 +20,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/fsuid.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -169,6 +174,74 @@ static void parent_is_a_file(void **state) {
     remove(file);
 }
 
+/* The child of killed_mid_write: saves a large model to `path` until killed. */
+static int writer_loop(const char *path) {
+    rmkv_model *m = make_model("{\"vocab_size\":16384,\"d_model\":512,\"n_layers\":1,\"n_heads\":8,"
+                               "\"memory_slots\":4,\"segment_len\":8}", 3);
+    for (int i = 0;; ++i) RMKV_CHECK(rmkv_model_save_as(m, path, i % 2 ? RMKV_DTYPE_F32 : RMKV_DTYPE_BF16));
+}
+
+/* How many descriptors of process `pid` are open on files in `dir` (a write in progress). */
+static int open_in(pid_t pid, const char *dir) {
+    char fds[64], link[1024], target[1024];
+    snprintf(fds, sizeof fds, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(fds);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    size_t len = strlen(dir);
+    while ((e = readdir(d))) {
+        snprintf(link, sizeof link, "%s/%s", fds, e->d_name);
+        ssize_t k = readlink(link, target, sizeof target - 1);
+        if (k <= 0) continue;
+        target[k] = '\0';
+        n += strncmp(target, dir, len) == 0 && target[len] == '/';
+    }
+    closedir(d);
+    return n;
+}
+
+static void killed_mid_write(void **state) {
+    (void)state;
+    char dir[512], path[600], cmd[600];
+    snprintf(dir, sizeof dir, "%s", tmp_path("killed"));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    srand((unsigned)time(NULL));
+    int inside = 0, rounds = 0;
+    for (; rounds < 8; ++rounds) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            execl("/proc/self/exe", "test_write_failures", "--writer", path, (char *)NULL);
+            _exit(127);
+        }
+        /* Until the first complete file; then until a write is open (checked every
+           0.2 ms, for at most 5 s), and 0 to 3 ms more into it. */
+        for (int i = 0; i < 3000 && access(path, F_OK) != 0; ++i) usleep(10000);
+        assert_int_equal(access(path, F_OK), 0);
+        int open_now = 0;
+        for (int i = 0; i < 25000 && !(open_now = open_in(pid, dir)); ++i) usleep(200);
+        inside += open_now > 0;
+        usleep((useconds_t)(rand() % 3000));
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(count_entries(dir), 1); /* the model, no temporary file */
+        rmkv_model *m = NULL;
+        RMKV_CHECK(rmkv_model_load(path, NULL, &m));
+        rmkv_model_free(m);
+    }
+    print_message("%d kills, %d of them while a write was open; no temporary file left, every file loads\n", rounds,
+                  inside);
+    assert_true(inside >= rounds / 2);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static int setup(void **state) {
     (void)state;
     O.model = make_model(cfg, 1);
@@ -189,11 +262,13 @@ static int teardown(void **state) {
     return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--writer")) return writer_loop(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(full_disk),
         cmocka_unit_test(read_only_directory),
         cmocka_unit_test(parent_is_a_file),
+        cmocka_unit_test(killed_mid_write),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,8 +4,9 @@
 # inside a checkpoint write) always resumes from an intact checkpoint, and ends
 # with bitwise the same weights (model_id) as an uninterrupted run.
 #   train_kill_random.sh RMKV_BINARY WORKDIR [KILLS=12] [SEED=1]
-# After every kill: checkpoint-latest.ckpt (when there is one) loads (`rmkv info`);
-# a temporary file left by a kill inside a write is counted (it is never read).
+# After every kill: checkpoint-latest.ckpt (when there is one) loads (`rmkv info`)
+# and no temporary file is left. A kill counts as inside a write when the process
+# had a temporary file open in the run's directory just before it (/proc/PID/fd).
 set -euo pipefail
 RMKV=$1
 W=$2
@@ -53,11 +54,13 @@ while [ $kills -lt "$KILLS" ] && kill -0 $pid 2>/dev/null; do
     done
   fi
   sleep "0.$(printf '%03d' $((RANDOM % 200)))"
+  open=$( (ls -l /proc/$pid/fd 2>/dev/null || true) | grep -cE -- "-> $W/b/.*(\(deleted\)|\.tmp-)" || true)
   if kill -9 $pid 2>/dev/null; then
     wait $pid 2>/dev/null || true
     kills=$((kills + 1))
+    [ "$open" -gt 0 ] && inside_write=$((inside_write + 1))
     tmps=$(find "$W/b" -name '*.tmp-*' 2>/dev/null | wc -l)
-    if [ "$tmps" -gt "$inside_write" ]; then inside_write=$tmps; fi
+    [ "$tmps" -eq 0 ] || { echo "kill $kills: $tmps temporary file(s) left in $W/b"; exit 1; }
     if [ -f "$W/b/checkpoint-latest.ckpt" ]; then
       "$RMKV" info "$W/b/checkpoint-latest.ckpt" > /dev/null || { echo "kill $kills: checkpoint-latest.ckpt is damaged"; exit 1; }
     fi
