@@ -11,8 +11,8 @@
 //                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
 //                         [--segments K]
 // On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
-// bf16 tensor peak (H100 SXM: 989), and PyTorch is not run (train_pytorch.py
-// runs on the CPU; its GPU counterpart is to come).
+// bf16 tensor peak (H100 SXM: 989), and train_pytorch.py runs on the same GPU,
+// eager and with torch.compile (PyTorch >= 2.0; the row is left out when it fails).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -103,10 +103,11 @@ Run rmkv_run(int precision, bool recompute, int steps) {
     return r;
 }
 
-double pytorch_tokens_per_s(const std::string &script, const char *dtype, int steps, int threads) {
-    std::string cmd = "/usr/bin/python3 " + script + " --config '" + kConfig + "' --batch 4 --segments 2 --steps " +
-                      std::to_string(steps) + " --warmup 1 --threads " + std::to_string(threads) + " --dtype " + dtype +
-                      " 2>/dev/null";
+double pytorch_tokens_per_s(const std::string &script, const char *dtype, int steps, int threads,
+                            const std::string &extra = "") {
+    std::string cmd = "/usr/bin/python3 " + script + " --config '" + kConfig + "' --batch 4 --segments " +
+                      std::to_string(g_segments) + " --steps " + std::to_string(steps) + " --warmup 2 --threads " +
+                      std::to_string(threads) + " --dtype " + dtype + extra + " 2>/dev/null";
     FILE *p = popen(cmd.c_str(), "r");
     if (!p) return -1;
     char line[4096] = {0};
@@ -141,7 +142,6 @@ int main(int argc, char **argv) {
         }
     }
     const bool on_cpu = g_device == "cpu";
-    if (!on_cpu) pytorch = false;
     omp_set_num_threads(threads);
     std::printf("rmkv %s training benchmark: %s config, K=%d segments x 256, B=4 (%d tokens/step), device %s, %d threads\n",
                 rmkv_version(), config_name.c_str(), g_segments, 1024 * g_segments, g_device.c_str(), threads);
@@ -155,8 +155,10 @@ int main(int argc, char **argv) {
     const Run f16 = rmkv_run(RMKV_PRECISION_AUTO, false, steps);
     const Run re16 = rmkv_run(RMKV_PRECISION_AUTO, true, steps);
     const double r32 = f32.tokens_per_s, r16 = f16.tokens_per_s;
-    double t32 = pytorch ? pytorch_tokens_per_s(script, "float32", steps, threads) : -1;
-    double t16 = pytorch ? pytorch_tokens_per_s(script, "bfloat16", steps, threads) : -1;
+    const std::string dev = on_cpu ? "" : " --device " + g_device;
+    double t32 = pytorch ? pytorch_tokens_per_s(script, "float32", steps, threads, dev) : -1;
+    double t16 = pytorch ? pytorch_tokens_per_s(script, "bfloat16", steps, threads, dev) : -1;
+    double c16 = pytorch && !on_cpu ? pytorch_tokens_per_s(script, "bfloat16", steps, threads, dev + " --compile") : -1;
     auto row = [&](const char *name, double tps, double ref, double mib) {
         if (peak > 0) std::printf("%-24s %10.0f %7.1f%% ", name, tps, 100 * tps * fpt / 1e9 / peak);
         else std::printf("%-24s %10.0f %8s ", name, tps, "-");
@@ -170,6 +172,8 @@ int main(int argc, char **argv) {
     row("rmkv bf16 recompute", re16.tokens_per_s, t16, re16.trainer_mib);
     if (t32 > 0) row("pytorch fp32", t32, -1, 0);
     if (t16 > 0) row("pytorch bf16 autocast", t16, -1, 0);
+    if (c16 > 0) row("pytorch bf16 compile", c16, -1, 0);
+    if (c16 > 0) std::printf("rmkv bf16 vs torch.compile bf16: %.2fx\n", r16 / c16);
     if (pytorch && (t32 < 0 || t16 < 0)) std::printf("(pytorch run failed: is %s there and python3-torch installed?)\n", script.c_str());
     std::printf("\nMFU = tokens/s x model FLOPs per token / %s (recomputation's extra forward not\n"
                 "counted); vs torch = same precision ratio. Loss after the last step: bf16 %.6f, recompute %.6f.\n",

@@ -4,15 +4,18 @@
 Trains the RMKV model of shared/SPEC.md (sections 2-4 and 6) on random token
 batches and reports the training throughput, so that the C++ library's training
 speed can be compared with a plain, well-optimised PyTorch implementation.
-Written from the SPEC only (PyTorch 1.13, CPU, eager mode).
+Written from the SPEC only (eager mode on the CPU with PyTorch 1.13; on an
+NVIDIA GPU, --device cuda, eager or --compile with PyTorch 2).
 
     /usr/bin/python3 bench/train_pytorch.py --config '{"vocab_size":16384,...}' \
         --batch 4 --segments 2 --steps 3 --warmup 1 --threads 2 [--seed 0] \
-        [--dtype float32|bfloat16] [--fp32-gemm onednn|native]
+        [--dtype float32|bfloat16] [--fp32-gemm onednn|native] \
+        [--device cpu|cuda|cuda:N] [--compile]
     /usr/bin/python3 bench/train_pytorch.py --self-check     # exits 0 or 1
 
 Prints one line of JSON on stdout:
-    {"tokens_per_s", "step_s", "losses", "threads", "dtype", "fp32_gemm"}
+    {"tokens_per_s", "step_s", "losses", "threads", "dtype", "fp32_gemm",
+     "device", "compile", "torch"}
 
 Implementation notes
 - Everything is batched over the B sequences ([B, T, D]); the only Python loops
@@ -33,6 +36,12 @@ Implementation notes
   Batched products (attention, pooling) have no oneDNN float32 entry point in
   torch 1.13 and always use the build's BLAS. bfloat16 autocast already
   routes every matrix product to oneDNN.
+- On a GPU (--device cuda): bfloat16 autocast on CUDA, attention through
+  F.scaled_dot_product_attention with the additive mask (PyTorch >= 2.0, its
+  fused kernels), AdamW with fused=True, a CUDA synchronisation before the
+  timers; --compile wraps the loss in torch.compile (the Python loops over
+  segments and layers are traced and unrolled). float32 matrix products stay
+  in float32 (no TF32), as in rmkv's fp32 mode.
 """
 import argparse
 import json
@@ -93,7 +102,7 @@ _FP32_GEMM = "onednn"
 
 def linear(x, weight, bias=None):
     """y = x W^T + b. In float32 outside autocast, optionally through oneDNN."""
-    if (_FP32_GEMM == "onednn" and x.dtype == torch.float32
+    if (_FP32_GEMM == "onednn" and x.is_cpu and x.dtype == torch.float32
             and not torch.is_autocast_cpu_enabled()):
         shp = x.shape
         x2 = x.reshape(-1, shp[-1])
@@ -216,9 +225,13 @@ class Block(nn.Module):
         q = q.reshape(B, Nq, Hkv, g, hd).permute(0, 2, 3, 1, 4).reshape(B * Hkv, g * Nq, hd)
         k = k.permute(0, 2, 3, 1).reshape(B * Hkv, hd, N)
         v = v.permute(0, 2, 1, 3).reshape(B * Hkv, N, hd)
-        scores = torch.baddbmm(ctx.mask(T, g, update, q.dtype), q, k, alpha=1.0 / math.sqrt(hd))
-        att = torch.softmax(scores, -1)
-        a = torch.bmm(att, v).view(B, Hkv, g, Nq, hd).permute(0, 3, 1, 2, 4).reshape(B, Nq, D)
+        if ctx.sdpa:
+            # fused attention (default scale 1/sqrt(hd)); k back to [B*Hkv, N, hd]
+            a = F.scaled_dot_product_attention(q, k.transpose(1, 2), v, attn_mask=ctx.mask(T, g, update, q.dtype))
+        else:
+            scores = torch.baddbmm(ctx.mask(T, g, update, q.dtype), q, k, alpha=1.0 / math.sqrt(hd))
+            a = torch.bmm(torch.softmax(scores, -1), v)
+        a = a.view(B, Hkv, g, Nq, hd).permute(0, 3, 1, 2, 4).reshape(B, Nq, D)
         O = self.attn.o(a)
         if update:
             O_m, O_x = O.split([M, T], 1)
@@ -249,6 +262,8 @@ class Context:
         self.cfg = cfg
         self.rope = cfg["pos"] == "rope"
         self._masks, self._rope = {}, {}
+        self.device = torch.device("cpu")
+        self.sdpa = False   # F.scaled_dot_product_attention (set on a GPU)
 
     def mask(self, T, g, update, dtype):
         key = (T, g, update, dtype)
@@ -260,7 +275,7 @@ class Context:
             if not update:
                 allowed = allowed[M:]
             mk = torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
-            self._masks[key] = mk.repeat(g, 1).to(dtype)                 # rows: j * Nq + row
+            self._masks[key] = mk.repeat(g, 1).to(device=self.device, dtype=dtype)  # rows: j * Nq + row
         return self._masks[key]
 
     def rope_tables(self, T, dtype):
@@ -274,7 +289,8 @@ class Context:
             sin = torch.cat([torch.zeros(M, half, dtype=torch.float64), ang.sin()], 0)
             cos = torch.cat([cos, cos], -1)
             sin = torch.cat([-sin, sin], -1)          # rotate-half sign folded in
-            self._rope[key] = (cos[:, None].to(dtype), sin[:, None].to(dtype))
+            self._rope[key] = (cos[:, None].to(device=self.device, dtype=dtype),
+                               sin[:, None].to(device=self.device, dtype=dtype))
         return self._rope[key]
 
 
@@ -333,7 +349,7 @@ class RMKV(nn.Module):
         X_all = self.tok_emb(tokens)
         if cfg["pos"] == "sincos":
             if self._pe is None or self._pe.shape[0] < n:
-                self._pe = sincos_table(max(n, 2 * S), D)
+                self._pe = sincos_table(max(n, 2 * S), D).to(X_all.device)
             X_all = X_all + self._pe[:n]              # absolute position p0 + t
         mem = [layer.init_memory.unsqueeze(0).expand(B, M, D) for layer in self.layers]
         cst = [X_all.new_zeros(B, M, D) if cfg["cell"] == "lstm" else None for _ in self.layers]
@@ -360,7 +376,7 @@ class RMKV(nn.Module):
         return F.cross_entropy(lg.reshape(-1, lg.shape[-1]), targets.reshape(-1), ignore_index=-1)
 
 
-def make_optimizer(model, lr=3e-4, weight_decay=0.1):
+def make_optimizer(model, lr=3e-4, weight_decay=0.1, fused=False):
     """AdamW; weight decay on the matrices only (SPEC 6: not on norms, biases,
     embeddings, init_memory, pool.query)."""
     decay, no_decay = [], []
@@ -370,6 +386,8 @@ def make_optimizer(model, lr=3e-4, weight_decay=0.1):
         (no_decay if skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    if fused:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
 
 
@@ -378,36 +396,50 @@ def make_optimizer(model, lr=3e-4, weight_decay=0.1):
 
 def bench(args):
     cfg = make_config(json.loads(args.config))
+    dev = torch.device(args.device)
+    gpu = dev.type == "cuda"
+    if gpu and not torch.cuda.is_available():
+        sys.exit("train_pytorch.py: --device %s but torch.cuda.is_available() is False" % args.device)
+    if args.compile and not hasattr(torch, "compile"):
+        sys.exit("train_pytorch.py: --compile needs PyTorch >= 2.0 (this is %s)" % torch.__version__)
     torch.manual_seed(args.seed)
-    model = RMKV(cfg)
+    model = RMKV(cfg).to(dev)
+    model.ctx.device = dev
+    model.ctx.sdpa = gpu and hasattr(F, "scaled_dot_product_attention")
     model.train()
-    opt = make_optimizer(model)
+    opt = make_optimizer(model, fused=gpu)
     params = [p for p in model.parameters()]
     S, K, B = cfg["segment_len"], args.segments, args.batch
     gen = torch.Generator().manual_seed(args.seed + 1)
     stream = torch.randint(0, cfg["vocab_size"], (B, K * S + 1), generator=gen)
-    tokens, targets = stream[:, :-1].contiguous(), stream[:, 1:].contiguous()
+    tokens, targets = stream[:, :-1].contiguous().to(dev), stream[:, 1:].contiguous().to(dev)
     bf16 = args.dtype == "bfloat16"
+    loss_fn = torch.compile(model.loss) if args.compile else model.loss
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model.loss(tokens, targets)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(tokens, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        return loss.item()
+        return loss.item()   # waits for the step (as rmkv's step does)
 
     for _ in range(args.warmup):
         step()
+    if gpu:
+        torch.cuda.synchronize(dev)
     losses = []
     t0 = time.perf_counter()
     for _ in range(args.steps):
         losses.append(step())
+    if gpu:
+        torch.cuda.synchronize(dev)
     dt = (time.perf_counter() - t0) / max(args.steps, 1)
     print(json.dumps({"tokens_per_s": B * K * S / dt, "step_s": dt, "losses": losses,
                       "threads": args.threads, "dtype": args.dtype,
-                      "fp32_gemm": _FP32_GEMM}))
+                      "fp32_gemm": _FP32_GEMM if not gpu else "cublas",
+                      "device": str(dev), "compile": bool(args.compile), "torch": torch.__version__}))
     sys.stdout.flush()
 
 
@@ -603,6 +635,14 @@ def self_check():
             lg = model.logits(tokens)[:, 3 * S:]
             l2 = F.cross_entropy(lg.reshape(-1, V), targets[:, 3 * S:].reshape(-1)).item()
         report(abs(l1 - l2) < 1e-5, "loss is the mean over targets != -1")
+        # the fused attention of the GPU runs (PyTorch >= 2.0) gives the same logits
+        if hasattr(F, "scaled_dot_product_attention"):
+            model.ctx.sdpa = True
+            with torch.no_grad():
+                ls = model.logits(tokens)
+            model.ctx.sdpa = False
+            d = (ls - base_lg).abs().max().item()
+            report(d < 1e-4, "scaled_dot_product_attention path: logits moved %.1e" % d)
         # the same causality under bfloat16 autocast (the benchmark's other mode)
         with torch.no_grad(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
             lb = model.logits(tokens).float()
@@ -632,6 +672,8 @@ def main():
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     ap.add_argument("--fp32-gemm", choices=("onednn", "native"), default="onednn",
                     help="float32 nn.Linear products: oneDNN (default) or the build's BLAS")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the loss (PyTorch >= 2.0)")
     ap.add_argument("--self-check", action="store_true",
                     help="verify causality/memory/reference on tiny configs; exit 0/1")
     args = ap.parse_args()
