@@ -1,7 +1,8 @@
 // The whole model on the CUDA backend against the CPU backend, through the C ABI:
 // logits of sessions over several segments, loss and every parameter's gradient
 // over K = 3 unequal segments (fp32 within kTolF32, with dropout too: both draw
-// the same masks; bf16 within kTolBf16Model), model files and state files the
+// the same masks; bf16 within kTolBf16Model; the device's trainer also with
+// activation recomputation), model files and state files the
 // same format whichever backend wrote them (a state saved on one loads on the
 // other and continues alike), checkpoints that move between backends, a
 // training run of a tiny config whose loss curve follows the CPU's, and state
@@ -165,7 +166,7 @@ struct Batch {
 };
 
 // Loss and every gradient over K = 3 segments; returns the worst relative error.
-double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol) {
+double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol, bool gpu_recompute = false) {
     rmkv_model *mc = create(config(c), "cpu"), *mg = create(config(c), gpu_test::kDevice);
     rmkv_train_params p = rmkv_train_default_params();
     p.dropout = dropout;
@@ -174,6 +175,7 @@ double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol
     rmkv_trainer *tc = nullptr, *tg = nullptr;
     CHECK(rmkv_trainer_new(mc, &p, &tc));
     p.precision = gpu_precision;
+    p.recompute = gpu_recompute ? 1 : 0;
     CHECK(rmkv_trainer_new(mg, &p, &tg));
     Batch b(c + 11);
     float lc = 0, lg = 0;
@@ -206,9 +208,9 @@ double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol
         const double e = md / mb;
         if (e > worst || std::isnan(e)) worst = e, worst_name = names[i];
     }
-    print_message("%-36s %s%s loss %.6f / %.6f, worst %.2e (%s)\n", kConfigs[c][0],
-                  gpu_precision == RMKV_PRECISION_BF16 ? "bf16" : "fp32", dropout > 0 ? " dropout" : "", lc, lg, worst,
-                  worst_name.c_str());
+    print_message("%-36s %s%s%s loss %.6f / %.6f, worst %.2e (%s)\n", kConfigs[c][0],
+                  gpu_precision == RMKV_PRECISION_BF16 ? "bf16" : "fp32", dropout > 0 ? " dropout" : "",
+                  gpu_recompute ? " recompute" : "", lc, lg, worst, worst_name.c_str());
     if (!(worst < tol)) fail_msg("%s: gradient %s differs: %.3e >= %.1e", kConfigs[c][0], worst_name.c_str(), worst, tol);
     rmkv_trainer_free(tc);
     rmkv_trainer_free(tg);
@@ -223,6 +225,10 @@ void gradients_fp32(void **) {
 void gradients_fp32_dropout(void **) {
     compare_gradients(0, RMKV_PRECISION_FP32, 0.2f, gpu_test::kTolF32);
     compare_gradients(1, RMKV_PRECISION_FP32, 0.35f, gpu_test::kTolF32);
+}
+void gradients_recompute(void **) {
+    for (int c = 0; c < 5; ++c) compare_gradients(c, RMKV_PRECISION_FP32, c < 2 ? 0.2f : 0.0f, gpu_test::kTolF32, true);
+    if (bf16_here()) compare_gradients(2, RMKV_PRECISION_BF16, 0.0f, gpu_test::kTolBf16Model, true);
 }
 void gradients_bf16(void **) {
     if (!bf16_here()) return;
@@ -433,6 +439,7 @@ int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(logits_match),          cmocka_unit_test(gradients_fp32),
         cmocka_unit_test(gradients_fp32_dropout), cmocka_unit_test(gradients_bf16),
+        cmocka_unit_test(gradients_recompute),
         cmocka_unit_test(model_files_identical), cmocka_unit_test(state_files_cross),
         cmocka_unit_test(training_follows_cpu),  cmocka_unit_test(checkpoints_cross),
         cmocka_unit_test(state_tuning),
