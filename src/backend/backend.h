@@ -52,6 +52,7 @@ struct Dropout {
 class Stream {
 public:
     virtual ~Stream() = default;
+    double host_loss_sum = 0;  // cross_entropy's sum, for backends that compute on the host
 };
 
 class Backend {
@@ -135,12 +136,18 @@ public:
                                int64_t M, int64_t D) = 0;
     virtual void split_cols_add(Stream &s, real *da, real *db, const real *src, int64_t M, int64_t D) = 0;
     // Cross-entropy of logits [rows, V] against host targets (-1 = none): writes
-    // dlogits = scale * (softmax - onehot) (may alias logits), adds the summed loss to *loss_sum.
+    // dlogits = scale * (softmax - onehot) (may alias logits) and adds the summed
+    // loss to the stream's loss sum, which stays on the device: no waiting here.
     virtual void cross_entropy(Stream &s, real *dlogits, const real *logits, const int32_t *targets_host, int64_t rows,
-                               int64_t V, float scale, double *loss_sum) = 0;
+                               int64_t V, float scale) = 0;
+    // The loss summed by cross_entropy on this stream since the last take; resets
+    // it to zero. Synchronises (once per training step, at its end).
+    virtual double take_loss(Stream &s) = 0;
     // ---- optimiser ----
     virtual void fill(Stream &s, real *x, float value, size_t n) = 0;
-    virtual double sum_squares(Stream &s, const real *x, size_t n) = 0;  // synchronises
+    // Sum of squares of every element of `count` tensors (xs[i] of ns[i] elements;
+    // NULL ones skipped): one synchronisation for all of them.
+    virtual double sum_squares(Stream &s, const real *const *xs, const size_t *ns, size_t count) = 0;
     // p -= lr * wd * p; m, v moments of g * grad_scale; p -= lr * mhat / (sqrt(vhat) + eps).
     // shadow (may be NULL): receives p rounded to bf16 after the update.
     virtual void adamw(Stream &s, real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,

@@ -118,7 +118,7 @@ void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32
     fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
 }
 
-double SequencePass::run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
+void SequencePass::run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
                          const ModelWeights &G, float scale, const DropoutPlan &dropout) {
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
@@ -127,7 +127,6 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
     grow(K);
     SegmentForward fwd(m_, st_);
     drop_ = dropout;
-    double loss = 0;
 
     // Forward, keeping everything.
     int64_t p = 0;
@@ -137,7 +136,7 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
         fwd.set_dropout(drop_, static_cast<int64_t>(k));
         forward_segment(fwd, sg, tokens + p, T, p, k == 0, k + 1 < K ? &segs_[k + 1] : nullptr);
         // Loss of this segment; its gradient reaches the last layer's output now.
-        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, scale, &loss);
+        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, scale);
         be_.linear_backward(st_, dx_, false, G.head, nullptr, logits_, dxnf_, W.head, T, D, V);
         be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(T * D));
         be_.norm_backward(st_, norm_kind(c), sg.dx_head, G.norm_f_w, G.norm_f_b, dx_, sg.acts[L - 1].x_out, W.norm_f_w, T,
@@ -165,7 +164,6 @@ double SequencePass::run(const int32_t *tokens, const int32_t *targets, const st
         if (c.pos == Pos::learned && G.pos_emb) be_.add(st_, G.pos_emb, G.pos_emb, dx_, T * D);
     }
     for (size_t l = 0; l < L; ++l) be_.add(st_, G.layers[l].init_memory, G.layers[l].init_memory, dm_next_[l], M * D);
-    return loss;
 }
 
 void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
@@ -186,8 +184,8 @@ void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const
         logits_host.resize(static_cast<size_t>(T * V));
         be_.to_host(st_, logits_host.data(), logits_, logits_host.size());
         be_.sync(st_);
-        double loss = 0;
-        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, 0.0f, &loss);
+        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, 0.0f);
+        const double loss = be_.take_loss(st_);
         int64_t n = 0, correct = 0;
         for (int64_t t = 0; t < T; ++t) {
             int32_t target = targets[p + t];

@@ -27,10 +27,12 @@ public:
 
     // Adds to `grads` (one buffer per parameter, same order as model.params(); NULL
     // for a frozen parameter, whose gradient is then not computed, except
-    // init_memory) the gradient of scale * (summed cross-entropy of this sequence), and returns
-    // that summed loss (unscaled). tokens/targets: n host ints; segment lens sum to n.
+    // init_memory) the gradient of scale * (summed cross-entropy of this sequence),
+    // and that summed loss (unscaled) to the stream's loss sum, which the caller
+    // reads with Backend::take_loss (no waiting for the device here).
+    // tokens/targets: n host ints; segment lens sum to n.
     // `dropout`: rate and seed of this sequence's masks (p == 0: none).
-    double run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
+    void run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
                const ModelWeights &grads, float scale, const DropoutPlan &dropout = {});
 
     // Forward only. Sums of the loss and of correct argmax predictions over the

@@ -53,6 +53,7 @@ void rmkv_trainer::init() {
             }
         }
         grad_view_ = bind_weights(model_.config(), model_.specs(), grads_);
+        for (size_t i = 0; i < all_specs.size(); ++i) grad_sizes_.push_back(static_cast<size_t>(all_specs[i].numel));
         view_weights_ = bind_weights(model_.config(), model_.specs(), params_);
         const int32_t precision = p_.precision;
         if (precision < RMKV_PRECISION_AUTO || precision > RMKV_PRECISION_BF16)
@@ -153,15 +154,14 @@ std::pair<double, int64_t> rmkv_trainer::accumulate(const rmkv_batch &b) {
     for (size_t i = 0; i < b.batch_size * b.n_tokens; ++i) n_targets += b.targets[i] >= 0;
     if (n_targets == 0) return {0.0, 0};
     const float scale = 1.0f / static_cast<float>(n_targets);
-    double loss = 0;
     for (size_t s = 0; s < b.batch_size; ++s) {
         // Masks depend on (seed, optimiser step, micro-batch, sequence): a resumed run
         // draws the ones the uninterrupted run drew.
         DropoutPlan drop{p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
                                                                           (static_cast<uint64_t>(micro_) << 20) ^ s))};
-        loss += pass_->run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grad_view_, scale, drop);
+        pass_->run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grad_view_, scale, drop);
     }
-    return {loss, n_targets};
+    return {model_.backend().take_loss(*stream_), n_targets};
 }
 
 void rmkv_trainer::evaluate(const rmkv_batch &b, rmkv_eval_stats &out) {
@@ -226,9 +226,7 @@ void rmkv_trainer::update(rmkv_train_stats *stats) {
     const auto &specs = model_.specs();
     // Each micro-batch's gradient is a mean over its targets: average the micro-batches.
     const float accum_scale = 1.0f / static_cast<float>(micro_);
-    double sq = 0;
-    for (size_t i = 0; i < grads_.size(); ++i)
-        if (trainable_[i]) sq += be.sum_squares(*stream_, grads_[i], static_cast<size_t>(specs[i].numel));
+    const double sq = be.sum_squares(*stream_, grads_.data(), grad_sizes_.data(), grads_.size());
     const double norm = std::sqrt(sq) * accum_scale;
     micro_ = 0;
     if (stats) stats->grad_norm = static_cast<float>(norm);

@@ -61,7 +61,8 @@ private:
     std::unique_ptr<rmkv::SequencePass> pass_;
     void refresh_shadows();
 
-    std::vector<float *> params_, grads_, m_, v_;
+    std::vector<float *> params_, grads_, m_, v_;  // grads_: NULL for a frozen parameter
+    std::vector<size_t> grad_sizes_;              // elements of each gradient
     std::vector<float *> owned_params_;  // state tuning: the trained init_memory copies
     std::vector<uint16_t *> shadows_;  // bf16 copies of the matrices (mixed precision), else NULL
     rmkv::ModelWeights grad_view_{};

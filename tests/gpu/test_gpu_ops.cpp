@@ -318,10 +318,18 @@ void elementwise_ops(void **) {
     P.expect("fill", f, 1e-30);
     Buf &big = P.random(1 << 20);
     Pair &PP = P;
-    double sc = g_cpu->sum_squares(PP.cs(), big.c, big.n), sg = g_gpu->sum_squares(PP.gs(), big.g, big.n);
+    // One tensor; then a list with a NULL entry (skipped) and the tensor twice in halves.
+    const float *bc = big.c, *bg = big.g;
+    const size_t bn = big.n, halves[3] = {big.n / 2, 7, big.n - big.n / 2};
+    double sc = g_cpu->sum_squares(PP.cs(), &bc, &bn, 1), sg = g_gpu->sum_squares(PP.gs(), &bg, &bn, 1);
     print_message("  sum_squares cpu %.9g gpu %.9g\n", sc, sg);
     assert_true(std::fabs(sc - sg) / sc < 1e-9);
-    assert_true(g_gpu->sum_squares(PP.gs(), big.g, 0) == 0.0);
+    const float *lc[3] = {big.c, nullptr, big.c + big.n / 2}, *lg[3] = {big.g, nullptr, big.g + big.n / 2};
+    const double sc3 = g_cpu->sum_squares(PP.cs(), lc, halves, 3), sg3 = g_gpu->sum_squares(PP.gs(), lg, halves, 3);
+    assert_true(std::fabs(sc3 - sc) / sc < 1e-9);
+    assert_true(std::fabs(sg3 - sg) / sg < 1e-9);
+    const size_t zero = 0;
+    assert_true(g_gpu->sum_squares(PP.gs(), &bg, &zero, 1) == 0.0);
 }
 
 void pool_ops(void **) {
@@ -395,16 +403,20 @@ void cross_entropy_ops(void **) {
         std::vector<int32_t> tg(rows);
         for (int64_t r = 0; r < rows; ++r) tg[r] = r == 2 || r == 6 ? -1 : static_cast<int32_t>((r * 31) % V);
         Buf &logits = P.random(rows * V, 3.0f), &dl = P.zeros(rows * V), &inplace = P.make(P.host(logits, false));
-        double lc = 0, lg = 0, lc2 = 0.5, lg2 = 0.5;
-        g_cpu->cross_entropy(P.cs(), dl.c, logits.c, tg.data(), rows, V, 0.125f, &lc);
-        g_gpu->cross_entropy(P.gs(), dl.g, logits.g, tg.data(), rows, V, 0.125f, &lg);
-        g_cpu->cross_entropy(P.cs(), inplace.c, inplace.c, tg.data(), rows, V, 1.0f, &lc2);
-        g_gpu->cross_entropy(P.gs(), inplace.g, inplace.g, tg.data(), rows, V, 1.0f, &lg2);
-        g_gpu->sync(P.gs());
+        g_cpu->cross_entropy(P.cs(), dl.c, logits.c, tg.data(), rows, V, 0.125f);
+        g_gpu->cross_entropy(P.gs(), dl.g, logits.g, tg.data(), rows, V, 0.125f);
+        const double lc = g_cpu->take_loss(P.cs()), lg = g_gpu->take_loss(P.gs());
+        // Two calls add up until taken; a take resets the sum.
+        g_cpu->cross_entropy(P.cs(), dl.c, logits.c, tg.data(), rows, V, 0.125f);
+        g_gpu->cross_entropy(P.gs(), dl.g, logits.g, tg.data(), rows, V, 0.125f);
+        g_cpu->cross_entropy(P.cs(), inplace.c, inplace.c, tg.data(), rows, V, 1.0f);
+        g_gpu->cross_entropy(P.gs(), inplace.g, inplace.g, tg.data(), rows, V, 1.0f);
+        const double lc2 = g_cpu->take_loss(P.cs()) - lc + 0.5, lg2 = g_gpu->take_loss(P.gs()) - lg + 0.5;
+        assert_true(g_gpu->take_loss(P.gs()) == 0.0 && g_cpu->take_loss(P.cs()) == 0.0);
         print_message("cross_entropy V=%ld: loss cpu %.10f gpu %.10f\n", (long)V, lc, lg);
         assert_true(std::fabs(lc - lg) / std::fabs(lc) < 1e-6);
         assert_true(std::fabs(lc2 - lg2) / std::fabs(lc2) < 1e-6);
-        assert_true(std::fabs(lc2 - 0.5 - lc) / lc < 1e-6);  // adds to the sum given
+        assert_true(std::fabs(lc2 - 0.5 - lc) / lc < 1e-6);  // the two calls added up
         P.expect("cross_entropy dlogits", dl);
         P.expect("cross_entropy dlogits (in place)", inplace);
     }

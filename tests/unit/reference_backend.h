@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_kernels.h"
@@ -104,14 +105,16 @@ public:
     void split_cols_add(Stream &, real *da, real *db, const real *src, int64_t M, int64_t D) override {
         cpu::split_cols_add(da, db, src, M, D);
     }
-    void cross_entropy(Stream &, real *dlogits, const real *logits, const int32_t *targets, int64_t rows, int64_t V,
-                       float scale, double *loss_sum) override {
-        *loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, static_cast<real>(scale));
+    void cross_entropy(Stream &s, real *dlogits, const real *logits, const int32_t *targets, int64_t rows, int64_t V,
+                       float scale) override {
+        s.host_loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, static_cast<real>(scale));
     }
+    double take_loss(Stream &s) override { return std::exchange(s.host_loss_sum, 0.0); }
     void fill(Stream &, real *x, float value, size_t n) override { std::fill(x, x + n, static_cast<real>(value)); }
-    double sum_squares(Stream &, const real *x, size_t n) override {
+    double sum_squares(Stream &, const real *const *xs, const size_t *ns, size_t count) override {
         double total = 0;
-        for (size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+        for (size_t t = 0; t < count; ++t)
+            for (size_t i = 0; xs[t] && i < ns[t]; ++i) total += static_cast<double>(xs[t][i]) * xs[t][i];
         return total;
     }
     void adamw(Stream &, real *, real *, real *, const real *, size_t, float, float, float, float, float, float, int64_t,

@@ -6,6 +6,7 @@
 #include <vector>
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -274,16 +275,24 @@ public:
     void split_cols_add(Stream &, float *da, float *db, const float *src, int64_t M, int64_t D) override {
         cpu::split_cols_add(da, db, src, M, D);
     }
-    void cross_entropy(Stream &, float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
-                       float scale, double *loss_sum) override {
-        *loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, scale);
+    void cross_entropy(Stream &s, float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
+                       float scale) override {
+        s.host_loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, scale);
     }
+    double take_loss(Stream &s) override { return std::exchange(s.host_loss_sum, 0.0); }
     void fill(Stream &, float *x, float value, size_t n) override { std::fill(x, x + n, value); }
-    double sum_squares(Stream &, const float *x, size_t n) override {
-        double total = 0;
+    double sum_squares(Stream &, const float *const *xs, const size_t *ns, size_t count) override {
+        double all = 0;
+        for (size_t t = 0; t < count; ++t) {
+            if (!xs[t]) continue;
+            const float *x = xs[t];
+            const size_t n = ns[t];
+            double total = 0;
 #pragma omp parallel for reduction(+ : total) schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
-        return total;
+            for (size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+            all += total;
+        }
+        return all;
     }
     void adamw(Stream &, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
                float eps, float weight_decay, float grad_scale, int64_t step, uint16_t *shadow) override {

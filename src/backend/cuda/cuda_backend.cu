@@ -13,10 +13,10 @@
 // staging of host token and target arrays, the loss accumulator). Nothing is
 // allocated once the buffers have grown to a model's sizes.
 //
-// Host synchronisation: sync(), to_host() (its callers read at once), sum_squares() (the interface says it
-// synchronises) and cross_entropy(): the seam adds the loss to a host double at
-// once, so the backend waits for the loss kernel there (one wait per segment of
-// a training step; a seam that reads the loss at the end of a step would remove it).
+// Host synchronisation: sync(), to_host() (its callers read at once),
+// sum_squares() (once for every tensor of the gradient norm) and take_loss()
+// (once per training step, at its end). cross_entropy() adds each segment's loss
+// to a device accumulator and does not wait.
 //
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
@@ -351,21 +351,24 @@ public:
         check_launch("split_cols_add");
     }
     void cross_entropy(Stream &s, float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
-                       float scale, double *loss_sum) override {
+                       float scale) override {
         auto &st = cs(s);
         if (rows <= 0) return;
         cuda::cross_entropy(dlogits, logits, stage(st, st.targets, targets, rows), rows, V, scale, st.acc, st.stream);
         check_launch("cross_entropy");
-        *loss_sum += take(st, 0);
     }
+    double take_loss(Stream &s) override { return take(cs(s), 0); }
     void fill(Stream &s, float *x, float value, size_t n) override {
         cuda::fill(x, value, n, cs(s).stream);
         check_launch("fill");
     }
-    double sum_squares(Stream &s, const float *x, size_t n) override {
+    double sum_squares(Stream &s, const float *const *xs, const size_t *ns, size_t count) override {
         auto &st = cs(s);
-        cuda::sum_squares(x, n, st.acc + 1, st.stream);
-        check_launch("sum_squares");
+        for (size_t t = 0; t < count; ++t) {
+            if (!xs[t]) continue;
+            cuda::sum_squares(xs[t], ns[t], st.acc + 1, st.stream);
+            check_launch("sum_squares");
+        }
         return take(st, 1);
     }
     void adamw(Stream &s, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
