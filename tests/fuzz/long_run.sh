@@ -41,8 +41,13 @@ for t in $targets; do
     fuzz_tokenizer_*) cmd=("$root/tests/tokenizer/fuzz/run_fuzz.sh" 0 "$work/tokenizer" "$t") ;;
     *) cmd=("$here/run_fuzz.sh" 0 "$work/readers" "$t") ;;
   esac
-  verdict=ok
-  RUNS=$chunk RMKV_FUZZ_SEED=$seed JOBS=${JOBS:-1} "${cmd[@]}" > "$log" 2>&1 || verdict=FAIL
+  verdict=ok rc=0
+  RUNS=$chunk RMKV_FUZZ_SEED=$seed JOBS=${JOBS:-1} "${cmd[@]}" > "$log" 2>&1 || rc=$?
+  # Stopped from outside (a signal: the machine going away, a user's kill) is no finding.
+  if [ $rc -ge 128 ] || grep -q 'libFuzzer: run interrupted' "$log" "$work/readers/$t.log" 2>/dev/null; then
+    echo "   interrupted (exit $rc): not recorded"; exit $rc
+  fi
+  [ $rc -eq 0 ] || verdict=FAIL
   # The reader script keeps the fuzzer's own output in its work dir.
   out=$log; [ -f "$work/readers/$t.log" ] && [[ $t != fuzz_tokenizer_* ]] && out="$work/readers/$t.log"
   done_runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out" | tail -1 | grep -o '[0-9]*$' || echo 0)
