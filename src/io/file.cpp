@@ -77,10 +77,10 @@ namespace {
 // named mkstemp file, which such a kill leaves as `path.tmp-XXXXXX`.
 class TempFile {
 public:
-    explicit TempFile(const std::string &path) : path_(path) {
-        const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
+    explicit TempFile(const std::string &path)
+        : path_(path), dir_(path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1)) {
         if (::access("/proc/self/fd", X_OK) == 0) {
-            fd_ = ::open(dir.empty() ? "/" : dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+            fd_ = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
             // File systems without unnamed files answer one of these; anything else
             // (no such directory, no permission, ...) is the caller's error.
             if (fd_ < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
@@ -100,7 +100,8 @@ public:
     TempFile(const TempFile &) = delete;
     TempFile &operator=(const TempFile &) = delete;
     int fd() const { return fd_; }
-    // Closes the complete file and moves it to the target path (throws RMKV_ERR_IO).
+    // Closes the complete file and moves it to the target path, then makes the
+    // rename durable (fsync of the directory). Throws RMKV_ERR_IO.
     void commit() {
         if (name_.empty()) {
             // Named for the instant before the rename (linkat through /proc needs no
@@ -121,10 +122,12 @@ public:
         if (::rename(name_.c_str(), path_.c_str()) != 0)
             fail(RMKV_ERR_IO, "cannot rename '", name_, "' to '", path_, "': ", errno_text());
         name_.clear();
+        Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (dir.get() >= 0) ::fsync(dir.get());
     }
 
 private:
-    std::string path_, name_;  // name_: the temporary file's name while it has one
+    std::string path_, dir_, name_;  // name_: the temporary file's name while it has one
     int fd_ = -1;
 };
 
@@ -162,10 +165,6 @@ void write_file_atomic(const std::string &path, size_t size, const std::function
     if (::fchmod(tmp.fd(), 0644) != 0) abandon("chmod", errno);
     if (::fsync(tmp.fd()) != 0) abandon("fsync", errno);
     tmp.commit();
-    // Make the rename itself durable.
-    std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
-    Fd dfd(::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dfd.get() >= 0) ::fsync(dfd.get());
 }
 
 }  // namespace rmkv

@@ -154,7 +154,7 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, const std:
         const int64_t T = lens[k];
         tokens_ = tokens + p;
         be_.copy(st_, dx_, segs_[k].dx_head, T * D);
-        fwd.set_dropout(drop_, static_cast<int64_t>(k));
+        if (recompute_) fwd.set_dropout(drop_, static_cast<int64_t>(k));
         for (size_t l = L; l-- > 0;) {
             if (recompute_) recompute_layer(fwd, k, l, T, k + 1 < K);
             backward_layer(k, l, T, k + 1 < K, G);

@@ -6,9 +6,12 @@
 // device; any other failure to obtain it (plugin missing, wrong ABI) fails.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "rmkv.h"
 
@@ -34,6 +37,17 @@ constexpr double kTolBf16Linear = 2e-2;
 constexpr double kTolBf16Exact = 1e-4;
 // Whole-model gradients and logits with bf16 products against fp32 on the CPU.
 constexpr double kTolBf16Model = 5e-2;
+
+// max |a - b| / max |b| (infinite when a NaN appears).
+inline double rel(const std::vector<float> &a, const std::vector<float> &b) {
+    double md = 0, mb = 1e-30;
+    for (size_t i = 0; i < a.size(); ++i) {
+        double d = std::fabs(double(a[i]) - double(b[i]));
+        if (!(d <= md)) md = std::isnan(d) ? INFINITY : d;
+        mb = std::max(mb, std::fabs(double(b[i])));
+    }
+    return md / mb;
+}
 
 inline int skip_code() { return 77; }
 

@@ -37,19 +37,11 @@ extern "C" {
 
 namespace {
 
+using gpu_test::rel;
+
 std::string tmp(const std::string &name) {
     const char *dir = std::getenv("RMKV_TEST_TMP");
     return std::string(dir && *dir ? dir : "/tmp") + "/gpu-" + std::to_string(getpid()) + "-" + name;
-}
-
-double rel(const std::vector<float> &a, const std::vector<float> &b) {
-    double md = 0, mb = 1e-30;
-    for (size_t i = 0; i < a.size(); ++i) {
-        double d = std::fabs(double(a[i]) - double(b[i]));
-        if (!(d <= md)) md = std::isnan(d) ? INFINITY : d;
-        mb = std::max(mb, std::fabs(double(b[i])));
-    }
-    return md / mb;
 }
 
 rmkv_model *create(const std::string &cfg, const char *device, uint64_t seed = 7) {

@@ -31,17 +31,9 @@ using namespace rmkv;
 
 namespace {
 
-std::shared_ptr<Backend> g_cpu, g_gpu;
+using gpu_test::rel;
 
-double rel(const std::vector<float> &a, const std::vector<float> &b) {
-    double md = 0, mb = 1e-30;
-    for (size_t i = 0; i < a.size(); ++i) {
-        double d = std::fabs(double(a[i]) - double(b[i]));
-        if (!(d <= md)) md = std::isnan(d) ? INFINITY : d;
-        mb = std::max(mb, std::fabs(double(b[i])));
-    }
-    return md / mb;
-}
+std::shared_ptr<Backend> g_cpu, g_gpu;
 
 // A tensor present on both backends, from the same host values.
 struct Buf {

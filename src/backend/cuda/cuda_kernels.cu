@@ -54,22 +54,29 @@ __device__ float block_max(float v) {
 }
 
 // ---- norms: one block per row; mean and variance in double as on the CPU ----
+// The row's mean (0 for rmsnorm) into *mean, and its variance about it; every
+// thread of the block gets both.
+__device__ double row_variance(bool layer, const float *xr, int64_t d, double *mean) {
+    *mean = 0;
+    if (layer) {
+        double s = 0;
+        for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
+        *mean = block_sum(s) / static_cast<double>(d);
+    }
+    double var = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        double c = xr[i] - *mean;
+        var += c * c;
+    }
+    return block_sum(var) / static_cast<double>(d);
+}
+
 __global__ void k_norm_forward(bool layer, float *y, const float *x, const float *w, const float *b, int64_t d,
                                float eps) {
     const float *xr = x + blockIdx.x * d;
     float *yr = y + blockIdx.x * d;
-    double mean = 0;
-    if (layer) {
-        double s = 0;
-        for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
-        mean = block_sum(s) / static_cast<double>(d);
-    }
-    double var = 0;
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-        double c = xr[i] - mean;
-        var += c * c;
-    }
-    var = block_sum(var) / static_cast<double>(d);
+    double mean;
+    const double var = row_variance(layer, xr, d, &mean);
     const float inv = static_cast<float>(1.0 / sqrt(var + eps)), mu = static_cast<float>(mean);
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
         float v = (xr[i] - mu) * inv * w[i];
@@ -82,15 +89,8 @@ __global__ void k_norm_backward_rows(bool layer, float *dx, const float *dy, con
                                      float eps, double *stats) {
     const float *xr = x + blockIdx.x * d, *dyr = dy + blockIdx.x * d;
     float *dxr = dx + blockIdx.x * d;
-    double mean = 0;
-    if (layer) {
-        double s = 0;
-        for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
-        mean = block_sum(s) / static_cast<double>(d);
-    }
-    double var = 0;
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) var += (xr[i] - mean) * (xr[i] - mean);
-    var = block_sum(var) / static_cast<double>(d);
+    double mean;
+    const double var = row_variance(layer, xr, d, &mean);
     const double inv = 1.0 / sqrt(var + eps);
     double s1 = 0, s2 = 0;
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
