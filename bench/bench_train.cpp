@@ -7,9 +7,9 @@
 // on the CPU every rmkv row also gives the memory the trainer added (resident set
 // growth from before the trainer to after its first step, large blocks mapped so
 // that freed ones leave it).
-// Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH]
+// Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH] [--python PATH]
 //                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
-//                         [--segments K]
+//                         [--segments K] [--rows fp32,bf16,recompute]
 // On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
 // bf16 tensor peak (H100 SXM: 989), and train_pytorch.py runs on the same GPU,
 // eager and with torch.compile (PyTorch >= 2.0; the row is left out when it fails).
@@ -42,6 +42,7 @@ std::string kConfig =
 const char *kBase =
     "{\"vocab_size\":32000,\"d_model\":768,\"n_layers\":12,\"n_heads\":12,\"memory_slots\":32,\"segment_len\":256}";
 std::string g_device = "cpu";
+std::string g_python = "/usr/bin/python3";  // --python: the interpreter that has torch
 int g_segments = 2;
 double g_D = 512, g_L = 8, g_F = 1344, g_V = 16384;
 
@@ -91,6 +92,7 @@ Run rmkv_run(int precision, bool recompute, int steps) {
     b.targets = tg.data();
     rmkv_train_stats st{};
     st.struct_size = sizeof st;
+    const double tw = now();
     check(rmkv_train_step(t, &b, &st), "warm-up step");
     Run r{};
     r.trainer_mib = rss_mib() - rss0;
@@ -98,6 +100,9 @@ Run rmkv_run(int precision, bool recompute, int steps) {
     for (int i = 0; i < steps; ++i) check(rmkv_train_step(t, &b, &st), "step");
     r.tokens_per_s = steps * B * N / (now() - t0);
     r.loss = st.loss;
+    std::fprintf(stderr, "  [%s%s: %.0f tokens/s, warm-up step included in %.1f s]\n",
+                 precision == RMKV_PRECISION_FP32 ? "fp32" : "auto", recompute ? " recompute" : "", r.tokens_per_s,
+                 now() - tw);
     rmkv_trainer_free(t);
     rmkv_model_free(m);
     return r;
@@ -105,7 +110,7 @@ Run rmkv_run(int precision, bool recompute, int steps) {
 
 double pytorch_tokens_per_s(const std::string &script, const char *dtype, int steps, int threads,
                             const std::string &extra = "") {
-    std::string cmd = "/usr/bin/python3 " + script + " --config '" + kConfig + "' --batch 4 --segments " +
+    std::string cmd = g_python + " " + script + " --config '" + kConfig + "' --batch 4 --segments " +
                       std::to_string(g_segments) + " --steps " + std::to_string(steps) + " --warmup 2 --threads " +
                       std::to_string(threads) + " --dtype " + dtype + extra + " 2>/dev/null";
     FILE *p = popen(cmd.c_str(), "r");
@@ -127,11 +132,14 @@ int main(int argc, char **argv) {
     std::string config_name = "small";
     bool pytorch = true;
     std::string script = "bench/train_pytorch.py";
+    std::string rows = ",fp32,bf16,recompute,";  // --rows: which rmkv rows run
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--no-pytorch")) pytorch = false;
         else if (!std::strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
+        else if (!std::strcmp(argv[i], "--python") && i + 1 < argc) g_python = argv[++i];
+        else if (!std::strcmp(argv[i], "--rows") && i + 1 < argc) rows = std::string(",") + argv[++i] + ",";
         else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_device = argv[++i];
         else if (!std::strcmp(argv[i], "--peak-tflops") && i + 1 < argc) peak_tflops = std::atof(argv[++i]);
         else if (!std::strcmp(argv[i], "--segments") && i + 1 < argc) g_segments = std::max(1, std::atoi(argv[++i]));
@@ -151,9 +159,11 @@ int main(int argc, char **argv) {
     else
         std::printf("device peak (given): %.1f TFLOP/s; model FLOPs %.1f M/token\n\n", peak_tflops, fpt / 1e6);
     std::printf("%-24s %10s %8s %10s %12s\n", "implementation", "tokens/s", "MFU", "vs torch", "trainer MiB");
-    const Run f32 = rmkv_run(RMKV_PRECISION_FP32, false, steps);
-    const Run f16 = rmkv_run(RMKV_PRECISION_AUTO, false, steps);
-    const Run re16 = rmkv_run(RMKV_PRECISION_AUTO, true, steps);
+    auto want = [&](const char *r) { return rows.find(std::string(",") + r + ",") != std::string::npos; };
+    const Run none{-1, 0, 0};
+    const Run f32 = want("fp32") ? rmkv_run(RMKV_PRECISION_FP32, false, steps) : none;
+    const Run f16 = want("bf16") ? rmkv_run(RMKV_PRECISION_AUTO, false, steps) : none;
+    const Run re16 = want("recompute") ? rmkv_run(RMKV_PRECISION_AUTO, true, steps) : none;
     const double r32 = f32.tokens_per_s, r16 = f16.tokens_per_s;
     const std::string dev = on_cpu ? "" : " --device " + g_device;
     double t32 = pytorch ? pytorch_tokens_per_s(script, "float32", steps, threads, dev) : -1;
@@ -167,13 +177,13 @@ int main(int argc, char **argv) {
         if (on_cpu && mib > 0) std::printf("%12.0f\n", mib);
         else std::printf("%12s\n", "-");
     };
-    row("rmkv fp32", r32, t32, f32.trainer_mib);
-    row("rmkv bf16 (auto)", r16, t16, f16.trainer_mib);
-    row("rmkv bf16 recompute", re16.tokens_per_s, t16, re16.trainer_mib);
+    if (r32 > 0) row("rmkv fp32", r32, t32, f32.trainer_mib);
+    if (r16 > 0) row("rmkv bf16 (auto)", r16, t16, f16.trainer_mib);
+    if (re16.tokens_per_s > 0) row("rmkv bf16 recompute", re16.tokens_per_s, t16, re16.trainer_mib);
     if (t32 > 0) row("pytorch fp32", t32, -1, 0);
     if (t16 > 0) row("pytorch bf16 autocast", t16, -1, 0);
     if (c16 > 0) row("pytorch bf16 compile", c16, -1, 0);
-    if (c16 > 0) std::printf("rmkv bf16 vs torch.compile bf16: %.2fx\n", r16 / c16);
+    if (c16 > 0 && r16 > 0) std::printf("rmkv bf16 vs torch.compile bf16: %.2fx\n", r16 / c16);
     if (pytorch && (t32 < 0 || t16 < 0)) std::printf("(pytorch run failed: is %s there and python3-torch installed?)\n", script.c_str());
     std::printf("\nMFU = tokens/s x model FLOPs per token / %s (recomputation's extra forward not\n"
                 "counted); vs torch = same precision ratio. Loss after the last step: bf16 %.6f, recompute %.6f.\n",

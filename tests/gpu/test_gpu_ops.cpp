@@ -283,6 +283,8 @@ void attention_ops(void **) {
     attention_case(24, 24, 2, 2, 8, 16, 0, 0.0f);            // pure causal
     attention_case(5, 12, 4, 2, 16, 2 * 16 * 3, 7, 0.2f);    // dropout, both CPU paths
     attention_case(40, 56, 4, 1, 32, 4 * 32 * 2, 16, 0.3f);
+    attention_case(33, 40, 8, 2, 8, 2 * 8 * 2, 7, 0.1f);       // groups of 4 query heads, dropout
+    attention_case(300, 1100, 2, 2, 16, 2 * 16, 800, 0.1f);    // long rows of keys (a 1024-token segment)
 }
 
 void elementwise_ops(void **) {

@@ -27,7 +27,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -41,7 +40,7 @@ namespace {
 static_assert(sizeof(real) == sizeof(float), "the CUDA backend computes in float");
 
 // RMKV_ERR_* values of rmkv.h (not included here: the plugin sees backend.h only).
-constexpr int kErrOutOfMemory = 5, kErrBackend = 7, kErrInvalidArgument = 1;
+constexpr int kErrOutOfMemory = 5, kErrBackend = 7;
 
 PluginFailFn g_fail = nullptr;
 
@@ -110,6 +109,7 @@ public:
     Grow<double> stats;
     Grow<int32_t> tokens, targets;
     Grow<float> overlap;  // copy() between overlapping ranges
+    Grow<float> attn_p, attn_dp;  // attention scores and their gradients [H, nq, nk]
     double *acc = nullptr;  // device: [0] loss, [1] sum of squares
     Grow<double> acc_buf;
     double *loss_host = nullptr;  // pinned: two doubles
@@ -134,7 +134,6 @@ public:
                                   std::to_string(count) + " CUDA device(s), numbered from 0");
         make_current(device_);
         check(cudaGetDeviceProperties(&prop_, device_), "cudaGetDeviceProperties");
-        max_smem_ = prop_.sharedMemPerBlockOptin;
     }
 
     std::string name() const override { return std::string("cuda:") + std::to_string(device_) + " (" + prop_.name + ")"; }
@@ -240,7 +239,8 @@ public:
             if (dW) gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x, in, dy, out, dW, in, true, false);
         }
         if (db) {
-            cuda::column_sums_add(db, dy, n, out, st.stream);
+            cuda::column_sums_add(db, dy, n, out, st.stats.get(cuda::column_sums_scratch(n, out), "cudaMalloc (scratch)"),
+                                  st.stream);
             check_launch("column_sums_add");
         }
     }
@@ -271,10 +271,8 @@ public:
     }
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
-        smem_fits(nk, hd, false);
-        cuda::attention_forward(out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                1.0f / std::sqrt(static_cast<float>(hd)), drop, cs(s).stream);
-        check_launch("attention");
+        attend(cs(s), out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+               1.0f / std::sqrt(static_cast<float>(hd)), drop);
     }
     void dropout(Stream &s, float *x, int64_t n, const Dropout &drop) override {
         cuda::dropout(x, n, drop, cs(s).stream);
@@ -291,10 +289,7 @@ public:
     // Pooling is attention of M query rows over T keys (= values = x), one head of
     // width D, nothing masked, scale 1/sqrt(D).
     void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
-        smem_fits(T, D, false);
-        cuda::attention_forward(out, D, P, D, x, x, M, T, D, 1, 1, D, T, 1.0f / std::sqrt(static_cast<float>(D)),
-                                Dropout{}, cs(s).stream);
-        check_launch("pool");
+        attend(cs(s), out, D, P, D, x, x, M, T, D, 1, 1, D, T, 1.0f / std::sqrt(static_cast<float>(D)), Dropout{});
     }
     void cell(Stream &s, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
               const float *h, int64_t M, int64_t D) override {
@@ -308,7 +303,7 @@ public:
     void norm_backward(Stream &s, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int64_t n, int64_t d, float eps) override {
         auto &st = cs(s);
-        cuda::norm_backward(kind, dx, dw, db, dy, x, w, n, d, eps, st.stats.get(static_cast<size_t>(2 * n), "cudaMalloc (scratch)"),
+        cuda::norm_backward(kind, dx, dw, db, dy, x, w, n, d, eps, st.stats.get(cuda::norm_backward_scratch(n, d), "cudaMalloc (scratch)"),
                             st.stream);
         check_launch("norm_backward");
     }
@@ -320,10 +315,8 @@ public:
     void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
                             int64_t visible0, const Dropout &drop) override {
-        smem_fits(nk, hd, true);
-        cuda::attention_backward(dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                 1.0f / std::sqrt(static_cast<float>(hd)), drop, cs(s).stream);
-        check_launch("attention_backward");
+        attend_backward(cs(s), dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                        1.0f / std::sqrt(static_cast<float>(hd)), drop);
     }
     void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
         cuda::swiglu_backward(dg, du, dh, g, u, n, cs(s).stream);
@@ -335,9 +328,8 @@ public:
     }
     void pool_backward(Stream &s, float *dx, float *dP, const float *dout, const float *P, const float *x, int64_t M,
                        int64_t T, int64_t D) override {
-        smem_fits(T, D, true);
-        cuda::attention_backward(dP, true, dx, dx, dout, P, x, x, M, T, D, 1, 1, D, T,
-                                 1.0f / std::sqrt(static_cast<float>(D)), Dropout{}, cs(s).stream);
+        attend_backward(cs(s), dP, true, dx, dx, dout, P, x, x, M, T, D, 1, 1, D, T,
+                        1.0f / std::sqrt(static_cast<float>(D)), Dropout{});
         check_launch("pool_backward");
     }
     void cell_backward(Stream &s, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
@@ -428,15 +420,76 @@ private:
         check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
         return st.loss_host[slot];
     }
-    void smem_fits(int64_t nk, int64_t hd, bool backward) {
-        const size_t need = cuda::attention_smem(nk, hd, backward);
-        if (need > static_cast<size_t>(max_smem_))
-            fail(kErrInvalidArgument, "CUDA attention: " + std::to_string(nk) + " keys of width " + std::to_string(hd) +
-                                          " need " + std::to_string(need) + " bytes of shared memory; " + prop_.name +
-                                          " has " + std::to_string(max_smem_) + " per block");
-        if (need > 48 * 1024) raise_smem_limit();
+    // ---- attention: batched products over the heads, row-wise softmax kernels ----
+    // Head h = b * group + g uses kv head b. For each g, one strided batched product
+    // runs over the Hkv kv heads (batch b: query head b * group + g), so every
+    // product of one call writes a different head. Scores P [H, nq, nk] live in the
+    // stream's scratch. Row-major X [r, c] with row stride l is cuBLAS's
+    // column-major X^T [c, r] with leading dimension l.
+    struct AttnShape {
+        int64_t nq, nk, ldq, ldkv, H, Hkv, hd, group;
+    };
+    // P_h = Q_h K_b^T for every head (column-major: P^T [nk, nq] = K_b (T) . Q_h^T).
+    void scores(CudaStream &st, float *P, const float *q, const float *k, const AttnShape &a) {
+        for (int64_t g = 0; g < a.group; ++g)
+            gemm_batched(st, CUBLAS_OP_T, CUBLAS_OP_N, a.nk, a.nq, a.hd, k, a.ldkv, a.hd, q + g * a.hd, a.ldq,
+                         a.group * a.hd, P + g * a.nq * a.nk, a.nk, a.group * a.nq * a.nk, a.Hkv, false);
     }
-    void raise_smem_limit();
+    void attend(CudaStream &st, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v,
+                int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
+                const Dropout &drop) {
+        if (nq <= 0) return;
+        const AttnShape a{nq, nk, ldq, ldkv, H, Hkv, hd, H / Hkv};
+        float *P = st.attn_p.get(static_cast<size_t>(H * nq * nk), "cudaMalloc (attention scores)");
+        scores(st, P, q, k, a);
+        cuda::attention_softmax(P, H, nq, nk, visible0, scale, drop, true, st.stream);
+        check_launch("attention softmax");
+        // out_h = P_h V_b (column-major: out_h^T [hd, nq] = V_b^T [hd, nk] . P_h^T [nk, nq]).
+        for (int64_t g = 0; g < a.group; ++g)
+            gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_N, hd, nq, nk, v, ldkv, hd, P + g * nq * nk, nk, a.group * nq * nk,
+                         out + g * hd, ldo, a.group * hd, Hkv, false);
+    }
+    // dq (= or += when dq_acc; NULL: not computed), dk +=, dv += (dk and dv may be
+    // the same buffer). q and dout have row stride H * hd.
+    void attend_backward(CudaStream &st, float *dq, bool dq_acc, float *dk, float *dv, const float *dout, const float *q,
+                         const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv,
+                         int64_t hd, int64_t visible0, float scale, const Dropout &drop) {
+        if (nq <= 0) return;
+        const int64_t D = H * hd, group = H / Hkv;
+        const AttnShape a{nq, nk, D, ldkv, H, Hkv, hd, group};
+        const size_t n = static_cast<size_t>(H * nq * nk);
+        float *P = st.attn_p.get(n, "cudaMalloc (attention scores)");
+        float *dP = st.attn_dp.get(n, "cudaMalloc (attention score gradients)");
+        scores(st, P, q, k, a);
+        cuda::attention_softmax(P, H, nq, nk, visible0, scale, drop, false, st.stream);
+        check_launch("attention softmax");
+        scores(st, dP, dout, v, a);  // dout_h v_b^T: the gradient of the dropped probabilities
+        cuda::attention_softmax_backward(P, dP, H, nq, nk, visible0, scale, drop, st.stream);
+        check_launch("attention softmax backward");
+        for (int64_t g = 0; g < group; ++g) {
+            const float *dout_g = dout + g * hd, *q_g = q + g * hd;
+            const float *P_g = P + g * nq * nk, *dS_g = dP + g * nq * nk;
+            const int64_t sh = group * hd, sp = group * nq * nk;
+            // dv_b += P_h^T dout_h (column-major: dv_b^T [hd, nk] += dout_h^T [hd, nq] . P_h [nq, nk]).
+            gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, hd, nk, nq, dout_g, D, sh, P_g, nk, sp, dv, ldkv, hd, Hkv, true);
+            // dk_b += dS_h^T q_h
+            gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, hd, nk, nq, q_g, D, sh, dS_g, nk, sp, dk, ldkv, hd, Hkv, true);
+            // dq_h (+)= dS_h k_b (column-major: dq_h^T [hd, nq] = k_b^T [hd, nk] . dS_h^T [nk, nq]).
+            if (dq)
+                gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_N, hd, nq, nk, k, ldkv, hd, dS_g, nk, sp, dq + g * hd, D, sh, Hkv,
+                             dq_acc);
+        }
+    }
+    // fp32 strided batched product (full fp32 arithmetic: the default math mode has no TF32).
+    void gemm_batched(CudaStream &st, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+                      const float *A, int64_t lda, int64_t sa, const float *B, int64_t ldb, int64_t sb, float *C,
+                      int64_t ldc, int64_t sc, int64_t batch, bool accumulate) {
+        const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+        check(cublasSgemmStridedBatched(st.blas, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                                        &alpha, A, static_cast<int>(lda), sa, B, static_cast<int>(ldb), sb, &beta, C,
+                                        static_cast<int>(ldc), sc, static_cast<int>(batch)),
+              "cublasSgemmStridedBatched (attention)");
+    }
     void gemm(CudaStream &st, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void *A,
               int64_t lda, const void *B, int64_t ldb, float *C, int64_t ldc, bool accumulate, bool bf16) {
         const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
@@ -449,20 +502,9 @@ private:
 
     int device_;
     cudaDeviceProp prop_{};
-    int max_smem_ = 48 * 1024;
-    std::once_flag smem_once_;
 };
 
 }  // namespace
-
-namespace cuda {
-void raise_attention_smem_limit(int bytes);  // cuda_kernels.cu
-}
-
-void CudaBackend::raise_smem_limit() {
-    std::call_once(smem_once_, [this] { cuda::raise_attention_smem_limit(max_smem_); });
-    check_launch("cudaFuncSetAttribute (shared memory of the attention kernels)");
-}
 
 }  // namespace rmkv
 

@@ -109,18 +109,55 @@ __global__ void k_norm_backward_rows(bool layer, float *dx, const float *dy, con
     if (threadIdx.x == 0) stats[2 * blockIdx.x] = mean, stats[2 * blockIdx.x + 1] = inv;
 }
 
-// dw, db: one thread per column, rows in order, in double (deterministic).
-__global__ void k_norm_backward_params(float *dw, float *db, const float *dy, const float *x, int64_t n, int64_t d,
-                                       const double *stats) {
-    GRID_LOOP(i, d) {
-        double gw = 0, gb = 0;
-        for (int64_t r = 0; r < n; ++r) {
-            float xhat = static_cast<float>((x[r * d + i] - stats[2 * r]) * stats[2 * r + 1]);
-            gw += static_cast<double>(dy[r * d + i]) * xhat;
-            gb += dy[r * d + i];
+// Column sums over rows, deterministic, in two launches: blocks of 32 columns x
+// 8 row lanes sum chunks of rows into partial[chunk][column] (double), then one
+// thread per column adds the chunks in order. kColChunks bounds the chunks.
+constexpr int kColChunks = 32;
+int64_t col_chunks(int64_t n) {
+    const int64_t c = (n + 63) / 64;
+    return c < 1 ? 1 : (c > kColChunks ? kColChunks : c);
+}
+// norm: partial sums of dy * xhat (pw) and dy (pb); stats are the rows' (mean, inv).
+__global__ void k_norm_params_partial(double *pw, double *pb, const float *dy, const float *x, int64_t n, int64_t d,
+                                      const double *stats) {
+    __shared__ double sw[8][33], sb[8][33];
+    const int64_t c = blockIdx.x * 32 + threadIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
+    const int64_t per = (n + chunks - 1) / chunks, r0 = chunk * per, r1 = min(n, r0 + per);
+    double gw = 0, gb = 0;
+    if (c < d)
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
+            const float g = dy[r * d + c];
+            gw += static_cast<double>(g) * static_cast<float>((x[r * d + c] - stats[2 * r]) * stats[2 * r + 1]);
+            gb += g;
         }
-        if (dw) dw[i] += static_cast<float>(gw);
-        if (db) db[i] += static_cast<float>(gb);
+    sw[threadIdx.y][threadIdx.x] = gw, sb[threadIdx.y][threadIdx.x] = gb;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < d) {
+        for (int y = 1; y < 8; ++y) gw += sw[y][threadIdx.x], gb += sb[y][threadIdx.x];
+        pw[chunk * d + c] = gw, pb[chunk * d + c] = gb;
+    }
+}
+// plain column sums of dy into partial (double)
+__global__ void k_colsum_partial(double *pb, const float *dy, int64_t n, int64_t d) {
+    __shared__ double sb[8][33];
+    const int64_t c = blockIdx.x * 32 + threadIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
+    const int64_t per = (n + chunks - 1) / chunks, r0 = chunk * per, r1 = min(n, r0 + per);
+    double gb = 0;
+    if (c < d)
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) gb += dy[r * d + c];
+    sb[threadIdx.y][threadIdx.x] = gb;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < d) {
+        for (int y = 1; y < 8; ++y) gb += sb[y][threadIdx.x];
+        pb[chunk * d + c] = gb;
+    }
+}
+// out[c] += sum over chunks of partial[chunk][c].
+__global__ void k_colsum_finish(float *out, const double *partial, int64_t chunks, int64_t d) {
+    GRID_LOOP(c, d) {
+        double t = 0;
+        for (int64_t k = 0; k < chunks; ++k) t += partial[k * d + c];
+        out[c] += static_cast<float>(t);
     }
 }
 
@@ -135,13 +172,6 @@ __global__ void k_add(float *out, const float *a, const float *b, int64_t n) {
 }
 __global__ void k_add_bias(float *y, const float *b, int64_t n, int64_t out) {
     GRID_LOOP(i, n * out) y[i] += b[i % out];
-}
-__global__ void k_column_sums_add(float *db, const float *dy, int64_t n, int64_t out) {
-    GRID_LOOP(o, out) {
-        float s = 0;
-        for (int64_t r = 0; r < n; ++r) s += dy[r * out + o];
-        db[o] += s;
-    }
 }
 __global__ void k_sincos_add(float *X, int64_t n, int64_t d, int64_t p0) {
     const int64_t half = (d + 1) / 2;
@@ -168,105 +198,64 @@ __global__ void k_rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, i
 }
 
 // ---- attention ----
-// One block of kThreadsAttn threads per (query row i, head h); scores of the
-// visible keys in shared memory, a warp per key for the dot products, the block
-// for the softmax reductions, threads over head dimensions for the output.
-// A flash-style kernel would instead tile keys through shared memory for a
-// block of query rows (bf16 tensor-core dot products, online softmax in
-// registers, no score row held whole); the interface stays the same.
-constexpr int kThreadsAttn = 128;
+// The products (scores, outputs and every gradient) are cuBLAS batched matrix
+// products over the heads (cuda_backend.cu); these kernels are the row-wise
+// part between them, one warp per score row (h, i) of P [H, nq, nk].
 
-__device__ __forceinline__ float warp_dot(const float *a, const float *b, int64_t n) {
-    float s = 0;
-    for (int64_t t = threadIdx.x & 31; t < n; t += 32) s += a[t] * b[t];
-    return warp_sum(s);
-}
-
-// p[0, nvis) = softmax(scale * q . k_j); shared q of head_dim floats.
-__device__ void attention_probs(float *p, const float *qs, const float *k, int64_t nvis, int64_t ldkv, int64_t koff,
-                                int64_t hd, float scale) {
-    const int warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int64_t j = warp; j < nvis; j += nw) {
-        float s = warp_dot(qs, k + j * ldkv + koff, hd) * scale;
-        if ((threadIdx.x & 31) == 0) p[j] = s;
-    }
-    __syncthreads();
+// P = softmax(scale * S + mask) in place: row (h, i) sees keys 0 .. nvis - 1
+// (nvis = min(nk, visible0 + i + 1)); the rest of the row is written 0. With
+// dropout on and `apply_drop`, P (h, i, j) is multiplied by its factor.
+__global__ void k_attention_softmax(float *P, int64_t rows, int64_t nq, int64_t nk, int64_t visible0, float scale,
+                                    Dropout drop, bool apply_drop) {
+    const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t i = row % nq, nvis = min(nk, visible0 + i + 1);
+    float *p = P + row * nk;
     float mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) mx = fmaxf(mx, p[j]);
-    mx = block_max(mx);
+    for (int64_t j = lane; j < nvis; j += 32) mx = fmaxf(mx, p[j] * scale);
+    mx = warp_max(mx);
     float sum = 0;
-    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) {
-        float e = expf(p[j] - mx);
+    for (int64_t j = lane; j < nvis; j += 32) {
+        float e = expf(p[j] * scale - mx);
         p[j] = e;
         sum += e;
     }
-    sum = block_sum(sum);
-    const float inv = 1.0f / sum;
-    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) p[j] *= inv;
-    __syncthreads();
-}
-
-__global__ void k_attention_forward(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v,
-                                    int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                                    int64_t visible0, float scale, Dropout drop) {
-    extern __shared__ float smem[];
-    const int64_t i = blockIdx.x, h = blockIdx.y;
-    const int64_t group = H / Hkv, koff = (h / group) * hd;
-    const int64_t nvis = min(nk, visible0 + i + 1);
-    float *qs = smem, *p = smem + hd;
-    for (int64_t t = threadIdx.x; t < hd; t += blockDim.x) qs[t] = q[i * ldq + h * hd + t];
-    __syncthreads();
-    attention_probs(p, qs, k, nvis, ldkv, koff, hd, scale);
-    if (drop.on()) {
-        for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) p[j] *= drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j));
-        __syncthreads();
-    }
-    for (int64_t t = threadIdx.x; t < hd; t += blockDim.x) {
-        float o = 0;
-        for (int64_t j = 0; j < nvis; ++j) o += p[j] * v[j * ldkv + koff + t];
-        out[i * ldo + h * hd + t] = o;
+    const float inv = 1.0f / warp_sum(sum);
+    const bool dropping = apply_drop && drop.on();
+    for (int64_t j = lane; j < nk; j += 32) {
+        float v = j < nvis ? p[j] * inv : 0.0f;
+        if (dropping && j < nvis) v *= drop.factor(static_cast<uint64_t>(row * nk + j));
+        p[j] = v;
     }
 }
 
-__global__ void k_attention_backward(float *dq, bool dq_acc, float *dk, float *dv, const float *dout, const float *q,
-                                     const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H,
-                                     int64_t Hkv, int64_t hd, int64_t visible0, float scale, Dropout drop) {
-    extern __shared__ float smem[];
-    const int64_t i = blockIdx.x, h = blockIdx.y, D = H * hd;
-    const int64_t group = H / Hkv, koff = (h / group) * hd;
-    const int64_t nvis = min(nk, visible0 + i + 1);
-    float *qs = smem, *dos = smem + hd, *p = smem + 2 * hd, *dp = p + nk;
-    for (int64_t t = threadIdx.x; t < hd; t += blockDim.x) {
-        qs[t] = q[i * D + h * hd + t];
-        dos[t] = dout[i * D + h * hd + t];
-    }
-    __syncthreads();
-    attention_probs(p, qs, k, nvis, ldkv, koff, hd, scale);
-    const int warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int64_t j = warp; j < nvis; j += nw) {
-        float s = warp_dot(dos, v + j * ldkv + koff, hd);
-        if ((threadIdx.x & 31) == 0) dp[j] = drop.on() ? s * drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j)) : s;
-    }
-    __syncthreads();
+// The softmax's backward, row-wise: dP holds dout v^T (gradient of the dropped
+// probabilities), P the probabilities before dropout. Writes dP := dS, the
+// gradient of the scaled scores (times scale: the gradient of q k^T), and
+// P := the dropped probabilities (the weights of dv).
+__global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, int64_t nq, int64_t nk,
+                                             int64_t visible0, float scale, Dropout drop) {
+    const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t i = row % nq, nvis = min(nk, visible0 + i + 1);
+    float *p = P + row * nk, *dp = dP + row * nk;
     float pdp = 0;
-    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) pdp += p[j] * dp[j];
-    pdp = block_sum(pdp);
-    // dp becomes ds; p becomes the dropped probabilities (the weights of dv).
-    for (int64_t j = threadIdx.x; j < nvis; j += blockDim.x) {
-        dp[j] = p[j] * (dp[j] - pdp) * scale;
-        if (drop.on()) p[j] *= drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j));
+    for (int64_t j = lane; j < nvis; j += 32) {
+        float g = dp[j];
+        if (drop.on()) g *= drop.factor(static_cast<uint64_t>(row * nk + j));
+        dp[j] = g;
+        pdp += p[j] * g;
     }
-    __syncthreads();
-    for (int64_t t = threadIdx.x; dq && t < hd; t += blockDim.x) {
-        float g = 0;
-        for (int64_t j = 0; j < nvis; ++j) g += dp[j] * k[j * ldkv + koff + t];
-        float *dst = dq + i * D + h * hd + t;
-        *dst = dq_acc ? *dst + g : g;
-    }
-    for (int64_t e = threadIdx.x; e < nvis * hd; e += blockDim.x) {
-        const int64_t j = e / hd, t = e % hd;
-        atomicAdd(dk + j * ldkv + koff + t, dp[j] * qs[t]);
-        atomicAdd(dv + j * ldkv + koff + t, p[j] * dos[t]);
+    pdp = warp_sum(pdp);
+    for (int64_t j = lane; j < nk; j += 32) {
+        if (j < nvis) {
+            dp[j] = p[j] * (dp[j] - pdp) * scale;
+            if (drop.on()) p[j] *= drop.factor(static_cast<uint64_t>(row * nk + j));
+        } else {
+            dp[j] = 0.0f;
+        }
     }
 }
 
@@ -452,7 +441,13 @@ void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *
                    int64_t n, int64_t d, float eps, double *stats, cudaStream_t st) {
     if (n <= 0) return;
     k_norm_backward_rows<<<static_cast<unsigned>(n), kThreads, 0, st>>>(kind == NormKind::layernorm, dx, dy, x, w, d, eps, stats);
-    if (dw || db) k_norm_backward_params<<<blocks_for(d), kThreads, 0, st>>>(dw, db, dy, x, n, d, stats);
+    if (!dw && !db) return;
+    const int64_t chunks = col_chunks(n);
+    double *pw = stats + 2 * n, *pb = pw + chunks * d;
+    k_norm_params_partial<<<dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
+        pw, pb, dy, x, n, d, stats);
+    if (dw) k_colsum_finish<<<blocks_for(d), kThreads, 0, st>>>(dw, pw, chunks, d);
+    if (db) k_colsum_finish<<<blocks_for(d), kThreads, 0, st>>>(db, pb, chunks, d);
 }
 void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
     if (n > 0) k_embed_forward<<<blocks_for(n * d), kThreads, 0, st>>>(X, E, tok, n, d);
@@ -466,8 +461,14 @@ void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st)
 void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st) {
     if (n > 0) k_add_bias<<<blocks_for(n * out), kThreads, 0, st>>>(y, b, n, out);
 }
-void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, cudaStream_t st) {
-    if (n > 0) k_column_sums_add<<<blocks_for(out), kThreads, 0, st>>>(db, dy, n, out);
+size_t norm_backward_scratch(int64_t n, int64_t d) { return static_cast<size_t>(2 * n + 2 * col_chunks(n) * d); }
+size_t column_sums_scratch(int64_t n, int64_t out) { return static_cast<size_t>(col_chunks(n) * out); }
+void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st) {
+    if (n <= 0) return;
+    const int64_t chunks = col_chunks(n);
+    k_colsum_partial<<<dim3(static_cast<unsigned>((out + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
+        scratch, dy, n, out);
+    k_colsum_finish<<<blocks_for(out), kThreads, 0, st>>>(db, scratch, chunks, out);
 }
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
     if (n > 0) k_sincos_add<<<blocks_for(n * ((d + 1) / 2)), kThreads, 0, st>>>(X, n, d, p0);
@@ -475,24 +476,19 @@ void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
 void rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse, cudaStream_t st) {
     if (n > 0 && hd >= 2) k_rope<<<blocks_for(n * H * (hd / 2)), kThreads, 0, st>>>(x, n, ld, H, hd, t0, theta, inverse);
 }
-size_t attention_smem(int64_t nk, int64_t hd, bool backward) {
-    return sizeof(float) * static_cast<size_t>(backward ? 2 * hd + 2 * nk : hd + nk);
+void attention_softmax(float *P, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
+                       bool apply_drop, cudaStream_t st) {
+    const int64_t rows = H * nq;
+    if (rows > 0 && nk > 0)
+        k_attention_softmax<<<blocks_for(rows, kThreads / 32), kThreads, 0, st>>>(P, rows, nq, nk, visible0, scale, drop,
+                                                                                 apply_drop);
 }
-void attention_forward(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v, int64_t nq,
-                       int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
-                       const Dropout &drop, cudaStream_t st) {
-    if (nq <= 0) return;
-    dim3 grid(static_cast<unsigned>(nq), static_cast<unsigned>(H));
-    k_attention_forward<<<grid, kThreadsAttn, attention_smem(nk, hd, false), st>>>(out, ldo, q, ldq, k, v, nq, nk, ldkv, H,
-                                                                                   Hkv, hd, visible0, scale, drop);
-}
-void attention_backward(float *dq, bool dq_acc, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                        const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                        int64_t visible0, float scale, const Dropout &drop, cudaStream_t st) {
-    if (nq <= 0) return;
-    dim3 grid(static_cast<unsigned>(nq), static_cast<unsigned>(H));
-    k_attention_backward<<<grid, kThreadsAttn, attention_smem(nk, hd, true), st>>>(
-        dq, dq_acc, dk, dv, dout, q, k, v, nq, nk, ldkv, H, Hkv, hd, visible0, scale, drop);
+void attention_softmax_backward(float *P, float *dP, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale,
+                                const Dropout &drop, cudaStream_t st) {
+    const int64_t rows = H * nq;
+    if (rows > 0 && nk > 0)
+        k_attention_softmax_backward<<<blocks_for(rows, kThreads / 32), kThreads, 0, st>>>(P, dP, rows, nq, nk, visible0,
+                                                                                          scale, drop);
 }
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
     if (n > 0 && drop.on()) k_dropout<<<blocks_for(n), kThreads, 0, st>>>(x, n, drop);
@@ -549,14 +545,4 @@ void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st) {
     if (n > 0) k_to_bf16<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(dst, src, static_cast<int64_t>(n));
 }
 
-}  // namespace rmkv::cuda
-
-namespace rmkv::cuda {
-// Lets the attention kernels use up to `bytes` of shared memory per block
-// (beyond the default 48 KiB: long segments of keys). Errors are left for the
-// caller's cudaGetLastError.
-void raise_attention_smem_limit(int bytes) {
-    cudaFuncSetAttribute(k_attention_forward, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    cudaFuncSetAttribute(k_attention_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-}
 }  // namespace rmkv::cuda

@@ -17,7 +17,8 @@ namespace rmkv::cuda {
 
 void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
                   float eps, cudaStream_t st);
-// stats: scratch of 2 n doubles. dw and db may be NULL (frozen).
+// stats: scratch of norm_backward_scratch(n, d) doubles. dw and db may be NULL (frozen).
+size_t norm_backward_scratch(int64_t n, int64_t d);
 void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                    int64_t n, int64_t d, float eps, double *stats, cudaStream_t st);
 void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
@@ -25,21 +26,22 @@ void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_
 void embed_backward(float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
 void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st);
 void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st);
-void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, cudaStream_t st);
+// db[out] += column sums of dy[n, out]; scratch: column_sums_scratch(n, out) doubles.
+size_t column_sums_scratch(int64_t n, int64_t out);
+void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st);
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st);
 void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse,
           cudaStream_t st);
-// The shared memory a launch of the attention kernels needs (bytes).
-size_t attention_smem(int64_t nk, int64_t head_dim, bool backward);
-// scale: of the scores (1/sqrt(head_dim) for attention; pooling passes 1/sqrt(D)).
-void attention_forward(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v, int64_t nq,
-                       int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
-                       float scale, const Dropout &drop, cudaStream_t st);
-// dq = (or += when dq_accumulate; NULL: not computed); dk += ; dv += (atomics).
-void attention_backward(float *dq, bool dq_accumulate, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t n_heads,
-                        int64_t n_kv_heads, int64_t head_dim, int64_t visible0, float scale, const Dropout &drop,
-                        cudaStream_t st);
+// Attention's row-wise parts (the products are cuBLAS's, cuda_backend.cu).
+// P [H, nq, nk] holds scores; softmax of scale * scores under the memory+causal
+// mask (row i sees keys < min(nk, visible0 + i + 1); the others become 0), then
+// dropout's factors when apply_drop.
+void attention_softmax(float *P, int64_t n_heads, int64_t nq, int64_t nk, int64_t visible0, float scale,
+                       const Dropout &drop, bool apply_drop, cudaStream_t st);
+// P: probabilities before dropout; dP: gradient of the dropped probabilities.
+// Leaves dP = scale * the gradient of the scores, and P = the dropped probabilities.
+void attention_softmax_backward(float *P, float *dP, int64_t n_heads, int64_t nq, int64_t nk, int64_t visible0,
+                                float scale, const Dropout &drop, cudaStream_t st);
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st);
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, cudaStream_t st);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, cudaStream_t st);
