@@ -669,6 +669,12 @@ typedef struct rmkv_train_params {
                                                  kept input, so activation memory stops growing with the
                                                  layer internals x K x L, for about one more forward of
                                                  compute; same gradients. 0 (default): keep everything */
+    int64_t parallel_sequences;               /* sequences of a batch computed at once, each on its own device
+                                                 stream and host thread, with its own activations and
+                                                 gradient buffer (memory grows with it); the gradients are
+                                                 summed in sequence-lane order, so results match 1 up to
+                                                 rounding. 0 (default): the device's choice (CPU 1, CUDA 4);
+                                                 1: one sequence after another; at most 64 */
     /* appended fields only */
 } rmkv_train_params;
 
@@ -680,7 +686,8 @@ typedef enum rmkv_precision {
 
 /* Defaults: learning_rate 3e-4, min_learning_rate 3e-5, warmup_steps 100,
    total_steps 0, weight_decay 0.1, beta1 0.9, beta2 0.95, epsilon 1e-8,
-   grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0, precision AUTO, recompute 0.
+   grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0, precision AUTO, recompute 0,
+   parallel_sequences 0.
    Schedule: at optimiser step s (1, 2, ...) lr = learning_rate * s / warmup_steps
    while s <= warmup_steps; then, when total_steps > 0, a cosine from learning_rate
    down to min_learning_rate reached at total_steps (and held after). */

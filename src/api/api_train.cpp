@@ -24,6 +24,7 @@ RMKV_API rmkv_train_params rmkv_train_default_params(void) {
     p.seed = 0;
     p.precision = RMKV_PRECISION_AUTO;
     p.recompute = 0;
+    p.parallel_sequences = 0;
     return p;
 }
 

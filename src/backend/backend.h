@@ -72,6 +72,14 @@ public:
     virtual void from_host(Stream &s, real *dst, const real *host, size_t n) = 0;
     virtual void copy(Stream &s, real *dst, const real *src, size_t n) = 0;
     virtual void sync(Stream &s) = 0;  // wait until every queued operation is done
+    // Operations queued on `waiter` after this call start only once everything queued
+    // on `done` so far has finished (neither stream blocks the host). Backends whose
+    // operations complete before returning need nothing.
+    virtual void wait_for(Stream & /*waiter*/, Stream & /*done*/) {}
+    // How many sequences of a training batch to compute at once, each on its own
+    // stream and host thread (rmkv_train_params.parallel_sequences = 0): 1 where one
+    // stream already uses the whole device.
+    virtual int default_parallel_sequences() const { return 1; }
 
     // ---- operations ----
     // y[n, out] = x[n, in] W[out, in]^T (+ b[out]) (+ y when accumulate).

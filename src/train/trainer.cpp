@@ -31,6 +31,9 @@ void rmkv_trainer::init() {
         fail(RMKV_ERR_INVALID_ARGUMENT, "dropout = ", p_.dropout, " must be in [0, 1)");
     if (p_.recompute != 0 && p_.recompute != 1)
         fail(RMKV_ERR_INVALID_ARGUMENT, "recompute = ", p_.recompute, " must be 0 (keep activations) or 1 (recompute them)");
+    if (p_.parallel_sequences < 0 || p_.parallel_sequences > 64)
+        fail(RMKV_ERR_INVALID_ARGUMENT, "parallel_sequences = ", p_.parallel_sequences,
+             " must be in [0, 64] (0: the device's default, 1: one sequence at a time)");
     Backend &be = model_.backend();
     const auto &all_specs = model_.specs();
     for (const ParamSpec &s : all_specs)
@@ -67,16 +70,39 @@ void rmkv_trainer::init() {
             bool matrix = specs[i].decay || (model_.config().tie_embeddings && specs[i].name == "tok_emb.weight");
             shadows_.push_back(bf16 && matrix ? be.alloc_bf16(static_cast<size_t>(specs[i].numel)) : nullptr);
         }
+        const ModelView view{&model_.config(), &view_weights_, &be};
+        const int64_t n_lanes = p_.parallel_sequences > 0 ? p_.parallel_sequences : be.default_parallel_sequences();
+        for (int64_t i = 1; i < n_lanes; ++i) {
+            Lane &lane = lanes_.emplace_back();
+            lane.stream = be.new_stream();
+            for (size_t j = 0; j < grads_.size(); ++j) lane.grads.push_back(grads_[j] ? be.alloc(grad_sizes_[j]) : nullptr);
+            lane.grad_view = bind_weights(model_.config(), model_.specs(), lane.grads);
+        }
         be.set_bf16(*stream_, bf16);
+        for (Lane &lane : lanes_) be.set_bf16(*lane.stream, bf16);
         refresh_shadows();
-        pass_ = std::make_unique<SequencePass>(ModelView{&model_.config(), &view_weights_, &be}, *stream_, p_.recompute == 1);
+        pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1);
+        for (Lane &lane : lanes_) lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1);
+        if (!lanes_.empty()) workers_ = std::make_unique<Workers>(lanes_.size());
     } catch (...) {
-        for (auto *vec : {&grads_, &m_, &v_, &owned_params_})
-            for (float *q : *vec)
-                if (q) be.free(q);
-        for (uint16_t *q : shadows_) be.free_bf16(q);
+        free_buffers();
         throw;
     }
+}
+
+void rmkv_trainer::free_buffers() {
+    Backend &be = model_.backend();
+    workers_.reset();
+    for (Lane &lane : lanes_) {
+        lane.pass.reset();
+        for (float *q : lane.grads)
+            if (q) be.free(q);
+    }
+    lanes_.clear();
+    for (auto *vec : {&grads_, &m_, &v_, &owned_params_})
+        for (float *q : *vec)
+            if (q) be.free(q);
+    for (uint16_t *q : shadows_) be.free_bf16(q);
 }
 
 void rmkv_trainer::refresh_shadows() {
@@ -85,16 +111,13 @@ void rmkv_trainer::refresh_shadows() {
         if (!shadows_[i]) continue;
         be.to_bf16(*stream_, shadows_[i], params_[i], static_cast<size_t>(model_.specs()[i].numel));
         be.set_shadow(*stream_, params_[i], shadows_[i]);
+        for (Lane &lane : lanes_) be.set_shadow(*lane.stream, params_[i], shadows_[i]);
     }
 }
 
 rmkv_trainer::~rmkv_trainer() {
     pass_.reset();
-    Backend &be = model_.backend();
-    for (auto *vec : {&grads_, &m_, &v_, &owned_params_})
-        for (float *q : *vec)
-            if (q) be.free(q);
-    for (uint16_t *q : shadows_) be.free_bf16(q);
+    free_buffers();
 }
 
 float rmkv_trainer::learning_rate_at(int64_t s) const {
@@ -154,14 +177,40 @@ std::pair<double, int64_t> rmkv_trainer::accumulate(const rmkv_batch &b) {
     for (size_t i = 0; i < b.batch_size * b.n_tokens; ++i) n_targets += b.targets[i] >= 0;
     if (n_targets == 0) return {0.0, 0};
     const float scale = 1.0f / static_cast<float>(n_targets);
-    for (size_t s = 0; s < b.batch_size; ++s) {
-        // Masks depend on (seed, optimiser step, micro-batch, sequence): a resumed run
-        // draws the ones the uninterrupted run drew.
-        DropoutPlan drop{p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
-                                                                          (static_cast<uint64_t>(micro_) << 20) ^ s))};
-        pass_->run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grad_view_, scale, drop);
+    Backend &be = model_.backend();
+    const size_t n_lanes = std::min(lanes_.size() + 1, b.batch_size);
+    // Sequence s runs on lane s % n_lanes; the lanes after 0 start from zeroed
+    // gradients once the trainer's stream (the last update) is done.
+    auto run_lane = [&](size_t lane) {
+        Stream &st = lane ? *lanes_[lane - 1].stream : *stream_;
+        SequencePass &pass = lane ? *lanes_[lane - 1].pass : *pass_;
+        const ModelWeights &grads = lane ? lanes_[lane - 1].grad_view : grad_view_;
+        if (lane)
+            for (size_t i = 0; i < grads_.size(); ++i)
+                if (grads_[i]) be.fill(st, lanes_[lane - 1].grads[i], 0.0f, grad_sizes_[i]);
+        for (size_t s = lane; s < b.batch_size; s += n_lanes) {
+            // Masks depend on (seed, optimiser step, micro-batch, sequence): a resumed run
+            // draws the ones the uninterrupted run drew.
+            DropoutPlan drop{p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
+                                                                              (static_cast<uint64_t>(micro_) << 20) ^ s))};
+            pass.run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grads, scale, drop);
+        }
+    };
+    if (n_lanes == 1) {
+        run_lane(0);
+        return {be.take_loss(*stream_), n_targets};
     }
-    return {model_.backend().take_loss(*stream_), n_targets};
+    for (size_t l = 1; l < n_lanes; ++l) be.wait_for(*lanes_[l - 1].stream, *stream_);
+    workers_->run(n_lanes, run_lane);
+    double loss = be.take_loss(*stream_);
+    for (size_t l = 1; l < n_lanes; ++l) {
+        Lane &lane = lanes_[l - 1];
+        loss += be.take_loss(*lane.stream);
+        be.wait_for(*stream_, *lane.stream);
+        for (size_t i = 0; i < grads_.size(); ++i)
+            if (grads_[i]) be.add(*stream_, grads_[i], grads_[i], lane.grads[i], static_cast<int64_t>(grad_sizes_[i]));
+    }
+    return {loss, n_targets};
 }
 
 void rmkv_trainer::evaluate(const rmkv_batch &b, rmkv_eval_stats &out) {

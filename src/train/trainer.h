@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "model/session.h"
+#include "core/workers.h"
 #include "train/sequence_pass.h"
 
 namespace rmkv {
@@ -51,6 +52,7 @@ private:
     void update(rmkv_train_stats *stats);
 
     void init();
+    void free_buffers();  // everything init allocated
 
     rmkv_model &model_;
     rmkv_train_params p_;
@@ -60,6 +62,18 @@ private:
     std::unique_ptr<rmkv::Stream> stream_;
     std::unique_ptr<rmkv::SequencePass> pass_;
     void refresh_shadows();
+    // Parallel sequences (rmkv_train_params.parallel_sequences): lane 0 is stream_,
+    // pass_ and grads_; each further lane has its own stream, pass (activations) and
+    // gradient buffers, and runs sequences lane, lane + L, ... on a worker thread.
+    // Its gradients are added into grads_ in lane order after the batch.
+    struct Lane {
+        std::unique_ptr<rmkv::Stream> stream;
+        std::unique_ptr<rmkv::SequencePass> pass;
+        std::vector<float *> grads;  // NULL where grads_ is
+        rmkv::ModelWeights grad_view{};
+    };
+    std::vector<Lane> lanes_;  // the lanes after lane 0
+    std::unique_ptr<rmkv::Workers> workers_;
 
     std::vector<float *> params_, grads_, m_, v_;  // grads_: NULL for a frozen parameter
     std::vector<size_t> grad_sizes_;              // elements of each gradient

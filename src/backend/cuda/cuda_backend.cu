@@ -98,11 +98,13 @@ public:
         if (cudaSetDevice(device_) == cudaSuccess) t_current_device = device_;
         if (stream) cudaStreamSynchronize(stream);
         if (blas) cublasDestroy(blas);
+        if (event) cudaEventDestroy(event);
         if (stream) cudaStreamDestroy(stream);
         if (loss_host) cudaFreeHost(loss_host);
     }
     int device_;
     cudaStream_t stream = nullptr;
+    cudaEvent_t event = nullptr;  // wait_for: marks what this stream has queued
     cublasHandle_t blas = nullptr;
     Grow<char> workspace;  // cuBLAS
     Grow<uint16_t> cvt_a, cvt_b;
@@ -142,6 +144,7 @@ public:
         use();
         auto s = std::make_unique<CudaStream>(device_);
         check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+        check(cudaEventCreateWithFlags(&s->event, cudaEventDisableTiming), "cudaEventCreate");
         check(cublasCreate(&s->blas), "cublasCreate");
         check(cublasSetStream(s->blas, s->stream), "cublasSetStream");
         check(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
@@ -202,6 +205,14 @@ public:
         check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
     }
     void sync(Stream &s) override { check(cudaStreamSynchronize(cs(s).stream), "a queued operation (cudaStreamSynchronize)"); }
+    void wait_for(Stream &waiter, Stream &done) override {
+        CudaStream &d = cs(done), &w = cs(waiter);
+        check(cudaEventRecord(d.event, d.stream), "cudaEventRecord");
+        check(cudaStreamWaitEvent(w.stream, d.event, 0), "cudaStreamWaitEvent");
+    }
+    // One sequence's products have only S (+ M) rows: several streams fed by
+    // several host threads keep the device busy.
+    int default_parallel_sequences() const override { return 4; }
 
     // ---- matrix products (row-major, mapped onto cuBLAS's column-major) ----
     // Row-major y[n, out] = x[n, in] W[out, in]^T is column-major y^T = W^T' x^T:
