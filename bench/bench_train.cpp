@@ -1,5 +1,5 @@
 // rmkv-bench-train: training speed of the `small` config (D512 L8 H8 M32 S256
-// V16384) with K=2 segments (--segments K) and B=4 sequences, in fp32 and bf16, next to a PyTorch
+// V16384) with K=2 segments (--segments K) and B=4 sequences (--batch B), in fp32 and bf16, next to a PyTorch
 // implementation of the same architecture training on batches of the same shape
 // (bench/train_pytorch.py, run in the same invocation), and model FLOPs utilisation
 // against this machine's sgemm peak measured in the same run.
@@ -9,7 +9,8 @@
 // that freed ones leave it).
 // Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH] [--python PATH]
 //                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
-//                         [--segments K] [--rows fp32,bf16,recompute]
+//                         [--segments K] [--batch B] [--parallel N] [--rows fp32,bf16,recompute]
+// --parallel N: rmkv_train_params.parallel_sequences (0, the default: the device's choice).
 // On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
 // bf16 tensor peak (H100 SXM: 989), and train_pytorch.py runs on the same GPU,
 // eager and with torch.compile (PyTorch >= 2.0; the row is left out when it fails).
@@ -43,7 +44,7 @@ const char *kBase =
     "{\"vocab_size\":32000,\"d_model\":768,\"n_layers\":12,\"n_heads\":12,\"memory_slots\":32,\"segment_len\":256}";
 std::string g_device = "cpu";
 std::string g_python = "/usr/bin/python3";  // --python: the interpreter that has torch
-int g_segments = 2;
+int g_segments = 2, g_batch = 4, g_parallel = 0;
 double g_D = 512, g_L = 8, g_F = 1344, g_V = 16384;
 
 // Model FLOPs of one training token: 6 x (matrix parameters on the token path)
@@ -77,10 +78,11 @@ Run rmkv_run(int precision, bool recompute, int steps) {
     rmkv_train_params tp = rmkv_train_default_params();
     tp.precision = precision;
     tp.recompute = recompute ? 1 : 0;
+    tp.parallel_sequences = g_parallel;
     rmkv_trainer *t = nullptr;
     const double rss0 = rss_mib();
     check(rmkv_trainer_new(m, &tp, &t), "trainer");
-    const int B = 4, N = 256 * g_segments;
+    const int B = g_batch, N = 256 * g_segments;
     std::vector<int32_t> tok(B * N), tg(B * N);
     for (int i = 0; i < B * N; ++i) tok[i] = static_cast<int32_t>((i * 7919) % static_cast<int>(g_V));
     for (int i = 0; i < B * N; ++i) tg[i] = i % N == N - 1 ? -1 : tok[i + 1];
@@ -143,6 +145,8 @@ int main(int argc, char **argv) {
         else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_device = argv[++i];
         else if (!std::strcmp(argv[i], "--peak-tflops") && i + 1 < argc) peak_tflops = std::atof(argv[++i]);
         else if (!std::strcmp(argv[i], "--segments") && i + 1 < argc) g_segments = std::max(1, std::atoi(argv[++i]));
+        else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) g_batch = std::max(1, std::atoi(argv[++i]));
+        else if (!std::strcmp(argv[i], "--parallel") && i + 1 < argc) g_parallel = std::max(0, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) {
             std::string c = argv[++i];
             if (c == "base") kConfig = kBase, config_name = "base", g_D = 768, g_L = 12, g_F = 2048, g_V = 32000;
@@ -151,8 +155,9 @@ int main(int argc, char **argv) {
     }
     const bool on_cpu = g_device == "cpu";
     omp_set_num_threads(threads);
-    std::printf("rmkv %s training benchmark: %s config, K=%d segments x 256, B=4 (%d tokens/step), device %s, %d threads\n",
-                rmkv_version(), config_name.c_str(), g_segments, 1024 * g_segments, g_device.c_str(), threads);
+    std::printf("rmkv %s training benchmark: %s config, K=%d segments x 256, B=%d (%d tokens/step), device %s, %d threads\n",
+                rmkv_version(), config_name.c_str(), g_segments, g_batch, 256 * g_batch * g_segments, g_device.c_str(),
+                threads);
     const double peak = on_cpu ? sgemm_peak_gflops() : peak_tflops * 1e3, fpt = flops_per_token();
     if (on_cpu)
         std::printf("machine: sgemm peak %.1f GFLOP/s (oneDNN f32 2048^3); model FLOPs %.1f M/token\n\n", peak, fpt / 1e6);

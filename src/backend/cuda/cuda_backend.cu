@@ -107,7 +107,14 @@ public:
     cudaEvent_t event = nullptr;  // wait_for: marks what this stream has queued
     cublasHandle_t blas = nullptr;
     Grow<char> workspace;  // cuBLAS
-    Grow<uint16_t> cvt_a, cvt_b;
+    Grow<uint16_t> cvt_a, cvt_b;  // bf16 copies of activations for the matrix products
+    // What cvt_a / cvt_b hold: reused by the next product with the same input (the
+    // q, k, v projections of one xn) until any other operation runs on the stream
+    // or a product writes over the source.
+    struct Converted {
+        const float *src = nullptr;
+        int64_t n = 0;
+    } cvt_a_of, cvt_b_of;
     Grow<double> stats;
     Grow<int32_t> tokens, targets;
     Grow<float> overlap;  // copy() between overlapping ranges
@@ -219,10 +226,10 @@ public:
     // gemm(T, N, m = out, n = n, k = in, W (ld in), x (ld in), y (ld out)).
     void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
                 bool accumulate) override {
-        auto &st = cs(s);
+        auto &st = cs_product(s);
         if (n <= 0) return;
         if (const uint16_t *w16 = shadow(st, W)) {
-            const uint16_t *x16 = convert(st, st.cvt_a, x, n * in);
+            const uint16_t *x16 = convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
             gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, w16, in, x16, in, y, out, accumulate, true);
         } else {
             gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, W, in, x, in, y, out, accumulate, false);
@@ -231,18 +238,19 @@ public:
             cuda::add_bias(y, b, n, out, st.stream);
             check_launch("add_bias");
         }
+        written(st, y, n * out);
     }
     // dx[n, in] (+)= dy[n, out] W[out, in]: gemm(N, N, in, n, out, W (ld in), dy (ld out), dx (ld in));
     // dW[out, in] += dy^T x: gemm(N, T, in, out, n, x (ld in), dy (ld out), dW (ld in)).
     void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy, const float *x,
                          const float *W, int64_t n, int64_t in, int64_t out) override {
-        auto &st = cs(s);
+        auto &st = cs_product(s);
         if (n <= 0) return;
         if (const uint16_t *w16 = shadow(st, W)) {
-            const uint16_t *dy16 = convert(st, st.cvt_a, dy, n * out);
+            const uint16_t *dy16 = convert(st, st.cvt_a, st.cvt_a_of, dy, n * out);
             if (dx) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, w16, in, dy16, out, dx, in, dx_accumulate, true);
             if (dW) {
-                const uint16_t *x16 = convert(st, st.cvt_b, x, n * in);
+                const uint16_t *x16 = convert(st, st.cvt_b, st.cvt_b_of, x, n * in);
                 gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x16, in, dy16, out, dW, in, true, true);
             }
         } else {
@@ -254,6 +262,9 @@ public:
                                   st.stream);
             check_launch("column_sums_add");
         }
+        if (dx) written(st, dx, n * in);
+        if (dW) written(st, dW, out * in);
+        if (db) written(st, db, out);
     }
 
     // ---- everything else ----
@@ -399,19 +410,34 @@ public:
 private:
     // Makes this backend's device current on the calling thread.
     void use() const { make_current(device_); }
+    // Every operation but the matrix products forgets the bf16 conversions: it may
+    // write their sources.
     CudaStream &cs(Stream &s) const {
+        CudaStream &st = cs_product(s);
+        st.cvt_a_of = st.cvt_b_of = {};
+        return st;
+    }
+    CudaStream &cs_product(Stream &s) const {
         use();
         return static_cast<CudaStream &>(s);
+    }
+    // A product writes [p, p + n): a conversion of an overlapping source is stale.
+    static void written(CudaStream &st, const float *p, int64_t n) {
+        for (CudaStream::Converted *c : {&st.cvt_a_of, &st.cvt_b_of})
+            if (c->src && p < c->src + c->n && c->src < p + n) *c = {};
     }
     const uint16_t *shadow(CudaStream &st, const float *W) const {
         if (!st.bf16) return nullptr;
         auto it = st.shadows.find(W);
         return it == st.shadows.end() ? nullptr : it->second;
     }
-    const uint16_t *convert(CudaStream &st, Grow<uint16_t> &buf, const float *x, int64_t n) {
+    // x[n] in bf16 in `buf`, converted unless `of` says buf already holds it.
+    const uint16_t *convert(CudaStream &st, Grow<uint16_t> &buf, CudaStream::Converted &of, const float *x, int64_t n) {
+        if (of.src == x && of.n == n) return buf.p;
         uint16_t *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (bf16 scratch)");
         cuda::to_bf16(dst, x, static_cast<size_t>(n), st.stream);
         check_launch("to_bf16");
+        of = {x, n};
         return dst;
     }
     // Host int32 array -> the stream's device staging buffer (in stream order, so

@@ -152,12 +152,16 @@ __global__ void k_colsum_partial(double *pb, const float *dy, int64_t n, int64_t
         pb[chunk * d + c] = gb;
     }
 }
-// out[c] += sum over chunks of partial[chunk][c].
-__global__ void k_colsum_finish(float *out, const double *partial, int64_t chunks, int64_t d) {
+// out[c] += sum over chunks of partial[chunk][c], for out and (when not NULL) out2.
+__global__ void k_colsum_finish(float *out, const double *partial, float *out2, const double *partial2, int64_t chunks,
+                                int64_t d) {
     GRID_LOOP(c, d) {
-        double t = 0;
+        double t = 0, t2 = 0;
         for (int64_t k = 0; k < chunks; ++k) t += partial[k * d + c];
-        out[c] += static_cast<float>(t);
+        if (out) out[c] += static_cast<float>(t);
+        if (!out2) continue;
+        for (int64_t k = 0; k < chunks; ++k) t2 += partial2[k * d + c];
+        out2[c] += static_cast<float>(t2);
     }
 }
 
@@ -446,8 +450,7 @@ void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *
     double *pw = stats + 2 * n, *pb = pw + chunks * d;
     k_norm_params_partial<<<dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
         pw, pb, dy, x, n, d, stats);
-    if (dw) k_colsum_finish<<<blocks_for(d), kThreads, 0, st>>>(dw, pw, chunks, d);
-    if (db) k_colsum_finish<<<blocks_for(d), kThreads, 0, st>>>(db, pb, chunks, d);
+    k_colsum_finish<<<blocks_for(d), kThreads, 0, st>>>(dw, pw, db, pb, chunks, d);
 }
 void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
     if (n > 0) k_embed_forward<<<blocks_for(n * d), kThreads, 0, st>>>(X, E, tok, n, d);
@@ -468,7 +471,7 @@ void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double 
     const int64_t chunks = col_chunks(n);
     k_colsum_partial<<<dim3(static_cast<unsigned>((out + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
         scratch, dy, n, out);
-    k_colsum_finish<<<blocks_for(out), kThreads, 0, st>>>(db, scratch, chunks, out);
+    k_colsum_finish<<<blocks_for(out), kThreads, 0, st>>>(db, scratch, nullptr, nullptr, chunks, out);
 }
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
     if (n > 0) k_sincos_add<<<blocks_for(n * ((d + 1) / 2)), kThreads, 0, st>>>(X, n, d, p0);
