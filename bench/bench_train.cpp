@@ -9,7 +9,8 @@
 // that freed ones leave it).
 // Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH] [--python PATH]
 //                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
-//                         [--segments K] [--batch B] [--parallel N] [--rows fp32,bf16,recompute]
+//                         [--segments K] [--batch B] [--parallel N]
+//                         [--rows fp32,bf16,recompute,torch-fp32,torch-bf16,torch-compile]
 // --parallel N: rmkv_train_params.parallel_sequences (0, the default: the device's choice).
 // On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
 // bf16 tensor peak (H100 SXM: 989), and train_pytorch.py runs on the same GPU,
@@ -134,7 +135,8 @@ int main(int argc, char **argv) {
     std::string config_name = "small";
     bool pytorch = true;
     std::string script = "bench/train_pytorch.py";
-    std::string rows = ",fp32,bf16,recompute,";  // --rows: which rmkv rows run
+    // --rows: which rows run (rmkv: fp32, bf16, recompute; PyTorch: torch-fp32, torch-bf16, torch-compile)
+    std::string rows = ",fp32,bf16,recompute,torch-fp32,torch-bf16,torch-compile,";
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
@@ -171,9 +173,11 @@ int main(int argc, char **argv) {
     const Run re16 = want("recompute") ? rmkv_run(RMKV_PRECISION_AUTO, true, steps) : none;
     const double r32 = f32.tokens_per_s, r16 = f16.tokens_per_s;
     const std::string dev = on_cpu ? "" : " --device " + g_device;
-    double t32 = pytorch ? pytorch_tokens_per_s(script, "float32", steps, threads, dev) : -1;
-    double t16 = pytorch ? pytorch_tokens_per_s(script, "bfloat16", steps, threads, dev) : -1;
-    double c16 = pytorch && !on_cpu ? pytorch_tokens_per_s(script, "bfloat16", steps, threads, dev + " --compile") : -1;
+    double t32 = pytorch && want("torch-fp32") ? pytorch_tokens_per_s(script, "float32", steps, threads, dev) : -1;
+    double t16 = pytorch && want("torch-bf16") ? pytorch_tokens_per_s(script, "bfloat16", steps, threads, dev) : -1;
+    double c16 = pytorch && !on_cpu && want("torch-compile")
+                     ? pytorch_tokens_per_s(script, "bfloat16", steps, threads, dev + " --compile")
+                     : -1;
     auto row = [&](const char *name, double tps, double ref, double mib) {
         if (peak > 0) std::printf("%-24s %10.0f %7.1f%% ", name, tps, 100 * tps * fpt / 1e9 / peak);
         else std::printf("%-24s %10.0f %8s ", name, tps, "-");
@@ -189,7 +193,7 @@ int main(int argc, char **argv) {
     if (t16 > 0) row("pytorch bf16 autocast", t16, -1, 0);
     if (c16 > 0) row("pytorch bf16 compile", c16, -1, 0);
     if (c16 > 0 && r16 > 0) std::printf("rmkv bf16 vs torch.compile bf16: %.2fx\n", r16 / c16);
-    if (pytorch && (t32 < 0 || t16 < 0)) std::printf("(pytorch run failed: is %s there and python3-torch installed?)\n", script.c_str());
+    if (pytorch && ((want("torch-fp32") && t32 < 0) || (want("torch-bf16") && t16 < 0))) std::printf("(pytorch run failed: is %s there and python3-torch installed?)\n", script.c_str());
     std::printf("\nMFU = tokens/s x model FLOPs per token / %s (recomputation's extra forward not\n"
                 "counted); vs torch = same precision ratio. Loss after the last step: bf16 %.6f, recompute %.6f.\n",
                 on_cpu ? "sgemm peak" : "the given device peak", f16.loss, re16.loss);
