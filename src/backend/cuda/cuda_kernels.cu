@@ -117,9 +117,10 @@ int64_t col_chunks(int64_t n) {
     const int64_t c = (n + 63) / 64;
     return c < 1 ? 1 : (c > kColChunks ? kColChunks : c);
 }
-// norm: partial sums of dy * xhat (pw) and dy (pb); stats are the rows' (mean, inv).
-__global__ void k_norm_params_partial(double *pw, double *pb, const float *dy, const float *x, int64_t n, int64_t d,
-                                      const double *stats) {
+// Partial sums of dy (pb) and, when pw is not NULL, of dy * xhat (pw: a norm's
+// weight gradient; stats are the rows' (mean, inv) and x the norm's input).
+__global__ void k_colsum_partial(double *pw, double *pb, const float *dy, const float *x, int64_t n, int64_t d,
+                                 const double *stats) {
     __shared__ double sw[8][33], sb[8][33];
     const int64_t c = blockIdx.x * 32 + threadIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
     const int64_t per = (n + chunks - 1) / chunks, r0 = chunk * per, r1 = min(n, r0 + per);
@@ -127,28 +128,14 @@ __global__ void k_norm_params_partial(double *pw, double *pb, const float *dy, c
     if (c < d)
         for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
             const float g = dy[r * d + c];
-            gw += static_cast<double>(g) * static_cast<float>((x[r * d + c] - stats[2 * r]) * stats[2 * r + 1]);
+            if (pw) gw += static_cast<double>(g) * static_cast<float>((x[r * d + c] - stats[2 * r]) * stats[2 * r + 1]);
             gb += g;
         }
     sw[threadIdx.y][threadIdx.x] = gw, sb[threadIdx.y][threadIdx.x] = gb;
     __syncthreads();
     if (threadIdx.y == 0 && c < d) {
         for (int y = 1; y < 8; ++y) gw += sw[y][threadIdx.x], gb += sb[y][threadIdx.x];
-        pw[chunk * d + c] = gw, pb[chunk * d + c] = gb;
-    }
-}
-// plain column sums of dy into partial (double)
-__global__ void k_colsum_partial(double *pb, const float *dy, int64_t n, int64_t d) {
-    __shared__ double sb[8][33];
-    const int64_t c = blockIdx.x * 32 + threadIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
-    const int64_t per = (n + chunks - 1) / chunks, r0 = chunk * per, r1 = min(n, r0 + per);
-    double gb = 0;
-    if (c < d)
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) gb += dy[r * d + c];
-    sb[threadIdx.y][threadIdx.x] = gb;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < d) {
-        for (int y = 1; y < 8; ++y) gb += sb[y][threadIdx.x];
+        if (pw) pw[chunk * d + c] = gw;
         pb[chunk * d + c] = gb;
     }
 }
@@ -448,7 +435,7 @@ void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *
     if (!dw && !db) return;
     const int64_t chunks = col_chunks(n);
     double *pw = stats + 2 * n, *pb = pw + chunks * d;
-    k_norm_params_partial<<<dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
+    k_colsum_partial<<<dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
         pw, pb, dy, x, n, d, stats);
     k_colsum_finish<<<blocks_for(d), kThreads, 0, st>>>(dw, pw, db, pb, chunks, d);
 }
@@ -470,7 +457,7 @@ void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double 
     if (n <= 0) return;
     const int64_t chunks = col_chunks(n);
     k_colsum_partial<<<dim3(static_cast<unsigned>((out + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
-        scratch, dy, n, out);
+        nullptr, scratch, dy, nullptr, n, out, nullptr);
     k_colsum_finish<<<blocks_for(out), kThreads, 0, st>>>(db, scratch, nullptr, nullptr, chunks, out);
 }
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
