@@ -52,8 +52,23 @@ struct Dropout {
 class Stream {
 public:
     virtual ~Stream() = default;
-    double host_loss_sum = 0;  // cross_entropy's sum, for backends that compute on the host
+    // For backends that compute on the host: cross_entropy's sum, and the norm and
+    // scale of the last update_scale.
+    double host_loss_sum = 0;
+    double host_grad_norm = 0;
+    float host_update_scale = 1.0f;
 };
+
+// The scale of an optimiser update (Backend::update_scale), from the gradient norm
+// (already multiplied by grad_scale): grad_scale * min(1, clip / norm), or
+// grad_scale when clip is 0. A norm that is not finite gives NaN: the update is
+// skipped. One formula for every backend, so that they agree to the bit.
+RMKV_HOST_DEVICE inline float update_scale_of(double norm, float grad_scale, float clip) {
+    if (!(norm - norm == 0.0)) return static_cast<float>(norm - norm);  // inf or NaN: NaN
+    float c = 1.0f;
+    if (clip > 0.0f && norm > clip) c = static_cast<float>(clip / norm);
+    return grad_scale * c;
+}
 
 class Backend {
 public:
@@ -153,13 +168,21 @@ public:
     virtual double take_loss(Stream &s) = 0;
     // ---- optimiser ----
     virtual void fill(Stream &s, real *x, float value, size_t n) = 0;
-    // Sum of squares of every element of `count` tensors (xs[i] of ns[i] elements;
-    // NULL ones skipped): one synchronisation for all of them.
-    virtual double sum_squares(Stream &s, const real *const *xs, const size_t *ns, size_t count) = 0;
-    // p -= lr * wd * p; m, v moments of g * grad_scale; p -= lr * mhat / (sqrt(vhat) + eps).
-    // shadow (may be NULL): receives p rounded to bf16 after the update.
+    // The gradient norm and the update scale of the adamw calls that follow on this
+    // stream, computed there without waiting: norm = grad_scale * sqrt(sum of the
+    // squares of every element of `count` tensors (xs[i] of ns[i] elements; NULL
+    // ones skipped)), scale = update_scale_of(norm, grad_scale, clip) (0 = no clip).
+    virtual void update_scale(Stream &s, const real *const *xs, const size_t *ns, size_t count, float grad_scale,
+                              float clip) = 0;
+    // The norm of the last update_scale on this stream. Synchronises (once per
+    // training step, at its end).
+    virtual double take_grad_norm(Stream &s) = 0;
+    // With the stream's update scale u: p -= lr * wd * p; m, v moments of g * u;
+    // p -= lr * mhat / (sqrt(vhat) + eps). When u is NaN (a norm that is not
+    // finite) nothing changes. shadow (may be NULL): receives p rounded to bf16
+    // after the update.
     virtual void adamw(Stream &s, real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,
-                       float beta2, float eps, float weight_decay, float grad_scale, int64_t step, uint16_t *shadow) = 0;
+                       float beta2, float eps, float weight_decay, int64_t step, uint16_t *shadow) = 0;
 
     // ---- mixed precision (training) ----
     // When on for a stream, linear / linear_backward with a weight that has a bf16

@@ -171,11 +171,11 @@ std::vector<int64_t> check_batch(const rmkv_batch &b, const Config &c) {
 
 }  // namespace
 
-std::pair<double, int64_t> rmkv_trainer::accumulate(const rmkv_batch &b) {
+int64_t rmkv_trainer::accumulate(const rmkv_batch &b) {
     std::vector<int64_t> lens = check_batch(b, model_.config());
     int64_t n_targets = 0;
     for (size_t i = 0; i < b.batch_size * b.n_tokens; ++i) n_targets += b.targets[i] >= 0;
-    if (n_targets == 0) return {0.0, 0};
+    if (n_targets == 0) return 0;
     const float scale = 1.0f / static_cast<float>(n_targets);
     Backend &be = model_.backend();
     const size_t n_lanes = std::min(lanes_.size() + 1, b.batch_size);
@@ -198,19 +198,24 @@ std::pair<double, int64_t> rmkv_trainer::accumulate(const rmkv_batch &b) {
     };
     if (n_lanes == 1) {
         run_lane(0);
-        return {be.take_loss(*stream_), n_targets};
+        return n_targets;
     }
     for (size_t l = 1; l < n_lanes; ++l) be.wait_for(*lanes_[l - 1].stream, *stream_);
     workers_->run(n_lanes, run_lane);
-    double loss = be.take_loss(*stream_);
     for (size_t l = 1; l < n_lanes; ++l) {
         Lane &lane = lanes_[l - 1];
-        loss += be.take_loss(*lane.stream);
         be.wait_for(*stream_, *lane.stream);
         for (size_t i = 0; i < grads_.size(); ++i)
             if (grads_[i]) be.add(*stream_, grads_[i], grads_[i], lane.grads[i], static_cast<int64_t>(grad_sizes_[i]));
     }
-    return {loss, n_targets};
+    return n_targets;
+}
+
+double rmkv_trainer::take_losses() {
+    Backend &be = model_.backend();
+    double loss = be.take_loss(*stream_);
+    for (Lane &lane : lanes_) loss += be.take_loss(*lane.stream);
+    return loss;
 }
 
 void rmkv_trainer::evaluate(const rmkv_batch &b, rmkv_eval_stats &out) {
@@ -236,9 +241,10 @@ float rmkv_trainer::compute_gradients(const rmkv_batch &b) {
     micro_ = 0;
     loss_sum_ = 0;
     targets_ = 0;
-    auto [loss, n] = accumulate(b);
+    const int64_t n = accumulate(b);
+    const double loss = take_losses();
     model_.backend().sync(*stream_);
-    return n ? static_cast<float>(loss / n) : 0.0f;
+    return n ? static_cast<float>(loss / static_cast<double>(n)) : 0.0f;
 }
 
 std::vector<float> rmkv_trainer::gradient(const std::string &name) const {
@@ -256,45 +262,51 @@ std::vector<float> rmkv_trainer::gradient(const std::string &name) const {
 
 void rmkv_trainer::step(const rmkv_batch &b, rmkv_train_stats *stats) {
     if (micro_ == 0) zero_gradients();
-    auto [loss, n] = accumulate(b);
-    loss_sum_ += loss;
+    const int64_t n = accumulate(b);
     targets_ += n;
     ++micro_;
+    const bool update = micro_ >= p_.grad_accum_steps;
+    if (update) queue_update();
+    // The step's one wait: everything above is queued.
+    const double loss = take_losses();
+    loss_sum_ += loss;
     if (stats) {
-        stats->loss = n ? static_cast<float>(loss / n) : 0.0f;
+        stats->loss = n ? static_cast<float>(loss / static_cast<double>(n)) : 0.0f;
         stats->n_targets = n;
         stats->step = step_;
         stats->learning_rate = learning_rate_at(step_ + 1);
     }
-    if (micro_ >= p_.grad_accum_steps) update(stats);
+    if (update) finish_update(stats);
     model_.backend().sync(*stream_);
 }
 
-void rmkv_trainer::update(rmkv_train_stats *stats) {
+void rmkv_trainer::queue_update() {
     Backend &be = model_.backend();
     const auto &specs = model_.specs();
     // Each micro-batch's gradient is a mean over its targets: average the micro-batches.
     const float accum_scale = 1.0f / static_cast<float>(micro_);
-    const double sq = be.sum_squares(*stream_, grads_.data(), grad_sizes_.data(), grads_.size());
-    const double norm = std::sqrt(sq) * accum_scale;
     micro_ = 0;
+    be.update_scale(*stream_, grads_.data(), grad_sizes_.data(), grads_.size(), accum_scale, p_.grad_clip);
+    const int64_t next = step_ + 1;
+    const float lr = learning_rate_at(next);
+    for (size_t i = 0; i < grads_.size(); ++i)
+        if (trainable_[i])
+            be.adamw(*stream_, params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel), lr, p_.beta1,
+                     p_.beta2, p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, next, shadows_[i]);
+}
+
+void rmkv_trainer::finish_update(rmkv_train_stats *stats) {
+    const double norm = model_.backend().take_grad_norm(*stream_);
     if (stats) stats->grad_norm = static_cast<float>(norm);
     if (!std::isfinite(norm)) {
         log(RMKV_LOG_WARN, "train step ", step_ + 1, ": gradient norm is ", norm, "; update skipped, weights unchanged");
         return;
     }
-    float clip = 1.0f;
-    if (p_.grad_clip > 0 && norm > p_.grad_clip) clip = static_cast<float>(p_.grad_clip / norm);
     ++step_;
-    const float lr = learning_rate_at(step_);
-    for (size_t i = 0; i < grads_.size(); ++i)
-        if (trainable_[i])
-            be.adamw(*stream_, params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel), lr, p_.beta1,
-                     p_.beta2, p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, accum_scale * clip, step_, shadows_[i]);
     if (!state_tuning_) model_.weights_changed();
     if (stats) {
         stats->step = step_;
-        stats->learning_rate = lr;
+        stats->learning_rate = learning_rate_at(step_);
     }
 }
 

@@ -46,10 +46,19 @@ public:
     float learning_rate_at(int64_t s) const;
 
 private:
-    // Adds the batch's gradients (scaled by 1 / its target count); returns (loss sum, targets).
-    std::pair<double, int64_t> accumulate(const rmkv_batch &batch);
+    // Queues the batch's gradients (scaled by 1 / its target count) onto the
+    // gradient sums and its loss onto the streams' loss sums; returns its target
+    // count. Nothing here waits for the device.
+    int64_t accumulate(const rmkv_batch &batch);
+    // The loss summed on every stream since the last take (waits for them).
+    double take_losses();
     void zero_gradients();
-    void update(rmkv_train_stats *stats);
+    // An optimiser step in two halves: the first queues the update (clip factor
+    // and AdamW on the device, no waiting); the second, after the step's one
+    // wait, reads the gradient norm and counts the step, or reports it skipped
+    // (a norm that is not finite: the device changed nothing).
+    void queue_update();
+    void finish_update(rmkv_train_stats *stats);
 
     void init();
     void free_buffers();  // everything init allocated

@@ -315,15 +315,22 @@ void elementwise_ops(void **) {
     // One tensor; then a list with a NULL entry (skipped) and the tensor twice in halves.
     const float *bc = big.c, *bg = big.g;
     const size_t bn = big.n, halves[3] = {big.n / 2, 7, big.n - big.n / 2};
-    double sc = g_cpu->sum_squares(PP.cs(), &bc, &bn, 1), sg = g_gpu->sum_squares(PP.gs(), &bg, &bn, 1);
-    print_message("  sum_squares cpu %.9g gpu %.9g\n", sc, sg);
+    // The norm (grad_scale 0.5) and the update scale with and without a clip.
+    auto norm_of = [&](Backend &be, Stream &s, const float *const *xs, const size_t *ns, size_t count, float clip) {
+        be.update_scale(s, xs, ns, count, 0.5f, clip);
+        return be.take_grad_norm(s);
+    };
+    const double sc = norm_of(*g_cpu, PP.cs(), &bc, &bn, 1, 0.0f), sg = norm_of(*g_gpu, PP.gs(), &bg, &bn, 1, 0.0f);
+    print_message("  gradient norm cpu %.12g gpu %.12g\n", sc, sg);
     assert_true(std::fabs(sc - sg) / sc < 1e-9);
     const float *lc[3] = {big.c, nullptr, big.c + big.n / 2}, *lg[3] = {big.g, nullptr, big.g + big.n / 2};
-    const double sc3 = g_cpu->sum_squares(PP.cs(), lc, halves, 3), sg3 = g_gpu->sum_squares(PP.gs(), lg, halves, 3);
+    const double sc3 = norm_of(*g_cpu, PP.cs(), lc, halves, 3, 1.0f), sg3 = norm_of(*g_gpu, PP.gs(), lg, halves, 3, 1.0f);
     assert_true(std::fabs(sc3 - sc) / sc < 1e-9);
     assert_true(std::fabs(sg3 - sg) / sg < 1e-9);
     const size_t zero = 0;
-    assert_true(g_gpu->sum_squares(PP.gs(), &bg, &zero, 1) == 0.0);
+    assert_true(norm_of(*g_gpu, PP.gs(), &bg, &zero, 1, 0.0f) == 0.0);
+    // The accumulator starts from zero again after each update_scale.
+    assert_true(std::fabs(norm_of(*g_gpu, PP.gs(), &bg, &bn, 1, 0.0f) - sg) / sg < 1e-9);
 }
 
 void pool_ops(void **) {
@@ -429,11 +436,15 @@ void optimiser_ops(void **) {
         g_gpu->from_host(P.gs(), b->g, h.data(), n);
     }
     auto sh = P.bf16(n);
+    // Update scales: 0.5 unclipped, then g's norm clipped to 3 (a scale the device computes).
     for (int64_t step : {1, 2, 50}) {
         P.both([&](Backend &be, Stream &s, bool gg) {
-            be.adamw(s, p.on(gg), m.on(gg), v.on(gg), g.on(gg), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, step,
+            const float *gs = g.on(gg);
+            be.update_scale(s, &gs, &n, 1, 0.5f, step == 2 ? 3.0f : 0.0f);
+            be.adamw(s, p.on(gg), m.on(gg), v.on(gg), g.on(gg), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step,
                      gg ? sh.second : sh.first);
-            be.adamw(s, p2.on(gg), m2.on(gg), v2.on(gg), g.on(gg), n, 3e-2f, 0.8f, 0.99f, 1e-6f, 0.0f, 1.0f, step, nullptr);
+            be.update_scale(s, nullptr, nullptr, 0, 1.0f, 0.0f);
+            be.adamw(s, p2.on(gg), m2.on(gg), v2.on(gg), g.on(gg), n, 3e-2f, 0.8f, 0.99f, 1e-6f, 0.0f, step, nullptr);
         });
     }
     P.expect("adamw p", p);
@@ -457,6 +468,23 @@ void optimiser_ops(void **) {
     }
     print_message("  adamw shadow: %zu of %zu differ from p rounded to bf16\n", bad, n - 1);
     assert_int_equal(bad, 0);
+    // A gradient that is not finite (here a NaN): the norm says so and adamw
+    // changes nothing, on either backend.
+    std::vector<float> gh = P.host(g, false);
+    gh[n / 3] = std::nanf("");
+    Buf &gn = P.make(gh);
+    const std::vector<float> p_before = P.host(p2, true), m_before = P.host(m2, true), v_before = P.host(v2, true);
+    const std::vector<float> pc_before = P.host(p2, false);
+    double norms[2] = {0, 0};
+    P.both([&](Backend &be, Stream &s, bool gg) {
+        const float *gs = gn.on(gg);
+        be.update_scale(s, &gs, &n, 1, 1.0f, 1.0f);
+        be.adamw(s, p2.on(gg), m2.on(gg), v2.on(gg), gn.on(gg), n, 3e-2f, 0.8f, 0.99f, 1e-6f, 0.1f, 51, nullptr);
+        norms[gg] = be.take_grad_norm(s);
+    });
+    assert_true(std::isnan(norms[0]) && std::isnan(norms[1]));
+    assert_true(P.host(p2, true) == p_before && P.host(m2, true) == m_before && P.host(v2, true) == v_before);
+    assert_true(P.host(p2, false) == pc_before);
     // to_bf16 against the CPU's conversion.
     Buf &src = P.random(4097, 3.0f);
     auto b = P.bf16(4097);

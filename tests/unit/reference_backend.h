@@ -111,13 +111,16 @@ public:
     }
     double take_loss(Stream &s) override { return std::exchange(s.host_loss_sum, 0.0); }
     void fill(Stream &, real *x, float value, size_t n) override { std::fill(x, x + n, static_cast<real>(value)); }
-    double sum_squares(Stream &, const real *const *xs, const size_t *ns, size_t count) override {
+    void update_scale(Stream &s, const real *const *xs, const size_t *ns, size_t count, float grad_scale,
+                      float clip) override {
         double total = 0;
         for (size_t t = 0; t < count; ++t)
             for (size_t i = 0; xs[t] && i < ns[t]; ++i) total += static_cast<double>(xs[t][i]) * xs[t][i];
-        return total;
+        s.host_grad_norm = std::sqrt(total) * grad_scale;
+        s.host_update_scale = update_scale_of(s.host_grad_norm, grad_scale, clip);
     }
-    void adamw(Stream &, real *, real *, real *, const real *, size_t, float, float, float, float, float, float, int64_t,
+    double take_grad_norm(Stream &s) override { return s.host_grad_norm; }
+    void adamw(Stream &, real *, real *, real *, const real *, size_t, float, float, float, float, float, int64_t,
                uint16_t *) override {
         fail(RMKV_ERR_BACKEND, "the reference backend has no optimiser");
     }

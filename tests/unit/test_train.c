@@ -422,6 +422,69 @@ static void parallel_sequences_agree(void **state) {
     rmkv_model_free(m);
 }
 
+/* The bytes of a file (the test stops if it cannot be read). */
+static unsigned char *file_bytes(const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)*size);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)*size, f), (size_t)*size);
+    fclose(f);
+    return buf;
+}
+
+/* A step whose gradient norm is not finite changes nothing: once a learning rate
+   of 1e30 has blown the weights up, a step reports a norm that is NaN or inf; the
+   step count stays, and the model file saved after it is the one saved before. */
+static void diverged_step_is_skipped(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(cfg, 3);
+    rmkv_trainer *t = NULL;
+    rmkv_train_params p = params();
+    p.learning_rate = 1e30f;
+    p.warmup_steps = 0;
+    p.precision = RMKV_PRECISION_FP32;
+    RMKV_CHECK(rmkv_trainer_new(m, &p, &t));
+    int32_t tok[B * N], tg[B * N];
+    make_batch(tok, tg, 9);
+    rmkv_batch b = batch_of(tok, tg, B);
+    rmkv_train_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    int skipped = 0;
+    char before_path[512], after_path[512];
+    strcpy(before_path, tmp_path("diverged_before.safetensors"));
+    strcpy(after_path, tmp_path("diverged_after.safetensors"));
+    for (int i = 0; i < 6 && !skipped; ++i) {
+        RMKV_CHECK(rmkv_model_save(m, before_path));
+        const int64_t count = rmkv_trainer_step_count(t);
+        RMKV_CHECK(rmkv_train_step(t, &b, &st));
+        if (isfinite(st.grad_norm)) {
+            assert_int_equal(rmkv_trainer_step_count(t), count + 1);
+            continue;
+        }
+        skipped = 1;
+        print_message("step %d: gradient norm %g, skipped\n", i + 1, (double)st.grad_norm);
+        assert_int_equal(rmkv_trainer_step_count(t), count);
+        assert_int_equal(st.step, count);
+        RMKV_CHECK(rmkv_model_save(m, after_path));
+        long na = 0, nb = 0;
+        unsigned char *a = file_bytes(before_path, &na), *c = file_bytes(after_path, &nb);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, c, (size_t)na);
+        free(a);
+        free(c);
+    }
+    remove(before_path);
+    remove(after_path);
+    assert_true(skipped);
+    rmkv_trainer_free(t);
+    rmkv_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(loss_falls),
@@ -431,6 +494,7 @@ int main(void) {
         cmocka_unit_test(memory_carries_a_key),
         cmocka_unit_test(recompute_gives_the_same_gradients),
         cmocka_unit_test(parallel_sequences_agree),
+        cmocka_unit_test(diverged_step_is_skipped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -281,7 +281,8 @@ public:
     }
     double take_loss(Stream &s) override { return std::exchange(s.host_loss_sum, 0.0); }
     void fill(Stream &, float *x, float value, size_t n) override { std::fill(x, x + n, value); }
-    double sum_squares(Stream &, const float *const *xs, const size_t *ns, size_t count) override {
+    void update_scale(Stream &s, const float *const *xs, const size_t *ns, size_t count, float grad_scale,
+                      float clip) override {
         double all = 0;
         for (size_t t = 0; t < count; ++t) {
             if (!xs[t]) continue;
@@ -292,10 +293,14 @@ public:
             for (size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
             all += total;
         }
-        return all;
+        s.host_grad_norm = std::sqrt(all) * grad_scale;
+        s.host_update_scale = update_scale_of(s.host_grad_norm, grad_scale, clip);
     }
-    void adamw(Stream &, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
-               float eps, float weight_decay, float grad_scale, int64_t step, uint16_t *shadow) override {
+    double take_grad_norm(Stream &s) override { return s.host_grad_norm; }
+    void adamw(Stream &s, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
+               float eps, float weight_decay, int64_t step, uint16_t *shadow) override {
+        const float grad_scale = s.host_update_scale;
+        if (std::isnan(grad_scale)) return;
         const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
         const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
         const float step_size = static_cast<float>(lr / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));

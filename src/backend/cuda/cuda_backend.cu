@@ -14,9 +14,10 @@
 // allocated once the buffers have grown to a model's sizes.
 //
 // Host synchronisation: sync(), to_host() (its callers read at once),
-// sum_squares() (once for every tensor of the gradient norm) and take_loss()
-// (once per training step, at its end). cross_entropy() adds each segment's loss
-// to a device accumulator and does not wait.
+// take_loss() and take_grad_norm() (at the end of a training step). Nothing in
+// between waits: cross_entropy() adds each segment's loss to a device
+// accumulator, update_scale() leaves the clip factor on the device for adamw(),
+// and host token and target arrays are copied through pinned memory.
 //
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
@@ -25,10 +26,12 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_kernels.cuh"
@@ -101,6 +104,8 @@ public:
         if (event) cudaEventDestroy(event);
         if (stream) cudaStreamDestroy(stream);
         if (loss_host) cudaFreeHost(loss_host);
+        synchronised();
+        if (pinned) cudaFreeHost(pinned);
     }
     int device_;
     cudaStream_t stream = nullptr;
@@ -119,9 +124,24 @@ public:
     Grow<int32_t> tokens, targets;
     Grow<float> overlap;  // copy() between overlapping ranges
     Grow<float> attn_p, attn_dp;  // attention scores and their gradients [H, nq, nk]
-    double *acc = nullptr;  // device: [0] loss, [1] sum of squares
+    // Device: [0] loss, [1] sum of squares, [2] gradient norm, [3] the update
+    // scale (a float; update_scale).
+    double *acc = nullptr;
     Grow<double> acc_buf;
-    double *loss_host = nullptr;  // pinned: two doubles
+    double *loss_host = nullptr;  // pinned: kAcc doubles
+    static constexpr int kAcc = 4;
+    // Host int32 arrays (tokens, targets) go to the device through this pinned
+    // memory, so that their copies never wait for the stream: filled in stream
+    // order, recycled at each synchronisation of the stream (every copy out of it
+    // done then); a full one is replaced and kept until then.
+    int32_t *pinned = nullptr;
+    size_t pinned_cap = 0, pinned_used = 0;
+    std::vector<int32_t *> pinned_retired;
+    void synchronised() {
+        pinned_used = 0;
+        for (int32_t *p : pinned_retired) cudaFreeHost(p);
+        pinned_retired.clear();
+    }
     bool bf16 = false;
     std::unordered_map<const float *, const uint16_t *> shadows;
 };
@@ -157,9 +177,9 @@ public:
         check(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
         const size_t ws = size_t(32) << 20;
         check(cublasSetWorkspace(s->blas, s->workspace.get(ws, "cudaMalloc (cuBLAS workspace)"), ws), "cublasSetWorkspace");
-        s->acc = s->acc_buf.get(2, "cudaMalloc (accumulators)");
-        check(cudaMemsetAsync(s->acc, 0, 2 * sizeof(double), s->stream), "cudaMemsetAsync");
-        check(cudaMallocHost(&s->loss_host, 2 * sizeof(double)), "cudaMallocHost");
+        s->acc = s->acc_buf.get(CudaStream::kAcc, "cudaMalloc (accumulators)");
+        check(cudaMemsetAsync(s->acc, 0, CudaStream::kAcc * sizeof(double), s->stream), "cudaMemsetAsync");
+        check(cudaMallocHost(&s->loss_host, CudaStream::kAcc * sizeof(double)), "cudaMallocHost");
         return s;
     }
 
@@ -195,7 +215,7 @@ public:
         // Waits for the copy: callers read the host memory at once (a session's logits).
         auto &st = cs(s);
         check(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync (to host)");
-        check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
+        wait(st);
     }
     void from_host(Stream &s, float *dst, const float *host, size_t n) override {
         if (!n) return;
@@ -211,7 +231,7 @@ public:
         }
         check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
     }
-    void sync(Stream &s) override { check(cudaStreamSynchronize(cs(s).stream), "a queued operation (cudaStreamSynchronize)"); }
+    void sync(Stream &s) override { wait(cs(s)); }
     void wait_for(Stream &waiter, Stream &done) override {
         CudaStream &d = cs(done), &w = cs(waiter);
         check(cudaEventRecord(d.event, d.stream), "cudaEventRecord");
@@ -376,23 +396,28 @@ public:
         cuda::fill(x, value, n, cs(s).stream);
         check_launch("fill");
     }
-    double sum_squares(Stream &s, const float *const *xs, const size_t *ns, size_t count) override {
+    void update_scale(Stream &s, const float *const *xs, const size_t *ns, size_t count, float grad_scale,
+                      float clip) override {
         auto &st = cs(s);
         for (size_t t = 0; t < count; ++t) {
             if (!xs[t]) continue;
             cuda::sum_squares(xs[t], ns[t], st.acc + 1, st.stream);
             check_launch("sum_squares");
         }
-        return take(st, 1);
+        cuda::update_scale(st.acc, grad_scale, clip, st.stream);
+        check_launch("update_scale");
     }
+    double take_grad_norm(Stream &s) override { return take(cs(s), 2); }
     void adamw(Stream &s, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
-               float eps, float weight_decay, float grad_scale, int64_t step, uint16_t *shadow) override {
+               float eps, float weight_decay, int64_t step, uint16_t *shadow) override {
         // The scalars exactly as the CPU backend computes them.
         const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
         const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
         const float step_size = static_cast<float>(lr / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
         const float decay = 1.0f - lr * weight_decay;
-        cuda::adamw(p, m, v, g, n, beta1, beta2, eps, decay, step_size, inv_sqrt_bc2, grad_scale, shadow, cs(s).stream);
+        auto &st = cs(s);
+        cuda::adamw(p, m, v, g, n, beta1, beta2, eps, decay, step_size, inv_sqrt_bc2,
+                    reinterpret_cast<const float *>(st.acc + 3), shadow, st.stream);
         check_launch("adamw");
     }
 
@@ -444,9 +469,20 @@ private:
     // a later call may reuse the buffer).
     const int32_t *stage(CudaStream &st, Grow<int32_t> &buf, const int32_t *host, int64_t n) {
         int32_t *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
-        if (n > 0)
-            check(cudaMemcpyAsync(dst, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice, st.stream),
-                  "cudaMemcpyAsync (tokens)");
+        if (n <= 0) return dst;
+        const size_t count = static_cast<size_t>(n);
+        if (st.pinned_used + count > st.pinned_cap) {
+            const size_t cap = std::max({st.pinned_cap * 2, st.pinned_used + count, size_t(4096)});
+            void *p = nullptr;
+            check(cudaMallocHost(&p, cap * sizeof(int32_t)), "cudaMallocHost (staging)");
+            if (st.pinned) st.pinned_retired.push_back(st.pinned);
+            st.pinned = static_cast<int32_t *>(p), st.pinned_cap = cap, st.pinned_used = 0;
+        }
+        int32_t *src = st.pinned + st.pinned_used;
+        st.pinned_used += count;
+        std::memcpy(src, host, count * sizeof(int32_t));
+        check(cudaMemcpyAsync(dst, src, count * sizeof(int32_t), cudaMemcpyHostToDevice, st.stream),
+              "cudaMemcpyAsync (tokens)");
         return dst;
     }
     // Accumulator `slot`: read (waiting for the stream), then reset.
@@ -454,8 +490,12 @@ private:
         check(cudaMemcpyAsync(st.loss_host + slot, st.acc + slot, sizeof(double), cudaMemcpyDeviceToHost, st.stream),
               "cudaMemcpyAsync (accumulator)");
         check(cudaMemsetAsync(st.acc + slot, 0, sizeof(double), st.stream), "cudaMemsetAsync");
-        check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
+        wait(st);
         return st.loss_host[slot];
+    }
+    void wait(CudaStream &st) {
+        check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
+        st.synchronised();
     }
     // ---- attention: batched products over the heads, row-wise softmax kernels ----
     // Head h = b * group + g uses kv head b. For each g, one strided batched product

@@ -406,8 +406,16 @@ __device__ __forceinline__ uint16_t bf16_bits(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);  // nearest even, as the CPU's to_bf16
     return static_cast<uint16_t>(u >> 16);
 }
+__global__ void k_update_scale(double *acc, float grad_scale, float clip) {
+    const double norm = sqrt(acc[1]) * grad_scale;
+    acc[1] = 0.0;
+    acc[2] = norm;
+    *reinterpret_cast<float *>(acc + 3) = update_scale_of(norm, grad_scale, clip);
+}
 __global__ void k_adamw(float *p, float *m, float *v, const float *g, int64_t n, float beta1, float beta2, float eps,
-                        float decay, float step_size, float inv_sqrt_bc2, float grad_scale, uint16_t *shadow) {
+                        float decay, float step_size, float inv_sqrt_bc2, const float *scale, uint16_t *shadow) {
+    const float grad_scale = *scale;
+    if (isnan(grad_scale)) return;
     GRID_LOOP(i, n) {
         float gi = g[i] * grad_scale;
         float mi = beta1 * m[i] + (1.0f - beta1) * gi;
@@ -524,8 +532,11 @@ void sum_squares(const float *x, size_t n, double *total, cudaStream_t st) {
         k_sum_squares<<<b < 1024 ? b : 1024, kThreads, 0, st>>>(x, static_cast<int64_t>(n), total);
     }
 }
+void update_scale(double *acc, float grad_scale, float clip, cudaStream_t st) {
+    k_update_scale<<<1, 1, 0, st>>>(acc, grad_scale, clip);
+}
 void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, float beta2, float eps, float decay,
-           float step_size, float inv_sqrt_bc2, float grad_scale, uint16_t *shadow, cudaStream_t st) {
+           float step_size, float inv_sqrt_bc2, const float *grad_scale, uint16_t *shadow, cudaStream_t st) {
     if (n > 0)
         k_adamw<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(p, m, v, g, static_cast<int64_t>(n), beta1, beta2,
                                                                            eps, decay, step_size, inv_sqrt_bc2, grad_scale,

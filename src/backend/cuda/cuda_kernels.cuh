@@ -60,8 +60,12 @@ void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, 
 void fill(float *x, float value, size_t n, cudaStream_t st);
 // *total (device double) += sum x^2.
 void sum_squares(const float *x, size_t n, double *total, cudaStream_t st);
+// From acc[1], the summed squares (reset to 0): acc[2] = norm = sqrt(acc[1]) *
+// grad_scale, and the update scale (update_scale_of) as the float at acc + 3.
+void update_scale(double *acc, float grad_scale, float clip, cudaStream_t st);
+// grad_scale: the device float written by update_scale (NaN: nothing changes).
 void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, float beta2, float eps, float decay,
-           float step_size, float inv_sqrt_bc2, float grad_scale, uint16_t *shadow, cudaStream_t st);
+           float step_size, float inv_sqrt_bc2, const float *grad_scale, uint16_t *shadow, cudaStream_t st);
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st);
 
 }  // namespace rmkv::cuda
