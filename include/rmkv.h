@@ -354,6 +354,21 @@ RMKV_API rmkv_status rmkv_session_step(rmkv_session *s, const int32_t *tokens, s
    every row costs n_tokens head products instead of one. */
 RMKV_API rmkv_status rmkv_session_step_all(rmkv_session *s, const int32_t *tokens, size_t n_tokens, float *logits);
 
+/* One token for each of n_sessions (1 .. 2^20) sessions of one model, computed
+   together: sessions[i] reads tokens[i]. The sessions' token rows share every
+   matrix product, so stepping many sessions (the characters of a game, the
+   requests of a server) costs much less than stepping them one by one; the
+   results are those of rmkv_session_step(sessions[i], &tokens[i], 1, ...) for
+   each i, up to float rounding. When `logits` is not NULL it receives
+   n_sessions x vocab_size floats, row i for sessions[i]; each session keeps its
+   own for rmkv_session_sample. Every session must belong to the same model
+   (RMKV_ERR_MISMATCH) and appear once. The call uses sessions[0]'s scratch
+   (grown to n_sessions rows on first use and kept until that session is freed):
+   no session of the list may be in use on another thread meanwhile. Validated
+   first: on an error no session has moved. */
+RMKV_API rmkv_status rmkv_sessions_step(rmkv_session *const *sessions, size_t n_sessions, const int32_t *tokens,
+                                        float *logits);
+
 /* Rewrites the memory from the partial segment now (end of a chat turn, before a
    compact save). A flush of an empty segment changes nothing. */
 RMKV_API rmkv_status rmkv_session_flush(rmkv_session *s);

@@ -354,6 +354,15 @@ private:
     size_t vocab_;
 };
 
+/* One token for each of n sessions of one model, computed together
+   (rmkv_sessions_step): tokens[i] goes to *sessions[i]; logits, when not nullptr,
+   receives n x vocab_size floats, row i for sessions[i]. */
+inline void step_together(Session *const *sessions, const int32_t *tokens, size_t n, float *logits = nullptr) {
+    std::vector<rmkv_session *> handles(n);
+    for (size_t i = 0; i < n; ++i) handles[i] = sessions[i] ? sessions[i]->get() : nullptr;
+    check(rmkv_sessions_step(handles.data(), n, tokens, logits));
+}
+
 /* A training data pipeline (see rmkv.h for the configuration keys). */
 class Data {
 public:

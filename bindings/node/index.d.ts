@@ -147,6 +147,10 @@ export class Session extends Handle {
   generate(prompt: string | Buffer | Ids | null, options?: GenerateOptions): GenerateResult;
 }
 
+/** One token for each session (all of one model), computed together: their rows share every
+ * matrix product. tokens[i] goes to sessions[i]; returns one row of logits per session. */
+export function stepTogether(sessions: Session[], tokens: Ids, options?: { logits?: true }): Float32Array[];
+export function stepTogether(sessions: Session[], tokens: Ids, options: { logits: false }): null;
 export function version(): string;
 /** The path the library was loaded from (or the name given to the dynamic loader). */
 export const libraryPath: string;

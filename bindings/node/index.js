@@ -96,6 +96,7 @@ for (const decl of [
   'int rmkv_session_new(const rmkv_model *model, const void *params, _Out_ rmkv_session **out)',
   'int rmkv_session_step(rmkv_session *s, const void *tokens, size_t n_tokens, void *logits)',
   'int rmkv_session_step_all(rmkv_session *s, const void *tokens, size_t n_tokens, void *logits)',
+  'int rmkv_sessions_step(rmkv_session **sessions, size_t n_sessions, const void *tokens, void *logits)',
   'int rmkv_session_flush(rmkv_session *s)',
   'int rmkv_session_reset(rmkv_session *s)',
   'int rmkv_session_clone(const rmkv_session *s, _Out_ rmkv_session **out)',
@@ -543,6 +544,22 @@ const SAMPLER_KEYS = { temperature: 'temperature', topK: 'top_k', topP: 'top_p',
   repetitionPenalty: 'repetition_penalty', penaltyWindow: 'penalty_window',
   presencePenalty: 'presence_penalty', frequencyPenalty: 'frequency_penalty', seed: 'seed' };
 
+// One token for each session (all of one model), computed together: their rows share every
+// matrix product. tokens[i] goes to sessions[i]. Returns the logits, one Float32Array view per
+// session over one new buffer, or null with {logits: false}.
+function stepTogether(sessions, tokens, opts) {
+  const a = asInt32(tokens);
+  if (a.length !== sessions.length) throw new RmkvError(1, `${sessions.length} sessions but ${a.length} tokens`);
+  const want = !(opts && opts.logits === false);
+  const vocab = sessions.length ? sessions[0]._vocab : 0;
+  const all = want ? new Float32Array(a.length * vocab) : null;
+  check(C.rmkv_sessions_step(sessions.map((s) => s.handle), a.length, a, all));
+  if (!want) return null;
+  const rows = [];
+  for (let i = 0; i < a.length; i++) rows.push(all.subarray(i * vocab, (i + 1) * vocab));
+  return rows;
+}
+
 function samplerParams(o) {
   const p = C.rmkv_sampler_default_params();
   for (const k of Object.keys(o)) {
@@ -567,4 +584,4 @@ function samplerParams(o) {
   return p;
 }
 
-module.exports = { RmkvError, Tokenizer, TokenStream, Model, Session, version, libraryPath: findLibrary() };
+module.exports = { RmkvError, Tokenizer, TokenStream, Model, Session, stepTogether, version, libraryPath: findLibrary() };

@@ -45,6 +45,16 @@ RMKV_API rmkv_status rmkv_session_step_all(rmkv_session *s, const int32_t *token
     });
 }
 
+RMKV_API rmkv_status rmkv_sessions_step(rmkv_session *const *sessions, size_t n_sessions, const int32_t *tokens,
+                                        float *logits) {
+    return guarded([&] {
+        require_not_null(sessions, "sessions");
+        require_not_null(tokens, "tokens");
+        check_size(n_sessions, kMaxSessionsPerCall, "n_sessions");
+        rmkv_session::step_together(sessions, n_sessions, tokens, logits);
+    });
+}
+
 RMKV_API rmkv_status rmkv_session_flush(rmkv_session *s) {
     return guarded([&] {
         require_not_null(s, "session");

@@ -24,6 +24,7 @@ T read_params(const T *given, T defaults, const char *name) {
 // variable), and trusting them would read far past the caller's buffer.
 constexpr size_t kMaxBufferBytes = size_t(1) << 46;
 constexpr size_t kMaxTokensPerCall = size_t(1) << 30;
+constexpr size_t kMaxSessionsPerCall = size_t(1) << 20;
 
 inline void check_size(size_t size, size_t limit, const char *name) {
     if (size > limit) fail(RMKV_ERR_INVALID_ARGUMENT, name, " = ", size, " is absurdly large (limit ", limit, ")");

@@ -43,7 +43,7 @@ void SegmentForward::layer_memory(size_t l, LayerState &s, const LayerActs &a) {
 
 void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, int64_t n, int64_t t0) {
     const Config &c = m_.config();
-    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const float eps = static_cast<float>(c.norm_eps);
     const LayerWeights &w = m_.weights().layers[l];
@@ -63,9 +63,16 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     const Dropout wo_drop = drop(l, DropSite::wo_tokens);
     if (wo_drop.on()) be_.dropout(st_, o_x, n * D, wo_drop);  // O_x as the residual and the pooling see it
     be_.add(st_, a.x_mid, a.x_in, o_x, n * D);
+    ffn_block(l, a, n);
+}
+
+void SegmentForward::ffn_block(size_t l, const LayerActs &a, int64_t n) {
+    const Config &c = m_.config();
+    const int64_t D = c.d_model, F = c.ffn_hidden;
+    const LayerWeights &w = m_.weights().layers[l];
     be_.copy(st_, a.x_out, a.x_mid, n * D);
     if (c.ffn == Ffn::none) return;
-    be_.norm(st_, norm_kind(c), a.xn2, a.x_mid, w.norm2_w, w.norm2_b, n, D, eps);
+    be_.norm(st_, norm_kind(c), a.xn2, a.x_mid, w.norm2_w, w.norm2_b, n, D, static_cast<float>(c.norm_eps));
     be_.linear(st_, a.ffn_b, a.xn2, w.ffn_up, nullptr, n, D, F, false);
     if (c.ffn == Ffn::swiglu) {
         be_.linear(st_, a.ffn_a, a.xn2, w.ffn_gate, nullptr, n, D, F, false);
@@ -129,6 +136,50 @@ void SegmentForward::tokens(std::vector<LayerState> &layers, Workspace &ws, cons
         const int64_t rows = all_rows ? n : 1;
         head(ws.x + (n - rows) * m_.config().d_model, ws.xn, logits, rows);
     }
+}
+
+void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t *tokens, const RowsWorkspace &ws,
+                                 real *logits) {
+    const Config &c = m_.config();
+    const ModelWeights &W = m_.weights();
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
+    const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
+    const float theta = static_cast<float>(c.rope_theta);
+    be_.embed(st_, ws.x, W.tok_emb, tokens, n, D);
+    for (int64_t i = 0; i < n; ++i) {
+        if (c.pos == Pos::learned) be_.add(st_, ws.x + i * D, ws.x + i * D, W.pos_emb + rows[i].t0 * D, D);
+        if (c.pos == Pos::sincos) be_.add_sincos(st_, ws.x + i * D, 1, D, rows[i].p);
+    }
+    LayerActs a{};
+    a.x_in = a.x_mid = a.x_out = ws.x;
+    a.xn = a.xn2 = ws.xn;
+    a.ffn_a = a.ffn_h = ws.h1;
+    a.ffn_b = ws.h2;
+    for (size_t l = 0; l < W.layers.size(); ++l) {
+        const LayerWeights &w = W.layers[l];
+        be_.norm(st_, norm_kind(c), ws.xn, ws.x, w.norm1_w, w.norm1_b, n, D, static_cast<float>(c.norm_eps));
+        be_.linear(st_, ws.q, ws.xn, w.wq, w.bq, n, D, D, false);
+        be_.linear(st_, ws.k, ws.xn, w.wk, w.bk, n, D, Dkv, false);
+        be_.linear(st_, ws.v, ws.xn, w.wv, w.bv, n, D, Dkv, false);
+        for (int64_t i = 0; i < n; ++i) {
+            LayerState &s = (*rows[i].layers)[l];
+            const int64_t t0 = rows[i].t0;
+            real *q = ws.q + i * D, *k = s.keys + (M + t0) * Dkv;
+            be_.copy(st_, k, ws.k + i * Dkv, Dkv);
+            be_.copy(st_, s.values + (M + t0) * Dkv, ws.v + i * Dkv, Dkv);
+            if (c.pos == Pos::rope) {
+                be_.rope(st_, q, 1, D, H, hd, t0, theta, false);
+                be_.rope(st_, k, 1, Dkv, Hkv, hd, t0, theta, false);
+            }
+            be_.attention(st_, ws.attn + i * D, q, s.keys, s.values, 1, M + t0 + 1, Dkv, H, Hkv, hd, M + t0, {});
+        }
+        be_.linear(st_, ws.o, ws.attn, w.wo, w.bo, n, D, D, false);
+        for (int64_t i = 0; i < n; ++i)
+            be_.copy(st_, (*rows[i].layers)[l].tok_out + rows[i].t0 * D, ws.o + i * D, D);
+        be_.add(st_, ws.x, ws.x, ws.o, n * D);
+        ffn_block(l, a, n);
+    }
+    head(ws.x, ws.xn, logits, n);
 }
 
 void SegmentForward::rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T) {

@@ -58,6 +58,21 @@ struct Workspace {
     LayerActs acts() const;                                // every layer on these buffers
 };
 
+// Scratch of decoding n streams of text together (one token row each).
+struct RowsWorkspace {
+    real *x, *xn, *q, *attn, *o;  // [n, D]
+    real *k, *v;                  // [n, Dkv]
+    real *h1, *h2;                // [n, F]
+    real *logits;                 // [n, V]
+};
+
+// Row i of a decode together: its stream's layer states, segment offset and position.
+struct DecodeRow {
+    std::vector<LayerState> *layers;
+    int64_t t0;
+    int64_t p;
+};
+
 // What the model code reads of a model: its configuration, its weights and the
 // backend they live on (rmkv_model::view()).
 struct ModelView {
@@ -111,9 +126,15 @@ public:
     void tokens(std::vector<LayerState> &layers, Workspace &ws, const int32_t *tokens, int64_t n, int64_t t0,
                 int64_t p, real *logits, bool all_rows);
     void rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T);
+    // One token for each of n streams of text (their memory rows prepared), every
+    // matrix product shared by the n rows; attention and the caches per stream.
+    // logits[n, V]: row i after tokens[i] (host, validated).
+    void decode_rows(const DecodeRow *rows, int64_t n, const int32_t *tokens, const RowsWorkspace &ws, real *logits);
 
 private:
     Dropout drop(size_t l, DropSite site) const { return drop_.at(segment_, l, site); }
+    // norm2, the feed-forward block and its residual: a.x_mid -> a.x_out (n rows).
+    void ffn_block(size_t l, const LayerActs &a, int64_t n);
 
     ModelView m_;
     Stream &st_;

@@ -58,7 +58,100 @@ void rmkv_session::free_all() {
         if (p) model_.backend().free(p);
     owned_.clear();
     layers_.clear();
+    if (together_)
+        for (float *p : together_->owned)
+            if (p) model_.backend().free(p);
+    together_.reset();
 }
+
+rmkv_session::Together &rmkv_session::together(size_t n) {
+    if (together_ && together_->rows >= n) return *together_;
+    const Config &c = model_.config();
+    const int64_t D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, V = c.vocab_size, N = static_cast<int64_t>(n);
+    Backend &be = model_.backend();
+    ensure_fits(sizeof(float) * static_cast<double>(N) * static_cast<double>(5 * D + 2 * Dkv + 2 * F + V) * 2.0,
+                "the scratch of stepping " + std::to_string(n) + " sessions together");
+    auto t = std::make_unique<Together>();
+    auto get = [&](int64_t count) {
+        t->owned.push_back(nullptr);
+        t->owned.back() = be.alloc(static_cast<size_t>(count));
+        return t->owned.back();
+    };
+    try {
+        RowsWorkspace &w = t->ws;
+        w.x = get(N * D), w.xn = get(N * D), w.q = get(N * D), w.attn = get(N * D), w.o = get(N * D);
+        w.k = get(N * Dkv), w.v = get(N * Dkv);
+        w.h1 = get(N * F), w.h2 = get(N * F);
+        w.logits = get(N * V);
+        t->logits.resize(n * static_cast<size_t>(V));
+    } catch (...) {
+        for (float *p : t->owned)
+            if (p) be.free(p);
+        throw;
+    }
+    t->rows = n;
+    t->decode.reserve(n);
+    t->sorted.reserve(n);
+    if (together_)
+        for (float *p : together_->owned)
+            if (p) be.free(p);
+    together_ = std::move(t);
+    return *together_;
+}
+
+void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_t *tokens, float *logits_host) {
+    if (n == 0) fail(RMKV_ERR_INVALID_ARGUMENT, "n_sessions is 0 (step at least one session)");
+    rmkv_session &lead = *ss[0];
+    const rmkv_model &model = lead.model_;
+    const Config &c = model.config();
+    for (size_t i = 0; i < n; ++i) {
+        if (!ss[i]) fail(RMKV_ERR_INVALID_ARGUMENT, "sessions[", i, "] is NULL");
+        if (&ss[i]->model_ != &model)
+            fail(RMKV_ERR_MISMATCH, "sessions[", i, "] belongs to another model than sessions[0] (one model per call)");
+        if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "tokens[", i, "] = ", tokens[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
+    }
+    Together &t = lead.together(n);
+    t.sorted.assign(ss, ss + n);
+    std::sort(t.sorted.begin(), t.sorted.end());
+    if (std::adjacent_find(t.sorted.begin(), t.sorted.end()) != t.sorted.end())
+        fail(RMKV_ERR_INVALID_ARGUMENT, "a session appears twice in sessions[] (each may take one token per call)");
+
+    // Everything on the leader's stream, in order; one wait at the end.
+    Stream &st = *lead.stream_;
+    SegmentForward fwd(model.view(), st);
+    t.decode.clear();
+    for (size_t i = 0; i < n; ++i) {
+        rmkv_session &s = *ss[i];
+        if (!s.memory_ready_) {
+            fwd.prepare_memory(s.layers_, s.ws_);
+            s.memory_ready_ = true;
+        }
+        t.decode.push_back({&s.layers_, s.fill_, static_cast<int64_t>(s.position_)});
+    }
+    const int64_t V = c.vocab_size;
+    fwd.decode_rows(t.decode.data(), static_cast<int64_t>(n), tokens, t.ws, t.ws.logits);
+    Backend &be = model.backend();
+    be.to_host(st, t.logits.data(), t.ws.logits, n * static_cast<size_t>(V));
+    for (size_t i = 0; i < n; ++i) {
+        rmkv_session &s = *ss[i];
+        const float *row = t.logits.data() + i * static_cast<size_t>(V);
+        std::copy(row, row + V, s.last_logits_.begin());
+        s.have_logits_ = true;
+        s.sampler_.observe(tokens + i, 1);
+        s.fill_ += 1;
+        s.position_ += 1;
+        if (s.fill_ == c.segment_len) {
+            s.rewrite_on(st);
+            s.fill_ = 0;
+            s.memory_ready_ = false;
+        }
+    }
+    be.sync(st);
+    if (logits_host) std::copy(t.logits.begin(), t.logits.begin() + static_cast<std::ptrdiff_t>(n * V), logits_host);
+}
+
+void rmkv_session::rewrite_on(Stream &st) { SegmentForward(model_.view(), st).rewrite_memory(layers_, ws_, fill_); }
 
 void rmkv_session::restart_from(const std::vector<const float *> &memory) {
     reset();
@@ -137,7 +230,7 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
 
 void rmkv_session::flush() {
     if (fill_ == 0) return;
-    SegmentForward(model_.view(), *stream_).rewrite_memory(layers_, ws_, fill_);
+    rewrite_on(*stream_);
     model_.backend().sync(*stream_);
     fill_ = 0;
     memory_ready_ = false;

@@ -22,6 +22,11 @@ public:
     // Feeds tokens (validated first). logits_host: NULL, the last token's [V], or with
     // all_rows every token's [n, V].
     void step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows);
+    // One token for each of n sessions of one model (distinct), computed together:
+    // the same as ss[i]->step(&tokens[i], 1, logits_host + i * V) for each i, with
+    // the matrix products shared. Runs on ss[0]'s stream and scratch (grown to n
+    // rows once). Validated first: on an error no session has moved.
+    static void step_together(rmkv_session *const *ss, size_t n, const int32_t *tokens, float *logits_host);
     void flush();
     void reset();
     // reset(), then the memory of layer l is memory[l] ([M, D], backend memory of
@@ -42,6 +47,19 @@ public:
     void state_load(const uint8_t *data, size_t size, const std::string &what);
 
 private:
+    // The scratch of step_together (this session leading): grown to the most rows asked.
+    struct Together {
+        size_t rows = 0;
+        rmkv::RowsWorkspace ws{};
+        std::vector<float *> owned;
+        std::vector<float> logits;  // host [rows, V]
+        std::vector<rmkv::DecodeRow> decode;
+        std::vector<const rmkv_session *> sorted;
+    };
+    Together &together(size_t n);
+    // The memory rewrite of the current segment, queued on stream st.
+    void rewrite_on(rmkv::Stream &st);
+
     void allocate();
     void free_all();
     void copy_state_from(const rmkv_session &other);
@@ -58,4 +76,5 @@ private:
     uint64_t position_ = 0;       // tokens read since the start of the stream
     int64_t fill_ = 0;            // tokens in the current segment
     bool memory_ready_ = false;   // memory rows' q/k/v computed for this segment
+    std::unique_ptr<Together> together_;
 };

@@ -115,6 +115,14 @@ static const int32_t bt[4] = {1, 2, 3, 4}, by[4] = {2, 3, 4, 5};
     X(step_negative_token, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(F.sa, &neg_tok, 1, logits))                \
     X(step_all_null_logits, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step_all(F.sa, &tok1, 1, NULL))               \
     X(step_all_zero_tokens, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step_all(F.sa, &tok1, 0, logits))             \
+    X(sessions_step_null_list, RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(NULL, 1, &tok1, logits))             \
+    X(sessions_step_null_tokens, RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(&F.sa, 1, NULL, logits))            \
+    X(sessions_step_zero, RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(&F.sa, 0, &tok1, logits))                  \
+    X(sessions_step_huge_count, RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(&F.sa, HUGE_SIZE, &tok1, logits))    \
+    X(sessions_step_bad_token, RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(&F.sa, 1, &bad_tok, logits))          \
+    X(sessions_step_null_entry, RMKV_ERR_INVALID_ARGUMENT, sessions_step_pair(F.sa, NULL))                         \
+    X(sessions_step_twice, RMKV_ERR_INVALID_ARGUMENT, sessions_step_pair(F.sa, F.sa))                              \
+    X(sessions_step_other_model, RMKV_ERR_MISMATCH, sessions_step_pair(F.sa, F.sb))                                \
     X(flush_null, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_flush(NULL))                                             \
     X(reset_null, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_reset(NULL))                                             \
     X(clone_null, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_clone(NULL, &F.out_session))                             \
@@ -184,6 +192,11 @@ static const int32_t bt[4] = {1, 2, 3, 4}, by[4] = {2, 3, 4, 5};
     X(apply_state_other_model, RMKV_ERR_MISMATCH, apply_state_other_model())                                       \
     X(state_tuner_checkpoint, RMKV_ERR_INVALID_ARGUMENT, state_tuner_checkpoint())
 
+static rmkv_status sessions_step_pair(rmkv_session *x, rmkv_session *y) {
+    rmkv_session *list[2] = {x, y};
+    int32_t toks[2] = {1, 2};
+    return rmkv_sessions_step(list, 2, toks, logits);
+}
 static rmkv_status generate_prompt_token(int32_t id) {
     int32_t prompt[2] = {1, id};
     return rmkv_session_generate(F.sa, F.tok, prompt, 2, NULL, NULL);

@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -117,6 +119,20 @@ void model_and_session(void **) {
     d.load_state(st);
     std::vector<float> x = a.step(std::vector<int32_t>{5}), y = d.step(std::vector<int32_t>{5});
     assert_memory_equal(x.data(), y.data(), x.size() * sizeof(float));
+    // Two sessions stepped together: the rows of stepping each alone (up to rounding).
+    {
+        rmkv::Session p(loaded), q(loaded), p1(loaded), q1(loaded);
+        rmkv::Session *both[2] = {&p, &q};
+        const int32_t next[2] = {7, 11};
+        std::vector<float> rows(2 * loaded.vocab_size());
+        rmkv::step_together(both, next, 2, rows.data());
+        std::vector<float> r0 = p1.step(std::vector<int32_t>{7}), r1 = q1.step(std::vector<int32_t>{11});
+        double worst = 0;
+        for (size_t i = 0; i < r0.size(); ++i)
+            worst = std::max({worst, std::fabs(double(rows[i]) - r0[i]), std::fabs(double(rows[r0.size() + i]) - r1[i])});
+        assert_true(worst < 1e-4);
+        assert_int_equal(q.position(), 1);
+    }
     int32_t g = a.argmax();
     size_t best = 0;
     for (size_t i = 1; i < x.size(); ++i)

@@ -248,6 +248,85 @@ static void bad_tokens_do_not_advance(void **state) {
     rmkv_model_free(m);
 }
 
+/* rmkv_sessions_step: 4 sessions at different positions (0, 2, 4 and 9 tokens
+   read, so that their segments end at different calls) stepped together for 12
+   tokens give the logits of copies stepped one by one, within float rounding, at
+   every call; afterwards they sit at the same positions and continue alike, and
+   each can be sampled from. A session listed twice, a session of another model,
+   a bad token, a NULL entry or an empty list is refused and moves no session. */
+static void stepping_together(void **state) {
+    (void)state;
+    enum { NS = 4, STEPS = 12, NT = 40 };
+    const size_t pre[NS] = {0, 2, 4, 9};
+    for (size_t c = 0; c < N_CONFIGS; ++c) {
+        rmkv_model *m = make_model(configs[c], 31 + c);
+        rmkv_session *tog[NS], *one[NS];
+        int32_t toks[NT];
+        random_tokens(toks, NT, V, 21 + c);
+        for (size_t i = 0; i < NS; ++i) {
+            RMKV_CHECK(rmkv_session_new(m, NULL, &tog[i]));
+            if (pre[i]) RMKV_CHECK(rmkv_session_step(tog[i], toks + i, pre[i], NULL));
+            RMKV_CHECK(rmkv_session_clone(tog[i], &one[i]));
+        }
+        float together[NS * V], single[V];
+        double worst = 0;
+        for (size_t k = 0; k < STEPS; ++k) {
+            int32_t next[NS];
+            for (size_t i = 0; i < NS; ++i) next[i] = toks[(k * NS + i * 7) % NT];
+            RMKV_CHECK(rmkv_sessions_step(tog, NS, next, k % 3 == 2 ? NULL : together));
+            for (size_t i = 0; i < NS; ++i) {
+                RMKV_CHECK(rmkv_session_step(one[i], &next[i], 1, single));
+                if (k % 3 == 2) continue;
+                double e = rel_err(together + i * V, single, V);
+                if (e > worst) worst = e;
+            }
+        }
+        print_message("config %zu: %d sessions together vs one by one, %d steps: rel err %.2e\n", c, NS, STEPS, worst);
+        assert_true(worst < 1e-5);
+        for (size_t i = 0; i < NS; ++i) {
+            uint64_t pa = 0, pb = 1;
+            size_t fa = 0, fb = 1;
+            RMKV_CHECK(rmkv_session_position(tog[i], &pa, &fa));
+            RMKV_CHECK(rmkv_session_position(one[i], &pb, &fb));
+            assert_int_equal(pa, pre[i] + STEPS);
+            assert_int_equal(pa, pb);
+            assert_int_equal(fa, fb);
+            /* The continuation one by one agrees too: caches and memory carried. */
+            float la[V], lb[V];
+            RMKV_CHECK(rmkv_session_step(tog[i], toks, 7, la));
+            RMKV_CHECK(rmkv_session_step(one[i], toks, 7, lb));
+            assert_true(rel_err(la, lb, V) < 1e-5);
+            int32_t drawn = -1;
+            rmkv_sampler_params sp = rmkv_sampler_default_params();
+            RMKV_CHECK(rmkv_sessions_step(&tog[i], 1, toks + 3, NULL));
+            RMKV_CHECK(rmkv_session_sample(tog[i], &sp, &drawn));
+            assert_true(drawn >= 0 && drawn < V);
+        }
+        /* Refusals: nothing moves. */
+        uint64_t before[NS], after = 0;
+        for (size_t i = 0; i < NS; ++i) RMKV_CHECK(rmkv_session_position(tog[i], &before[i], NULL));
+        rmkv_model *m2 = make_model(configs[c], 99);
+        rmkv_session *other = NULL;
+        RMKV_CHECK(rmkv_session_new(m2, NULL, &other));
+        int32_t good[NS] = {1, 2, 3, 4}, bad[NS] = {1, 2, V, 4};
+        rmkv_session *twice[3] = {tog[0], tog[1], tog[0]}, *mixed[2] = {tog[0], other}, *holes[2] = {tog[0], NULL};
+        RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(twice, 3, good, NULL));
+        RMKV_EXPECT(RMKV_ERR_MISMATCH, rmkv_sessions_step(mixed, 2, good, NULL));
+        RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(tog, NS, bad, NULL));
+        assert_non_null(strstr(rmkv_last_error(), "tokens[2]"));
+        RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(holes, 2, good, NULL));
+        RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_sessions_step(tog, 0, good, NULL));
+        for (size_t i = 0; i < NS; ++i) {
+            RMKV_CHECK(rmkv_session_position(tog[i], &after, NULL));
+            assert_int_equal(after, before[i]);
+        }
+        rmkv_session_free(other);
+        rmkv_model_free(m2);
+        for (size_t i = 0; i < NS; ++i) rmkv_session_free(tog[i]), rmkv_session_free(one[i]);
+        rmkv_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(causality),
@@ -258,6 +337,7 @@ int main(void) {
         cmocka_unit_test(flushed_state_is_compact),
         cmocka_unit_test(state_of_another_model_is_refused),
         cmocka_unit_test(bad_tokens_do_not_advance),
+        cmocka_unit_test(stepping_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

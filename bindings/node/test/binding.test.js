@@ -118,6 +118,28 @@ test('model: create, config, save, load, fromBuffer, errors', () => {
   assert.ok(ts.closed);
 });
 
+test('stepTogether: the rows of stepping each session alone', () => {
+  const m = rmkv.Model.create(CONFIG, tok, 7);
+  const toks = Array.from(tok.encode(TEXTS[0])).slice(0, 12);
+  const a = m.session(), b = m.session(), a1 = m.session(), b1 = m.session();
+  a.step(toks.slice(0, 3), { logits: false });
+  a1.step(toks.slice(0, 3), { logits: false });
+  for (const t of toks.slice(3)) {
+    const rows = rmkv.stepTogether([a, b], [t, toks[0]]);
+    assert.strictEqual(rows.length, 2);
+    const r0 = a1.step(t), r1 = b1.step(toks[0]);
+    for (let i = 0; i < r0.length; i++) {
+      assert.ok(Math.abs(rows[0][i] - r0[i]) < 1e-4);
+      assert.ok(Math.abs(rows[1][i] - r1[i]) < 1e-4);
+    }
+  }
+  assert.strictEqual(rmkv.stepTogether([a], [toks[1]], { logits: false }), null);
+  assert.strictEqual(a.position, 13);
+  assert.throws(() => rmkv.stepTogether([a, a], [1, 2]), /twice/);
+  assert.strictEqual(a.position, 13);
+  m.close();
+});
+
 test('session: step forms, flush, reset, clone, sample', () => {
   const m = rmkv.Model.create(CONFIG, tok, 7);
   const toks = Array.from(tok.encode(TEXTS[1])).slice(0, 20);

@@ -14,11 +14,11 @@ from ._core import (OK, ERR_INVALID_ARGUMENT, ERR_IO, ERR_FORMAT, ERR_MISMATCH, 
                     ERR_BUFFER_TOO_SMALL, ERR_BACKEND, ERR_CANCELLED, ERR_INTERNAL)
 from ._core import (CancelledError, BackendError, FormatError, InvalidArgumentError, IoError, MismatchError,
                     OutOfMemoryError, RmkvError, library_path, set_log_callback, version)
-from .model import Generation, Model, Session, sampler_probs
+from .model import Generation, Model, Session, sampler_probs, step_together
 from .tokenizer import Tokenizer, TokenStream
 from .training import Data, StateTuner, Trainer, checkpoint_user_json
 
 __all__ = ["RmkvError", "InvalidArgumentError", "IoError", "FormatError", "MismatchError",
            "OutOfMemoryError", "BackendError", "CancelledError", "Tokenizer", "TokenStream", "Model",
-           "Session", "Generation", "sampler_probs", "Data", "Trainer", "StateTuner", "version", "library_path", "set_log_callback",
+           "Session", "Generation", "sampler_probs", "step_together", "Data", "Trainer", "StateTuner", "version", "library_path", "set_log_callback",
            "checkpoint_user_json"]

@@ -146,6 +146,7 @@ PROTOTYPES = {
     "rmkv_session_new": (_S, [_P, ctypes.POINTER(SessionParams), _PP]),
     "rmkv_session_step": (_S, [_P, _P, _Z, _P]),
     "rmkv_session_step_all": (_S, [_P, _P, _Z, _P]),
+    "rmkv_sessions_step": (_S, [_P, _Z, _P, _P]),
     "rmkv_session_flush": (_S, [_P]),
     "rmkv_session_reset": (_S, [_P]),
     "rmkv_session_clone": (_S, [_P, _PP]),

@@ -136,6 +136,25 @@ def test_flush_reset_clone(model):
             s.sample(0)
 
 
+def test_step_together(model):
+    toks = model.tokenizer.encode(TEXTS[0])
+    with model.session() as a, model.session() as b, model.session() as a1, model.session() as b1:
+        a.step(toks[:3])
+        a1.step(toks[:3])
+        for t in toks[3:12]:
+            rows = rmkv.step_together([a, b], [t, toks[0]])
+            assert rows.shape == (2, model.vocab_size)
+            np.testing.assert_allclose(rows[0], a1.step(t), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(rows[1], b1.step(toks[0]), rtol=1e-4, atol=1e-4)
+        assert rmkv.step_together([a], [toks[1]], logits=False) is None
+        assert a.position == 13 and b.position == 9
+        with pytest.raises(rmkv.InvalidArgumentError, match="twice"):
+            rmkv.step_together([a, a], [1, 2])
+        with pytest.raises(rmkv.InvalidArgumentError):
+            rmkv.step_together([a, b], [1])
+        assert a.position == 13
+
+
 def test_state_bytes_and_files(model, tmp_path):
     toks = model.tokenizer.encode(TEXTS[1])
     with model.session() as a, model.session() as b:
