@@ -1,5 +1,5 @@
 // The whole model on the CUDA backend against the CPU backend, through the C ABI:
-// logits of sessions over several segments, loss and every parameter's gradient
+// logits of sessions over several segments (also stepped together), loss and every parameter's gradient
 // over K = 3 unequal segments (fp32 within kTolF32, with dropout too: both draw
 // the same masks; bf16 within kTolBf16Model; the device's trainer also with
 // activation recomputation), model files and state files the
@@ -128,6 +128,44 @@ void logits_match(void **) {
         assert_true(ed < gpu_test::kTolF32);
         rmkv_session_free(sc);
         rmkv_session_free(sg);
+        rmkv_model_free(mc);
+        rmkv_model_free(mg);
+    }
+}
+
+// Sessions at different positions stepped together on the device against the
+// same sessions stepped one by one on the CPU, across segment ends.
+void sessions_together(void **) {
+    for (int c = 0; c < 5; ++c) {
+        rmkv_model *mc = create(config(c), "cpu"), *mg = create(config(c), gpu_test::kDevice);
+        const size_t n = 3, pre[n] = {0, 3, 5};
+        std::vector<rmkv_session *> sc(n), sg(n);
+        std::vector<int32_t> tok(40);
+        for (size_t i = 0; i < tok.size(); ++i) tok[i] = static_cast<int32_t>((i * 13 + 5) % V);
+        for (size_t i = 0; i < n; ++i) {
+            CHECK(rmkv_session_new(mc, nullptr, &sc[i]));
+            CHECK(rmkv_session_new(mg, nullptr, &sg[i]));
+            if (pre[i]) {
+                CHECK(rmkv_session_step(sc[i], tok.data(), pre[i], nullptr));
+                CHECK(rmkv_session_step(sg[i], tok.data(), pre[i], nullptr));
+            }
+        }
+        std::vector<float> rows(n * V), one(V), dev_row(V);
+        double e = 0;
+        for (int k = 0; k < 9; ++k) {
+            int32_t next[n];
+            for (size_t i = 0; i < n; ++i) next[i] = tok[(k * 3 + i * 11) % tok.size()];
+            CHECK(rmkv_sessions_step(sg.data(), n, next, rows.data()));
+            for (size_t i = 0; i < n; ++i) {
+                CHECK(rmkv_session_step(sc[i], &next[i], 1, one.data()));
+                std::copy(rows.begin() + static_cast<std::ptrdiff_t>(i * V),
+                          rows.begin() + static_cast<std::ptrdiff_t>((i + 1) * V), dev_row.begin());
+                e = std::max(e, rel(dev_row, one));
+            }
+        }
+        print_message("%-36s %zu sessions together: rel err %.2e\n", kConfigs[c][0], n, e);
+        assert_true(e < gpu_test::kTolF32);
+        for (size_t i = 0; i < n; ++i) rmkv_session_free(sc[i]), rmkv_session_free(sg[i]);
         rmkv_model_free(mc);
         rmkv_model_free(mg);
     }
@@ -429,7 +467,8 @@ int main() {
     int probe = gpu_test::probe();
     if (probe) return probe;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(logits_match),          cmocka_unit_test(gradients_fp32),
+        cmocka_unit_test(logits_match),          cmocka_unit_test(sessions_together),
+        cmocka_unit_test(gradients_fp32),
         cmocka_unit_test(gradients_fp32_dropout), cmocka_unit_test(gradients_bf16),
         cmocka_unit_test(gradients_recompute),
         cmocka_unit_test(model_files_identical), cmocka_unit_test(state_files_cross),
