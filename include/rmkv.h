@@ -332,13 +332,19 @@ RMKV_API void rmkv_token_stream_free(rmkv_token_stream *s);
 
 typedef struct rmkv_session_params {
     size_t struct_size;      /* sizeof(rmkv_session_params) */
+    /* CPU threads this session's computations may use (0 .. 1024). 0 (default): the
+       OpenMP setting of the calling thread (OMP_NUM_THREADS, else every core). An
+       application that keeps cores busy itself (a game's main and render threads)
+       gives fewer: threads that must wait for a busy core slow every step down. */
+    int32_t n_threads;
     /* appended fields only */
 } rmkv_session_params;
 
 RMKV_API rmkv_session_params rmkv_session_default_params(void);
 
 /* A new session on `model`, at stream position 0 with each layer's init_memory.
-   The model must outlive the session. *out is owned by the caller. */
+   The model must outlive the session. *out is owned by the caller. params: NULL
+   = rmkv_session_default_params(). */
 RMKV_API rmkv_status rmkv_session_new(const rmkv_model *model, const rmkv_session_params *params,
                                       rmkv_session **out);
 

@@ -21,8 +21,10 @@ RMKV_API rmkv_status rmkv_session_new(const rmkv_model *model, const rmkv_sessio
     return guarded([&] {
         require_not_null(model, "model");
         require_not_null(out, "out");
-        read_params(params, rmkv_session_default_params(), "rmkv_session_params");
-        *out = new rmkv_session(*model);
+        const rmkv_session_params p = read_params(params, rmkv_session_default_params(), "rmkv_session_params");
+        if (p.n_threads < 0 || p.n_threads > 1024)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "rmkv_session_params.n_threads = ", p.n_threads, " is outside [0, 1024] (0 = OpenMP's setting)");
+        *out = new rmkv_session(*model, p.n_threads);
     });
 }
 

@@ -4,11 +4,12 @@
 
 #include "core/error.h"
 #include "core/memory.h"
+#include "core/threads.h"
 
 using namespace rmkv;
 
-rmkv_session::rmkv_session(const rmkv_model &model)
-    : model_(model), stream_(model.backend().new_stream()),
+rmkv_session::rmkv_session(const rmkv_model &model, int n_threads)
+    : model_(model), n_threads_(n_threads), stream_(model.backend().new_stream()),
       last_logits_(static_cast<size_t>(model.config().vocab_size)), sampler_(static_cast<size_t>(model.config().vocab_size)) {
     allocate();
     reset();
@@ -111,6 +112,7 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
         if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
             fail(RMKV_ERR_INVALID_ARGUMENT, "tokens[", i, "] = ", tokens[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
     }
+    const ThreadLimit threads(lead.n_threads_);
     Together &t = lead.together(n);
     t.sorted.assign(ss, ss + n);
     std::sort(t.sorted.begin(), t.sorted.end());
@@ -191,6 +193,7 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
         if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
             fail(RMKV_ERR_INVALID_ARGUMENT, "tokens[", i, "] = ", tokens[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
     const int64_t V = c.vocab_size;
+    const ThreadLimit threads(n_threads_);
     if (all_rows && logits_host && !logits_rows_) {
         owned_.push_back(model_.backend().alloc(static_cast<size_t>(c.segment_len * V)));
         logits_rows_ = owned_.back();
@@ -230,6 +233,7 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
 
 void rmkv_session::flush() {
     if (fill_ == 0) return;
+    const ThreadLimit threads(n_threads_);
     rewrite_on(*stream_);
     model_.backend().sync(*stream_);
     fill_ = 0;
@@ -260,7 +264,7 @@ void rmkv_session::copy_state_from(const rmkv_session &o) {
 }
 
 std::unique_ptr<rmkv_session> rmkv_session::clone() const {
-    auto s = std::make_unique<rmkv_session>(model_);
+    auto s = std::make_unique<rmkv_session>(model_, n_threads_);
     s->copy_state_from(*this);
     return s;
 }

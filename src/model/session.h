@@ -12,7 +12,8 @@
 
 struct rmkv_session {
 public:
-    explicit rmkv_session(const rmkv_model &model);
+    // n_threads: CPU threads of its computations (0 = the calling thread's OpenMP setting).
+    explicit rmkv_session(const rmkv_model &model, int n_threads = 0);
     ~rmkv_session();
     rmkv_session(const rmkv_session &) = delete;
     rmkv_session &operator=(const rmkv_session &) = delete;
@@ -65,6 +66,7 @@ private:
     void copy_state_from(const rmkv_session &other);
 
     const rmkv_model &model_;
+    const int n_threads_;
     std::unique_ptr<rmkv::Stream> stream_;
     std::vector<rmkv::LayerState> layers_;
     rmkv::Workspace ws_{};

@@ -107,6 +107,8 @@ static const int32_t bt[4] = {1, 2, 3, 4}, by[4] = {2, 3, 4, 5};
     X(session_new_null_model, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_new(NULL, NULL, &F.out_session))             \
     X(session_new_null_out, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_new(F.a, NULL, NULL))                          \
     X(session_new_small_struct, RMKV_ERR_INVALID_ARGUMENT, session_with_struct_size(1))                            \
+    X(session_new_negative_threads, RMKV_ERR_INVALID_ARGUMENT, session_with_threads(-1))                           \
+    X(session_new_huge_threads, RMKV_ERR_INVALID_ARGUMENT, session_with_threads(1 << 20))                          \
     X(step_null_session, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(NULL, &tok1, 1, logits))                     \
     X(step_null_tokens, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(F.sa, NULL, 1, logits))                       \
     X(step_zero_tokens, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(F.sa, &tok1, 0, logits))                      \
@@ -192,6 +194,11 @@ static const int32_t bt[4] = {1, 2, 3, 4}, by[4] = {2, 3, 4, 5};
     X(apply_state_other_model, RMKV_ERR_MISMATCH, apply_state_other_model())                                       \
     X(state_tuner_checkpoint, RMKV_ERR_INVALID_ARGUMENT, state_tuner_checkpoint())
 
+static rmkv_status session_with_threads(int32_t n) {
+    rmkv_session_params p = rmkv_session_default_params();
+    p.n_threads = n;
+    return rmkv_session_new(F.a, &p, &F.out_session);
+}
 static rmkv_status sessions_step_pair(rmkv_session *x, rmkv_session *y) {
     rmkv_session *list[2] = {x, y};
     int32_t toks[2] = {1, 2};

@@ -1,6 +1,7 @@
 /* Sessions: causality, incremental = batch, flush, clone, reset, in-process state
    round trips and mismatches. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,6 +328,45 @@ static void stepping_together(void **state) {
     }
 }
 
+/* rmkv_session_params.n_threads: a session on one thread computes what the default
+   one computes (up to the order of float sums), across segment ends; the calling
+   thread's OpenMP setting is what it was after each call; out-of-range counts
+   are refused. */
+static void thread_count(void **state) {
+    (void)state;
+    rmkv_model *m = make_model(configs[0], 5);
+    rmkv_session_params p = rmkv_session_default_params();
+    assert_int_equal(p.n_threads, 0);
+    rmkv_session *a = NULL, *b = NULL, *bad = NULL;
+    RMKV_CHECK(rmkv_session_new(m, NULL, &a));
+    p.n_threads = 1;
+    RMKV_CHECK(rmkv_session_new(m, &p, &b));
+    const int before = omp_get_max_threads();
+    int32_t toks[N];
+    random_tokens(toks, N, V, 8);
+    float la[V], lb[V];
+    for (size_t i = 0; i < N; ++i) {
+        RMKV_CHECK(rmkv_session_step(a, &toks[i], 1, la));
+        RMKV_CHECK(rmkv_session_step(b, &toks[i], 1, lb));
+        assert_true(rel_err(lb, la, V) < 1e-5);
+        assert_int_equal(omp_get_max_threads(), before);
+    }
+    rmkv_session *c = NULL;
+    RMKV_CHECK(rmkv_session_clone(b, &c)); /* a clone keeps the count */
+    RMKV_CHECK(rmkv_sessions_step(&c, 1, toks, lb));
+    assert_int_equal(omp_get_max_threads(), before);
+    p.n_threads = -1;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_session_new(m, &p, &bad));
+    assert_non_null(strstr(rmkv_last_error(), "n_threads"));
+    p.n_threads = 1025;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_session_new(m, &p, &bad));
+    assert_null(bad);
+    rmkv_session_free(a);
+    rmkv_session_free(b);
+    rmkv_session_free(c);
+    rmkv_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(causality),
@@ -338,6 +378,7 @@ int main(void) {
         cmocka_unit_test(state_of_another_model_is_refused),
         cmocka_unit_test(bad_tokens_do_not_advance),
         cmocka_unit_test(stepping_together),
+        cmocka_unit_test(thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
@@ -27,14 +29,17 @@ struct MatmulKey {
     int64_t m, k, n;
     bool src_t, wei_t, bias, accumulate;
     bool bf16 = false;  // src and wei in bf16 (dst and bias f32)
+    // The calling thread's OpenMP thread count (omp_get_max_threads): oneDNN splits
+    // a primitive's work for the threads it is created for.
+    int threads = 0;
     bool operator==(const MatmulKey &o) const {
         return m == o.m && k == o.k && n == o.n && src_t == o.src_t && wei_t == o.wei_t && bias == o.bias &&
-               accumulate == o.accumulate && bf16 == o.bf16;
+               accumulate == o.accumulate && bf16 == o.bf16 && threads == o.threads;
     }
 };
 struct MatmulKeyHash {
     size_t operator()(const MatmulKey &k) const {
-        size_t h = std::hash<int64_t>()(k.m);
+        size_t h = std::hash<int64_t>()(k.m) ^ (static_cast<size_t>(k.threads) << 40);
         h = h * 1000003u ^ std::hash<int64_t>()(k.k);
         h = h * 1000003u ^ std::hash<int64_t>()(k.n);
         return h * 32u + (k.bf16 ? 16u : 0u) + (k.src_t ? 8u : 0u) + (k.wei_t ? 4u : 0u) + (k.bias ? 2u : 0u) +
@@ -142,8 +147,9 @@ public:
     }
 
     // Runs a cached primitive with this stream's memory objects: no allocation.
-    void run_matmul(Stream &s, const MatmulKey &key, const void *src, const void *wei, const float *b, float *y) {
+    void run_matmul(Stream &s, MatmulKey key, const void *src, const void *wei, const float *b, float *y) {
         auto &st = static_cast<CpuStream &>(s);
+        key.threads = omp_get_max_threads();
         auto it = st.bound.find(key);
         if (it == st.bound.end()) {
             const Matmul *mm = matmul(key);
@@ -382,8 +388,9 @@ private:
     // primitive pair serves every chunk length of a model.
     const AttentionMatmuls &attention_matmuls(int64_t h, int64_t hkv, int64_t hd, int64_t ldkv) {
         std::lock_guard<std::mutex> lock(mutex_);
-        uint64_t key = (static_cast<uint64_t>(h) << 48) ^ (static_cast<uint64_t>(hkv) << 32) ^
-                       (static_cast<uint64_t>(hd) << 16) ^ static_cast<uint64_t>(ldkv);
+        const std::pair<uint64_t, int> key{(static_cast<uint64_t>(h) << 48) ^ (static_cast<uint64_t>(hkv) << 32) ^
+                                               (static_cast<uint64_t>(hd) << 16) ^ static_cast<uint64_t>(ldkv),
+                                           omp_get_max_threads()};
         auto it = attention_cache_.find(key);
         if (it != attention_cache_.end()) return *it->second;
         const int64_t G = h / hkv, D = h * hd, R = DNNL_RUNTIME_DIM_VAL;
@@ -437,7 +444,7 @@ private:
     dnnl::engine engine_;
     std::mutex mutex_;
     std::unordered_map<MatmulKey, std::unique_ptr<Matmul>, MatmulKeyHash> cache_;
-    std::unordered_map<uint64_t, std::unique_ptr<AttentionMatmuls>> attention_cache_;
+    std::map<std::pair<uint64_t, int>, std::unique_ptr<AttentionMatmuls>> attention_cache_;  // (shape, threads)
 };
 
 }  // namespace
