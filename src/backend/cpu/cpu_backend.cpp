@@ -11,10 +11,10 @@
 #include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
-#include <omp.h>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace rmkv {
 
@@ -29,7 +29,7 @@ struct MatmulKey {
     int64_t m, k, n;
     bool src_t, wei_t, bias, accumulate;
     bool bf16 = false;  // src and wei in bf16 (dst and bias f32)
-    // The calling thread's OpenMP thread count (omp_get_max_threads): oneDNN splits
+    // The calling thread's OpenMP thread count (cpu_threads): oneDNN splits
     // a primitive's work for the threads it is created for.
     int threads = 0;
     bool operator==(const MatmulKey &o) const {
@@ -149,7 +149,7 @@ public:
     // Runs a cached primitive with this stream's memory objects: no allocation.
     void run_matmul(Stream &s, MatmulKey key, const void *src, const void *wei, const float *b, float *y) {
         auto &st = static_cast<CpuStream &>(s);
-        key.threads = omp_get_max_threads();
+        key.threads = cpu_threads();
         auto it = st.bound.find(key);
         if (it == st.bound.end()) {
             const Matmul *mm = matmul(key);
@@ -390,7 +390,7 @@ private:
         std::lock_guard<std::mutex> lock(mutex_);
         const std::pair<uint64_t, int> key{(static_cast<uint64_t>(h) << 48) ^ (static_cast<uint64_t>(hkv) << 32) ^
                                                (static_cast<uint64_t>(hd) << 16) ^ static_cast<uint64_t>(ldkv),
-                                           omp_get_max_threads()};
+                                           cpu_threads()};
         auto it = attention_cache_.find(key);
         if (it != attention_cache_.end()) return *it->second;
         const int64_t G = h / hkv, D = h * hd, R = DNNL_RUNTIME_DIM_VAL;
