@@ -1,6 +1,6 @@
 /* Concurrency: 16 threads, each with its own sessions on one shared model (loaded
-   from a mapped, read-only file), step, sample, save and restore states (buffers
-   and files), clone, flush and reset for a bounded time. Every thread's results
+   from a mapped, read-only file), step (also two sessions together), sample, save
+   and restore states (buffers and files), clone, flush and reset for a bounded time. Every thread's results
    (a digest of every logit and sampled token) equal the same work done on one
    thread, and the model is never written: its file mapping is read-only, and a
    save of it after the run is byte for byte the file it was loaded from.
@@ -103,6 +103,12 @@ static void run_script(work *w) {
             h = fnv(h, logits, V * sizeof(float));
             rmkv_session_free(c);
             c = NULL;
+        }
+        if (r % 4 == 3) { /* both sessions stepped together (a's scratch) */
+            rmkv_session *both[2] = {a, b};
+            int32_t two[2] = {next, toks[0]};
+            TRY(rmkv_sessions_step(both, 2, two, rows));
+            h = fnv(h, rows, 2 * V * sizeof(float));
         }
         if (r % 5 == 2) { /* through a file */
             TRY(rmkv_session_state_save_file(a, path));
