@@ -8,6 +8,22 @@
 
 using namespace rmkv;
 
+namespace {
+
+void check_tokens(const int32_t *tokens, size_t n, const Config &c) {
+    for (size_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "tokens[", i, "] = ", tokens[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
+}
+
+void free_each(Backend &be, std::vector<float *> &buffers) {
+    for (float *p : buffers)
+        if (p) be.free(p);
+    buffers.clear();
+}
+
+}  // namespace
+
 rmkv_session::rmkv_session(const rmkv_model &model, int n_threads)
     : model_(model), n_threads_(n_threads), stream_(model.backend().new_stream()),
       last_logits_(static_cast<size_t>(model.config().vocab_size)), sampler_(static_cast<size_t>(model.config().vocab_size)) {
@@ -55,13 +71,9 @@ void rmkv_session::allocate() {
 }
 
 void rmkv_session::free_all() {
-    for (float *p : owned_)
-        if (p) model_.backend().free(p);
-    owned_.clear();
+    free_each(model_.backend(), owned_);
     layers_.clear();
-    if (together_)
-        for (float *p : together_->owned)
-            if (p) model_.backend().free(p);
+    if (together_) free_each(model_.backend(), together_->owned);
     together_.reset();
 }
 
@@ -70,7 +82,8 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
     const Config &c = model_.config();
     const int64_t D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, V = c.vocab_size, N = static_cast<int64_t>(n);
     Backend &be = model_.backend();
-    ensure_fits(sizeof(float) * static_cast<double>(N) * static_cast<double>(5 * D + 2 * Dkv + 2 * F + V) * 2.0,
+    // Device rows (x, xn, q, attn, o, k, v, h1, h2, logits) and the host logits.
+    ensure_fits(sizeof(float) * static_cast<double>(N) * static_cast<double>(5 * D + 2 * Dkv + 2 * F + 2 * V),
                 "the scratch of stepping " + std::to_string(n) + " sessions together");
     auto t = std::make_unique<Together>();
     auto get = [&](int64_t count) {
@@ -86,16 +99,13 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
         w.logits = get(N * V);
         t->logits.resize(n * static_cast<size_t>(V));
     } catch (...) {
-        for (float *p : t->owned)
-            if (p) be.free(p);
+        free_each(be, t->owned);
         throw;
     }
     t->rows = n;
     t->decode.reserve(n);
     t->sorted.reserve(n);
-    if (together_)
-        for (float *p : together_->owned)
-            if (p) be.free(p);
+    if (together_) free_each(be, together_->owned);
     together_ = std::move(t);
     return *together_;
 }
@@ -109,9 +119,8 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
         if (!ss[i]) fail(RMKV_ERR_INVALID_ARGUMENT, "sessions[", i, "] is NULL");
         if (&ss[i]->model_ != &model)
             fail(RMKV_ERR_MISMATCH, "sessions[", i, "] belongs to another model than sessions[0] (one model per call)");
-        if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
-            fail(RMKV_ERR_INVALID_ARGUMENT, "tokens[", i, "] = ", tokens[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
     }
+    check_tokens(tokens, n, c);
     const ThreadLimit threads(lead.n_threads_);
     Together &t = lead.together(n);
     t.sorted.assign(ss, ss + n);
@@ -134,10 +143,11 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
     const int64_t V = c.vocab_size;
     fwd.decode_rows(t.decode.data(), static_cast<int64_t>(n), tokens, t.ws, t.ws.logits);
     Backend &be = model.backend();
-    be.to_host(st, t.logits.data(), t.ws.logits, n * static_cast<size_t>(V));
+    float *host = logits_host ? logits_host : t.logits.data();
+    be.to_host(st, host, t.ws.logits, n * static_cast<size_t>(V));
     for (size_t i = 0; i < n; ++i) {
         rmkv_session &s = *ss[i];
-        const float *row = t.logits.data() + i * static_cast<size_t>(V);
+        const float *row = host + i * static_cast<size_t>(V);
         std::copy(row, row + V, s.last_logits_.begin());
         s.have_logits_ = true;
         s.sampler_.observe(tokens + i, 1);
@@ -150,7 +160,6 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
         }
     }
     be.sync(st);
-    if (logits_host) std::copy(t.logits.begin(), t.logits.begin() + static_cast<std::ptrdiff_t>(n * V), logits_host);
 }
 
 void rmkv_session::rewrite_on(Stream &st) { SegmentForward(model_.view(), st).rewrite_memory(layers_, ws_, fill_); }
@@ -189,9 +198,7 @@ int32_t rmkv_session::sample(const rmkv_sampler_params &p) {
 void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows) {
     const Config &c = model_.config();
     if (n == 0) fail(RMKV_ERR_INVALID_ARGUMENT, "n_tokens is 0 (step needs at least one token)");
-    for (size_t i = 0; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
-            fail(RMKV_ERR_INVALID_ARGUMENT, "tokens[", i, "] = ", tokens[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
+    check_tokens(tokens, n, c);
     const int64_t V = c.vocab_size;
     const ThreadLimit threads(n_threads_);
     if (all_rows && logits_host && !logits_rows_) {

@@ -53,7 +53,7 @@ private:
         size_t rows = 0;
         rmkv::RowsWorkspace ws{};
         std::vector<float *> owned;
-        std::vector<float> logits;  // host [rows, V]
+        std::vector<float> logits;  // host [rows, V], when the caller wants none
         std::vector<rmkv::DecodeRow> decode;
         std::vector<const rmkv_session *> sorted;
     };

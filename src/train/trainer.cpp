@@ -239,8 +239,6 @@ void rmkv_trainer::evaluate(const rmkv_batch &b, rmkv_eval_stats &out) {
 float rmkv_trainer::compute_gradients(const rmkv_batch &b) {
     zero_gradients();
     micro_ = 0;
-    loss_sum_ = 0;
-    targets_ = 0;
     const int64_t n = accumulate(b);
     const double loss = take_losses();
     model_.backend().sync(*stream_);
@@ -263,13 +261,11 @@ std::vector<float> rmkv_trainer::gradient(const std::string &name) const {
 void rmkv_trainer::step(const rmkv_batch &b, rmkv_train_stats *stats) {
     if (micro_ == 0) zero_gradients();
     const int64_t n = accumulate(b);
-    targets_ += n;
     ++micro_;
     const bool update = micro_ >= p_.grad_accum_steps;
     if (update) queue_update();
     // The step's one wait: everything above is queued.
     const double loss = take_losses();
-    loss_sum_ += loss;
     if (stats) {
         stats->loss = n ? static_cast<float>(loss / static_cast<double>(n)) : 0.0f;
         stats->n_targets = n;

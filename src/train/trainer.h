@@ -91,6 +91,4 @@ private:
     rmkv::ModelWeights grad_view_{};
     int64_t step_ = 0;         // optimiser updates done
     int32_t micro_ = 0;        // train_step calls since the last update
-    double loss_sum_ = 0;      // over the accumulation window
-    int64_t targets_ = 0;
 };

@@ -372,7 +372,6 @@ public:
                        int64_t T, int64_t D) override {
         attend_backward(cs(s), dP, true, dx, dx, dout, P, x, x, M, T, D, 1, 1, D, T,
                         1.0f / std::sqrt(static_cast<float>(D)), Dropout{});
-        check_launch("pool_backward");
     }
     void cell_backward(Stream &s, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
                        const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h, int64_t M,
