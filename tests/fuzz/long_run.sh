@@ -8,7 +8,10 @@
 # in WORK, see the chunk's log). At the end, and with --totals, prints the total
 # executions and failures per target.
 #   tests/fuzz/long_run.sh [CHUNK=1000000] [WORK=/work/rmkv-fuzz-long] [TARGET...]
-#   tests/fuzz/long_run.sh --totals [WORK]
+#   tests/fuzz/long_run.sh --totals [WORK...]   (several WORKs: their ledgers summed)
+# Two loops on two cores use two WORK directories (each has its own build, corpora
+# and ledger) and SEED_BASE values far apart (default 1000; chunk n of a target
+# gets seed SEED_BASE + n), so that they never repeat each other's runs.
 # Targets: fuzz_model_file fuzz_state_file fuzz_checkpoint fuzz_config
 # fuzz_data_file fuzz_tokenizer_json fuzz_tokenizer_encode (default: all, each
 # one chunk). Run it under `nice` to leave the machine to other work.
@@ -18,14 +21,17 @@ root=$(cd "$here/../.." && pwd)
 all="fuzz_model_file fuzz_state_file fuzz_checkpoint fuzz_config fuzz_data_file fuzz_tokenizer_json fuzz_tokenizer_encode"
 
 totals() {
-  local ledger=$1/ledger.tsv
-  [ -f "$ledger" ] || { echo "no ledger at $ledger"; return 0; }
+  local ledgers=() d
+  for d in "$@"; do
+    if [ -f "$d/ledger.tsv" ]; then ledgers+=("$d/ledger.tsv"); else echo "no ledger at $d/ledger.tsv"; fi
+  done
+  [ ${#ledgers[@]} -gt 0 ] || return 0
   printf "%-24s %14s %7s %9s\n" target executions chunks failures
   awk -F'\t' '{ runs[$3] += $5; chunks[$3]++; if ($6 != "ok") bad[$3]++ }
-    END { for (t in runs) printf "%-24s %14d %7d %9d\n", t, runs[t], chunks[t], bad[t] }' "$ledger" | sort
+    END { for (t in runs) printf "%-24s %14d %7d %9d\n", t, runs[t], chunks[t], bad[t] }' "${ledgers[@]}" | sort
 }
 
-if [ "${1:-}" = "--totals" ]; then totals "${2:-/work/rmkv-fuzz-long}"; exit 0; fi
+if [ "${1:-}" = "--totals" ]; then shift; [ $# -gt 0 ] || set -- /work/rmkv-fuzz-long; totals "$@"; exit 0; fi
 chunk=${1:-1000000}
 work=${2:-/work/rmkv-fuzz-long}
 shift $(( $# > 2 ? 2 : $# ))
@@ -34,7 +40,7 @@ mkdir -p "$work" && touch "$work/ledger.tsv"
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 for t in $targets; do
   n=$(awk -F'\t' -v t="$t" '$3 == t' "$work/ledger.tsv" | wc -l)
-  seed=$((1000 + n))
+  seed=$((${SEED_BASE:-1000} + n))
   log="$work/$t-$seed.log"
   echo "== $t: chunk of $chunk executions, seed $seed (log $log)"
   case $t in
