@@ -9,9 +9,11 @@
 // that freed ones leave it).
 // Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH] [--python PATH]
 //                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
-//                         [--segments K] [--batch B] [--parallel N]
-//                         [--rows fp32,bf16,recompute,torch-fp32,torch-bf16,torch-compile]
+//                         [--segments K] [--batch B] [--parallel N] [--stack N]
+//                         [--rows fp32,bf16,recompute,unstacked,torch-fp32,torch-bf16,torch-compile]
 // --parallel N: rmkv_train_params.parallel_sequences (0, the default: the device's choice).
+// --stack N: rmkv_train_params.stacked_sequences (0, the default: the device's choice);
+// the `unstacked` row is the bf16 row with stacked_sequences 1 (each sequence alone).
 // On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
 // bf16 tensor peak (H100 SXM: 989), and train_pytorch.py runs on the same GPU,
 // eager and with torch.compile (PyTorch >= 2.0; the row is left out when it fails).
@@ -45,7 +47,7 @@ const char *kBase =
     "{\"vocab_size\":32000,\"d_model\":768,\"n_layers\":12,\"n_heads\":12,\"memory_slots\":32,\"segment_len\":256}";
 std::string g_device = "cpu";
 std::string g_python = "/usr/bin/python3";  // --python: the interpreter that has torch
-int g_segments = 2, g_batch = 4, g_parallel = 0;
+int g_segments = 2, g_batch = 4, g_parallel = 0, g_stack = 0;
 double g_D = 512, g_L = 8, g_F = 1344, g_V = 16384;
 
 // Model FLOPs of one training token: 6 x (matrix parameters on the token path)
@@ -71,7 +73,8 @@ struct Run {
     double tokens_per_s, loss, trainer_mib;
 };
 
-Run rmkv_run(int precision, bool recompute, int steps) {
+// stack: rmkv_train_params.stacked_sequences (-1: --stack).
+Run rmkv_run(int precision, bool recompute, int steps, int stack = -1) {
     rmkv_model *m = nullptr;
     rmkv_model_params mp = rmkv_model_default_params();
     mp.device = g_device.c_str();
@@ -80,6 +83,7 @@ Run rmkv_run(int precision, bool recompute, int steps) {
     tp.precision = precision;
     tp.recompute = recompute ? 1 : 0;
     tp.parallel_sequences = g_parallel;
+    tp.stacked_sequences = stack >= 0 ? stack : g_stack;
     rmkv_trainer *t = nullptr;
     const double rss0 = rss_mib();
     check(rmkv_trainer_new(m, &tp, &t), "trainer");
@@ -103,9 +107,9 @@ Run rmkv_run(int precision, bool recompute, int steps) {
     for (int i = 0; i < steps; ++i) check(rmkv_train_step(t, &b, &st), "step");
     r.tokens_per_s = steps * B * N / (now() - t0);
     r.loss = st.loss;
-    std::fprintf(stderr, "  [%s%s: %.0f tokens/s, warm-up step included in %.1f s]\n",
-                 precision == RMKV_PRECISION_FP32 ? "fp32" : "auto", recompute ? " recompute" : "", r.tokens_per_s,
-                 now() - tw);
+    std::fprintf(stderr, "  [%s%s%s: %.0f tokens/s, warm-up step included in %.1f s]\n",
+                 precision == RMKV_PRECISION_FP32 ? "fp32" : "auto", recompute ? " recompute" : "",
+                 stack == 1 ? " unstacked" : "", r.tokens_per_s, now() - tw);
     rmkv_trainer_free(t);
     rmkv_model_free(m);
     return r;
@@ -135,8 +139,9 @@ int main(int argc, char **argv) {
     std::string config_name = "small";
     bool pytorch = true;
     std::string script = "bench/train_pytorch.py";
-    // --rows: which rows run (rmkv: fp32, bf16, recompute; PyTorch: torch-fp32, torch-bf16, torch-compile)
-    std::string rows = ",fp32,bf16,recompute,torch-fp32,torch-bf16,torch-compile,";
+    // --rows: which rows run (rmkv: fp32, bf16, recompute, unstacked = bf16 with stacked_sequences 1;
+    // PyTorch: torch-fp32, torch-bf16, torch-compile)
+    std::string rows = ",fp32,bf16,recompute,unstacked,torch-fp32,torch-bf16,torch-compile,";
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
@@ -149,6 +154,7 @@ int main(int argc, char **argv) {
         else if (!std::strcmp(argv[i], "--segments") && i + 1 < argc) g_segments = std::max(1, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) g_batch = std::max(1, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--parallel") && i + 1 < argc) g_parallel = std::max(0, std::atoi(argv[++i]));
+        else if (!std::strcmp(argv[i], "--stack") && i + 1 < argc) g_stack = std::max(0, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) {
             std::string c = argv[++i];
             if (c == "base") kConfig = kBase, config_name = "base", g_D = 768, g_L = 12, g_F = 2048, g_V = 32000;
@@ -171,6 +177,7 @@ int main(int argc, char **argv) {
     const Run f32 = want("fp32") ? rmkv_run(RMKV_PRECISION_FP32, false, steps) : none;
     const Run f16 = want("bf16") ? rmkv_run(RMKV_PRECISION_AUTO, false, steps) : none;
     const Run re16 = want("recompute") ? rmkv_run(RMKV_PRECISION_AUTO, true, steps) : none;
+    const Run un16 = want("unstacked") ? rmkv_run(RMKV_PRECISION_AUTO, false, steps, 1) : none;
     const double r32 = f32.tokens_per_s, r16 = f16.tokens_per_s;
     const std::string dev = on_cpu ? "" : " --device " + g_device;
     double t32 = pytorch && want("torch-fp32") ? pytorch_tokens_per_s(script, "float32", steps, threads, dev) : -1;
@@ -189,6 +196,7 @@ int main(int argc, char **argv) {
     if (r32 > 0) row("rmkv fp32", r32, t32, f32.trainer_mib);
     if (r16 > 0) row("rmkv bf16 (auto)", r16, t16, f16.trainer_mib);
     if (re16.tokens_per_s > 0) row("rmkv bf16 recompute", re16.tokens_per_s, t16, re16.trainer_mib);
+    if (un16.tokens_per_s > 0) row("rmkv bf16 unstacked", un16.tokens_per_s, t16, un16.trainer_mib);
     if (t32 > 0) row("pytorch fp32", t32, -1, 0);
     if (t16 > 0) row("pytorch bf16 autocast", t16, -1, 0);
     if (c16 > 0) row("pytorch bf16 compile", c16, -1, 0);

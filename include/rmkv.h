@@ -696,6 +696,16 @@ typedef struct rmkv_train_params {
                                                  summed in sequence-lane order, so results match 1 up to
                                                  rounding. 0 (default): the device's choice (CPU 1, CUDA 4);
                                                  1: one sequence after another; at most 64 */
+    int64_t stacked_sequences;                /* sequences one pass runs together, their rows stacked: every
+                                                 matrix product, norm and row-wise operation runs once for all
+                                                 of them (larger products, fewer launches); attention, pooling
+                                                 and the caches stay per sequence. Each parallel lane stacks
+                                                 up to this many of its sequences; its activation memory grows
+                                                 with it. Same results up to rounding. 0 (default): the
+                                                 device's choice (CPU 4, CUDA 1); at most 256 */
+    int64_t n_threads;                        /* CPU threads each of the trainer's calls (and each parallel
+                                                 lane) may use, 0 .. 1024; 0 (default): the OpenMP setting
+                                                 of the calling thread, as for rmkv_session_params.n_threads */
     /* appended fields only */
 } rmkv_train_params;
 
@@ -708,7 +718,7 @@ typedef enum rmkv_precision {
 /* Defaults: learning_rate 3e-4, min_learning_rate 3e-5, warmup_steps 100,
    total_steps 0, weight_decay 0.1, beta1 0.9, beta2 0.95, epsilon 1e-8,
    grad_clip 1.0, grad_accum_steps 1, dropout 0, seed 0, precision AUTO, recompute 0,
-   parallel_sequences 0.
+   parallel_sequences 0, stacked_sequences 0, n_threads 0.
    Schedule: at optimiser step s (1, 2, ...) lr = learning_rate * s / warmup_steps
    while s <= warmup_steps; then, when total_steps > 0, a cosine from learning_rate
    down to min_learning_rate reached at total_steps (and held after). */

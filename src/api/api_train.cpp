@@ -25,6 +25,8 @@ RMKV_API rmkv_train_params rmkv_train_default_params(void) {
     p.precision = RMKV_PRECISION_AUTO;
     p.recompute = 0;
     p.parallel_sequences = 0;
+    p.stacked_sequences = 0;
+    p.n_threads = 0;
     return p;
 }
 

@@ -86,6 +86,13 @@ public:
     virtual void to_host(Stream &s, real *host, const real *src, size_t n) = 0;
     virtual void from_host(Stream &s, real *dst, const real *host, size_t n) = 0;
     virtual void copy(Stream &s, real *dst, const real *src, size_t n) = 0;
+    // count blocks of `width` elements: block i from src + i * src_pitch to dst + i *
+    // dst_pitch (pitches >= width; dst and src do not overlap).
+    virtual void copy_blocks(Stream &s, real *dst, int64_t dst_pitch, const real *src, int64_t src_pitch,
+                             int64_t width, int64_t count) {
+        for (int64_t i = 0; i < count; ++i)
+            copy(s, dst + i * dst_pitch, src + i * src_pitch, static_cast<size_t>(width));
+    }
     virtual void sync(Stream &s) = 0;  // wait until every queued operation is done
     // Operations queued on `waiter` after this call start only once everything queued
     // on `done` so far has finished (neither stream blocks the host). Backends whose
@@ -95,6 +102,9 @@ public:
     // stream and host thread (rmkv_train_params.parallel_sequences = 0): 1 where one
     // stream already uses the whole device.
     virtual int default_parallel_sequences() const { return 1; }
+    // How many of a lane's sequences one pass stacks into its rows
+    // (rmkv_train_params.stacked_sequences = 0).
+    virtual int default_stacked_sequences() const { return 4; }
 
     // ---- operations ----
     // y[n, out] = x[n, in] W[out, in]^T (+ b[out]) (+ y when accumulate).
@@ -206,7 +216,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 1;
+constexpr int kCudaPluginAbi = 2;
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

@@ -26,19 +26,46 @@ LayerActs Workspace::acts() const {
 void SegmentForward::embed(real *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p) {
     const Config &c = m_.config();
     const int64_t D = c.d_model;
-    be_.embed(st_, x, m_.weights().tok_emb, tokens, n, D);
-    if (c.pos == Pos::learned) be_.add(st_, x, x, m_.weights().pos_emb + t0 * D, n * D);
-    if (c.pos == Pos::sincos) be_.add_sincos(st_, x, n, D, p);
+    be_.embed(st_, x, m_.weights().tok_emb, tokens, n_seq_ * n, D);
+    for (int64_t i = 0; i < n_seq_; ++i) {
+        real *xi = x + i * n * D;
+        if (c.pos == Pos::learned) be_.add(st_, xi, xi, m_.weights().pos_emb + t0 * D, n * D);
+        if (c.pos == Pos::sincos) be_.add_sincos(st_, xi, n, D, p);
+    }
+}
+
+void SegmentForward::drop_each(real *x, int64_t n, size_t l, DropSite site) {
+    for (int64_t i = 0; i < n_seq_; ++i) {
+        const Dropout d = drop(l, site, i);
+        if (d.on()) be_.dropout(st_, x + i * n, n, d);
+    }
+}
+
+void SegmentForward::new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, int64_t n,
+                              int64_t r0) {
+    const Config &c = m_.config();
+    const int64_t D = c.d_model, Dkv = c.d_kv();
+    if (n_seq_ == 1) {
+        be_.linear(st_, s.keys + r0 * Dkv, xn, w.wk, w.bk, n, D, Dkv, false);
+        be_.linear(st_, s.values + r0 * Dkv, xn, w.wv, w.bv, n, D, Dkv, false);
+        return;
+    }
+    // Both products first (they share the input's conversion), then the copies.
+    be_.linear(st_, a.k_rows, xn, w.wk, w.bk, n_seq_ * n, D, Dkv, false);
+    be_.linear(st_, a.v_rows, xn, w.wv, w.bv, n_seq_ * n, D, Dkv, false);
+    const int64_t pitch = block_rows() * Dkv;
+    be_.copy_blocks(st_, s.keys + r0 * Dkv, pitch, a.k_rows, n * Dkv, n * Dkv, n_seq_);
+    be_.copy_blocks(st_, s.values + r0 * Dkv, pitch, a.v_rows, n * Dkv, n * Dkv, n_seq_);
 }
 
 void SegmentForward::layer_memory(size_t l, LayerState &s, const LayerActs &a) {
     const Config &c = m_.config();
-    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
+    const int64_t M = c.memory_slots, D = c.d_model;
     const LayerWeights &w = m_.weights().layers[l];
-    be_.norm(st_, norm_kind(c), a.mem_xn, s.memory, w.norm1_w, w.norm1_b, M, D, static_cast<float>(c.norm_eps));
-    be_.linear(st_, s.mem_q, a.mem_xn, w.wq, w.bq, M, D, D, false);
-    be_.linear(st_, s.keys, a.mem_xn, w.wk, w.bk, M, D, Dkv, false);
-    be_.linear(st_, s.values, a.mem_xn, w.wv, w.bv, M, D, Dkv, false);
+    const int64_t rows = n_seq_ * M;
+    be_.norm(st_, norm_kind(c), a.mem_xn, s.memory, w.norm1_w, w.norm1_b, rows, D, static_cast<float>(c.norm_eps));
+    be_.linear(st_, s.mem_q, a.mem_xn, w.wq, w.bq, rows, D, D, false);
+    new_keys(w, s, a, a.mem_xn, M, 0);
 }
 
 void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, int64_t n, int64_t t0) {
@@ -47,22 +74,23 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const float eps = static_cast<float>(c.norm_eps);
     const LayerWeights &w = m_.weights().layers[l];
-    real *k_new = s.keys + (M + t0) * Dkv, *v_new = s.values + (M + t0) * Dkv;
-    be_.norm(st_, norm_kind(c), a.xn, a.x_in, w.norm1_w, w.norm1_b, n, D, eps);
-    be_.linear(st_, a.q, a.xn, w.wq, w.bq, n, D, D, false);
-    be_.linear(st_, k_new, a.xn, w.wk, w.bk, n, D, Dkv, false);
-    be_.linear(st_, v_new, a.xn, w.wv, w.bv, n, D, Dkv, false);
-    if (c.pos == Pos::rope) {
-        be_.rope(st_, a.q, n, D, H, hd, t0, static_cast<float>(c.rope_theta), false);
-        be_.rope(st_, k_new, n, Dkv, Hkv, hd, t0, static_cast<float>(c.rope_theta), false);
+    const int64_t rows = n_seq_ * n, block = block_rows() * Dkv;
+    be_.norm(st_, norm_kind(c), a.xn, a.x_in, w.norm1_w, w.norm1_b, rows, D, eps);
+    be_.linear(st_, a.q, a.xn, w.wq, w.bq, rows, D, D, false);
+    new_keys(w, s, a, a.xn, n, M + t0);
+    for (int64_t i = 0; i < n_seq_; ++i) {
+        real *q = a.q + i * n * D, *keys = s.keys + i * block, *values = s.values + i * block;
+        if (c.pos == Pos::rope) {
+            be_.rope(st_, q, n, D, H, hd, t0, static_cast<float>(c.rope_theta), false);
+            be_.rope(st_, keys + (M + t0) * Dkv, n, Dkv, Hkv, hd, t0, static_cast<float>(c.rope_theta), false);
+        }
+        be_.attention(st_, a.attn + i * n * D, q, keys, values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0,
+                      drop(l, DropSite::attn_tokens, i));
     }
-    be_.attention(st_, a.attn, a.q, s.keys, s.values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0,
-                  drop(l, DropSite::attn_tokens));
     real *o_x = s.tok_out + t0 * D;
-    be_.linear(st_, o_x, a.attn, w.wo, w.bo, n, D, D, false);
-    const Dropout wo_drop = drop(l, DropSite::wo_tokens);
-    if (wo_drop.on()) be_.dropout(st_, o_x, n * D, wo_drop);  // O_x as the residual and the pooling see it
-    be_.add(st_, a.x_mid, a.x_in, o_x, n * D);
+    be_.linear(st_, o_x, a.attn, w.wo, w.bo, rows, D, D, false);
+    drop_each(o_x, n * D, l, DropSite::wo_tokens);  // O_x as the residual and the pooling see it
+    be_.add(st_, a.x_mid, a.x_in, o_x, rows * D);
     ffn_block(l, a, n);
 }
 
@@ -70,25 +98,25 @@ void SegmentForward::ffn_block(size_t l, const LayerActs &a, int64_t n) {
     const Config &c = m_.config();
     const int64_t D = c.d_model, F = c.ffn_hidden;
     const LayerWeights &w = m_.weights().layers[l];
-    be_.copy(st_, a.x_out, a.x_mid, n * D);
+    const int64_t rows = n_seq_ * n;
+    be_.copy(st_, a.x_out, a.x_mid, rows * D);
     if (c.ffn == Ffn::none) return;
-    be_.norm(st_, norm_kind(c), a.xn2, a.x_mid, w.norm2_w, w.norm2_b, n, D, static_cast<float>(c.norm_eps));
-    be_.linear(st_, a.ffn_b, a.xn2, w.ffn_up, nullptr, n, D, F, false);
+    be_.norm(st_, norm_kind(c), a.xn2, a.x_mid, w.norm2_w, w.norm2_b, rows, D, static_cast<float>(c.norm_eps));
+    be_.linear(st_, a.ffn_b, a.xn2, w.ffn_up, nullptr, rows, D, F, false);
     if (c.ffn == Ffn::swiglu) {
-        be_.linear(st_, a.ffn_a, a.xn2, w.ffn_gate, nullptr, n, D, F, false);
-        be_.swiglu(st_, a.ffn_h, a.ffn_a, a.ffn_b, n * F);
+        be_.linear(st_, a.ffn_a, a.xn2, w.ffn_gate, nullptr, rows, D, F, false);
+        be_.swiglu(st_, a.ffn_h, a.ffn_a, a.ffn_b, rows * F);
     } else {
-        be_.gelu(st_, a.ffn_h, a.ffn_b, n * F);
+        be_.gelu(st_, a.ffn_h, a.ffn_b, rows * F);
     }
-    const Dropout down_drop = drop(l, DropSite::ffn_down);
-    if (!down_drop.on()) {
-        be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, n, F, D, true);
+    if (!dropping()) {
+        be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, true);
         return;
     }
     // Training with dropout (x_out has its own buffer): x_out = x_mid + dropout(down(h)).
-    be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, n, F, D, false);
-    be_.dropout(st_, a.x_out, n * D, down_drop);
-    be_.add(st_, a.x_out, a.x_out, a.x_mid, n * D);
+    be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, false);
+    drop_each(a.x_out, n * D, l, DropSite::ffn_down);
+    be_.add(st_, a.x_out, a.x_out, a.x_mid, rows * D);
 }
 
 void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, real *new_memory,
@@ -97,21 +125,23 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
     const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), G = c.cell_gates();
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const LayerWeights &w = m_.weights().layers[l];
+    const int64_t rows = n_seq_ * M, block = block_rows() * Dkv;
     // O_m: memory rows attend to every memory and token row of the segment.
-    be_.attention(st_, a.mem_attn, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd, M + T,
-                  drop(l, DropSite::attn_memory));
-    be_.linear(st_, a.mem_out, a.mem_attn, w.wo, w.bo, M, D, D, false);
-    const Dropout wo_drop = drop(l, DropSite::wo_memory);
-    if (wo_drop.on()) be_.dropout(st_, a.mem_out, M * D, wo_drop);
-    be_.pool(st_, a.pooled, w.pool_query, s.tok_out, M, T, D);
+    for (int64_t i = 0; i < n_seq_; ++i)
+        be_.attention(st_, a.mem_attn + i * M * D, s.mem_q + i * M * D, s.keys + i * block, s.values + i * block, M,
+                      M + T, Dkv, H, Hkv, hd, M + T, drop(l, DropSite::attn_memory, i));
+    be_.linear(st_, a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false);
+    drop_each(a.mem_out, M * D, l, DropSite::wo_memory);
+    for (int64_t i = 0; i < n_seq_; ++i)
+        be_.pool(st_, a.pooled + i * M * D, w.pool_query, s.tok_out + i * T * D, M, T, D);
     if (c.cell == Cell::minimal) {
-        be_.concat_cols(st_, a.cat, a.mem_out, a.pooled, M, D);
-        be_.linear(st_, a.gates_i, a.cat, w.cell_w, w.cell_b, M, 2 * D, 2 * D, false);
-        be_.cell(st_, CellKind::minimal, new_memory, nullptr, nullptr, a.gates_i, nullptr, a.mem_out, M, D);
+        be_.concat_cols(st_, a.cat, a.mem_out, a.pooled, rows, D);
+        be_.linear(st_, a.gates_i, a.cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
+        be_.cell(st_, CellKind::minimal, new_memory, nullptr, nullptr, a.gates_i, nullptr, a.mem_out, rows, D);
     } else {
-        be_.linear(st_, a.gates_i, a.pooled, w.cell_wih, w.cell_bih, M, D, G * D, false);
-        be_.linear(st_, a.gates_h, a.mem_out, w.cell_whh, w.cell_bhh, M, D, G * D, false);
-        be_.cell(st_, cell_kind(c), new_memory, new_cell, s.cell, a.gates_i, a.gates_h, a.mem_out, M, D);
+        be_.linear(st_, a.gates_i, a.pooled, w.cell_wih, w.cell_bih, rows, D, G * D, false);
+        be_.linear(st_, a.gates_h, a.mem_out, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
+        be_.cell(st_, cell_kind(c), new_memory, new_cell, s.cell, a.gates_i, a.gates_h, a.mem_out, rows, D);
     }
 }
 

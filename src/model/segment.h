@@ -19,6 +19,8 @@
 namespace rmkv {
 
 // What one stream of text carries for a layer between chunks. Sizes bounded by S.
+// With B stacked sequences (training) each buffer holds B of them: memory, cell and
+// mem_q B * M rows, keys and values B blocks of M + S rows, tok_out B * T rows.
 struct LayerState {
     real *memory;  // [M, D]  m_l, the memory read by the current segment
     real *cell;    // [M, D]  c_l (lstm only, else NULL)
@@ -29,7 +31,9 @@ struct LayerState {
 };
 
 // Intermediates of one layer for a chunk of n tokens (rows) and for the memory
-// update. Pointers may alias where noted for inference.
+// update. Pointers may alias where noted for inference. With B stacked sequences
+// (SegmentForward::stack, training) every [n, *] buffer holds B * n rows, sequence
+// after sequence, and every [M, *] buffer B * M rows.
 struct LayerActs {
     real *x_in;      // [n, D] input of the layer
     real *xn;        // [n, D] norm1(x_in)
@@ -48,6 +52,8 @@ struct LayerActs {
     real *gates_i;   // [M, G*D] W_ih s + b_ih (minimal: W [h, s] + b)
     real *gates_h;   // [M, G*D] W_hh h + b_hh
     real *cat;       // [M, 2D] [h, s] (minimal)
+    real *k_rows;    // stacked sequences only: [B * max(M, n), Dkv] new key rows, then
+    real *v_rows;    //   value rows, on their way into each sequence's cache block
 };
 
 // Scratch of an inference session: one set of buffers shared by every layer.
@@ -104,8 +110,15 @@ struct DropoutPlan {
 class SegmentForward {
 public:
     SegmentForward(const ModelView &model, Stream &stream) : m_(model), st_(stream), be_(model.backend()) {}
-    // Training: the dropout of segment `segment` of a sequence (none until set).
-    void set_dropout(const DropoutPlan &plan, int64_t segment) { drop_ = plan, segment_ = segment; }
+    // Training: segment `segment` of n_seq sequences of equal segment lengths, their
+    // rows stacked (LayerActs, LayerState): the norms, matrix products and row-wise
+    // operations run once over all of them; RoPE, attention, pooling, the cache
+    // blocks and dropout stay per sequence, sequence i with the masks of drops[i]
+    // (NULL: none). Chunks start at segment offset 0 when n_seq > 1. Until set: one
+    // sequence, no dropout.
+    void stack(const DropoutPlan *drops, int64_t n_seq, int64_t segment) {
+        drops_ = drops, n_seq_ = n_seq, segment_ = segment;
+    }
 
     // X[n, D] = embeddings of n tokens (host, validated) at segment offset t0, stream position p.
     void embed(real *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p);
@@ -131,15 +144,29 @@ public:
     // logits[n, V]: row i after tokens[i] (host, validated).
     void decode_rows(const DecodeRow *rows, int64_t n, const int32_t *tokens, const RowsWorkspace &ws, real *logits);
 
+    // Rows of the key and value cache block of stacked sequence i.
+    int64_t block_rows() const { return m_.config().memory_slots + m_.config().segment_len; }
+
 private:
-    Dropout drop(size_t l, DropSite site) const { return drop_.at(segment_, l, site); }
-    // norm2, the feed-forward block and its residual: a.x_mid -> a.x_out (n rows).
+    Dropout drop(size_t l, DropSite site, int64_t i) const { return drops_ ? drops_[i].at(segment_, l, site) : Dropout{}; }
+    bool dropping() const {
+        for (int64_t i = 0; drops_ && i < n_seq_; ++i)
+            if (drops_[i].p > 0.0f) return true;
+        return false;
+    }
+    // x[n_seq * n] *= dropout of `site`, each sequence's n elements with its own mask.
+    void drop_each(real *x, int64_t n, size_t l, DropSite site);
+    // Key and value rows of the n normalised rows per sequence in xn, into each
+    // sequence's cache block from row r0.
+    void new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, int64_t n, int64_t r0);
+    // norm2, the feed-forward block and its residual: a.x_mid -> a.x_out (n rows per sequence).
     void ffn_block(size_t l, const LayerActs &a, int64_t n);
 
     ModelView m_;
     Stream &st_;
     Backend &be_;
-    DropoutPlan drop_;
+    const DropoutPlan *drops_ = nullptr;
+    int64_t n_seq_ = 1;
     int64_t segment_ = 0;
 };
 

@@ -6,20 +6,23 @@
 
 namespace rmkv {
 
-SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recompute)
-    : m_(model), st_(stream), be_(model.backend()), recompute_(recompute) {
+SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recompute, int64_t stack)
+    : m_(model), st_(stream), be_(model.backend()), recompute_(recompute), stack_(std::max<int64_t>(stack, 1)) {
     const Config &c = m_.config();
-    const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t B = stack_, Dkv = c.d_kv(), F = c.ffn_hidden;
+    // Every size below counts the rows of all stacked sequences.
+    const int64_t M = B * c.memory_slots, D = c.d_model, S = B * c.segment_len, KV = B * (c.memory_slots + c.segment_len);
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2), V = c.vocab_size;
     try {
         dx_ = buffer(S * D), dx_mid_ = buffer(S * D), dxn_ = buffer(S * D), dxn2_ = buffer(S * D);
         dq_ = buffer(S * D), dattn_ = buffer(S * D), dox_ = buffer(S * D), dtok_ = buffer(S * D);
-        dk_ = buffer((M + S) * Dkv), dv_ = buffer((M + S) * Dkv);
+        dk_ = buffer(KV * Dkv), dv_ = buffer(KV * Dkv);
         dffn_a_ = buffer(S * F), dffn_b_ = buffer(S * F), dffn_h_ = buffer(S * F);
         logits_ = buffer(S * V), dxnf_ = buffer(S * D);
         dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D), dmem_out_ = buffer(M * D), dpooled_ = buffer(M * D);
         dmem_xn_ = buffer(M * D), dgi_ = buffer(M * G * D), dgh_ = buffer(M * G * D), dcat_ = buffer(M * 2 * D);
         dm_tmp_ = buffer(M * D), dc_tmp_ = buffer(M * D);
+        if (B > 1) k_rows_ = buffer(std::max(M, S) * Dkv), v_rows_ = buffer(std::max(M, S) * Dkv);
         for (int64_t l = 0; l < c.n_layers; ++l) {
             dm_next_.push_back(buffer(M * D));
             dc_next_.push_back(buffer(M * D));
@@ -27,7 +30,7 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
         if (recompute_) {
             const bool ffn = c.ffn != Ffn::none;
             LayerState &s = shared_state_;
-            s.keys = buffer((M + S) * Dkv), s.values = buffer((M + S) * Dkv), s.mem_q = buffer(M * D);
+            s.keys = buffer(KV * Dkv), s.values = buffer(KV * Dkv), s.mem_q = buffer(M * D);
             s.tok_out = buffer(S * D);
             LayerActs &a = shared_acts_;
             a.xn = buffer(S * D), a.q = buffer(S * D), a.attn = buffer(S * D), a.x_mid = buffer(S * D);
@@ -60,7 +63,8 @@ real *SequencePass::own_or_shared(real *shared, int64_t n) { return recompute_ ?
 
 void SequencePass::grow(size_t n_segments) {
     const Config &c = m_.config();
-    const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t B = stack_, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t M = B * c.memory_slots, D = c.d_model, S = B * c.segment_len, KV = B * (c.memory_slots + c.segment_len);
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2);
     const bool ffn = c.ffn != Ffn::none;
     while (segs_.size() < n_segments) {
@@ -73,8 +77,8 @@ void SequencePass::grow(size_t n_segments) {
             s.cell = c.cell == Cell::lstm ? buffer(M * D) : nullptr;
             // Kept per segment and layer in any case: the memory read, the layer's output.
             const LayerState &ss = shared_state_;
-            s.keys = own_or_shared(ss.keys, (M + S) * Dkv);
-            s.values = own_or_shared(ss.values, (M + S) * Dkv);
+            s.keys = own_or_shared(ss.keys, KV * Dkv);
+            s.values = own_or_shared(ss.values, KV * Dkv);
             s.mem_q = own_or_shared(ss.mem_q, M * D);
             s.tok_out = own_or_shared(ss.tok_out, S * D);
             const LayerActs &sa = shared_acts_;
@@ -91,10 +95,31 @@ void SequencePass::grow(size_t n_segments) {
             a.mem_out = own_or_shared(sa.mem_out, M * D), a.pooled = own_or_shared(sa.pooled, M * D);
             a.gates_i = own_or_shared(sa.gates_i, M * G * D), a.gates_h = own_or_shared(sa.gates_h, M * G * D);
             a.cat = own_or_shared(sa.cat, M * 2 * D);
+            a.k_rows = k_rows_, a.v_rows = v_rows_;
             sg.state.push_back(s);
             sg.acts.push_back(a);
         }
         segs_.push_back(std::move(sg));
+    }
+}
+
+void SequencePass::gather(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
+                          const std::vector<int64_t> &lens) {
+    if (n_seq < 1 || n_seq > stack_)
+        fail(RMKV_ERR_INTERNAL, n_seq, " sequences for a pass made for at most ", stack_);
+    n_seq_ = n_seq;
+    int64_t n = 0;
+    for (int64_t T : lens) n += T;
+    tok_.resize(static_cast<size_t>(n_seq * n));
+    tgt_.resize(static_cast<size_t>(n_seq * n));
+    int64_t p = 0;
+    for (int64_t T : lens) {
+        for (int64_t i = 0; i < n_seq; ++i) {
+            const size_t to = static_cast<size_t>(n_seq * p + i * T);
+            std::copy(tokens + i * stride + p, tokens + i * stride + p + T, tok_.begin() + static_cast<std::ptrdiff_t>(to));
+            std::copy(targets + i * stride + p, targets + i * stride + p + T, tgt_.begin() + static_cast<std::ptrdiff_t>(to));
+        }
+        p += T;
     }
 }
 
@@ -106,8 +131,8 @@ void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32
     const size_t L = static_cast<size_t>(c.n_layers);
     if (from_init_memory)
         for (size_t l = 0; l < L; ++l) {
-            be_.copy(st_, sg.state[l].memory, W.layers[l].init_memory, M * D);
-            if (sg.state[l].cell) be_.fill(st_, sg.state[l].cell, 0.0f, static_cast<size_t>(M * D));
+            for (int64_t i = 0; i < n_seq_; ++i) be_.copy(st_, sg.state[l].memory + i * M * D, W.layers[l].init_memory, M * D);
+            if (sg.state[l].cell) be_.fill(st_, sg.state[l].cell, 0.0f, static_cast<size_t>(n_seq_ * M * D));
         }
     fwd.embed(sg.x0, tokens, T, 0, p);
     for (size_t l = 0; l < L; ++l) {
@@ -115,84 +140,92 @@ void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32
         fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
         if (next) fwd.layer_rewrite(l, sg.state[l], sg.acts[l], T, next->state[l].memory, next->state[l].cell);
     }
-    fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, T);
+    fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, n_seq_ * T);
 }
 
-void SequencePass::run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
-                         const ModelWeights &G, float scale, const DropoutPlan &dropout) {
+void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
+                       const std::vector<int64_t> &lens, const ModelWeights &G, float scale, const DropoutPlan *dropout) {
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
     const int64_t M = c.memory_slots, D = c.d_model, V = c.vocab_size;
     const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
+    gather(tokens, targets, n_seq, stride, lens);
+    drops_.assign(static_cast<size_t>(n_seq), DropoutPlan{});
+    if (dropout) std::copy(dropout, dropout + n_seq, drops_.begin());
     grow(K);
     SegmentForward fwd(m_, st_);
-    drop_ = dropout;
+    const int64_t B = n_seq_;
 
     // Forward, keeping everything.
     int64_t p = 0;
     for (size_t k = 0; k < K; ++k) {
         Segment &sg = segs_[k];
-        const int64_t T = lens[k];
-        fwd.set_dropout(drop_, static_cast<int64_t>(k));
-        forward_segment(fwd, sg, tokens + p, T, p, k == 0, k + 1 < K ? &segs_[k + 1] : nullptr);
+        const int64_t T = lens[k], rows = B * T;
+        fwd.stack(drops_.data(), B, static_cast<int64_t>(k));
+        forward_segment(fwd, sg, tok_.data() + B * p, T, p, k == 0, k + 1 < K ? &segs_[k + 1] : nullptr);
         // Loss of this segment; its gradient reaches the last layer's output now.
-        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, scale);
-        be_.linear_backward(st_, dx_, false, G.head, nullptr, logits_, dxnf_, W.head, T, D, V);
-        be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(T * D));
-        be_.norm_backward(st_, norm_kind(c), sg.dx_head, G.norm_f_w, G.norm_f_b, dx_, sg.acts[L - 1].x_out, W.norm_f_w, T,
-                          D, static_cast<float>(c.norm_eps));
+        be_.cross_entropy(st_, logits_, logits_, tgt_.data() + B * p, rows, V, scale);
+        be_.linear_backward(st_, dx_, false, G.head, nullptr, logits_, dxnf_, W.head, rows, D, V);
+        be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(rows * D));
+        be_.norm_backward(st_, norm_kind(c), sg.dx_head, G.norm_f_w, G.norm_f_b, dx_, sg.acts[L - 1].x_out, W.norm_f_w,
+                          rows, D, static_cast<float>(c.norm_eps));
         p += T;
     }
 
     // Backward, segment by segment in reverse, each through its layers in reverse.
     for (size_t l = 0; l < L; ++l) {
-        be_.fill(st_, dm_next_[l], 0.0f, static_cast<size_t>(M * D));
-        be_.fill(st_, dc_next_[l], 0.0f, static_cast<size_t>(M * D));
+        be_.fill(st_, dm_next_[l], 0.0f, static_cast<size_t>(B * M * D));
+        be_.fill(st_, dc_next_[l], 0.0f, static_cast<size_t>(B * M * D));
     }
     for (size_t k = K; k-- > 0;) {
         p -= lens[k];
         const int64_t T = lens[k];
-        tokens_ = tokens + p;
-        be_.copy(st_, dx_, segs_[k].dx_head, T * D);
-        if (recompute_) fwd.set_dropout(drop_, static_cast<int64_t>(k));
+        be_.copy(st_, dx_, segs_[k].dx_head, B * T * D);
+        fwd.stack(drops_.data(), B, static_cast<int64_t>(k));
         for (size_t l = L; l-- > 0;) {
             if (recompute_) recompute_layer(fwd, k, l, T, k + 1 < K);
             backward_layer(k, l, T, k + 1 < K, G);
         }
         // dx_ now holds the gradient of the embeddings.
-        if (G.tok_emb) be_.embed_backward(st_, G.tok_emb, dx_, tokens + p, T, D);
-        if (c.pos == Pos::learned && G.pos_emb) be_.add(st_, G.pos_emb, G.pos_emb, dx_, T * D);
+        if (G.tok_emb) be_.embed_backward(st_, G.tok_emb, dx_, tok_.data() + B * p, B * T, D);
+        if (c.pos == Pos::learned && G.pos_emb)
+            for (int64_t i = 0; i < B; ++i) be_.add(st_, G.pos_emb, G.pos_emb, dx_ + i * T * D, T * D);
     }
-    for (size_t l = 0; l < L; ++l) be_.add(st_, G.layers[l].init_memory, G.layers[l].init_memory, dm_next_[l], M * D);
+    for (size_t l = 0; l < L; ++l)
+        for (int64_t i = 0; i < B; ++i)
+            be_.add(st_, G.layers[l].init_memory, G.layers[l].init_memory, dm_next_[l] + i * M * D, M * D);
 }
 
-void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &lens,
-                            bool reset_memory, EvalSums &sums) {
+void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
+                            const std::vector<int64_t> &lens, bool reset_memory, EvalSums &sums) {
     const Config &c = m_.config();
     const int64_t V = c.vocab_size;
     const size_t K = lens.size();
+    gather(tokens, targets, n_seq, stride, lens);
     grow(2);
     SegmentForward fwd(m_, st_);
+    const int64_t B = n_seq_;
     std::vector<real> logits_host;
     int64_t p = 0;
     for (size_t k = 0; k < K; ++k) {
         // Two tape slots, alternating: segment k reads the memory segment k-1 wrote.
         Segment &sg = segs_[k % 2];
         Segment &next = segs_[(k + 1) % 2];
-        const int64_t T = lens[k];
-        forward_segment(fwd, sg, tokens + p, T, p, k == 0 || reset_memory, k + 1 < K ? &next : nullptr);
-        logits_host.resize(static_cast<size_t>(T * V));
+        const int64_t T = lens[k], rows = B * T;
+        fwd.stack(nullptr, B, static_cast<int64_t>(k));
+        forward_segment(fwd, sg, tok_.data() + B * p, T, p, k == 0 || reset_memory, k + 1 < K ? &next : nullptr);
+        logits_host.resize(static_cast<size_t>(rows * V));
         be_.to_host(st_, logits_host.data(), logits_, logits_host.size());
         be_.sync(st_);
-        be_.cross_entropy(st_, logits_, logits_, targets + p, T, V, 0.0f);
+        const int32_t *tgt = tgt_.data() + B * p;
+        be_.cross_entropy(st_, logits_, logits_, tgt, rows, V, 0.0f);
         const double loss = be_.take_loss(st_);
         int64_t n = 0, correct = 0;
-        for (int64_t t = 0; t < T; ++t) {
-            int32_t target = targets[p + t];
-            if (target < 0) continue;
+        for (int64_t t = 0; t < rows; ++t) {
+            if (tgt[t] < 0) continue;
             const real *row = logits_host.data() + t * V;
             n++;
-            correct += std::max_element(row, row + V) - row == target;
+            correct += std::max_element(row, row + V) - row == tgt[t];
         }
         sums.loss += loss, sums.targets += n, sums.correct += correct;
         if (k >= 1) sums.loss_later += loss, sums.targets_later += n, sums.correct_later += correct;
@@ -212,10 +245,18 @@ void SequencePass::recompute_layer(SegmentForward &fwd, size_t k, size_t l, int6
     if (rewritten) fwd.layer_rewrite(l, s, a, T, shared_new_memory_, s.cell ? shared_new_cell_ : nullptr);
 }
 
+void SequencePass::drop_each(real *x, int64_t n, size_t k, size_t l, DropSite site) {
+    for (int64_t i = 0; i < n_seq_; ++i) {
+        const Dropout d = drops_[static_cast<size_t>(i)].at(static_cast<int64_t>(k), l, site);
+        if (d.on()) be_.dropout(st_, x + i * n, n, d);
+    }
+}
+
 // On entry dx_ holds the gradient of this layer's output (x_out) and, when the
 // segment rewrote memory, dm_next_[l] / dc_next_[l] that of the memory it wrote.
 // On exit dx_ holds the gradient of the layer's input and dm_next_[l] / dc_next_[l]
-// that of the memory (cell) the segment read.
+// that of the memory (cell) the segment read. Every sequence of the run at once:
+// rows are stacked as in the forward.
 void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &Gw) {
     const Config &c = m_.config();
     const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, Gc = c.cell_gates();
@@ -226,85 +267,104 @@ void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten,
     const LayerState &s = segs_[k].state[l];
     const LayerActs &a = segs_[k].acts[l];
     const NormKind nk = norm_kind(c);
+    const int64_t B = n_seq_, rows = B * T, mrows = B * M, block = (M + c.segment_len) * Dkv;
+    auto drop = [&](DropSite site, int64_t i) { return drops_[static_cast<size_t>(i)].at(static_cast<int64_t>(k), l, site); };
 
-    be_.fill(st_, dk_, 0.0f, static_cast<size_t>((M + T) * Dkv));
-    be_.fill(st_, dv_, 0.0f, static_cast<size_t>((M + T) * Dkv));
-    be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(T * D));
+    be_.fill(st_, dk_, 0.0f, static_cast<size_t>(B * block));
+    be_.fill(st_, dv_, 0.0f, static_cast<size_t>(B * block));
+    be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(rows * D));
 
     // 1. The memory update (only when this segment wrote a memory someone read).
     if (rewritten) {
-        be_.fill(st_, dmem_out_, 0.0f, static_cast<size_t>(M * D));
+        be_.fill(st_, dmem_out_, 0.0f, static_cast<size_t>(mrows * D));
         if (c.cell == Cell::minimal) {
             be_.cell_backward(st_, CellKind::minimal, dgi_, nullptr, dmem_out_, nullptr, dm_next_[l], nullptr, nullptr,
-                              a.gates_i, nullptr, a.mem_out, M, D);
-            be_.linear_backward(st_, dcat_, false, g.cell_w, g.cell_b, dgi_, a.cat, w.cell_w, M, 2 * D, 2 * D);
-            be_.fill(st_, dpooled_, 0.0f, static_cast<size_t>(M * D));
-            be_.split_cols_add(st_, dmem_out_, dpooled_, dcat_, M, D);
+                              a.gates_i, nullptr, a.mem_out, mrows, D);
+            be_.linear_backward(st_, dcat_, false, g.cell_w, g.cell_b, dgi_, a.cat, w.cell_w, mrows, 2 * D, 2 * D);
+            be_.fill(st_, dpooled_, 0.0f, static_cast<size_t>(mrows * D));
+            be_.split_cols_add(st_, dmem_out_, dpooled_, dcat_, mrows, D);
         } else {
             be_.cell_backward(st_, cell_kind(c), dgi_, dgh_, dmem_out_, dc_tmp_, dm_next_[l],
-                              c.cell == Cell::lstm ? dc_next_[l] : nullptr, s.cell, a.gates_i, a.gates_h, a.mem_out, M, D);
-            be_.linear_backward(st_, dpooled_, false, g.cell_wih, g.cell_bih, dgi_, a.pooled, w.cell_wih, M, D, Gc * D);
-            be_.linear_backward(st_, dmem_out_, true, g.cell_whh, g.cell_bhh, dgh_, a.mem_out, w.cell_whh, M, D, Gc * D);
+                              c.cell == Cell::lstm ? dc_next_[l] : nullptr, s.cell, a.gates_i, a.gates_h, a.mem_out, mrows,
+                              D);
+            be_.linear_backward(st_, dpooled_, false, g.cell_wih, g.cell_bih, dgi_, a.pooled, w.cell_wih, mrows, D, Gc * D);
+            be_.linear_backward(st_, dmem_out_, true, g.cell_whh, g.cell_bhh, dgh_, a.mem_out, w.cell_whh, mrows, D, Gc * D);
         }
-        be_.pool_backward(st_, dtok_, g.pool_query, dpooled_, w.pool_query, s.tok_out, M, T, D);
-        const Dropout wo_drop = drop_.at(static_cast<int64_t>(k), l, DropSite::wo_memory);
-        if (wo_drop.on()) be_.dropout(st_, dmem_out_, M * D, wo_drop);
-        be_.linear_backward(st_, dmem_attn_, false, g.wo, g.bo, dmem_out_, a.mem_attn, w.wo, M, D, D);
-        be_.attention_backward(st_, dmem_q_, dk_, dv_, dmem_attn_, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd,
-                               M + T, drop_.at(static_cast<int64_t>(k), l, DropSite::attn_memory));
+        for (int64_t i = 0; i < B; ++i)
+            be_.pool_backward(st_, dtok_ + i * T * D, g.pool_query, dpooled_ + i * M * D, w.pool_query,
+                              s.tok_out + i * T * D, M, T, D);
+        drop_each(dmem_out_, M * D, k, l, DropSite::wo_memory);
+        be_.linear_backward(st_, dmem_attn_, false, g.wo, g.bo, dmem_out_, a.mem_attn, w.wo, mrows, D, D);
+        for (int64_t i = 0; i < B; ++i)
+            be_.attention_backward(st_, dmem_q_ + i * M * D, dk_ + i * block, dv_ + i * block, dmem_attn_ + i * M * D,
+                                   s.mem_q + i * M * D, s.keys + i * block, s.values + i * block, M, M + T, Dkv, H, Hkv,
+                                   hd, M + T, drop(DropSite::attn_memory, i));
     }
 
     // 2. Feed-forward: x_out = x_mid + down(h).
-    be_.copy(st_, dx_mid_, dx_, T * D);
+    be_.copy(st_, dx_mid_, dx_, rows * D);
     if (c.ffn != Ffn::none) {
         const real *ddown = dx_;  // gradient of down(h), through its dropout
-        const Dropout down_drop = drop_.at(static_cast<int64_t>(k), l, DropSite::ffn_down);
-        if (down_drop.on()) {
-            be_.copy(st_, dox_, dx_, T * D);
-            be_.dropout(st_, dox_, T * D, down_drop);
+        if (std::any_of(drops_.begin(), drops_.end(), [](const DropoutPlan &d) { return d.p > 0.0f; })) {
+            be_.copy(st_, dox_, dx_, rows * D);
+            drop_each(dox_, T * D, k, l, DropSite::ffn_down);
             ddown = dox_;
         }
-        be_.linear_backward(st_, dffn_h_, false, g.ffn_down, nullptr, ddown, a.ffn_h, w.ffn_down, T, F, D);
+        be_.linear_backward(st_, dffn_h_, false, g.ffn_down, nullptr, ddown, a.ffn_h, w.ffn_down, rows, F, D);
         if (c.ffn == Ffn::swiglu) {
-            be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, T * F);
-            be_.linear_backward(st_, dxn2_, false, g.ffn_gate, nullptr, dffn_a_, a.xn2, w.ffn_gate, T, D, F);
-            be_.linear_backward(st_, dxn2_, true, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, T, D, F);
+            be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, rows * F);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_gate, nullptr, dffn_a_, a.xn2, w.ffn_gate, rows, D, F);
+            be_.linear_backward(st_, dxn2_, true, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, rows, D, F);
         } else {
-            be_.gelu_backward(st_, dffn_b_, dffn_h_, a.ffn_b, T * F);
-            be_.linear_backward(st_, dxn2_, false, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, T, D, F);
+            be_.gelu_backward(st_, dffn_b_, dffn_h_, a.ffn_b, rows * F);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, rows, D, F);
         }
-        be_.norm_backward(st_, nk, dx_mid_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, T, D, eps);
+        be_.norm_backward(st_, nk, dx_mid_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, rows, D, eps);
     }
 
     // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_).
-    be_.add(st_, dox_, dx_mid_, dtok_, T * D);
-    const Dropout wo_drop = drop_.at(static_cast<int64_t>(k), l, DropSite::wo_tokens);
-    if (wo_drop.on()) be_.dropout(st_, dox_, T * D, wo_drop);
-    be_.linear_backward(st_, dattn_, false, g.wo, g.bo, dox_, a.attn, w.wo, T, D, D);
-    be_.attention_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M,
-                           drop_.at(static_cast<int64_t>(k), l, DropSite::attn_tokens));
-    real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
-    if (c.pos == Pos::rope) {
-        be_.rope(st_, dq_, T, D, H, hd, 0, theta, true);
-        be_.rope(st_, dk_tok, T, Dkv, Hkv, hd, 0, theta, true);
+    be_.add(st_, dox_, dx_mid_, dtok_, rows * D);
+    drop_each(dox_, T * D, k, l, DropSite::wo_tokens);
+    be_.linear_backward(st_, dattn_, false, g.wo, g.bo, dox_, a.attn, w.wo, rows, D, D);
+    for (int64_t i = 0; i < B; ++i) {
+        real *dq = dq_ + i * T * D, *dk = dk_ + i * block;
+        be_.attention_backward(st_, dq, dk, dv_ + i * block, dattn_ + i * T * D, a.q + i * T * D, s.keys + i * block,
+                               s.values + i * block, T, M + T, Dkv, H, Hkv, hd, M, drop(DropSite::attn_tokens, i));
+        if (c.pos == Pos::rope) {
+            be_.rope(st_, dq, T, D, H, hd, 0, theta, true);
+            be_.rope(st_, dk + M * Dkv, T, Dkv, Hkv, hd, 0, theta, true);
+        }
     }
-    be_.linear_backward(st_, dxn_, false, g.wq, g.bq, dq_, a.xn, w.wq, T, D, D);
-    be_.linear_backward(st_, dxn_, true, g.wk, g.bk, dk_tok, a.xn, w.wk, T, D, Dkv);
-    be_.linear_backward(st_, dxn_, true, g.wv, g.bv, dv_tok, a.xn, w.wv, T, D, Dkv);
-    be_.copy(st_, dx_, dx_mid_, T * D);
-    be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, T, D, eps);
+    // The key and value rows' gradients, out of the blocks (stacked runs).
+    const real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
+    if (B > 1) {
+        be_.copy_blocks(st_, k_rows_, T * Dkv, dk_ + M * Dkv, block, T * Dkv, B);
+        be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
+        dk_tok = k_rows_, dv_tok = v_rows_;
+    }
+    be_.linear_backward(st_, dxn_, false, g.wq, g.bq, dq_, a.xn, w.wq, rows, D, D);
+    be_.linear_backward(st_, dxn_, true, g.wk, g.bk, dk_tok, a.xn, w.wk, rows, D, Dkv);
+    be_.linear_backward(st_, dxn_, true, g.wv, g.bv, dv_tok, a.xn, w.wv, rows, D, Dkv);
+    be_.copy(st_, dx_, dx_mid_, rows * D);
+    be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps);
 
     // 4. The memory rows: their queries (when rewritten), keys and values came from norm1(memory).
-    if (rewritten) be_.linear_backward(st_, dmem_xn_, false, g.wq, g.bq, dmem_q_, a.mem_xn, w.wq, M, D, D);
-    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk, g.bk, dk_, a.mem_xn, w.wk, M, D, Dkv);
-    be_.linear_backward(st_, dmem_xn_, true, g.wv, g.bv, dv_, a.mem_xn, w.wv, M, D, Dkv);
-    be_.fill(st_, dm_tmp_, 0.0f, static_cast<size_t>(M * D));
-    be_.norm_backward(st_, nk, dm_tmp_, g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, M, D, eps);
-    be_.copy(st_, dm_next_[l], dm_tmp_, M * D);
+    const real *dk_mem = dk_, *dv_mem = dv_;
+    if (B > 1) {
+        be_.copy_blocks(st_, k_rows_, M * Dkv, dk_, block, M * Dkv, B);
+        be_.copy_blocks(st_, v_rows_, M * Dkv, dv_, block, M * Dkv, B);
+        dk_mem = k_rows_, dv_mem = v_rows_;
+    }
+    if (rewritten) be_.linear_backward(st_, dmem_xn_, false, g.wq, g.bq, dmem_q_, a.mem_xn, w.wq, mrows, D, D);
+    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk, g.bk, dk_mem, a.mem_xn, w.wk, mrows, D, Dkv);
+    be_.linear_backward(st_, dmem_xn_, true, g.wv, g.bv, dv_mem, a.mem_xn, w.wv, mrows, D, Dkv);
+    be_.fill(st_, dm_tmp_, 0.0f, static_cast<size_t>(mrows * D));
+    be_.norm_backward(st_, nk, dm_tmp_, g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, mrows, D, eps);
+    be_.copy(st_, dm_next_[l], dm_tmp_, mrows * D);
     if (c.cell == Cell::lstm) {
         // The cell state read by this segment only reaches its own memory update.
-        if (rewritten) be_.copy(st_, dc_next_[l], dc_tmp_, M * D);
-        else be_.fill(st_, dc_next_[l], 0.0f, static_cast<size_t>(M * D));
+        if (rewritten) be_.copy(st_, dc_next_[l], dc_tmp_, mrows * D);
+        else be_.fill(st_, dc_next_[l], 0.0f, static_cast<size_t>(mrows * D));
     }
 }
 

@@ -1,7 +1,10 @@
-// Forward and backward of one training sequence: K consecutive segments from the
+// Forward and backward of training sequences: K consecutive segments from the
 // initial memory, their intermediates kept on a tape (one LayerActs/LayerState per
 // segment and layer, see model/segment.h), then the gradients in reverse order,
 // through each segment's layers and back through the memory (truncated BPTT over K).
+// Up to `stack` sequences of equal segment lengths run together, their rows stacked
+// (SegmentForward::stack): every matrix product and row-wise operation runs once
+// for all of them, on stack times the rows.
 //
 // With recomputation (activation checkpointing per layer) the tape keeps, for each
 // segment and layer, only the layer's output rows and the memory (cell) it read;
@@ -20,7 +23,8 @@ namespace rmkv {
 
 class SequencePass {
 public:
-    SequencePass(const ModelView &model, Stream &stream, bool recompute = false);
+    // stack: the most sequences one run or evaluate takes (activation memory grows with it).
+    SequencePass(const ModelView &model, Stream &stream, bool recompute = false, int64_t stack = 1);
     ~SequencePass();
     SequencePass(const SequencePass &) = delete;
     SequencePass &operator=(const SequencePass &) = delete;
@@ -30,10 +34,17 @@ public:
     // init_memory) the gradient of scale * (summed cross-entropy of this sequence),
     // and that summed loss (unscaled) to the stream's loss sum, which the caller
     // reads with Backend::take_loss (no waiting for the device here).
-    // tokens/targets: n host ints; segment lens sum to n.
-    // `dropout`: rate and seed of this sequence's masks (p == 0: none).
+    // n_seq (1 .. stack) sequences: sequence i's n tokens and targets (host ints) at
+    // tokens + i * stride, targets + i * stride; segment lens sum to n.
+    // dropout[i]: rate and seed of sequence i's masks (NULL, or p == 0: none).
+    void run(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
+             const std::vector<int64_t> &segment_lens, const ModelWeights &grads, float scale,
+             const DropoutPlan *dropout);
+    // One sequence.
     void run(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
-               const ModelWeights &grads, float scale, const DropoutPlan &dropout = {});
+             const ModelWeights &grads, float scale, const DropoutPlan &dropout = {}) {
+        run(tokens, targets, 1, 0, segment_lens, grads, scale, &dropout);
+    }
 
     // Forward only. Sums of the loss and of correct argmax predictions over the
     // targets of all segments and of segments k >= 2 (index 1 on); with
@@ -42,8 +53,13 @@ public:
         double loss = 0, loss_later = 0;
         int64_t targets = 0, targets_later = 0, correct = 0, correct_later = 0;
     };
+    void evaluate(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
+                  const std::vector<int64_t> &segment_lens, bool reset_memory, EvalSums &sums);
     void evaluate(const int32_t *tokens, const int32_t *targets, const std::vector<int64_t> &segment_lens,
-                  bool reset_memory, EvalSums &sums);
+                  bool reset_memory, EvalSums &sums) {
+        evaluate(tokens, targets, 1, 0, segment_lens, reset_memory, sums);
+    }
+    int64_t stack() const { return stack_; }
 
 private:
     struct Segment {
@@ -52,8 +68,13 @@ private:
         std::vector<LayerActs> acts;
     };
     real *buffer(int64_t n);
+    // Sequence i's tokens and targets of segment k, one after the other for each
+    // segment (segment k from n_seq * (its start)), into tok_/tgt_.
+    void gather(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
+                const std::vector<int64_t> &lens);
     // Memory (from init_memory when asked), embeddings, every layer and the head
-    // (xn_f in dxnf_, logits in logits_) of one segment onto its tape slot.
+    // (xn_f in dxnf_, logits in logits_) of one segment of n_seq_ sequences (tokens
+    // stacked, host) onto its tape slot.
     // With `next`, each layer then writes the memory `next` reads (right after its
     // tokens, while its intermediates are still there when they are shared).
     void forward_segment(SegmentForward &fwd, Segment &sg, const int32_t *tokens, int64_t T, int64_t p,
@@ -62,12 +83,15 @@ private:
     void recompute_layer(SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten);
     void grow(size_t n_segments);
     void backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
+    // x[n_seq_ * n] *= the dropout of `site` in segment k, layer l, per sequence.
+    void drop_each(real *x, int64_t n, size_t k, size_t l, DropSite site);
     real *own_or_shared(real *shared, int64_t n);  // a new buffer, or `shared` when recomputing
 
     ModelView m_;
     Stream &st_;
     Backend &be_;
     const bool recompute_;
+    const int64_t stack_;
     LayerState shared_state_{};  // recomputation: the intermediates of the layer in hand
     LayerActs shared_acts_{};
     real *shared_new_memory_ = nullptr, *shared_new_cell_ = nullptr;  // its rewrite, recomputed (discarded)
@@ -77,9 +101,11 @@ private:
     real *dx_, *dx_mid_, *dxn_, *dxn2_, *dq_, *dattn_, *dox_, *dk_, *dv_, *dtok_;
     real *dffn_a_, *dffn_b_, *dffn_h_, *logits_, *dxnf_;
     real *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
+    real *k_rows_ = nullptr, *v_rows_ = nullptr;  // stack > 1: key/value rows to and from the cache blocks
     std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
-    const int32_t *tokens_ = nullptr;
-    DropoutPlan drop_;  // of the sequence being run
+    std::vector<int32_t> tok_, tgt_;         // the run's tokens and targets, stacked (gather)
+    int64_t n_seq_ = 1;                      // sequences in the run
+    std::vector<DropoutPlan> drops_;         // of the sequences being run
 };
 
 }  // namespace rmkv

@@ -1,9 +1,11 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/threads.h"
 
 using namespace rmkv;
 
@@ -34,6 +36,11 @@ void rmkv_trainer::init() {
     if (p_.parallel_sequences < 0 || p_.parallel_sequences > 64)
         fail(RMKV_ERR_INVALID_ARGUMENT, "parallel_sequences = ", p_.parallel_sequences,
              " must be in [0, 64] (0: the device's default, 1: one sequence at a time)");
+    if (p_.stacked_sequences < 0 || p_.stacked_sequences > 256)
+        fail(RMKV_ERR_INVALID_ARGUMENT, "stacked_sequences = ", p_.stacked_sequences,
+             " must be in [0, 256] (0: the device's default, 1: no stacking)");
+    if (p_.n_threads < 0 || p_.n_threads > 1024)
+        fail(RMKV_ERR_INVALID_ARGUMENT, "n_threads = ", p_.n_threads, " is outside [0, 1024] (0 = OpenMP's setting)");
     Backend &be = model_.backend();
     const auto &all_specs = model_.specs();
     for (const ParamSpec &s : all_specs)
@@ -81,8 +88,9 @@ void rmkv_trainer::init() {
         be.set_bf16(*stream_, bf16);
         for (Lane &lane : lanes_) be.set_bf16(*lane.stream, bf16);
         refresh_shadows();
-        pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1);
-        for (Lane &lane : lanes_) lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1);
+        const int64_t stack = p_.stacked_sequences > 0 ? p_.stacked_sequences : be.default_stacked_sequences();
+        pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1, stack);
+        for (Lane &lane : lanes_) lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1, stack);
         if (!lanes_.empty()) workers_ = std::make_unique<Workers>(lanes_.size());
     } catch (...) {
         free_buffers();
@@ -179,21 +187,31 @@ int64_t rmkv_trainer::accumulate(const rmkv_batch &b) {
     const float scale = 1.0f / static_cast<float>(n_targets);
     Backend &be = model_.backend();
     const size_t n_lanes = std::min(lanes_.size() + 1, b.batch_size);
-    // Sequence s runs on lane s % n_lanes; the lanes after 0 start from zeroed
-    // gradients once the trainer's stream (the last update) is done.
+    // Sequence s runs on lane s % n_lanes, stacked with the lane's next ones (up to
+    // the pass's stack); the lanes after 0 start from zeroed gradients once the
+    // trainer's stream (the last update) is done.
     auto run_lane = [&](size_t lane) {
+        const ThreadLimit threads(static_cast<int>(p_.n_threads));  // a lane's worker thread too
         Stream &st = lane ? *lanes_[lane - 1].stream : *stream_;
         SequencePass &pass = lane ? *lanes_[lane - 1].pass : *pass_;
         const ModelWeights &grads = lane ? lanes_[lane - 1].grad_view : grad_view_;
         if (lane)
             for (size_t i = 0; i < grads_.size(); ++i)
                 if (grads_[i]) be.fill(st, lanes_[lane - 1].grads[i], 0.0f, grad_sizes_[i]);
-        for (size_t s = lane; s < b.batch_size; s += n_lanes) {
+        const size_t stack = static_cast<size_t>(pass.stack());
+        std::vector<DropoutPlan> drops;
+        for (size_t s = lane; s < b.batch_size; s += n_lanes * stack) {
+            const size_t count = std::min(stack, (b.batch_size - s + n_lanes - 1) / n_lanes);
             // Masks depend on (seed, optimiser step, micro-batch, sequence): a resumed run
             // draws the ones the uninterrupted run drew.
-            DropoutPlan drop{p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
-                                                                              (static_cast<uint64_t>(micro_) << 20) ^ s))};
-            pass.run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, grads, scale, drop);
+            drops.clear();
+            for (size_t i = 0; i < count; ++i)
+                drops.push_back({p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
+                                                                                  (static_cast<uint64_t>(micro_) << 20) ^
+                                                                                  (s + i * n_lanes)))});
+            const int64_t stride = static_cast<int64_t>(n_lanes * b.n_tokens);
+            pass.run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, static_cast<int64_t>(count), stride, lens,
+                     grads, scale, drops.data());
         }
     };
     if (n_lanes == 1) {
@@ -219,11 +237,16 @@ double rmkv_trainer::take_losses() {
 }
 
 void rmkv_trainer::evaluate(const rmkv_batch &b, rmkv_eval_stats &out) {
+    const ThreadLimit threads(static_cast<int>(p_.n_threads));
     std::vector<int64_t> lens = check_batch(b, model_.config());
     SequencePass::EvalSums carried, reset;
-    for (size_t s = 0; s < b.batch_size; ++s) {
-        pass_->evaluate(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, false, carried);
-        if (lens.size() > 1) pass_->evaluate(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, lens, true, reset);
+    const size_t stack = static_cast<size_t>(pass_->stack());
+    const int64_t stride = static_cast<int64_t>(b.n_tokens);
+    for (size_t s = 0; s < b.batch_size; s += stack) {
+        const int64_t count = static_cast<int64_t>(std::min(stack, b.batch_size - s));
+        const int32_t *tokens = b.tokens + s * b.n_tokens, *targets = b.targets + s * b.n_tokens;
+        pass_->evaluate(tokens, targets, count, stride, lens, false, carried);
+        if (lens.size() > 1) pass_->evaluate(tokens, targets, count, stride, lens, true, reset);
     }
     auto mean = [](double sum, int64_t n) { return n ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f; };
     out.loss = mean(carried.loss, carried.targets);
@@ -237,6 +260,7 @@ void rmkv_trainer::evaluate(const rmkv_batch &b, rmkv_eval_stats &out) {
 }
 
 float rmkv_trainer::compute_gradients(const rmkv_batch &b) {
+    const ThreadLimit threads(static_cast<int>(p_.n_threads));
     zero_gradients();
     micro_ = 0;
     const int64_t n = accumulate(b);
@@ -259,6 +283,7 @@ std::vector<float> rmkv_trainer::gradient(const std::string &name) const {
 }
 
 void rmkv_trainer::step(const rmkv_batch &b, rmkv_train_stats *stats) {
+    const ThreadLimit threads(static_cast<int>(p_.n_threads));
     if (micro_ == 0) zero_gradients();
     const int64_t n = accumulate(b);
     ++micro_;

@@ -196,7 +196,9 @@ struct Batch {
 };
 
 // Loss and every gradient over K = 3 segments; returns the worst relative error.
-double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol, bool gpu_recompute = false) {
+// gpu_stack > 0: the device trainer runs one lane with the batch's sequences stacked.
+double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol, bool gpu_recompute = false,
+                         int64_t gpu_stack = 0) {
     rmkv_model *mc = create(config(c), "cpu"), *mg = create(config(c), gpu_test::kDevice);
     rmkv_train_params p = rmkv_train_default_params();
     p.dropout = dropout;
@@ -206,6 +208,7 @@ double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol
     CHECK(rmkv_trainer_new(mc, &p, &tc));
     p.precision = gpu_precision;
     p.recompute = gpu_recompute ? 1 : 0;
+    if (gpu_stack > 0) p.parallel_sequences = 1, p.stacked_sequences = gpu_stack;
     CHECK(rmkv_trainer_new(mg, &p, &tg));
     Batch b(c + 11);
     float lc = 0, lg = 0;
@@ -238,9 +241,10 @@ double compare_gradients(int c, int32_t gpu_precision, float dropout, double tol
         const double e = md / mb;
         if (e > worst || std::isnan(e)) worst = e, worst_name = names[i];
     }
-    print_message("%-36s %s%s%s loss %.6f / %.6f, worst %.2e (%s)\n", kConfigs[c][0],
+    print_message("%-36s %s%s%s%s loss %.6f / %.6f, worst %.2e (%s)\n", kConfigs[c][0],
                   gpu_precision == RMKV_PRECISION_BF16 ? "bf16" : "fp32", dropout > 0 ? " dropout" : "",
-                  gpu_recompute ? " recompute" : "", lc, lg, worst, worst_name.c_str());
+                  gpu_recompute ? " recompute" : "", gpu_stack > 0 ? " stacked" : "", lc, lg, worst,
+                  worst_name.c_str());
     if (!(worst < tol)) fail_msg("%s: gradient %s differs: %.3e >= %.1e", kConfigs[c][0], worst_name.c_str(), worst, tol);
     rmkv_trainer_free(tc);
     rmkv_trainer_free(tg);
@@ -259,6 +263,12 @@ void gradients_fp32_dropout(void **) {
 void gradients_recompute(void **) {
     for (int c = 0; c < 5; ++c) compare_gradients(c, RMKV_PRECISION_FP32, c < 2 ? 0.2f : 0.0f, gpu_test::kTolF32, true);
     if (bf16_here()) compare_gradients(2, RMKV_PRECISION_BF16, 0.0f, gpu_test::kTolBf16Model, true);
+}
+// Sequences stacked into one pass's rows on the device (the CPU side runs them as
+// its default does), with dropout and recomputation on some.
+void gradients_stacked(void **) {
+    for (int c = 0; c < 5; ++c)
+        compare_gradients(c, RMKV_PRECISION_FP32, c < 2 ? 0.2f : 0.0f, gpu_test::kTolF32, c == 3, 2);
 }
 void gradients_bf16(void **) {
     if (!bf16_here()) return;
@@ -470,7 +480,7 @@ int main() {
         cmocka_unit_test(logits_match),          cmocka_unit_test(sessions_together),
         cmocka_unit_test(gradients_fp32),
         cmocka_unit_test(gradients_fp32_dropout), cmocka_unit_test(gradients_bf16),
-        cmocka_unit_test(gradients_recompute),
+        cmocka_unit_test(gradients_recompute),    cmocka_unit_test(gradients_stacked),
         cmocka_unit_test(model_files_identical), cmocka_unit_test(state_files_cross),
         cmocka_unit_test(training_follows_cpu),  cmocka_unit_test(checkpoints_cross),
         cmocka_unit_test(state_tuning),

@@ -508,6 +508,17 @@ void memory_ops(void **) {
         be.copy(s, a.on(g) + 600, a.on(g) + 650, 300);
     });
     P.expect("copy (overlapping)", a, 1e-30);
+    // copy_blocks: 5 blocks of 37 from a pitch of 40 to a pitch of 101, both ways.
+    Buf &src = P.random(5 * 40), &dst = P.zeros(5 * 101), &back = P.zeros(5 * 37);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.copy_blocks(s, dst.on(g) + 3, 101, src.on(g), 40, 37, 5);
+        be.copy_blocks(s, back.on(g), 37, dst.on(g) + 3, 101, 37, 5);
+    });
+    P.expect("copy_blocks (to wider pitch)", dst, 1e-30);
+    P.expect("copy_blocks (back, dense)", back, 1e-30);
+    const std::vector<float> hs = P.host(src, true), hb = P.host(back, true);
+    for (size_t i = 0; i < 5; ++i)
+        for (size_t j = 0; j < 37; ++j) assert_true(hb[i * 37 + j] == hs[i * 40 + j]);
     // alloc zero-fills.
     float *z = g_gpu->alloc(12345);
     std::vector<float> h(12345, 1.0f);

@@ -4,6 +4,8 @@
 // runs on the reference backend (reference_backend.h). For several configs that
 // together cover every option of SPEC section 2, K = 3 segments of different
 // lengths, some targets masked out, every element of every parameter is checked.
+// Stacked runs (several sequences in one pass's rows) are checked the same way,
+// and against the sum of the sequences run one by one.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -57,32 +59,34 @@ void build(Net &n, const std::string &json, uint64_t seed) {
     n.G = bind_weights(n.c, n.specs, gp);
 }
 
-void check_config(const char *name, const std::string &json, float dropout = 0.0f) {
+// n_seq sequences stacked in one pass (different tokens and dropout masks each).
+void check_config(const char *name, const std::string &json, float dropout = 0.0f, int64_t n_seq = 1) {
     Net n;
     build(n, json, 7);
     ReferenceBackend be;
     auto st = be.new_stream();
     ModelView view{&n.c, &n.W, &be};
-    SequencePass pass(view, *st);
+    SequencePass pass(view, *st, false, n_seq);
 
     const std::vector<int64_t> lens = {n.c.segment_len, 3, n.c.segment_len - 1};  // K = 3, unequal
     int64_t total = 0;
     for (int64_t l : lens) total += l;
     std::mt19937_64 rng(99);
-    std::vector<int32_t> tokens(static_cast<size_t>(total)), targets(static_cast<size_t>(total));
-    for (int64_t i = 0; i < total; ++i) {
+    std::vector<int32_t> tokens(static_cast<size_t>(n_seq * total)), targets(static_cast<size_t>(n_seq * total));
+    for (int64_t i = 0; i < n_seq * total; ++i) {
         tokens[static_cast<size_t>(i)] = static_cast<int32_t>(rng() % static_cast<uint64_t>(n.c.vocab_size));
         targets[static_cast<size_t>(i)] = i % 4 == 1 ? -1 : static_cast<int32_t>(rng() % static_cast<uint64_t>(n.c.vocab_size));
     }
 
     // With dropout, the masks are a function of (seed, segment, layer, site, element):
     // the loss is a deterministic function of the weights, differentiable where kept.
-    const DropoutPlan plan{dropout, 0xfeedull};
-    pass.run(tokens.data(), targets.data(), lens, n.G, 1.0f, plan);
+    std::vector<DropoutPlan> plans;
+    for (int64_t i = 0; i < n_seq; ++i) plans.push_back({dropout, 0xfeedull + 977 * static_cast<uint64_t>(i)});
+    pass.run(tokens.data(), targets.data(), n_seq, total, lens, n.G, 1.0f, plans.data());
     const double loss = be.take_loss(*st);
     // The forward alone (evaluation, never dropout) gives the same loss without dropout.
     SequencePass::EvalSums sums;
-    pass.evaluate(tokens.data(), targets.data(), lens, false, sums);
+    pass.evaluate(tokens.data(), targets.data(), n_seq, total, lens, false, sums);
     if (dropout == 0.0f) assert_true(std::fabs(sums.loss - loss) <= 1e-12 * std::fabs(loss));
     else assert_true(std::fabs(sums.loss - loss) > 1e-6 * std::fabs(loss));
 
@@ -93,14 +97,49 @@ void check_config(const char *name, const std::string &json, float dropout = 0.0
     for (auto &v : sink) sp.push_back(v.data());
     const ModelWeights S = bind_weights(n.c, n.specs, sp);
     auto f = [&]() {
-        pass.run(tokens.data(), targets.data(), lens, S, 1.0f, plan);
+        pass.run(tokens.data(), targets.data(), n_seq, total, lens, S, 1.0f, plans.data());
         return be.take_loss(*st);
     };
+
+    if (n_seq > 1) {
+        // Stacked = the sequences one by one: the summed losses and gradients, and
+        // each one's evaluation.
+        std::vector<std::vector<double>> one;
+        std::vector<real *> op;
+        for (const ParamSpec &s : n.specs) one.emplace_back(static_cast<size_t>(s.numel), 0.0);
+        for (auto &v : one) op.push_back(v.data());
+        const ModelWeights O = bind_weights(n.c, n.specs, op);
+        SequencePass single(view, *st);
+        double loss_one = 0;
+        SequencePass::EvalSums sums_one;
+        for (int64_t i = 0; i < n_seq; ++i) {
+            single.run(tokens.data() + i * total, targets.data() + i * total, lens, O, 1.0f, plans[static_cast<size_t>(i)]);
+            loss_one += be.take_loss(*st);
+            single.evaluate(tokens.data() + i * total, targets.data() + i * total, lens, false, sums_one);
+        }
+        assert_true(std::fabs(loss_one - loss) <= 1e-12 * std::fabs(loss));
+        assert_true(std::fabs(sums_one.loss - sums.loss) <= 1e-12 * std::fabs(sums.loss));
+        assert_int_equal(sums_one.correct, sums.correct);
+        assert_int_equal(sums_one.targets, sums.targets);
+        for (size_t t = 0; t < n.specs.size(); ++t) {
+            double scale = 1e-3, diff = 0;  // a floor for the gradients that are zero but for rounding (k.bias)
+            for (size_t i = 0; i < one[t].size(); ++i) {
+                scale = std::max(scale, std::fabs(n.g[t][i]));
+                diff = std::max(diff, std::fabs(n.g[t][i] - one[t][i]));
+            }
+            if (!(diff <= 1e-12 * scale))
+                fail_msg("%s: %s: stacked gradient differs from the sequences' sum by %g of %g", name,
+                         n.specs[t].name.c_str(), diff, scale);
+        }
+    }
 
     // RMKV_FD_STRIDE=k checks every k-th element only (the sanitizer builds, where
     // this test is 100x slower; the optimised build checks every element).
     const char *stride_env = std::getenv("RMKV_FD_STRIDE");
-    const size_t stride = stride_env && std::atoi(stride_env) > 1 ? static_cast<size_t>(std::atoi(stride_env)) : 1;
+    // Stacked runs are held to the one-by-one gradients exactly (above); their finite
+    // differences check every 5th element at least.
+    size_t stride = stride_env && std::atoi(stride_env) > 1 ? static_cast<size_t>(std::atoi(stride_env)) : 1;
+    if (n_seq > 1) stride = std::max<size_t>(stride, 5);
     const double h = 1e-5;
     double worst = 0;
     size_t checked = 0;
@@ -187,6 +226,22 @@ void dropout_lstm_learned_gelu(void **) {
                  "\"ffn_hidden\":12}", 0.35f);
 }
 
+// Sequences stacked into one pass's rows: 3 with dropout (gru, rope, GQA), 2 with
+// the minimal cell and sincos positions.
+void stacked_dropout_gru_rope_gqa(void **) {
+    check_config("3 stacked, dropout 0.2: gru rope gqa", std::string("{") + kBase +
+                 "\"n_heads\":2,\"n_kv_heads\":1,\"cell\":\"gru\",\"pos\":\"rope\",\"norm\":\"layernorm\","
+                 "\"ffn\":\"swiglu\",\"ffn_hidden\":12}", 0.2f, 3);
+}
+void stacked_minimal_sincos_lstm(void **) {
+    check_config("2 stacked: minimal sincos rmsnorm gelu", std::string("{") + kBase +
+                 "\"n_heads\":2,\"cell\":\"minimal\",\"pos\":\"sincos\",\"norm\":\"rmsnorm\",\"ffn\":\"gelu\","
+                 "\"ffn_hidden\":12}", 0.0f, 2);
+    check_config("2 stacked: lstm learned layernorm", std::string("{") + kBase +
+                 "\"n_heads\":1,\"cell\":\"lstm\",\"pos\":\"learned\",\"norm\":\"layernorm\",\"ffn\":\"none\"}",
+                 0.0f, 2);
+}
+
 }  // namespace
 
 int main() {
@@ -195,6 +250,7 @@ int main() {
         cmocka_unit_test(minimal_sincos_layernorm_noffn), cmocka_unit_test(lstm_rope_rmsnorm_swiglu_tied),
         cmocka_unit_test(minimal_learned_rmsnorm_gelu),  cmocka_unit_test(gru_sincos_layernorm_gelu),
         cmocka_unit_test(dropout_gru_rope_swiglu),       cmocka_unit_test(dropout_lstm_learned_gelu),
+        cmocka_unit_test(stacked_dropout_gru_rope_gqa),  cmocka_unit_test(stacked_minimal_sincos_lstm),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -4,6 +4,7 @@
    recomputation gives bitwise the gradients of a full tape, and sequences computed
    at once agree with one after another. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,53 +365,70 @@ static void recompute_gives_the_same_gradients(void **state) {
 }
 
 /* Sequences computed at once (parallel_sequences: own stream, thread, activations
-   and gradient buffer each, summed after the batch) give the gradients of one
-   sequence after another up to the order of the sum: 5 sequences on 2 and on 3
-   lanes (uneven shares), with dropout, GQA and both cells; then 3 optimiser
-   steps follow the same losses. Out-of-range values are refused. */
-static void parallel_sequences_agree(void **state) {
+   and gradient buffer each, summed after the batch) and sequences stacked into
+   one pass's rows (stacked_sequences: every product over all their rows; attention,
+   pooling, caches and dropout masks per sequence) give the gradients of one
+   sequence after another up to rounding: 5 sequences on 2 and 3 lanes (uneven
+   shares), stacked 2 and 5 at a time, and both at once, with dropout, GQA and both
+   cells; then 3 optimiser steps follow the same losses and gradient norms.
+   Out-of-range values are refused. */
+static void lanes_and_stacks_agree(void **state) {
     (void)state;
-    enum { NS = 5 };
+    enum { NS = 5, STEPS = 3 };
+    static const int64_t variants[][2] = {{2, 1}, {3, 1}, {1, 2}, {1, 5}, {2, 2}};  /* lanes, stack */
     int32_t tok[NS * N], tg[NS * N];
     random_tokens(tok, NS * N, 32, 77);
     for (int i = 0; i < NS * N; ++i) tg[i] = (i % N == N - 1) ? -1 : tok[i + 1];
     tg[N + 2] = -1;
-    for (size_t c = 0; c < 2; ++c)  /* the lstm and the gru/GQA configs */
-        for (int lanes = 2; lanes <= 3; ++lanes) {
-            rmkv_model *m1 = make_model(cfgs[c], 50 + c), *m2 = make_model(cfgs[c], 50 + c);
-            rmkv_trainer *one = NULL, *par = NULL;
-            rmkv_train_params p = params();
-            p.dropout = 0.2f;
-            p.seed = 11;
-            p.precision = RMKV_PRECISION_FP32;
-            p.parallel_sequences = 1;
-            RMKV_CHECK(rmkv_trainer_new(m1, &p, &one));
-            p.parallel_sequences = lanes;
-            RMKV_CHECK(rmkv_trainer_new(m2, &p, &par));
-            rmkv_batch b = batch_of(tok, tg, NS);
-            float la = 0, lb = 0;
-            RMKV_CHECK(rmkv_trainer_compute_gradients(one, &b, &la));
-            RMKV_CHECK(rmkv_trainer_compute_gradients(par, &b, &lb));
-            assert_true(fabsf(la - lb) <= 1e-6f * fabsf(la));
-            int n = compare_gradients(one, par, layers[c], 1e-5);
-            assert_true(n >= 12);
-            rmkv_train_stats sa, sb;
-            memset(&sa, 0, sizeof sa);
-            sa.struct_size = sizeof sa;
-            sb = sa;
-            for (int step = 0; step < 3; ++step) {
-                RMKV_CHECK(rmkv_train_step(one, &b, &sa));
-                RMKV_CHECK(rmkv_train_step(par, &b, &sb));
-                assert_true(fabsf(sa.loss - sb.loss) <= 1e-5f * fabsf(sa.loss));
-                assert_true(fabsf(sa.grad_norm - sb.grad_norm) <= 1e-5f * fabsf(sa.grad_norm));
-            }
-            print_message("config %zu, %d lanes: loss %.6f vs %.6f after 3 steps, %d gradients agree\n", c, lanes,
-                          sa.loss, sb.loss, n);
-            rmkv_trainer_free(one);
-            rmkv_trainer_free(par);
-            rmkv_model_free(m1);
-            rmkv_model_free(m2);
+    rmkv_batch b = batch_of(tok, tg, NS);
+    rmkv_train_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    for (size_t c = 0; c < 2; ++c) { /* the lstm and the gru/GQA configs */
+        rmkv_train_params p = params();
+        p.dropout = 0.2f;
+        p.seed = 11;
+        p.precision = RMKV_PRECISION_FP32;
+        p.parallel_sequences = 1;
+        p.stacked_sequences = 1;
+        /* The reference: its gradients, and the losses and norms of 3 steps (a second copy). */
+        rmkv_model *m1 = make_model(cfgs[c], 50 + c), *m2 = make_model(cfgs[c], 50 + c);
+        rmkv_trainer *one = NULL, *one_steps = NULL;
+        RMKV_CHECK(rmkv_trainer_new(m1, &p, &one));
+        RMKV_CHECK(rmkv_trainer_new(m2, &p, &one_steps));
+        float la = 0;
+        RMKV_CHECK(rmkv_trainer_compute_gradients(one, &b, &la));
+        float loss[STEPS], norm[STEPS];
+        for (int step = 0; step < STEPS; ++step) {
+            RMKV_CHECK(rmkv_train_step(one_steps, &b, &st));
+            loss[step] = st.loss, norm[step] = st.grad_norm;
         }
+        for (size_t v = 0; v < sizeof variants / sizeof variants[0]; ++v) {
+            rmkv_model *m = make_model(cfgs[c], 50 + c);
+            rmkv_trainer *t = NULL;
+            p.parallel_sequences = variants[v][0];
+            p.stacked_sequences = variants[v][1];
+            RMKV_CHECK(rmkv_trainer_new(m, &p, &t));
+            float lb = 0;
+            RMKV_CHECK(rmkv_trainer_compute_gradients(t, &b, &lb));
+            assert_true(fabsf(la - lb) <= 1e-6f * fabsf(la));
+            int n = compare_gradients(one, t, layers[c], 1e-5);
+            assert_true(n >= 12);
+            for (int step = 0; step < STEPS; ++step) {
+                RMKV_CHECK(rmkv_train_step(t, &b, &st));
+                assert_true(fabsf(st.loss - loss[step]) <= 1e-5f * fabsf(loss[step]));
+                assert_true(fabsf(st.grad_norm - norm[step]) <= 1e-5f * fabsf(norm[step]));
+            }
+            print_message("config %zu, %d lanes, stacks of %d: loss %.6f vs %.6f after 3 steps, %d gradients agree\n",
+                          c, (int)variants[v][0], (int)variants[v][1], st.loss, loss[STEPS - 1], n);
+            rmkv_trainer_free(t);
+            rmkv_model_free(m);
+        }
+        rmkv_trainer_free(one);
+        rmkv_trainer_free(one_steps);
+        rmkv_model_free(m1);
+        rmkv_model_free(m2);
+    }
     rmkv_model *m = make_model(cfg, 1);
     rmkv_trainer *t = NULL;
     rmkv_train_params p = rmkv_train_default_params();
@@ -418,8 +436,66 @@ static void parallel_sequences_agree(void **state) {
     RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m, &p, &t));
     p.parallel_sequences = -1;
     RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m, &p, &t));
+    p.parallel_sequences = 0;
+    p.stacked_sequences = 257;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m, &p, &t));
+    p.stacked_sequences = -1;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m, &p, &t));
     assert_null(t);
     rmkv_model_free(m);
+}
+
+/* rmkv_train_params.n_threads: a trainer limited to one thread (on 2 lanes, whose
+   worker threads are limited too) computes what the default does, and leaves the
+   calling thread's OpenMP setting as it found it after every call. Out-of-range
+   counts are refused. */
+static void thread_count(void **state) {
+    (void)state;
+    int32_t tok[B * N], tg[B * N];
+    make_batch(tok, tg, 21);
+    rmkv_batch b = batch_of(tok, tg, B);
+    rmkv_model *m1 = make_model(cfg, 4), *m2 = make_model(cfg, 4);
+    rmkv_trainer *t1 = NULL, *t2 = NULL;
+    rmkv_train_params p = params();
+    p.precision = RMKV_PRECISION_FP32;
+    RMKV_CHECK(rmkv_trainer_new(m1, &p, &t1));
+    p.n_threads = 1;
+    p.parallel_sequences = 2;
+    RMKV_CHECK(rmkv_trainer_new(m2, &p, &t2));
+    const int before = omp_get_max_threads();
+    float l1 = 0, l2 = 0;
+    RMKV_CHECK(rmkv_trainer_compute_gradients(t1, &b, &l1));
+    RMKV_CHECK(rmkv_trainer_compute_gradients(t2, &b, &l2));
+    assert_int_equal(omp_get_max_threads(), before);
+    assert_true(fabsf(l1 - l2) <= 1e-6f * fabsf(l1));
+    assert_true(compare_gradients(t1, t2, 2, 1e-5) >= 12);
+    rmkv_train_stats s1, s2;
+    memset(&s1, 0, sizeof s1);
+    s1.struct_size = sizeof s1;
+    s2 = s1;
+    RMKV_CHECK(rmkv_train_step(t1, &b, &s1));
+    RMKV_CHECK(rmkv_train_step(t2, &b, &s2));
+    assert_int_equal(omp_get_max_threads(), before);
+    assert_true(fabsf(s1.grad_norm - s2.grad_norm) <= 1e-5f * fabsf(s1.grad_norm));
+    rmkv_eval_stats e1, e2;
+    memset(&e1, 0, sizeof e1);
+    e1.struct_size = sizeof e1;
+    e2 = e1;
+    RMKV_CHECK(rmkv_trainer_evaluate(t1, &b, &e1));
+    RMKV_CHECK(rmkv_trainer_evaluate(t2, &b, &e2));
+    assert_int_equal(omp_get_max_threads(), before);
+    assert_true(fabsf(e1.loss - e2.loss) <= 1e-5f * fabsf(e1.loss));
+    rmkv_trainer_free(t1);
+    rmkv_trainer_free(t2);
+    rmkv_trainer *bad = NULL;
+    p.n_threads = -1;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m1, &p, &bad));
+    assert_non_null(strstr(rmkv_last_error(), "n_threads"));
+    p.n_threads = 1025;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_trainer_new(m1, &p, &bad));
+    assert_null(bad);
+    rmkv_model_free(m1);
+    rmkv_model_free(m2);
 }
 
 /* The bytes of a file (the test stops if it cannot be read). */
@@ -493,7 +569,7 @@ int main(void) {
         cmocka_unit_test(bad_batches),
         cmocka_unit_test(memory_carries_a_key),
         cmocka_unit_test(recompute_gives_the_same_gradients),
-        cmocka_unit_test(parallel_sequences_agree),
+        cmocka_unit_test(lanes_and_stacks_agree), cmocka_unit_test(thread_count),
         cmocka_unit_test(diverged_step_is_skipped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,7 +68,8 @@ const char *kUsage =
     "    optim          learning_rate, min_learning_rate, warmup_steps, total_steps,\n"
     "                   weight_decay, beta1, beta2, grad_clip, grad_accum_steps, dropout,\n"
     "                   precision, recompute (true: recompute activations in the backward,\n"
-    "                   for less memory), parallel_sequences (0: the device's choice)\n"
+    "                   for less memory), parallel_sequences, stacked_sequences\n"
+    "                   (0: the device's choice), n_threads (0: OpenMP's setting)\n"
     "    max_steps, max_epochs, max_time (seconds), exit_loss   stop conditions\n"
     "    checkpoint_every, eval_every, eval_batches, log_every, seed, out\n"
     "  options: --out DIR  --resume  --reset-epochs  --max-steps N  --max-time S\n"
@@ -223,6 +224,8 @@ int run(int argc, char **argv, bool state_tune) {
     tp.dropout = optim.value("dropout", tp.dropout);
     tp.recompute = optim.value("recompute", false) ? 1 : 0;
     tp.parallel_sequences = optim.value("parallel_sequences", tp.parallel_sequences);
+    tp.stacked_sequences = optim.value("stacked_sequences", tp.stacked_sequences);
+    tp.n_threads = optim.value("n_threads", tp.n_threads);
     tp.seed = cfg.value("seed", static_cast<uint64_t>(1));
     std::string prec = optim.value("precision", std::string("auto"));
     if (prec != "auto" && prec != "fp32" && prec != "bf16") {

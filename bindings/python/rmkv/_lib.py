@@ -76,7 +76,8 @@ class TrainParams(ctypes.Structure):
                 ("beta2", ctypes.c_float), ("epsilon", ctypes.c_float), ("grad_clip", ctypes.c_float),
                 ("grad_accum_steps", ctypes.c_int32), ("dropout", ctypes.c_float), ("seed", ctypes.c_uint64),
                 ("precision", ctypes.c_int32), ("recompute", ctypes.c_int64),
-                ("parallel_sequences", ctypes.c_int64)]
+                ("parallel_sequences", ctypes.c_int64), ("stacked_sequences", ctypes.c_int64),
+                ("n_threads", ctypes.c_int64)]
 
 
 class Batch(ctypes.Structure):

@@ -240,6 +240,16 @@ public:
     // One sequence's products have only S (+ M) rows: several streams fed by
     // several host threads keep the device busy.
     int default_parallel_sequences() const override { return 4; }
+    int default_stacked_sequences() const override { return 1; }
+    void copy_blocks(Stream &s, float *dst, int64_t dst_pitch, const float *src, int64_t src_pitch, int64_t width,
+                     int64_t count) override {
+        if (width <= 0 || count <= 0) return;
+        const size_t f = sizeof(float);
+        check(cudaMemcpy2DAsync(dst, static_cast<size_t>(dst_pitch) * f, src, static_cast<size_t>(src_pitch) * f,
+                                static_cast<size_t>(width) * f, static_cast<size_t>(count), cudaMemcpyDeviceToDevice,
+                                cs(s).stream),
+              "cudaMemcpy2DAsync");
+    }
 
     // ---- matrix products (row-major, mapped onto cuBLAS's column-major) ----
     // Row-major y[n, out] = x[n, in] W[out, in]^T is column-major y^T = W^T' x^T:
