@@ -118,10 +118,14 @@ void advance_to(rmkv_session *s, uint64_t target, const Cfg &c) {
     }
 }
 
-// n sessions of m decoding `steps` tokens each on their own threads: tokens/s of all.
-double decode_threads(rmkv_model *m, int n, int steps, int V) {
+// n sessions of m decoding `steps` tokens each on their own threads, each
+// session computing on n_threads (rmkv_session_params; 0 = OpenMP's setting):
+// tokens/s of all.
+double decode_threads(rmkv_model *m, int n, int steps, int V, int n_threads) {
     std::vector<rmkv_session *> ss(static_cast<size_t>(n));
-    for (auto &s : ss) check(rmkv_session_new(m, nullptr, &s), "session");
+    rmkv_session_params sp = rmkv_session_default_params();
+    sp.n_threads = n_threads;
+    for (auto &s : ss) check(rmkv_session_new(m, &sp, &s), "session");
     for (auto *s : ss) decode_ms(s, 4, V);  // warm
     std::vector<std::thread> th;
     double t0 = now();
@@ -230,12 +234,15 @@ int main(int argc, char **argv) {
                     rmkv_model_n_params(m) / 1e6, prefill_tps, 100 * prefill_frac, dec0, dec1k, decfar, decfar / dec1k,
                     100 * roof_ms / dec1k);
         if (n_sessions > 1) {
-            const double threads = decode_threads(m, n_sessions, n_decode / 4, c.V);
+            const double threads = decode_threads(m, n_sessions, n_decode / 4, c.V, 0);
+            const double single = decode_threads(m, n_sessions, n_decode / 4, c.V, 1);
             const double together = decode_stepped_together(m, n_sessions, n_decode / 4, c.V);
             std::printf("%-6s %d sessions, one thread each (rmkv_session_step): %.0f tokens/s in all\n", c.name,
                         n_sessions, threads);
-            std::printf("%-6s %d sessions stepped together (rmkv_sessions_step): %.0f tokens/s in all (%.2fx)\n",
-                        c.name, n_sessions, together, together / threads);
+            std::printf("%-6s %d sessions, one thread each, n_threads 1 (no OpenMP team each): %.0f tokens/s in all "
+                        "(%.2fx)\n", c.name, n_sessions, single, single / threads);
+            std::printf("%-6s %d sessions stepped together (rmkv_sessions_step): %.0f tokens/s in all (%.2fx; %.2fx the n_threads 1 row)\n",
+                        c.name, n_sessions, together, together / threads, together / single);
         }
         std::fflush(stdout);
         rmkv_session_free(s);
