@@ -147,7 +147,8 @@ public:
     // Rows of the key and value cache block of stacked sequence i.
     int64_t block_rows() const { return m_.config().memory_slots + m_.config().segment_len; }
 
-private:
+    // The dropout of sequence i at a site of layer l in the segment set by stack()
+    // (the backward draws the forward's masks from these too).
     Dropout drop(size_t l, DropSite site, int64_t i) const { return drops_ ? drops_[i].at(segment_, l, site) : Dropout{}; }
     bool dropping() const {
         for (int64_t i = 0; drops_ && i < n_seq_; ++i)
@@ -155,7 +156,9 @@ private:
         return false;
     }
     // x[n_seq * n] *= dropout of `site`, each sequence's n elements with its own mask.
-    void drop_each(real *x, int64_t n, size_t l, DropSite site);
+    void drop_each(real *x, int64_t n, size_t l, DropSite site) const;
+
+private:
     // Key and value rows of the n normalised rows per sequence in xn, into each
     // sequence's cache block from row r0.
     void new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, int64_t n, int64_t r0);

@@ -184,7 +184,7 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_
         fwd.stack(drops_.data(), B, static_cast<int64_t>(k));
         for (size_t l = L; l-- > 0;) {
             if (recompute_) recompute_layer(fwd, k, l, T, k + 1 < K);
-            backward_layer(k, l, T, k + 1 < K, G);
+            backward_layer(fwd, k, l, T, k + 1 < K, G);
         }
         // dx_ now holds the gradient of the embeddings.
         if (G.tok_emb) be_.embed_backward(st_, G.tok_emb, dx_, tok_.data() + B * p, B * T, D);
@@ -245,19 +245,13 @@ void SequencePass::recompute_layer(SegmentForward &fwd, size_t k, size_t l, int6
     if (rewritten) fwd.layer_rewrite(l, s, a, T, shared_new_memory_, s.cell ? shared_new_cell_ : nullptr);
 }
 
-void SequencePass::drop_each(real *x, int64_t n, size_t k, size_t l, DropSite site) {
-    for (int64_t i = 0; i < n_seq_; ++i) {
-        const Dropout d = drops_[static_cast<size_t>(i)].at(static_cast<int64_t>(k), l, site);
-        if (d.on()) be_.dropout(st_, x + i * n, n, d);
-    }
-}
-
 // On entry dx_ holds the gradient of this layer's output (x_out) and, when the
 // segment rewrote memory, dm_next_[l] / dc_next_[l] that of the memory it wrote.
 // On exit dx_ holds the gradient of the layer's input and dm_next_[l] / dc_next_[l]
 // that of the memory (cell) the segment read. Every sequence of the run at once:
 // rows are stacked as in the forward.
-void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &Gw) {
+void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten,
+                                  const ModelWeights &Gw) {
     const Config &c = m_.config();
     const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, Gc = c.cell_gates();
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
@@ -268,7 +262,6 @@ void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten,
     const LayerActs &a = segs_[k].acts[l];
     const NormKind nk = norm_kind(c);
     const int64_t B = n_seq_, rows = B * T, mrows = B * M, block = (M + c.segment_len) * Dkv;
-    auto drop = [&](DropSite site, int64_t i) { return drops_[static_cast<size_t>(i)].at(static_cast<int64_t>(k), l, site); };
 
     be_.fill(st_, dk_, 0.0f, static_cast<size_t>(B * block));
     be_.fill(st_, dv_, 0.0f, static_cast<size_t>(B * block));
@@ -293,21 +286,21 @@ void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten,
         for (int64_t i = 0; i < B; ++i)
             be_.pool_backward(st_, dtok_ + i * T * D, g.pool_query, dpooled_ + i * M * D, w.pool_query,
                               s.tok_out + i * T * D, M, T, D);
-        drop_each(dmem_out_, M * D, k, l, DropSite::wo_memory);
+        fwd.drop_each(dmem_out_, M * D, l, DropSite::wo_memory);
         be_.linear_backward(st_, dmem_attn_, false, g.wo, g.bo, dmem_out_, a.mem_attn, w.wo, mrows, D, D);
         for (int64_t i = 0; i < B; ++i)
             be_.attention_backward(st_, dmem_q_ + i * M * D, dk_ + i * block, dv_ + i * block, dmem_attn_ + i * M * D,
                                    s.mem_q + i * M * D, s.keys + i * block, s.values + i * block, M, M + T, Dkv, H, Hkv,
-                                   hd, M + T, drop(DropSite::attn_memory, i));
+                                   hd, M + T, fwd.drop(l, DropSite::attn_memory, i));
     }
 
     // 2. Feed-forward: x_out = x_mid + down(h).
     be_.copy(st_, dx_mid_, dx_, rows * D);
     if (c.ffn != Ffn::none) {
         const real *ddown = dx_;  // gradient of down(h), through its dropout
-        if (std::any_of(drops_.begin(), drops_.end(), [](const DropoutPlan &d) { return d.p > 0.0f; })) {
+        if (fwd.dropping()) {
             be_.copy(st_, dox_, dx_, rows * D);
-            drop_each(dox_, T * D, k, l, DropSite::ffn_down);
+            fwd.drop_each(dox_, T * D, l, DropSite::ffn_down);
             ddown = dox_;
         }
         be_.linear_backward(st_, dffn_h_, false, g.ffn_down, nullptr, ddown, a.ffn_h, w.ffn_down, rows, F, D);
@@ -324,12 +317,12 @@ void SequencePass::backward_layer(size_t k, size_t l, int64_t T, bool rewritten,
 
     // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_).
     be_.add(st_, dox_, dx_mid_, dtok_, rows * D);
-    drop_each(dox_, T * D, k, l, DropSite::wo_tokens);
+    fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
     be_.linear_backward(st_, dattn_, false, g.wo, g.bo, dox_, a.attn, w.wo, rows, D, D);
     for (int64_t i = 0; i < B; ++i) {
         real *dq = dq_ + i * T * D, *dk = dk_ + i * block;
         be_.attention_backward(st_, dq, dk, dv_ + i * block, dattn_ + i * T * D, a.q + i * T * D, s.keys + i * block,
-                               s.values + i * block, T, M + T, Dkv, H, Hkv, hd, M, drop(DropSite::attn_tokens, i));
+                               s.values + i * block, T, M + T, Dkv, H, Hkv, hd, M, fwd.drop(l, DropSite::attn_tokens, i));
         if (c.pos == Pos::rope) {
             be_.rope(st_, dq, T, D, H, hd, 0, theta, true);
             be_.rope(st_, dk + M * Dkv, T, Dkv, Hkv, hd, 0, theta, true);

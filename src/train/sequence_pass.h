@@ -82,9 +82,8 @@ private:
     // Recomputation: layer l of segment k again, onto the shared buffers.
     void recompute_layer(SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten);
     void grow(size_t n_segments);
-    void backward_layer(size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
-    // x[n_seq_ * n] *= the dropout of `site` in segment k, layer l, per sequence.
-    void drop_each(real *x, int64_t n, size_t k, size_t l, DropSite site);
+    // fwd: stacked for segment k (its dropout masks).
+    void backward_layer(const SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
     real *own_or_shared(real *shared, int64_t n);  // a new buffer, or `shared` when recomputing
 
     ModelView m_;
