@@ -136,9 +136,8 @@ std::unique_ptr<rmkv_model> rmkv_model::load_memory(const void *data, size_t siz
     return m;
 }
 
-void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::string &what, bool stable,
-                                const rmkv_model_params &p) {
-    SafetensorsFile f = SafetensorsFile::parse(data, size, what);
+rmkv_model::FileModel rmkv_model::read_model(const SafetensorsFile &f, const std::string &what) {
+    FileModel m;
     const std::string &format = f.meta("format", what);
     // A checkpoint holds a whole model too (plus optimiser moments, ignored here).
     const bool checkpoint = format == "rmkv-checkpoint";
@@ -148,32 +147,30 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
     if (version != kFormatVersion)
         fail(RMKV_ERR_FORMAT, what, ": format_version '", version, "' is not supported (this library reads ", kFormatVersion, ")");
     try {
-        config_ = Config::from_json(f.meta("config", what), 0, true);
+        m.config = Config::from_json(f.meta("config", what), 0, true);
     } catch (const Error &e) {
         fail(RMKV_ERR_FORMAT, what, ": ", e.what());
     }
-    model_id_ = f.meta("model_id", what);
-    if (!is_hex_id(model_id_)) fail(RMKV_ERR_FORMAT, what, ": model_id '", model_id_.substr(0, 80), "' is not 64 hex digits");
+    m.model_id = f.meta("model_id", what);
+    if (!is_hex_id(m.model_id)) fail(RMKV_ERR_FORMAT, what, ": model_id '", m.model_id.substr(0, 80), "' is not 64 hex digits");
     auto tok = f.metadata.find("tokenizer");
     if (tok != f.metadata.end() && !tok->second.empty()) {
         try {
-            tokenizer_ = rmkv_tokenizer::from_json(tok->second);
+            m.tokenizer = rmkv_tokenizer::from_json(tok->second);
         } catch (const Error &e) {
             fail(RMKV_ERR_FORMAT, what, ": embedded tokenizer: ", e.what());
         }
-        if (tokenizer_->vocab_size() > static_cast<size_t>(config_.vocab_size))
-            fail(RMKV_ERR_FORMAT, what, ": the embedded tokenizer has ", tokenizer_->vocab_size(), " ids but vocab_size is ",
-                 config_.vocab_size);
+        if (m.tokenizer->vocab_size() > static_cast<size_t>(m.config.vocab_size))
+            fail(RMKV_ERR_FORMAT, what, ": the embedded tokenizer has ", m.tokenizer->vocab_size(), " ids but vocab_size is ",
+                 m.config.vocab_size);
     }
-    specs_ = param_specs(config_);
+    m.specs = param_specs(m.config);
     for (const auto &kv : f.tensors) {
         bool known = checkpoint && (kv.first.rfind("adam.m.", 0) == 0 || kv.first.rfind("adam.v.", 0) == 0);
-        for (const ParamSpec &s : specs_) known = known || s.name == kv.first;
+        for (const ParamSpec &s : m.specs) known = known || s.name == kv.first;
         if (!known) fail(RMKV_ERR_FORMAT, what, ": unexpected tensor '", kv.first.substr(0, 80), "' for this config");
     }
-    // Validate every tensor before importing any.
-    std::vector<const TensorView *> views;
-    for (const ParamSpec &s : specs_) {
+    for (const ParamSpec &s : m.specs) {
         const TensorView &t = f.tensor(s.name, what);
         if (t.shape != s.shape) {
             std::string want, got;
@@ -181,8 +178,21 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
             for (int64_t d : t.shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
             fail(RMKV_ERR_FORMAT, what, ": tensor '", s.name, "' has shape [", got, "], the config needs [", want, "]");
         }
-        views.push_back(&t);
+        m.tensors.push_back(&t);
     }
+    return m;
+}
+
+void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::string &what, bool stable,
+                                const rmkv_model_params &p) {
+    SafetensorsFile f = SafetensorsFile::parse(data, size, what);
+    // Validate every tensor before importing any.
+    FileModel m = read_model(f, what);
+    config_ = m.config;
+    model_id_ = m.model_id;
+    tokenizer_ = std::move(m.tokenizer);
+    specs_ = std::move(m.specs);
+    const std::vector<const TensorView *> &views = m.tensors;
     backend_ = backend_for(p);
     for (size_t i = 0; i < specs_.size(); ++i) {
         const TensorView &t = *views[i];

@@ -27,6 +27,19 @@ public:
 
     void save(const std::string &path, rmkv_dtype dtype) const;
 
+    // The model in a parsed model file or checkpoint, validated by every check the
+    // model reader makes (format, format_version, config, model_id, the embedded
+    // tokenizer, tensor names and shapes); nothing imported. The checkpoint reader
+    // holds a checkpoint's model part to the same rules.
+    struct FileModel {
+        rmkv::Config config;
+        std::string model_id;
+        std::unique_ptr<rmkv_tokenizer> tokenizer;  // NULL when none is embedded
+        std::vector<rmkv::ParamSpec> specs;
+        std::vector<const rmkv::TensorView *> tensors;  // one per spec, into the parsed file
+    };
+    static FileModel read_model(const rmkv::SafetensorsFile &f, const std::string &what);
+
     // Host copies of the weights that a writer points into while it is alive.
     struct ModelImage {
         std::vector<std::vector<float>> host;

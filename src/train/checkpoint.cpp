@@ -73,12 +73,8 @@ void rmkv_trainer::load_checkpoint(const std::string &path) {
     if (f.meta("format", what) != "rmkv-checkpoint") fail(RMKV_ERR_FORMAT, what, ": format is not 'rmkv-checkpoint'");
     if (f.meta("checkpoint_version", what) != kCheckpointVersion)
         fail(RMKV_ERR_FORMAT, what, ": checkpoint_version '", f.meta("checkpoint_version", what).substr(0, 20), "' is not supported");
-    Config theirs;
-    try {
-        theirs = Config::from_json(f.meta("config", what), 0, true);
-    } catch (const Error &e) {
-        fail(RMKV_ERR_FORMAT, what, ": ", e.what());
-    }
+    // The model part: exactly what the model reader accepts (a checkpoint loads as a model).
+    const Config theirs = rmkv_model::read_model(f, what).config;
     if (theirs.to_json() != model_.config().to_json())
         fail(RMKV_ERR_MISMATCH, what, ": made for config ", theirs.to_json(), ", this trainer's model has ", model_.config().to_json());
     const std::string &step_text = f.meta("step", what);
