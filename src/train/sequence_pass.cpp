@@ -150,8 +150,6 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_
     const int64_t M = c.memory_slots, D = c.d_model, V = c.vocab_size;
     const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
     gather(tokens, targets, n_seq, stride, lens);
-    drops_.assign(static_cast<size_t>(n_seq), DropoutPlan{});
-    if (dropout) std::copy(dropout, dropout + n_seq, drops_.begin());
     grow(K);
     SegmentForward fwd(m_, st_);
     const int64_t B = n_seq_;
@@ -161,7 +159,7 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_
     for (size_t k = 0; k < K; ++k) {
         Segment &sg = segs_[k];
         const int64_t T = lens[k], rows = B * T;
-        fwd.stack(drops_.data(), B, static_cast<int64_t>(k));
+        fwd.stack(dropout, B, static_cast<int64_t>(k));
         forward_segment(fwd, sg, tok_.data() + B * p, T, p, k == 0, k + 1 < K ? &segs_[k + 1] : nullptr);
         // Loss of this segment; its gradient reaches the last layer's output now.
         be_.cross_entropy(st_, logits_, logits_, tgt_.data() + B * p, rows, V, scale);
@@ -181,7 +179,7 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_
         p -= lens[k];
         const int64_t T = lens[k];
         be_.copy(st_, dx_, segs_[k].dx_head, B * T * D);
-        fwd.stack(drops_.data(), B, static_cast<int64_t>(k));
+        fwd.stack(dropout, B, static_cast<int64_t>(k));
         for (size_t l = L; l-- > 0;) {
             if (recompute_) recompute_layer(fwd, k, l, T, k + 1 < K);
             backward_layer(fwd, k, l, T, k + 1 < K, G);
@@ -261,7 +259,7 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     const LayerState &s = segs_[k].state[l];
     const LayerActs &a = segs_[k].acts[l];
     const NormKind nk = norm_kind(c);
-    const int64_t B = n_seq_, rows = B * T, mrows = B * M, block = (M + c.segment_len) * Dkv;
+    const int64_t B = n_seq_, rows = B * T, mrows = B * M, block = fwd.block_rows() * Dkv;
 
     be_.fill(st_, dk_, 0.0f, static_cast<size_t>(B * block));
     be_.fill(st_, dv_, 0.0f, static_cast<size_t>(B * block));

@@ -104,7 +104,6 @@ private:
     std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
     std::vector<int32_t> tok_, tgt_;         // the run's tokens and targets, stacked (gather)
     int64_t n_seq_ = 1;                      // sequences in the run
-    std::vector<DropoutPlan> drops_;         // of the sequences being run
 };
 
 }  // namespace rmkv

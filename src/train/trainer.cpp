@@ -92,6 +92,7 @@ void rmkv_trainer::init() {
         pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1, stack);
         for (Lane &lane : lanes_) lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1, stack);
         if (!lanes_.empty()) workers_ = std::make_unique<Workers>(lanes_.size());
+        lane_drops_.assign(lanes_.size() + 1, std::vector<DropoutPlan>(static_cast<size_t>(stack)));
     } catch (...) {
         free_buffers();
         throw;
@@ -199,16 +200,15 @@ int64_t rmkv_trainer::accumulate(const rmkv_batch &b) {
             for (size_t i = 0; i < grads_.size(); ++i)
                 if (grads_[i]) be.fill(st, lanes_[lane - 1].grads[i], 0.0f, grad_sizes_[i]);
         const size_t stack = static_cast<size_t>(pass.stack());
-        std::vector<DropoutPlan> drops;
+        std::vector<DropoutPlan> &drops = lane_drops_[lane];
         for (size_t s = lane; s < b.batch_size; s += n_lanes * stack) {
             const size_t count = std::min(stack, (b.batch_size - s + n_lanes - 1) / n_lanes);
             // Masks depend on (seed, optimiser step, micro-batch, sequence): a resumed run
             // draws the ones the uninterrupted run drew.
-            drops.clear();
             for (size_t i = 0; i < count; ++i)
-                drops.push_back({p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
-                                                                                  (static_cast<uint64_t>(micro_) << 20) ^
-                                                                                  (s + i * n_lanes)))});
+                drops[i] = {p_.dropout, Dropout::mix(p_.seed ^ Dropout::mix((static_cast<uint64_t>(step_) << 32) ^
+                                                                             (static_cast<uint64_t>(micro_) << 20) ^
+                                                                             (s + i * n_lanes)))};
             const int64_t stride = static_cast<int64_t>(n_lanes * b.n_tokens);
             pass.run(b.tokens + s * b.n_tokens, b.targets + s * b.n_tokens, static_cast<int64_t>(count), stride, lens,
                      grads, scale, drops.data());

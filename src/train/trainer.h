@@ -82,6 +82,7 @@ private:
         rmkv::ModelWeights grad_view{};
     };
     std::vector<Lane> lanes_;  // the lanes after lane 0
+    std::vector<std::vector<rmkv::DropoutPlan>> lane_drops_;  // per lane (0 too): the masks of its stacked sequences
     std::unique_ptr<rmkv::Workers> workers_;
 
     std::vector<float *> params_, grads_, m_, v_;  // grads_: NULL for a frozen parameter
