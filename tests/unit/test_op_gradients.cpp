@@ -2,8 +2,12 @@
 // its forward, in double precision (the kernels are templates; the backend uses
 // their float instantiation). For an op y = f(x) and a random upstream gradient
 // dy, the backward must give d<dy, f(x)>/dx for every input element.
+// float_kernels: the float instantiations (vectorised exp, rope tables, AdamW)
+// against the double ones or a direct formula, over the ranges they meet.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -100,6 +104,25 @@ void rope(void **) {
     Vec dx = dy;
     cpu::rope<double>(dx.data(), n, ld, heads, hd, 4, 500.0, true);  // the backward is the inverse rotation
     check("rope", x, f, dx);
+    // The forward against the rotation written out, at positions past the kernel's
+    // table of the call before (it grows), and for another theta (it is rebuilt).
+    for (double theta : {500.0, 500.0, 10000.0}) {
+        const int64_t t0 = theta == 10000.0 ? 2 : 40;
+        Vec y = x;
+        cpu::rope<double>(y.data(), n, ld, heads, hd, t0, theta, false);
+        double worst = 0;
+        for (int64_t r = 0; r < n; ++r)
+            for (int64_t h = 0; h < heads; ++h)
+                for (int64_t i = 0; i < hd / 2; ++i) {
+                    const double a = std::pow(theta, -2.0 * i / hd) * (t0 + r), c = std::cos(a), s = std::sin(a);
+                    const double *px = &x[r * ld + h * hd], *py = &y[r * ld + h * hd];
+                    worst = std::max({worst, std::fabs(py[i] - (px[i] * c - px[i + hd / 2] * s)),
+                                      std::fabs(py[i + hd / 2] - (px[i + hd / 2] * c + px[i] * s))});
+                }
+        if (!(worst < 1e-12)) fail_msg("rope at t0 = %d, theta %g: off by %g", (int)t0, theta, worst);
+        for (int64_t r = 0; r < n; ++r)  // the columns past the heads are untouched
+            for (int64_t j = heads * hd; j < ld; ++j) assert_true(y[r * ld + j] == x[r * ld + j]);
+    }
 }
 
 void attention(void **) {
@@ -195,6 +218,100 @@ void cross_entropy(void **) {
     check("cross-entropy (masked row)", logits, f, grad);
 }
 
+// max |a - b| / (|b| + floor) over the elements.
+template <class A>
+double worst_rel(const A &a, const Vec &b, double floor) {
+    double worst = 0;
+    for (size_t i = 0; i < b.size(); ++i)
+        worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]) / (std::fabs(b[i]) + floor));
+    return worst;
+}
+
+using Fvec = std::vector<float>;
+Fvec to_float(const Vec &v) { return Fvec(v.begin(), v.end()); }
+Vec to_double(const Fvec &v) { return Vec(v.begin(), v.end()); }
+
+void expect_close(const char *what, double worst, double tol) {
+    print_message("%-36s max relative difference %.2e\n", what, worst);
+    if (!(worst < tol)) fail_msg("%s: float differs from double by %g (tolerance %g)", what, worst, tol);
+}
+
+void float_kernels(void **) {
+    // swiglu over the range where exp over- and underflows: silu, sigmoid and their products.
+    const int64_t n = 203;
+    Vec g(n), u = randn(n);
+    for (int64_t i = 0; i < n; ++i) g[i] = -120.0 + 240.0 * static_cast<double>(i) / (n - 1);
+    const Fvec gf = to_float(g), uf = to_float(u);
+    g = to_double(gf), u = to_double(uf);  // the same inputs on both sides
+    Vec h(n), dh = randn(n), dg(n), du(n);
+    Fvec hf(n), dhf = to_float(dh), dgf(n), duf(n);
+    dh = to_double(dhf);
+    cpu::swiglu_forward<double>(h.data(), g.data(), u.data(), n);
+    cpu::swiglu_forward<float>(hf.data(), gf.data(), uf.data(), n);
+    expect_close("swiglu float", worst_rel(hf, h, 1e-30), 2e-6);
+    cpu::swiglu_backward<double>(dg.data(), du.data(), dh.data(), g.data(), u.data(), n);
+    cpu::swiglu_backward<float>(dgf.data(), duf.data(), dhf.data(), gf.data(), uf.data(), n);
+    expect_close("swiglu backward float", std::max(worst_rel(dgf, dg, 1e-30), worst_rel(duf, du, 1e-30)), 4e-6);
+
+    // cross-entropy over a vocabulary that is no multiple of the vector width, logits
+    // spread wide, one masked row; then in place (dlogits = logits).
+    const int64_t rows = 3, V = 1003;
+    Fvec lf = to_float(randn(rows * V, 8.0));
+    Vec l = to_double(lf), dl(rows * V);
+    std::vector<int32_t> targets = {7, -1, 1002};
+    Fvec dlf(rows * V);
+    const double loss = cpu::cross_entropy<double>(dl.data(), l.data(), targets.data(), rows, V, 0.5);
+    const double lossf = cpu::cross_entropy<float>(dlf.data(), lf.data(), targets.data(), rows, V, 0.5f);
+    expect_close("cross-entropy loss float", std::fabs(lossf - loss) / loss, 1e-6);
+    expect_close("cross-entropy gradient float", worst_rel(dlf, dl, 1e-6), 1e-5);
+    const double loss_inplace = cpu::cross_entropy<float>(lf.data(), lf.data(), targets.data(), rows, V, 0.5f);
+    assert_true(loss_inplace == lossf);
+    assert_memory_equal(lf.data(), dlf.data(), sizeof(float) * lf.size());
+
+    // masked softmax rows against a direct double softmax.
+    const int64_t nq = 4, nk = 37, heads = 2, visible0 = 30;
+    Fvec sc = to_float(randn(heads * nq * nk, 3.0));
+    Vec ref(sc.size());
+    for (int64_t r = 0; r < heads * nq; ++r) {
+        const int64_t nvis = std::min(nk, visible0 + r % nq + 1);
+        double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < nvis; ++j) mx = std::max(mx, 0.25 * sc[r * nk + j]);
+        for (int64_t j = 0; j < nvis; ++j) sum += ref[r * nk + j] = std::exp(0.25 * sc[r * nk + j] - mx);
+        for (int64_t j = 0; j < nk; ++j) ref[r * nk + j] = j < nvis ? ref[r * nk + j] / sum : 0.0;
+    }
+    cpu::masked_softmax_rows(sc.data(), nq, nk, heads * nq, visible0, 0.25f);
+    expect_close("masked softmax float", worst_rel(sc, ref, 1e-6), 1e-6);
+
+    // attention (its softmax over a key count that is no multiple of 16).
+    const int64_t H = 2, hd = 8, D = H * hd, ak = 37, aq = 5;
+    Fvec qf = to_float(randn(aq * D)), kf = to_float(randn(ak * D)), vf = to_float(randn(ak * D)), of(aq * D);
+    Vec q = to_double(qf), k = to_double(kf), v = to_double(vf), o(aq * D);
+    cpu::attention_forward<double>(o.data(), q.data(), k.data(), v.data(), aq, ak, D, H, H, hd, 32, Dropout{});
+    cpu::attention_forward<float>(of.data(), qf.data(), kf.data(), vf.data(), aq, ak, D, H, H, hd, 32, Dropout{});
+    expect_close("attention float", worst_rel(of, o, 1e-3), 1e-5);
+
+    // AdamW with a bf16 shadow against the formula in double.
+    const int64_t np = 37;
+    Fvec p = to_float(randn(np)), m = to_float(randn(np, 0.1)), w = to_float(randn(np, 0.1)), gr = to_float(randn(np));
+    for (float &x : w) x = x * x;
+    Vec pd(np);
+    const float scale = 0.5f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, decay = 0.999f, step = 1e-3f, ibc2 = 1.3f;
+    for (int64_t i = 0; i < np; ++i) {
+        double gi = static_cast<double>(gr[i]) * scale, mi = b1 * static_cast<double>(m[i]) + (1.0 - b1) * gi;
+        double vi = b2 * static_cast<double>(w[i]) + (1.0 - b2) * gi * gi;
+        pd[i] = p[i] * static_cast<double>(decay) - step * mi / (std::sqrt(vi) * ibc2 + eps);
+    }
+    std::vector<uint16_t> shadow(np);
+    cpu::adamw(p.data(), m.data(), w.data(), gr.data(), np, scale, b1, b2, eps, decay, step, ibc2, shadow.data());
+    expect_close("adamw float", worst_rel(p, pd, 1e-3), 1e-6);
+    for (int64_t i = 0; i < np; ++i) {
+        uint32_t bits = static_cast<uint32_t>(shadow[i]) << 16;
+        float back;
+        std::memcpy(&back, &bits, 4);
+        if (!(std::fabs(back - p[i]) <= std::fabs(p[i]) / 256)) fail_msg("adamw bf16 shadow %d: %g for %g", (int)i, back, p[i]);
+    }
+}
+
 void embeddings_and_columns(void **) {
     const int64_t V = 5, D = 3, n = 4, M = 2;
     Vec table = randn(V * D), dy = randn(n * D), y(n * D);
@@ -224,6 +341,7 @@ int main() {
         cmocka_unit_test(norms),       cmocka_unit_test(linear), cmocka_unit_test(rope),
         cmocka_unit_test(attention),   cmocka_unit_test(activations), cmocka_unit_test(pool),
         cmocka_unit_test(cells),       cmocka_unit_test(cross_entropy), cmocka_unit_test(embeddings_and_columns),
+        cmocka_unit_test(float_kernels),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -311,14 +311,8 @@ public:
         const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
         const float step_size = static_cast<float>(lr / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
         const float decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; ++i) {
-            float gi = g[i] * grad_scale;
-            m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
-            v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-            p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-        }
-        if (shadow) cpu::to_bf16(shadow, p, static_cast<int64_t>(n));
+        cpu::adamw(p, m, v, g, static_cast<int64_t>(n), grad_scale, beta1, beta2, eps, decay, step_size, inv_sqrt_bc2,
+                   shadow);
     }
 
 private:

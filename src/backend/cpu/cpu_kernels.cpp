@@ -58,7 +58,94 @@ __attribute__((always_inline)) inline void axpy(T *y, T a, const T *x, int64_t n
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+typedef uint32_t v16u __attribute__((vector_size(64)));
+
+// e^x in single precision without libm, written once for F = float (I = uint32_t)
+// and for F = v16f (I = v16u), so that the loops that call it vectorise: Cephes'
+// degree-6 polynomial on x - n ln2, |x - n ln2| <= ln2 / 2, times 2^n built in the
+// exponent bits. Within 2 ulp of std::exp on [-87.3, 88.3]; x is clamped to that
+// range (below it the result is 1.3e-38 instead of a denormal or 0, above it
+// 2.1e38 instead of inf); NaN stays NaN. The double instantiations of the kernels
+// (finite-difference checks) use std::exp.
+template <class F, class I>
+__attribute__((always_inline)) inline void exp_poly(F &x) {  // x = e^x
+    const F lo = F{} + -87.3f, hi = F{} + 88.3f, magic = F{} + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    const F t = x * 1.44269504088896341f + magic;  // the low mantissa bits of t hold n = round(x / ln2)
+    const F n = t - magic;
+    const F r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    F p = F{} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    I bits;
+    std::memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000u + 127u) << 23;  // 2^n: t's bits are 0x4b400000 + n
+    F scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    x = (p * (r * r) + r + 1.0f) * scale;
+}
+
+template <class T> __attribute__((always_inline)) inline T vexp(T x) { return std::exp(x); }
+template <> __attribute__((always_inline)) inline float vexp<float>(float x) {
+    exp_poly<float, uint32_t>(x);
+    return x;
+}
+
+// Softmax rows: the largest of x[0, n), and p[j] = e^(x[j] - mx) (p may be x) with
+// their sum (accumulated in double).
+template <class T>
+__attribute__((always_inline)) inline T max_of(const T *x, int64_t n) {
+    T mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+    return mx;
+}
+template <>
+__attribute__((always_inline)) inline float max_of<float>(const float *x, int64_t n) {
+    v16f acc = v16f{} - INFINITY;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        v16f v;
+        std::memcpy(&v, x + j, 64);
+        acc = v > acc ? v : acc;
+    }
+    float mx = -INFINITY;
+    for (int k = 0; k < 16; ++k) mx = std::max(mx, acc[k]);
+    for (; j < n; ++j) mx = std::max(mx, x[j]);
+    return mx;
+}
+template <class T>
+__attribute__((always_inline)) inline double exp_sum(T *p, const T *x, T mx, int64_t n) {
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) sum += p[j] = std::exp(x[j] - mx);
+    return sum;
+}
+template <>
+__attribute__((always_inline)) inline double exp_sum<float>(float *p, const float *x, float mx, int64_t n) {
+    typedef double v8d __attribute__((vector_size(64)));
+    v8d acc0 = {}, acc1 = {};
+    for (int64_t j = 0; j < n; j += 16) {
+        const int64_t m = std::min<int64_t>(16, n - j);  // a short last block is padded
+        v16f v = {};
+        std::memcpy(&v, x + j, sizeof(float) * m);
+        v -= mx;
+        exp_poly<v16f, v16u>(v);
+        if (m < 16)
+            for (int64_t k = m; k < 16; ++k) v[k] = 0.0f;
+        std::memcpy(p + j, &v, sizeof(float) * m);
+        acc0 += __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+        acc1 += __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+    }
+    acc0 += acc1;
+    double sum = 0;
+    for (int k = 0; k < 8; ++k) sum += acc0[k];
+    return sum;
+}
+
+template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + vexp(-x)); }
 template <class T> inline T silu(T x) { return x * sigmoid(x); }
 
 // Per-thread scratch; grows once to the largest row seen. Slots 0, 1: attention
@@ -74,17 +161,8 @@ T *scratch(int64_t n, int slot) {
 template <class T>
 __attribute__((always_inline)) inline void attention_probs(T *p, const T *qi, const T *k, int64_t nvis, int64_t ldkv,
                                                            int64_t koff, int64_t hd, T scale) {
-    T mx = -INFINITY;
-    for (int64_t j = 0; j < nvis; ++j) {
-        p[j] = dot(qi, k + j * ldkv + koff, hd) * scale;
-        mx = std::max(mx, p[j]);
-    }
-    T sum = 0;
-    for (int64_t j = 0; j < nvis; ++j) {
-        p[j] = std::exp(p[j] - mx);
-        sum += p[j];
-    }
-    T inv = T(1) / sum;
+    for (int64_t j = 0; j < nvis; ++j) p[j] = dot(qi, k + j * ldkv + koff, hd) * scale;
+    const T inv = static_cast<T>(1.0 / exp_sum(p, p, max_of(p, nvis), nvis));
     for (int64_t j = 0; j < nvis; ++j) p[j] *= inv;
 }
 
@@ -193,20 +271,50 @@ void sincos_add(T *X, int64_t n, int64_t d, int64_t p0) {
     }
 }
 
+namespace {
+
+// cos and sin of t * theta^(-2i / head_dim) for positions t < n_pos and i < head_dim / 2,
+// row t = [cos of every i, sin of every i]: computed in double once per thread and
+// (theta, head_dim), and extended (doubling) when a later position is asked for.
 template <class T>
-void rope(T *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, T theta, bool inverse) {
+const T *rope_table(int64_t n_pos, int64_t head_dim, T theta) {
+    struct Table {
+        T theta = 0;
+        int64_t head_dim = 0, n_pos = 0;
+        std::vector<T> cs;
+    };
+    thread_local Table tab;
+    if (tab.theta != theta || tab.head_dim != head_dim) tab = Table{theta, head_dim, 0, {}};
+    if (n_pos > tab.n_pos) {
+        const int64_t half = head_dim / 2, grown = std::max(n_pos, 2 * tab.n_pos);
+        tab.cs.resize(static_cast<size_t>(grown * 2 * half));
+        for (int64_t t = tab.n_pos; t < grown; ++t)
+            for (int64_t i = 0; i < half; ++i) {
+                double angle = static_cast<double>(t) *
+                               std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+                tab.cs[t * 2 * half + i] = static_cast<T>(std::cos(angle));
+                tab.cs[t * 2 * half + half + i] = static_cast<T>(std::sin(angle));
+            }
+        tab.n_pos = grown;
+    }
+    return tab.cs.data();
+}
+
+}  // namespace
+
+template <class T>
+RMKV_CLONES void rope(T *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, T theta, bool inverse) {
     const int64_t half = head_dim / 2;
+    const T *table = rope_table(t0 + n, head_dim, theta), sign = inverse ? T(-1) : T(1);
+#pragma omp parallel for if (n * n_heads * head_dim > 65536) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
-        double t = static_cast<double>(t0 + r);
-        for (int64_t i = 0; i < half; ++i) {
-            double angle = t * std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-            T c = static_cast<T>(std::cos(angle)), s = static_cast<T>(std::sin(angle));
-            if (inverse) s = -s;
-            for (int64_t h = 0; h < n_heads; ++h) {
-                T *p = x + r * ld + h * head_dim;
-                T a = p[i], b = p[i + half];
-                p[i] = a * c - b * s;
-                p[i + half] = b * c + a * s;
+        const T *c = table + (t0 + r) * 2 * half, *s = c + half;
+        for (int64_t h = 0; h < n_heads; ++h) {
+            T *p = x + r * ld + h * head_dim;
+            for (int64_t i = 0; i < half; ++i) {
+                const T a = p[i], b = p[i + half], si = sign * s[i];
+                p[i] = a * c[i] - b * si;
+                p[i + half] = b * c[i] + a * si;
             }
         }
     }
@@ -277,13 +385,13 @@ void dropout(T *x, int64_t n, const Dropout &drop) {
 }
 
 template <class T>
-void swiglu_forward(T *h, const T *g, const T *u, int64_t n) {
+RMKV_CLONES void swiglu_forward(T *h, const T *g, const T *u, int64_t n) {
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (int64_t i = 0; i < n; ++i) h[i] = silu(g[i]) * u[i];
 }
 
 template <class T>
-void swiglu_backward(T *dg, T *du, const T *dh, const T *g, const T *u, int64_t n) {
+RMKV_CLONES void swiglu_backward(T *dg, T *du, const T *dh, const T *g, const T *u, int64_t n) {
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
         T s = sigmoid(g[i]);
@@ -467,14 +575,11 @@ RMKV_CLONES double cross_entropy(T *dlogits, const T *logits, const int32_t *tar
             std::fill(dr, dr + V, T(0));
             continue;
         }
-        T mx = -INFINITY;
-        for (int64_t j = 0; j < V; ++j) mx = std::max(mx, lr[j]);
-        double sum = 0;
-        for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(lr[j] - mx));
-        double lse = std::log(sum) + mx;
-        total += lse - lr[targets[r]];
-        T inv = static_cast<T>(1.0 / sum);
-        for (int64_t j = 0; j < V; ++j) dr[j] = std::exp(lr[j] - mx) * inv * scale;
+        const T mx = max_of(lr, V), target = lr[targets[r]];
+        const double sum = exp_sum(dr, lr, mx, V);  // dr may be lr: the target's logit is read first
+        total += std::log(sum) + mx - target;
+        const T f = static_cast<T>(scale / sum);
+        for (int64_t j = 0; j < V; ++j) dr[j] *= f;
         dr[targets[r]] -= scale;
     }
     return total;
@@ -485,17 +590,8 @@ RMKV_CLONES void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int6
     for (int64_t r = 0; r < rows; ++r) {
         float *sc = scores + r * nk;
         const int64_t nvis = std::min(nk, visible0 + r % nq + 1);
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < nvis; ++j) {
-            sc[j] *= scale;
-            mx = std::max(mx, sc[j]);
-        }
-        float sum = 0;
-        for (int64_t j = 0; j < nvis; ++j) {
-            sc[j] = std::exp(sc[j] - mx);
-            sum += sc[j];
-        }
-        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < nvis; ++j) sc[j] *= scale;
+        const float inv = static_cast<float>(1.0 / exp_sum(sc, sc, max_of(sc, nvis), nvis));
         for (int64_t j = 0; j < nvis; ++j) sc[j] *= inv;
         for (int64_t j = nvis; j < nk; ++j) sc[j] = 0.0f;
     }
@@ -518,13 +614,37 @@ RMKV_CLONES void softmax_backward_rows(float *dP, const float *P, int64_t rows, 
     }
 }
 
+namespace {
+
+// x rounded to bf16, nearest even (finite values only: activations and weights).
+__attribute__((always_inline)) inline uint16_t bf16_of(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+
+}  // namespace
+
 RMKV_CLONES void to_bf16(uint16_t *dst, const float *src, int64_t n) {
 #pragma omp parallel for if (n > 65536) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t u;
-        std::memcpy(&u, src + i, 4);
-        u += 0x7fffu + ((u >> 16) & 1u);  // finite values only: activations and weights
-        dst[i] = static_cast<uint16_t>(u >> 16);
+    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_of(src[i]);
+}
+
+RMKV_CLONES void adamw(float *p, float *m, float *v, const float *g, int64_t n, float grad_scale, float beta1, float beta2,
+                       float eps, float decay, float step_size, float inv_sqrt_bc2, uint16_t *shadow) {
+    auto update = [=](int64_t i) __attribute__((always_inline)) {
+        const float gi = g[i] * grad_scale;
+        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        return p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+    };
+    if (shadow) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+        for (int64_t i = 0; i < n; ++i) shadow[i] = bf16_of(update(i));
+    } else {
+#pragma omp parallel for if (n > 65536) schedule(static)
+        for (int64_t i = 0; i < n; ++i) update(i);
     }
 }
 

@@ -60,6 +60,11 @@ void pack_heads(float *dst, const float *src, int64_t n, int64_t n_heads, int64_
 void softmax_backward_rows(float *dP, const float *P, int64_t rows, int64_t nk, float scale);
 // dst[i] = src[i] rounded to bf16 (nearest even).
 void to_bf16(uint16_t *dst, const float *src, int64_t n);
+// AdamW on n parameters p with moments m, v and gradients g * grad_scale:
+// p = p * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps); shadow (NULL for
+// none) gets the new p in bf16.
+void adamw(float *p, float *m, float *v, const float *g, int64_t n, float grad_scale, float beta1, float beta2, float eps,
+           float decay, float step_size, float inv_sqrt_bc2, uint16_t *shadow);
 // y[out] = W[out, in] x[in] (+ b): the one-row product of decoding, bandwidth-bound.
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
 // Reference matrix products for the double-precision checks: y[n,out] (+)= x W^T + b;
