@@ -290,6 +290,12 @@ void float_kernels(void **) {
     cpu::attention_forward<float>(of.data(), qf.data(), kf.data(), vf.data(), aq, ak, D, H, H, hd, 32, Dropout{});
     expect_close("attention float", worst_rel(of, o, 1e-3), 1e-5);
 
+    // The gradient norm's sum of squares, over threads and vector lanes.
+    const Fvec big = to_float(randn(70001));
+    double squares = 0;
+    for (float x : big) squares += static_cast<double>(x) * x;
+    expect_close("sum of squares", std::fabs(cpu::sum_squares(big.data(), 70001) - squares) / squares, 1e-12);
+
     // AdamW with a bf16 shadow against the formula in double.
     const int64_t np = 37;
     Fvec p = to_float(randn(np)), m = to_float(randn(np, 0.1)), w = to_float(randn(np, 0.1)), gr = to_float(randn(np));

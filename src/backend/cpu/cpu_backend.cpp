@@ -291,13 +291,7 @@ public:
                       float clip) override {
         double all = 0;
         for (size_t t = 0; t < count; ++t) {
-            if (!xs[t]) continue;
-            const float *x = xs[t];
-            const size_t n = ns[t];
-            double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static) if (n > 65536)
-            for (size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
-            all += total;
+            if (xs[t]) all += cpu::sum_squares(xs[t], static_cast<int64_t>(ns[t]));
         }
         s.host_grad_norm = std::sqrt(all) * grad_scale;
         s.host_update_scale = update_scale_of(s.host_grad_norm, grad_scale, clip);

@@ -631,6 +631,13 @@ RMKV_CLONES void to_bf16(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = bf16_of(src[i]);
 }
 
+RMKV_CLONES double sum_squares(const float *x, int64_t n) {
+    double total = 0;
+#pragma omp parallel for simd reduction(+ : total) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+    return total;
+}
+
 RMKV_CLONES void adamw(float *p, float *m, float *v, const float *g, int64_t n, float grad_scale, float beta1, float beta2,
                        float eps, float decay, float step_size, float inv_sqrt_bc2, uint16_t *shadow) {
     auto update = [=](int64_t i) __attribute__((always_inline)) {

@@ -60,6 +60,8 @@ void pack_heads(float *dst, const float *src, int64_t n, int64_t n_heads, int64_
 void softmax_backward_rows(float *dP, const float *P, int64_t rows, int64_t nk, float scale);
 // dst[i] = src[i] rounded to bf16 (nearest even).
 void to_bf16(uint16_t *dst, const float *src, int64_t n);
+// sum of x[i]^2, accumulated in double (the gradient norm).
+double sum_squares(const float *x, int64_t n);
 // AdamW on n parameters p with moments m, v and gradients g * grad_scale:
 // p = p * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps); shadow (NULL for
 // none) gets the new p in bf16.
