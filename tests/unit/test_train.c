@@ -23,18 +23,24 @@ static void make_batch(int32_t *tok, int32_t *tg, uint64_t seed) {
     tg[3] = -1; /* a masked prompt token */
 }
 
-static rmkv_batch batch_of(int32_t *tok, int32_t *tg, size_t bs) {
-    static const int32_t lens[3] = {6, 5, 3};
+static rmkv_batch batch_with(int32_t *tok, int32_t *tg, size_t bs, size_t n_tokens, size_t n_segments,
+                             const int32_t *lens) {
     rmkv_batch b;
     memset(&b, 0, sizeof b);
     b.struct_size = sizeof b;
     b.batch_size = bs;
-    b.n_tokens = N;
+    b.n_tokens = n_tokens;
     b.tokens = tok;
     b.targets = tg;
-    b.n_segments = 3;
+    b.n_segments = n_segments;
     b.segment_lens = lens;
     return b;
+}
+
+/* bs sequences of N tokens in segments of 6, 5 and 3. */
+static rmkv_batch batch_of(int32_t *tok, int32_t *tg, size_t bs) {
+    static const int32_t lens[3] = {6, 5, 3};
+    return batch_with(tok, tg, bs, N, 3, lens);
 }
 
 static rmkv_train_params params(void) {
@@ -536,9 +542,6 @@ static unsigned char *file_bytes(const char *path, long *size) {
     return buf;
 }
 
-/* A step whose gradient norm is not finite changes nothing: once a learning rate
-   of 1e30 has blown the weights up, a step reports a norm that is NaN or inf; the
-   step count stays, and the model file saved after it is the one saved before. */
 /* Mixed precision (bf16 inputs to the matrix products, fp32 accumulation and
    master weights) follows fp32 on segments and memories of >= 16 rows, where
    attention runs as batched products, with GQA and dropout (the same masks): the
@@ -553,15 +556,7 @@ static void bf16_follows_fp32(void **state) {
     random_tokens(tok, BB * BN, 64, 91);
     for (int i = 0; i < BB * BN; ++i) tg[i] = (i % BN == BN - 1) ? -1 : tok[i + 1];
     static const int32_t lens[2] = {20, 20};
-    rmkv_batch b;
-    memset(&b, 0, sizeof b);
-    b.struct_size = sizeof b;
-    b.batch_size = BB;
-    b.n_tokens = BN;
-    b.tokens = tok;
-    b.targets = tg;
-    b.n_segments = 2;
-    b.segment_lens = lens;
+    rmkv_batch b = batch_with(tok, tg, BB, BN, 2, lens);
     rmkv_model *m = make_model(big, 17);
     rmkv_train_params p = params();
     p.dropout = 0.1f;
@@ -587,6 +582,9 @@ static void bf16_follows_fp32(void **state) {
     rmkv_model_free(m);
 }
 
+/* A step whose gradient norm is not finite changes nothing: once a learning rate
+   of 1e30 has blown the weights up, a step reports a norm that is NaN or inf; the
+   step count stays, and the model file saved after it is the one saved before. */
 static void diverged_step_is_skipped(void **state) {
     (void)state;
     rmkv_model *m = make_model(cfg, 3);
