@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
+
 #include "backend/cpu/cpu_kernels.h"
 
 // cmocka last: it defines a macro named fail.
@@ -318,6 +320,76 @@ void float_kernels(void **) {
     }
 }
 
+// The fused attention of many query rows (AVX-512) against the row-at-a-time
+// kernel in double (itself checked by finite differences in `attention`): blocks
+// cut short, keys past the last query, memory rows that see every key, grouped
+// heads, kv rows wider than the heads (k and v interleaved), dropout, the kv heads
+// split across work items; the backward's += into dk and dv and = into dq; and the
+// same bits whatever the thread count.
+void fused_attention(void **) {
+    if (!cpu::fused_attention_fits(16)) {
+        print_message("fused attention: this CPU has no AVX-512, the kernel is not used here\n");
+        skip();
+    }
+    struct Case {
+        int64_t nq, nk, visible0, H, Hkv, hd;
+        bool interleaved;
+        float p;
+    };
+    const Case cases[] = {
+        {70, 75, 5, 4, 4, 64, false, 0.0f},     // 4 kv heads: 2 parts each
+        {33, 36, 3, 4, 2, 32, true, 0.3f},      // grouped heads, dropout
+        {16, 40, 40, 8, 8, 48, false, 0.0f},    // memory rows: every key visible
+        {64, 100, 200, 2, 1, 128, true, 0.0f},  // one kv head, two 4-vector tiles wide
+        {100, 110, 10, 3, 3, 16, false, 0.1f},  // 3 kv heads, one vector wide
+        {300, 332, 32, 2, 2, 64, true, 0.0f},   // a training segment's shape
+    };
+    for (const Case &c : cases) {
+        const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
+        const Dropout drop{c.p, 0x5eedull + static_cast<uint64_t>(c.nq)};
+        Fvec qf = to_float(randn(c.nq * D)), kvf = to_float(randn(c.nk * ldkv)), dof = to_float(randn(c.nq * D));
+        Fvec kf = kvf, vf = to_float(randn(c.nk * ldkv));
+        if (c.interleaved) vf = kvf;  // k in columns [0, kvw), v in [kvw, 2 kvw) of the same rows
+        const float *kp = kf.data(), *vp = vf.data() + (c.interleaved ? kvw : 0);
+        Vec q = to_double(qf), kd = to_double(kf), vd = to_double(vf), dout = to_double(dof);
+        const double *kdp = kd.data(), *vdp = vd.data() + (c.interleaved ? kvw : 0);
+        Vec o(c.nq * D), dq(c.nq * D), dk = randn(c.nk * ldkv, 0.5), dv = randn(c.nk * ldkv, 0.5);
+        Fvec of(o.size(), NAN), dqf(dq.size(), NAN), dkf = to_float(dk), dvf = to_float(dv);
+        dk = to_double(dkf), dv = to_double(dvf);
+        cpu::attention_forward<double>(o.data(), q.data(), kdp, vdp, c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0, drop);
+        cpu::fused_attention_forward(of.data(), qf.data(), kp, vp, c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0, drop);
+        cpu::attention_backward<double>(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), kdp, vdp, c.nq, c.nk, ldkv,
+                                        c.H, c.Hkv, c.hd, c.visible0, drop);
+        Fvec dkf1 = dkf, dvf1 = dvf;
+        cpu::fused_attention_backward(dqf.data(), dkf.data(), dvf.data(), dof.data(), qf.data(), kp, vp, c.nq, c.nk, ldkv,
+                                      c.H, c.Hkv, c.hd, c.visible0, drop);
+        auto largest = [](const Vec &x) {
+            double m = 1e-30;
+            for (double e : x) m = std::max(m, std::fabs(e));
+            return m;
+        };
+        char what[96];
+        const char *names[4] = {"out", "dq", "dk", "dv"};
+        const Fvec *got[4] = {&of, &dqf, &dkf, &dvf};
+        const Vec *want[4] = {&o, &dq, &dk, &dv};
+        for (int t = 0; t < 4; ++t) {
+            std::snprintf(what, sizeof what, "fused %s nq %lld nk %lld hd %lld", names[t], (long long)c.nq,
+                          (long long)c.nk, (long long)c.hd);
+            expect_close(what, worst_rel(*got[t], *want[t], largest(*want[t])), 1e-5);
+        }
+        // On one thread: the same bits.
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        Fvec dqf1(dq.size(), NAN);
+        cpu::fused_attention_backward(dqf1.data(), dkf1.data(), dvf1.data(), dof.data(), qf.data(), kp, vp, c.nq, c.nk,
+                                      ldkv, c.H, c.Hkv, c.hd, c.visible0, drop);
+        omp_set_num_threads(threads);
+        assert_memory_equal(dqf1.data(), dqf.data(), sizeof(float) * dqf.size());
+        assert_memory_equal(dkf1.data(), dkf.data(), sizeof(float) * dkf.size());
+        assert_memory_equal(dvf1.data(), dvf.data(), sizeof(float) * dvf.size());
+    }
+}
+
 void embeddings_and_columns(void **) {
     const int64_t V = 5, D = 3, n = 4, M = 2;
     Vec table = randn(V * D), dy = randn(n * D), y(n * D);
@@ -347,7 +419,7 @@ int main() {
         cmocka_unit_test(norms),       cmocka_unit_test(linear), cmocka_unit_test(rope),
         cmocka_unit_test(attention),   cmocka_unit_test(activations), cmocka_unit_test(pool),
         cmocka_unit_test(cells),       cmocka_unit_test(cross_entropy), cmocka_unit_test(embeddings_and_columns),
-        cmocka_unit_test(float_kernels),
+        cmocka_unit_test(float_kernels), cmocka_unit_test(fused_attention),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

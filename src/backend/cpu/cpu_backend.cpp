@@ -188,8 +188,13 @@ public:
             cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
             return;
         }
-        // Many query rows (prefill, memory rows): two batched matrix products per
-        // kv head group with the masked softmax between them.
+        if (cpu::fused_attention_fits(hd)) {
+            cpu::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
+            return;
+        }
+        // Many query rows (prefill, memory rows) without AVX-512 or with a head size
+        // that is no multiple of 16: two batched matrix products per kv head group
+        // with the masked softmax between them.
         auto &st = static_cast<CpuStream &>(s);
         AttentionShapes a(h, hkv, hd, ldkv, nq, nk);
         const AttentionMatmuls &am = attention_probabilities(st, a, q, k, visible0);
@@ -238,6 +243,10 @@ public:
                             int64_t visible0, const Dropout &drop) override {
         if (nq < kGemmAttentionRows) {
             cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
+            return;
+        }
+        if (cpu::fused_attention_fits(hd)) {
+            cpu::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
             return;
         }
         // P again, then dP = (dO V^T) F, dS = P (dP - rowsum(P dP)) / sqrt(hd),

@@ -29,6 +29,17 @@ template <class T> void attention_forward(T *out, const T *q, const T *k, const 
 template <class T> void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, int64_t nq,
                                            int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                                            int64_t visible0, const Dropout &drop);
+// The same two for many query rows (prefill, training; cpu_attention.cpp): blocks
+// of 32 queries fused with their softmax in the thread's cache, keys past a
+// block's last query skipped. Only where fused_attention_fits(head_dim) (AVX-512,
+// head_dim a multiple of 16). The backward's sums do not depend on the thread count.
+bool fused_attention_fits(int64_t head_dim);
+void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                             int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
+                             const Dropout &drop);
+void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads,
+                              int64_t head_dim, int64_t visible0, const Dropout &drop);
 // x[i] *= drop.factor(i)
 template <class T> void dropout(T *x, int64_t n, const Dropout &drop);
 template <class T> void swiglu_forward(T *h, const T *g, const T *u, int64_t n);

@@ -1,0 +1,52 @@
+// What the CPU kernels share to vectorise: the target clones of a kernel, 16-lane
+// float vectors (GCC's vector extension: one AVX-512 register, two AVX2 ones)
+// and a float exp that works on them. Internal to src/backend/cpu.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+// GCC only (clang 14 has no target_clones on templates), and not under
+// ThreadSanitizer: the clones' resolvers run while the library is relocated,
+// before the sanitizer's runtime is initialised, and crash in it.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+#define RMKV_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RMKV_CLONES
+#endif
+
+namespace rmkv::cpu {
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
+
+// e^x in single precision without libm, written once for F = float (I = uint32_t)
+// and for F = v16f (I = v16u), so that the loops that call it vectorise: Cephes'
+// degree-6 polynomial on x - n ln2, |x - n ln2| <= ln2 / 2, times 2^n built in the
+// exponent bits. Within 2 ulp of std::exp on [-87.3, 88.3]; x is clamped to that
+// range (below it the result is 1.3e-38 instead of a denormal or 0, above it
+// 2.1e38 instead of inf); NaN stays NaN. The double instantiations of the kernels
+// (finite-difference checks) use std::exp.
+template <class F, class I>
+__attribute__((always_inline)) inline void exp_poly(F &x) {  // x = e^x
+    const F lo = F{} + -87.3f, hi = F{} + 88.3f, magic = F{} + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    const F t = x * 1.44269504088896341f + magic;  // the low mantissa bits of t hold n = round(x / ln2)
+    const F n = t - magic;
+    const F r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    F p = F{} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    I bits;
+    std::memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000u + 127u) << 23;  // 2^n: t's bits are 0x4b400000 + n
+    F scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    x = (p * (r * r) + r + 1.0f) * scale;
+}
+
+}  // namespace rmkv::cpu
