@@ -82,11 +82,16 @@ CONFIGS = [
                   memory_slots=2, segment_len=7, cell="minimal", pos="rope", norm="layernorm",
                   ffn="gelu", ffn_hidden=56, rope_theta=1000.0),
          bf16=True, flush=[1, 10]),
-    # long segments: prefill chunks of 16+ tokens take the batched-matmul attention
+    # long segments: prefill chunks of 16+ tokens take the many-row attention of the
+    # CPU backend: oneDNN products for head size 8, the fused kernel (AVX-512) for 16
     dict(cfg=dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
                   memory_slots=20, segment_len=24, cell="lstm", pos="rope", norm="layernorm",
                   ffn="swiglu", ffn_hidden=64),
          bf16=False, flush=[30]),
+    dict(cfg=dict(vocab_size=64, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                  memory_slots=20, segment_len=40, cell="gru", pos="rope", norm="rmsnorm",
+                  ffn="gelu", ffn_hidden=64),
+         bf16=False, flush=[45]),
 ]
 
 

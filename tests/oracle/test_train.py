@@ -88,7 +88,8 @@ CONFIGS = [
                   ffn="swiglu", ffn_hidden=64),
          B=2, seglens=[18, 16, 3]),
     # dropout (the library's hash masks, rmkv_ref.HashDropout): gradients only; the
-    # second has chunks of >= 16 rows (the batched-matmul attention of the CPU backend)
+    # second has chunks of >= 16 rows (the CPU backend's many-row attention: oneDNN
+    # products for its head size 8)
     dict(cfg=dict(vocab_size=61, d_model=24, n_layers=2, n_heads=2, n_kv_heads=1,
                   memory_slots=3, segment_len=6, cell="gru", pos="rope", norm="layernorm",
                   ffn="swiglu", ffn_hidden=40),
@@ -97,6 +98,17 @@ CONFIGS = [
                   memory_slots=16, segment_len=18, cell="lstm", pos="learned", norm="rmsnorm",
                   ffn="gelu", ffn_hidden=64),
          B=2, seglens=[18, 17, 5], dropout=0.3, seed=12345),
+    # head sizes 16 and 32: on CPUs with AVX-512 the chunks of >= 16 rows take the
+    # fused attention (blocks of 32 queries, the last one short; one kv head split
+    # across work items in the second)
+    dict(cfg=dict(vocab_size=64, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                  memory_slots=16, segment_len=40, cell="gru", pos="rope", norm="layernorm",
+                  ffn="swiglu", ffn_hidden=64),
+         B=2, seglens=[40, 33, 6]),
+    dict(cfg=dict(vocab_size=64, d_model=64, n_layers=2, n_heads=2, n_kv_heads=1,
+                  memory_slots=16, segment_len=36, cell="lstm", pos="learned", norm="rmsnorm",
+                  ffn="gelu", ffn_hidden=64),
+         B=2, seglens=[36, 20, 9], dropout=0.2, seed=4242),
 ]
 
 # Tiny configs for the finite-difference checks of --self-test; together they
