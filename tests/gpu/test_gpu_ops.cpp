@@ -1,9 +1,12 @@
 // Every operation of the backend seam on the CUDA backend against the CPU backend,
 // forward and backward, on random inputs: fp32 within kTolF32 (gpu_common.h);
 // bf16 matrix products exactly against fp32 products of bf16-rounded inputs
-// (within kTolF32) and within kTolBf16Linear of the unrounded ones. Shapes cover
-// the CPU's two attention paths (fewer and more than 16 query rows), GQA, key
-// strides wider than the keys, decoding (one row), masked targets and aliasing.
+// (within kTolF32) and within kTolBf16Linear of the unrounded ones. Attention's
+// shapes cover the CPU's paths (fewer than 16 query rows; more, with head sizes
+// that are multiples of 16 (fused kernel on AVX-512) and not (oneDNN products)),
+// the CUDA backend's two (the fused kernels while a block's score column fits
+// the shared memory, cuBLAS products beyond), GQA, key strides wider than the
+// keys, decoding (one row), masked targets and aliasing.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -284,7 +287,11 @@ void attention_ops(void **) {
     attention_case(5, 12, 4, 2, 16, 2 * 16 * 3, 7, 0.2f);    // dropout, both CPU paths
     attention_case(40, 56, 4, 1, 32, 4 * 32 * 2, 16, 0.3f);
     attention_case(33, 40, 8, 2, 8, 2 * 8 * 2, 7, 0.1f);       // groups of 4 query heads, dropout
-    attention_case(300, 1100, 2, 2, 16, 2 * 16, 800, 0.1f);    // long rows of keys (a 1024-token segment)
+    attention_case(300, 1100, 2, 2, 16, 2 * 16, 800, 0.1f);    // long rows of keys (a 1024-token segment):
+                                                               // CUDA fused forward, cuBLAS backward
+    attention_case(40, 1900, 2, 1, 16, 16, 1880, 0.0f);        // CUDA cuBLAS both ways
+    attention_case(70, 90, 2, 1, 128, 2 * 128, 20, 0.1f);      // head size 128: four 32-lane columns
+    attention_case(33, 45, 3, 3, 48, 3 * 48, 12, 0.0f);        // head size 48: columns cut short
 }
 
 void elementwise_ops(void **) {

@@ -163,6 +163,8 @@ public:
                                   std::to_string(count) + " CUDA device(s), numbered from 0");
         make_current(device_);
         check(cudaGetDeviceProperties(&prop_, device_), "cudaGetDeviceProperties");
+        check(cuda::fused_attention_setup(static_cast<int>(prop_.sharedMemPerBlockOptin)),
+              "cudaFuncSetAttribute (fused attention's shared memory)");
     }
 
     std::string name() const override { return std::string("cuda:") + std::to_string(device_) + " (" + prop_.name + ")"; }
@@ -323,8 +325,13 @@ public:
     }
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
-        attend(cs(s), out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-               1.0f / std::sqrt(static_cast<float>(hd)), drop);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        if (fused_fits(hd, nk, false)) {
+            cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop, cs(s).stream);
+            check_launch("fused attention");
+            return;
+        }
+        attend(cs(s), out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop);
     }
     void dropout(Stream &s, float *x, int64_t n, const Dropout &drop) override {
         cuda::dropout(x, n, drop, cs(s).stream);
@@ -367,8 +374,14 @@ public:
     void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
                             int64_t visible0, const Dropout &drop) override {
-        attend_backward(cs(s), dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                        1.0f / std::sqrt(static_cast<float>(hd)), drop);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        if (fused_fits(hd, nk, true)) {
+            cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop,
+                                           cs(s).stream);
+            check_launch("fused attention backward");
+            return;
+        }
+        attend_backward(cs(s), dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop);
     }
     void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
         cuda::swiglu_backward(dg, du, dh, g, u, n, cs(s).stream);
@@ -506,7 +519,13 @@ private:
         check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
         st.synchronised();
     }
-    // ---- attention: batched products over the heads, row-wise softmax kernels ----
+    // The fused kernels hold a block's whole score column (nk keys) in shared memory.
+    bool fused_fits(int64_t hd, int64_t nk, bool backward) const {
+        return hd <= cuda::kFusedMaxHd && nk > 0 &&
+               cuda::fused_attention_smem(hd, nk, backward) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
+    }
+    // ---- attention without the fused kernels (longer rows of keys, pooling):
+    // batched products over the heads, row-wise softmax kernels ----
     // Head h = b * group + g uses kv head b. For each g, one strided batched product
     // runs over the Hkv kv heads (batch b: query head b * group + g), so every
     // product of one call writes a different head. Scores P [H, nq, nk] live in the

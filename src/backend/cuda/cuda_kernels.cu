@@ -1,4 +1,5 @@
 #include "backend/cuda/cuda_kernels.cuh"
+#include "backend/cuda/fused_attention.cuh"
 
 #include <cmath>
 
@@ -487,6 +488,30 @@ void attention_softmax_backward(float *P, float *dP, int64_t H, int64_t nq, int6
     if (rows > 0 && nk > 0)
         k_attention_softmax_backward<<<blocks_for(rows, kThreads / 32), kThreads, 0, st>>>(P, dP, rows, nq, nk, visible0,
                                                                                           scale, drop);
+}
+size_t fused_attention_smem(int64_t hd, int64_t nk, bool backward) {
+    return sizeof(float) * static_cast<size_t>(fused_smem_floats(hd, nk, backward));
+}
+cudaError_t fused_attention_setup(int max_smem) {
+    const cudaError_t e = cudaFuncSetAttribute(k_fused_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(k_fused_attention_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+}
+void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                             int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
+                             const Dropout &drop, cudaStream_t st) {
+    if (nq <= 0 || nk <= 0) return;
+    const dim3 grid(static_cast<unsigned>((nq + kFusedQ - 1) / kFusedQ), static_cast<unsigned>(H));
+    k_fused_attention<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, false), st>>>(
+        out, q, k, v, nq, nk, ldkv, H / Hkv, hd, visible0, scale, drop);
+}
+void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
+                              int64_t visible0, float scale, const Dropout &drop, cudaStream_t st) {
+    if (nq <= 0 || nk <= 0) return;
+    const dim3 grid(static_cast<unsigned>((nq + kFusedQ - 1) / kFusedQ), static_cast<unsigned>(H));
+    k_fused_attention_backward<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, true), st>>>(
+        dq, dk, dv, dout, q, k, v, nq, nk, ldkv, H / Hkv, hd, visible0, scale, drop);
 }
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
     if (n > 0 && drop.on()) k_dropout<<<blocks_for(n), kThreads, 0, st>>>(x, n, drop);

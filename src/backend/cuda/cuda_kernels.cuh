@@ -32,7 +32,22 @@ void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double 
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st);
 void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse,
           cudaStream_t st);
-// Attention's row-wise parts (the products are cuBLAS's, cuda_backend.cu).
+// Fused attention: one kernel for the forward, one for the backward, for head
+// sizes up to kFusedMaxHd whose fused_attention_smem fits the device's opt-in
+// shared memory per block (fused_attention_setup allows it, once per device).
+// Same contract as the backend's attention / attention_backward: dq =, dk +=,
+// dv += (dk and dv summed with atomics, in an order that varies between runs).
+constexpr int64_t kFusedMaxHd = 128;
+size_t fused_attention_smem(int64_t hd, int64_t nk, bool backward);
+cudaError_t fused_attention_setup(int max_smem);
+void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                             int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
+                             const Dropout &drop, cudaStream_t st);
+void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
+                              int64_t visible0, float scale, const Dropout &drop, cudaStream_t st);
+// Otherwise (and for pooling) attention's row-wise parts between cuBLAS products
+// (cuda_backend.cu).
 // P [H, nq, nk] holds scores; softmax of scale * scores under the memory+causal
 // mask (row i sees keys < min(nk, visible0 + i + 1); the others become 0), then
 // dropout's factors when apply_drop.

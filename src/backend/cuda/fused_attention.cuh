@@ -1,0 +1,215 @@
+// The fused attention kernels of the CUDA backend (launched from cuda_kernels.cu).
+// Plain CUDA without warp-level operations (no shuffles, votes or warp-synchronous
+// shared memory): every exchange between threads goes through shared memory
+// behind __syncthreads, or through atomicAdd. That is what lets
+// tests/unit/test_cuda_emulated.cpp run these same lines on CPU threads, one per
+// CUDA thread with a barrier for __syncthreads, against the CPU backend's
+// kernels on machines without a GPU. Keep it so.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace rmkv::cuda {
+
+// ---- fused attention: one CUDA block per head and block of 32 queries ----
+// The queries lie along the lanes (lane i: query i0 + i); the block's score
+// column of every key it sees (memory slots + segment: attention never crosses
+// a segment) stays in shared memory as P^T [nv, 32], so the softmax needs no
+// second pass over the keys, and keys past the block's last query are never
+// touched. The layout follows the CPU's fused kernel (cpu_attention.cpp).
+constexpr int kFusedQ = 32;
+constexpr int kFusedWarps = 8;
+
+struct FusedBlock {
+    int64_t h, koff, i0, nv, first;  // first: the block's first query sees keys 0 .. first
+    int nb;                          // queries in the block (the last one may be short)
+};
+inline __device__ FusedBlock fused_block(int64_t nq, int64_t nk, int64_t visible0, int64_t group, int64_t hd) {
+    FusedBlock b;
+    b.h = blockIdx.y;
+    b.koff = (b.h / group) * hd;
+    b.i0 = static_cast<int64_t>(blockIdx.x) * kFusedQ;
+    b.nb = static_cast<int>(min(static_cast<int64_t>(kFusedQ), nq - b.i0));
+    b.nv = min(nk, visible0 + b.i0 + b.nb);
+    b.first = visible0 + b.i0;
+    return b;
+}
+
+// rows[i * (hd + 1) + d] = src[i * ld + d] for i < nb, 0 for the other rows. The
+// odd row stride keeps both lane-per-row and lane-per-column reads free of bank
+// conflicts.
+inline __device__ void fused_load_rows(float *rows, const float *src, int64_t ld, int nb, int64_t hd) {
+    for (int64_t x = threadIdx.x; x < kFusedQ * hd; x += blockDim.x) {
+        const int64_t i = x / hd, d = x % hd;
+        rows[i * (hd + 1) + d] = i < nb ? src[i * ld + d] : 0.0f;
+    }
+}
+
+// col[j * 32 + lane] = rows[lane] . kv[j] for j < nv; warp w takes the keys j = w (mod 8).
+inline __device__ void fused_dots(float *col, const float *rows, const float *kv, int64_t ldkv, int64_t nv, int64_t hd) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float *r = rows + lane * (hd + 1);
+    for (int64_t j = warp; j < nv; j += kFusedWarps) {
+        const float *kj = kv + j * ldkv;
+        float s = 0.0f;
+#pragma unroll 8
+        for (int64_t d = 0; d < hd; ++d) s = fmaf(r[d], __ldg(kj + d), s);
+        col[j * kFusedQ + lane] = s;
+    }
+}
+
+// Scores to probabilities: each column (query) softmaxed over its visible rows
+// (lane i sees the keys j <= first + i), scaled; hidden entries 0. red: 8 x 32
+// floats. Ends with the block synchronised.
+inline __device__ void fused_softmax(float *col, float *red, int64_t nv, int64_t first, float scale) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float m = -INFINITY;
+    for (int64_t j = warp; j < nv; j += kFusedWarps) {
+        const float x = j <= first + lane ? col[j * kFusedQ + lane] * scale : -INFINITY;
+        col[j * kFusedQ + lane] = x;
+        m = fmaxf(m, x);
+    }
+    red[warp * 32 + lane] = m;
+    __syncthreads();
+    m = red[lane];
+    for (int w = 1; w < kFusedWarps; ++w) m = fmaxf(m, red[w * 32 + lane]);
+    __syncthreads();  // every thread has read red before it is written again
+    float l = 0.0f;
+    for (int64_t j = warp; j < nv; j += kFusedWarps) {
+        const float e = expf(col[j * kFusedQ + lane] - m);  // hidden: expf(-inf) = 0
+        col[j * kFusedQ + lane] = e;
+        l += e;
+    }
+    red[warp * 32 + lane] = l;
+    __syncthreads();
+    l = 0.0f;
+    for (int w = 0; w < kFusedWarps; ++w) l += red[w * 32 + lane];
+    const float inv = 1.0f / l;
+    for (int64_t j = warp; j < nv; j += kFusedWarps) col[j * kFusedQ + lane] *= inv;
+    __syncthreads();
+}
+
+// out[i * ldo + d] = sum_{j < nv} col[j * 32 + i] kv[j * ldkv + d] for i < nb and
+// d < hd <= 128: warp w takes the queries w, w + 8, w + 16, w + 24, lane the
+// columns lane, lane + 32, ...
+inline __device__ void fused_cols_times_rows(float *out, int64_t ldo, const float *col, const float *kv, int64_t ldkv,
+                                      int64_t nv, int nb, int64_t hd) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float acc[4][4] = {};
+    for (int64_t j = 0; j < nv; ++j) {
+        float x[4];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) x[c] = c * 32 + lane < hd ? __ldg(kv + j * ldkv + c * 32 + lane) : 0.0f;
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+            const float p = col[j * kFusedQ + warp + kFusedWarps * t];
+#pragma unroll
+            for (int c = 0; c < 4; ++c) acc[t][c] = fmaf(p, x[c], acc[t][c]);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+        const int i = warp + kFusedWarps * t;
+        if (i >= nb) continue;
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+            if (c * 32 + lane < hd) out[i * ldo + c * 32 + lane] = acc[t][c];
+    }
+}
+
+// dst[j * ldkv + d] += sum_{i < nb} col[j * 32 + i] rows[i][d] for j < nv, d < hd
+// (atomically: the blocks of the other queries and heads of the group add to the
+// same rows, in an order that varies from run to run).
+inline __device__ void fused_add_cols_rows(float *dst, int64_t ldkv, const float *col, const float *rows, int64_t nv, int nb,
+                                    int64_t hd) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int64_t j = warp; j < nv; j += kFusedWarps) {
+        float acc[4] = {};
+        for (int i = 0; i < nb; ++i) {
+            const float p = col[j * kFusedQ + i];
+            const float *r = rows + i * (hd + 1);
+#pragma unroll
+            for (int c = 0; c < 4; ++c)
+                if (c * 32 + lane < hd) acc[c] = fmaf(p, r[c * 32 + lane], acc[c]);
+        }
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+            if (c * 32 + lane < hd) atomicAdd(dst + j * ldkv + c * 32 + lane, acc[c]);
+    }
+}
+
+// Shared memory: the block's queries (backward: and dout rows) [32][hd + 1], P^T
+// (backward: and dP^T) [nk][32], and 8 x 32 for the reductions.
+inline __host__ __device__ int64_t fused_smem_floats(int64_t hd, int64_t nk, bool backward) {
+    const int64_t n = backward ? 2 : 1;
+    return n * kFusedQ * (hd + 1) + n * nk * kFusedQ + kFusedWarps * 32;
+}
+
+__global__ void __launch_bounds__(kFusedWarps * 32)
+    k_fused_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
+                      int64_t group, int64_t hd, int64_t visible0, float scale, Dropout drop) {
+    extern __shared__ float sm[];
+    const FusedBlock b = fused_block(nq, nk, visible0, group, hd);
+    const int64_t D = gridDim.y * hd, at = b.i0 * D + b.h * hd;
+    float *qs = sm, *pt = qs + kFusedQ * (hd + 1), *red = pt + nk * kFusedQ;
+    fused_load_rows(qs, q + at, D, b.nb, hd);
+    __syncthreads();
+    fused_dots(pt, qs, k + b.koff, ldkv, b.nv, hd);
+    fused_softmax(pt, red, b.nv, b.first, scale);
+    if (drop.on()) {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const int64_t row = b.h * nq + b.i0 + lane;
+        if (lane < b.nb)
+            for (int64_t j = warp; j < b.nv; j += kFusedWarps)
+                pt[j * kFusedQ + lane] *= drop.factor(static_cast<uint64_t>(row * nk + j));
+        __syncthreads();
+    }
+    fused_cols_times_rows(out + at, D, pt, v + b.koff, ldkv, b.nv, b.nb, hd);
+}
+
+// dq = ..; dk += ..; dv += .. (the probabilities recomputed as the forward made them).
+__global__ void __launch_bounds__(kFusedWarps * 32)
+    k_fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t group, int64_t hd,
+                               int64_t visible0, float scale, Dropout drop) {
+    extern __shared__ float sm[];
+    const FusedBlock b = fused_block(nq, nk, visible0, group, hd);
+    const int64_t D = gridDim.y * hd, at = b.i0 * D + b.h * hd;
+    float *qs = sm, *dos = qs + kFusedQ * (hd + 1), *pt = dos + kFusedQ * (hd + 1), *dpt = pt + nk * kFusedQ;
+    float *red = dpt + nk * kFusedQ;
+    fused_load_rows(qs, q + at, D, b.nb, hd);
+    fused_load_rows(dos, dout + at, D, b.nb, hd);
+    __syncthreads();
+    fused_dots(pt, qs, k + b.koff, ldkv, b.nv, hd);
+    fused_dots(dpt, dos, v + b.koff, ldkv, b.nv, hd);  // dout . v_j: the gradient of the dropped probabilities
+    fused_softmax(pt, red, b.nv, b.first, scale);
+    // Per query: dP *= f (dropout), r = sum_j p_j dP_j, then dS = p (dP - r) scale
+    // in place of dP and p *= f (the weights of dv).
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool dropping = drop.on() && lane < b.nb;
+    const int64_t row = b.h * nq + b.i0 + lane;
+    float r = 0.0f;
+    for (int64_t j = warp; j < b.nv; j += kFusedWarps) {
+        float g = dpt[j * kFusedQ + lane];
+        if (dropping) g *= drop.factor(static_cast<uint64_t>(row * nk + j));
+        dpt[j * kFusedQ + lane] = g;
+        r += pt[j * kFusedQ + lane] * g;
+    }
+    red[warp * 32 + lane] = r;
+    __syncthreads();
+    r = 0.0f;
+    for (int w = 0; w < kFusedWarps; ++w) r += red[w * 32 + lane];
+    for (int64_t j = warp; j < b.nv; j += kFusedWarps) {
+        const float p = pt[j * kFusedQ + lane];
+        dpt[j * kFusedQ + lane] = p * (dpt[j * kFusedQ + lane] - r) * scale;
+        if (dropping) pt[j * kFusedQ + lane] = p * drop.factor(static_cast<uint64_t>(row * nk + j));
+    }
+    __syncthreads();
+    fused_cols_times_rows(dq + at, D, dpt, k + b.koff, ldkv, b.nv, b.nb, hd);
+    fused_add_cols_rows(dk + b.koff, ldkv, dpt, qs, b.nv, b.nb, hd);
+    fused_add_cols_rows(dv + b.koff, ldkv, pt, dos, b.nv, b.nb, hd);
+}
+
+}  // namespace rmkv::cuda
