@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -38,12 +37,10 @@ namespace {
 
 constexpr int64_t kBlock = 32;  // query rows of a block: two vectors
 
-// Per-thread buffers; each grows once to the largest size seen.
-float *buffer(int slot, int64_t n) {
-    thread_local std::vector<float> buf[5];
-    if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
-    return buf[slot].data();
-}
+// Their scratch slots (cpu_simd.h): a block's queries (and dout rows) packed
+// along the lanes, its score column (and the scores' gradient), the backward's
+// per-part dk and dv.
+constexpr int kQueries = 6, kScores = 7, kDout = 8, kDscores = 9, kParts = 10;
 
 // C[r, 0:16W] (+)= sum_{t < n} a[r*ars + t*ats] B[t*ldb + 0:16W] for r < R, the
 // R x W accumulators in registers (R*W <= 24 of the 32).
@@ -192,7 +189,7 @@ RMKV_AVX512 void fused_attention_forward(float *out, const float *q, const float
     for (int64_t item = 0; item < n_heads * blocks; ++item) {
         const int64_t h = item % n_heads, koff = (h / group) * head_dim;
         const Block bl = block_of(blocks - 1 - item / n_heads, nq, nk, visible0);
-        float *qt = buffer(0, head_dim * kBlock), *st = buffer(1, bl.nv * kBlock);
+        float *qt = scratch<float>(head_dim * kBlock, kQueries), *st = scratch<float>(bl.nv * kBlock, kScores);
         pack_columns(qt, q + bl.i0 * D + h * head_dim, D, bl.nb, head_dim);
         product(st, kBlock, k + koff, ldkv, 1, qt, kBlock, bl.nv, 2, head_dim, false);
         softmax_columns(st, bl.nv, bl.first, scale);
@@ -213,7 +210,7 @@ RMKV_AVX512 void fused_attention_backward(float *dq, float *dk, float *dv, const
     // and sums in an order that does not depend on the thread count.
     const int64_t splits = n_kv_heads >= 8 ? 1 : std::min<int64_t>(blocks, (8 + n_kv_heads - 1) / n_kv_heads);
     const int64_t part_size = 2 * nk * head_dim;
-    float *parts = splits > 1 ? buffer(4, n_kv_heads * splits * part_size) : nullptr;
+    float *parts = splits > 1 ? scratch<float>(n_kv_heads * splits * part_size, kParts) : nullptr;
 #pragma omp parallel for schedule(dynamic, 1) if (n_kv_heads * splits > 1)
     for (int64_t item = 0; item < n_kv_heads * splits; ++item) {
         const int64_t kvh = item / splits, s = item % splits, koff = kvh * head_dim;
@@ -223,12 +220,12 @@ RMKV_AVX512 void fused_attention_backward(float *dq, float *dk, float *dv, const
             dkp = parts + item * part_size, dvp = dkp + nk * head_dim, ldp = head_dim;
             std::fill(dkp, dkp + part_size, 0.0f);
         }
-        float *qt = buffer(0, head_dim * kBlock), *dot = buffer(2, head_dim * kBlock);
+        float *qt = scratch<float>(head_dim * kBlock, kQueries), *dot = scratch<float>(head_dim * kBlock, kDout);
         for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
             for (int64_t b = s; b < blocks; b += splits) {
                 const Block bl = block_of(b, nq, nk, visible0);
                 const int64_t at = bl.i0 * D + h * head_dim;
-                float *st = buffer(1, bl.nv * kBlock), *dpt = buffer(3, bl.nv * kBlock);
+                float *st = scratch<float>(bl.nv * kBlock, kScores), *dpt = scratch<float>(bl.nv * kBlock, kDscores);
                 pack_columns(qt, q + at, D, bl.nb, head_dim);
                 pack_columns(dot, dout + at, D, bl.nb, head_dim);
                 product(st, kBlock, k + koff, ldkv, 1, qt, kBlock, bl.nv, 2, head_dim, false);

@@ -107,15 +107,6 @@ __attribute__((always_inline)) inline double exp_sum<float>(float *p, const floa
 template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + vexp(-x)); }
 template <class T> inline T silu(T x) { return x * sigmoid(x); }
 
-// Per-thread scratch; grows once to the largest row seen. Slots 0, 1: attention
-// and pooling rows; 2-5: norm_backward.
-template <class T>
-T *scratch(int64_t n, int slot) {
-    thread_local std::vector<T> buf[6];
-    if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
-    return buf[slot].data();
-}
-
 // Softmax of q . k_j * scale over the visible keys, into p[0, nvis).
 template <class T>
 __attribute__((always_inline)) inline void attention_probs(T *p, const T *qi, const T *k, int64_t nvis, int64_t ldkv,

@@ -1,10 +1,11 @@
-// What the CPU kernels share to vectorise: the target clones of a kernel, 16-lane
-// float vectors (GCC's vector extension: one AVX-512 register, two AVX2 ones)
-// and a float exp that works on them. Internal to src/backend/cpu.
+// What the CPU kernels share: the target clones of a kernel, 16-lane float
+// vectors (GCC's vector extension: one AVX-512 register, two AVX2 ones), a float
+// exp that works on them, and per-thread scratch. Internal to src/backend/cpu.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 // GCC only (clang 14 has no target_clones on templates), and not under
 // ThreadSanitizer: the clones' resolvers run while the library is relocated,
@@ -47,6 +48,16 @@ __attribute__((always_inline)) inline void exp_poly(F &x) {  // x = e^x
     F scale;
     std::memcpy(&scale, &bits, sizeof scale);
     x = (p * (r * r) + r + 1.0f) * scale;
+}
+
+// Per-thread scratch; each slot grows once to the largest size asked of it.
+// Slots 0, 1: attention and pooling rows; 2-5: norm_backward (cpu_kernels.cpp);
+// 6-10: the fused attention (cpu_attention.cpp).
+template <class T>
+T *scratch(int64_t n, int slot) {
+    thread_local std::vector<T> buf[11];
+    if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
+    return buf[slot].data();
 }
 
 }  // namespace rmkv::cpu
