@@ -3,7 +3,9 @@
 // their float instantiation). For an op y = f(x) and a random upstream gradient
 // dy, the backward must give d<dy, f(x)>/dx for every input element.
 // float_kernels: the float instantiations (vectorised exp, rope tables, AdamW)
-// against the double ones or a direct formula, over the ranges they meet.
+// against the double ones or a direct formula, over the ranges they meet;
+// fused_attention: the fused many-row attention (AVX-512) against the double
+// row-at-a-time kernel.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
