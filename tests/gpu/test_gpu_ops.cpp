@@ -292,6 +292,7 @@ void attention_ops(void **) {
     attention_case(40, 1900, 2, 1, 16, 16, 1880, 0.0f);        // CUDA cuBLAS both ways
     attention_case(70, 90, 2, 1, 128, 2 * 128, 20, 0.1f);      // head size 128: four 32-lane columns
     attention_case(33, 45, 3, 3, 48, 3 * 48, 12, 0.0f);        // head size 48: columns cut short
+    attention_case(32, 288, 4, 2, 64, 2 * 2 * 64, 288, 0.1f);  // memory rows of a 256-token segment: every key
 }
 
 void elementwise_ops(void **) {
