@@ -53,10 +53,16 @@ inline __device__ void fused_dots(float *col, const float *rows, const float *kv
     const float *r = rows + lane * (hd + 1);
     for (int64_t j = warp; j < nv; j += kFusedWarps) {
         const float *kj = kv + j * ldkv;
-        float s = 0.0f;
-#pragma unroll 8
-        for (int64_t d = 0; d < hd; ++d) s = fmaf(r[d], __ldg(kj + d), s);
-        col[j * kFusedQ + lane] = s;
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;  // four chains of FMAs, not one
+        int64_t d = 0;
+        for (; d + 4 <= hd; d += 4) {
+            s0 = fmaf(r[d], __ldg(kj + d), s0);
+            s1 = fmaf(r[d + 1], __ldg(kj + d + 1), s1);
+            s2 = fmaf(r[d + 2], __ldg(kj + d + 2), s2);
+            s3 = fmaf(r[d + 3], __ldg(kj + d + 3), s3);
+        }
+        for (; d < hd; ++d) s0 = fmaf(r[d], __ldg(kj + d), s0);
+        col[j * kFusedQ + lane] = (s0 + s1) + (s2 + s3);
     }
 }
 
