@@ -12,6 +12,9 @@
 //                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
 //                         [--segments K] [--batch B] [--parallel N] [--stack N]
 //                         [--rows fp32,bf16,recompute,unstacked,torch-fp32,torch-bf16,torch-compile]
+//                         [--pairs N]
+// --pairs N: after the table, N more runs of rmkv bf16 and PyTorch bf16 in turn,
+// each pair's ratio and their median (a noisy machine moves between two runs).
 // --parallel N: rmkv_train_params.parallel_sequences (0, the default: the device's choice).
 // --stack N: rmkv_train_params.stacked_sequences (0, the default: the device's choice);
 // the `unstacked` row is the bf16 row with stacked_sequences 1 (each sequence alone).
@@ -136,7 +139,7 @@ double pytorch_tokens_per_s(const std::string &script, const char *dtype, int st
 
 int main(int argc, char **argv) {
     mallopt(M_MMAP_THRESHOLD, 1 << 16);  // fixed: freed large blocks return to the system
-    int steps = 3, threads = omp_get_max_threads();
+    int steps = 3, threads = omp_get_max_threads(), pairs = 0;
     double peak_tflops = 0;
     std::string config_name = "small";
     bool pytorch = true;
@@ -148,6 +151,7 @@ int main(int argc, char **argv) {
         if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--no-pytorch")) pytorch = false;
+        else if (!std::strcmp(argv[i], "--pairs") && i + 1 < argc) pairs = std::max(0, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
         else if (!std::strcmp(argv[i], "--python") && i + 1 < argc) g_python = argv[++i];
         else if (!std::strcmp(argv[i], "--rows") && i + 1 < argc) rows = std::string(",") + argv[++i] + ",";
@@ -214,5 +218,25 @@ int main(int argc, char **argv) {
                 "counted); vs torch = same precision ratio.\nLoss after the last step: bf16 %.6f, recompute %.6f.\n",
                 !on_cpu ? "the given device peak" : bf16_peak > 0 ? "the gemm peak of the row's precision" : "sgemm peak",
                 f16.loss, re16.loss);
+    if (pytorch && pairs > 0) {
+        std::vector<double> ratios;
+        std::printf("\npairs of rmkv bf16 (auto) and pytorch bf16 autocast, run in turn:\n");
+        for (int i = 0; i < pairs; ++i) {
+            const double r = rmkv_run(RMKV_PRECISION_AUTO, false, steps).tokens_per_s;
+            const double t = pytorch_tokens_per_s(script, "bfloat16", steps, threads, dev);
+            if (t <= 0) {
+                std::printf("(pytorch run failed)\n");
+                break;
+            }
+            ratios.push_back(r / t);
+            std::printf("  pair %d: %6.0f / %6.0f tokens/s = %.2fx\n", i + 1, r, t, r / t);
+        }
+        if (!ratios.empty()) {
+            std::sort(ratios.begin(), ratios.end());
+            const size_t n = ratios.size();
+            const double median = n % 2 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
+            std::printf("median of %zu pairs: %.2fx (from %.2fx to %.2fx)\n", n, median, ratios.front(), ratios.back());
+        }
+    }
     return 0;
 }
