@@ -42,11 +42,31 @@ size_t rmkv_model::n_params() const {
     return n;
 }
 
-void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_); }
+void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_, bf16_); }
+
+void rmkv_model::to_host(size_t i, float *host) const {
+    const size_t n = static_cast<size_t>(specs_[i].numel);
+    if (bf16_[i]) {
+        convert_to_f32(host, reinterpret_cast<const uint8_t *>(bf16_[i]), RMKV_DTYPE_BF16, n);
+        return;
+    }
+    auto stream = backend_->new_stream();
+    backend_->to_host(*stream, host, params_[i], n);
+    backend_->sync(*stream);
+}
 
 const std::vector<float *> &rmkv_model::writable_params() {
     auto stream = backend_->new_stream();
     for (size_t i = 0; i < params_.size(); ++i) {
+        if (bf16_[i]) {  // widened: training updates f32 weights
+            std::vector<float> host(static_cast<size_t>(specs_[i].numel));
+            to_host(i, host.data());
+            params_[i] = backend_->alloc(host.size());
+            backend_->from_host(*stream, params_[i], host.data(), host.size());
+            backend_->sync(*stream);
+            bf16_[i] = nullptr;
+            continue;
+        }
         if (params_[i] != sources_[i]) continue;  // already the backend's own copy
         size_t n = static_cast<size_t>(specs_[i].numel);
         float *owned = backend_->alloc(n);
@@ -68,15 +88,13 @@ void rmkv_model::weights_changed() {
 const std::string &rmkv_model::model_id() const {
     std::lock_guard<std::mutex> lock(id_mutex_);
     if (id_stale_) {
-        auto stream = backend_->new_stream();
         std::vector<std::vector<float>> host(specs_.size());
         std::vector<const float *> ptrs;
         for (size_t i = 0; i < specs_.size(); ++i) {
             host[i].resize(static_cast<size_t>(specs_[i].numel));
-            backend_->to_host(*stream, host[i].data(), params_[i], host[i].size());
+            to_host(i, host[i].data());
             ptrs.push_back(host[i].data());
         }
-        backend_->sync(*stream);
         model_id_ = model_fingerprint(config_.to_json(), specs_, ptrs);
         id_stale_ = false;
     }
@@ -113,6 +131,7 @@ std::unique_ptr<rmkv_model> rmkv_model::create(const std::string &config_json, c
     for (size_t i = 0; i < m->specs_.size(); ++i) {
         m->sources_.push_back(host[i]);
         m->params_.push_back(m->backend_->import_weights(host[i], static_cast<size_t>(m->specs_[i].numel), true));
+        m->bf16_.push_back(nullptr);
     }
     m->bind();
     return m;
@@ -196,6 +215,19 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
     backend_ = backend_for(p);
     for (size_t i = 0; i < specs_.size(); ++i) {
         const TensorView &t = *views[i];
+        const size_t n = static_cast<size_t>(specs_[i].numel);
+        if (t.dtype == RMKV_DTYPE_BF16 && is_matrix(specs_[i]) && backend_->has_bf16_weights()) {
+            const uint16_t *w16 = reinterpret_cast<const uint16_t *>(t.data);
+            if (!stable || reinterpret_cast<uintptr_t>(t.data) % alignof(uint16_t) != 0) {
+                bf16_copies_.emplace_back(n);
+                std::memcpy(bf16_copies_.back().data(), t.data, n * sizeof(uint16_t));
+                w16 = bf16_copies_.back().data();
+            }
+            bf16_.push_back(w16);
+            sources_.push_back(nullptr);
+            params_.push_back(nullptr);
+            continue;
+        }
         const float *host;
         bool host_stable = stable;
         if (t.dtype == RMKV_DTYPE_F32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
@@ -207,14 +239,14 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
             host_stable = true;
         }
         sources_.push_back(host);
-        params_.push_back(backend_->import_weights(host, static_cast<size_t>(specs_[i].numel), host_stable));
+        params_.push_back(backend_->import_weights(host, n, host_stable));
+        bf16_.push_back(nullptr);
     }
     bind();
     log(RMKV_LOG_INFO, what, ": loaded ", n_params(), " parameters, ", config_.n_layers, " layers, d_model ", config_.d_model);
 }
 
 void rmkv_model::write_into(SafetensorsWriter &w, rmkv_dtype dtype, ModelImage &img) const {
-    auto stream = backend_->new_stream();
     // Host copies, as stored (rounded for 16-bit dtypes) so the fingerprint matches the file.
     img.host.assign(specs_.size(), {});
     img.stored.assign(specs_.size(), {});
@@ -222,7 +254,7 @@ void rmkv_model::write_into(SafetensorsWriter &w, rmkv_dtype dtype, ModelImage &
     for (size_t i = 0; i < specs_.size(); ++i) {
         size_t n = static_cast<size_t>(specs_[i].numel);
         img.host[i].resize(n);
-        backend_->to_host(*stream, img.host[i].data(), params_[i], n);
+        to_host(i, img.host[i].data());
         if (dtype != RMKV_DTYPE_F32) {
             img.stored[i].resize(n * 2);
             convert_from_f32(img.stored[i].data(), img.host[i].data(), dtype, n);
@@ -230,7 +262,6 @@ void rmkv_model::write_into(SafetensorsWriter &w, rmkv_dtype dtype, ModelImage &
         }
         host_ptrs.push_back(img.host[i].data());
     }
-    backend_->sync(*stream);
     std::string config_json = config_.to_json();
     w.set_metadata("format", "rmkv-model");
     w.set_metadata("format_version", kFormatVersion);

@@ -63,7 +63,13 @@ public:
     void weights_changed();
     const rmkv_tokenizer *tokenizer() const { return tokenizer_.get(); }
     const std::vector<rmkv::ParamSpec> &specs() const { return specs_; }
+    // One per spec: backend memory, or NULL for a matrix kept in bf16 (see bf16_params).
     const std::vector<float *> &params() const { return params_; }
+    // One per spec: the bf16 host memory of a matrix kept as stored from a BF16
+    // file (Backend::has_bf16_weights), else NULL.
+    const std::vector<const uint16_t *> &bf16_params() const { return bf16_; }
+    // Tensor i as f32 into host memory (widened when kept in bf16).
+    void to_host(size_t i, float *host) const;
     size_t n_params() const;
 
 private:
@@ -75,6 +81,7 @@ private:
     std::vector<rmkv::ParamSpec> specs_;
     std::vector<float *> params_;         // backend memory, one per spec
     std::vector<const float *> sources_;  // host memory each was imported from
+    std::vector<const uint16_t *> bf16_;  // matrices kept in bf16 (params_ NULL), else NULL
     rmkv::ModelWeights weights_{};
     std::shared_ptr<rmkv::Backend> backend_;
     std::unique_ptr<rmkv_tokenizer> tokenizer_;
@@ -85,6 +92,7 @@ private:
     std::unique_ptr<rmkv::MappedFile> file_;
     std::vector<uint8_t> buffer_;
     std::vector<std::vector<float>> host_copies_;
+    std::vector<std::vector<uint16_t>> bf16_copies_;  // bf16 tensors at an odd offset of the file
 };
 
 namespace rmkv {

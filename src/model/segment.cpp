@@ -23,10 +23,26 @@ LayerActs Workspace::acts() const {
     return a;
 }
 
+void SegmentForward::linear(real *y, const real *x, const Matrix &W, const real *b, int64_t n, int64_t in, int64_t out,
+                            bool accumulate) const {
+    if (W.bf16)
+        be_.linear_w16(st_, y, x, W.bf16, b, n, in, out, accumulate);
+    else
+        be_.linear(st_, y, x, W.f32, b, n, in, out, accumulate);
+}
+
+void SegmentForward::embed_rows(real *x, const int32_t *tokens, int64_t n) const {
+    const Matrix &E = m_.weights().tok_emb;
+    if (E.bf16)
+        be_.embed_w16(st_, x, E.bf16, tokens, n, m_.config().d_model);
+    else
+        be_.embed(st_, x, E.f32, tokens, n, m_.config().d_model);
+}
+
 void SegmentForward::embed(real *x, const int32_t *tokens, int64_t n, int64_t t0, int64_t p) {
     const Config &c = m_.config();
     const int64_t D = c.d_model;
-    be_.embed(st_, x, m_.weights().tok_emb, tokens, n_seq_ * n, D);
+    embed_rows(x, tokens, n_seq_ * n);
     for (int64_t i = 0; i < n_seq_; ++i) {
         real *xi = x + i * n * D;
         if (c.pos == Pos::learned) be_.add(st_, xi, xi, m_.weights().pos_emb + t0 * D, n * D);
@@ -46,13 +62,13 @@ void SegmentForward::new_keys(const LayerWeights &w, LayerState &s, const LayerA
     const Config &c = m_.config();
     const int64_t D = c.d_model, Dkv = c.d_kv();
     if (n_seq_ == 1) {
-        be_.linear(st_, s.keys + r0 * Dkv, xn, w.wk, w.bk, n, D, Dkv, false);
-        be_.linear(st_, s.values + r0 * Dkv, xn, w.wv, w.bv, n, D, Dkv, false);
+        linear(s.keys + r0 * Dkv, xn, w.wk, w.bk, n, D, Dkv, false);
+        linear(s.values + r0 * Dkv, xn, w.wv, w.bv, n, D, Dkv, false);
         return;
     }
     // Both products first (they share the input's conversion), then the copies.
-    be_.linear(st_, a.k_rows, xn, w.wk, w.bk, n_seq_ * n, D, Dkv, false);
-    be_.linear(st_, a.v_rows, xn, w.wv, w.bv, n_seq_ * n, D, Dkv, false);
+    linear(a.k_rows, xn, w.wk, w.bk, n_seq_ * n, D, Dkv, false);
+    linear(a.v_rows, xn, w.wv, w.bv, n_seq_ * n, D, Dkv, false);
     const int64_t pitch = block_rows() * Dkv;
     be_.copy_blocks(st_, s.keys + r0 * Dkv, pitch, a.k_rows, n * Dkv, n * Dkv, n_seq_);
     be_.copy_blocks(st_, s.values + r0 * Dkv, pitch, a.v_rows, n * Dkv, n * Dkv, n_seq_);
@@ -64,7 +80,7 @@ void SegmentForward::layer_memory(size_t l, LayerState &s, const LayerActs &a) {
     const LayerWeights &w = m_.weights().layers[l];
     const int64_t rows = n_seq_ * M;
     be_.norm(st_, norm_kind(c), a.mem_xn, s.memory, w.norm1_w, w.norm1_b, rows, D, static_cast<float>(c.norm_eps));
-    be_.linear(st_, s.mem_q, a.mem_xn, w.wq, w.bq, rows, D, D, false);
+    linear(s.mem_q, a.mem_xn, w.wq, w.bq, rows, D, D, false);
     new_keys(w, s, a, a.mem_xn, M, 0);
 }
 
@@ -76,7 +92,7 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     const LayerWeights &w = m_.weights().layers[l];
     const int64_t rows = n_seq_ * n, block = block_rows() * Dkv;
     be_.norm(st_, norm_kind(c), a.xn, a.x_in, w.norm1_w, w.norm1_b, rows, D, eps);
-    be_.linear(st_, a.q, a.xn, w.wq, w.bq, rows, D, D, false);
+    linear(a.q, a.xn, w.wq, w.bq, rows, D, D, false);
     new_keys(w, s, a, a.xn, n, M + t0);
     for (int64_t i = 0; i < n_seq_; ++i) {
         real *q = a.q + i * n * D, *keys = s.keys + i * block, *values = s.values + i * block;
@@ -88,7 +104,7 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
                       drop(l, DropSite::attn_tokens, i));
     }
     real *o_x = s.tok_out + t0 * D;
-    be_.linear(st_, o_x, a.attn, w.wo, w.bo, rows, D, D, false);
+    linear(o_x, a.attn, w.wo, w.bo, rows, D, D, false);
     drop_each(o_x, n * D, l, DropSite::wo_tokens);  // O_x as the residual and the pooling see it
     be_.add(st_, a.x_mid, a.x_in, o_x, rows * D);
     ffn_block(l, a, n);
@@ -102,19 +118,19 @@ void SegmentForward::ffn_block(size_t l, const LayerActs &a, int64_t n) {
     be_.copy(st_, a.x_out, a.x_mid, rows * D);
     if (c.ffn == Ffn::none) return;
     be_.norm(st_, norm_kind(c), a.xn2, a.x_mid, w.norm2_w, w.norm2_b, rows, D, static_cast<float>(c.norm_eps));
-    be_.linear(st_, a.ffn_b, a.xn2, w.ffn_up, nullptr, rows, D, F, false);
+    linear(a.ffn_b, a.xn2, w.ffn_up, nullptr, rows, D, F, false);
     if (c.ffn == Ffn::swiglu) {
-        be_.linear(st_, a.ffn_a, a.xn2, w.ffn_gate, nullptr, rows, D, F, false);
+        linear(a.ffn_a, a.xn2, w.ffn_gate, nullptr, rows, D, F, false);
         be_.swiglu(st_, a.ffn_h, a.ffn_a, a.ffn_b, rows * F);
     } else {
         be_.gelu(st_, a.ffn_h, a.ffn_b, rows * F);
     }
     if (!dropping()) {
-        be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, true);
+        linear(a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, true);
         return;
     }
     // Training with dropout (x_out has its own buffer): x_out = x_mid + dropout(down(h)).
-    be_.linear(st_, a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, false);
+    linear(a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, false);
     drop_each(a.x_out, n * D, l, DropSite::ffn_down);
     be_.add(st_, a.x_out, a.x_out, a.x_mid, rows * D);
 }
@@ -130,17 +146,17 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
     for (int64_t i = 0; i < n_seq_; ++i)
         be_.attention(st_, a.mem_attn + i * M * D, s.mem_q + i * M * D, s.keys + i * block, s.values + i * block, M,
                       M + T, Dkv, H, Hkv, hd, M + T, drop(l, DropSite::attn_memory, i));
-    be_.linear(st_, a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false);
+    linear(a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false);
     drop_each(a.mem_out, M * D, l, DropSite::wo_memory);
     for (int64_t i = 0; i < n_seq_; ++i)
         be_.pool(st_, a.pooled + i * M * D, w.pool_query, s.tok_out + i * T * D, M, T, D);
     if (c.cell == Cell::minimal) {
         be_.concat_cols(st_, a.cat, a.mem_out, a.pooled, rows, D);
-        be_.linear(st_, a.gates_i, a.cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
+        linear(a.gates_i, a.cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
         be_.cell(st_, CellKind::minimal, new_memory, nullptr, nullptr, a.gates_i, nullptr, a.mem_out, rows, D);
     } else {
-        be_.linear(st_, a.gates_i, a.pooled, w.cell_wih, w.cell_bih, rows, D, G * D, false);
-        be_.linear(st_, a.gates_h, a.mem_out, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
+        linear(a.gates_i, a.pooled, w.cell_wih, w.cell_bih, rows, D, G * D, false);
+        linear(a.gates_h, a.mem_out, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
         be_.cell(st_, cell_kind(c), new_memory, new_cell, s.cell, a.gates_i, a.gates_h, a.mem_out, rows, D);
     }
 }
@@ -149,7 +165,7 @@ void SegmentForward::head(const real *x, real *xn_f, real *logits, int64_t rows)
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
     be_.norm(st_, norm_kind(c), xn_f, x, W.norm_f_w, W.norm_f_b, rows, c.d_model, static_cast<float>(c.norm_eps));
-    be_.linear(st_, logits, xn_f, W.head, nullptr, rows, c.d_model, c.vocab_size, false);
+    linear(logits, xn_f, W.head, nullptr, rows, c.d_model, c.vocab_size, false);
 }
 
 void SegmentForward::prepare_memory(std::vector<LayerState> &layers, Workspace &ws) {
@@ -175,7 +191,7 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
     const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const float theta = static_cast<float>(c.rope_theta);
-    be_.embed(st_, ws.x, W.tok_emb, tokens, n, D);
+    embed_rows(ws.x, tokens, n);
     for (int64_t i = 0; i < n; ++i) {
         if (c.pos == Pos::learned) be_.add(st_, ws.x + i * D, ws.x + i * D, W.pos_emb + rows[i].t0 * D, D);
         if (c.pos == Pos::sincos) be_.add_sincos(st_, ws.x + i * D, 1, D, rows[i].p);
@@ -188,9 +204,9 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
     for (size_t l = 0; l < W.layers.size(); ++l) {
         const LayerWeights &w = W.layers[l];
         be_.norm(st_, norm_kind(c), ws.xn, ws.x, w.norm1_w, w.norm1_b, n, D, static_cast<float>(c.norm_eps));
-        be_.linear(st_, ws.q, ws.xn, w.wq, w.bq, n, D, D, false);
-        be_.linear(st_, ws.k, ws.xn, w.wk, w.bk, n, D, Dkv, false);
-        be_.linear(st_, ws.v, ws.xn, w.wv, w.bv, n, D, Dkv, false);
+        linear(ws.q, ws.xn, w.wq, w.bq, n, D, D, false);
+        linear(ws.k, ws.xn, w.wk, w.bk, n, D, Dkv, false);
+        linear(ws.v, ws.xn, w.wv, w.bv, n, D, Dkv, false);
         for (int64_t i = 0; i < n; ++i) {
             LayerState &s = (*rows[i].layers)[l];
             const int64_t t0 = rows[i].t0;
@@ -203,7 +219,7 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
             }
             be_.attention(st_, ws.attn + i * D, q, s.keys, s.values, 1, M + t0 + 1, Dkv, H, Hkv, hd, M + t0, {});
         }
-        be_.linear(st_, ws.o, ws.attn, w.wo, w.bo, n, D, D, false);
+        linear(ws.o, ws.attn, w.wo, w.bo, n, D, D, false);
         for (int64_t i = 0; i < n; ++i)
             be_.copy(st_, (*rows[i].layers)[l].tok_out + rows[i].t0 * D, ws.o + i * D, D);
         be_.add(st_, ws.x, ws.x, ws.o, n * D);

@@ -159,6 +159,11 @@ public:
     void drop_each(real *x, int64_t n, size_t l, DropSite site) const;
 
 private:
+    // The backend's product with W in whichever form the model holds it (Matrix).
+    void linear(real *y, const real *x, const Matrix &W, const real *b, int64_t n, int64_t in, int64_t out,
+                bool accumulate) const;
+    // x[n, D] = tok_emb rows of n tokens (host, validated).
+    void embed_rows(real *x, const int32_t *tokens, int64_t n) const;
     // Key and value rows of the n normalised rows per sequence in xn, into each
     // sequence's cache block from row r0.
     void new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, int64_t n, int64_t r0);

@@ -73,15 +73,23 @@ void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t in
     }
 }
 
-ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs) {
-    std::map<std::string, real *> by_name;
-    for (size_t i = 0; i < specs.size(); ++i) by_name[specs[i].name] = ptrs[i];
+bool is_matrix(const ParamSpec &spec) { return spec.shape.size() == 2 && (spec.decay || spec.name == "tok_emb.weight"); }
+
+ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs,
+                          const std::vector<const uint16_t *> &bf16) {
+    std::map<std::string, size_t> by_name;
+    for (size_t i = 0; i < specs.size(); ++i) by_name[specs[i].name] = i;
     auto get = [&](const std::string &name) -> real * {
         auto it = by_name.find(name);
-        return it == by_name.end() ? nullptr : it->second;
+        return it == by_name.end() ? nullptr : ptrs[it->second];
+    };
+    auto mat = [&](const std::string &name) -> Matrix {
+        auto it = by_name.find(name);
+        if (it == by_name.end()) return {};
+        return {ptrs[it->second], bf16.empty() ? nullptr : bf16[it->second]};
     };
     ModelWeights w{};
-    w.tok_emb = get("tok_emb.weight");
+    w.tok_emb = mat("tok_emb.weight");
     w.pos_emb = get("pos_emb.weight");
     for (int64_t l = 0; l < c.n_layers; ++l) {
         std::string p = "layers." + std::to_string(l) + ".";
@@ -89,21 +97,21 @@ ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, 
         L.init_memory = get(p + "init_memory");
         L.norm1_w = get(p + "norm1.weight");
         L.norm1_b = get(p + "norm1.bias");
-        L.wq = get(p + "attn.q.weight"), L.bq = get(p + "attn.q.bias");
-        L.wk = get(p + "attn.k.weight"), L.bk = get(p + "attn.k.bias");
-        L.wv = get(p + "attn.v.weight"), L.bv = get(p + "attn.v.bias");
-        L.wo = get(p + "attn.o.weight"), L.bo = get(p + "attn.o.bias");
+        L.wq = mat(p + "attn.q.weight"), L.bq = get(p + "attn.q.bias");
+        L.wk = mat(p + "attn.k.weight"), L.bk = get(p + "attn.k.bias");
+        L.wv = mat(p + "attn.v.weight"), L.bv = get(p + "attn.v.bias");
+        L.wo = mat(p + "attn.o.weight"), L.bo = get(p + "attn.o.bias");
         L.pool_query = get(p + "pool.query");
-        L.cell_wih = get(p + "cell.weight_ih"), L.cell_whh = get(p + "cell.weight_hh");
+        L.cell_wih = mat(p + "cell.weight_ih"), L.cell_whh = mat(p + "cell.weight_hh");
         L.cell_bih = get(p + "cell.bias_ih"), L.cell_bhh = get(p + "cell.bias_hh");
-        L.cell_w = get(p + "cell.weight"), L.cell_b = get(p + "cell.bias");
+        L.cell_w = mat(p + "cell.weight"), L.cell_b = get(p + "cell.bias");
         L.norm2_w = get(p + "norm2.weight"), L.norm2_b = get(p + "norm2.bias");
-        L.ffn_gate = get(p + "ffn.gate.weight"), L.ffn_up = get(p + "ffn.up.weight"), L.ffn_down = get(p + "ffn.down.weight");
+        L.ffn_gate = mat(p + "ffn.gate.weight"), L.ffn_up = mat(p + "ffn.up.weight"), L.ffn_down = mat(p + "ffn.down.weight");
         w.layers.push_back(L);
     }
     w.norm_f_w = get("norm_f.weight");
     w.norm_f_b = get("norm_f.bias");
-    w.head = c.tie_embeddings ? w.tok_emb : get("head.weight");
+    w.head = c.tie_embeddings ? w.tok_emb : mat("head.weight");
     return w;
 }
 

@@ -29,26 +29,43 @@ std::vector<ParamSpec> param_specs(const Config &c);
 // (seed, index of the tensor).
 void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t index, real *out);
 
+// A matrix of the model (the products' weights and tok_emb): fp32, or, in a model
+// kept as stored from a BF16 file for inference (rmkv_model), bf16 with f32 NULL.
+// Training views (weights, gradients) always have f32.
+struct Matrix {
+    real *f32 = nullptr;
+    const uint16_t *bf16 = nullptr;
+    explicit operator bool() const { return f32 != nullptr || bf16 != nullptr; }
+};
+
+// Whether a tensor of the spec may stay bf16 in an inference model (Matrix).
+bool is_matrix(const ParamSpec &spec);
+
 struct LayerWeights {
     real *init_memory;                       // [M, D]
     real *norm1_w, *norm1_b;                 // [D]; norm1_b NULL for rmsnorm
-    real *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
+    Matrix wq, wk, wv, wo;
+    real *bq, *bk, *bv, *bo;
     real *pool_query;                        // [M, D]
-    real *cell_wih, *cell_whh, *cell_bih, *cell_bhh;  // gru/lstm
-    real *cell_w, *cell_b;                   // minimal: [2D, 2D], [2D]
+    Matrix cell_wih, cell_whh;               // gru/lstm
+    real *cell_bih, *cell_bhh;
+    Matrix cell_w;                           // minimal: [2D, 2D], bias [2D]
+    real *cell_b;
     real *norm2_w, *norm2_b;                 // with an ffn
-    real *ffn_gate, *ffn_up, *ffn_down;      // gate: swiglu only
+    Matrix ffn_gate, ffn_up, ffn_down;       // gate: swiglu only
 };
 
 struct ModelWeights {
-    real *tok_emb;   // [V, D]
+    Matrix tok_emb;  // [V, D]
     real *pos_emb;   // [S, D], learned only
     std::vector<LayerWeights> layers;
     real *norm_f_w, *norm_f_b;
-    real *head;      // [V, D]; == tok_emb when tied
+    Matrix head;     // [V, D]; == tok_emb when tied
 };
 
-// Builds the structured view from one pointer per spec (same order as param_specs).
-ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs);
+// Builds the structured view from one pointer per spec (same order as param_specs)
+// and, where `bf16` (same order, or empty) has one, the bf16 form of a matrix.
+ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs,
+                          const std::vector<const uint16_t *> &bf16 = {});
 
 }  // namespace rmkv

@@ -163,7 +163,7 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_
         forward_segment(fwd, sg, tok_.data() + B * p, T, p, k == 0, k + 1 < K ? &segs_[k + 1] : nullptr);
         // Loss of this segment; its gradient reaches the last layer's output now.
         be_.cross_entropy(st_, logits_, logits_, tgt_.data() + B * p, rows, V, scale);
-        be_.linear_backward(st_, dx_, false, G.head, nullptr, logits_, dxnf_, W.head, rows, D, V);
+        be_.linear_backward(st_, dx_, false, G.head.f32, nullptr, logits_, dxnf_, W.head.f32, rows, D, V);
         be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(rows * D));
         be_.norm_backward(st_, norm_kind(c), sg.dx_head, G.norm_f_w, G.norm_f_b, dx_, sg.acts[L - 1].x_out, W.norm_f_w,
                           rows, D, static_cast<float>(c.norm_eps));
@@ -185,7 +185,7 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_
             backward_layer(fwd, k, l, T, k + 1 < K, G);
         }
         // dx_ now holds the gradient of the embeddings.
-        if (G.tok_emb) be_.embed_backward(st_, G.tok_emb, dx_, tok_.data() + B * p, B * T, D);
+        if (G.tok_emb.f32) be_.embed_backward(st_, G.tok_emb.f32, dx_, tok_.data() + B * p, B * T, D);
         if (c.pos == Pos::learned && G.pos_emb)
             for (int64_t i = 0; i < B; ++i) be_.add(st_, G.pos_emb, G.pos_emb, dx_ + i * T * D, T * D);
     }
@@ -271,21 +271,21 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         if (c.cell == Cell::minimal) {
             be_.cell_backward(st_, CellKind::minimal, dgi_, nullptr, dmem_out_, nullptr, dm_next_[l], nullptr, nullptr,
                               a.gates_i, nullptr, a.mem_out, mrows, D);
-            be_.linear_backward(st_, dcat_, false, g.cell_w, g.cell_b, dgi_, a.cat, w.cell_w, mrows, 2 * D, 2 * D);
+            be_.linear_backward(st_, dcat_, false, g.cell_w.f32, g.cell_b, dgi_, a.cat, w.cell_w.f32, mrows, 2 * D, 2 * D);
             be_.fill(st_, dpooled_, 0.0f, static_cast<size_t>(mrows * D));
             be_.split_cols_add(st_, dmem_out_, dpooled_, dcat_, mrows, D);
         } else {
             be_.cell_backward(st_, cell_kind(c), dgi_, dgh_, dmem_out_, dc_tmp_, dm_next_[l],
                               c.cell == Cell::lstm ? dc_next_[l] : nullptr, s.cell, a.gates_i, a.gates_h, a.mem_out, mrows,
                               D);
-            be_.linear_backward(st_, dpooled_, false, g.cell_wih, g.cell_bih, dgi_, a.pooled, w.cell_wih, mrows, D, Gc * D);
-            be_.linear_backward(st_, dmem_out_, true, g.cell_whh, g.cell_bhh, dgh_, a.mem_out, w.cell_whh, mrows, D, Gc * D);
+            be_.linear_backward(st_, dpooled_, false, g.cell_wih.f32, g.cell_bih, dgi_, a.pooled, w.cell_wih.f32, mrows, D, Gc * D);
+            be_.linear_backward(st_, dmem_out_, true, g.cell_whh.f32, g.cell_bhh, dgh_, a.mem_out, w.cell_whh.f32, mrows, D, Gc * D);
         }
         for (int64_t i = 0; i < B; ++i)
             be_.pool_backward(st_, dtok_ + i * T * D, g.pool_query, dpooled_ + i * M * D, w.pool_query,
                               s.tok_out + i * T * D, M, T, D);
         fwd.drop_each(dmem_out_, M * D, l, DropSite::wo_memory);
-        be_.linear_backward(st_, dmem_attn_, false, g.wo, g.bo, dmem_out_, a.mem_attn, w.wo, mrows, D, D);
+        be_.linear_backward(st_, dmem_attn_, false, g.wo.f32, g.bo, dmem_out_, a.mem_attn, w.wo.f32, mrows, D, D);
         for (int64_t i = 0; i < B; ++i)
             be_.attention_backward(st_, dmem_q_ + i * M * D, dk_ + i * block, dv_ + i * block, dmem_attn_ + i * M * D,
                                    s.mem_q + i * M * D, s.keys + i * block, s.values + i * block, M, M + T, Dkv, H, Hkv,
@@ -301,14 +301,14 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
             fwd.drop_each(dox_, T * D, l, DropSite::ffn_down);
             ddown = dox_;
         }
-        be_.linear_backward(st_, dffn_h_, false, g.ffn_down, nullptr, ddown, a.ffn_h, w.ffn_down, rows, F, D);
+        be_.linear_backward(st_, dffn_h_, false, g.ffn_down.f32, nullptr, ddown, a.ffn_h, w.ffn_down.f32, rows, F, D);
         if (c.ffn == Ffn::swiglu) {
             be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, rows * F);
-            be_.linear_backward(st_, dxn2_, false, g.ffn_gate, nullptr, dffn_a_, a.xn2, w.ffn_gate, rows, D, F);
-            be_.linear_backward(st_, dxn2_, true, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, rows, D, F);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_gate.f32, nullptr, dffn_a_, a.xn2, w.ffn_gate.f32, rows, D, F);
+            be_.linear_backward(st_, dxn2_, true, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F);
         } else {
             be_.gelu_backward(st_, dffn_b_, dffn_h_, a.ffn_b, rows * F);
-            be_.linear_backward(st_, dxn2_, false, g.ffn_up, nullptr, dffn_b_, a.xn2, w.ffn_up, rows, D, F);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F);
         }
         be_.norm_backward(st_, nk, dx_mid_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, rows, D, eps);
     }
@@ -316,7 +316,7 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_).
     be_.add(st_, dox_, dx_mid_, dtok_, rows * D);
     fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
-    be_.linear_backward(st_, dattn_, false, g.wo, g.bo, dox_, a.attn, w.wo, rows, D, D);
+    be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox_, a.attn, w.wo.f32, rows, D, D);
     for (int64_t i = 0; i < B; ++i) {
         real *dq = dq_ + i * T * D, *dk = dk_ + i * block;
         be_.attention_backward(st_, dq, dk, dv_ + i * block, dattn_ + i * T * D, a.q + i * T * D, s.keys + i * block,
@@ -333,9 +333,9 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
         dk_tok = k_rows_, dv_tok = v_rows_;
     }
-    be_.linear_backward(st_, dxn_, false, g.wq, g.bq, dq_, a.xn, w.wq, rows, D, D);
-    be_.linear_backward(st_, dxn_, true, g.wk, g.bk, dk_tok, a.xn, w.wk, rows, D, Dkv);
-    be_.linear_backward(st_, dxn_, true, g.wv, g.bv, dv_tok, a.xn, w.wv, rows, D, Dkv);
+    be_.linear_backward(st_, dxn_, false, g.wq.f32, g.bq, dq_, a.xn, w.wq.f32, rows, D, D);
+    be_.linear_backward(st_, dxn_, true, g.wk.f32, g.bk, dk_tok, a.xn, w.wk.f32, rows, D, Dkv);
+    be_.linear_backward(st_, dxn_, true, g.wv.f32, g.bv, dv_tok, a.xn, w.wv.f32, rows, D, Dkv);
     be_.copy(st_, dx_, dx_mid_, rows * D);
     be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps);
 
@@ -346,9 +346,9 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         be_.copy_blocks(st_, v_rows_, M * Dkv, dv_, block, M * Dkv, B);
         dk_mem = k_rows_, dv_mem = v_rows_;
     }
-    if (rewritten) be_.linear_backward(st_, dmem_xn_, false, g.wq, g.bq, dmem_q_, a.mem_xn, w.wq, mrows, D, D);
-    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk, g.bk, dk_mem, a.mem_xn, w.wk, mrows, D, Dkv);
-    be_.linear_backward(st_, dmem_xn_, true, g.wv, g.bv, dv_mem, a.mem_xn, w.wv, mrows, D, Dkv);
+    if (rewritten) be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, g.bq, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D);
+    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk.f32, g.bk, dk_mem, a.mem_xn, w.wk.f32, mrows, D, Dkv);
+    be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, g.bv, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv);
     be_.fill(st_, dm_tmp_, 0.0f, static_cast<size_t>(mrows * D));
     be_.norm_backward(st_, nk, dm_tmp_, g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, mrows, D, eps);
     be_.copy(st_, dm_next_[l], dm_tmp_, mrows * D);

@@ -135,9 +135,12 @@ static void half_precision_files(void **state) {
         rmkv_model *l2 = NULL;
         RMKV_CHECK(rmkv_model_load(path2, NULL, &l2));
         assert_string_equal(rmkv_model_id(l2), rmkv_model_id(l));
+        /* the BF16 file's matrices stay bf16 and are widened exactly in the products:
+           the same values up to the order of the sums (bf16_weights_compute_in_f32) */
         float again[50];
         logits_of(l2, again);
-        assert_memory_equal(got, again, sizeof got);
+        double e2 = rel_err(again, got, 50);
+        if (!(e2 < 1e-5)) fail_msg("dtype %d: reloaded F32 copy differs by %g", (int)dts[i], e2);
         remove(path);
         remove(path2);
         rmkv_model_free(l);
@@ -145,6 +148,116 @@ static void half_precision_files(void **state) {
     }
     RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_model_save_as(m, tmp_path("x"), (rmkv_dtype)7));
     rmkv_model_free(m);
+}
+
+/* Logits of `n` tokens stepped into s (prefill when n > 1), and of `decode` more,
+   one at a time, all compared with those of the same tokens in r. */
+static double worst_step(rmkv_session *s, rmkv_session *r, const int32_t *toks, size_t n, size_t decode, size_t V,
+                         float *a, float *b) {
+    RMKV_CHECK(rmkv_session_step(s, toks, n, a));
+    RMKV_CHECK(rmkv_session_step(r, toks, n, b));
+    double worst = rel_err(a, b, V);
+    for (size_t i = 0; i < decode; ++i) {
+        RMKV_CHECK(rmkv_session_step(s, toks + n + i, 1, a));
+        RMKV_CHECK(rmkv_session_step(r, toks + n + i, 1, b));
+        double e = rel_err(a, b, V);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+/* A model loaded from a BF16 file keeps its matrices in bf16 (CPU) and computes in
+   fp32 with each weight widened exactly: prefill (the head in several widened
+   panels), decoding, sessions stepped together, state tuning and training must
+   give what the same weights loaded from an F32 file give, up to the order of the
+   sums; training widens the weights and then matches bit for bit. */
+static void bf16_weights_compute_in_f32(void **state) {
+    (void)state;
+    const char *cfgs[2] = {
+        "{\"vocab_size\":5000,\"d_model\":64,\"n_layers\":2,\"n_heads\":4,\"memory_slots\":4,"
+        "\"segment_len\":40,\"cell\":\"gru\"}",
+        "{\"vocab_size\":300,\"d_model\":48,\"n_layers\":1,\"n_heads\":2,\"n_kv_heads\":1,\"memory_slots\":3,"
+        "\"segment_len\":20,\"cell\":\"minimal\",\"ffn\":\"gelu\",\"tie_embeddings\":true,\"pos\":\"learned\"}"};
+    const size_t Vs[2] = {5000, 300};
+    for (int c = 0; c < 2; ++c) {
+        const size_t V = Vs[c];
+        rmkv_model *m = make_model(cfgs[c], 21 + c);
+        const char *p16 = tmp_path("w16.safetensors"), *p32 = tmp_path("w32.safetensors");
+        RMKV_CHECK(rmkv_model_save_as(m, p16, RMKV_DTYPE_BF16));
+        rmkv_model *a = NULL, *b = NULL;
+        RMKV_CHECK(rmkv_model_load(p16, NULL, &a));
+        RMKV_CHECK(rmkv_model_save(a, p32));
+        RMKV_CHECK(rmkv_model_load(p32, NULL, &b));
+        assert_string_equal(rmkv_model_id(a), rmkv_model_id(b));
+        /* saved as BF16 again: the same bytes as the file it came from */
+        const char *p16b = tmp_path("w16b.safetensors");
+        RMKV_CHECK(rmkv_model_save_as(a, p16b, RMKV_DTYPE_BF16));
+        size_t n1, n2;
+        void *f1 = read_whole(p16, &n1), *f2 = read_whole(p16b, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(f1, f2, n1);
+        free(f1), free(f2);
+
+        int32_t toks[160];
+        random_tokens(toks, 160, (int32_t)V, 5 + c);
+        float *la = malloc(sizeof(float) * 3 * V), *lb = malloc(sizeof(float) * 3 * V);
+        rmkv_session *sa[3], *sb[3];
+        for (int i = 0; i < 3; ++i) {
+            RMKV_CHECK(rmkv_session_new(a, NULL, &sa[i]));
+            RMKV_CHECK(rmkv_session_new(b, NULL, &sb[i]));
+        }
+        /* prefill of 50 (a whole segment, a memory rewrite, 10 more), 60 decoded over
+           the next segment boundaries */
+        double worst = worst_step(sa[0], sb[0], toks, 50, 60, V, la, lb);
+        /* three sessions at different positions stepped together */
+        double e = worst_step(sa[1], sb[1], toks + 3, 17, 0, V, la, lb);
+        if (!(e <= worst)) worst = e;
+        for (int k = 0; k < 25; ++k) {
+            int32_t t3[3] = {toks[110 + k], toks[135 + k], toks[k]};
+            RMKV_CHECK(rmkv_sessions_step(sa, 3, t3, la));
+            RMKV_CHECK(rmkv_sessions_step(sb, 3, t3, lb));
+            e = rel_err(la, lb, 3 * V);
+            if (!(e <= worst)) worst = e;
+        }
+        print_message("config %d: bf16-weight logits against f32, max relative error %.2e\n", c, worst);
+        if (!(worst < 1e-5)) fail_msg("config %d: bf16-weight logits differ from f32 by %g", c, worst);
+
+        /* state tuning reads the bf16 matrices through an f32 copy; training widens
+           them in the model: both then match the F32 model bit for bit */
+        const size_t N = 45;
+        int32_t tg[2 * N];
+        for (size_t i = 0; i < 2 * N; ++i) tg[i] = i % N == N - 1 ? -1 : toks[i + 1];
+        rmkv_batch batch;
+        memset(&batch, 0, sizeof batch);
+        batch.struct_size = sizeof batch;
+        batch.batch_size = 2, batch.n_tokens = N, batch.tokens = toks, batch.targets = tg;
+        rmkv_train_params tp = rmkv_train_default_params();
+        tp.precision = RMKV_PRECISION_FP32;
+        for (int tune = 1; tune >= 0; --tune) {
+            rmkv_trainer *ta = NULL, *tb = NULL;
+            if (tune) {
+                RMKV_CHECK(rmkv_state_tuner_new(a, &tp, &ta));
+                RMKV_CHECK(rmkv_state_tuner_new(b, &tp, &tb));
+            } else {
+                RMKV_CHECK(rmkv_trainer_new(a, &tp, &ta));
+                RMKV_CHECK(rmkv_trainer_new(b, &tp, &tb));
+            }
+            for (int step = 0; step < 2; ++step) {
+                rmkv_train_stats x, y;
+                x.struct_size = y.struct_size = sizeof x;
+                RMKV_CHECK(rmkv_train_step(ta, &batch, &x));
+                RMKV_CHECK(rmkv_train_step(tb, &batch, &y));
+                if (x.loss != y.loss) fail_msg("%s step %d: loss %.9g against %.9g", tune ? "state tuning" : "training", step, x.loss, y.loss);
+            }
+            rmkv_trainer_free(ta);
+            rmkv_trainer_free(tb);
+        }
+        assert_string_equal(rmkv_model_id(a), rmkv_model_id(b));
+        for (int i = 0; i < 3; ++i) rmkv_session_free(sa[i]), rmkv_session_free(sb[i]);
+        free(la), free(lb);
+        remove(p16), remove(p32), remove(p16b);
+        rmkv_model_free(a), rmkv_model_free(b), rmkv_model_free(m);
+    }
 }
 
 static void save_failures_keep_old_file(void **state) {
@@ -186,6 +299,7 @@ int main(void) {
         cmocka_unit_test(config_errors_name_key_and_value),
         cmocka_unit_test(save_load_round_trip),
         cmocka_unit_test(half_precision_files),
+        cmocka_unit_test(bf16_weights_compute_in_f32),
         cmocka_unit_test(save_failures_keep_old_file),
         cmocka_unit_test(every_option_builds),
     };

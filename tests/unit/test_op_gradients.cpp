@@ -305,6 +305,47 @@ void float_kernels(void **) {
     for (float x : big) squares += static_cast<double>(x) * x;
     expect_close("sum of squares", std::fabs(cpu::sum_squares(big.data(), 70001) - squares) / squares, 1e-12);
 
+    // Products with bf16 weights (decoding from a BF16 model file): 1 to 6 rows, a
+    // width with a tail past the vector loops and one within a single vector, bias
+    // and accumulation, against the double product of the widened weights.
+    for (const int64_t in : {int64_t(770), int64_t(16)}) {
+        const int64_t out = 37;
+        const Fvec wf = to_float(randn(out * in));
+        std::vector<uint16_t> w16(out * in);
+        cpu::to_bf16(w16.data(), wf.data(), out * in);
+        Vec wd(out * in);
+        for (int64_t i = 0; i < out * in; ++i) {
+            const uint32_t bits = static_cast<uint32_t>(w16[i]) << 16;
+            float x;
+            std::memcpy(&x, &bits, 4);
+            wd[i] = x;
+        }
+        const Fvec bf = to_float(randn(out));
+        const Vec bd = to_double(bf);
+        double worst = 0;  // floor: the size of a sum
+        for (int64_t rows_n = 1; rows_n <= 6; ++rows_n) {
+            for (const bool acc : {false, true}) {
+                const Fvec xf = to_float(randn(rows_n * in)), y0 = to_float(randn(rows_n * out));
+                Vec yd = to_double(y0);
+                cpu::linear_ref<double>(yd.data(), to_double(xf).data(), wd.data(), bd.data(), rows_n, in, out, acc);
+                Fvec yf = acc ? y0 : Fvec(rows_n * out, NAN);
+                cpu::gemv_w16(yf.data(), xf.data(), w16.data(), bf.data(), rows_n, in, out, acc);
+                const double e = worst_rel(yf, yd, std::sqrt(static_cast<double>(in)));
+                if (!(e <= worst)) worst = e;
+            }
+        }
+        expect_close(("gemv_w16, in " + std::to_string(in) + ", 1-6 rows").c_str(), worst, 1e-6);
+    }
+    Fvec widened(770);
+    std::vector<uint16_t> some(770);
+    for (int64_t i = 0; i < 770; ++i) some[i] = static_cast<uint16_t>(i * 85 + 3);  // every exponent, signs, NaNs
+    cpu::from_bf16(widened.data(), some.data(), 770);
+    for (int64_t i = 0; i < 770; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &widened[i], 4);
+        if (bits != static_cast<uint32_t>(some[i]) << 16) fail_msg("from_bf16 %d: bits %08x", (int)i, bits);
+    }
+
     // AdamW with a bf16 shadow against the formula in double.
     const int64_t np = 37;
     Fvec p = to_float(randn(np)), m = to_float(randn(np, 0.1)), w = to_float(randn(np, 0.1)), gr = to_float(randn(np));

@@ -613,6 +613,68 @@ RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, 
     }
 }
 
+// Dots of up to 4 rows of x (row stride in) with one bf16 row of W: every widened
+// weight vector feeds R rows, two accumulators per row.
+template <int R>
+__attribute__((always_inline)) inline void dots_w16(float *d, const float *x, const uint16_t *w, int64_t in) {
+    v16f a0[R] = {}, a1[R] = {};
+    int64_t i = 0;
+    for (; i + 32 <= in; i += 32) {
+        v16f w0, w1;
+        widen_bf16(w0, w + i), widen_bf16(w1, w + i + 16);
+        for (int r = 0; r < R; ++r) {
+            v16f x0, x1;
+            std::memcpy(&x0, x + r * in + i, 64), std::memcpy(&x1, x + r * in + i + 16, 64);
+            a0[r] += w0 * x0;
+            a1[r] += w1 * x1;
+        }
+    }
+    for (; i + 16 <= in; i += 16) {
+        v16f w0;
+        widen_bf16(w0, w + i);
+        for (int r = 0; r < R; ++r) {
+            v16f x0;
+            std::memcpy(&x0, x + r * in + i, 64);
+            a0[r] += w0 * x0;
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        const v16f a = a0[r] + a1[r];
+        float s = 0;
+        for (int j = 0; j < 16; ++j) s += a[j];
+        for (int64_t j = i; j < in; ++j) s += widen_bf16(w[j]) * x[r * in + j];
+        d[r] = s;
+    }
+}
+
+RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in, int64_t out,
+                          bool accumulate) {
+#pragma omp parallel for if (n * out * in > 32768) schedule(static)
+    for (int64_t o = 0; o < out; ++o) {
+        const uint16_t *w = W + o * in;
+        const float bias = b ? b[o] : 0.0f;
+        for (int64_t r0 = 0; r0 < n; r0 += 4) {
+            float d[4];
+            const float *xr = x + r0 * in;
+            switch (std::min<int64_t>(4, n - r0)) {
+            case 1: dots_w16<1>(d, xr, w, in); break;
+            case 2: dots_w16<2>(d, xr, w, in); break;
+            case 3: dots_w16<3>(d, xr, w, in); break;
+            default: dots_w16<4>(d, xr, w, in); break;
+            }
+            for (int64_t r = r0; r < std::min(n, r0 + 4); ++r) {
+                const float v = d[r - r0] + bias;
+                y[r * out + o] = accumulate ? y[r * out + o] + v : v;
+            }
+        }
+    }
+}
+
+RMKV_CLONES void from_bf16(float *dst, const uint16_t *src, int64_t n) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = widen_bf16(src[i]);
+}
+
 template <class T>
 void linear_ref(T *y, const T *x, const T *W, const T *b, int64_t n, int64_t in, int64_t out, bool accumulate) {
     for (int64_t r = 0; r < n; ++r)

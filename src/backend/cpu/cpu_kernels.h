@@ -80,6 +80,12 @@ void adamw(float *p, float *m, float *v, const float *g, int64_t n, float grad_s
            float decay, float step_size, float inv_sqrt_bc2, uint16_t *shadow);
 // y[out] = W[out, in] x[in] (+ b): the one-row product of decoding, bandwidth-bound.
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
+// The same for n rows (n small: sessions decoding together) with W in bf16, each
+// weight widened to f32 exactly: y[n, out] (+)= x[n, in] W^T (+ b), f32 products and sums.
+void gemv_w16(float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in, int64_t out,
+              bool accumulate);
+// dst[i] = src[i] (bf16) as f32, exactly.
+void from_bf16(float *dst, const uint16_t *src, int64_t n);
 // Reference matrix products for the double-precision checks: y[n,out] (+)= x W^T + b;
 // dx (+)= dy W; dW += dy^T x; db += sum dy.
 template <class T> void linear_ref(T *y, const T *x, const T *W, const T *b, int64_t n, int64_t in, int64_t out, bool accumulate);

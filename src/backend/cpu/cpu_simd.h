@@ -20,6 +20,21 @@ namespace rmkv::cpu {
 
 typedef float v16f __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
+typedef uint16_t v16h __attribute__((vector_size(32)));
+
+// f = the 16 bf16 values at p as floats (exact: the bf16 bits are a float's upper half).
+__attribute__((always_inline)) inline void widen_bf16(v16f &f, const uint16_t *p) {
+    v16h h;
+    std::memcpy(&h, p, sizeof h);
+    const v16u u = __builtin_convertvector(h, v16u) << 16;
+    std::memcpy(&f, &u, sizeof f);
+}
+__attribute__((always_inline)) inline float widen_bf16(uint16_t h) {
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 // e^x in single precision without libm, written once for F = float (I = uint32_t)
 // and for F = v16f (I = v16u), so that the loops that call it vectorise: Cephes'
@@ -52,10 +67,11 @@ __attribute__((always_inline)) inline void exp_poly(F &x) {  // x = e^x
 
 // Per-thread scratch; each slot grows once to the largest size asked of it.
 // Slots 0, 1: attention and pooling rows; 2-5: norm_backward (cpu_kernels.cpp);
-// 6-10: the fused attention (cpu_attention.cpp).
+// 6-10: the fused attention (cpu_attention.cpp); 11: the widened panel of a
+// product with bf16 weights (cpu_backend.cpp).
 template <class T>
 T *scratch(int64_t n, int slot) {
-    thread_local std::vector<T> buf[11];
+    thread_local std::vector<T> buf[12];
     if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
     return buf[slot].data();
 }
