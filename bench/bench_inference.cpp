@@ -3,7 +3,10 @@
 //   - read bandwidth (a parallel sum over 1 GiB) -> decode roofline
 //   - sgemm peak (oneDNN f32 matmul, 2048^3)      -> prefill efficiency
 // Usage: rmkv-bench [--configs tiny,small,base] [--far 100000] [--decode 256]
-//                   [--device cpu|cuda|cuda:N] [--sessions N]
+//                   [--device cpu|cuda|cuda:N] [--sessions N] [--weights f32,bf16]
+// --weights: one row per config and weight file dtype: f32 (the created model) and
+// bf16 (the same model saved as BF16 and loaded back, mapped: on the CPU its
+// matrices stay bf16), measured one after the other in the same run.
 // --device other than cpu: the machine limits above (CPU ones) are not
 // measured and the percentages are left out. --sessions N (> 1): N sessions
 // decoding, one thread each and then stepped together by one thread
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include <omp.h>
+#include <unistd.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "machine.h"
@@ -78,12 +82,13 @@ std::string json_of(const Cfg &c) {
 }
 
 // Bytes of weights one decoded token reads: every matrix of every layer on the
-// token path, the head, one embedding row (rewrite-only weights amortised over S).
-double decode_bytes(const Cfg &c, int F) {
+// token path, the head, one embedding row (rewrite-only weights amortised over S);
+// matrices of w bytes a weight, norms and biases of 4.
+double decode_bytes(const Cfg &c, int F, double w) {
     double D = c.D, L = c.L, M = c.M, S = c.S, V = c.V;
-    double per_layer = 4 * D * D + 3 * D * F + 8 * D;
-    double rewrite = (2 * 3 * D * D + 2 * M * D + D * D) * M / M / S;  // cell + pool + Wo for M rows, once per segment
-    return 4.0 * (L * (per_layer + rewrite) + V * D + 2 * D + D);
+    double per_layer = w * (4 * D * D + 3 * D * F) + 4 * 8 * D;
+    double rewrite = (w * (2 * 3 * D * D + D * D) + 4 * 2 * M * D) / S;  // cell, Wo (M rows) and pool, once per segment
+    return L * (per_layer + rewrite) + w * (V * D + D) + 4 * 2 * D;
 }
 
 // Model FLOPs per prefilled token (matmuls + attention), logits for one token per chunk.
@@ -164,13 +169,14 @@ int main(int argc, char **argv) {
     std::string which = "tiny,small,base";
     uint64_t far = 100000;
     int n_decode = 512, n_sessions = 1;
-    std::string device = "cpu";
+    std::string device = "cpu", weights = "f32";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!std::strcmp(argv[i], "--sessions")) n_sessions = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--configs")) which = argv[i + 1];
         else if (!std::strcmp(argv[i], "--far")) far = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--weights")) weights = argv[i + 1];
     }
     const Cfg cfgs[] = {{"tiny", 256, 4, 4, 16, 128, 4096}, {"small", 512, 8, 8, 32, 256, 16384}, {"base", 768, 12, 12, 32, 256, 32000}};
 
@@ -182,14 +188,25 @@ int main(int argc, char **argv) {
     else std::printf("(percentages of CPU limits left out on %s)\n\n", device.c_str());
     rmkv_model_params mp = rmkv_model_default_params();
     mp.device = device.c_str();
-    std::printf("%-6s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
+    std::printf("%-10s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
                 "decode@far", "far/1k", "roofline");
-    std::printf("%-6s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
+    std::printf("%-10s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
 
     for (const Cfg &c : cfgs) {
+      for (const bool bf16 : {false, true}) {
         if (which.find(c.name) == std::string::npos) continue;
+        if (weights.find(bf16 ? "bf16" : "f32") == std::string::npos) continue;
         rmkv_model *m = nullptr;
         check(rmkv_model_create(json_of(c).c_str(), nullptr, 1, &mp, &m), "create");
+        if (bf16) {
+            const std::string path = "/tmp/rmkv-bench-" + std::to_string(static_cast<long>(getpid())) + ".safetensors";
+            check(rmkv_model_save_as(m, path.c_str(), RMKV_DTYPE_BF16), "save_as");
+            rmkv_model_free(m);
+            m = nullptr;
+            check(rmkv_model_load(path.c_str(), &mp, &m), "load");
+            std::remove(path.c_str());  // stays mapped
+        }
+        const std::string label = std::string(c.name) + (bf16 ? "/bf16" : "");
         size_t need = 0;
         rmkv_model_config_json(m, nullptr, 0, &need);
         std::string cj(need, '\0');
@@ -228,25 +245,26 @@ int main(int argc, char **argv) {
         }
         rmkv_session_free(near_s);
         rmkv_session_free(far_s);
-        double roof_ms = on_cpu ? decode_bytes(c, F) / (bw * 1e9) * 1000.0 : 0;
+        double roof_ms = on_cpu ? decode_bytes(c, F, bf16 ? 2 : 4) / (bw * 1e9) * 1000.0 : 0;
 
-        std::printf("%-6s %9.1fM %8.0f %11.1f%% %10.3f %10.3f %10.3f %8.3fx %8.1f%%\n", c.name,
+        std::printf("%-10s %9.1fM %8.0f %11.1f%% %10.3f %10.3f %10.3f %8.3fx %8.1f%%\n", label.c_str(),
                     rmkv_model_n_params(m) / 1e6, prefill_tps, 100 * prefill_frac, dec0, dec1k, decfar, decfar / dec1k,
                     100 * roof_ms / dec1k);
         if (n_sessions > 1) {
             const double threads = decode_threads(m, n_sessions, n_decode / 4, c.V, 0);
             const double single = decode_threads(m, n_sessions, n_decode / 4, c.V, 1);
             const double together = decode_stepped_together(m, n_sessions, n_decode / 4, c.V);
-            std::printf("%-6s %d sessions, one thread each (rmkv_session_step): %.0f tokens/s in all\n", c.name,
+            std::printf("%-10s %d sessions, one thread each (rmkv_session_step): %.0f tokens/s in all\n", label.c_str(),
                         n_sessions, threads);
-            std::printf("%-6s %d sessions, one thread each, n_threads 1 (no OpenMP team each): %.0f tokens/s in all "
-                        "(%.2fx)\n", c.name, n_sessions, single, single / threads);
-            std::printf("%-6s %d sessions stepped together (rmkv_sessions_step): %.0f tokens/s in all (%.2fx; %.2fx the n_threads 1 row)\n",
-                        c.name, n_sessions, together, together / threads, together / single);
+            std::printf("%-10s %d sessions, one thread each, n_threads 1 (no OpenMP team each): %.0f tokens/s in all "
+                        "(%.2fx)\n", label.c_str(), n_sessions, single, single / threads);
+            std::printf("%-10s %d sessions stepped together (rmkv_sessions_step): %.0f tokens/s in all (%.2fx; %.2fx the n_threads 1 row)\n",
+                        label.c_str(), n_sessions, together, together / threads, together / single);
         }
         std::fflush(stdout);
         rmkv_session_free(s);
         rmkv_model_free(m);
+      }
     }
     std::printf("\ndecode = mean over %d one-token steps (a full segment cycle with its memory rewrite);\n"
                 "decode@1k and decode@far are measured interleaved, in 8 rounds;\n"

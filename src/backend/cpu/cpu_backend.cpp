@@ -128,24 +128,17 @@ public:
     }
 
     bool has_bf16_weights() const override { return true; }
-    void linear_w16(Stream &, float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in,
+    void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in,
                     int64_t out, bool accumulate) override {
-        if (n < kPanelRows) {  // decoding: bandwidth-bound, every weight read once
+        if (n < kWidenRows || out * in > kWidenFloats) {
             cpu::gemv_w16(y, x, W, b, n, in, out, accumulate);
             return;
         }
-        // Prefill: panels of W widened into this thread's scratch (sized to stay in
-        // the cache), each an f32 product into its columns of y.
-        const int64_t P = std::min(out, std::max<int64_t>(16, (kPanelFloats / in) / 16 * 16));
-        float *panel = cpu::scratch<float>(P * in, 11);
-        for (int64_t o0 = 0; o0 < out; o0 += P) {
-            const int64_t p = std::min(P, out - o0);
-            cpu::from_bf16(panel, W + o0 * in, p * in);
-            if (dnnl_sgemm('N', 'T', n, p, in, 1.0f, x, in, panel, in, accumulate ? 1.0f : 0.0f, y + o0, out) != dnnl_success)
-                fail(RMKV_ERR_BACKEND, "oneDNN sgemm failed for a [", n, ", ", in, "] x [", p, ", ", in, "]^T product");
-        }
-        if (b)
-            for (int64_t r = 0; r < n; ++r) cpu::add(y + r * out, y + r * out, b, out);
+        // Prefill: W widened whole into this thread's scratch, then the f32 product
+        // (the same primitive, so the same values, as with an F32 file).
+        float *wf = cpu::scratch<float>(out * in, 13);
+        cpu::from_bf16(wf, W, out * in);
+        run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate}, x, wf, b, y);
     }
     void embed_w16(Stream &, float *X, const uint16_t *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         for (int64_t r = 0; r < n; ++r) cpu::from_bf16(X + r * d, tok_emb + static_cast<int64_t>(tokens[r]) * d, d);
@@ -345,9 +338,10 @@ public:
 
 private:
     static constexpr int64_t kGemmAttentionRows = 16;
-    // Products with bf16 weights: rows from which W is widened in panels of about
-    // kPanelFloats floats (512 KB) for an f32 product, instead of read row by row.
-    static constexpr int64_t kPanelRows = 16, kPanelFloats = 131072;
+    // Products with bf16 weights of this many rows or more widen W whole when it
+    // has at most kWidenFloats weights (16 MB as f32; larger ones: the head of
+    // big vocabularies, widened in chunks by gemv_w16).
+    static constexpr int64_t kWidenRows = 16, kWidenFloats = int64_t(1) << 22;
 
     // qk: S[g, i, j] = Q[g, i] . K[j]; pv: O[g, i] = sum_j S[g, i, j] V[j];
     // pv_t: acc[j] += sum_{g, i} S[g, i, j] X[g, i] (X packed [G, nq, hd]).

@@ -613,61 +613,150 @@ RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, 
     }
 }
 
-// Dots of up to 4 rows of x (row stride in) with one bf16 row of W: every widened
-// weight vector feeds R rows, two accumulators per row.
-template <int R>
-__attribute__((always_inline)) inline void dots_w16(float *d, const float *x, const uint16_t *w, int64_t in) {
-    v16f a0[R] = {}, a1[R] = {};
+// The sum of a vector's lanes, as a tree.
+__attribute__((always_inline)) inline float lane_sum(const v16f &a) {
+    typedef float v8f __attribute__((vector_size(32)));
+    typedef float v4f __attribute__((vector_size(16)));
+    const v8f s8 = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
+                   __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+    const v4f s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+// d[r * C + c] = x row r . W row c for R rows of x and C rows of W (row strides
+// in): each weight vector feeds R rows, each x vector C outputs. W in f32, or in
+// bf16 with x split as split_pairs does.
+template <int R, int C>
+__attribute__((always_inline)) inline void dots_w(float *d, const float *x, const float *w, int64_t in) {
+    v16f acc[R][C] = {};
+    int64_t i = 0;
+    for (; i + 16 <= in; i += 16) {
+        v16f wv[C];
+        for (int c = 0; c < C; ++c) std::memcpy(&wv[c], w + c * in + i, 64);
+        for (int r = 0; r < R; ++r) {
+            v16f xv;
+            std::memcpy(&xv, x + r * in + i, 64);
+            for (int c = 0; c < C; ++c) acc[r][c] += xv * wv[c];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            float s = lane_sum(acc[r][c]);
+            for (int64_t j = i; j < in; ++j) s += w[c * in + j] * x[r * in + j];
+            d[r * C + c] = s;
+        }
+}
+template <int R, int C>
+__attribute__((always_inline)) inline void dots_w(float *d, const float *xs, const uint16_t *w, int64_t in) {
+    v16f acc[R][C] = {};
     int64_t i = 0;
     for (; i + 32 <= in; i += 32) {
-        v16f w0, w1;
-        widen_bf16(w0, w + i), widen_bf16(w1, w + i + 16);
+        v16f we[C], wo[C];
+        for (int c = 0; c < C; ++c) widen_pairs(we[c], wo[c], w + c * in + i);
         for (int r = 0; r < R; ++r) {
-            v16f x0, x1;
-            std::memcpy(&x0, x + r * in + i, 64), std::memcpy(&x1, x + r * in + i + 16, 64);
-            a0[r] += w0 * x0;
-            a1[r] += w1 * x1;
+            v16f xe, xo;
+            std::memcpy(&xe, xs + r * in + i, 64), std::memcpy(&xo, xs + r * in + i + 16, 64);
+            for (int c = 0; c < C; ++c) acc[r][c] += xe * we[c] + xo * wo[c];
         }
     }
-    for (; i + 16 <= in; i += 16) {
-        v16f w0;
-        widen_bf16(w0, w + i);
-        for (int r = 0; r < R; ++r) {
-            v16f x0;
-            std::memcpy(&x0, x + r * in + i, 64);
-            a0[r] += w0 * x0;
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            float s = lane_sum(acc[r][c]);
+            for (int64_t j = i; j < in; ++j) s += widen_bf16(w[c * in + j]) * xs[r * in + j];
+            d[r * C + c] = s;
         }
+}
+
+// Rows of x [n, in] for dots_w with bf16 weights: in each block of 32 elements the
+// 16 even ones, then the 16 odd ones (as widen_pairs reads weights); the tail in order.
+void split_pairs(float *xs, const float *x, int64_t n, int64_t in) {
+    for (int64_t r = 0; r < n; ++r) {
+        const float *xr = x + r * in;
+        float *out = xs + r * in;
+        int64_t i = 0;
+        for (; i + 32 <= in; i += 32)
+            for (int k = 0; k < 16; ++k) out[i + k] = xr[i + 2 * k], out[i + 16 + k] = xr[i + 2 * k + 1];
+        for (; i < in; ++i) out[i] = xr[i];
     }
-    for (int r = 0; r < R; ++r) {
-        const v16f a = a0[r] + a1[r];
-        float s = 0;
-        for (int j = 0; j < 16; ++j) s += a[j];
-        for (int64_t j = i; j < in; ++j) s += widen_bf16(w[j]) * x[r * in + j];
-        d[r] = s;
+}
+
+// One tile: up to 4 rows of x and up to 4 rows of W, stored with bias and accumulation.
+template <int R, int C, class Wt>
+__attribute__((always_inline)) inline void tile_w(float *y, int64_t ldy, const float *x, const Wt *w, const float *b,
+                                                  int64_t in, bool accumulate) {
+    float d[R * C];
+    dots_w<R, C>(d, x, w, in);
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            const float v = d[r * C + c] + (b ? b[c] : 0.0f);
+            y[r * ldy + c] = accumulate ? y[r * ldy + c] + v : v;
+        }
+}
+
+template <int R, class Wt>
+__attribute__((always_inline)) inline void tile_w_cols(int64_t nc, float *y, int64_t ldy, const float *x, const Wt *w,
+                                                       const float *b, int64_t in, bool accumulate) {
+    switch (nc) {
+    case 1: tile_w<R, 1>(y, ldy, x, w, b, in, accumulate); break;
+    case 2: tile_w<R, 2>(y, ldy, x, w, b, in, accumulate); break;
+    case 3: tile_w<R, 3>(y, ldy, x, w, b, in, accumulate); break;
+    default: tile_w<R, 4>(y, ldy, x, w, b, in, accumulate); break;
+    }
+}
+
+// Rows [r, r_end) of y against nc rows of W.
+template <class Wt>
+__attribute__((always_inline)) inline void rows_w(int64_t r, int64_t r_end, int64_t nc, float *y, int64_t ldy,
+                                                  const float *x, const Wt *w, const float *b, int64_t in,
+                                                  bool accumulate) {
+    for (; r + 4 <= r_end; r += 4) tile_w_cols<4>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate);
+    switch (r_end - r) {
+    case 3: tile_w_cols<3>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate); break;
+    case 2: tile_w_cols<2>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate); break;
+    case 1: tile_w_cols<1>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate); break;
+    default: break;
     }
 }
 
 RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in, int64_t out,
                           bool accumulate) {
-#pragma omp parallel for if (n * out * in > 32768) schedule(static)
-    for (int64_t o = 0; o < out; ++o) {
-        const uint16_t *w = W + o * in;
-        const float bias = b ? b[o] : 0.0f;
-        for (int64_t r0 = 0; r0 < n; r0 += 4) {
-            float d[4];
-            const float *xr = x + r0 * in;
-            switch (std::min<int64_t>(4, n - r0)) {
-            case 1: dots_w16<1>(d, xr, w, in); break;
-            case 2: dots_w16<2>(d, xr, w, in); break;
-            case 3: dots_w16<3>(d, xr, w, in); break;
-            default: dots_w16<4>(d, xr, w, in); break;
-            }
-            for (int64_t r = r0; r < std::min(n, r0 + 4); ++r) {
-                const float v = d[r - r0] + bias;
-                y[r * out + o] = accumulate ? y[r * out + o] + v : v;
-            }
-        }
+    // A few rows (decoding): every weight read once, widened in registers, against
+    // x split into pairs. More: chunks of rows whose x stays in the cache while
+    // every 4 rows of W pass, widened once per chunk into the thread's scratch.
+    const bool few = n < 8;
+    const float *xs = x;
+    if (few) {
+        float *split = scratch<float>(n * in, 12);
+        split_pairs(split, x, n, in);
+        xs = split;
     }
+    const int64_t chunk =
+        few ? n : std::min(n, std::max<int64_t>(4, (int64_t(1) << 17) / std::max<int64_t>(in, 1) / 4 * 4));
+    // Rows of W a tile takes: one for a few rows (one stream of weights per thread
+    // reads faster than four), four for chunks.
+    const int64_t cols = few ? 1 : 4;
+    const int64_t n_chunks = (n + chunk - 1) / chunk, n_col = (out + cols - 1) / cols;
+#pragma omp parallel for collapse(2) if (n * out * in > 32768) schedule(static)
+    for (int64_t rc = 0; rc < n_chunks; ++rc)
+        for (int64_t cb = 0; cb < n_col; ++cb) {
+            const int64_t o = cb * cols, nc = std::min<int64_t>(cols, out - o);
+            const uint16_t *w = W + o * in;
+            const float *bo = b ? b + o : nullptr;
+            const int64_t r0 = rc * chunk, r_end = std::min(n, r0 + chunk);
+            if (few) {
+                rows_w(r0, r_end, nc, y + o, out, xs, w, bo, in, accumulate);
+                continue;
+            }
+            float *wf = scratch<float>(4 * in, 11);
+            int64_t i = 0;
+            for (; i + 16 <= nc * in; i += 16) {
+                v16f v;
+                widen_bf16(v, w + i);
+                std::memcpy(wf + i, &v, 64);
+            }
+            for (; i < nc * in; ++i) wf[i] = widen_bf16(w[i]);
+            rows_w(r0, r_end, nc, y + o, out, x, static_cast<const float *>(wf), bo, in, accumulate);
+        }
 }
 
 RMKV_CLONES void from_bf16(float *dst, const uint16_t *src, int64_t n) {

@@ -20,14 +20,25 @@ namespace rmkv::cpu {
 
 typedef float v16f __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
-typedef uint16_t v16h __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
 
-// f = the 16 bf16 values at p as floats (exact: the bf16 bits are a float's upper half).
-__attribute__((always_inline)) inline void widen_bf16(v16f &f, const uint16_t *p) {
-    v16h h;
-    std::memcpy(&h, p, sizeof h);
-    const v16u u = __builtin_convertvector(h, v16u) << 16;
-    std::memcpy(&f, &u, sizeof f);
+// bf16 values at p as the floats they are (exact: a bf16 is a float's upper half),
+// read as 32-bit pairs so that widening is two bit operations: even elements
+// (low halves) shifted up, odd ones (high halves) masked. widen_pairs keeps them
+// apart (for a dot product whose other side is split the same way).
+__attribute__((always_inline)) inline void widen_pairs(v16f &even, v16f &odd, const uint16_t *p) {  // 32 values
+    v16u u;
+    std::memcpy(&u, p, sizeof u);
+    const v16u e = u << 16, o = u & 0xffff0000u;
+    std::memcpy(&even, &e, sizeof e);
+    std::memcpy(&odd, &o, sizeof o);
+}
+__attribute__((always_inline)) inline void widen_bf16(v16f &f, const uint16_t *p) {  // 16 values, in order
+    v8u u;
+    std::memcpy(&u, p, sizeof u);
+    const v8u e = u << 16, o = u & 0xffff0000u;
+    const v16u both = __builtin_shufflevector(e, o, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    std::memcpy(&f, &both, sizeof f);
 }
 __attribute__((always_inline)) inline float widen_bf16(uint16_t h) {
     const uint32_t u = static_cast<uint32_t>(h) << 16;
@@ -67,11 +78,12 @@ __attribute__((always_inline)) inline void exp_poly(F &x) {  // x = e^x
 
 // Per-thread scratch; each slot grows once to the largest size asked of it.
 // Slots 0, 1: attention and pooling rows; 2-5: norm_backward (cpu_kernels.cpp);
-// 6-10: the fused attention (cpu_attention.cpp); 11: the widened panel of a
-// product with bf16 weights (cpu_backend.cpp).
+// 6-10: the fused attention (cpu_attention.cpp); 11: rows of bf16 weights
+// widened for a chunk of rows, 12: rows of x split into pairs (gemv_w16,
+// cpu_kernels.cpp); 13: a bf16 matrix widened whole for a prefill (cpu_backend.cpp).
 template <class T>
 T *scratch(int64_t n, int slot) {
-    thread_local std::vector<T> buf[12];
+    thread_local std::vector<T> buf[14];
     if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
     return buf[slot].data();
 }
