@@ -80,8 +80,10 @@ void adamw(float *p, float *m, float *v, const float *g, int64_t n, float grad_s
            float decay, float step_size, float inv_sqrt_bc2, uint16_t *shadow);
 // y[out] = W[out, in] x[in] (+ b): the one-row product of decoding, bandwidth-bound.
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
-// The same for n rows (n small: sessions decoding together) with W in bf16, each
-// weight widened to f32 exactly: y[n, out] (+)= x[n, in] W^T (+ b), f32 products and sums.
+// The product of n rows with W in bf16, each weight widened to f32 exactly:
+// y[n, out] (+)= x[n, in] W^T (+ b), f32 products and sums. Bandwidth-bound for a
+// few rows (decoding, sessions stepped together); for many, W is widened in
+// pieces that stay in the cache.
 void gemv_w16(float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in, int64_t out,
               bool accumulate);
 // dst[i] = src[i] (bf16) as f32, exactly.
