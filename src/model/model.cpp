@@ -44,37 +44,39 @@ size_t rmkv_model::n_params() const {
 
 void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_, bf16_); }
 
-void rmkv_model::to_host(size_t i, float *host) const {
+void rmkv_model::to_host(Stream &s, size_t i, float *host) const {
     const size_t n = static_cast<size_t>(specs_[i].numel);
-    if (bf16_[i]) {
+    if (bf16_[i])
         convert_to_f32(host, reinterpret_cast<const uint8_t *>(bf16_[i]), RMKV_DTYPE_BF16, n);
-        return;
-    }
+    else
+        backend_->to_host(s, host, params_[i], n);
+}
+
+float *rmkv_model::f32_copy(size_t i) const {
+    const size_t n = static_cast<size_t>(specs_[i].numel);
+    float *p = backend_->alloc(n);
     auto stream = backend_->new_stream();
-    backend_->to_host(*stream, host, params_[i], n);
+    std::vector<float> host;
+    if (bf16_[i]) {
+        host.resize(n);
+        to_host(*stream, i, host.data());
+        backend_->from_host(*stream, p, host.data(), n);
+    } else {
+        backend_->copy(*stream, p, params_[i], n);
+    }
     backend_->sync(*stream);
+    return p;
 }
 
 const std::vector<float *> &rmkv_model::writable_params() {
-    auto stream = backend_->new_stream();
     for (size_t i = 0; i < params_.size(); ++i) {
-        if (bf16_[i]) {  // widened: training updates f32 weights
-            std::vector<float> host(static_cast<size_t>(specs_[i].numel));
-            to_host(i, host.data());
-            params_[i] = backend_->alloc(host.size());
-            backend_->from_host(*stream, params_[i], host.data(), host.size());
-            backend_->sync(*stream);
-            bf16_[i] = nullptr;
-            continue;
-        }
+        // Mapped from a file or a caller's buffer, or kept in bf16 (both NULL).
         if (params_[i] != sources_[i]) continue;  // already the backend's own copy
-        size_t n = static_cast<size_t>(specs_[i].numel);
-        float *owned = backend_->alloc(n);
-        backend_->copy(*stream, owned, params_[i], n);
-        backend_->sync(*stream);
-        backend_->release_weights(params_[i], sources_[i]);
+        float *owned = f32_copy(i);
+        if (params_[i]) backend_->release_weights(params_[i], sources_[i]);
         params_[i] = owned;
         sources_[i] = nullptr;  // released with free(), never aliases host memory
+        bf16_[i] = nullptr;
     }
     bind();
     return params_;
@@ -88,13 +90,15 @@ void rmkv_model::weights_changed() {
 const std::string &rmkv_model::model_id() const {
     std::lock_guard<std::mutex> lock(id_mutex_);
     if (id_stale_) {
+        auto stream = backend_->new_stream();
         std::vector<std::vector<float>> host(specs_.size());
         std::vector<const float *> ptrs;
         for (size_t i = 0; i < specs_.size(); ++i) {
             host[i].resize(static_cast<size_t>(specs_[i].numel));
-            to_host(i, host[i].data());
+            to_host(*stream, i, host[i].data());
             ptrs.push_back(host[i].data());
         }
+        backend_->sync(*stream);
         model_id_ = model_fingerprint(config_.to_json(), specs_, ptrs);
         id_stale_ = false;
     }
@@ -247,6 +251,7 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
 }
 
 void rmkv_model::write_into(SafetensorsWriter &w, rmkv_dtype dtype, ModelImage &img) const {
+    auto stream = backend_->new_stream();
     // Host copies, as stored (rounded for 16-bit dtypes) so the fingerprint matches the file.
     img.host.assign(specs_.size(), {});
     img.stored.assign(specs_.size(), {});
@@ -254,7 +259,11 @@ void rmkv_model::write_into(SafetensorsWriter &w, rmkv_dtype dtype, ModelImage &
     for (size_t i = 0; i < specs_.size(); ++i) {
         size_t n = static_cast<size_t>(specs_[i].numel);
         img.host[i].resize(n);
-        to_host(i, img.host[i].data());
+        to_host(*stream, i, img.host[i].data());
+    }
+    backend_->sync(*stream);
+    for (size_t i = 0; i < specs_.size(); ++i) {
+        size_t n = static_cast<size_t>(specs_[i].numel);
         if (dtype != RMKV_DTYPE_F32) {
             img.stored[i].resize(n * 2);
             convert_from_f32(img.stored[i].data(), img.host[i].data(), dtype, n);

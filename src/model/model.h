@@ -68,8 +68,12 @@ public:
     // One per spec: the bf16 host memory of a matrix kept as stored from a BF16
     // file (Backend::has_bf16_weights), else NULL.
     const std::vector<const uint16_t *> &bf16_params() const { return bf16_; }
-    // Tensor i as f32 into host memory (widened when kept in bf16).
-    void to_host(size_t i, float *host) const;
+    // Tensor i as f32 into host memory (widened when kept in bf16), queued on s:
+    // valid once s is synchronised.
+    void to_host(rmkv::Stream &s, size_t i, float *host) const;
+    // A new backend buffer with tensor i in f32 (widened when kept in bf16); the
+    // caller frees it (Backend::free).
+    float *f32_copy(size_t i) const;
     size_t n_params() const;
 
 private:

@@ -56,13 +56,8 @@ void rmkv_trainer::init() {
             m_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
             v_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
             if (!params_[i]) {  // state tuning a matrix kept in bf16: the trainer reads an f32 copy
-                std::vector<float> host(n);
-                model_.to_host(i, host.data());
-                float *own = be.alloc(n);
-                be.from_host(*stream_, own, host.data(), n);
-                be.sync(*stream_);
-                params_[i] = own;
-                owned_params_.push_back(own);
+                params_[i] = model_.f32_copy(i);
+                owned_params_.push_back(params_[i]);
             }
             if (state_tuning_ && trainable_[i]) {
                 float *own = be.alloc(n);
