@@ -25,20 +25,23 @@ __attribute__((always_inline)) inline T dot(const T *a, const T *b, int64_t n) {
     return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+// The sum of a vector's lanes, as a tree.
+__attribute__((always_inline)) inline float lane_sum(const v8f &a) {
+    const v4f s4 = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
 template <>
 __attribute__((always_inline)) inline float dot<float>(const float *a, const float *b, int64_t n) {
-    v16f acc0 = {}, acc1 = {};
+    v8f acc[4] = {};
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        v16f x0, y0, x1, y1;
-        std::memcpy(&x0, a + i, 64), std::memcpy(&y0, b + i, 64);
-        std::memcpy(&x1, a + i + 16, 64), std::memcpy(&y1, b + i + 16, 64);
-        acc0 += x0 * y0;
-        acc1 += x1 * y1;
-    }
-    acc0 += acc1;
-    float s = 0;
-    for (int j = 0; j < 16; ++j) s += acc0[j];
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; ++k) {
+            v8f x, y;
+            std::memcpy(&x, a + i + 8 * k, 32), std::memcpy(&y, b + i + 8 * k, 32);
+            acc[k] += x * y;
+        }
+    float s = lane_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
     for (; i < n; ++i) s += a[i] * b[i];
     return s;
 }
@@ -64,15 +67,15 @@ __attribute__((always_inline)) inline T max_of(const T *x, int64_t n) {
 }
 template <>
 __attribute__((always_inline)) inline float max_of<float>(const float *x, int64_t n) {
-    v16f acc = v16f{} - INFINITY;
+    v8f acc = v8f{} - INFINITY;
     int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        v16f v;
-        std::memcpy(&v, x + j, 64);
+    for (; j + 8 <= n; j += 8) {
+        v8f v;
+        std::memcpy(&v, x + j, 32);
         acc = v > acc ? v : acc;
     }
     float mx = -INFINITY;
-    for (int k = 0; k < 16; ++k) mx = std::max(mx, acc[k]);
+    for (int k = 0; k < 8; ++k) mx = std::max(mx, acc[k]);
     for (; j < n; ++j) mx = std::max(mx, x[j]);
     return mx;
 }
@@ -84,23 +87,23 @@ __attribute__((always_inline)) inline double exp_sum(T *p, const T *x, T mx, int
 }
 template <>
 __attribute__((always_inline)) inline double exp_sum<float>(float *p, const float *x, float mx, int64_t n) {
-    typedef double v8d __attribute__((vector_size(64)));
-    v8d acc0 = {}, acc1 = {};
-    for (int64_t j = 0; j < n; j += 16) {
-        const int64_t m = std::min<int64_t>(16, n - j);  // a short last block is padded
-        v16f v = {};
+    typedef double v4d __attribute__((vector_size(32)));
+    v4d acc0 = {}, acc1 = {};
+    for (int64_t j = 0; j < n; j += 8) {
+        const int64_t m = std::min<int64_t>(8, n - j);  // a short last block is padded
+        v8f v = {};
         std::memcpy(&v, x + j, sizeof(float) * m);
         v -= mx;
-        exp_poly<v16f, v16u>(v);
-        if (m < 16)
-            for (int64_t k = m; k < 16; ++k) v[k] = 0.0f;
+        exp_poly<v8f, v8u>(v);
+        if (m < 8)
+            for (int64_t k = m; k < 8; ++k) v[k] = 0.0f;
         std::memcpy(p + j, &v, sizeof(float) * m);
-        acc0 += __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
-        acc1 += __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+        acc0 += __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d);
+        acc1 += __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d);
     }
     acc0 += acc1;
     double sum = 0;
-    for (int k = 0; k < 8; ++k) sum += acc0[k];
+    for (int k = 0; k < 4; ++k) sum += acc0[k];
     return sum;
 }
 
@@ -613,29 +616,19 @@ RMKV_CLONES void gemv(float *y, const float *x, const float *W, const float *b, 
     }
 }
 
-// The sum of a vector's lanes, as a tree.
-__attribute__((always_inline)) inline float lane_sum(const v16f &a) {
-    typedef float v8f __attribute__((vector_size(32)));
-    typedef float v4f __attribute__((vector_size(16)));
-    const v8f s8 = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
-                   __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
-    const v4f s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
 // d[r * C + c] = x row r . W row c for R rows of x and C rows of W (row strides
 // in): each weight vector feeds R rows, each x vector C outputs. W in f32, or in
 // bf16 with x split as split_pairs does.
 template <int R, int C>
 __attribute__((always_inline)) inline void dots_w(float *d, const float *x, const float *w, int64_t in) {
-    v16f acc[R][C] = {};
+    v8f acc[R][C] = {};
     int64_t i = 0;
-    for (; i + 16 <= in; i += 16) {
-        v16f wv[C];
-        for (int c = 0; c < C; ++c) std::memcpy(&wv[c], w + c * in + i, 64);
+    for (; i + 8 <= in; i += 8) {
+        v8f wv[C];
+        for (int c = 0; c < C; ++c) std::memcpy(&wv[c], w + c * in + i, 32);
         for (int r = 0; r < R; ++r) {
-            v16f xv;
-            std::memcpy(&xv, x + r * in + i, 64);
+            v8f xv;
+            std::memcpy(&xv, x + r * in + i, 32);
             for (int c = 0; c < C; ++c) acc[r][c] += xv * wv[c];
         }
     }
@@ -648,14 +641,14 @@ __attribute__((always_inline)) inline void dots_w(float *d, const float *x, cons
 }
 template <int R, int C>
 __attribute__((always_inline)) inline void dots_w(float *d, const float *xs, const uint16_t *w, int64_t in) {
-    v16f acc[R][C] = {};
+    v8f acc[R][C] = {};
     int64_t i = 0;
-    for (; i + 32 <= in; i += 32) {
-        v16f we[C], wo[C];
+    for (; i + 16 <= in; i += 16) {
+        v8f we[C], wo[C];
         for (int c = 0; c < C; ++c) widen_pairs(we[c], wo[c], w + c * in + i);
         for (int r = 0; r < R; ++r) {
-            v16f xe, xo;
-            std::memcpy(&xe, xs + r * in + i, 64), std::memcpy(&xo, xs + r * in + i + 16, 64);
+            v8f xe, xo;
+            std::memcpy(&xe, xs + r * in + i, 32), std::memcpy(&xo, xs + r * in + i + 8, 32);
             for (int c = 0; c < C; ++c) acc[r][c] += xe * we[c] + xo * wo[c];
         }
     }
@@ -667,15 +660,15 @@ __attribute__((always_inline)) inline void dots_w(float *d, const float *xs, con
         }
 }
 
-// Rows of x [n, in] for dots_w with bf16 weights: in each block of 32 elements the
-// 16 even ones, then the 16 odd ones (as widen_pairs reads weights); the tail in order.
+// Rows of x [n, in] for dots_w with bf16 weights: in each block of 16 elements the
+// 8 even ones, then the 8 odd ones (as widen_pairs reads weights); the tail in order.
 void split_pairs(float *xs, const float *x, int64_t n, int64_t in) {
     for (int64_t r = 0; r < n; ++r) {
         const float *xr = x + r * in;
         float *out = xs + r * in;
         int64_t i = 0;
-        for (; i + 32 <= in; i += 32)
-            for (int k = 0; k < 16; ++k) out[i + k] = xr[i + 2 * k], out[i + 16 + k] = xr[i + 2 * k + 1];
+        for (; i + 16 <= in; i += 16)
+            for (int k = 0; k < 8; ++k) out[i + k] = xr[i + 2 * k], out[i + 8 + k] = xr[i + 2 * k + 1];
         for (; i < in; ++i) out[i] = xr[i];
     }
 }
@@ -749,10 +742,10 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, const flo
             }
             float *wf = scratch<float>(4 * in, 11);
             int64_t i = 0;
-            for (; i + 16 <= nc * in; i += 16) {
-                v16f v;
+            for (; i + 8 <= nc * in; i += 8) {
+                v8f v;
                 widen_bf16(v, w + i);
-                std::memcpy(wf + i, &v, 64);
+                std::memcpy(wf + i, &v, 32);
             }
             for (; i < nc * in; ++i) wf[i] = widen_bf16(w[i]);
             rows_w(r0, r_end, nc, y + o, out, x, static_cast<const float *>(wf), bo, in, accumulate);

@@ -1,6 +1,6 @@
-// What the CPU kernels share: the target clones of a kernel, 16-lane float
-// vectors (GCC's vector extension: one AVX-512 register, two AVX2 ones), a float
-// exp that works on them, and per-thread scratch. Internal to src/backend/cpu.
+// What the CPU kernels share: the target clones of a kernel, float vectors (GCC's
+// vector extension), bf16 widening, a float exp that works on them, and
+// per-thread scratch. Internal to src/backend/cpu.
 #pragma once
 
 #include <cstdint>
@@ -18,26 +18,32 @@
 
 namespace rmkv::cpu {
 
+// 16 floats: one AVX-512 register, for code compiled for AVX-512 only
+// (cpu_attention.cpp). Target-cloned kernels use v8f: one register in every
+// clone, where GCC keeps a 16-float vector in memory on AVX2.
 typedef float v16f __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef uint32_t v4u __attribute__((vector_size(16)));
 
 // bf16 values at p as the floats they are (exact: a bf16 is a float's upper half),
 // read as 32-bit pairs so that widening is two bit operations: even elements
 // (low halves) shifted up, odd ones (high halves) masked. widen_pairs keeps them
 // apart (for a dot product whose other side is split the same way).
-__attribute__((always_inline)) inline void widen_pairs(v16f &even, v16f &odd, const uint16_t *p) {  // 32 values
-    v16u u;
-    std::memcpy(&u, p, sizeof u);
-    const v16u e = u << 16, o = u & 0xffff0000u;
-    std::memcpy(&even, &e, sizeof e);
-    std::memcpy(&odd, &o, sizeof o);
-}
-__attribute__((always_inline)) inline void widen_bf16(v16f &f, const uint16_t *p) {  // 16 values, in order
+__attribute__((always_inline)) inline void widen_pairs(v8f &even, v8f &odd, const uint16_t *p) {  // 16 values
     v8u u;
     std::memcpy(&u, p, sizeof u);
     const v8u e = u << 16, o = u & 0xffff0000u;
-    const v16u both = __builtin_shufflevector(e, o, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    std::memcpy(&even, &e, sizeof e);
+    std::memcpy(&odd, &o, sizeof o);
+}
+__attribute__((always_inline)) inline void widen_bf16(v8f &f, const uint16_t *p) {  // 8 values, in order
+    v4u u;
+    std::memcpy(&u, p, sizeof u);
+    const v4u e = u << 16, o = u & 0xffff0000u;
+    const v8u both = __builtin_shufflevector(e, o, 0, 4, 1, 5, 2, 6, 3, 7);
     std::memcpy(&f, &both, sizeof f);
 }
 __attribute__((always_inline)) inline float widen_bf16(uint16_t h) {
