@@ -9,8 +9,10 @@
 
 // GCC only (clang 14 has no target_clones on templates), and not under
 // ThreadSanitizer: the clones' resolvers run while the library is relocated,
-// before the sanitizer's runtime is initialised, and crash in it.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+// before the sanitizer's runtime is initialised, and crash in it. RMKV_NO_CLONES:
+// one version for the compiler's -march (bench/bench_decode_kernels.cpp).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__) && \
+    !defined(RMKV_NO_CLONES)
 #define RMKV_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define RMKV_CLONES
