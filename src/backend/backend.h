@@ -14,7 +14,6 @@
 #include <memory>
 #include <string>
 
-#include "core/error.h"
 #include "core/real.h"
 
 // Functions callable from host and device code (the dropout hash: the CUDA
@@ -207,21 +206,17 @@ public:
 
     // ---- inference with bf16 weights ----
     // A model loaded from a BF16 file keeps its matrices (Matrix) in bf16, mapped
-    // from the file, on backends that have the two operations below: half the
+    // from the file, on backends whose has_bf16_weights() is true: half the
     // memory, and half the bytes a decoded token reads. Elsewhere, and for
-    // training, they are widened to fp32.
-    virtual bool has_bf16_weights() const { return false; }
+    // training, they are widened to fp32 (and the two operations below fail).
+    virtual bool has_bf16_weights() const = 0;
     // linear and embed with W / tok_emb in bf16, each weight widened to fp32
     // exactly: fp32 products and sums, so the values of linear / embed with the
     // widened matrix, up to the order of the sums.
-    virtual void linear_w16(Stream & /*s*/, real * /*y*/, const real * /*x*/, const uint16_t * /*W*/,
-                            const real * /*b*/, int64_t /*n*/, int64_t /*in*/, int64_t /*out*/, bool /*accumulate*/) {
-        fail(RMKV_ERR_BACKEND, "the ", name(), " backend computes with fp32 weights only");
-    }
-    virtual void embed_w16(Stream & /*s*/, real * /*X*/, const uint16_t * /*tok_emb*/, const int32_t * /*tokens_host*/,
-                           int64_t /*n*/, int64_t /*d*/) {
-        fail(RMKV_ERR_BACKEND, "the ", name(), " backend computes with fp32 weights only");
-    }
+    virtual void linear_w16(Stream &s, real *y, const real *x, const uint16_t *W, const real *b, int64_t n, int64_t in,
+                            int64_t out, bool accumulate) = 0;
+    virtual void embed_w16(Stream &s, real *X, const uint16_t *tok_emb, const int32_t *tokens_host, int64_t n,
+                           int64_t d) = 0;
 };
 
 // "cpu", "cuda", "cuda:N". Backends are shared by every model that names the same

@@ -447,6 +447,15 @@ public:
     bool supports_bf16() const override { return prop_.major >= 8; }
     void set_bf16(Stream &s, bool on) override { cs(s).bf16 = on; }
     void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) override { cs(s).shadows[W] = W_bf16; }
+    // Inference models from BF16 files are widened to fp32 at load here.
+    bool has_bf16_weights() const override { return false; }
+    void linear_w16(Stream &, float *, const float *, const uint16_t *, const float *, int64_t, int64_t, int64_t,
+                    bool) override {
+        fail(kErrBackend, "the CUDA backend computes with fp32 weights only");
+    }
+    void embed_w16(Stream &, float *, const uint16_t *, const int32_t *, int64_t, int64_t) override {
+        fail(kErrBackend, "the CUDA backend computes with fp32 weights only");
+    }
     uint16_t *alloc_bf16(size_t n) override { return reinterpret_cast<uint16_t *>(alloc((n + 1) / 2)); }
     void free_bf16(uint16_t *p) override { free(reinterpret_cast<float *>(p)); }
     void to_bf16(Stream &s, uint16_t *dst, const float *src, size_t n) override {
