@@ -53,6 +53,10 @@ for t in $targets; do
   if [ $rc -ge 128 ] || grep -q 'libFuzzer: run interrupted' "$log" "$work/readers/$t.log" 2>/dev/null; then
     echo "   interrupted (exit $rc): not recorded"; exit $rc
   fi
+  # Neither is a build (or setup) that failed before the fuzzer started: nothing ran.
+  if [ $rc -ne 0 ] && ! grep -q "^== $t: [0-9]" "$log"; then
+    echo "   failed before the fuzzer ran (exit $rc, build or setup; see $log): not recorded"; exit $rc
+  fi
   [ $rc -eq 0 ] || verdict=FAIL
   # The reader script keeps the fuzzer's own output in its work dir.
   out=$log; [ -f "$work/readers/$t.log" ] && [[ $t != fuzz_tokenizer_* ]] && out="$work/readers/$t.log"
