@@ -63,11 +63,9 @@ public:
     void weights_changed();
     const rmkv_tokenizer *tokenizer() const { return tokenizer_.get(); }
     const std::vector<rmkv::ParamSpec> &specs() const { return specs_; }
-    // One per spec: backend memory, or NULL for a matrix kept in bf16 (see bf16_params).
+    // One per spec: backend memory, or NULL for a matrix kept in bf16 (a BF16 file
+    // on a backend with has_bf16_weights; f32_copy widens it).
     const std::vector<float *> &params() const { return params_; }
-    // One per spec: the bf16 host memory of a matrix kept as stored from a BF16
-    // file (Backend::has_bf16_weights), else NULL.
-    const std::vector<const uint16_t *> &bf16_params() const { return bf16_; }
     // Tensor i as f32 into host memory (widened when kept in bf16), queued on s:
     // valid once s is synchronised.
     void to_host(rmkv::Stream &s, size_t i, float *host) const;
@@ -96,7 +94,7 @@ private:
     std::unique_ptr<rmkv::MappedFile> file_;
     std::vector<uint8_t> buffer_;
     std::vector<std::vector<float>> host_copies_;
-    std::vector<std::vector<uint16_t>> bf16_copies_;  // bf16 tensors at an odd offset of the file
+    std::vector<std::vector<uint16_t>> bf16_copies_;  // kept bf16 tensors the file's memory cannot serve (odd offset)
 };
 
 namespace rmkv {

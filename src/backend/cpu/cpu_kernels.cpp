@@ -662,7 +662,7 @@ __attribute__((always_inline)) inline void dots_w(float *d, const float *xs, con
 
 // Rows of x [n, in] for dots_w with bf16 weights: in each block of 16 elements the
 // 8 even ones, then the 8 odd ones (as widen_pairs reads weights); the tail in order.
-void split_pairs(float *xs, const float *x, int64_t n, int64_t in) {
+static void split_pairs(float *xs, const float *x, int64_t n, int64_t in) {
     for (int64_t r = 0; r < n; ++r) {
         const float *xr = x + r * in;
         float *out = xs + r * in;

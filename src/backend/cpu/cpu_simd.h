@@ -56,9 +56,9 @@ __attribute__((always_inline)) inline float widen_bf16(uint16_t h) {
 }
 
 // e^x in single precision without libm, written once for F = float (I = uint32_t)
-// and for F = v16f (I = v16u), so that the loops that call it vectorise: Cephes'
-// degree-6 polynomial on x - n ln2, |x - n ln2| <= ln2 / 2, times 2^n built in the
-// exponent bits. Within 2 ulp of std::exp on [-87.3, 88.3]; x is clamped to that
+// and for the vectors (F = v8f, I = v8u; v16f, v16u), so that the loops that call
+// it vectorise: Cephes' degree-6 polynomial on x - n ln2, |x - n ln2| <= ln2 / 2,
+// times 2^n built in the exponent bits. Within 2 ulp of std::exp on [-87.3, 88.3]; x is clamped to that
 // range (below it the result is 1.3e-38 instead of a denormal or 0, above it
 // 2.1e38 instead of inf); NaN stays NaN. The double instantiations of the kernels
 // (finite-difference checks) use std::exp.
