@@ -10,7 +10,7 @@ NVIDIA GPU, --device cuda, eager or --compile with PyTorch 2).
     /usr/bin/python3 bench/train_pytorch.py --config '{"vocab_size":16384,...}' \
         --batch 4 --segments 2 --steps 3 --warmup 1 --threads 2 [--seed 0] \
         [--dtype float32|bfloat16] [--fp32-gemm onednn|native] \
-        [--device cpu|cuda|cuda:N] [--compile]
+        [--device cpu|cuda|cuda:N] [--compile [blocks|loss]]
     /usr/bin/python3 bench/train_pytorch.py --self-check     # exits 0 or 1
 
 Prints one line of JSON on stdout:
@@ -39,11 +39,19 @@ Implementation notes
 - On a GPU (--device cuda): bfloat16 autocast on CUDA, attention through
   F.scaled_dot_product_attention with the additive mask (PyTorch >= 2.0, its
   fused kernels), AdamW with fused=True, a CUDA synchronisation before the
-  timers; --compile wraps the loss in torch.compile (the Python loops over
-  segments and layers are traced and unrolled). float32 matrix products stay
-  in float32 (no TF32), as in rmkv's fp32 mode.
+  timers. float32 matrix products stay in float32 (no TF32), as in rmkv's
+  fp32 mode.
+- --compile (PyTorch >= 2.2; --compile loss: 2.0): torch.compile of each block's forward, the
+  repeated unit, as large PyTorch training setups do: one graph for the blocks
+  that update the memory and one for the last segment's, shared by every layer
+  (identical modules share compiled code), forward and backward fused by
+  Inductor. --compile loss compiles the whole loss instead, with the loops over
+  segments and layers unrolled into one graph; for the base config that takes
+  minutes to compile. The masks and RoPE tables are made by an eager forward
+  before compiling, so the compiled graphs only read them.
 """
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -402,6 +410,8 @@ def bench(args):
         sys.exit("train_pytorch.py: --device %s but torch.cuda.is_available() is False" % args.device)
     if args.compile and not hasattr(torch, "compile"):
         sys.exit("train_pytorch.py: --compile needs PyTorch >= 2.0 (this is %s)" % torch.__version__)
+    if args.compile == "blocks" and not hasattr(nn.Module, "compile"):
+        sys.exit("train_pytorch.py: --compile blocks needs PyTorch >= 2.2 (this is %s); try --compile loss" % torch.__version__)
     torch.manual_seed(args.seed)
     model = RMKV(cfg).to(dev)
     model.ctx.device = dev
@@ -414,7 +424,17 @@ def bench(args):
     stream = torch.randint(0, cfg["vocab_size"], (B, K * S + 1), generator=gen)
     tokens, targets = stream[:, :-1].contiguous().to(dev), stream[:, 1:].contiguous().to(dev)
     bf16 = args.dtype == "bfloat16"
-    loss_fn = torch.compile(model.loss) if args.compile else model.loss
+    loss_fn = model.loss
+    if args.compile:
+        with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+            model.loss(tokens, targets)      # fills the mask and RoPE caches eagerly
+        if args.compile == "loss":
+            loss_fn = torch.compile(model.loss)
+        else:
+            dynamo = importlib.import_module("torch._dynamo")
+            dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
+            for layer in model.layers:
+                layer.compile()              # nn.Module.compile (PyTorch >= 2.2)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -439,7 +459,7 @@ def bench(args):
     print(json.dumps({"tokens_per_s": B * K * S / dt, "step_s": dt, "losses": losses,
                       "threads": args.threads, "dtype": args.dtype,
                       "fp32_gemm": _FP32_GEMM if not gpu else "cublas",
-                      "device": str(dev), "compile": bool(args.compile), "torch": torch.__version__}))
+                      "device": str(dev), "compile": args.compile or False, "torch": torch.__version__}))
     sys.stdout.flush()
 
 
@@ -673,7 +693,8 @@ def main():
     ap.add_argument("--fp32-gemm", choices=("onednn", "native"), default="onednn",
                     help="float32 nn.Linear products: oneDNN (default) or the build's BLAS")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the loss (PyTorch >= 2.0)")
+    ap.add_argument("--compile", nargs="?", const="blocks", choices=("blocks", "loss"),
+                    help="torch.compile each block (default) or the whole loss (PyTorch >= 2.0)")
     ap.add_argument("--self-check", action="store_true",
                     help="verify causality/memory/reference on tiny configs; exit 0/1")
     args = ap.parse_args()
