@@ -3,10 +3,10 @@
 //   - read bandwidth (a parallel sum over 1 GiB) -> decode roofline
 //   - sgemm peak (oneDNN f32 matmul, 2048^3)      -> prefill efficiency
 // Usage: rmkv-bench [--configs tiny,small,base] [--far 100000] [--decode 256]
-//                   [--device cpu|cuda|cuda:N] [--sessions N] [--weights f32,bf16]
-// --weights: one row per config and weight file dtype: f32 (the created model) and
-// bf16 (the same model saved as BF16 and loaded back, mapped: on the CPU its
-// matrices stay bf16), measured one after the other in the same run.
+//                   [--device cpu|cuda|cuda:N] [--sessions N] [--weights f32,bf16,f16]
+// --weights: one row per config and weight file dtype: f32 (the created model),
+// bf16 and f16 (the same model saved as BF16 / F16 and loaded back, mapped: on the
+// CPU its matrices stay 16-bit), measured one after the other in the same run.
 // --device other than cpu: the machine limits above (CPU ones) are not
 // measured and the percentages are left out. --sessions N (> 1): N sessions
 // decoding, one thread each and then stepped together by one thread
@@ -193,20 +193,22 @@ int main(int argc, char **argv) {
     std::printf("%-10s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
 
     for (const Cfg &c : cfgs) {
-      for (const bool bf16 : {false, true}) {
+      for (const rmkv_dtype dtype : {RMKV_DTYPE_F32, RMKV_DTYPE_BF16, RMKV_DTYPE_F16}) {
+        const char *dname = dtype == RMKV_DTYPE_F32 ? "f32" : dtype == RMKV_DTYPE_BF16 ? "bf16" : "f16";
+        const bool half = dtype != RMKV_DTYPE_F32;
         if (which.find(c.name) == std::string::npos) continue;
-        if (weights.find(bf16 ? "bf16" : "f32") == std::string::npos) continue;
+        if (("," + weights + ",").find(std::string(",") + dname + ",") == std::string::npos) continue;
         rmkv_model *m = nullptr;
         check(rmkv_model_create(json_of(c).c_str(), nullptr, 1, &mp, &m), "create");
-        if (bf16) {
+        if (half) {
             const std::string path = "/tmp/rmkv-bench-" + std::to_string(static_cast<long>(getpid())) + ".safetensors";
-            check(rmkv_model_save_as(m, path.c_str(), RMKV_DTYPE_BF16), "save_as");
+            check(rmkv_model_save_as(m, path.c_str(), dtype), "save_as");
             rmkv_model_free(m);
             m = nullptr;
             check(rmkv_model_load(path.c_str(), &mp, &m), "load");
             std::remove(path.c_str());  // stays mapped
         }
-        const std::string label = std::string(c.name) + (bf16 ? "/bf16" : "");
+        const std::string label = std::string(c.name) + (half ? std::string("/") + dname : "");
         size_t need = 0;
         rmkv_model_config_json(m, nullptr, 0, &need);
         std::string cj(need, '\0');
@@ -245,7 +247,7 @@ int main(int argc, char **argv) {
         }
         rmkv_session_free(near_s);
         rmkv_session_free(far_s);
-        double roof_ms = on_cpu ? decode_bytes(c, F, bf16 ? 2 : 4) / (bw * 1e9) * 1000.0 : 0;
+        double roof_ms = on_cpu ? decode_bytes(c, F, half ? 2 : 4) / (bw * 1e9) * 1000.0 : 0;
 
         std::printf("%-10s %9.1fM %8.0f %11.1f%% %10.3f %10.3f %10.3f %8.3fx %8.1f%%\n", label.c_str(),
                     rmkv_model_n_params(m) / 1e6, prefill_tps, 100 * prefill_frac, dec0, dec1k, decfar, decfar / dec1k,

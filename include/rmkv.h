@@ -126,13 +126,14 @@ RMKV_API rmkv_model_params rmkv_model_default_params(void);
 
 /* Loads a model file (safetensors, SPEC section 7; F32, BF16 or F16 weights).
    F32 weights are used in place from the mapped file. On the CPU, the matrices of
-   a BF16 file (every product's weights and tok_emb) are used in place too: half
-   the memory of F32, and decoding reads half the bytes. They are computed with in
-   fp32, each weight widened exactly, so the logits are those of the same weights
-   in an F32 file up to the order of the sums. (A prefill widens one matrix at a
-   time, into a buffer each calling thread keeps: at most 16 MB.) A trainer made from such a model
-   widens them to fp32 (rmkv_trainer_new in the model; rmkv_state_tuner_new in a
-   copy of its own). Other tensors, F16 files and the CUDA backend: converted to fp32.
+   a BF16 or F16 file (every product's weights and tok_emb) are used in place too:
+   half the memory of F32, and decoding reads half the bytes. They are computed
+   with in fp32, each weight widened exactly, so the logits are those of the same
+   weights in an F32 file up to the order of the sums. (A prefill widens one
+   matrix at a time, into a buffer each calling thread keeps: at most 16 MB.) A
+   trainer made from such a model widens them to fp32 (rmkv_trainer_new in the
+   model; rmkv_state_tuner_new in a copy of its own). Other tensors, and every
+   tensor on the CUDA backend: converted to fp32.
    On success *out owns the model: free it with rmkv_model_free. */
 RMKV_API rmkv_status rmkv_model_load(const char *path, const rmkv_model_params *params, rmkv_model **out);
 

@@ -204,18 +204,19 @@ public:
     virtual void free_bf16(uint16_t *p) = 0;
     virtual void to_bf16(Stream &s, uint16_t *dst, const real *src, size_t n) = 0;
 
-    // ---- inference with bf16 weights ----
-    // A model loaded from a BF16 file keeps its matrices (Matrix) in bf16, mapped
-    // from the file, on backends whose has_bf16_weights() is true: half the
-    // memory, and half the bytes a decoded token reads. Elsewhere, and for
-    // training, they are widened to fp32 (and the two operations below fail).
-    virtual bool has_bf16_weights() const = 0;
-    // linear and embed with W / tok_emb in bf16, each weight widened to fp32
-    // exactly: fp32 products and sums, so the values of linear / embed with the
-    // widened matrix, up to the order of the sums.
-    virtual void linear_w16(Stream &s, real *y, const real *x, const uint16_t *W, const real *b, int64_t n, int64_t in,
-                            int64_t out, bool accumulate) = 0;
-    virtual void embed_w16(Stream &s, real *X, const uint16_t *tok_emb, const int32_t *tokens_host, int64_t n,
+    // ---- inference with 16-bit weights ----
+    // A model loaded from a BF16 or F16 file keeps its matrices (Matrix) in that
+    // format, mapped from the file, on backends whose has_half_weights() is true:
+    // half the memory, and half the bytes a decoded token reads. Elsewhere, and
+    // for training, they are widened to fp32 (and the two operations below fail).
+    virtual bool has_half_weights() const = 0;
+    // linear and embed with W / tok_emb in the 16-bit format `h`, each weight
+    // widened to fp32 exactly (both formats are subsets of fp32): fp32 products and
+    // sums, so the values of linear / embed with the widened matrix, up to the
+    // order of the sums.
+    virtual void linear_w16(Stream &s, real *y, const real *x, const uint16_t *W, Half h, const real *b, int64_t n,
+                            int64_t in, int64_t out, bool accumulate) = 0;
+    virtual void embed_w16(Stream &s, real *X, const uint16_t *tok_emb, Half h, const int32_t *tokens_host, int64_t n,
                            int64_t d) = 0;
 };
 
@@ -230,7 +231,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 2;
+constexpr int kCudaPluginAbi = 3;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

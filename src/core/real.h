@@ -10,4 +10,8 @@ using real = RMKV_REAL;
 #else
 using real = float;
 #endif
+
+// The 16-bit formats a model file may store weights in (SPEC file format: BF16,
+// F16); an inference model may keep its matrices in them (Matrix, model/weights.h).
+enum class Half : unsigned char { bf16, f16 };
 }  // namespace rmkv

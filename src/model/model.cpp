@@ -42,12 +42,13 @@ size_t rmkv_model::n_params() const {
     return n;
 }
 
-void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_, bf16_); }
+void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_, kept_); }
 
 void rmkv_model::to_host(Stream &s, size_t i, float *host) const {
     const size_t n = static_cast<size_t>(specs_[i].numel);
-    if (bf16_[i])
-        convert_to_f32(host, reinterpret_cast<const uint8_t *>(bf16_[i]), RMKV_DTYPE_BF16, n);
+    if (const HalfTensor &k = kept_[i]; k.data)
+        convert_to_f32(host, reinterpret_cast<const uint8_t *>(k.data),
+                       k.half == Half::f16 ? RMKV_DTYPE_F16 : RMKV_DTYPE_BF16, n);
     else
         backend_->to_host(s, host, params_[i], n);
 }
@@ -57,7 +58,7 @@ float *rmkv_model::f32_copy(size_t i) const {
     float *p = backend_->alloc(n);
     auto stream = backend_->new_stream();
     std::vector<float> host;
-    if (bf16_[i]) {
+    if (kept_[i].data) {
         host.resize(n);
         to_host(*stream, i, host.data());
         backend_->from_host(*stream, p, host.data(), n);
@@ -70,13 +71,13 @@ float *rmkv_model::f32_copy(size_t i) const {
 
 const std::vector<float *> &rmkv_model::writable_params() {
     for (size_t i = 0; i < params_.size(); ++i) {
-        // Mapped from a file or a caller's buffer, or kept in bf16 (both NULL).
+        // Mapped from a file or a caller's buffer, or kept in 16 bits (both NULL).
         if (params_[i] != sources_[i]) continue;  // already the backend's own copy
         float *owned = f32_copy(i);
         if (params_[i]) backend_->release_weights(params_[i], sources_[i]);
         params_[i] = owned;
         sources_[i] = nullptr;  // released with free(), never aliases host memory
-        bf16_[i] = nullptr;
+        kept_[i] = {};
     }
     bind();
     return params_;
@@ -135,7 +136,7 @@ std::unique_ptr<rmkv_model> rmkv_model::create(const std::string &config_json, c
     for (size_t i = 0; i < m->specs_.size(); ++i) {
         m->sources_.push_back(host[i]);
         m->params_.push_back(m->backend_->import_weights(host[i], static_cast<size_t>(m->specs_[i].numel), true));
-        m->bf16_.push_back(nullptr);
+        m->kept_.emplace_back();
     }
     m->bind();
     return m;
@@ -220,14 +221,15 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
     for (size_t i = 0; i < specs_.size(); ++i) {
         const TensorView &t = *views[i];
         const size_t n = static_cast<size_t>(specs_[i].numel);
-        if (t.dtype == RMKV_DTYPE_BF16 && is_matrix(specs_[i]) && backend_->has_bf16_weights()) {
+        const bool half = t.dtype == RMKV_DTYPE_BF16 || t.dtype == RMKV_DTYPE_F16;
+        if (half && is_matrix(specs_[i]) && backend_->has_half_weights()) {
             const uint16_t *w16 = reinterpret_cast<const uint16_t *>(t.data);
             if (!stable || reinterpret_cast<uintptr_t>(t.data) % alignof(uint16_t) != 0) {
-                bf16_copies_.emplace_back(n);
-                std::memcpy(bf16_copies_.back().data(), t.data, n * sizeof(uint16_t));
-                w16 = bf16_copies_.back().data();
+                kept_copies_.emplace_back(n);
+                std::memcpy(kept_copies_.back().data(), t.data, n * sizeof(uint16_t));
+                w16 = kept_copies_.back().data();
             }
-            bf16_.push_back(w16);
+            kept_.push_back({w16, t.dtype == RMKV_DTYPE_F16 ? Half::f16 : Half::bf16});
             sources_.push_back(nullptr);
             params_.push_back(nullptr);
             continue;
@@ -244,7 +246,7 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
         }
         sources_.push_back(host);
         params_.push_back(backend_->import_weights(host, n, host_stable));
-        bf16_.push_back(nullptr);
+        kept_.emplace_back();
     }
     bind();
     log(RMKV_LOG_INFO, what, ": loaded ", n_params(), " parameters, ", config_.n_layers, " layers, d_model ", config_.d_model);

@@ -63,13 +63,13 @@ public:
     void weights_changed();
     const rmkv_tokenizer *tokenizer() const { return tokenizer_.get(); }
     const std::vector<rmkv::ParamSpec> &specs() const { return specs_; }
-    // One per spec: backend memory, or NULL for a matrix kept in bf16 (a BF16 file
-    // on a backend with has_bf16_weights; f32_copy widens it).
+    // One per spec: backend memory, or NULL for a matrix kept in 16 bits (a BF16 or
+    // F16 file on a backend with has_half_weights; f32_copy widens it).
     const std::vector<float *> &params() const { return params_; }
-    // Tensor i as f32 into host memory (widened when kept in bf16), queued on s:
+    // Tensor i as f32 into host memory (widened when kept in 16 bits), queued on s:
     // valid once s is synchronised.
     void to_host(rmkv::Stream &s, size_t i, float *host) const;
-    // A new backend buffer with tensor i in f32 (widened when kept in bf16); the
+    // A new backend buffer with tensor i in f32 (widened when kept in 16 bits); the
     // caller frees it (Backend::free).
     float *f32_copy(size_t i) const;
     size_t n_params() const;
@@ -83,7 +83,7 @@ private:
     std::vector<rmkv::ParamSpec> specs_;
     std::vector<float *> params_;         // backend memory, one per spec
     std::vector<const float *> sources_;  // host memory each was imported from
-    std::vector<const uint16_t *> bf16_;  // matrices kept in bf16 (params_ NULL), else NULL
+    std::vector<rmkv::HalfTensor> kept_;  // matrices kept in 16 bits (params_ NULL), else data NULL
     rmkv::ModelWeights weights_{};
     std::shared_ptr<rmkv::Backend> backend_;
     std::unique_ptr<rmkv_tokenizer> tokenizer_;
@@ -94,7 +94,7 @@ private:
     std::unique_ptr<rmkv::MappedFile> file_;
     std::vector<uint8_t> buffer_;
     std::vector<std::vector<float>> host_copies_;
-    std::vector<std::vector<uint16_t>> bf16_copies_;  // kept bf16 tensors the file's memory cannot serve (odd offset)
+    std::vector<std::vector<uint16_t>> kept_copies_;  // kept tensors the file's memory cannot serve (odd offset)
 };
 
 namespace rmkv {

@@ -76,7 +76,7 @@ void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t in
 bool is_matrix(const ParamSpec &spec) { return spec.shape.size() == 2 && (spec.decay || spec.name == "tok_emb.weight"); }
 
 ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs,
-                          const std::vector<const uint16_t *> &bf16) {
+                          const std::vector<HalfTensor> &kept) {
     std::map<std::string, size_t> by_name;
     for (size_t i = 0; i < specs.size(); ++i) by_name[specs[i].name] = i;
     auto get = [&](const std::string &name) -> real * {
@@ -86,7 +86,8 @@ ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, 
     auto mat = [&](const std::string &name) -> Matrix {
         auto it = by_name.find(name);
         if (it == by_name.end()) return {};
-        return {ptrs[it->second], bf16.empty() ? nullptr : bf16[it->second]};
+        if (kept.empty() || !kept[it->second].data) return {ptrs[it->second]};
+        return {ptrs[it->second], kept[it->second].data, kept[it->second].half};
     };
     ModelWeights w{};
     w.tok_emb = mat("tok_emb.weight");

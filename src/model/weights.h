@@ -29,16 +29,23 @@ std::vector<ParamSpec> param_specs(const Config &c);
 // (seed, index of the tensor).
 void init_param(const ParamSpec &spec, const Config &c, uint64_t seed, size_t index, real *out);
 
-// A matrix of the model (the products' weights and tok_emb): fp32, or, in a model
-// kept as stored from a BF16 file for inference (rmkv_model), bf16 with f32 NULL.
-// Training views (weights, gradients) always have f32.
-struct Matrix {
-    real *f32 = nullptr;
-    const uint16_t *bf16 = nullptr;
-    explicit operator bool() const { return f32 != nullptr || bf16 != nullptr; }
+// A tensor kept in a 16-bit format, as stored in a BF16 or F16 file.
+struct HalfTensor {
+    const uint16_t *data = nullptr;
+    Half half = Half::bf16;
 };
 
-// Whether a tensor of the spec may stay bf16 in an inference model (Matrix).
+// A matrix of the model (the products' weights and tok_emb): fp32, or, in a model
+// kept as stored from a BF16 or F16 file for inference (rmkv_model), w16 in the
+// format `half` with f32 NULL. Training views (weights, gradients) always have f32.
+struct Matrix {
+    real *f32 = nullptr;
+    const uint16_t *w16 = nullptr;
+    Half half = Half::bf16;
+    explicit operator bool() const { return f32 != nullptr || w16 != nullptr; }
+};
+
+// Whether a tensor of the spec may stay 16-bit in an inference model (Matrix).
 bool is_matrix(const ParamSpec &spec);
 
 struct LayerWeights {
@@ -64,8 +71,8 @@ struct ModelWeights {
 };
 
 // Builds the structured view from one pointer per spec (same order as param_specs)
-// and, where `bf16` (same order, or empty) has one, the bf16 form of a matrix.
+// and, where `kept` (same order, or empty) has data, the 16-bit form of a matrix.
 ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, const std::vector<real *> &ptrs,
-                          const std::vector<const uint16_t *> &bf16 = {});
+                          const std::vector<HalfTensor> &kept = {});
 
 }  // namespace rmkv

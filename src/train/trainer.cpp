@@ -55,7 +55,7 @@ void rmkv_trainer::init() {
             grads_.push_back(trainable_[i] ? be.alloc(n) : nullptr);  // frozen: no gradient computed
             m_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
             v_.push_back(trainable_[i] ? be.alloc(n) : nullptr);
-            if (!params_[i]) {  // state tuning a matrix kept in bf16: the trainer reads an f32 copy
+            if (!params_[i]) {  // state tuning a matrix kept in 16 bits: the trainer reads an f32 copy
                 params_[i] = model_.f32_copy(i);
                 owned_params_.push_back(params_[i]);
             }

@@ -331,6 +331,8 @@ void elementwise_ops(void **) {
     const double sc = norm_of(*g_cpu, PP.cs(), &bc, &bn, 1, 0.0f), sg = norm_of(*g_gpu, PP.gs(), &bg, &bn, 1, 0.0f);
     print_message("  gradient norm cpu %.12g gpu %.12g\n", sc, sg);
     assert_true(std::fabs(sc - sg) / sc < 1e-9);
+    // The norm stays that of the last update_scale when read again.
+    assert_true(g_cpu->take_grad_norm(PP.cs()) == sc && g_gpu->take_grad_norm(PP.gs()) == sg);
     const float *lc[3] = {big.c, nullptr, big.c + big.n / 2}, *lg[3] = {big.g, nullptr, big.g + big.n / 2};
     const double sc3 = norm_of(*g_cpu, PP.cs(), lc, halves, 3, 1.0f), sg3 = norm_of(*g_gpu, PP.gs(), lg, halves, 3, 1.0f);
     assert_true(std::fabs(sc3 - sc) / sc < 1e-9);
@@ -444,6 +446,16 @@ void optimiser_ops(void **) {
         g_gpu->from_host(P.gs(), b->g, h.data(), n);
     }
     auto sh = P.bf16(n);
+    // A new stream's update scale is 1 until its first update_scale.
+    {
+        Buf &p3 = P.make(P.host(p, false)), &m3 = P.make(P.host(m, false)), &v3 = P.make(P.host(v, false));
+        P.both([&](Backend &be, Stream &s, bool gg) {
+            be.adamw(s, p3.on(gg), m3.on(gg), v3.on(gg), g.on(gg), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, nullptr);
+        });
+        P.expect("adamw before any update_scale, p", p3);
+        P.expect("adamw before any update_scale, m", m3);
+        P.expect("adamw before any update_scale, v", v3);
+    }
     // Update scales: 0.5 unclipped, then g's norm clipped to 3 (a scale the device computes).
     for (int64_t step : {1, 2, 50}) {
         P.both([&](Backend &be, Stream &s, bool gg) {

@@ -132,13 +132,13 @@ public:
     void to_bf16(Stream &, uint16_t *, const real *, size_t) override {
         fail(RMKV_ERR_BACKEND, "the reference backend has no bf16");
     }
-    bool has_bf16_weights() const override { return false; }
-    void linear_w16(Stream &, real *, const real *, const uint16_t *, const real *, int64_t, int64_t, int64_t,
+    bool has_half_weights() const override { return false; }
+    void linear_w16(Stream &, real *, const real *, const uint16_t *, Half, const real *, int64_t, int64_t, int64_t,
                     bool) override {
-        fail(RMKV_ERR_BACKEND, "the reference backend has no bf16");
+        fail(RMKV_ERR_BACKEND, "the reference backend has no 16-bit weights");
     }
-    void embed_w16(Stream &, real *, const uint16_t *, const int32_t *, int64_t, int64_t) override {
-        fail(RMKV_ERR_BACKEND, "the reference backend has no bf16");
+    void embed_w16(Stream &, real *, const uint16_t *, Half, const int32_t *, int64_t, int64_t) override {
+        fail(RMKV_ERR_BACKEND, "the reference backend has no 16-bit weights");
     }
 };
 

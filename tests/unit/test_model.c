@@ -135,8 +135,8 @@ static void half_precision_files(void **state) {
         rmkv_model *l2 = NULL;
         RMKV_CHECK(rmkv_model_load(path2, NULL, &l2));
         assert_string_equal(rmkv_model_id(l2), rmkv_model_id(l));
-        /* the BF16 file's matrices stay bf16 and are widened exactly in the products:
-           the same values up to the order of the sums (bf16_weights_compute_in_f32) */
+        /* the file's matrices stay 16-bit and are widened exactly in the products:
+           the same values up to the order of the sums (half_weights_compute_in_f32) */
         float again[50];
         logits_of(l2, again);
         double e2 = rel_err(again, got, 50);
@@ -166,12 +166,12 @@ static double worst_step(rmkv_session *s, rmkv_session *r, const int32_t *toks, 
     return worst;
 }
 
-/* A model loaded from a BF16 file keeps its matrices in bf16 (CPU) and computes in
-   fp32 with each weight widened exactly: prefill (the head in several widened
-   panels), decoding, sessions stepped together, state tuning and training must
-   give what the same weights loaded from an F32 file give, up to the order of the
-   sums; training widens the weights and then matches bit for bit. */
-static void bf16_weights_compute_in_f32(void **state) {
+/* A model loaded from a BF16 or F16 file keeps its matrices in that format (CPU)
+   and computes in fp32 with each weight widened exactly: prefill (the head in
+   several widened panels), decoding, sessions stepped together, state tuning and
+   training must give what the same weights loaded from an F32 file give, up to the
+   order of the sums; training widens the weights and then matches bit for bit. */
+static void half_weights_compute_in_f32(void **state) {
     (void)state;
     const char *cfgs[2] = {
         "{\"vocab_size\":5000,\"d_model\":64,\"n_layers\":2,\"n_heads\":4,\"memory_slots\":4,"
@@ -179,19 +179,22 @@ static void bf16_weights_compute_in_f32(void **state) {
         "{\"vocab_size\":300,\"d_model\":48,\"n_layers\":1,\"n_heads\":2,\"n_kv_heads\":1,\"memory_slots\":3,"
         "\"segment_len\":20,\"cell\":\"minimal\",\"ffn\":\"gelu\",\"tie_embeddings\":true,\"pos\":\"learned\"}"};
     const size_t Vs[2] = {5000, 300};
+    const rmkv_dtype halves[2] = {RMKV_DTYPE_BF16, RMKV_DTYPE_F16};
+    for (int h = 0; h < 2; ++h)
     for (int c = 0; c < 2; ++c) {
         const size_t V = Vs[c];
+        const char *dt = h ? "f16" : "bf16";
         rmkv_model *m = make_model(cfgs[c], 21 + c);
         const char *p16 = tmp_path("w16.safetensors"), *p32 = tmp_path("w32.safetensors");
-        RMKV_CHECK(rmkv_model_save_as(m, p16, RMKV_DTYPE_BF16));
+        RMKV_CHECK(rmkv_model_save_as(m, p16, halves[h]));
         rmkv_model *a = NULL, *b = NULL;
         RMKV_CHECK(rmkv_model_load(p16, NULL, &a));
         RMKV_CHECK(rmkv_model_save(a, p32));
         RMKV_CHECK(rmkv_model_load(p32, NULL, &b));
         assert_string_equal(rmkv_model_id(a), rmkv_model_id(b));
-        /* saved as BF16 again: the same bytes as the file it came from */
+        /* saved in its format again: the same bytes as the file it came from */
         const char *p16b = tmp_path("w16b.safetensors");
-        RMKV_CHECK(rmkv_model_save_as(a, p16b, RMKV_DTYPE_BF16));
+        RMKV_CHECK(rmkv_model_save_as(a, p16b, halves[h]));
         size_t n1, n2;
         void *f1 = read_whole(p16, &n1), *f2 = read_whole(p16b, &n2);
         assert_int_equal(n1, n2);
@@ -219,10 +222,10 @@ static void bf16_weights_compute_in_f32(void **state) {
             e = rel_err(la, lb, 3 * V);
             if (!(e <= worst)) worst = e;
         }
-        print_message("config %d: bf16-weight logits against f32, max relative error %.2e\n", c, worst);
-        if (!(worst < 1e-5)) fail_msg("config %d: bf16-weight logits differ from f32 by %g", c, worst);
+        print_message("config %d: %s-weight logits against f32, max relative error %.2e\n", c, dt, worst);
+        if (!(worst < 1e-5)) fail_msg("config %d: %s-weight logits differ from f32 by %g", c, dt, worst);
 
-        /* state tuning reads the bf16 matrices through an f32 copy; training widens
+        /* state tuning reads the 16-bit matrices through an f32 copy; training widens
            them in the model: both then match the F32 model bit for bit */
         const size_t N = 45;
         int32_t tg[2 * N];
@@ -247,7 +250,9 @@ static void bf16_weights_compute_in_f32(void **state) {
                 x.struct_size = y.struct_size = sizeof x;
                 RMKV_CHECK(rmkv_train_step(ta, &batch, &x));
                 RMKV_CHECK(rmkv_train_step(tb, &batch, &y));
-                if (x.loss != y.loss) fail_msg("%s step %d: loss %.9g against %.9g", tune ? "state tuning" : "training", step, x.loss, y.loss);
+                if (x.loss != y.loss)
+                    fail_msg("%s, %s step %d: loss %.9g against %.9g", dt, tune ? "state tuning" : "training", step,
+                             x.loss, y.loss);
             }
             rmkv_trainer_free(ta);
             rmkv_trainer_free(tb);
@@ -299,7 +304,7 @@ int main(void) {
         cmocka_unit_test(config_errors_name_key_and_value),
         cmocka_unit_test(save_load_round_trip),
         cmocka_unit_test(half_precision_files),
-        cmocka_unit_test(bf16_weights_compute_in_f32),
+        cmocka_unit_test(half_weights_compute_in_f32),
         cmocka_unit_test(save_failures_keep_old_file),
         cmocka_unit_test(every_option_builds),
     };

@@ -240,6 +240,22 @@ using Fvec = std::vector<float>;
 Fvec to_float(const Vec &v) { return Fvec(v.begin(), v.end()); }
 Vec to_double(const Fvec &v) { return Vec(v.begin(), v.end()); }
 
+// The value of a bf16 (the upper half of a float) and of an IEEE binary16, from
+// their definitions.
+double bf16_value(uint16_t h) {
+    const uint32_t bits = static_cast<uint32_t>(h) << 16;
+    float x;
+    std::memcpy(&x, &bits, 4);
+    return x;
+}
+double f16_value(uint16_t h) {
+    const int e = h >> 10 & 0x1f, m = h & 0x3ff;
+    const double sign = h & 0x8000 ? -1.0 : 1.0;
+    if (e == 0x1f) return m ? std::copysign(std::nan(""), sign) : sign * INFINITY;
+    if (e == 0) return sign * std::ldexp(m, -24);
+    return sign * std::ldexp(1024 + m, e - 25);
+}
+
 void expect_close(const char *what, double worst, double tol) {
     print_message("%-36s max relative difference %.2e\n", what, worst);
     if (!(worst < tol)) fail_msg("%s: float differs from double by %g (tolerance %g)", what, worst, tol);
@@ -306,21 +322,29 @@ void float_kernels(void **) {
     for (float x : big) squares += static_cast<double>(x) * x;
     expect_close("sum of squares", std::fabs(cpu::sum_squares(big.data(), 70001) - squares) / squares, 1e-12);
 
-    // Products with bf16 weights (a BF16 model file): 1 to 43 rows, a
+    // Products with 16-bit weights (a BF16 or F16 model file): 1 to 43 rows, a
     // width with a tail past the vector loops and one within a single vector, bias
-    // and accumulation, against the double product of the widened weights.
+    // and accumulation, against the double product of the widened weights. The f16
+    // weights are drawn as bit patterns, subnormals among them.
+    std::mt19937_64 bits_rng(7);
+    for (const Half half : {Half::bf16, Half::f16})
     for (const int64_t in : {int64_t(770), int64_t(16)}) {
         const int64_t out = 37;
         const Fvec wf = to_float(randn(out * in));
         std::vector<uint16_t> w16(out * in);
-        cpu::to_bf16(w16.data(), wf.data(), out * in);
         Vec wd(out * in);
-        for (int64_t i = 0; i < out * in; ++i) {
-            const uint32_t bits = static_cast<uint32_t>(w16[i]) << 16;
-            float x;
-            std::memcpy(&x, &bits, 4);
-            wd[i] = x;
+        if (half == Half::bf16) {
+            cpu::to_bf16(w16.data(), wf.data(), out * in);
+            for (int64_t i = 0; i < out * in; ++i) wd[i] = bf16_value(w16[i]);
+        } else {
+            for (int64_t i = 0; i < out * in; ++i) {
+                const uint64_t r = bits_rng();
+                const uint16_t exponent = i % 53 == 0 ? 0 : static_cast<uint16_t>(8 + r % 8);  // |w| < 0.5
+                w16[i] = static_cast<uint16_t>((r >> 8 & 0x8000) | exponent << 10 | (r >> 20 & 0x3ff));
+                wd[i] = f16_value(w16[i]);
+            }
         }
+        const std::string name = half == Half::bf16 ? "bf16" : "f16";
         const Fvec bf = to_float(randn(out));
         const Vec bd = to_double(bf);
         double worst = 0;  // floor: the size of a sum
@@ -330,12 +354,12 @@ void float_kernels(void **) {
                 Vec yd = to_double(y0);
                 cpu::linear_ref<double>(yd.data(), to_double(xf).data(), wd.data(), bd.data(), rows_n, in, out, acc);
                 Fvec yf = acc ? y0 : Fvec(rows_n * out, NAN);
-                cpu::gemv_w16(yf.data(), xf.data(), w16.data(), bf.data(), rows_n, in, out, acc);
+                cpu::gemv_w16(yf.data(), xf.data(), w16.data(), half, bf.data(), rows_n, in, out, acc);
                 const double e = worst_rel(yf, yd, std::sqrt(static_cast<double>(in)));
                 if (!(e <= worst)) worst = e;
             }
         }
-        expect_close(("gemv_w16, in " + std::to_string(in) + ", 1-43 rows").c_str(), worst, 1e-6);
+        expect_close(("gemv_w16 " + name + ", in " + std::to_string(in) + ", 1-43 rows").c_str(), worst, 1e-6);
         // The f32 one-row product of decoding, on the same weights.
         worst = 0;
         for (const bool acc : {false, true}) {
@@ -347,7 +371,7 @@ void float_kernels(void **) {
             const double e = worst_rel(yf, yd, std::sqrt(static_cast<double>(in)));
             if (!(e <= worst)) worst = e;
         }
-        expect_close(("gemv, in " + std::to_string(in)).c_str(), worst, 1e-6);
+        expect_close(("gemv, in " + std::to_string(in) + ", " + name + " values").c_str(), worst, 1e-6);
     }
     Fvec widened(770);
     std::vector<uint16_t> some(770);
@@ -357,6 +381,25 @@ void float_kernels(void **) {
         uint32_t bits;
         std::memcpy(&bits, &widened[i], 4);
         if (bits != static_cast<uint32_t>(some[i]) << 16) fail_msg("from_bf16 %d: bits %08x", (int)i, bits);
+    }
+    // from_f16 on every one of the 65536 patterns (threads, vectors and a tail),
+    // against the binary16 definition: NaNs stay NaNs of the same sign, every
+    // other value exact.
+    std::vector<uint16_t> every(65536 + 5);
+    for (size_t i = 0; i < every.size(); ++i) every[i] = static_cast<uint16_t>(i);
+    // The same for the CPUs without F16C.
+    for (const bool portable : {false, true}) {
+        Fvec from16(every.size());
+        if (portable) cpu::from_f16_portable(from16.data(), every.data(), static_cast<int64_t>(every.size()));
+        else cpu::from_f16(from16.data(), every.data(), static_cast<int64_t>(every.size()));
+        for (size_t i = 0; i < every.size(); ++i) {
+            const double want = f16_value(every[i]);
+            const bool ok = std::isnan(want) ? std::isnan(from16[i]) && std::signbit(from16[i]) == std::signbit(want)
+                                             : from16[i] == want && std::signbit(from16[i]) == std::signbit(want);
+            if (!ok)
+                fail_msg("from_f16%s %04x: %.9g, want %.9g", portable ? "_portable" : "", (unsigned)every[i],
+                         (double)from16[i], want);
+        }
     }
 
     // AdamW with a bf16 shadow against the formula in double.

@@ -127,21 +127,22 @@ public:
         run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate}, x, W, b, y);
     }
 
-    bool has_bf16_weights() const override { return true; }
-    void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in,
-                    int64_t out, bool accumulate) override {
+    bool has_half_weights() const override { return true; }
+    void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n,
+                    int64_t in, int64_t out, bool accumulate) override {
         if (n < kWidenRows || out * in > kWidenFloats) {
-            cpu::gemv_w16(y, x, W, b, n, in, out, accumulate);
+            cpu::gemv_w16(y, x, W, h, b, n, in, out, accumulate);
             return;
         }
         // Prefill: W widened whole into this thread's scratch, then the f32 product
         // (the same primitive, so the same values, as with an F32 file).
         float *wf = cpu::scratch<float>(out * in, 13);
-        cpu::from_bf16(wf, W, out * in);
+        cpu::from_half(h, wf, W, out * in);
         run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate}, x, wf, b, y);
     }
-    void embed_w16(Stream &, float *X, const uint16_t *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
-        for (int64_t r = 0; r < n; ++r) cpu::from_bf16(X + r * d, tok_emb + static_cast<int64_t>(tokens[r]) * d, d);
+    void embed_w16(Stream &, float *X, const uint16_t *tok_emb, Half h, const int32_t *tokens, int64_t n,
+                   int64_t d) override {
+        for (int64_t r = 0; r < n; ++r) cpu::from_half(h, X + r * d, tok_emb + static_cast<int64_t>(tokens[r]) * d, d);
     }
 
     bool supports_bf16() const override { return dnnl::get_effective_cpu_isa() >= dnnl::cpu_isa::avx512_core_bf16; }
@@ -338,7 +339,7 @@ public:
 
 private:
     static constexpr int64_t kGemmAttentionRows = 16;
-    // Products with bf16 weights of this many rows or more widen W whole when it
+    // Products with 16-bit weights of this many rows or more widen W whole when it
     // has at most kWidenFloats weights (16 MB as f32; larger ones: the head of
     // big vocabularies, widened in chunks by gemv_w16).
     static constexpr int64_t kWidenRows = 16, kWidenFloats = int64_t(1) << 22;

@@ -6,6 +6,11 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
 namespace rmkv::cpu {
 
 namespace {
@@ -625,10 +630,10 @@ __attribute__((always_inline)) inline void dots_w(float *d, const float *x, cons
     int64_t i = 0;
     for (; i + 8 <= in; i += 8) {
         v8f wv[C];
-        for (int c = 0; c < C; ++c) std::memcpy(&wv[c], w + c * in + i, 32);
+        for (int c = 0; c < C; ++c) load8(wv[c], w + c * in + i);
         for (int r = 0; r < R; ++r) {
             v8f xv;
-            std::memcpy(&xv, x + r * in + i, 32);
+            load8(xv, x + r * in + i);
             for (int c = 0; c < C; ++c) acc[r][c] += xv * wv[c];
         }
     }
@@ -711,22 +716,124 @@ __attribute__((always_inline)) inline void rows_w(int64_t r, int64_t r_end, int6
     }
 }
 
-RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, const float *b, int64_t n, int64_t in, int64_t out,
-                          bool accumulate) {
-    // A few rows (decoding): every weight read once, widened in registers, against
-    // x split into pairs. More: chunks of rows whose x stays in the cache while
-    // every 4 rows of W pass, widened once per chunk into the thread's scratch.
-    const bool few = n < 8;
+namespace {
+
+// f16 to f32 in bit operations (subnormals through an exact int-to-float product,
+// so that a denormals-are-zero mode cannot flush them).
+float f16_widened(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t bits;
+    if (e == 0x1f) {
+        bits = sign | 0x7f800000u | (m << 13);  // infinity, NaN (payload kept)
+    } else if (e != 0) {
+        bits = sign | ((e + 112) << 23) | (m << 13);
+    } else {
+        const float f = static_cast<float>(m) * 0x1p-24f;
+        std::memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx,f16c"))) void from_f16_f16c(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i))));
+    for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+// F16C (CPUID leaf 1, ECX bit 29: not a feature name every compiler's
+// __builtin_cpu_supports knows), with AVX2 and FMA for the kernels below.
+bool cpu_has_f16c() {
+    static const bool yes = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
+               (c & (1u << 29)) != 0;
+    }();
+    return yes;
+}
+
+// d[r] = x row r . w for R rows of x (stride in) and one row w of f16 weights,
+// widened in registers; two chains of sums per row.
+template <int R>
+__attribute__((target("avx2,fma,f16c"))) void f16_dots(float *d, const float *x, const uint16_t *w, int64_t in) {
+    __m256 acc[2][R];
+    for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= in; i += 16)
+        for (int k = 0; k < 2; ++k) {
+            const __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(w + i + 8 * k)));
+            for (int r = 0; r < R; ++r)
+                acc[k][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * in + i + 8 * k), wv, acc[k][r]);
+        }
+    for (; i + 8 <= in; i += 8) {
+        const __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(w + i)));
+        for (int r = 0; r < R; ++r) acc[0][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * in + i), wv, acc[0][r]);
+    }
+    for (int r = 0; r < R; ++r) {
+        const __m256 a = _mm256_add_ps(acc[0][r], acc[1][r]);
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        float s = _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+        for (int64_t j = i; j < in; ++j) s += _cvtsh_ss(w[j]) * x[r * in + j];
+        d[r] = s;
+    }
+}
+
+// f16_dots for n (1 to 7) rows of x.
+void f16_row_dots(float *d, const float *x, int64_t n, const uint16_t *w, int64_t in) {
+    switch (n) {
+    case 1: f16_dots<1>(d, x, w, in); break;
+    case 2: f16_dots<2>(d, x, w, in); break;
+    case 3: f16_dots<3>(d, x, w, in); break;
+    case 4: f16_dots<4>(d, x, w, in); break;
+    case 5: f16_dots<5>(d, x, w, in); break;
+    case 6: f16_dots<6>(d, x, w, in); break;
+    default: f16_dots<7>(d, x, w, in); break;
+    }
+}
+#else
+bool cpu_has_f16c() { return false; }
+void f16_row_dots(float *, const float *, int64_t, const uint16_t *, int64_t) {}
+#endif
+
+// One thread's widening of n f16 values.
+void widen_f16_rows(float *dst, const uint16_t *src, int64_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (cpu_has_f16c()) {
+        from_f16_f16c(dst, src, n);
+        return;
+    }
+#endif
+    from_f16_portable(dst, src, n);
+}
+
+}  // namespace
+
+void from_f16_portable(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f16_widened(src[i]);
+}
+
+RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in,
+                          int64_t out, bool accumulate) {
+    // A few rows (decoding): every weight read once, widened in registers, one row
+    // of W per tile (one stream of weights per thread reads faster than four):
+    // bf16 against x split into pairs, f16 by F16C (a kernel of its own, as that
+    // instruction cannot be written for every clone). More rows, or f16 on a CPU
+    // without F16C: chunks of rows whose x stays in the cache while every 4 rows of
+    // W pass, widened once per chunk into the thread's scratch.
+    const bool f16_regs = n < 8 && h == Half::f16 && cpu_has_f16c();
+    const bool pairs = n < 8 && h == Half::bf16, few = pairs || f16_regs;
     const float *xs = x;
-    if (few) {
+    if (pairs) {
         float *split = scratch<float>(n * in, 12);
         split_pairs(split, x, n, in);
         xs = split;
     }
     const int64_t chunk =
         few ? n : std::min(n, std::max<int64_t>(4, (int64_t(1) << 17) / std::max<int64_t>(in, 1) / 4 * 4));
-    // Rows of W a tile takes: one for a few rows (one stream of weights per thread
-    // reads faster than four), four for chunks.
     const int64_t cols = few ? 1 : 4;
     const int64_t n_chunks = (n + chunk - 1) / chunk, n_col = (out + cols - 1) / cols;
 #pragma omp parallel for collapse(2) if (n * out * in > 32768) schedule(static)
@@ -736,18 +843,31 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, const flo
             const uint16_t *w = W + o * in;
             const float *bo = b ? b + o : nullptr;
             const int64_t r0 = rc * chunk, r_end = std::min(n, r0 + chunk);
-            if (few) {
+            if (pairs) {
                 rows_w(r0, r_end, nc, y + o, out, xs, w, bo, in, accumulate);
                 continue;
             }
-            float *wf = scratch<float>(4 * in, 11);
-            int64_t i = 0;
-            for (; i + 8 <= nc * in; i += 8) {
-                v8f v;
-                widen_bf16(v, w + i);
-                std::memcpy(wf + i, &v, 32);
+            if (f16_regs) {  // nc == 1, r0 == 0, r_end == n
+                float d[8];
+                f16_row_dots(d, x, n, w, in);
+                for (int64_t r = 0; r < n; ++r) {
+                    const float v = d[r] + (bo ? bo[0] : 0.0f);
+                    y[r * out + o] = accumulate ? y[r * out + o] + v : v;
+                }
+                continue;
             }
-            for (; i < nc * in; ++i) wf[i] = widen_bf16(w[i]);
+            float *wf = scratch<float>(4 * in, 11);
+            if (h == Half::f16) {
+                widen_f16_rows(wf, w, nc * in);
+            } else {
+                int64_t i = 0;
+                for (; i + 8 <= nc * in; i += 8) {
+                    v8f v;
+                    widen_bf16(v, w + i);
+                    std::memcpy(wf + i, &v, 32);
+                }
+                for (; i < nc * in; ++i) wf[i] = widen_bf16(w[i]);
+            }
             rows_w(r0, r_end, nc, y + o, out, x, static_cast<const float *>(wf), bo, in, accumulate);
         }
 }
@@ -755,6 +875,14 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, const flo
 RMKV_CLONES void from_bf16(float *dst, const uint16_t *src, int64_t n) {
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (int64_t i = 0; i < n; ++i) dst[i] = widen_bf16(src[i]);
+}
+
+void from_f16(float *dst, const uint16_t *src, int64_t n) {
+    constexpr int64_t kBlock = 16384;
+    const int64_t n_blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t k = 0; k < n_blocks; ++k)
+        widen_f16_rows(dst + k * kBlock, src + k * kBlock, std::min(kBlock, n - k * kBlock));
 }
 
 template <class T>

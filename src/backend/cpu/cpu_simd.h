@@ -30,6 +30,11 @@ typedef uint32_t v8u __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef uint32_t v4u __attribute__((vector_size(16)));
 
+// 8 floats at p (any alignment) as one vector load. (A memcpy into a v8f array
+// element can stay a copy through the stack in the AVX2 clone.)
+typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4), may_alias));
+__attribute__((always_inline)) inline void load8(v8f &v, const float *p) { v = *reinterpret_cast<const v8f_unaligned *>(p); }
+
 // bf16 values at p as the floats they are (exact: a bf16 is a float's upper half),
 // read as 32-bit pairs so that widening is two bit operations: even elements
 // (low halves) shifted up, odd ones (high halves) masked. widen_pairs keeps them
@@ -86,9 +91,9 @@ __attribute__((always_inline)) inline void exp_poly(F &x) {  // x = e^x
 
 // Per-thread scratch; each slot grows once to the largest size asked of it.
 // Slots 0, 1: attention and pooling rows; 2-5: norm_backward (cpu_kernels.cpp);
-// 6-10: the fused attention (cpu_attention.cpp); 11: rows of bf16 weights
+// 6-10: the fused attention (cpu_attention.cpp); 11: rows of 16-bit weights
 // widened for a chunk of rows, 12: rows of x split into pairs (gemv_w16,
-// cpu_kernels.cpp); 13: a bf16 matrix widened whole for a prefill (cpu_backend.cpp).
+// cpu_kernels.cpp); 13: a 16-bit matrix widened whole for a prefill (cpu_backend.cpp).
 template <class T>
 T *scratch(int64_t n, int slot) {
     thread_local std::vector<T> buf[14];

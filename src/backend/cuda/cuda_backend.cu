@@ -181,6 +181,8 @@ public:
         check(cublasSetWorkspace(s->blas, s->workspace.get(ws, "cudaMalloc (cuBLAS workspace)"), ws), "cublasSetWorkspace");
         s->acc = s->acc_buf.get(CudaStream::kAcc, "cudaMalloc (accumulators)");
         check(cudaMemsetAsync(s->acc, 0, CudaStream::kAcc * sizeof(double), s->stream), "cudaMemsetAsync");
+        static const float kOne = 1.0f;  // the update scale before any update_scale, as on the CPU
+        check(cudaMemcpyAsync(s->acc + 3, &kOne, sizeof kOne, cudaMemcpyHostToDevice, s->stream), "cudaMemcpyAsync");
         check(cudaMallocHost(&s->loss_host, CudaStream::kAcc * sizeof(double)), "cudaMallocHost");
         return s;
     }
@@ -429,7 +431,7 @@ public:
         cuda::update_scale(st.acc, grad_scale, clip, st.stream);
         check_launch("update_scale");
     }
-    double take_grad_norm(Stream &s) override { return take(cs(s), 2); }
+    double take_grad_norm(Stream &s) override { return take(cs(s), 2, false); }
     void adamw(Stream &s, float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
                float eps, float weight_decay, int64_t step, uint16_t *shadow) override {
         // The scalars exactly as the CPU backend computes them.
@@ -447,13 +449,13 @@ public:
     bool supports_bf16() const override { return prop_.major >= 8; }
     void set_bf16(Stream &s, bool on) override { cs(s).bf16 = on; }
     void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) override { cs(s).shadows[W] = W_bf16; }
-    // Inference models from BF16 files are widened to fp32 at load here.
-    bool has_bf16_weights() const override { return false; }
-    void linear_w16(Stream &, float *, const float *, const uint16_t *, const float *, int64_t, int64_t, int64_t,
+    // Inference models from BF16 and F16 files are widened to fp32 at load here.
+    bool has_half_weights() const override { return false; }
+    void linear_w16(Stream &, float *, const float *, const uint16_t *, Half, const float *, int64_t, int64_t, int64_t,
                     bool) override {
         fail(kErrBackend, "the CUDA backend computes with fp32 weights only");
     }
-    void embed_w16(Stream &, float *, const uint16_t *, const int32_t *, int64_t, int64_t) override {
+    void embed_w16(Stream &, float *, const uint16_t *, Half, const int32_t *, int64_t, int64_t) override {
         fail(kErrBackend, "the CUDA backend computes with fp32 weights only");
     }
     uint16_t *alloc_bf16(size_t n) override { return reinterpret_cast<uint16_t *>(alloc((n + 1) / 2)); }
@@ -516,11 +518,12 @@ private:
               "cudaMemcpyAsync (tokens)");
         return dst;
     }
-    // Accumulator `slot`: read (waiting for the stream), then reset.
-    double take(CudaStream &st, int slot) {
+    // Accumulator `slot`: read (waiting for the stream), then reset unless `reset`
+    // is false (the norm: the last update_scale's until the next one).
+    double take(CudaStream &st, int slot, bool reset = true) {
         check(cudaMemcpyAsync(st.loss_host + slot, st.acc + slot, sizeof(double), cudaMemcpyDeviceToHost, st.stream),
               "cudaMemcpyAsync (accumulator)");
-        check(cudaMemsetAsync(st.acc + slot, 0, sizeof(double), st.stream), "cudaMemsetAsync");
+        if (reset) check(cudaMemsetAsync(st.acc + slot, 0, sizeof(double), st.stream), "cudaMemsetAsync");
         wait(st);
         return st.loss_host[slot];
     }
