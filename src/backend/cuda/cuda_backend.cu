@@ -19,6 +19,12 @@
 // accumulator, update_scale() leaves the clip factor on the device for adamw(),
 // and host token and target arrays are copied through pinned memory.
 //
+// Attention: the fused kernels (fused_attention.cuh) where a head's scores fit
+// the shared memory, batched cuBLAS products around row-wise softmax kernels
+// otherwise and for pooling. The environment variable RMKV_CUDA_ATTENTION=products
+// (read when the backend is made) uses the products everywhere: the gpu tests
+// run both ways, and benchmarks can compare them.
+//
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
 // naming the call and CUDA's message. Kernel launch errors are checked after
@@ -28,6 +34,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -165,6 +172,11 @@ public:
         check(cudaGetDeviceProperties(&prop_, device_), "cudaGetDeviceProperties");
         check(cuda::fused_attention_setup(static_cast<int>(prop_.sharedMemPerBlockOptin)),
               "cudaFuncSetAttribute (fused attention's shared memory)");
+        if (const char *mode = std::getenv("RMKV_CUDA_ATTENTION")) {
+            if (!std::strcmp(mode, "products")) fused_ = false;
+            else if (std::strcmp(mode, "auto") != 0)
+                fail(kErrBackend, std::string("RMKV_CUDA_ATTENTION='") + mode + "': use 'auto' or 'products'");
+        }
     }
 
     std::string name() const override { return std::string("cuda:") + std::to_string(device_) + " (" + prop_.name + ")"; }
@@ -533,7 +545,7 @@ private:
     }
     // The fused kernels hold a block's whole score column (nk keys) in shared memory.
     bool fused_fits(int64_t hd, int64_t nk, bool backward) const {
-        return hd <= cuda::kFusedMaxHd && nk > 0 &&
+        return fused_ && hd <= cuda::kFusedMaxHd && nk > 0 &&
                cuda::fused_attention_smem(hd, nk, backward) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
     }
     // ---- attention without the fused kernels (longer rows of keys, pooling):
@@ -619,6 +631,7 @@ private:
 
     int device_;
     cudaDeviceProp prop_{};
+    bool fused_ = true;  // RMKV_CUDA_ATTENTION: the fused attention kernels where they fit
 };
 
 }  // namespace
