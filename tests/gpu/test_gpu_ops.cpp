@@ -235,6 +235,23 @@ void embed_add_positions(void **) {
     });
     P.expect("embed", X);
     P.expect("embed_backward (+=, repeated tokens)", dE);
+    // Token arrays past the pinned staging's first 4096 entries, twice between
+    // synchronisations (the staging is replaced while copies from it are queued),
+    // and each host array overwritten as soon as the call returns.
+    {
+        const int64_t nb = 5000;
+        Buf &Eb = P.random(V * d), &Xb = P.zeros(nb * d), &dXb = P.random(nb * d), &dEb = P.random(V * d);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            std::vector<int32_t> t1(nb), t2(nb);
+            for (int64_t i = 0; i < nb; ++i) t1[i] = static_cast<int32_t>((i * 11) % V), t2[i] = static_cast<int32_t>((i * 3) % V);
+            be.embed(s, Xb.on(g), Eb.on(g), t1.data(), nb, d);
+            std::fill(t1.begin(), t1.end(), 0);
+            be.embed_backward(s, dEb.on(g), dXb.on(g), t2.data(), nb, d);
+            std::fill(t2.begin(), t2.end(), 1);
+        });
+        P.expect("embed, 5000 tokens staged", Xb);
+        P.expect("embed_backward, 5000 more staged", dEb);
+    }
     Buf &a = P.random(1001), &b = P.random(1001), &o = P.zeros(1001);
     P.both([&](Backend &be, Stream &s, bool g) {
         be.add(s, o.on(g), a.on(g), b.on(g), 1001);
