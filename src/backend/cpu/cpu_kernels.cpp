@@ -755,48 +755,62 @@ bool cpu_has_f16c() {
     return yes;
 }
 
-// d[r] = x row r . w for R rows of x (stride in) and one row w of f16 weights,
-// widened in registers; two chains of sums per row.
-template <int R>
-__attribute__((target("avx2,fma,f16c"))) void f16_dots(float *d, const float *x, const uint16_t *w, int64_t in) {
-    __m256 acc[2][R];
-    for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= in; i += 16)
-        for (int k = 0; k < 2; ++k) {
-            const __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(w + i + 8 * k)));
-            for (int r = 0; r < R; ++r)
-                acc[k][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * in + i + 8 * k), wv, acc[k][r]);
-        }
-    for (; i + 8 <= in; i += 8) {
-        const __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(w + i)));
-        for (int r = 0; r < R; ++r) acc[0][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * in + i), wv, acc[0][r]);
-    }
+// d[r * C + c] = x row r . W row c for R rows of x and C rows of f16 weights
+// (both strides in), widened in registers; with one row of W, two chains of sums
+// per dot.
+template <int R, int C, int K>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline void f16_step(__m256 (&acc)[K][R][C], int k,
+                                                                             const float *x, const uint16_t *w,
+                                                                             int64_t in, int64_t i) {
+    __m256 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(w + c * in + i)));
     for (int r = 0; r < R; ++r) {
-        const __m256 a = _mm256_add_ps(acc[0][r], acc[1][r]);
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        float s = _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
-        for (int64_t j = i; j < in; ++j) s += _cvtsh_ss(w[j]) * x[r * in + j];
-        d[r] = s;
+        const __m256 xv = _mm256_loadu_ps(x + r * in + i);
+        for (int c = 0; c < C; ++c) acc[k][r][c] = _mm256_fmadd_ps(xv, wv[c], acc[k][r][c]);
     }
 }
+template <int R, int C>
+__attribute__((target("avx2,fma,f16c"))) void f16_dots(float *d, const float *x, const uint16_t *w, int64_t in) {
+    constexpr int K = C == 1 ? 2 : 1;
+    __m256 acc[K][R][C];
+    for (int k = 0; k < K; ++k)
+        for (int r = 0; r < R; ++r)
+            for (int c = 0; c < C; ++c) acc[k][r][c] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 * K <= in; i += 8 * K)
+        for (int k = 0; k < K; ++k) f16_step<R, C, K>(acc, k, x, w, in, i + 8 * k);
+    for (; i + 8 <= in; i += 8) f16_step<R, C, K>(acc, 0, x, w, in, i);
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            __m256 a = acc[0][r][c];
+            for (int k = 1; k < K; ++k) a = _mm256_add_ps(a, acc[k][r][c]);
+            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+            s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            float s = _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+            for (int64_t j = i; j < in; ++j) s += _cvtsh_ss(w[c * in + j]) * x[r * in + j];
+            d[r * C + c] = s;
+        }
+}
 
-// f16_dots for n (1 to 7) rows of x.
-void f16_row_dots(float *d, const float *x, int64_t n, const uint16_t *w, int64_t in) {
-    switch (n) {
-    case 1: f16_dots<1>(d, x, w, in); break;
-    case 2: f16_dots<2>(d, x, w, in); break;
-    case 3: f16_dots<3>(d, x, w, in); break;
-    case 4: f16_dots<4>(d, x, w, in); break;
-    case 5: f16_dots<5>(d, x, w, in); break;
-    case 6: f16_dots<6>(d, x, w, in); break;
-    default: f16_dots<7>(d, x, w, in); break;
+// f16_dots for nr rows of x and nc rows of W: nr 1 to 4 with nc 1, nr 1 or 2 with
+// nc 1 to 4 (at most 13 of AVX2's 16 vector registers).
+void f16_tile(int64_t nr, int64_t nc, float *d, const float *x, const uint16_t *w, int64_t in) {
+    switch (nc * 8 + nr) {
+    case 9: f16_dots<1, 1>(d, x, w, in); break;
+    case 10: f16_dots<2, 1>(d, x, w, in); break;
+    case 11: f16_dots<3, 1>(d, x, w, in); break;
+    case 12: f16_dots<4, 1>(d, x, w, in); break;
+    case 17: f16_dots<1, 2>(d, x, w, in); break;
+    case 18: f16_dots<2, 2>(d, x, w, in); break;
+    case 25: f16_dots<1, 3>(d, x, w, in); break;
+    case 26: f16_dots<2, 3>(d, x, w, in); break;
+    case 33: f16_dots<1, 4>(d, x, w, in); break;
+    default: f16_dots<2, 4>(d, x, w, in); break;
     }
 }
 #else
 bool cpu_has_f16c() { return false; }
-void f16_row_dots(float *, const float *, int64_t, const uint16_t *, int64_t) {}
+void f16_tile(int64_t, int64_t, float *, const float *, const uint16_t *, int64_t) {}
 #endif
 
 // One thread's widening of n f16 values.
@@ -818,14 +832,16 @@ void from_f16_portable(float *dst, const uint16_t *src, int64_t n) {
 
 RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in,
                           int64_t out, bool accumulate) {
-    // A few rows (decoding): every weight read once, widened in registers, one row
-    // of W per tile (one stream of weights per thread reads faster than four):
-    // bf16 against x split into pairs, f16 by F16C (a kernel of its own, as that
-    // instruction cannot be written for every clone). More rows, or f16 on a CPU
-    // without F16C: chunks of rows whose x stays in the cache while every 4 rows of
-    // W pass, widened once per chunk into the thread's scratch.
-    const bool f16_regs = n < 8 && h == Half::f16 && cpu_has_f16c();
-    const bool pairs = n < 8 && h == Half::bf16, few = pairs || f16_regs;
+    // Up to 15 rows (decoding, sessions stepped together): every weight read once,
+    // widened in registers: bf16 against x split into pairs, f16 by F16C (a kernel
+    // of its own, as that instruction cannot be written for every clone). Tiles of
+    // one row of W for up to 4 rows of x (bound by the memory: one stream of
+    // weights per thread reads fastest), else of 4 rows of W and 8 of x (bound by
+    // the arithmetic). More rows, or f16 on a CPU without F16C: chunks of rows
+    // whose x stays in the cache while every 4 rows of W pass, widened once per
+    // chunk into the thread's scratch.
+    const bool f16_regs = n < 16 && h == Half::f16 && cpu_has_f16c();
+    const bool pairs = n < 16 && h == Half::bf16, few = pairs || f16_regs;
     const float *xs = x;
     if (pairs) {
         float *split = scratch<float>(n * in, 12);
@@ -834,7 +850,7 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
     }
     const int64_t chunk =
         few ? n : std::min(n, std::max<int64_t>(4, (int64_t(1) << 17) / std::max<int64_t>(in, 1) / 4 * 4));
-    const int64_t cols = few ? 1 : 4;
+    const int64_t cols = few && n <= 4 ? 1 : 4;
     const int64_t n_chunks = (n + chunk - 1) / chunk, n_col = (out + cols - 1) / cols;
 #pragma omp parallel for collapse(2) if (n * out * in > 32768) schedule(static)
     for (int64_t rc = 0; rc < n_chunks; ++rc)
@@ -844,15 +860,24 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
             const float *bo = b ? b + o : nullptr;
             const int64_t r0 = rc * chunk, r_end = std::min(n, r0 + chunk);
             if (pairs) {
-                rows_w(r0, r_end, nc, y + o, out, xs, w, bo, in, accumulate);
+                int64_t r = r0;
+                if (nc == 4)
+                    for (; r + 8 <= r_end; r += 8) tile_w<8, 4>(y + o + r * out, out, xs + r * in, w, bo, in, accumulate);
+                rows_w(r, r_end, nc, y + o, out, xs, w, bo, in, accumulate);
                 continue;
             }
-            if (f16_regs) {  // nc == 1, r0 == 0, r_end == n
-                float d[8];
-                f16_row_dots(d, x, n, w, in);
-                for (int64_t r = 0; r < n; ++r) {
-                    const float v = d[r] + (bo ? bo[0] : 0.0f);
-                    y[r * out + o] = accumulate ? y[r * out + o] + v : v;
+            if (f16_regs) {
+                const int64_t rstep = cols == 1 ? 4 : 2;
+                for (int64_t r = r0; r < r_end; r += rstep) {
+                    const int64_t nr = std::min(rstep, r_end - r);
+                    float d[8];
+                    f16_tile(nr, nc, d, x + r * in, w, in);
+                    for (int64_t rr = 0; rr < nr; ++rr)
+                        for (int64_t c = 0; c < nc; ++c) {
+                            const float v = d[rr * nc + c] + (bo ? bo[c] : 0.0f);
+                            float &dst = y[(r + rr) * out + o + c];
+                            dst = accumulate ? dst + v : v;
+                        }
                 }
                 continue;
             }
