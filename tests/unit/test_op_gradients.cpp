@@ -348,7 +348,7 @@ void float_kernels(void **) {
         const Fvec bf = to_float(randn(out));
         const Vec bd = to_double(bf);
         double worst = 0;  // floor: the size of a sum
-        for (const int64_t rows_n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 43}) {  // register tiles; chunks widened
+        for (const int64_t rows_n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 23, 24, 43}) {  // registers; two passes; chunks
             for (const bool acc : {false, true}) {
                 const Fvec xf = to_float(randn(rows_n * in)), y0 = to_float(randn(rows_n * out));
                 Vec yd = to_double(y0);

@@ -341,8 +341,9 @@ private:
     static constexpr int64_t kGemmAttentionRows = 16;
     // Products with 16-bit weights of this many rows or more widen W whole when it
     // has at most kWidenFloats weights (16 MB as f32; larger ones: the head of
-    // big vocabularies, widened in chunks by gemv_w16).
-    static constexpr int64_t kWidenRows = 16, kWidenFloats = int64_t(1) << 22;
+    // big vocabularies, widened in chunks by gemv_w16). Fewer rows: gemv_w16, in
+    // registers (two passes over W from 16 rows: still faster than widening).
+    static constexpr int64_t kWidenRows = 24, kWidenFloats = int64_t(1) << 22;
 
     // qk: S[g, i, j] = Q[g, i] . K[j]; pv: O[g, i] = sum_j S[g, i, j] V[j];
     // pv_t: acc[j] += sum_{g, i} S[g, i, j] X[g, i] (X packed [G, nq, hd]).

@@ -840,6 +840,12 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
     // the arithmetic). More rows, or f16 on a CPU without F16C: chunks of rows
     // whose x stays in the cache while every 4 rows of W pass, widened once per
     // chunk into the thread's scratch.
+    if (n >= 16 && n < 24) {  // two passes in registers: W read twice, yet faster than widened into scratch
+        const int64_t first = n / 2;
+        gemv_w16(y, x, W, h, b, first, in, out, accumulate);
+        gemv_w16(y + first * out, x + first * in, W, h, b, n - first, in, out, accumulate);
+        return;
+    }
     const bool f16_regs = n < 16 && h == Half::f16 && cpu_has_f16c();
     const bool pairs = n < 16 && h == Half::bf16, few = pairs || f16_regs;
     const float *xs = x;

@@ -82,10 +82,10 @@ void adamw(float *p, float *m, float *v, const float *g, int64_t n, float grad_s
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
 // The product of n rows with W in the 16-bit format h, each weight widened to f32
 // exactly: y[n, out] (+)= x[n, in] W^T (+ b), f32 products and sums.
-// Bandwidth-bound for a few rows (decoding, sessions stepped together). bf16
-// weights are widened in registers for fewer than 8 rows; otherwise, and for f16,
-// every 4 rows of W are widened into the thread's scratch, where they stay in the
-// cache for a chunk of x's rows.
+// Up to 23 rows (decoding, sessions stepped together): weights widened in
+// registers (from 16 rows, in two passes over W); f16 there on CPUs with F16C.
+// Otherwise every 4 rows of W are widened into the thread's scratch, where they
+// stay in the cache for a chunk of x's rows.
 void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in, int64_t out,
               bool accumulate);
 // dst[i] = src[i] (bf16) as f32, exactly.
