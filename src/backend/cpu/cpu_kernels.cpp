@@ -836,10 +836,11 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
     // widened in registers: bf16 against x split into pairs, f16 by F16C (a kernel
     // of its own, as that instruction cannot be written for every clone). Tiles of
     // one row of W for up to 4 rows of x (bound by the memory: one stream of
-    // weights per thread reads fastest), else of 4 rows of W and 8 of x (bound by
-    // the arithmetic). More rows, or f16 on a CPU without F16C: chunks of rows
-    // whose x stays in the cache while every 4 rows of W pass, widened once per
-    // chunk into the thread's scratch.
+    // weights per thread reads fastest), else of 4 rows of W and 8 rows of x for
+    // bf16, 2 for f16 (bound by the arithmetic). 16 to 23 rows: two such passes.
+    // More rows, or f16 on a CPU without F16C: chunks of rows whose x stays in the
+    // cache while every 4 rows of W pass, widened once per chunk into the thread's
+    // scratch.
     if (n >= 16 && n < 24) {  // two passes in registers: W read twice, yet faster than widened into scratch
         const int64_t first = n / 2;
         gemv_w16(y, x, W, h, b, first, in, out, accumulate);
