@@ -755,61 +755,63 @@ bool cpu_has_f16c() {
     return yes;
 }
 
-// d[r * C + c] = x row r . W row c for R rows of x and C rows of f16 weights
-// (both strides in), widened in registers; with one row of W, two chains of sums
-// per dot.
-template <int R, int C, int K>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline void f16_step(__m256 (&acc)[K][R][C], int k,
-                                                                             const float *x, const uint16_t *w,
-                                                                             int64_t in, int64_t i) {
-    __m256 wv[C];
-    for (int c = 0; c < C; ++c) wv[c] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(w + c * in + i)));
-    for (int r = 0; r < R; ++r) {
-        const __m256 xv = _mm256_loadu_ps(x + r * in + i);
-        for (int c = 0; c < C; ++c) acc[k][r][c] = _mm256_fmadd_ps(xv, wv[c], acc[k][r][c]);
-    }
-}
-template <int R, int C>
-__attribute__((target("avx2,fma,f16c"))) void f16_dots(float *d, const float *x, const uint16_t *w, int64_t in) {
-    constexpr int K = C == 1 ? 2 : 1;
-    __m256 acc[K][R][C];
-    for (int k = 0; k < K; ++k)
-        for (int r = 0; r < R; ++r)
-            for (int c = 0; c < C; ++c) acc[k][r][c] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 * K <= in; i += 8 * K)
-        for (int k = 0; k < K; ++k) f16_step<R, C, K>(acc, k, x, w, in, i + 8 * k);
-    for (; i + 8 <= in; i += 8) f16_step<R, C, K>(acc, 0, x, w, in, i);
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) {
-            __m256 a = acc[0][r][c];
-            for (int k = 1; k < K; ++k) a = _mm256_add_ps(a, acc[k][r][c]);
-            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-            s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-            float s = _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
-            for (int64_t j = i; j < in; ++j) s += _cvtsh_ss(w[c * in + j]) * x[r * in + j];
-            d[r * C + c] = s;
-        }
+#define RMKV_F16_TARGET "avx2,fma,f16c"
+#define RMKV_F16_NS f16_avx2
+#include "backend/cpu/cpu_f16_tiles.inc"
+#undef RMKV_F16_TARGET
+#undef RMKV_F16_NS
+#define RMKV_F16_TARGET "avx512f,avx512vl,avx2,fma,f16c"
+#define RMKV_F16_NS f16_avx512
+#include "backend/cpu/cpu_f16_tiles.inc"
+#undef RMKV_F16_TARGET
+#undef RMKV_F16_NS
+
+// The larger f16 tiles where the CPU has AVX-512VL (not in a build of the kernels
+// for one instruction set without it, RMKV_NO_CLONES: the tests and benches that
+// build them for AVX2 run the AVX2 tiles).
+bool cpu_has_avx512vl() {
+#if defined(RMKV_NO_CLONES) && !defined(__AVX512VL__)
+    return false;
+#else
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    return yes;
+#endif
 }
 
-// f16_dots for nr rows of x and nc rows of W: nr 1 to 4 with nc 1, nr 1 or 2 with
-// nc 1 to 4 (at most 13 of AVX2's 16 vector registers).
+// Rows of x each f16 tile takes against 4 rows of W.
+int64_t f16_tile_rows() { return cpu_has_avx512vl() ? 8 : 2; }
+
+// d[r * nc + c] = x row r . W row c for nr rows of x and nc rows of W (nr up to
+// f16_tile_rows(), or up to 4 with nc 1).
 void f16_tile(int64_t nr, int64_t nc, float *d, const float *x, const uint16_t *w, int64_t in) {
-    switch (nc * 8 + nr) {
-    case 9: f16_dots<1, 1>(d, x, w, in); break;
-    case 10: f16_dots<2, 1>(d, x, w, in); break;
-    case 11: f16_dots<3, 1>(d, x, w, in); break;
-    case 12: f16_dots<4, 1>(d, x, w, in); break;
-    case 17: f16_dots<1, 2>(d, x, w, in); break;
-    case 18: f16_dots<2, 2>(d, x, w, in); break;
-    case 25: f16_dots<1, 3>(d, x, w, in); break;
-    case 26: f16_dots<2, 3>(d, x, w, in); break;
-    case 33: f16_dots<1, 4>(d, x, w, in); break;
-    default: f16_dots<2, 4>(d, x, w, in); break;
+    if (nc == 1 && nr <= 4) {  // decode rows: memory-bound, the AVX2 tiles on every CPU
+        switch (nr) {
+        case 1: f16_avx2::dots<1, 1>(d, x, w, in); break;
+        case 2: f16_avx2::dots<2, 1>(d, x, w, in); break;
+        case 3: f16_avx2::dots<3, 1>(d, x, w, in); break;
+        default: f16_avx2::dots<4, 1>(d, x, w, in); break;
+        }
+        return;
+    }
+    if (!cpu_has_avx512vl()) {
+        if (nr == 1) f16_avx2::dots_cols<1>(nc, d, x, w, in);
+        else f16_avx2::dots_cols<2>(nc, d, x, w, in);
+        return;
+    }
+    switch (nr) {
+    case 1: f16_avx512::dots_cols<1>(nc, d, x, w, in); break;
+    case 2: f16_avx512::dots_cols<2>(nc, d, x, w, in); break;
+    case 3: f16_avx512::dots_cols<3>(nc, d, x, w, in); break;
+    case 4: f16_avx512::dots_cols<4>(nc, d, x, w, in); break;
+    case 5: f16_avx512::dots_cols<5>(nc, d, x, w, in); break;
+    case 6: f16_avx512::dots_cols<6>(nc, d, x, w, in); break;
+    case 7: f16_avx512::dots_cols<7>(nc, d, x, w, in); break;
+    default: f16_avx512::dots_cols<8>(nc, d, x, w, in); break;
     }
 }
 #else
 bool cpu_has_f16c() { return false; }
+int64_t f16_tile_rows() { return 1; }
 void f16_tile(int64_t, int64_t, float *, const float *, const uint16_t *, int64_t) {}
 #endif
 
@@ -837,7 +839,8 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
     // of its own, as that instruction cannot be written for every clone). Tiles of
     // one row of W for up to 4 rows of x (bound by the memory: one stream of
     // weights per thread reads fastest), else of 4 rows of W and 8 rows of x for
-    // bf16, 2 for f16 (bound by the arithmetic). 16 to 23 rows: two such passes.
+    // bf16, 8 or 2 for f16 (with or without AVX-512VL; bound by the arithmetic).
+    // 16 to 23 rows: two such passes.
     // More rows, or f16 on a CPU without F16C: chunks of rows whose x stays in the
     // cache while every 4 rows of W pass, widened once per chunk into the thread's
     // scratch.
@@ -874,10 +877,10 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
                 continue;
             }
             if (f16_regs) {
-                const int64_t rstep = cols == 1 ? 4 : 2;
+                const int64_t rstep = cols == 1 ? 4 : f16_tile_rows();
                 for (int64_t r = r0; r < r_end; r += rstep) {
                     const int64_t nr = std::min(rstep, r_end - r);
-                    float d[8];
+                    float d[32];
                     f16_tile(nr, nc, d, x + r * in, w, in);
                     for (int64_t rr = 0; rr < nr; ++rr)
                         for (int64_t c = 0; c < nc; ++c) {
