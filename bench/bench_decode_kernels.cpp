@@ -15,6 +15,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include "backend/cpu/cpu_half.h"
 #include "backend/cpu/cpu_kernels.h"
 
 namespace {

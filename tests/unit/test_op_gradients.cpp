@@ -18,6 +18,7 @@
 
 #include <omp.h>
 
+#include "backend/cpu/cpu_half.h"
 #include "backend/cpu/cpu_kernels.h"
 
 // cmocka last: it defines a macro named fail.

@@ -12,6 +12,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "backend/cpu/cpu_half.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_simd.h"
 #include "core/error.h"

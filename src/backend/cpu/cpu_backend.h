@@ -1,5 +1,6 @@
 // The CPU backend: oneDNN matmul primitives (created once per shape, cached) for
-// the matrix products, OpenMP loops for everything else (cpu_kernels.h).
+// the matrix products, kernels of its own for products with 16-bit weights
+// (cpu_half.h) and OpenMP loops for everything else (cpu_kernels.h).
 #pragma once
 
 #include <memory>

@@ -80,25 +80,6 @@ void adamw(float *p, float *m, float *v, const float *g, int64_t n, float grad_s
            float decay, float step_size, float inv_sqrt_bc2, uint16_t *shadow);
 // y[out] = W[out, in] x[in] (+ b): the one-row product of decoding, bandwidth-bound.
 void gemv(float *y, const float *x, const float *W, const float *b, int64_t in, int64_t out, bool accumulate);
-// The product of n rows with W in the 16-bit format h, each weight widened to f32
-// exactly: y[n, out] (+)= x[n, in] W^T (+ b), f32 products and sums.
-// Up to 23 rows (decoding, sessions stepped together): weights widened in
-// registers (from 16 rows, in two passes over W); f16 there on CPUs with F16C.
-// Otherwise every 4 rows of W are widened into the thread's scratch, where they
-// stay in the cache for a chunk of x's rows.
-void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in, int64_t out,
-              bool accumulate);
-// dst[i] = src[i] (bf16) as f32, exactly.
-void from_bf16(float *dst, const uint16_t *src, int64_t n);
-// dst[i] = src[i] (IEEE binary16) as f32, exactly (subnormals, infinities and NaNs
-// included): F16C's conversion where the CPU has it, bit operations elsewhere.
-void from_f16(float *dst, const uint16_t *src, int64_t n);
-// The same in bit operations, one thread: what from_f16 runs without F16C.
-void from_f16_portable(float *dst, const uint16_t *src, int64_t n);
-inline void from_half(Half h, float *dst, const uint16_t *src, int64_t n) {
-    if (h == Half::f16) from_f16(dst, src, n);
-    else from_bf16(dst, src, n);
-}
 // Reference matrix products for the double-precision checks: y[n,out] (+)= x W^T + b;
 // dx (+)= dy W; dW += dy^T x; db += sum dy.
 template <class T> void linear_ref(T *y, const T *x, const T *W, const T *b, int64_t n, int64_t in, int64_t out, bool accumulate);

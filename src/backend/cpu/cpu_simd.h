@@ -1,6 +1,6 @@
 // What the CPU kernels share: the target clones of a kernel, float vectors (GCC's
-// vector extension), bf16 widening, a float exp that works on them, and
-// per-thread scratch. Internal to src/backend/cpu.
+// vector extension), a vector's lane sum, bf16 widening, a float exp that works
+// on them, and per-thread scratch. Internal to src/backend/cpu.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,12 @@ typedef uint32_t v4u __attribute__((vector_size(16)));
 // element can stay a copy through the stack in the AVX2 clone.)
 typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4), may_alias));
 __attribute__((always_inline)) inline void load8(v8f &v, const float *p) { v = *reinterpret_cast<const v8f_unaligned *>(p); }
+
+// The sum of a vector's lanes, as a tree.
+__attribute__((always_inline)) inline float lane_sum(const v8f &a) {
+    const v4f s4 = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
 
 // bf16 values at p as the floats they are (exact: a bf16 is a float's upper half),
 // read as 32-bit pairs so that widening is two bit operations: even elements
@@ -93,7 +99,7 @@ __attribute__((always_inline)) inline void exp_poly(F &x) {  // x = e^x
 // Slots 0, 1: attention and pooling rows; 2-5: norm_backward (cpu_kernels.cpp);
 // 6-10: the fused attention (cpu_attention.cpp); 11: rows of 16-bit weights
 // widened for a chunk of rows, 12: rows of x split into pairs (gemv_w16,
-// cpu_kernels.cpp); 13: a 16-bit matrix widened whole for a prefill (cpu_backend.cpp).
+// cpu_half.cpp); 13: a 16-bit matrix widened whole for a prefill (cpu_backend.cpp).
 template <class T>
 T *scratch(int64_t n, int slot) {
     thread_local std::vector<T> buf[14];

@@ -1,0 +1,313 @@
+#include "backend/cpu/cpu_half.h"
+#include "backend/cpu/cpu_simd.h"
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+namespace rmkv::cpu {
+
+namespace {
+
+// d[r * C + c] = x row r . W row c for R rows of x and C rows of W (row strides
+// in): each weight vector feeds R rows, each x vector C outputs. W in f32, or in
+// bf16 with x split as split_pairs does.
+template <int R, int C>
+__attribute__((always_inline)) inline void dots_w(float *d, const float *x, const float *w, int64_t in) {
+    v8f acc[R][C] = {};
+    int64_t i = 0;
+    for (; i + 8 <= in; i += 8) {
+        v8f wv[C];
+        for (int c = 0; c < C; ++c) load8(wv[c], w + c * in + i);
+        for (int r = 0; r < R; ++r) {
+            v8f xv;
+            load8(xv, x + r * in + i);
+            for (int c = 0; c < C; ++c) acc[r][c] += xv * wv[c];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            float s = lane_sum(acc[r][c]);
+            for (int64_t j = i; j < in; ++j) s += w[c * in + j] * x[r * in + j];
+            d[r * C + c] = s;
+        }
+}
+template <int R, int C>
+__attribute__((always_inline)) inline void dots_w(float *d, const float *xs, const uint16_t *w, int64_t in) {
+    v8f acc[R][C] = {};
+    int64_t i = 0;
+    for (; i + 16 <= in; i += 16) {
+        v8f we[C], wo[C];
+        for (int c = 0; c < C; ++c) widen_pairs(we[c], wo[c], w + c * in + i);
+        for (int r = 0; r < R; ++r) {
+            v8f xe, xo;
+            std::memcpy(&xe, xs + r * in + i, 32), std::memcpy(&xo, xs + r * in + i + 8, 32);
+            for (int c = 0; c < C; ++c) acc[r][c] += xe * we[c] + xo * wo[c];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            float s = lane_sum(acc[r][c]);
+            for (int64_t j = i; j < in; ++j) s += widen_bf16(w[c * in + j]) * xs[r * in + j];
+            d[r * C + c] = s;
+        }
+}
+
+// Rows of x [n, in] for dots_w with bf16 weights: in each block of 16 elements the
+// 8 even ones, then the 8 odd ones (as widen_pairs reads weights); the tail in order.
+void split_pairs(float *xs, const float *x, int64_t n, int64_t in) {
+    for (int64_t r = 0; r < n; ++r) {
+        const float *xr = x + r * in;
+        float *out = xs + r * in;
+        int64_t i = 0;
+        for (; i + 16 <= in; i += 16)
+            for (int k = 0; k < 8; ++k) out[i + k] = xr[i + 2 * k], out[i + 8 + k] = xr[i + 2 * k + 1];
+        for (; i < in; ++i) out[i] = xr[i];
+    }
+}
+
+// One tile: up to 4 rows of x and up to 4 rows of W, stored with bias and accumulation.
+template <int R, int C, class Wt>
+__attribute__((always_inline)) inline void tile_w(float *y, int64_t ldy, const float *x, const Wt *w, const float *b,
+                                                  int64_t in, bool accumulate) {
+    float d[R * C];
+    dots_w<R, C>(d, x, w, in);
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            const float v = d[r * C + c] + (b ? b[c] : 0.0f);
+            y[r * ldy + c] = accumulate ? y[r * ldy + c] + v : v;
+        }
+}
+
+template <int R, class Wt>
+__attribute__((always_inline)) inline void tile_w_cols(int64_t nc, float *y, int64_t ldy, const float *x, const Wt *w,
+                                                       const float *b, int64_t in, bool accumulate) {
+    switch (nc) {
+    case 1: tile_w<R, 1>(y, ldy, x, w, b, in, accumulate); break;
+    case 2: tile_w<R, 2>(y, ldy, x, w, b, in, accumulate); break;
+    case 3: tile_w<R, 3>(y, ldy, x, w, b, in, accumulate); break;
+    default: tile_w<R, 4>(y, ldy, x, w, b, in, accumulate); break;
+    }
+}
+
+// Rows [r, r_end) of y against nc rows of W.
+template <class Wt>
+__attribute__((always_inline)) inline void rows_w(int64_t r, int64_t r_end, int64_t nc, float *y, int64_t ldy,
+                                                  const float *x, const Wt *w, const float *b, int64_t in,
+                                                  bool accumulate) {
+    for (; r + 4 <= r_end; r += 4) tile_w_cols<4>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate);
+    switch (r_end - r) {
+    case 3: tile_w_cols<3>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate); break;
+    case 2: tile_w_cols<2>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate); break;
+    case 1: tile_w_cols<1>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate); break;
+    default: break;
+    }
+}
+
+// f16 to f32 in bit operations (subnormals through an exact int-to-float product,
+// so that a denormals-are-zero mode cannot flush them).
+float f16_widened(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t bits;
+    if (e == 0x1f) {
+        bits = sign | 0x7f800000u | (m << 13);  // infinity, NaN (payload kept)
+    } else if (e != 0) {
+        bits = sign | ((e + 112) << 23) | (m << 13);
+    } else {
+        const float f = static_cast<float>(m) * 0x1p-24f;
+        std::memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx,f16c"))) void from_f16_f16c(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i))));
+    for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+// F16C (CPUID leaf 1, ECX bit 29: not a feature name every compiler's
+// __builtin_cpu_supports knows), with AVX2 and FMA for the kernels below.
+bool cpu_has_f16c() {
+    static const bool yes = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
+               (c & (1u << 29)) != 0;
+    }();
+    return yes;
+}
+
+#define RMKV_F16_TARGET "avx2,fma,f16c"
+#define RMKV_F16_NS f16_avx2
+#include "backend/cpu/cpu_f16_tiles.inc"
+#undef RMKV_F16_TARGET
+#undef RMKV_F16_NS
+#define RMKV_F16_TARGET "avx512f,avx512vl,avx2,fma,f16c"
+#define RMKV_F16_NS f16_avx512
+#include "backend/cpu/cpu_f16_tiles.inc"
+#undef RMKV_F16_TARGET
+#undef RMKV_F16_NS
+
+// The larger f16 tiles where the CPU has AVX-512VL (not in a build of the kernels
+// for one instruction set without it, RMKV_NO_CLONES: the tests and benches that
+// build them for AVX2 run the AVX2 tiles).
+bool cpu_has_avx512vl() {
+#if defined(RMKV_NO_CLONES) && !defined(__AVX512VL__)
+    return false;
+#else
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    return yes;
+#endif
+}
+
+// Rows of x each f16 tile takes against 4 rows of W.
+int64_t f16_tile_rows() { return cpu_has_avx512vl() ? 8 : 2; }
+
+// d[r * nc + c] = x row r . W row c for nr rows of x and nc rows of W (nr up to
+// f16_tile_rows(), or up to 4 with nc 1).
+void f16_tile(int64_t nr, int64_t nc, float *d, const float *x, const uint16_t *w, int64_t in) {
+    if (nc == 1 && nr <= 4) {  // decode rows: memory-bound, the AVX2 tiles on every CPU
+        switch (nr) {
+        case 1: f16_avx2::dots<1, 1>(d, x, w, in); break;
+        case 2: f16_avx2::dots<2, 1>(d, x, w, in); break;
+        case 3: f16_avx2::dots<3, 1>(d, x, w, in); break;
+        default: f16_avx2::dots<4, 1>(d, x, w, in); break;
+        }
+        return;
+    }
+    if (!cpu_has_avx512vl()) {
+        if (nr == 1) f16_avx2::dots_cols<1>(nc, d, x, w, in);
+        else f16_avx2::dots_cols<2>(nc, d, x, w, in);
+        return;
+    }
+    switch (nr) {
+    case 1: f16_avx512::dots_cols<1>(nc, d, x, w, in); break;
+    case 2: f16_avx512::dots_cols<2>(nc, d, x, w, in); break;
+    case 3: f16_avx512::dots_cols<3>(nc, d, x, w, in); break;
+    case 4: f16_avx512::dots_cols<4>(nc, d, x, w, in); break;
+    case 5: f16_avx512::dots_cols<5>(nc, d, x, w, in); break;
+    case 6: f16_avx512::dots_cols<6>(nc, d, x, w, in); break;
+    case 7: f16_avx512::dots_cols<7>(nc, d, x, w, in); break;
+    default: f16_avx512::dots_cols<8>(nc, d, x, w, in); break;
+    }
+}
+#else
+bool cpu_has_f16c() { return false; }
+int64_t f16_tile_rows() { return 1; }
+void f16_tile(int64_t, int64_t, float *, const float *, const uint16_t *, int64_t) {}
+#endif
+
+// One thread's widening of n f16 values.
+void widen_f16_rows(float *dst, const uint16_t *src, int64_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (cpu_has_f16c()) {
+        from_f16_f16c(dst, src, n);
+        return;
+    }
+#endif
+    from_f16_portable(dst, src, n);
+}
+
+}  // namespace
+
+void from_f16_portable(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f16_widened(src[i]);
+}
+
+RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in,
+                          int64_t out, bool accumulate) {
+    // Up to 15 rows (decoding, sessions stepped together): every weight read once,
+    // widened in registers: bf16 against x split into pairs, f16 by F16C (a kernel
+    // of its own, as that instruction cannot be written for every clone). Tiles of
+    // one row of W for up to 4 rows of x (bound by the memory: one stream of
+    // weights per thread reads fastest), else of 4 rows of W and 8 rows of x for
+    // bf16, 8 or 2 for f16 (with or without AVX-512VL; bound by the arithmetic).
+    // 16 to 23 rows: two such passes.
+    // More rows, or f16 on a CPU without F16C: chunks of rows whose x stays in the
+    // cache while every 4 rows of W pass, widened once per chunk into the thread's
+    // scratch.
+    if (n >= 16 && n < 24) {  // two passes in registers: W read twice, yet faster than widened into scratch
+        const int64_t first = n / 2;
+        gemv_w16(y, x, W, h, b, first, in, out, accumulate);
+        gemv_w16(y + first * out, x + first * in, W, h, b, n - first, in, out, accumulate);
+        return;
+    }
+    const bool f16_regs = n < 16 && h == Half::f16 && cpu_has_f16c();
+    const bool pairs = n < 16 && h == Half::bf16, few = pairs || f16_regs;
+    const float *xs = x;
+    if (pairs) {
+        float *split = scratch<float>(n * in, 12);
+        split_pairs(split, x, n, in);
+        xs = split;
+    }
+    const int64_t chunk =
+        few ? n : std::min(n, std::max<int64_t>(4, (int64_t(1) << 17) / std::max<int64_t>(in, 1) / 4 * 4));
+    const int64_t cols = few && n <= 4 ? 1 : 4;
+    const int64_t n_chunks = (n + chunk - 1) / chunk, n_col = (out + cols - 1) / cols;
+#pragma omp parallel for collapse(2) if (n * out * in > 32768) schedule(static)
+    for (int64_t rc = 0; rc < n_chunks; ++rc)
+        for (int64_t cb = 0; cb < n_col; ++cb) {
+            const int64_t o = cb * cols, nc = std::min<int64_t>(cols, out - o);
+            const uint16_t *w = W + o * in;
+            const float *bo = b ? b + o : nullptr;
+            const int64_t r0 = rc * chunk, r_end = std::min(n, r0 + chunk);
+            if (pairs) {
+                int64_t r = r0;
+                if (nc == 4)
+                    for (; r + 8 <= r_end; r += 8) tile_w<8, 4>(y + o + r * out, out, xs + r * in, w, bo, in, accumulate);
+                rows_w(r, r_end, nc, y + o, out, xs, w, bo, in, accumulate);
+                continue;
+            }
+            if (f16_regs) {
+                const int64_t rstep = cols == 1 ? 4 : f16_tile_rows();
+                for (int64_t r = r0; r < r_end; r += rstep) {
+                    const int64_t nr = std::min(rstep, r_end - r);
+                    float d[32];
+                    f16_tile(nr, nc, d, x + r * in, w, in);
+                    for (int64_t rr = 0; rr < nr; ++rr)
+                        for (int64_t c = 0; c < nc; ++c) {
+                            const float v = d[rr * nc + c] + (bo ? bo[c] : 0.0f);
+                            float &dst = y[(r + rr) * out + o + c];
+                            dst = accumulate ? dst + v : v;
+                        }
+                }
+                continue;
+            }
+            float *wf = scratch<float>(4 * in, 11);
+            if (h == Half::f16) {
+                widen_f16_rows(wf, w, nc * in);
+            } else {
+                int64_t i = 0;
+                for (; i + 8 <= nc * in; i += 8) {
+                    v8f v;
+                    widen_bf16(v, w + i);
+                    std::memcpy(wf + i, &v, 32);
+                }
+                for (; i < nc * in; ++i) wf[i] = widen_bf16(w[i]);
+            }
+            rows_w(r0, r_end, nc, y + o, out, x, static_cast<const float *>(wf), bo, in, accumulate);
+        }
+}
+
+RMKV_CLONES void from_bf16(float *dst, const uint16_t *src, int64_t n) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = widen_bf16(src[i]);
+}
+
+void from_f16(float *dst, const uint16_t *src, int64_t n) {
+    constexpr int64_t kBlock = 16384;
+    const int64_t n_blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t k = 0; k < n_blocks; ++k)
+        widen_f16_rows(dst + k * kBlock, src + k * kBlock, std::min(kBlock, n - k * kBlock));
+}
+
+}  // namespace rmkv::cpu

@@ -1,0 +1,32 @@
+// CPU kernels for weights held in 16 bits (bf16 or IEEE binary16, model files
+// kept as they are): the products of x with such a W, and the widening to f32.
+// Every weight is widened exactly and every product and sum runs in f32, so the
+// results are those of the same weights held in f32, up to the order of the sums.
+#pragma once
+
+#include <cstdint>
+
+#include "core/real.h"
+
+namespace rmkv::cpu {
+
+// The product of n rows with W in the 16-bit format h, each weight widened to f32
+// exactly: y[n, out] (+)= x[n, in] W^T (+ b), f32 products and sums.
+// Up to 23 rows (decoding, sessions stepped together): weights widened in
+// registers (from 16 rows, in two passes over W); f16 there on CPUs with F16C.
+// Otherwise every 4 rows of W are widened into the thread's scratch, where they
+// stay in the cache for a chunk of x's rows.
+void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in, int64_t out,
+              bool accumulate);
+// dst[i] = src[i] (bf16) as f32, exactly.
+void from_bf16(float *dst, const uint16_t *src, int64_t n);
+// dst[i] = src[i] (IEEE binary16) as f32, exactly (subnormals, infinities and NaNs
+// included): F16C's conversion where the CPU has it, bit operations elsewhere.
+void from_f16(float *dst, const uint16_t *src, int64_t n);
+// The same in bit operations, one thread: what from_f16 runs without F16C.
+void from_f16_portable(float *dst, const uint16_t *src, int64_t n);
+inline void from_half(Half h, float *dst, const uint16_t *src, int64_t n) {
+    if (h == Half::f16) from_f16(dst, src, n);
+    else from_bf16(dst, src, n);
+}
+}  // namespace rmkv::cpu
