@@ -1,6 +1,8 @@
 // rmkv-bench-generate: what a game or chat pays besides the model itself.
-//  - save and restore of a flushed session state of the `small` config (a
-//    character's memory), and its size;
+//  - save and restore of a session state of the `small` config (a character's
+//    memory), and its size: flushed (the memories alone), and in the middle of a
+//    segment (its caches too: exact continuation without a flush), to memory
+//    and to a file (written atomically and fsynced);
 //  - the per-token cost of sampling with every filter on against greedy, for
 //    V = 32000, next to the decode time of one token of `small` at that V.
 // Usage: rmkv-bench-generate [--reps N]
@@ -11,7 +13,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "rmkv.h"
 
@@ -53,25 +58,48 @@ int main(int argc, char **argv) {
     ok(rmkv_session_step(s, prompt.data(), prompt.size(), nullptr), "prompt");
     ok(rmkv_session_flush(s), "flush");
 
-    // Save and restore of the flushed state.
-    size_t size = 0;
-    ok(rmkv_session_state_size(s, &size), "size");
-    std::vector<uint8_t> buf(size);
+    // Save and restore of the state: to memory (reps times) and to a file (reps / 10).
     rmkv_session *t = nullptr;
     ok(rmkv_session_new(m, nullptr, &t), "session");
-    std::vector<double> save_ms, load_ms;
-    for (int r = 0; r < reps; ++r) {
-        double t0 = now_ms();
-        ok(rmkv_session_state_save(s, buf.data(), buf.size(), &size), "save");
-        double t1 = now_ms();
-        ok(rmkv_session_state_load(t, buf.data(), size), "load");
-        double t2 = now_ms();
-        save_ms.push_back(t1 - t0);
-        load_ms.push_back(t2 - t1);
-    }
-    std::printf("flushed state of `small` (D512, 8 layers, 32 slots): %zu bytes (%.1f KiB)\n", size, size / 1024.0);
-    std::printf("  save to memory   %8.4f ms (median of %d)\n", median(save_ms), reps);
-    std::printf("  restore (load)   %8.4f ms (median of %d)\n\n", median(load_ms), reps);
+    const char *tmp = std::getenv("TMPDIR");
+    const std::string file = std::string(tmp && *tmp ? tmp : "/tmp") + "/rmkv-bench-state-" + std::to_string(getpid());
+    auto time_state = [&](const char *what) {
+        size_t size = 0;
+        ok(rmkv_session_state_size(s, &size), "size");
+        std::vector<uint8_t> buf(size);
+        std::vector<double> size_ms, save_ms, load_ms, fsave_ms, fload_ms;
+        for (int r = 0; r < reps; ++r) {
+            double t0 = now_ms();
+            ok(rmkv_session_state_size(s, &size), "size");
+            double t1 = now_ms();
+            ok(rmkv_session_state_save(s, buf.data(), buf.size(), &size), "save");
+            double t2 = now_ms();
+            ok(rmkv_session_state_load(t, buf.data(), size), "load");
+            double t3 = now_ms();
+            size_ms.push_back(t1 - t0);
+            save_ms.push_back(t2 - t1);
+            load_ms.push_back(t3 - t2);
+        }
+        for (int r = 0; r < std::max(1, reps / 10); ++r) {
+            double t0 = now_ms();
+            ok(rmkv_session_state_save_file(s, file.c_str()), "save file");
+            double t1 = now_ms();
+            ok(rmkv_session_state_load_file(t, file.c_str()), "load file");
+            double t2 = now_ms();
+            fsave_ms.push_back(t1 - t0);
+            fload_ms.push_back(t2 - t1);
+        }
+        std::remove(file.c_str());
+        std::printf("%s state of `small` (D512, 8 layers, 32 slots): %zu bytes (%.1f KiB)\n", what, size, size / 1024.0);
+        std::printf("  size query       %8.4f ms (median of %d)\n", median(size_ms), reps);
+        std::printf("  save to memory   %8.4f ms\n", median(save_ms));
+        std::printf("  restore (load)   %8.4f ms\n", median(load_ms));
+        std::printf("  save to a file   %8.4f ms (median of %d)\n", median(fsave_ms), std::max(1, reps / 10));
+        std::printf("  load from a file %8.4f ms\n\n", median(fload_ms));
+    };
+    time_state("flushed");
+    ok(rmkv_session_step(s, prompt.data(), 128, nullptr), "half a segment");
+    time_state("mid-segment (128 of 256 tokens cached)");
 
     // Decode time of one token (mean over a whole segment cycle).
     int32_t tok = 17;

@@ -119,8 +119,7 @@ RMKV_API rmkv_status rmkv_session_state_save_file(const rmkv_session *s, const c
     return guarded([&] {
         require_not_null(s, "session");
         require_not_null(path, "path");
-        std::vector<uint8_t> bytes = s->state_bytes();
-        write_file_atomic(path, bytes.size(), [&](uint8_t *dest) { std::memcpy(dest, bytes.data(), bytes.size()); });
+        s->state_save_file(path);
     });
 }
 

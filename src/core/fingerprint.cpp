@@ -27,15 +27,25 @@ Fingerprint::Fingerprint() {
 
 void Fingerprint::update(const void *data, size_t size) {
     const uint8_t *p = static_cast<const uint8_t *>(data);
+    // Word k of the stream (counted from the first update) goes to lane k mod 4,
+    // so split updates hash like one update only when split at multiples of 8;
+    // callers update whole tensors. Consecutive words take consecutive lanes, so
+    // four words at a time run as four independent chains.
+    const int first = static_cast<int>((total_ >> 3) & 3);
+    uint64_t h[4], m[4];
+    for (int k = 0; k < 4; ++k) h[k] = lanes_[(first + k) & 3], m[k] = kMul[(first + k) & 3];
     size_t i = 0;
-    // The lane of a word depends on its absolute position, so split updates hash
-    // like one update only when split at multiples of 8; callers update whole tensors.
-    for (; i + 8 <= size; i += 8) {
+    for (; i + 32 <= size; i += 32) {
+        uint64_t v[4];
+        std::memcpy(v, p + i, 32);
+        for (int k = 0; k < 4; ++k) h[k] = mix(h[k], v[k], m[k]);
+    }
+    for (int k = 0; i + 8 <= size; i += 8, ++k) {
         uint64_t v;
         std::memcpy(&v, p + i, 8);
-        int lane = static_cast<int>(((total_ + i) >> 3) & 3);
-        lanes_[lane] = mix(lanes_[lane], v, kMul[lane]);
+        h[k] = mix(h[k], v, m[k]);
     }
+    for (int k = 0; k < 4; ++k) lanes_[(first + k) & 3] = h[k];
     if (i < size) {
         uint64_t v = 0;
         std::memcpy(&v, p + i, size - i);

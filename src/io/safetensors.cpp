@@ -141,14 +141,26 @@ std::string SafetensorsWriter::header() const {
 
 size_t SafetensorsWriter::size() const { return 8 + header().size() + data_size_; }
 
+std::vector<size_t> SafetensorsWriter::data_offsets() const {
+    const size_t start = 8 + header().size();
+    std::vector<size_t> out;
+    out.reserve(entries_.size());
+    for (const Entry &e : entries_) out.push_back(start + e.offset);
+    return out;
+}
+
 void SafetensorsWriter::write(uint8_t *dest) const {
     std::string h = header();
     uint64_t n = h.size();
     for (int i = 0; i < 8; ++i) dest[i] = static_cast<uint8_t>(n >> (8 * i));
     std::memcpy(dest + 8, h.data(), h.size());
     uint8_t *body = dest + 8 + h.size();
-    std::memset(body, 0, data_size_);
-    for (const Entry &e : entries_) std::memcpy(body + e.offset, e.data, e.bytes);
+    size_t end = 0;  // of the previous tensor: the gap up to this one is padding
+    for (const Entry &e : entries_) {
+        std::memset(body + end, 0, e.offset - end);
+        if (e.data) std::memcpy(body + e.offset, e.data, e.bytes);
+        end = e.offset + e.bytes;
+    }
 }
 
 float bf16_to_f32(uint16_t v) {

@@ -42,9 +42,12 @@ struct SafetensorsFile {
 class SafetensorsWriter {
 public:
     void set_metadata(const std::string &key, const std::string &value) { metadata_[key] = value; }
-    // `data` (numel * dtype_size bytes) must stay valid until write().
+    // `data` (numel * dtype_size bytes) must stay valid until write(). NULL data:
+    // the caller writes the tensor's bytes itself, at dest + data_offsets()[i].
     void add(const std::string &name, rmkv_dtype dtype, std::vector<int64_t> shape, const void *data);
-    size_t size() const;            // exact bytes write() produces
+    size_t size() const;                       // exact bytes write() produces
+    std::vector<size_t> data_offsets() const;  // where each tensor's bytes start (8-byte aligned), in add order
+    // The header, the zero padding between tensors and the tensors added with data.
     void write(uint8_t *dest) const;
 
 private:

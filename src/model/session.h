@@ -40,11 +40,12 @@ public:
     int64_t segment_fill() const { return fill_; }
     const rmkv_model &model() const { return model_; }
 
-    // Serialisation (state_file.cpp): exact size, save into a buffer, validated load.
+    // Serialisation (state_file.cpp): exact size (no copy), save into a buffer or a
+    // file (the tensors go from the session straight to their place), validated load.
     size_t state_size() const;
-    // Builds the state once; writes it to dest when capacity suffices; returns its size.
+    // Writes the state to dest when capacity suffices; returns its size.
     size_t state_save(uint8_t *dest, size_t capacity) const;
-    std::vector<uint8_t> state_bytes() const;
+    void state_save_file(const std::string &path) const;  // atomic (io/file.h)
     void state_load(const uint8_t *data, size_t size, const std::string &what);
 
 private:

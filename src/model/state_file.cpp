@@ -4,11 +4,14 @@
 // swapped in.
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 #include "core/error.h"
 #include "core/fingerprint.h"
+#include "io/file.h"
 #include "io/safetensors.h"
 #include "model/session.h"
 
@@ -86,37 +89,28 @@ uint64_t parse_u64(const SafetensorsFile &f, const std::string &key, const std::
     return v;
 }
 
-// Builds the writer over host copies of the session's buffers.
+// A state image's layout: the writer over the tensors' shapes, the session
+// buffer each one is copied from, and the metadata. The session's tensors go
+// straight from the backend into the destination, where the checksum reads them.
 struct StateImage {
-    std::map<std::string, std::vector<float>> host;
     SafetensorsWriter writer;
+    std::map<std::string, Part> parts;
+    std::vector<float> history;  // the sampler's recent tokens, as exact small floats
+    std::map<std::string, std::string> meta;
 };
 
-void build_image(StateImage &img, const rmkv_model &model, Stream &stream, const std::vector<LayerState> &layers,
-                 uint64_t position, int64_t fill, const Sampler &sampler) {
-    const Config &c = model.config();
-    auto parts = state_parts(c, layers, fill);
-    std::map<std::string, std::pair<const void *, size_t>> bytes;
-    for (auto &kv : parts) {
-        auto &h = img.host[kv.first];
-        h.resize(static_cast<size_t>(numel(kv.second.shape)));
-        model.backend().to_host(stream, h.data(), kv.second.device, h.size());
-    }
-    model.backend().sync(stream);
-    for (auto &kv : parts) {
-        auto &h = img.host[kv.first];
-        bytes[kv.first] = {h.data(), h.size() * sizeof(float)};
-        img.writer.add(kv.first, RMKV_DTYPE_F32, kv.second.shape, h.data());
-    }
-    // The sampler: recent tokens (as exact small floats) and its RNG.
+const std::string kUnsetChecksum(64, '0');  // same length as every checksum: the layout does not change
+
+void plan_image(StateImage &img, const rmkv_model &model, const std::vector<LayerState> &layers, uint64_t position,
+                int64_t fill, const Sampler &sampler) {
+    img.parts = state_parts(model.config(), layers, fill);
+    for (const auto &kv : img.parts) img.writer.add(kv.first, RMKV_DTYPE_F32, kv.second.shape, nullptr);
     const auto &hist = sampler.history();
     if (!hist.empty()) {
-        auto &h = img.host["sampler.history"];
-        h.assign(hist.begin(), hist.end());
-        bytes["sampler.history"] = {h.data(), h.size() * sizeof(float)};
-        img.writer.add("sampler.history", RMKV_DTYPE_F32, {static_cast<int64_t>(h.size())}, h.data());
+        img.history.assign(hist.begin(), hist.end());
+        img.writer.add("sampler.history", RMKV_DTYPE_F32, {static_cast<int64_t>(img.history.size())}, img.history.data());
     }
-    std::map<std::string, std::string> meta;
+    auto &meta = img.meta;
     meta["position"] = std::to_string(position);
     meta["segment_fill"] = std::to_string(fill);
     std::string rng;
@@ -128,31 +122,54 @@ void build_image(StateImage &img, const rmkv_model &model, Stream &stream, const
     img.writer.set_metadata("format", "rmkv-state");
     img.writer.set_metadata("format_version", kStateVersion);
     img.writer.set_metadata("model_id", model.model_id());
-    img.writer.set_metadata("checksum", checksum(bytes, meta));
+    img.writer.set_metadata("checksum", kUnsetChecksum);
+}
+
+// Writes the planned image (img.writer.size() bytes) at dest, 8-byte aligned.
+void write_image(StateImage &img, uint8_t *dest, const rmkv_model &model, Stream &stream) {
+    const std::vector<size_t> offsets = img.writer.data_offsets();
+    std::map<std::string, std::pair<const void *, size_t>> bytes;  // sorted by name: the checksum order
+    size_t k = 0;
+    for (auto &kv : img.parts) {
+        const size_t n = static_cast<size_t>(numel(kv.second.shape));
+        float *at = reinterpret_cast<float *>(dest + offsets[k++]);
+        model.backend().to_host(stream, at, kv.second.device, n);
+        bytes[kv.first] = {at, n * sizeof(float)};
+    }
+    if (!img.history.empty()) bytes["sampler.history"] = {img.history.data(), img.history.size() * sizeof(float)};
+    model.backend().sync(stream);
+    img.writer.set_metadata("checksum", checksum(bytes, img.meta));
+    img.writer.write(dest);  // header and padding; the session's tensors are in place
 }
 
 }  // namespace
 
 size_t rmkv_session::state_size() const {
     StateImage img;
-    build_image(img, model_, *stream_, layers_, position_, fill_, sampler_);
+    plan_image(img, model_, layers_, position_, fill_, sampler_);
     return img.writer.size();
 }
 
 size_t rmkv_session::state_save(uint8_t *dest, size_t capacity) const {
     StateImage img;
-    build_image(img, model_, *stream_, layers_, position_, fill_, sampler_);
+    plan_image(img, model_, layers_, position_, fill_, sampler_);
     const size_t size = img.writer.size();
-    if (dest && capacity >= size) img.writer.write(dest);
+    if (!dest || capacity < size) return size;
+    if (reinterpret_cast<uintptr_t>(dest) % alignof(float) == 0) {
+        write_image(img, dest, model_, *stream_);
+    } else {  // the tensors are written as floats: through an aligned buffer
+        std::vector<uint8_t> aligned(size);
+        write_image(img, aligned.data(), model_, *stream_);
+        std::memcpy(dest, aligned.data(), size);
+    }
     return size;
 }
 
-std::vector<uint8_t> rmkv_session::state_bytes() const {
+void rmkv_session::state_save_file(const std::string &path) const {
     StateImage img;
-    build_image(img, model_, *stream_, layers_, position_, fill_, sampler_);
-    std::vector<uint8_t> bytes(img.writer.size());
-    img.writer.write(bytes.data());
-    return bytes;
+    plan_image(img, model_, layers_, position_, fill_, sampler_);
+    const size_t size = img.writer.size();
+    write_file_atomic(path, size, [&](uint8_t *dest) { write_image(img, dest, model_, *stream_); });  // dest: a mapping
 }
 
 void rmkv_session::state_load(const uint8_t *data, size_t size, const std::string &what) {
@@ -214,14 +231,21 @@ void rmkv_session::state_load(const uint8_t *data, size_t size, const std::strin
     const std::string &seeded = meta["sampler_seeded"];
     if (seeded != "0" && seeded != "1") fail(RMKV_ERR_FORMAT, what, ": sampler_seeded is not 0 or 1");
     // Validated: swap in.
+    // Straight from the image where its floats are aligned (a mapped file, most buffers).
     std::vector<float> tmp;
     for (const auto &kv : parts) {
         const TensorView &t = f.tensors.at(kv.first);
-        tmp.resize(static_cast<size_t>(t.numel()));
-        convert_to_f32(tmp.data(), t.data, RMKV_DTYPE_F32, tmp.size());
-        model_.backend().from_host(*stream_, kv.second.device, tmp.data(), tmp.size());
-        model_.backend().sync(*stream_);
+        const size_t n = static_cast<size_t>(t.numel());
+        if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
+            model_.backend().from_host(*stream_, kv.second.device, reinterpret_cast<const float *>(t.data), n);
+        } else {
+            tmp.resize(n);
+            std::memcpy(tmp.data(), t.data, n * sizeof(float));
+            model_.backend().from_host(*stream_, kv.second.device, tmp.data(), n);
+            model_.backend().sync(*stream_);  // before tmp is reused
+        }
     }
+    model_.backend().sync(*stream_);
     position_ = position;
     fill_ = static_cast<int64_t>(fill);
     memory_ready_ = fill_ > 0;

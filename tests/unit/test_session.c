@@ -167,7 +167,25 @@ static void state_round_trip(void **state) {
             void *buf = malloc(size);
             RMKV_CHECK(rmkv_session_state_save(a, buf, size, &size2));
             assert_int_equal(size, size2);
-            RMKV_CHECK(rmkv_session_state_load(b, buf, size));
+            /* The same bytes into an unaligned buffer full of junk (padding included),
+               and in a file. */
+            unsigned char *odd = malloc(size + 1);
+            memset(odd, 0xab, size + 1);
+            RMKV_CHECK(rmkv_session_state_save(a, odd + 1, size, &size2));
+            assert_memory_equal(odd + 1, buf, size);
+            const char *path = tmp_path("round_trip.state");
+            RMKV_CHECK(rmkv_session_state_save_file(a, path));
+            FILE *f = fopen(path, "rb");
+            assert_non_null(f);
+            unsigned char *file = malloc(size + 1);
+            assert_int_equal(fread(file, 1, size + 1, f), size);
+            fclose(f);
+            assert_memory_equal(file, buf, size);
+            free(file);
+            remove(path);
+            /* Loaded from the unaligned copy. */
+            RMKV_CHECK(rmkv_session_state_load(b, odd + 1, size));
+            free(odd);
             RMKV_CHECK(rmkv_session_step(a, toks + 8, N - 8, la));
             RMKV_CHECK(rmkv_session_step(b, toks + 8, N - 8, lb));
             assert_memory_equal(la, lb, sizeof la);
