@@ -65,23 +65,42 @@ void rmkv_trainer::save_checkpoint(const std::string &path, const std::string &u
     write_file_atomic(path, w.size(), [&](uint8_t *dest) { w.write(dest); });
 }
 
-void rmkv_trainer::load_checkpoint(const std::string &path) {
-    if (state_tuning_) fail(RMKV_ERR_INVALID_ARGUMENT, "state tuning loads no checkpoints");
-    MappedFile file(path, true);
-    const std::string what = "checkpoint '" + path + "'";
-    SafetensorsFile f = SafetensorsFile::parse(file.data(), file.size(), what);
+namespace {
+
+// The checkpoint's own metadata, as save_checkpoint writes it: format, version,
+// step, user JSON (an object). Both readers check all of it, so that whatever
+// loads into a trainer also gives its user JSON.
+struct CheckpointMeta {
+    int64_t step;
+    std::string user;
+};
+CheckpointMeta read_checkpoint_meta(const SafetensorsFile &f, const std::string &what) {
     if (f.meta("format", what) != "rmkv-checkpoint") fail(RMKV_ERR_FORMAT, what, ": format is not 'rmkv-checkpoint'");
     if (f.meta("checkpoint_version", what) != kCheckpointVersion)
         fail(RMKV_ERR_FORMAT, what, ": checkpoint_version '", f.meta("checkpoint_version", what).substr(0, 20), "' is not supported");
-    // The model part: exactly what the model reader accepts (a checkpoint loads as a model).
-    const Config theirs = rmkv_model::read_model(f, what).config;
-    if (theirs.to_json() != model_.config().to_json())
-        fail(RMKV_ERR_MISMATCH, what, ": made for config ", theirs.to_json(), ", this trainer's model has ", model_.config().to_json());
     const std::string &step_text = f.meta("step", what);
     int64_t step = -1;
     auto r = std::from_chars(step_text.data(), step_text.data() + step_text.size(), step);
     if (r.ec != std::errc() || r.ptr != step_text.data() + step_text.size() || step < 0)
         fail(RMKV_ERR_FORMAT, what, ": step '", step_text.substr(0, 30), "' is not a non-negative integer");
+    const std::string &user = f.meta("user", what);
+    const json parsed = json::parse(user, nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_object()) fail(RMKV_ERR_FORMAT, what, ": the user metadata is not a JSON object");
+    return {step, user};
+}
+
+}  // namespace
+
+void rmkv_trainer::load_checkpoint(const std::string &path) {
+    if (state_tuning_) fail(RMKV_ERR_INVALID_ARGUMENT, "state tuning loads no checkpoints");
+    MappedFile file(path, true);
+    const std::string what = "checkpoint '" + path + "'";
+    SafetensorsFile f = SafetensorsFile::parse(file.data(), file.size(), what);
+    const int64_t step = read_checkpoint_meta(f, what).step;
+    // The model part: exactly what the model reader accepts (a checkpoint loads as a model).
+    const Config theirs = rmkv_model::read_model(f, what).config;
+    if (theirs.to_json() != model_.config().to_json())
+        fail(RMKV_ERR_MISMATCH, what, ": made for config ", theirs.to_json(), ", this trainer's model has ", model_.config().to_json());
     const auto &specs = model_.specs();
     std::vector<const TensorView *> views;
     for (const ParamSpec &s : specs)
@@ -114,6 +133,5 @@ std::string rmkv::checkpoint_user_json(const std::string &path) {
     MappedFile file(path, true);
     const std::string what = "checkpoint '" + path + "'";
     SafetensorsFile f = SafetensorsFile::parse(file.data(), file.size(), what);
-    if (f.meta("format", what) != "rmkv-checkpoint") fail(RMKV_ERR_FORMAT, what, ": format is not 'rmkv-checkpoint'");
-    return f.meta("user", what);
+    return read_checkpoint_meta(f, what).user;
 }
