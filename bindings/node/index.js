@@ -455,9 +455,10 @@ class Session extends Handle {
     check(C.rmkv_session_state_size(this.handle, n));
     return Number(n[0]);
   }
-  // The state as a Buffer (for a game's save file).
+  // The state as a Buffer (for a game's save file). Not zero-filled first: the
+  // library writes every byte of the state.
   saveState() {
-    const buf = Buffer.alloc(this.stateSize);
+    const buf = Buffer.allocUnsafeSlow(this.stateSize);
     const n = [0];
     check(C.rmkv_session_state_save(this.handle, buf, buf.length, n));
     return buf.subarray(0, Number(n[0]));
