@@ -25,16 +25,16 @@ LayerActs Workspace::acts() const {
 
 void SegmentForward::linear(real *y, const real *x, const Matrix &W, const real *b, int64_t n, int64_t in, int64_t out,
                             bool accumulate) const {
-    if (W.w16)
-        be_.linear_w16(st_, y, x, W.w16, W.half, b, n, in, out, accumulate);
+    if (W.w16.data)
+        be_.linear_w16(st_, y, x, W.w16.data, W.w16.half, b, n, in, out, accumulate);
     else
         be_.linear(st_, y, x, W.f32, b, n, in, out, accumulate);
 }
 
 void SegmentForward::embed_rows(real *x, const int32_t *tokens, int64_t n) const {
     const Matrix &E = m_.weights().tok_emb;
-    if (E.w16)
-        be_.embed_w16(st_, x, E.w16, E.half, tokens, n, m_.config().d_model);
+    if (E.w16.data)
+        be_.embed_w16(st_, x, E.w16.data, E.w16.half, tokens, n, m_.config().d_model);
     else
         be_.embed(st_, x, E.f32, tokens, n, m_.config().d_model);
 }

@@ -86,8 +86,8 @@ ModelWeights bind_weights(const Config &c, const std::vector<ParamSpec> &specs, 
     auto mat = [&](const std::string &name) -> Matrix {
         auto it = by_name.find(name);
         if (it == by_name.end()) return {};
-        if (kept.empty() || !kept[it->second].data) return {ptrs[it->second]};
-        return {ptrs[it->second], kept[it->second].data, kept[it->second].half};
+        if (kept.empty() || !kept[it->second].data) return {ptrs[it->second], {}};
+        return {ptrs[it->second], kept[it->second]};
     };
     ModelWeights w{};
     w.tok_emb = mat("tok_emb.weight");

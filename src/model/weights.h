@@ -36,13 +36,12 @@ struct HalfTensor {
 };
 
 // A matrix of the model (the products' weights and tok_emb): fp32, or, in a model
-// kept as stored from a BF16 or F16 file for inference (rmkv_model), w16 in the
-// format `half` with f32 NULL. Training views (weights, gradients) always have f32.
+// kept as stored from a BF16 or F16 file for inference (rmkv_model), w16 with f32
+// NULL. Training views (weights, gradients) always have f32.
 struct Matrix {
     real *f32 = nullptr;
-    const uint16_t *w16 = nullptr;
-    Half half = Half::bf16;
-    explicit operator bool() const { return f32 != nullptr || w16 != nullptr; }
+    HalfTensor w16;
+    explicit operator bool() const { return f32 != nullptr || w16.data != nullptr; }
 };
 
 // Whether a tensor of the spec may stay 16-bit in an inference model (Matrix).
