@@ -11,8 +11,9 @@
 //
 // Each run: a prompt of --prompt tokens in one call (prefill, logits of the last
 // token, greedy pick), --decode tokens one at a time (each: logits, greedy pick,
-// fed back), then the session's state saved to a file, and loaded into a new
-// session.
+// fed back), half a segment more in one call (untimed: rmkv's segment cache then
+// holds S/2 tokens, its average), then the session's state saved to a file and
+// loaded into another session. --long: the same state figures at that length.
 //
 //   node bench/llama_cpp/bench.mjs [--rounds 5] [--prompt 512] [--decode 256]
 //        [--threads 2] [--formats f32,bf16,f16,q8_0] [--sessions 8] [--long 4096]
@@ -47,6 +48,14 @@ function argmax(v) {
   return best;
 }
 
+// Greedy, and on through end-of-generation tokens (the model's weights are random):
+// every step of a llama.cpp generator must produce a token, or a timing would
+// count steps that did nothing.
+const evalOptions = {temperature: 0, yieldEogToken: true};
+function alive(r) {
+  if (r.done) throw new Error('llama.cpp: the generator ended before the steps asked of it');
+}
+
 const promptTokens = (n, vocab) => Array.from({length: n}, (_, i) => 256 + (i * 7919) % (vocab - 256));
 const ms = (t0) => performance.now() - t0;
 
@@ -75,13 +84,14 @@ async function together(a) {
     const {getLlama} = await import(path.join(here, 'node_modules/node-llama-cpp/dist/index.js'));
     const llama = await getLlama({gpu: false, build: 'never', logLevel: 'error'});
     const model = await llama.loadModel({modelPath: a.model});
-    const ctx = await model.createContext({contextSize: n * (64 + steps + 16), batchSize: Math.max(n, 64),
+    // contextSize is per sequence in node-llama-cpp.
+    const ctx = await model.createContext({contextSize: 64 + steps + 16, batchSize: Math.max(n, 64),
                                            threads: a.threads, sequences: n});
-    const its = prompts.map((p) => ctx.getSequence().evaluate(p, {temperature: 0}));
-    for (const it of its) await it.next();  // prompts, one sequence after another
-    await Promise.all(its.map((it) => it.next()));  // warm-up
+    const its = prompts.map((p) => ctx.getSequence().evaluate(p, evalOptions));
+    for (const it of its) alive(await it.next());  // prompts, one sequence after another
+    (await Promise.all(its.map((it) => it.next()))).forEach(alive);  // warm-up
     const t0 = performance.now();
-    for (let i = 0; i < steps; i++) await Promise.all(its.map((it) => it.next()));
+    for (let i = 0; i < steps; i++) (await Promise.all(its.map((it) => it.next()))).forEach(alive);
     seconds = ms(t0) / 1000;
   }
   console.log(JSON.stringify({engine: a.engine, tokens_per_s: n * steps / seconds}));
@@ -138,17 +148,17 @@ async function child(a) {
     const seq = ctx.getSequence();
     const prompt = promptTokens(a.prompt, a.vocab);
     {  // warm-up, as for rmkv
-      const w = seq.evaluate(prompt, {temperature: 0});
-      await w.next();
+      const w = seq.evaluate(prompt, evalOptions);
+      alive(await w.next());
       await w.return();
       await seq.clearHistory();
     }
     let t0 = performance.now();
-    const it = seq.evaluate(prompt, {temperature: 0});
-    let r = await it.next();
+    const it = seq.evaluate(prompt, evalOptions);
+    alive(await it.next());
     out.prefill_ms = ms(t0);
     t0 = performance.now();
-    for (let i = 0; i < a.decode; i++) r = await it.next();
+    for (let i = 0; i < a.decode; i++) alive(await it.next());
     out.decode_ms = ms(t0) / a.decode;
     await it.return();
     await seq.evaluateWithoutGeneratingNewTokens(promptTokens(a.extra, a.vocab));
@@ -203,7 +213,7 @@ async function main() {
     }
     const gguf = path.join(a.work, `llama-${f}.gguf`);
     run('/usr/bin/python3', [path.join(here, 'make_gguf.py'), '--config', full, '--dtype', f, '--out', gguf,
-                             '--context', String(a.prompt + a.decode + extra + 64)]);
+                             '--context', String(Math.max(a.prompt + a.decode, a.long) + extra + 64)]);
     rows.push({format: f, rmkvFile, gguf, runs: {}});
   }
   // rmkv with --threads; llama.cpp with --threads and with 1 (on a machine of few

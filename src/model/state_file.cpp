@@ -125,7 +125,7 @@ void plan_image(StateImage &img, const rmkv_model &model, const std::vector<Laye
     img.writer.set_metadata("checksum", kUnsetChecksum);
 }
 
-// Writes the planned image (img.writer.size() bytes) at dest, 8-byte aligned.
+// Writes the planned image (img.writer.size() bytes) at dest, aligned for floats.
 void write_image(StateImage &img, uint8_t *dest, const rmkv_model &model, Stream &stream) {
     const std::vector<size_t> offsets = img.writer.data_offsets();
     std::map<std::string, std::pair<const void *, size_t>> bytes;  // sorted by name: the checksum order
@@ -231,21 +231,32 @@ void rmkv_session::state_load(const uint8_t *data, size_t size, const std::strin
     const std::string &seeded = meta["sampler_seeded"];
     if (seeded != "0" && seeded != "1") fail(RMKV_ERR_FORMAT, what, ": sampler_seeded is not 0 or 1");
     // Validated: swap in.
-    // Straight from the image where its floats are aligned (a mapped file, most buffers).
+    // Straight from the image where its floats are aligned (a mapped file, most
+    // buffers). The copies may run asynchronously (CUDA): nothing returns or
+    // throws out of here while one may still read the image.
+    Backend &be = model_.backend();
     std::vector<float> tmp;
-    for (const auto &kv : parts) {
-        const TensorView &t = f.tensors.at(kv.first);
-        const size_t n = static_cast<size_t>(t.numel());
-        if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
-            model_.backend().from_host(*stream_, kv.second.device, reinterpret_cast<const float *>(t.data), n);
-        } else {
-            tmp.resize(n);
-            std::memcpy(tmp.data(), t.data, n * sizeof(float));
-            model_.backend().from_host(*stream_, kv.second.device, tmp.data(), n);
-            model_.backend().sync(*stream_);  // before tmp is reused
+    try {
+        for (const auto &kv : parts) {
+            const TensorView &t = f.tensors.at(kv.first);
+            const size_t n = static_cast<size_t>(t.numel());
+            if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
+                be.from_host(*stream_, kv.second.device, reinterpret_cast<const float *>(t.data), n);
+            } else {
+                be.sync(*stream_);  // before tmp is reallocated or reused
+                tmp.resize(n);
+                std::memcpy(tmp.data(), t.data, n * sizeof(float));
+                be.from_host(*stream_, kv.second.device, tmp.data(), n);
+            }
         }
+        be.sync(*stream_);
+    } catch (...) {
+        try {
+            be.sync(*stream_);
+        } catch (...) {
+        }
+        throw;
     }
-    model_.backend().sync(*stream_);
     position_ = position;
     fill_ = static_cast<int64_t>(fill);
     memory_ready_ = fill_ > 0;
