@@ -19,7 +19,8 @@
 //        [--threads 2] [--formats f32,bf16,f16,q8_0] [--sessions 8] [--long 4096]
 //        [--config JSON] [--work DIR] [--build DIR]
 // Needs: build/ (tools/rmkv and src/librmkv.so.0, or --build DIR), the npm
-// packages of bench/llama_cpp (npm ci there) and of bindings/node, numpy.
+// packages of bench/llama_cpp (`npm ci --ignore-scripts` there: the prebuilt
+// binaries are enough) and of bindings/node, numpy.
 import {spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
