@@ -73,14 +73,12 @@ async function together(a) {
     const rmkv = require(path.join(root, 'bindings/node'));
     const model = rmkv.Model.load(a.model);
     const ss = prompts.map((p) => { const s = model.session(); s.step(p); return s; });
-    const V = model.vocabSize;
     let toks = ss.map((s) => argmax(s.logits));
     const pick = (all) => toks.map((_, k) => argmax(all[k]));
     toks = pick(rmkv.stepTogether(ss, toks));  // warm-up
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) toks = pick(rmkv.stepTogether(ss, toks));
     seconds = ms(t0) / 1000;
-    void V;
   } else {
     const {getLlama} = await import(path.join(here, 'node_modules/node-llama-cpp/dist/index.js'));
     const llama = await getLlama({gpu: false, build: 'never', logLevel: 'error'});

@@ -28,6 +28,28 @@ json params_json(const rmkv_train_params &p) {
             {"precision", p.precision}};
 }
 
+// The checkpoint's own metadata, as save_checkpoint writes it: format, version,
+// step, user JSON (an object). Both readers check all of it, so that whatever
+// loads into a trainer also gives its user JSON.
+struct CheckpointMeta {
+    int64_t step;
+    std::string user;
+};
+CheckpointMeta read_checkpoint_meta(const SafetensorsFile &f, const std::string &what) {
+    if (f.meta("format", what) != "rmkv-checkpoint") fail(RMKV_ERR_FORMAT, what, ": format is not 'rmkv-checkpoint'");
+    if (f.meta("checkpoint_version", what) != kCheckpointVersion)
+        fail(RMKV_ERR_FORMAT, what, ": checkpoint_version '", f.meta("checkpoint_version", what).substr(0, 20), "' is not supported");
+    const std::string &step_text = f.meta("step", what);
+    int64_t step = -1;
+    auto r = std::from_chars(step_text.data(), step_text.data() + step_text.size(), step);
+    if (r.ec != std::errc() || r.ptr != step_text.data() + step_text.size() || step < 0)
+        fail(RMKV_ERR_FORMAT, what, ": step '", step_text.substr(0, 30), "' is not a non-negative integer");
+    const std::string &user = f.meta("user", what);
+    const json parsed = json::parse(user, nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_object()) fail(RMKV_ERR_FORMAT, what, ": the user metadata is not a JSON object");
+    return {step, user};
+}
+
 }  // namespace
 
 void rmkv_trainer::save_checkpoint(const std::string &path, const std::string &user_json) const {
@@ -64,32 +86,6 @@ void rmkv_trainer::save_checkpoint(const std::string &path, const std::string &u
     w.set_metadata("user", user.dump());
     write_file_atomic(path, w.size(), [&](uint8_t *dest) { w.write(dest); });
 }
-
-namespace {
-
-// The checkpoint's own metadata, as save_checkpoint writes it: format, version,
-// step, user JSON (an object). Both readers check all of it, so that whatever
-// loads into a trainer also gives its user JSON.
-struct CheckpointMeta {
-    int64_t step;
-    std::string user;
-};
-CheckpointMeta read_checkpoint_meta(const SafetensorsFile &f, const std::string &what) {
-    if (f.meta("format", what) != "rmkv-checkpoint") fail(RMKV_ERR_FORMAT, what, ": format is not 'rmkv-checkpoint'");
-    if (f.meta("checkpoint_version", what) != kCheckpointVersion)
-        fail(RMKV_ERR_FORMAT, what, ": checkpoint_version '", f.meta("checkpoint_version", what).substr(0, 20), "' is not supported");
-    const std::string &step_text = f.meta("step", what);
-    int64_t step = -1;
-    auto r = std::from_chars(step_text.data(), step_text.data() + step_text.size(), step);
-    if (r.ec != std::errc() || r.ptr != step_text.data() + step_text.size() || step < 0)
-        fail(RMKV_ERR_FORMAT, what, ": step '", step_text.substr(0, 30), "' is not a non-negative integer");
-    const std::string &user = f.meta("user", what);
-    const json parsed = json::parse(user, nullptr, false);
-    if (parsed.is_discarded() || !parsed.is_object()) fail(RMKV_ERR_FORMAT, what, ": the user metadata is not a JSON object");
-    return {step, user};
-}
-
-}  // namespace
 
 void rmkv_trainer::load_checkpoint(const std::string &path) {
     if (state_tuning_) fail(RMKV_ERR_INVALID_ARGUMENT, "state tuning loads no checkpoints");
