@@ -4,10 +4,13 @@
 //   - sgemm peak (oneDNN f32 matmul, 2048^3)      -> prefill efficiency
 // Usage: rmkv-bench [--configs tiny,small,base] [--far 100000] [--decode 256]
 //                   [--device cpu|cuda|cuda:N] [--sessions N] [--weights f32,bf16,f16]
+//                   [--precision auto,fp32,bf16]
 // --weights: one row per config and weight file dtype: f32 (the created model),
 // bf16 and f16 (the same model saved as BF16 / F16 and loaded back, mapped: on the
 // CPU its matrices stay 16-bit), measured one after the other in the same run.
-// --device other than cpu: the machine limits above (CPU ones) are not
+// --precision: rmkv_session_params.precision of every session (default auto); with
+// more than one, the bf16 rows are repeated for each ("small/bf16@fp32"); it does
+// not change products with F32 or F16 weights. --device other than cpu: the machine limits above (CPU ones) are not
 // measured and the percentages are left out. --sessions N (> 1): N sessions
 // decoding, one thread each and then stepped together by one thread
 // (rmkv_sessions_step), their total tokens/s.
@@ -18,6 +21,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
@@ -33,6 +37,8 @@ using bench::now;
 using bench::sgemm_peak_gflops;
 
 using bench::check;
+
+rmkv_session_params g_session = rmkv_session_default_params();  // of every session (--precision)
 
 // Sums a[0, n) in explicit 16-float vectors, four independent chains: limited by
 // memory, not by the latency of one chain of additions.
@@ -128,7 +134,7 @@ void advance_to(rmkv_session *s, uint64_t target, const Cfg &c) {
 // tokens/s of all.
 double decode_threads(rmkv_model *m, int n, int steps, int V, int n_threads) {
     std::vector<rmkv_session *> ss(static_cast<size_t>(n));
-    rmkv_session_params sp = rmkv_session_default_params();
+    rmkv_session_params sp = g_session;
     sp.n_threads = n_threads;
     for (auto &s : ss) check(rmkv_session_new(m, &sp, &s), "session");
     for (auto *s : ss) decode_ms(s, 4, V);  // warm
@@ -145,7 +151,7 @@ double decode_threads(rmkv_model *m, int n, int steps, int V, int n_threads) {
 // session's logits fetched): tokens/s of all.
 double decode_stepped_together(rmkv_model *m, int n, int steps, int V) {
     std::vector<rmkv_session *> ss(static_cast<size_t>(n));
-    for (auto &s : ss) check(rmkv_session_new(m, nullptr, &s), "session");
+    for (auto &s : ss) check(rmkv_session_new(m, &g_session, &s), "session");
     std::vector<int32_t> toks(ss.size());
     std::vector<float> logits(ss.size() * static_cast<size_t>(V));
     auto run = [&](int k) {
@@ -169,7 +175,7 @@ int main(int argc, char **argv) {
     std::string which = "tiny,small,base";
     uint64_t far = 100000;
     int n_decode = 512, n_sessions = 1;
-    std::string device = "cpu", weights = "f32";
+    std::string device = "cpu", weights = "f32", precisions = "auto";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!std::strcmp(argv[i], "--sessions")) n_sessions = std::atoi(argv[i + 1]);
@@ -177,6 +183,15 @@ int main(int argc, char **argv) {
         else if (!std::strcmp(argv[i], "--far")) far = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--weights")) weights = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--precision")) precisions = argv[i + 1];
+    }
+    std::vector<std::pair<std::string, int32_t>> precs;  // name, rmkv_precision
+    for (const char *p : {"auto", "fp32", "bf16"})
+        if (("," + precisions + ",").find(std::string(",") + p + ",") != std::string::npos)
+            precs.emplace_back(p, p[0] == 'a' ? RMKV_PRECISION_AUTO : p[0] == 'f' ? RMKV_PRECISION_FP32 : RMKV_PRECISION_BF16);
+    if (precs.empty()) {
+        std::fprintf(stderr, "--precision %s: give auto, fp32 and/or bf16\n", precisions.c_str());
+        return 2;
     }
     const Cfg cfgs[] = {{"tiny", 256, 4, 4, 16, 128, 4096}, {"small", 512, 8, 8, 32, 256, 16384}, {"base", 768, 12, 12, 32, 256, 32000}};
 
@@ -188,12 +203,15 @@ int main(int argc, char **argv) {
     else std::printf("(percentages of CPU limits left out on %s)\n\n", device.c_str());
     rmkv_model_params mp = rmkv_model_default_params();
     mp.device = device.c_str();
-    std::printf("%-10s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
+    std::printf("%-16s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
                 "decode@far", "far/1k", "roofline");
-    std::printf("%-10s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
+    std::printf("%-16s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
 
     for (const Cfg &c : cfgs) {
-      for (const rmkv_dtype dtype : {RMKV_DTYPE_F32, RMKV_DTYPE_BF16, RMKV_DTYPE_F16}) {
+      for (const rmkv_dtype dtype : {RMKV_DTYPE_F32, RMKV_DTYPE_BF16, RMKV_DTYPE_F16})
+      for (size_t pi = 0; pi < precs.size(); ++pi) {
+        if (pi > 0 && dtype != RMKV_DTYPE_BF16) continue;  // precision changes bf16 rows only
+        g_session.precision = precs[pi].second;
         const char *dname = dtype == RMKV_DTYPE_F32 ? "f32" : dtype == RMKV_DTYPE_BF16 ? "bf16" : "f16";
         const bool half = dtype != RMKV_DTYPE_F32;
         if (which.find(c.name) == std::string::npos) continue;
@@ -208,14 +226,15 @@ int main(int argc, char **argv) {
             check(rmkv_model_load(path.c_str(), &mp, &m), "load");
             std::remove(path.c_str());  // stays mapped
         }
-        const std::string label = std::string(c.name) + (half ? std::string("/") + dname : "");
+        const std::string label = std::string(c.name) + (half ? std::string("/") + dname : "") +
+                                  (precs.size() > 1 && dtype == RMKV_DTYPE_BF16 ? "@" + precs[pi].first : "");
         size_t need = 0;
         rmkv_model_config_json(m, nullptr, 0, &need);
         std::string cj(need, '\0');
         check(rmkv_model_config_json(m, cj.data(), need, &need), "config");
         int F = std::atoi(cj.c_str() + cj.find("\"ffn_hidden\":") + 13);
         rmkv_session *s = nullptr;
-        check(rmkv_session_new(m, nullptr, &s), "session");
+        check(rmkv_session_new(m, &g_session, &s), "session");
 
         // Prefill: whole segments, logits of the last token of each.
         std::vector<int32_t> toks(c.S);
@@ -235,8 +254,8 @@ int main(int argc, char **argv) {
         // Position 1,000 against position `far`, interleaved in rounds so that both
         // see the same machine noise.
         rmkv_session *near_s = nullptr, *far_s = nullptr;
-        check(rmkv_session_new(m, nullptr, &near_s), "session");
-        check(rmkv_session_new(m, nullptr, &far_s), "session");
+        check(rmkv_session_new(m, &g_session, &near_s), "session");
+        check(rmkv_session_new(m, &g_session, &far_s), "session");
         advance_to(near_s, 1000, c);
         advance_to(far_s, far, c);
         double dec1k = 0, decfar = 0;
@@ -249,7 +268,7 @@ int main(int argc, char **argv) {
         rmkv_session_free(far_s);
         double roof_ms = on_cpu ? decode_bytes(c, F, half ? 2 : 4) / (bw * 1e9) * 1000.0 : 0;
 
-        std::printf("%-10s %9.1fM %8.0f %11.1f%% %10.3f %10.3f %10.3f %8.3fx %8.1f%%\n", label.c_str(),
+        std::printf("%-16s %9.1fM %8.0f %11.1f%% %10.3f %10.3f %10.3f %8.3fx %8.1f%%\n", label.c_str(),
                     rmkv_model_n_params(m) / 1e6, prefill_tps, 100 * prefill_frac, dec0, dec1k, decfar, decfar / dec1k,
                     100 * roof_ms / dec1k);
         if (n_sessions > 1) {

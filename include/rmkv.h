@@ -109,6 +109,14 @@ typedef enum rmkv_dtype {
     RMKV_DTYPE_F16 = 2
 } rmkv_dtype;
 
+/* Precision of matrix products (rmkv_train_params, rmkv_session_params; each
+   says what it applies to). */
+typedef enum rmkv_precision {
+    RMKV_PRECISION_AUTO = 0,  /* bf16 matrix products where the device has them (CPUs with AVX512-BF16), else fp32 */
+    RMKV_PRECISION_FP32 = 1,  /* everything in fp32 (checks, reproducibility across machines) */
+    RMKV_PRECISION_BF16 = 2   /* bf16 inputs, fp32 accumulation; BACKEND error if the device has no bf16 products */
+} rmkv_precision;
+
 /* rmkv_model_load_from_memory: keep pointers into the caller's buffer instead of
    copying it. The caller keeps the buffer alive and unchanged until the model is
    freed; the buffer must be 8-byte aligned. */
@@ -129,7 +137,9 @@ RMKV_API rmkv_model_params rmkv_model_default_params(void);
    a BF16 or F16 file (every product's weights and tok_emb) are used in place too:
    half the memory of F32, and decoding reads half the bytes. They are computed
    with in fp32, each weight widened exactly, so the logits are those of the same
-   weights in an F32 file up to the order of the sums. (A prefill widens one
+   weights in an F32 file up to the order of the sums; except that a session's
+   prefill products with BF16 weights take bf16 inputs by default, on CPUs with
+   AVX512-BF16 (rmkv_session_params.precision). (A prefill in fp32 widens one
    matrix at a time, into a buffer each calling thread keeps: at most 16 MB.) A
    trainer made from such a model widens them to fp32 (rmkv_trainer_new in the
    model; rmkv_state_tuner_new in a copy of its own). Other tensors, and every
@@ -345,6 +355,17 @@ typedef struct rmkv_session_params {
        application that keeps cores busy itself (a game's main and render threads)
        gives fewer: threads that must wait for a busy core slow every step down. */
     int32_t n_threads;
+    /* rmkv_precision of the products whose weights are stored in bf16 (a model loaded
+       from a BF16 file, on the CPU); other weights are always computed in fp32.
+       FP32: each weight widened exactly, fp32 products: the logits of the same
+       weights in an F32 file, up to the order of the sums. BF16: the products of a
+       prefill, of a memory rewrite and of 24 or more sessions stepped together take
+       their inputs rounded to bf16 (AVX512-BF16, fp32 accumulation), about 1.5x the
+       prefill speed of FP32; the products of fewer rows (decoding) are those of FP32
+       still, as they are bound by memory, not by arithmetic. Logits then differ from
+       FP32 by about bf16's rounding (relative 1e-2). AUTO (default): BF16 where the
+       CPU has AVX512-BF16, else FP32. Sessions stepped together must agree. */
+    int32_t precision;
     /* appended fields only */
 } rmkv_session_params;
 
@@ -692,7 +713,8 @@ typedef struct rmkv_train_params {
     int32_t grad_accum_steps;                 /* rmkv_train_step calls per optimiser update */
     float dropout;                            /* rate at attention probabilities, Wo and ffn.down outputs; [0, 1) */
     uint64_t seed;                            /* of the dropout masks */
-    int32_t precision;                        /* rmkv_precision; default RMKV_PRECISION_AUTO */
+    int32_t precision;                        /* rmkv_precision of every product; BF16 keeps fp32 master
+                                                 weights and moments; default RMKV_PRECISION_AUTO */
     int64_t recompute;                        /* 1: activation recomputation (checkpointing per layer): the
                                                  backward recomputes each layer's intermediates from its
                                                  kept input, so activation memory stops growing with the
@@ -716,12 +738,6 @@ typedef struct rmkv_train_params {
                                                  of the calling thread, as for rmkv_session_params.n_threads */
     /* appended fields only */
 } rmkv_train_params;
-
-typedef enum rmkv_precision {
-    RMKV_PRECISION_AUTO = 0,  /* bf16 matrix products where the device has them (CPUs with AVX512-BF16), else fp32 */
-    RMKV_PRECISION_FP32 = 1,  /* everything in fp32 (checks, reproducibility across machines) */
-    RMKV_PRECISION_BF16 = 2   /* bf16 inputs, fp32 accumulation, fp32 master weights and moments; BACKEND error if unsupported */
-} rmkv_precision;
 
 /* Defaults: learning_rate 3e-4, min_learning_rate 3e-5, warmup_steps 100,
    total_steps 0, weight_decay 0.1, beta1 0.9, beta2 0.95, epsilon 1e-8,

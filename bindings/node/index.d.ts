@@ -80,7 +80,15 @@ export class Model extends Handle {
   /** Fingerprint of config and weights, 64 hex digits. */
   readonly id: string;
   readonly nParams: number;
-  session(): Session;
+  session(opts?: SessionOptions): Session;
+}
+
+/** rmkv_session_params. */
+export interface SessionOptions {
+  /** CPU threads of the session's computations; 0 (default): OpenMP's setting. */
+  nThreads?: number;
+  /** Of the prompt's products with BF16 weights; default 'auto' (bf16 where the CPU has AVX512-BF16). */
+  precision?: 'auto' | 'fp32' | 'bf16';
 }
 
 export interface SamplerOptions {

@@ -39,6 +39,7 @@ koffi.opaque('rmkv_tokenizer');
 koffi.opaque('rmkv_session');
 koffi.opaque('rmkv_token_stream');
 koffi.struct('rmkv_model_params', { struct_size: 'size_t', device: 'const char *', flags: 'uint32_t', use_mmap: 'int32_t' });
+koffi.struct('rmkv_session_params', { struct_size: 'size_t', n_threads: 'int32_t', precision: 'int32_t' });
 koffi.proto('int rmkv_tokenizer_progress_callback(const char *stage, uint64_t done, uint64_t total, void *user_data)');
 koffi.struct('rmkv_tokenizer_train_params', {
   struct_size: 'size_t', vocab_size: 'size_t', min_frequency: 'uint64_t', special_tokens: 'const char **',
@@ -93,7 +94,8 @@ for (const decl of [
   'int rmkv_token_stream_feed(rmkv_token_stream *s, int32_t id, void *text, size_t capacity, _Out_ size_t *size)',
   'int rmkv_token_stream_flush(rmkv_token_stream *s, void *text, size_t capacity, _Out_ size_t *size)',
   'void rmkv_token_stream_free(rmkv_token_stream *s)',
-  'int rmkv_session_new(const rmkv_model *model, const void *params, _Out_ rmkv_session **out)',
+  'rmkv_session_params rmkv_session_default_params(void)',
+  'int rmkv_session_new(const rmkv_model *model, const rmkv_session_params *params, _Out_ rmkv_session **out)',
   'int rmkv_session_step(rmkv_session *s, const void *tokens, size_t n_tokens, void *logits)',
   'int rmkv_session_step_all(rmkv_session *s, const void *tokens, size_t n_tokens, void *logits)',
   'int rmkv_sessions_step(rmkv_session **sessions, size_t n_sessions, const void *tokens, void *logits)',
@@ -397,14 +399,23 @@ class Model extends Handle {
   get config() { return JSON.parse(this.configJSON); }
   get id() { return C.rmkv_model_id(this.handle); }
   get nParams() { return Number(C.rmkv_model_n_params(this.handle)); }
-  session() { return new Session(this); }
+  // opts: {nThreads, precision: 'auto' | 'fp32' | 'bf16'} (rmkv_session_params).
+  session(opts) { return new Session(this, null, opts); }
 }
 
+const PRECISIONS = { auto: 0, fp32: 1, bf16: 2 };  // rmkv_precision
+
 class Session extends Handle {
-  constructor(model, handle) {
+  constructor(model, handle, opts = {}) {
     if (!handle) {
+      const p = C.rmkv_session_default_params();
+      if (opts.nThreads !== undefined) p.n_threads = opts.nThreads;
+      if (opts.precision !== undefined) {
+        if (!Object.hasOwn(PRECISIONS, opts.precision)) throw new RangeError(`precision must be auto, fp32 or bf16, not ${opts.precision}`);
+        p.precision = PRECISIONS[opts.precision];
+      }
       const out = [null];
-      check(C.rmkv_session_new(model.handle, null, out));
+      check(C.rmkv_session_new(model.handle, p, out));
       handle = out[0];
     }
     super(handle, C.rmkv_session_free);

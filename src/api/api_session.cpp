@@ -14,6 +14,7 @@ extern "C" {
 RMKV_API rmkv_session_params rmkv_session_default_params(void) {
     rmkv_session_params p{};
     p.struct_size = sizeof(p);
+    p.precision = RMKV_PRECISION_AUTO;
     return p;
 }
 
@@ -24,7 +25,14 @@ RMKV_API rmkv_status rmkv_session_new(const rmkv_model *model, const rmkv_sessio
         const rmkv_session_params p = read_params(params, rmkv_session_default_params(), "rmkv_session_params");
         if (p.n_threads < 0 || p.n_threads > 1024)
             fail(RMKV_ERR_INVALID_ARGUMENT, "rmkv_session_params.n_threads = ", p.n_threads, " is outside [0, 1024] (0 = OpenMP's setting)");
-        *out = new rmkv_session(*model, p.n_threads);
+        if (p.precision < RMKV_PRECISION_AUTO || p.precision > RMKV_PRECISION_BF16)
+            fail(RMKV_ERR_INVALID_ARGUMENT, "rmkv_session_params.precision = ", p.precision, " is not an rmkv_precision");
+        const Backend &be = model->backend();
+        if (p.precision == RMKV_PRECISION_BF16 && !be.supports_bf16())
+            fail(RMKV_ERR_BACKEND, "rmkv_session_params.precision BF16: the ", be.name(),
+                 " backend has no bf16 matrix products on this machine (use AUTO or FP32)");
+        const bool bf16 = p.precision == RMKV_PRECISION_BF16 || (p.precision == RMKV_PRECISION_AUTO && be.supports_bf16());
+        *out = new rmkv_session(*model, p.n_threads, bf16);
     });
 }
 

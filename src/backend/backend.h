@@ -194,9 +194,10 @@ public:
     virtual void adamw(Stream &s, real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,
                        float beta2, float eps, float weight_decay, int64_t step, uint16_t *shadow) = 0;
 
-    // ---- mixed precision (training) ----
+    // ---- mixed precision ----
     // When on for a stream, linear / linear_backward with a weight that has a bf16
-    // shadow on that stream compute with bf16 inputs and f32 accumulation and outputs.
+    // shadow on that stream (training) compute with bf16 inputs and f32 accumulation
+    // and outputs; so may linear_w16 with Half::bf16 weights (inference), see there.
     virtual bool supports_bf16() const = 0;
     virtual void set_bf16(Stream &s, bool on) = 0;
     virtual void set_shadow(Stream &s, const real *W, const uint16_t *W_bf16) = 0;
@@ -213,7 +214,9 @@ public:
     // linear and embed with W / tok_emb in the 16-bit format `h`, each weight
     // widened to fp32 exactly (both formats are subsets of fp32): fp32 products and
     // sums, so the values of linear / embed with the widened matrix, up to the
-    // order of the sums.
+    // order of the sums. Except: with bf16 on for the stream, linear_w16 with
+    // Half::bf16 weights may round x to bf16 (fp32 accumulation) where that is
+    // faster (many rows, on the CPU).
     virtual void linear_w16(Stream &s, real *y, const real *x, const uint16_t *W, Half h, const real *b, int64_t n,
                             int64_t in, int64_t out, bool accumulate) = 0;
     virtual void embed_w16(Stream &s, real *X, const uint16_t *tok_emb, Half h, const int32_t *tokens_host, int64_t n,

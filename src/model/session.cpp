@@ -24,9 +24,10 @@ void free_each(Backend &be, std::vector<float *> &buffers) {
 
 }  // namespace
 
-rmkv_session::rmkv_session(const rmkv_model &model, int n_threads)
-    : model_(model), n_threads_(n_threads), stream_(model.backend().new_stream()),
+rmkv_session::rmkv_session(const rmkv_model &model, int n_threads, bool bf16)
+    : model_(model), n_threads_(n_threads), bf16_(bf16), stream_(model.backend().new_stream()),
       last_logits_(static_cast<size_t>(model.config().vocab_size)), sampler_(static_cast<size_t>(model.config().vocab_size)) {
+    model.backend().set_bf16(*stream_, bf16);
     allocate();
     reset();
 }
@@ -119,6 +120,10 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
         if (!ss[i]) fail(RMKV_ERR_INVALID_ARGUMENT, "sessions[", i, "] is NULL");
         if (&ss[i]->model_ != &model)
             fail(RMKV_ERR_MISMATCH, "sessions[", i, "] belongs to another model than sessions[0] (one model per call)");
+        if (ss[i]->bf16_ != lead.bf16_)
+            fail(RMKV_ERR_MISMATCH, "sessions[", i, "] computes with another precision than sessions[0] (",
+                 ss[i]->bf16_ ? "BF16" : "FP32", " against ", lead.bf16_ ? "BF16" : "FP32",
+                 "): step them in separate calls");
     }
     check_tokens(tokens, n, c);
     const ThreadLimit threads(lead.n_threads_);
@@ -271,7 +276,7 @@ void rmkv_session::copy_state_from(const rmkv_session &o) {
 }
 
 std::unique_ptr<rmkv_session> rmkv_session::clone() const {
-    auto s = std::make_unique<rmkv_session>(model_, n_threads_);
+    auto s = std::make_unique<rmkv_session>(model_, n_threads_, bf16_);
     s->copy_state_from(*this);
     return s;
 }

@@ -13,7 +13,9 @@
 struct rmkv_session {
 public:
     // n_threads: CPU threads of its computations (0 = the calling thread's OpenMP setting).
-    explicit rmkv_session(const rmkv_model &model, int n_threads = 0);
+    // bf16: products with bf16-stored weights take bf16 inputs (Backend::set_bf16 on
+    // its stream; rmkv_session_params.precision resolved).
+    explicit rmkv_session(const rmkv_model &model, int n_threads = 0, bool bf16 = false);
     ~rmkv_session();
     rmkv_session(const rmkv_session &) = delete;
     rmkv_session &operator=(const rmkv_session &) = delete;
@@ -68,6 +70,7 @@ private:
 
     const rmkv_model &model_;
     const int n_threads_;
+    const bool bf16_;
     std::unique_ptr<rmkv::Stream> stream_;
     std::vector<rmkv::LayerState> layers_;
     rmkv::Workspace ws_{};

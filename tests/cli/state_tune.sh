@@ -33,4 +33,9 @@ grep -q '"val_loss"' "$W/out/metrics.jsonl" || { echo "FAIL: no validation in me
 "$RMKV" generate "$W/model.safetensors" --state "$W/out/state.rmkvs" --prompt "user: hello" --max-tokens 8 \
   --temperature 0 > "$W/gen.txt"
 echo "generated with the state: $(cat "$W/gen.txt")"
+"$RMKV" generate "$W/model.safetensors" --prompt "user: hello" --max-tokens 4 --temperature 0 --precision fp32 \
+  --threads 1 > "$W/gen32.txt"
+grep -q '^user: hello' "$W/gen32.txt" || { echo "FAIL: generate --precision fp32 printed no continuation"; exit 1; }
+rc=0; "$RMKV" generate "$W/model.safetensors" --precision half 2> "$W/err.txt" || rc=$?
+[ $rc -eq 2 ] && grep -q "not auto, fp32 or bf16" "$W/err.txt" || { echo "FAIL: --precision half: exit $rc"; exit 1; }
 echo "PASS"

@@ -109,6 +109,8 @@ static const int32_t bt[4] = {1, 2, 3, 4}, by[4] = {2, 3, 4, 5};
     X(session_new_small_struct, RMKV_ERR_INVALID_ARGUMENT, session_with_struct_size(1))                            \
     X(session_new_negative_threads, RMKV_ERR_INVALID_ARGUMENT, session_with_threads(-1))                           \
     X(session_new_huge_threads, RMKV_ERR_INVALID_ARGUMENT, session_with_threads(1 << 20))                          \
+    X(session_new_negative_precision, RMKV_ERR_INVALID_ARGUMENT, session_with_precision(-1))                       \
+    X(session_new_unknown_precision, RMKV_ERR_INVALID_ARGUMENT, session_with_precision(3))                         \
     X(step_null_session, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(NULL, &tok1, 1, logits))                     \
     X(step_null_tokens, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(F.sa, NULL, 1, logits))                       \
     X(step_zero_tokens, RMKV_ERR_INVALID_ARGUMENT, rmkv_session_step(F.sa, &tok1, 0, logits))                      \
@@ -197,6 +199,11 @@ static const int32_t bt[4] = {1, 2, 3, 4}, by[4] = {2, 3, 4, 5};
 static rmkv_status session_with_threads(int32_t n) {
     rmkv_session_params p = rmkv_session_default_params();
     p.n_threads = n;
+    return rmkv_session_new(F.a, &p, &F.out_session);
+}
+static rmkv_status session_with_precision(int32_t precision) {
+    rmkv_session_params p = rmkv_session_default_params();
+    p.precision = precision;
     return rmkv_session_new(F.a, &p, &F.out_session);
 }
 static rmkv_status sessions_step_pair(rmkv_session *x, rmkv_session *y) {

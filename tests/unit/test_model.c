@@ -167,7 +167,8 @@ static double worst_step(rmkv_session *s, rmkv_session *r, const int32_t *toks, 
 }
 
 /* A model loaded from a BF16 or F16 file keeps its matrices in that format (CPU)
-   and computes in fp32 with each weight widened exactly: prefill (the head in
+   and, with sessions of precision FP32, computes in fp32 with each weight widened
+   exactly: prefill (the head in
    several widened panels), decoding, sessions stepped together, state tuning and
    training must give what the same weights loaded from an F32 file give, up to the
    order of the sums; training widens the weights and then matches bit for bit. */
@@ -205,9 +206,11 @@ static void half_weights_compute_in_f32(void **state) {
         random_tokens(toks, 160, (int32_t)V, 5 + c);
         float *la = malloc(sizeof(float) * 3 * V), *lb = malloc(sizeof(float) * 3 * V);
         rmkv_session *sa[3], *sb[3];
+        rmkv_session_params fp32 = rmkv_session_default_params();
+        fp32.precision = RMKV_PRECISION_FP32;
         for (int i = 0; i < 3; ++i) {
-            RMKV_CHECK(rmkv_session_new(a, NULL, &sa[i]));
-            RMKV_CHECK(rmkv_session_new(b, NULL, &sb[i]));
+            RMKV_CHECK(rmkv_session_new(a, &fp32, &sa[i]));
+            RMKV_CHECK(rmkv_session_new(b, &fp32, &sb[i]));
         }
         /* prefill of 50 (a whole segment, a memory rewrite, 10 more), 60 decoded over
            the next segment boundaries */
@@ -265,6 +268,88 @@ static void half_weights_compute_in_f32(void **state) {
     }
 }
 
+/* Sessions of a BF16 model with precision BF16 (AUTO: the same where the CPU has
+   AVX512-BF16) round the inputs of their prefill, memory rewrite and many-session
+   products to bf16. Their logits must differ from FP32's (the bf16 products ran)
+   by no more than the rounding of the weights to bf16 moves FP32's logits: both
+   round the products' inputs to bf16's 8 significant bits (a wrong product would
+   move them as much as the layers do, hundreds of times more). Sessions of the two
+   precisions are not stepped together; a clone keeps its precision. Without
+   AVX512-BF16 (a second run of this program under ONEDNN_MAX_CPU_ISA below it):
+   BF16 is a BACKEND error and AUTO is FP32, bit for bit. */
+static void bf16_precision_sessions(void **state) {
+    (void)state;
+    const char *c = "{\"vocab_size\":2000,\"d_model\":64,\"n_layers\":2,\"n_heads\":4,\"memory_slots\":24,"
+                    "\"segment_len\":40,\"cell\":\"gru\"}";
+    const size_t V = 2000, P = 50, D = 60;
+    rmkv_model *m = make_model(c, 31), *w = NULL;
+    const char *path = tmp_path("bf16.safetensors");
+    RMKV_CHECK(rmkv_model_save_as(m, path, RMKV_DTYPE_BF16));
+    RMKV_CHECK(rmkv_model_load(path, NULL, &w));
+    rmkv_session_params fp32 = rmkv_session_default_params(), bf16 = fp32, bad = fp32;
+    fp32.precision = RMKV_PRECISION_FP32;
+    bf16.precision = RMKV_PRECISION_BF16;
+    rmkv_session *f = NULL, *a = NULL, *x = NULL, *r = NULL;
+    bad.precision = 3;
+    RMKV_EXPECT(RMKV_ERR_INVALID_ARGUMENT, rmkv_session_new(w, &bad, &x));
+    assert_non_null(strstr(rmkv_last_error(), "precision"));
+    const rmkv_status got = rmkv_session_new(w, &bf16, &x);
+    const int has_bf16 = got == RMKV_OK;
+    if (!has_bf16) {
+        assert_int_equal(got, RMKV_ERR_BACKEND);
+        assert_non_null(strstr(rmkv_last_error(), "bf16"));
+    }
+    print_message("bf16 products: %s\n", has_bf16 ? "yes" : "no (BF16 refused, AUTO is FP32)");
+    RMKV_CHECK(rmkv_session_new(w, &fp32, &f));
+    RMKV_CHECK(rmkv_session_new(w, NULL, &a));
+    RMKV_CHECK(rmkv_session_new(m, &fp32, &r));
+
+    int32_t toks[P + D];
+    random_tokens(toks, P + D, (int32_t)V, 8);
+    float *lf = malloc(sizeof(float) * 2 * V), *la = malloc(sizeof(float) * 2 * V), *lr = malloc(sizeof(float) * V);
+    double worst = 0, weights = 0;
+    for (size_t i = 0; i <= D; ++i) {  /* a prefill of P (a segment, its memory rewrite, 10 more), then D decoded */
+        const int32_t *t = i ? toks + P + i - 1 : toks;
+        const size_t n = i ? 1 : P;
+        RMKV_CHECK(rmkv_session_step(f, t, n, lf));
+        RMKV_CHECK(rmkv_session_step(a, t, n, la));
+        RMKV_CHECK(rmkv_session_step(r, t, n, lr));
+        if (x) {
+            float *lx = la + V;
+            RMKV_CHECK(rmkv_session_step(x, t, n, lx));
+            assert_memory_equal(la, lx, sizeof(float) * V);  /* AUTO is BF16 here */
+        }
+        const double e = rel_err(la, lf, V), e_w = rel_err(lf, lr, V);
+        if (e > worst) worst = e;
+        if (e_w > weights) weights = e_w;
+    }
+    print_message("largest relative difference from FP32: bf16 products %.2e, bf16 weights %.2e\n", worst, weights);
+    if (has_bf16) {
+        if (!(worst > 0)) fail_msg("precision BF16 gave FP32's logits exactly: no bf16 product ran");
+        if (!(worst <= 2 * weights))
+            fail_msg("bf16 products move the logits by %g, more than twice what bf16 weights do (%g)", worst, weights);
+        rmkv_session *two[2] = {a, f};
+        int32_t t2[2] = {1, 2};
+        RMKV_EXPECT(RMKV_ERR_MISMATCH, rmkv_sessions_step(two, 2, t2, NULL));
+        assert_non_null(strstr(rmkv_last_error(), "precision"));
+    } else if (worst != 0) {
+        fail_msg("AUTO without bf16 products differs from FP32 by %g", worst);
+    }
+    /* a clone computes as its original: the same prefill after it, bit for bit */
+    rmkv_session *k = NULL;
+    RMKV_CHECK(rmkv_session_clone(a, &k));
+    RMKV_CHECK(rmkv_session_step(a, toks, 30, la));
+    RMKV_CHECK(rmkv_session_step(k, toks, 30, la + V));
+    assert_memory_equal(la, la + V, sizeof(float) * V);
+    rmkv_session *pair[2] = {a, k};
+    RMKV_CHECK(rmkv_sessions_step(pair, 2, toks, la));
+
+    rmkv_session_free(k), rmkv_session_free(f), rmkv_session_free(a), rmkv_session_free(x), rmkv_session_free(r);
+    free(lf), free(la), free(lr);
+    remove(path);
+    rmkv_model_free(w), rmkv_model_free(m);
+}
+
 static void save_failures_keep_old_file(void **state) {
     (void)state;
     rmkv_model *m = make_model(cfg, 1);
@@ -305,6 +390,7 @@ int main(void) {
         cmocka_unit_test(save_load_round_trip),
         cmocka_unit_test(half_precision_files),
         cmocka_unit_test(half_weights_compute_in_f32),
+        cmocka_unit_test(bf16_precision_sessions),
         cmocka_unit_test(save_failures_keep_old_file),
         cmocka_unit_test(every_option_builds),
     };

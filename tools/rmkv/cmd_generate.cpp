@@ -20,8 +20,11 @@ const char *kUsage =
     "                     [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
     "                     [--penalty-window N] [--presence-penalty X] [--frequency-penalty X]\n"
     "                     [--seed S] [--stop-token TOKEN] [--stop TEXT]... [--state FILE]\n"
+    "                     [--precision auto|fp32|bf16] [--threads N]\n"
     "  --stop TEXT   end the continuation where the text reaches TEXT (repeatable)\n"
-    "  --state FILE  start from a saved session state, and save the session there at the end\n";
+    "  --state FILE  start from a saved session state, and save the session there at the end\n"
+    "  --precision   of the prompt's products with BF16 weights (rmkv_session_params; default auto)\n"
+    "  --threads N   CPU threads (0 = OpenMP's setting, the default)\n";
 
 }  // namespace
 
@@ -35,6 +38,7 @@ int cmd_generate(int argc, char **argv) {
     std::vector<std::string> stop_strings;
     long max_tokens = 200;
     rmkv_sampler_params sp = rmkv_sampler_default_params();
+    rmkv_session_params ssp = rmkv_session_default_params();
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
         if (i + 1 >= argc) {
@@ -56,7 +60,15 @@ int cmd_generate(int argc, char **argv) {
         else if (a == "--stop-token") stop = v;
         else if (a == "--state") state_path = v;
         else if (a == "--stop") stop_strings.push_back(v);
-        else {
+        else if (a == "--threads") ssp.n_threads = std::atoi(v);
+        else if (a == "--precision") {
+            const std::string p = v;
+            if (p != "auto" && p != "fp32" && p != "bf16") {
+                std::fprintf(stderr, "rmkv generate: precision '%s' is not auto, fp32 or bf16\n", v);
+                return 2;
+            }
+            ssp.precision = p == "fp32" ? RMKV_PRECISION_FP32 : p == "bf16" ? RMKV_PRECISION_BF16 : RMKV_PRECISION_AUTO;
+        } else {
             std::fprintf(stderr, "rmkv generate: unknown option %s\n%s", a.c_str(), kUsage);
             return 2;
         }
@@ -69,7 +81,7 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
     rmkv_session *s = nullptr;
-    if (rmkv_session_new(model, nullptr, &s) != RMKV_OK) return report("session");
+    if (rmkv_session_new(model, &ssp, &s) != RMKV_OK) return report("session");
     if (!state_path.empty()) {
         FILE *f = std::fopen(state_path.c_str(), "rb");
         if (f) {

@@ -118,6 +118,22 @@ test('model: create, config, save, load, fromBuffer, errors', () => {
   assert.ok(ts.closed);
 });
 
+test('session options: threads and precision reach rmkv_session_params', () => {
+  const m = rmkv.Model.create(CONFIG, tok, 7);
+  const f16 = path.join(tmp, 'opts16.safetensors'), f32 = path.join(tmp, 'opts32.safetensors');
+  m.save(f16, 'bf16');
+  const h = rmkv.Model.load(f16);
+  h.save(f32);
+  const w = rmkv.Model.load(f32);
+  const toks = Array.from(tok.encode(TEXTS[1]));
+  const x = h.session({ nThreads: 1, precision: 'fp32' }).step(toks), y = w.session({ precision: 'fp32' }).step(toks);
+  for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) < 1e-4);
+  assert.throws(() => h.session({ precision: 'half' }), RangeError);
+  assert.throws(() => h.session({ precision: 'toString' }), RangeError);
+  assert.throws(() => h.session({ nThreads: -1 }), (e) => e.code === 'RMKV_ERR_INVALID_ARGUMENT' && e.message.includes('n_threads'));
+  for (const x of [m, h, w]) x.close();
+});
+
 test('stepTogether: the rows of stepping each session alone', () => {
   const m = rmkv.Model.create(CONFIG, tok, 7);
   const toks = Array.from(tok.encode(TEXTS[0])).slice(0, 12);

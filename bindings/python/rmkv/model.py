@@ -106,8 +106,8 @@ class Model(_Handle):
     def n_params(self):
         return int(_lib.rmkv_model_n_params(self.handle))
 
-    def session(self):
-        return Session(self)
+    def session(self, n_threads=0, precision="auto"):
+        return Session(self, n_threads=n_threads, precision=precision)
 
     def trainer(self, **params):
         from .training import Trainer  # training imports this module
@@ -136,14 +136,21 @@ _NULL = ctypes.c_void_p(None)
 
 
 class Session(_Handle):
-    """The persistent memory of one conversation, story or character."""
+    """The persistent memory of one conversation, story or character. n_threads: CPU
+    threads of its computations (0: OpenMP's setting); precision: "auto", "fp32" or
+    "bf16", of the prompt's products with BF16 weights (rmkv_session_params)."""
     _free = staticmethod(_lib.rmkv_session_free)
 
-    def __init__(self, model, _handle=None):
+    def __init__(self, model, _handle=None, n_threads=0, precision="auto"):
         self._model = model
         if _handle is None:
+            if precision not in _L.PRECISIONS:
+                raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}")
+            p = _lib.rmkv_session_default_params()
+            p.n_threads = int(n_threads)
+            p.precision = _L.PRECISIONS[precision]
             out = ctypes.c_void_p()
-            _check(_lib.rmkv_session_new(model.handle, None, ctypes.byref(out)))
+            _check(_lib.rmkv_session_new(model.handle, ctypes.byref(p), ctypes.byref(out)))
             _handle = out.value
         self._set(_handle)
         model._children.add(self)

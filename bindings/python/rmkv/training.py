@@ -92,8 +92,6 @@ class Data(_Handle):
 # Trainer
 # ----------------------------------------------------------------------------------------------
 
-_PRECISIONS = {"auto": 0, "fp32": 1, "bf16": 2}
-
 
 class _BatchArgs:
     """An rmkv_batch over caller arrays, keeping them alive during the call."""
@@ -153,9 +151,9 @@ class Trainer(_Handle):
             if k not in names:
                 raise TypeError(f"unknown training parameter {k!r} (known: {', '.join(sorted(names))})")
             if k == "precision" and isinstance(v, str):
-                if v not in _PRECISIONS:
+                if v not in _L.PRECISIONS:
                     raise ValueError(f"precision must be auto, fp32 or bf16, not {v!r}")
-                v = _PRECISIONS[v]
+                v = _L.PRECISIONS[v]
             setattr(p, k, v)
         self._model = model
         out = ctypes.c_void_p()

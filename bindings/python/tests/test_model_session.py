@@ -50,6 +50,22 @@ def test_save_load_and_from_bytes(model, tmp_path):
         model.save(tmp_path / "x", dtype="f8")
 
 
+def test_session_params(model, tmp_path):
+    """n_threads and precision reach rmkv_session_params: FP32 sessions of a BF16 model agree
+    with those of its F32 copy; a bad value is refused."""
+    model.save(tmp_path / "m16.safetensors", dtype="bf16")
+    with rmkv.Model.load(tmp_path / "m16.safetensors") as m16:
+        m16.save(tmp_path / "m32.safetensors")
+        with rmkv.Model.load(tmp_path / "m32.safetensors") as m32, \
+                m16.session(n_threads=1, precision="fp32") as a, m32.session(precision="fp32") as b:
+            toks = model.tokenizer.encode(TEXTS[0] * 4)
+            np.testing.assert_allclose(a.step(toks), b.step(toks), rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="precision"):
+            m16.session(precision="half")
+        with pytest.raises(rmkv.InvalidArgumentError, match="n_threads"):
+            m16.session(n_threads=-1)
+
+
 def test_corrupt_model_file_raises_with_the_message(model, tmp_path):
     p = tmp_path / "m.safetensors"
     model.save(p)

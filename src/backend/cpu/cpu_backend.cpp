@@ -131,7 +131,17 @@ public:
     bool has_half_weights() const override { return true; }
     void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n,
                     int64_t in, int64_t out, bool accumulate) override {
-        if (n < kWidenRows || out * in > kWidenFloats) {
+        if (n < kWidenRows) {  // decoding: bound by memory, each weight widened in registers
+            cpu::gemv_w16(y, x, W, h, b, n, in, out, accumulate);
+            return;
+        }
+        auto &st = static_cast<CpuStream &>(s);
+        if (h == Half::bf16 && st.bf16) {  // bf16 products straight from the stored weights
+            run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true}, to_bf16(st.cvt_a, x, n * in),
+                       W, b, y);
+            return;
+        }
+        if (out * in > kWidenFloats) {
             cpu::gemv_w16(y, x, W, h, b, n, in, out, accumulate);
             return;
         }
@@ -344,6 +354,8 @@ private:
     // has at most kWidenFloats weights (16 MB as f32; larger ones: the head of
     // big vocabularies, widened in chunks by gemv_w16). Fewer rows: gemv_w16, in
     // registers (two passes over W from 16 rows: still faster than widening).
+    // With bf16 on for the stream, BF16 weights of kWidenRows rows or more go to a
+    // bf16 product as they are stored: nothing widened.
     static constexpr int64_t kWidenRows = 24, kWidenFloats = int64_t(1) << 22;
 
     // qk: S[g, i, j] = Q[g, i] . K[j]; pv: O[g, i] = sum_j S[g, i, j] V[j];
