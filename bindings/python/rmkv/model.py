@@ -135,6 +135,14 @@ _SIZE1 = ctypes.c_size_t(1)
 _NULL = ctypes.c_void_p(None)
 
 
+_bytes_new = ctypes.pythonapi.PyBytes_FromStringAndSize
+_bytes_new.restype = ctypes.py_object
+_bytes_new.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
+_bytes_at = ctypes.pythonapi.PyBytes_AsString
+_bytes_at.restype = ctypes.c_void_p
+_bytes_at.argtypes = [ctypes.py_object]
+
+
 class Session(_Handle):
     """The persistent memory of one conversation, story or character. n_threads: CPU
     threads of its computations (0: OpenMP's setting); precision: "auto", "fp32" or
@@ -266,10 +274,12 @@ class Session(_Handle):
     def save_state(self):
         """The state as bytes (to embed in a game's save file)."""
         n = self.state_size
-        buf = ctypes.create_string_buffer(max(n, 1))
+        # The library writes straight into a new bytes object of the right size: no
+        # zeroing and no copy (it is not shared with anything before it is returned).
+        out = _bytes_new(None, n)
         size = ctypes.c_size_t(0)
-        _check(_lib.rmkv_session_state_save(self.handle, buf, n, ctypes.byref(size)))
-        return buf.raw[:size.value]
+        _check(_lib.rmkv_session_state_save(self.handle, _bytes_at(out), n, ctypes.byref(size)))
+        return out if size.value == n else out[:size.value]
 
     def load_state(self, data):
         """Replaces the state by one from save_state (bytes-like). Validated first; unchanged on error."""
