@@ -16,14 +16,6 @@
 
 #include "core/real.h"
 
-// Functions callable from host and device code (the dropout hash: the CUDA
-// backend draws the same masks as the CPU from this one formula).
-#ifdef __CUDACC__
-#define RMKV_HOST_DEVICE __host__ __device__
-#else
-#define RMKV_HOST_DEVICE
-#endif
-
 namespace rmkv {
 
 enum class NormKind { layernorm, rmsnorm };

@@ -262,6 +262,55 @@ void expect_close(const char *what, double worst, double tol) {
     if (!(worst < tol)) fail_msg("%s: float differs from double by %g (tolerance %g)", what, worst, tol);
 }
 
+// cpu::to_bf16 (the conversion of the inputs of bf16 products) against the nearest
+// bf16 found by comparing the two candidates around each value in double, ties to
+// the even one: random values over many binades, exact ties, the largest finite
+// floats (round to infinity), infinities, and NaNs of every payload, which must stay
+// NaNs. More values than one thread converts, and a tail past the vector loop.
+void bf16_rounding(void **) {
+    std::mt19937_64 rng(11);
+    const int64_t n = 70001;
+    std::vector<uint32_t> bits(n);
+    for (int64_t i = 0; i < n; ++i) {
+        const uint64_t r = rng();
+        switch (i % 7) {
+        case 0: bits[i] = static_cast<uint32_t>(r); break;                                   // anything, NaNs too
+        case 1: bits[i] = static_cast<uint32_t>(r & 0x80ffffffu) | (0x3c000000u + (uint32_t(r >> 40) % 8 << 23)); break;
+        case 2: bits[i] = (static_cast<uint32_t>(r) & 0xffff0000u) | 0x8000u; break;        // exact ties
+        case 3: bits[i] = 0x7f800000u | static_cast<uint32_t>(r >> 9 & 0x807fffffu) | 1u; break;  // NaNs
+        case 4: bits[i] = static_cast<uint32_t>(r >> 32 & 0x80000000u) | (0x7f7f0000u + static_cast<uint32_t>(r % 0x10000)); break;
+        default: bits[i] = static_cast<uint32_t>(r & 0x807fffffu) | ((0x30u + uint32_t(r >> 50) % 32) << 23); break;
+        }
+    }
+    bits[0] = 0x7fffffffu, bits[1] = 0xffffffffu, bits[2] = 0x7f800000u, bits[3] = 0xff800000u, bits[4] = 0x7f7fffffu;
+    std::vector<float> x(n);
+    std::memcpy(x.data(), bits.data(), n * 4);
+    std::vector<uint16_t> got(n);
+    cpu::to_bf16(got.data(), x.data(), n);
+    auto value = [](uint32_t b16) {
+        const uint32_t u = b16 << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return static_cast<double>(f);
+    };
+    for (int64_t i = 0; i < n; ++i) {
+        const double v = x[i];
+        if (std::isnan(v)) {
+            if (!std::isnan(value(got[i]))) fail_msg("NaN 0x%08x became 0x%04x", bits[i], got[i]);
+            continue;
+        }
+        const uint32_t lo = bits[i] >> 16, hi = lo + 1;  // truncated, and the next one away from zero
+        const double dlo = std::fabs(v - value(lo)), dhi = (lo & 0x7fffu) == 0x7f7fu ? 0 : std::fabs(value(hi) - v);
+        uint32_t want = dlo < dhi ? lo : dhi < dlo ? hi : (lo & 1u) ? hi : lo;
+        if ((lo & 0x7fffu) == 0x7f7fu) {  // next is infinity: the midpoint to it rounds up (IEEE overflow)
+            const double mid = std::fabs(value(lo)) + std::ldexp(1.0, 119);  // half of the last binade's step
+            want = std::fabs(v) >= mid ? hi : lo;
+        }
+        if (std::isinf(v)) want = lo;
+        if (got[i] != want) fail_msg("0x%08x (%.9g) rounded to 0x%04x, not 0x%04x", bits[i], v, got[i], want);
+    }
+}
+
 void float_kernels(void **) {
     // swiglu over the range where exp over- and underflows: silu, sigmoid and their products.
     const int64_t n = 203;
@@ -530,7 +579,7 @@ int main() {
         cmocka_unit_test(norms),       cmocka_unit_test(linear), cmocka_unit_test(rope),
         cmocka_unit_test(attention),   cmocka_unit_test(activations), cmocka_unit_test(pool),
         cmocka_unit_test(cells),       cmocka_unit_test(cross_entropy), cmocka_unit_test(embeddings_and_columns),
-        cmocka_unit_test(float_kernels), cmocka_unit_test(fused_attention),
+        cmocka_unit_test(float_kernels), cmocka_unit_test(fused_attention), cmocka_unit_test(bf16_rounding),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

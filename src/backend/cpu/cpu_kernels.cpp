@@ -561,21 +561,9 @@ RMKV_CLONES void softmax_backward_rows(float *dP, const float *P, int64_t rows, 
     }
 }
 
-namespace {
-
-// x rounded to bf16, nearest even (finite values only: activations and weights).
-__attribute__((always_inline)) inline uint16_t bf16_of(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-
-}  // namespace
-
 RMKV_CLONES void to_bf16(uint16_t *dst, const float *src, int64_t n) {
 #pragma omp parallel for if (n > 65536) schedule(static)
-    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_of(src[i]);
+    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_bits(src[i]);
 }
 
 RMKV_CLONES double sum_squares(const float *x, int64_t n) {
@@ -595,7 +583,7 @@ RMKV_CLONES void adamw(float *p, float *m, float *v, const float *g, int64_t n, 
     };
     if (shadow) {
 #pragma omp parallel for if (n > 65536) schedule(static)
-        for (int64_t i = 0; i < n; ++i) shadow[i] = bf16_of(update(i));
+        for (int64_t i = 0; i < n; ++i) shadow[i] = bf16_bits(update(i));
     } else {
 #pragma omp parallel for if (n > 65536) schedule(static)
         for (int64_t i = 0; i < n; ++i) update(i);

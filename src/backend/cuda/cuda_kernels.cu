@@ -402,11 +402,6 @@ __global__ void k_sum_squares(const float *x, int64_t n, double *total) {
     if (threadIdx.x == 0) atomicAdd(total, s);
 }
 
-__device__ __forceinline__ uint16_t bf16_bits(float f) {
-    uint32_t u = __float_as_uint(f);
-    u += 0x7fffu + ((u >> 16) & 1u);  // nearest even, as the CPU's to_bf16
-    return static_cast<uint16_t>(u >> 16);
-}
 __global__ void k_update_scale(double *acc, float grad_scale, float clip) {
     const double norm = sqrt(acc[1]) * grad_scale;
     acc[1] = 0.0;
