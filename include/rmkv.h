@@ -358,13 +358,14 @@ typedef struct rmkv_session_params {
     /* rmkv_precision of the products whose weights are stored in bf16 (a model loaded
        from a BF16 file, on the CPU); other weights are always computed in fp32.
        FP32: each weight widened exactly, fp32 products: the logits of the same
-       weights in an F32 file, up to the order of the sums. BF16: the products of a
-       prefill, of a memory rewrite and of 24 or more sessions stepped together take
-       their inputs rounded to bf16 (AVX512-BF16, fp32 accumulation), about 1.5x the
-       prefill speed of FP32; the products of fewer rows (decoding) are those of FP32
-       still, as they are bound by memory, not by arithmetic. Logits then differ from
-       FP32 by about bf16's rounding (relative 1e-2). AUTO (default): BF16 where the
-       CPU has AVX512-BF16, else FP32. Sessions stepped together must agree. */
+       weights in an F32 file, up to the order of the sums. BF16: products of 12 rows
+       or more (a prefill, a memory rewrite of 12 or more slots, 12 or more sessions
+       stepped together) take their inputs rounded to bf16 (AVX512-BF16, fp32
+       accumulation): faster prefill; products of fewer rows (decoding) are those of
+       FP32 still, as they are bound by memory, not by arithmetic. Logits then move
+       by less than the rounding of the weights to bf16 moved them. AUTO (default):
+       BF16 where the CPU has AVX512-BF16, else FP32. Sessions stepped together must
+       have the same precision. */
     int32_t precision;
     /* appended fields only */
 } rmkv_session_params;

@@ -335,6 +335,30 @@ static void bf16_precision_sessions(void **state) {
     } else if (worst != 0) {
         fail_msg("AUTO without bf16 products differs from FP32 by %g", worst);
     }
+    /* 12 sessions stepped together: bf16 products from 12 rows */
+    {
+        enum { N = 12 };
+        rmkv_session *sa[N], *sf[N];
+        int32_t t12[N];
+        for (int i = 0; i < N; ++i) {
+            RMKV_CHECK(rmkv_session_new(w, NULL, &sa[i]));
+            RMKV_CHECK(rmkv_session_new(w, &fp32, &sf[i]));
+            t12[i] = toks[i];
+        }
+        float *ra = malloc(sizeof(float) * N * V), *rf = malloc(sizeof(float) * N * V);
+        RMKV_CHECK(rmkv_sessions_step(sa, N, t12, ra));
+        RMKV_CHECK(rmkv_sessions_step(sf, N, t12, rf));
+        double e = 0;
+        for (int i = 0; i < N; ++i) {
+            const double ei = rel_err(ra + i * V, rf + i * V, V);
+            if (ei > e) e = ei;
+        }
+        print_message("12 sessions stepped together: largest relative difference from FP32 %.2e\n", e);
+        if (has_bf16 ? !(e > 0 && e <= 2 * weights) : e != 0)
+            fail_msg("12 sessions stepped together differ from FP32 by %g (bf16 weights: %g)", e, weights);
+        for (int i = 0; i < N; ++i) rmkv_session_free(sa[i]), rmkv_session_free(sf[i]);
+        free(ra), free(rf);
+    }
     /* a clone computes as its original: the same prefill after it, bit for bit */
     rmkv_session *k = NULL;
     RMKV_CHECK(rmkv_session_clone(a, &k));

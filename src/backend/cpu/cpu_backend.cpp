@@ -131,17 +131,13 @@ public:
     bool has_half_weights() const override { return true; }
     void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n,
                     int64_t in, int64_t out, bool accumulate) override {
-        if (n < kWidenRows) {  // decoding: bound by memory, each weight widened in registers
-            cpu::gemv_w16(y, x, W, h, b, n, in, out, accumulate);
-            return;
-        }
         auto &st = static_cast<CpuStream &>(s);
-        if (h == Half::bf16 && st.bf16) {  // bf16 products straight from the stored weights
+        if (h == Half::bf16 && st.bf16 && n >= kBf16Rows) {  // bf16 products straight from the stored weights
             run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true}, to_bf16(st.cvt_a, x, n * in),
                        W, b, y);
             return;
         }
-        if (out * in > kWidenFloats) {
+        if (n < kWidenRows || out * in > kWidenFloats) {  // decoding: each weight widened in registers
             cpu::gemv_w16(y, x, W, h, b, n, in, out, accumulate);
             return;
         }
@@ -354,9 +350,10 @@ private:
     // has at most kWidenFloats weights (16 MB as f32; larger ones: the head of
     // big vocabularies, widened in chunks by gemv_w16). Fewer rows: gemv_w16, in
     // registers (two passes over W from 16 rows: still faster than widening).
-    // With bf16 on for the stream, BF16 weights of kWidenRows rows or more go to a
-    // bf16 product as they are stored: nothing widened.
-    static constexpr int64_t kWidenRows = 24, kWidenFloats = int64_t(1) << 22;
+    // With bf16 on for the stream, products of BF16 weights with kBf16Rows rows or
+    // more go to a bf16 product as the weights are stored: nothing widened (from 12
+    // sessions stepped together it is ahead of the register tiles, about even at 8).
+    static constexpr int64_t kWidenRows = 24, kWidenFloats = int64_t(1) << 22, kBf16Rows = 12;
 
     // qk: S[g, i, j] = Q[g, i] . K[j]; pv: O[g, i] = sum_j S[g, i, j] V[j];
     // pv_t: acc[j] += sum_{g, i} S[g, i, j] X[g, i] (X packed [G, nq, hd]).
