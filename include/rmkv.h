@@ -137,9 +137,9 @@ RMKV_API rmkv_model_params rmkv_model_default_params(void);
    a BF16 or F16 file (every product's weights and tok_emb) are used in place too:
    half the memory of F32, and decoding reads half the bytes. They are computed
    with in fp32, each weight widened exactly, so the logits are those of the same
-   weights in an F32 file up to the order of the sums; except that a session's
-   prefill products with BF16 weights take bf16 inputs by default, on CPUs with
-   AVX512-BF16 (rmkv_session_params.precision). (A prefill in fp32 widens one
+   weights in an F32 file up to the order of the sums; except that by default, on
+   CPUs with AVX512-BF16, a session's products of 12 rows or more (a prefill) with
+   BF16 weights take bf16 inputs (rmkv_session_params.precision). (A prefill in fp32 widens one
    matrix at a time, into a buffer each calling thread keeps: at most 16 MB.) A
    trainer made from such a model widens them to fp32 (rmkv_trainer_new in the
    model; rmkv_state_tuner_new in a copy of its own). Other tensors, and every
@@ -355,18 +355,19 @@ typedef struct rmkv_session_params {
        application that keeps cores busy itself (a game's main and render threads)
        gives fewer: threads that must wait for a busy core slow every step down. */
     int32_t n_threads;
-    /* rmkv_precision of the products whose weights are stored in bf16 (a model loaded
-       from a BF16 file, on the CPU); other weights are always computed in fp32.
+    /* An rmkv_precision, of the products whose weights are stored in bf16 (a model
+       loaded from a BF16 file, on the CPU); other weights are always computed in fp32.
        FP32: each weight widened exactly, fp32 products: the logits of the same
        weights in an F32 file, up to the order of the sums. BF16: products of 12 rows
        or more (a prefill, a memory rewrite of 12 or more slots, 12 or more sessions
        stepped together) take their inputs rounded to bf16 (AVX512-BF16, fp32
        accumulation): faster prefill; products of fewer rows (decoding) are those of
        FP32 still, as they are bound by memory, not by arithmetic. Logits then move
-       by less than the rounding of the weights to bf16 moved them. AUTO (default):
-       BF16 where the CPU has AVX512-BF16, else FP32. Sessions stepped together must
-       have the same precision. */
-    int32_t precision;
+       typically less than the rounding of the weights to bf16 moved them (the tests
+       hold them within twice that). AUTO (default): BF16 where the CPU has
+       AVX512-BF16, else FP32. 64 bits wide so that the struct of callers built
+       before it (struct_size 16 on 64-bit systems) keeps the default. */
+    int64_t precision;
     /* appended fields only */
 } rmkv_session_params;
 
@@ -395,10 +396,12 @@ RMKV_API rmkv_status rmkv_session_step_all(rmkv_session *s, const int32_t *token
    matrix product, so stepping many sessions (the characters of a game, the
    requests of a server) costs much less than stepping them one by one; the
    results are those of rmkv_session_step(sessions[i], &tokens[i], 1, ...) for
-   each i, up to float rounding. When `logits` is not NULL it receives
-   n_sessions x vocab_size floats, row i for sessions[i]; each session keeps its
-   own for rmkv_session_sample. Every session must belong to the same model
-   (RMKV_ERR_MISMATCH) and appear once. The call uses sessions[0]'s scratch
+   each i, up to float rounding (up to bf16 rounding from 12 sessions of bf16
+   precision, see rmkv_session_params.precision). When `logits` is not NULL it
+   receives n_sessions x vocab_size floats, row i for sessions[i]; each session
+   keeps its own for rmkv_session_sample. Every session must belong to the same
+   model and, when the model has BF16 weights, have the same resolved precision
+   (else RMKV_ERR_MISMATCH), and appear once. The call uses sessions[0]'s scratch
    (grown to n_sessions rows on first use and kept until that session is freed):
    no session of the list may be in use on another thread meanwhile. Validated
    first: on an error no session has moved. */

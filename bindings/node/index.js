@@ -39,7 +39,7 @@ koffi.opaque('rmkv_tokenizer');
 koffi.opaque('rmkv_session');
 koffi.opaque('rmkv_token_stream');
 koffi.struct('rmkv_model_params', { struct_size: 'size_t', device: 'const char *', flags: 'uint32_t', use_mmap: 'int32_t' });
-koffi.struct('rmkv_session_params', { struct_size: 'size_t', n_threads: 'int32_t', precision: 'int32_t' });
+koffi.struct('rmkv_session_params', { struct_size: 'size_t', n_threads: 'int32_t', precision: 'int64_t' });
 koffi.proto('int rmkv_tokenizer_progress_callback(const char *stage, uint64_t done, uint64_t total, void *user_data)');
 koffi.struct('rmkv_tokenizer_train_params', {
   struct_size: 'size_t', vocab_size: 'size_t', min_frequency: 'uint64_t', special_tokens: 'const char **',
@@ -406,7 +406,8 @@ class Model extends Handle {
 const PRECISIONS = { auto: 0, fp32: 1, bf16: 2 };  // rmkv_precision
 
 class Session extends Handle {
-  constructor(model, handle, opts = {}) {
+  constructor(model, handle, opts) {
+    opts = opts || {};
     if (!handle) {
       const p = C.rmkv_session_default_params();
       if (opts.nThreads !== undefined) p.n_threads = opts.nThreads;

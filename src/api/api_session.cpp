@@ -31,7 +31,11 @@ RMKV_API rmkv_status rmkv_session_new(const rmkv_model *model, const rmkv_sessio
         if (p.precision == RMKV_PRECISION_BF16 && !be.supports_bf16())
             fail(RMKV_ERR_BACKEND, "rmkv_session_params.precision BF16: the ", be.name(),
                  " backend has no bf16 matrix products on this machine (use AUTO or FP32)");
-        const bool bf16 = p.precision == RMKV_PRECISION_BF16 || (p.precision == RMKV_PRECISION_AUTO && be.supports_bf16());
+        // Resolved to whether the products with bf16-stored weights take bf16 inputs:
+        // false where no weight is stored in bf16, so that sessions of such a model
+        // never differ (and may be stepped together) whatever their precision.
+        const bool bf16 = model->has_bf16_matrices() &&
+                          (p.precision == RMKV_PRECISION_BF16 || (p.precision == RMKV_PRECISION_AUTO && be.supports_bf16()));
         *out = new rmkv_session(*model, p.n_threads, bf16);
     });
 }

@@ -42,6 +42,12 @@ size_t rmkv_model::n_params() const {
     return n;
 }
 
+bool rmkv_model::has_bf16_matrices() const {
+    for (const HalfTensor &k : kept_)
+        if (k.data && k.half == Half::bf16) return true;
+    return false;
+}
+
 void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_, kept_); }
 
 void rmkv_model::to_host(Stream &s, size_t i, float *host) const {

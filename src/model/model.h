@@ -66,6 +66,9 @@ public:
     // One per spec: backend memory, or NULL for a matrix kept in 16 bits (a BF16 or
     // F16 file on a backend with has_half_weights; f32_copy widens it).
     const std::vector<float *> &params() const { return params_; }
+    // Whether some matrix is kept in bf16 (a BF16 file on a backend with
+    // has_half_weights): only then does a session's precision change anything.
+    bool has_bf16_matrices() const;
     // Tensor i as f32 into host memory (widened when kept in 16 bits), queued on s:
     // valid once s is synchronised.
     void to_host(rmkv::Stream &s, size_t i, float *host) const;

@@ -55,7 +55,10 @@ int main(int argc, char **argv) {
     }
     float *one = malloc(sizeof(float) * n * V), *all = malloc(sizeof(float) * n * V);
     rmkv_session *a = NULL, *b = NULL;
-    if (rmkv_session_new(m, NULL, &a) != RMKV_OK || rmkv_session_new(m, NULL, &b) != RMKV_OK) return die("session");
+    /* fp32 products whatever the weights' format: the oracle computes in fp32 */
+    rmkv_session_params sp = rmkv_session_default_params();
+    sp.precision = RMKV_PRECISION_FP32;
+    if (rmkv_session_new(m, &sp, &a) != RMKV_OK || rmkv_session_new(m, &sp, &b) != RMKV_OK) return die("session");
     for (size_t i = 0; i < n; ++i) {
         if (rmkv_session_step(a, toks + i, 1, one + i * V) != RMKV_OK) return die("step");
         if (flush[i] && rmkv_session_flush(a) != RMKV_OK) return die("flush");

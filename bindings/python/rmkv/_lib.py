@@ -37,7 +37,7 @@ class TokenizerTrainParams(ctypes.Structure):
 
 
 class SessionParams(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_size_t), ("n_threads", ctypes.c_int32), ("precision", ctypes.c_int32)]
+    _fields_ = [("struct_size", ctypes.c_size_t), ("n_threads", ctypes.c_int32), ("precision", ctypes.c_int64)]
 
 
 PRECISIONS = {"auto": 0, "fp32": 1, "bf16": 2}  # rmkv_precision
