@@ -171,8 +171,6 @@ float bf16_to_f32(uint16_t v) {
     return f;
 }
 
-uint16_t f32_to_bf16(float f) { return bf16_bits(f); }
-
 float f16_to_f32(uint16_t h) {
     uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
     if (exp == 0) {
@@ -230,7 +228,7 @@ void convert_from_f32(uint8_t *dst, const float *src, rmkv_dtype dtype, size_t n
         return;
     }
     for (size_t i = 0; i < n; ++i) {
-        uint16_t v = dtype == RMKV_DTYPE_BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+        uint16_t v = dtype == RMKV_DTYPE_BF16 ? bf16_bits(src[i]) : f32_to_f16(src[i]);
         dst[2 * i] = static_cast<uint8_t>(v);
         dst[2 * i + 1] = static_cast<uint8_t>(v >> 8);
     }

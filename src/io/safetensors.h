@@ -67,9 +67,8 @@ private:
 
 // Number conversions used by readers and writers.
 float bf16_to_f32(uint16_t v);
-uint16_t f32_to_bf16(float v);  // round to nearest even; NaN stays NaN
 float f16_to_f32(uint16_t v);
-uint16_t f32_to_f16(float v);   // round to nearest even
+uint16_t f32_to_f16(float v);   // round to nearest even (bf16: bf16_bits, core/real.h)
 // Converts `n` values of `dtype` at `src` to f32.
 void convert_to_f32(float *dst, const uint8_t *src, rmkv_dtype dtype, size_t n);
 void convert_from_f32(uint8_t *dst, const float *src, rmkv_dtype dtype, size_t n);

@@ -62,12 +62,12 @@ int cmd_generate(int argc, char **argv) {
         else if (a == "--stop") stop_strings.push_back(v);
         else if (a == "--threads") ssp.n_threads = std::atoi(v);
         else if (a == "--precision") {
-            const std::string p = v;
-            if (p != "auto" && p != "fp32" && p != "bf16") {
+            rmkv_precision precision;
+            if (!parse_precision(v, &precision)) {
                 std::fprintf(stderr, "rmkv generate: precision '%s' is not auto, fp32 or bf16\n", v);
                 return 2;
             }
-            ssp.precision = p == "fp32" ? RMKV_PRECISION_FP32 : p == "bf16" ? RMKV_PRECISION_BF16 : RMKV_PRECISION_AUTO;
+            ssp.precision = precision;
         } else {
             std::fprintf(stderr, "rmkv generate: unknown option %s\n%s", a.c_str(), kUsage);
             return 2;

@@ -227,12 +227,13 @@ int run(int argc, char **argv, bool state_tune) {
     tp.stacked_sequences = optim.value("stacked_sequences", tp.stacked_sequences);
     tp.n_threads = optim.value("n_threads", tp.n_threads);
     tp.seed = cfg.value("seed", static_cast<uint64_t>(1));
-    std::string prec = optim.value("precision", std::string("auto"));
-    if (prec != "auto" && prec != "fp32" && prec != "bf16") {
+    const std::string prec = optim.value("precision", std::string("auto"));
+    rmkv_precision precision;
+    if (!parse_precision(prec, &precision)) {
         std::fprintf(stderr, "%s: precision '%s' is not auto, fp32 or bf16\n", g_prog, prec.c_str());
         return 2;
     }
-    tp.precision = prec == "fp32" ? RMKV_PRECISION_FP32 : prec == "bf16" ? RMKV_PRECISION_BF16 : RMKV_PRECISION_AUTO;
+    tp.precision = precision;
     rmkv_trainer *trainer = nullptr;
     if (state_tune ? rmkv_state_tuner_new(model, &tp, &trainer) != RMKV_OK
                    : rmkv_trainer_new(model, &tp, &trainer) != RMKV_OK)
