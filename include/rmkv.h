@@ -358,11 +358,10 @@ typedef struct rmkv_session_params {
     /* An rmkv_precision, of the products whose weights are stored in bf16 (a model
        loaded from a BF16 file, on the CPU); other weights are always computed in fp32.
        FP32: each weight widened exactly, fp32 products: the logits of the same
-       weights in an F32 file, up to the order of the sums. BF16: products of 12 rows
-       or more (a prefill, a memory rewrite of 12 or more slots, 12 or more sessions
-       stepped together) take their inputs rounded to bf16 (AVX512-BF16, fp32
-       accumulation): faster prefill; products of fewer rows (decoding) are those of
-       FP32 still, as they are bound by memory, not by arithmetic. Logits then move
+       weights in an F32 file, up to the order of the sums. BF16: every such product
+       takes its inputs rounded to bf16 and the weights as stored (AVX512-BF16, fp32
+       accumulation): faster prefill and faster sessions stepped together; decoding
+       one session, bound by memory, about as fast as FP32. Logits then move
        typically less than the rounding of the weights to bf16 moved them (the tests
        hold them within twice that). AUTO (default): BF16 where the CPU has
        AVX512-BF16, else FP32. 64 bits wide so that the struct of callers built

@@ -11,10 +11,14 @@
 static const char *cfg =
     "{\"vocab_size\":50,\"d_model\":16,\"n_layers\":2,\"n_heads\":2,\"memory_slots\":3,\"segment_len\":6,\"cell\":\"lstm\"}";
 
+/* The logits after 9 tokens, in fp32 products (a 16-bit file's weights widened
+   exactly). */
 static void logits_of(rmkv_model *m, float *out) {
     rmkv_session *s = NULL;
     int32_t toks[9] = {1, 5, 7, 9, 11, 2, 3, 4, 49};
-    RMKV_CHECK(rmkv_session_new(m, NULL, &s));
+    rmkv_session_params p = rmkv_session_default_params();
+    p.precision = RMKV_PRECISION_FP32;
+    RMKV_CHECK(rmkv_session_new(m, &p, &s));
     RMKV_CHECK(rmkv_session_step(s, toks, 9, out));
     rmkv_session_free(s);
 }
@@ -270,15 +274,15 @@ static void half_weights_compute_in_f32(void **state) {
 }
 
 /* Sessions of a BF16 model with precision BF16 (AUTO: the same where the CPU has
-   AVX512-BF16) round the inputs of their prefill, memory rewrite and many-session
-   products to bf16. Their logits must differ from FP32's (the bf16 products ran)
-   by no more than the rounding of the weights to bf16 moves FP32's logits: both
-   round the products' inputs to bf16's 8 significant bits (a wrong product would
-   move them as much as the layers do, hundreds of times more; fp32 products, which
-   differ in the order of their sums only, a hundred times less). Sessions of the two
-   precisions are not stepped together; a clone keeps its precision. Without
-   AVX512-BF16 (a second run of this program under ONEDNN_MAX_CPU_ISA below it):
-   BF16 is a BACKEND error and AUTO is FP32, bit for bit. */
+   AVX512-BF16) round the inputs of all their products with the weights to bf16.
+   Their logits must differ from FP32's (the bf16 products ran) by no more than the
+   rounding of the weights to bf16 moves FP32's logits: both round the products'
+   inputs to bf16's 8 significant bits (a wrong product would move them as much as
+   the layers do, hundreds of times more; fp32 products, which differ in the order
+   of their sums only, a hundred times less). Sessions of the two precisions are not
+   stepped together; a clone keeps its precision. Without AVX512-BF16 (a second run
+   of this program under ONEDNN_MAX_CPU_ISA below it): BF16 is a BACKEND error and
+   AUTO is FP32, bit for bit. */
 static void bf16_precision_sessions(void **state) {
     (void)state;
     const char *c = "{\"vocab_size\":2000,\"d_model\":64,\"n_layers\":2,\"n_heads\":4,\"memory_slots\":24,"
@@ -338,31 +342,53 @@ static void bf16_precision_sessions(void **state) {
     } else if (worst != 0) {
         fail_msg("AUTO without bf16 products differs from FP32 by %g", worst);
     }
-    /* 12 sessions stepped together take bf16 products from 12 rows: against clones of
-       them stepped one by one (one row: fp32 products) */
-    {
-        enum { N = 12 };
-        rmkv_session *sa[N], *sc[N];
-        int32_t t12[N];
-        float *ra = malloc(sizeof(float) * N * V), *rc = malloc(sizeof(float) * N * V);
+    /* The three kernels of bf16 products, each against FP32: one row and 12 rows
+       (AVX512-BF16 dot products: one row of W at a time, then tiles of 6 rows by 4)
+       and 32 rows (oneDNN's bf16 product). N FP32 sessions after one token each,
+       their states loaded into sessions of the default precision, then one more
+       token three ways: the FP32 sessions one by one, the others stepped together
+       (N rows), and clones of those one by one. */
+    for (int round = 0; round < 2; ++round) {
+        enum { MAX_N = 32 };
+        const int N = round ? 32 : 12;
+        rmkv_session *s32[MAX_N], *sa[MAX_N], *sc[MAX_N];
+        int32_t tn[MAX_N];
+        float *r32 = malloc(sizeof(float) * N * V), *ra = malloc(sizeof(float) * N * V),
+              *rc = malloc(sizeof(float) * N * V);
+        void *buf = NULL;
         for (int i = 0; i < N; ++i) {
+            RMKV_CHECK(rmkv_session_new(w, &fp32, &s32[i]));
+            RMKV_CHECK(rmkv_session_step(s32[i], toks + i, 1, NULL));
+            size_t size = 0;
+            RMKV_CHECK(rmkv_session_state_size(s32[i], &size));
+            buf = realloc(buf, size);
+            RMKV_CHECK(rmkv_session_state_save(s32[i], buf, size, &size));
             RMKV_CHECK(rmkv_session_new(w, NULL, &sa[i]));
-            RMKV_CHECK(rmkv_session_step(sa[i], toks + i, 1, NULL));
+            RMKV_CHECK(rmkv_session_state_load(sa[i], buf, size));
             RMKV_CHECK(rmkv_session_clone(sa[i], &sc[i]));
-            t12[i] = toks[20 + i];
+            tn[i] = toks[40 + i];
         }
-        RMKV_CHECK(rmkv_sessions_step(sa, N, t12, ra));
-        double e = 0;
+        RMKV_CHECK(rmkv_sessions_step(sa, (size_t)N, tn, ra));
+        double e_rows = 0, e_one = 0;
         for (int i = 0; i < N; ++i) {
-            RMKV_CHECK(rmkv_session_step(sc[i], t12 + i, 1, rc + i * V));
-            const double ei = rel_err(ra + i * V, rc + i * V, V);
-            if (ei > e) e = ei;
+            RMKV_CHECK(rmkv_session_step(s32[i], tn + i, 1, r32 + i * V));
+            RMKV_CHECK(rmkv_session_step(sc[i], tn + i, 1, rc + i * V));
+            const double er = rel_err(ra + i * V, r32 + i * V, V), eo = rel_err(rc + i * V, r32 + i * V, V);
+            if (er > e_rows) e_rows = er;
+            if (eo > e_one) e_one = eo;
         }
-        print_message("12 sessions stepped together against one by one: largest relative difference %.2e\n", e);
-        if (has_bf16 ? !(e > 1e-2 * weights && e <= 2 * weights) : !(e < 1e-5))
-            fail_msg("12 sessions stepped together differ from one by one by %g (bf16 weights: %g)", e, weights);
-        for (int i = 0; i < N; ++i) rmkv_session_free(sa[i]), rmkv_session_free(sc[i]);
-        free(ra), free(rc);
+        print_message("one token from the same states, against FP32: %d sessions stepped together %.2e, "
+                      "one by one %.2e\n", N, e_rows, e_one);
+        if (has_bf16) {
+            if (!(e_rows > 1e-2 * weights && e_rows <= 2 * weights))
+                fail_msg("%d sessions stepped together differ from FP32 by %g (bf16 weights: %g)", N, e_rows, weights);
+            if (!(e_one > 1e-2 * weights && e_one <= 2 * weights))
+                fail_msg("a session stepped alone differs from FP32 by %g (bf16 weights: %g)", e_one, weights);
+        } else if (!(e_rows < 1e-5 && e_one == 0)) {
+            fail_msg("without bf16 products: %g stepped together, %g alone, against FP32", e_rows, e_one);
+        }
+        for (int i = 0; i < N; ++i) rmkv_session_free(s32[i]), rmkv_session_free(sa[i]), rmkv_session_free(sc[i]);
+        free(r32), free(ra), free(rc), free(buf);
     }
     /* A caller built before `precision` existed passes a smaller struct_size, with
        anything after n_threads: its sessions take the default, AUTO. */

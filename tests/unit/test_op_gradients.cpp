@@ -311,6 +311,53 @@ void bf16_rounding(void **) {
     }
 }
 
+// cpu::gemv_bf16 (a session's products in bf16 precision, AVX512-BF16 dot
+// products) against the double product of the same bf16 values: 1 to 23 rows
+// (every tile shape of both kernels and their remainders), widths with a tail of
+// every kind (none, within one vector, past several), 37 rows of W (a remainder of
+// 1 past blocks of 4 and 16), bias or none, accumulation; and the same bits on one
+// thread as on two.
+void bf16_dot_products(void **) {
+    if (!cpu::cpu_has_avx512bf16()) {
+        print_message("gemv_bf16: this CPU has no AVX512-BF16, the kernel is not used here\n");
+        skip();
+    }
+    const int64_t out = 37;
+    double worst = 0;
+    for (const int64_t in : {int64_t(770), int64_t(64), int64_t(16), int64_t(31)}) {
+        std::vector<uint16_t> w16(out * in);
+        cpu::to_bf16(w16.data(), to_float(randn(out * in)).data(), out * in);
+        Vec wd(out * in);
+        for (int64_t i = 0; i < out * in; ++i) wd[i] = bf16_value(w16[i]);
+        const Fvec bf = to_float(randn(out));
+        for (int64_t n = 1; n <= 23; ++n)
+            for (const bool bias : {false, true})
+                for (const bool acc : {false, true}) {
+                    std::vector<uint16_t> x16(n * in);
+                    cpu::to_bf16(x16.data(), to_float(randn(n * in)).data(), n * in);
+                    Vec xd(n * in);
+                    for (int64_t i = 0; i < n * in; ++i) xd[i] = bf16_value(x16[i]);
+                    const Fvec y0 = to_float(randn(n * out));
+                    Vec yd = to_double(y0);
+                    const Vec bd = to_double(bf);
+                    cpu::linear_ref<double>(yd.data(), xd.data(), wd.data(), bias ? bd.data() : nullptr, n, in, out,
+                                            acc);
+                    Fvec yf = acc ? y0 : Fvec(n * out, NAN), y1 = yf;
+                    cpu::gemv_bf16(yf.data(), x16.data(), w16.data(), bias ? bf.data() : nullptr, n, in, out, acc);
+                    const double e = worst_rel(yf, yd, std::sqrt(static_cast<double>(in)));
+                    if (!(e <= worst)) worst = e;
+                    const int threads = omp_get_max_threads();
+                    omp_set_num_threads(1);
+                    cpu::gemv_bf16(y1.data(), x16.data(), w16.data(), bias ? bf.data() : nullptr, n, in, out, acc);
+                    omp_set_num_threads(threads);
+                    if (std::memcmp(y1.data(), yf.data(), yf.size() * sizeof(float)) != 0)
+                        fail_msg("gemv_bf16: %lld rows, width %lld: one thread's result differs", (long long)n,
+                                 (long long)in);
+                }
+    }
+    expect_close("gemv_bf16, 1-23 rows, 4 widths", worst, 1e-6);
+}
+
 void float_kernels(void **) {
     // swiglu over the range where exp over- and underflows: silu, sigmoid and their products.
     const int64_t n = 203;
@@ -580,6 +627,7 @@ int main() {
         cmocka_unit_test(attention),   cmocka_unit_test(activations), cmocka_unit_test(pool),
         cmocka_unit_test(cells),       cmocka_unit_test(cross_entropy), cmocka_unit_test(embeddings_and_columns),
         cmocka_unit_test(float_kernels), cmocka_unit_test(fused_attention), cmocka_unit_test(bf16_rounding),
+        cmocka_unit_test(bf16_dot_products),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -132,9 +132,14 @@ public:
     void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n,
                     int64_t in, int64_t out, bool accumulate) override {
         auto &st = static_cast<CpuStream &>(s);
-        if (h == Half::bf16 && st.bf16 && n >= kBf16Rows) {  // bf16 products straight from the stored weights
-            run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true}, to_bf16(st.cvt_a, x, n * in),
-                       W, b, y);
+        if (h == Half::bf16 && st.bf16 && (n >= kBf16Rows || cpu::cpu_has_avx512bf16())) {
+            // bf16 products straight from the stored weights: x rounded to bf16, then
+            // oneDNN's product, or for fewer rows the dot-product kernel
+            const uint16_t *xb = to_bf16(st.cvt_a, x, n * in);
+            if (n >= kBf16Rows)
+                run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true}, xb, W, b, y);
+            else
+                cpu::gemv_bf16(y, xb, W, b, n, in, out, accumulate);
             return;
         }
         if (n < kWidenRows || out * in > kWidenFloats) {  // decoding: each weight widened in registers
@@ -166,10 +171,13 @@ public:
         auto it = st.shadows.find(W);
         return it == st.shadows.end() ? nullptr : it->second;
     }
+    // x rounded to bf16 into buf, at a 64-byte boundary (whole cache lines for the
+    // kernels' vector loads); buf grows, never shrinks.
     static const uint16_t *to_bf16(std::vector<uint16_t> &buf, const float *x, int64_t n) {
-        if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-        cpu::to_bf16(buf.data(), x, n);
-        return buf.data();
+        if (static_cast<int64_t>(buf.size()) < n + 32) buf.resize(static_cast<size_t>(n + 32));
+        uint16_t *dst = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64 / 2;
+        cpu::to_bf16(dst, x, n);
+        return dst;
     }
 
     // Runs a cached primitive with this stream's memory objects: no allocation.
@@ -350,10 +358,11 @@ private:
     // has at most kWidenFloats weights (16 MB as f32; larger ones: the head of
     // big vocabularies, widened in chunks by gemv_w16). Fewer rows: gemv_w16, in
     // registers (two passes over W from 16 rows: still faster than widening).
-    // With bf16 on for the stream, products of BF16 weights with kBf16Rows rows or
-    // more go to a bf16 product as the weights are stored: nothing widened (from 12
-    // sessions stepped together it is ahead of the register tiles, about even at 8).
-    static constexpr int64_t kWidenRows = 24, kWidenFloats = int64_t(1) << 22, kBf16Rows = 12;
+    // With bf16 on for the stream, products of BF16 weights take x rounded to bf16
+    // and the weights as stored, nothing widened: kBf16Rows rows or more in oneDNN's
+    // bf16 product, fewer in cpu::gemv_bf16's dot products (ahead of oneDNN up to 24
+    // sessions stepped together, behind it from 32 at the small shape, even at base).
+    static constexpr int64_t kWidenRows = 24, kWidenFloats = int64_t(1) << 22, kBf16Rows = 32;
 
     // qk: S[g, i, j] = Q[g, i] . K[j]; pv: O[g, i] = sum_j S[g, i, j] V[j];
     // pv_t: acc[j] += sum_{g, i} S[g, i, j] X[g, i] (X packed [G, nq, hd]).

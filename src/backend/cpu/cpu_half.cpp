@@ -199,6 +199,140 @@ void f16_tile(int64_t nr, int64_t nc, float *d, const float *x, const uint16_t *
     default: f16_avx512::dots_cols<8>(nc, d, x, w, in); break;
     }
 }
+
+// AVX512-BF16 dot products (gemv_bf16): R rows of bf16 x against C rows of W,
+// each 32 elements 16 pairs whose two products are summed into one f32 lane. With
+// prefetch, the 4 rows of W after these are fetched line by line as these are read.
+#define RMKV_DP_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
+// GCC 12's AVX-512 shuffle intrinsics start from a deliberately undefined vector,
+// which -Wmaybe-uninitialized reports wherever they are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <int R, int C>
+__attribute__((target(RMKV_DP_TARGET), always_inline)) inline void dp_tile(float *y, int64_t ldy, const uint16_t *x,
+                                                                          const uint16_t *w, const float *b, int64_t in,
+                                                                          bool accumulate, bool prefetch) {
+    __m512 acc[R][C];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= in; i += 32) {
+        __m512bh wv[C];
+        for (int c = 0; c < C; ++c) wv[c] = (__m512bh)_mm512_loadu_si512(w + c * in + i);
+        if (C == 4 && prefetch)
+            for (int c = 0; c < 4; ++c) _mm_prefetch(reinterpret_cast<const char *>(w + (4 + c) * in + i), _MM_HINT_T0);
+        for (int r = 0; r < R; ++r) {
+            const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + r * in + i);
+            for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv, wv[c]);
+        }
+    }
+    if (i < in) {  // the tail, zeros past it
+        const __mmask32 m = static_cast<__mmask32>((uint64_t(1) << (in - i)) - 1);
+        __m512bh wv[C];
+        for (int c = 0; c < C; ++c) wv[c] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + c * in + i);
+        for (int r = 0; r < R; ++r) {
+            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + r * in + i);
+            for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv, wv[c]);
+        }
+    }
+    // The lane sums, four accumulators at a time: lanes paired, then the 128-bit
+    // quarters added.
+    constexpr int N = R * C, N4 = (N + 3) / 4 * 4;
+    __m512 a[N4];
+    for (int k = 0; k < N4; ++k) a[k] = k < N ? acc[k / C][k % C] : _mm512_setzero_ps();
+    float d[N4];
+    for (int k = 0; k < N4; k += 4) {
+        const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a[k], a[k + 1]), _mm512_unpackhi_ps(a[k], a[k + 1]));
+        const __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a[k + 2], a[k + 3]), _mm512_unpackhi_ps(a[k + 2], a[k + 3]));
+        const __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23));
+        const __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23));
+        const __m512 q = _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+        const __m256 h =
+            _mm256_add_ps(_mm512_castps512_ps256(q), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(q), 1)));
+        _mm_storeu_ps(d + k, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            const float v = d[r * C + c] + (b ? b[c] : 0.0f);
+            y[r * ldy + c] = accumulate ? y[r * ldy + c] + v : v;
+        }
+}
+
+// Up to 8 rows: every row of x against one row of W at a time (the weights read
+// as one stream, which the memory serves fastest; the rows' x stays in L1).
+template <int R>
+__attribute__((target(RMKV_DP_TARGET))) void dp_one_w(float *y, int64_t ldy, const uint16_t *x, const uint16_t *w,
+                                                      const float *b, int64_t in, int64_t o_end, bool accumulate) {
+    for (int64_t o = 0; o < o_end; ++o)
+        dp_tile<R, 1>(y + o, ldy, x, w + o * in, b ? b + o : nullptr, in, accumulate, false);
+}
+// More rows: tiles of 6 rows of x against 4 rows of W (arithmetic-bound: each
+// weight loaded serves 6 rows, each x vector 4), the rows' x in L1 or L2.
+template <int R>
+__attribute__((target(RMKV_DP_TARGET), always_inline)) inline void dp_four_w(int64_t nc, float *y, int64_t ldy,
+                                                                            const uint16_t *x, const uint16_t *w,
+                                                                            const float *b, int64_t in, bool accumulate,
+                                                                            bool prefetch) {
+    switch (nc) {
+    case 1: dp_tile<R, 1>(y, ldy, x, w, b, in, accumulate, false); break;
+    case 2: dp_tile<R, 2>(y, ldy, x, w, b, in, accumulate, false); break;
+    case 3: dp_tile<R, 3>(y, ldy, x, w, b, in, accumulate, false); break;
+    default: dp_tile<R, 4>(y, ldy, x, w, b, in, accumulate, prefetch); break;
+    }
+}
+__attribute__((target(RMKV_DP_TARGET))) void dp_rows(float *y, int64_t ldy, const uint16_t *x, const uint16_t *w,
+                                                     const float *b, int64_t n, int64_t in, int64_t nc, bool accumulate,
+                                                     bool prefetch) {
+    int64_t r = 0;
+    for (; r + 6 <= n; r += 6) dp_four_w<6>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate, prefetch && r == 0);
+    float *yr = y + r * ldy;
+    const uint16_t *xr = x + r * in;
+    prefetch = prefetch && r == 0;
+    switch (n - r) {
+    case 1: dp_four_w<1>(nc, yr, ldy, xr, w, b, in, accumulate, prefetch); break;
+    case 2: dp_four_w<2>(nc, yr, ldy, xr, w, b, in, accumulate, prefetch); break;
+    case 3: dp_four_w<3>(nc, yr, ldy, xr, w, b, in, accumulate, prefetch); break;
+    case 4: dp_four_w<4>(nc, yr, ldy, xr, w, b, in, accumulate, prefetch); break;
+    case 5: dp_four_w<5>(nc, yr, ldy, xr, w, b, in, accumulate, prefetch); break;
+    default: break;
+    }
+}
+
+void gemv_bf16_avx512(float *y, const uint16_t *x, const uint16_t *W, const float *b, int64_t n, int64_t in,
+                      int64_t out, bool accumulate) {
+    const bool threads = n * out * in > 32768;
+    if (n <= 8) {  // blocks of 16 rows of W per thread step
+        constexpr int64_t kBlock = 16;
+        const int64_t n_blocks = (out + kBlock - 1) / kBlock;
+#pragma omp parallel for if (threads) schedule(static)
+        for (int64_t k = 0; k < n_blocks; ++k) {
+            const int64_t o = k * kBlock, o_end = std::min(kBlock, out - o);
+            float *yo = y + o;
+            const uint16_t *wo = W + o * in;
+            const float *bo = b ? b + o : nullptr;
+            switch (n) {
+            case 1: dp_one_w<1>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 2: dp_one_w<2>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 3: dp_one_w<3>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 4: dp_one_w<4>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 5: dp_one_w<5>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 6: dp_one_w<6>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 7: dp_one_w<7>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            default: dp_one_w<8>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            }
+        }
+        return;
+    }
+    const int64_t n_col = (out + 3) / 4;
+#pragma omp parallel for if (threads) schedule(static)
+    for (int64_t cb = 0; cb < n_col; ++cb) {
+        const int64_t o = cb * 4;
+        dp_rows(y + o, out, x, W + o * in, b ? b + o : nullptr, n, in, std::min<int64_t>(4, out - o), accumulate,
+                o + 8 <= out);
+    }
+}
+#pragma GCC diagnostic pop
+#undef RMKV_DP_TARGET
 #else
 bool cpu_has_f16c() { return false; }
 int64_t f16_tile_rows() { return 1; }
@@ -295,6 +429,25 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
             }
             rows_w(r0, r_end, nc, y + o, out, x, static_cast<const float *>(wf), bo, in, accumulate);
         }
+}
+
+bool cpu_has_avx512bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool yes = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vl");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+void gemv_bf16(float *y, const uint16_t *x_bf16, const uint16_t *W, const float *b, int64_t n, int64_t in,
+               int64_t out, bool accumulate) {
+#if defined(__x86_64__) || defined(__i386__)
+    gemv_bf16_avx512(y, x_bf16, W, b, n, in, out, accumulate);
+#else
+    (void)y, (void)x_bf16, (void)W, (void)b, (void)n, (void)in, (void)out, (void)accumulate;
+#endif
 }
 
 RMKV_CLONES void from_bf16(float *dst, const uint16_t *src, int64_t n) {

@@ -18,6 +18,15 @@ namespace rmkv::cpu {
 // stay in the cache for a chunk of x's rows.
 void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in, int64_t out,
               bool accumulate);
+// Whether this CPU has AVX512-BF16 (with AVX512-BW and -VL): what gemv_bf16 needs.
+bool cpu_has_avx512bf16();
+// The product of n rows of x, rounded to bf16 (x_bf16 [n, in]), with bf16 W:
+// y[n, out] (+)= x W^T (+ b) in AVX512-BF16 dot products, every product exact
+// in f32, summed in f32 pair by pair (denormal inputs and results flushed to
+// zero). Only on CPUs where cpu_has_avx512bf16(). Every weight read once per
+// call, the rows in tiles against 4 rows of W at a time.
+void gemv_bf16(float *y, const uint16_t *x_bf16, const uint16_t *W, const float *b, int64_t n, int64_t in,
+               int64_t out, bool accumulate);
 // dst[i] = src[i] (bf16) as f32, exactly.
 void from_bf16(float *dst, const uint16_t *src, int64_t n);
 // dst[i] = src[i] (IEEE binary16) as f32, exactly (subnormals, infinities and NaNs
