@@ -4,7 +4,7 @@
 //   - sgemm peak (oneDNN f32 matmul, 2048^3)      -> prefill efficiency
 // Usage: rmkv-bench [--configs tiny,small,base] [--far 100000] [--decode 256]
 //                   [--device cpu|cuda|cuda:N] [--sessions N] [--weights f32,bf16,f16]
-//                   [--precision auto,fp32,bf16]
+//                   [--precision auto,fp32,bf16] [--together N,N,...]
 // --weights: one row per config and weight file dtype: f32 (the created model),
 // bf16 and f16 (the same model saved as BF16 / F16 and loaded back, mapped: on the
 // CPU its matrices stay 16-bit), measured one after the other in the same run.
@@ -13,7 +13,9 @@
 // not change products with F32 or F16 weights. --device other than cpu: the machine limits above (CPU ones) are not
 // measured and the percentages are left out. --sessions N (> 1): N sessions
 // decoding, one thread each and then stepped together by one thread
-// (rmkv_sessions_step), their total tokens/s.
+// (rmkv_sessions_step), their total tokens/s. --together N,N,...: only sessions
+// stepped together, for each count in turn (decode/4 steps each), nothing else:
+// a sweep over the row counts of the products.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -176,6 +178,7 @@ int main(int argc, char **argv) {
     uint64_t far = 100000;
     int n_decode = 512, n_sessions = 1;
     std::string device = "cpu", weights = "f32", precisions = "auto";
+    std::vector<int> together_counts;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!std::strcmp(argv[i], "--sessions")) n_sessions = std::atoi(argv[i + 1]);
@@ -184,6 +187,17 @@ int main(int argc, char **argv) {
         else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--weights")) weights = argv[i + 1];
         else if (!std::strcmp(argv[i], "--precision")) precisions = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--together"))
+            for (const char *p = argv[i + 1]; *p;) {
+                char *end = nullptr;
+                const long n = std::strtol(p, &end, 10);
+                if (end == p || n < 1 || n > 4096) {
+                    std::fprintf(stderr, "--together %s: give session counts from 1 to 4096, comma-separated\n", argv[i + 1]);
+                    return 2;
+                }
+                together_counts.push_back(static_cast<int>(n));
+                p = *end == ',' ? end + 1 : end;
+            }
     }
     std::vector<std::pair<std::string, int32_t>> precs;  // name, rmkv_precision
     for (const char *p : {"auto", "fp32", "bf16"})
@@ -203,9 +217,11 @@ int main(int argc, char **argv) {
     else std::printf("(percentages of CPU limits left out on %s)\n\n", device.c_str());
     rmkv_model_params mp = rmkv_model_default_params();
     mp.device = device.c_str();
-    std::printf("%-16s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
-                "decode@far", "far/1k", "roofline");
-    std::printf("%-16s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
+    if (together_counts.empty()) {
+        std::printf("%-16s %10s %8s %12s %10s %10s %10s %9s %9s\n", "config", "params", "prefill", "prefill", "decode", "decode@1k",
+                    "decode@far", "far/1k", "roofline");
+        std::printf("%-16s %10s %8s %12s %10s %10s %10s %9s %9s\n", "", "", "tok/s", "%sgemm peak", "ms/tok", "ms/tok", "ms/tok", "", "% of bw");
+    }
 
     for (const Cfg &c : cfgs) {
       for (const rmkv_dtype dtype : {RMKV_DTYPE_F32, RMKV_DTYPE_BF16, RMKV_DTYPE_F16})
@@ -228,6 +244,14 @@ int main(int argc, char **argv) {
         }
         const std::string label = std::string(c.name) + (half ? std::string("/") + dname : "") +
                                   (precs.size() > 1 && dtype == RMKV_DTYPE_BF16 ? "@" + precs[pi].first : "");
+        if (!together_counts.empty()) {
+            for (const int n : together_counts)
+                std::printf("%-16s %d sessions stepped together (rmkv_sessions_step): %.0f tokens/s in all\n",
+                            label.c_str(), n, decode_stepped_together(m, n, std::max(n_decode / 4, 1), c.V));
+            std::fflush(stdout);
+            rmkv_model_free(m);
+            continue;
+        }
         size_t need = 0;
         rmkv_model_config_json(m, nullptr, 0, &need);
         std::string cj(need, '\0');
@@ -287,6 +311,7 @@ int main(int argc, char **argv) {
         rmkv_model_free(m);
       }
     }
+    if (!together_counts.empty()) return 0;
     std::printf("\ndecode = mean over %d one-token steps (a full segment cycle with its memory rewrite);\n"
                 "decode@1k and decode@far are measured interleaved, in 8 rounds;\n"
                 "roofline = weight bytes read per token / read bandwidth; far = position %llu.\n",

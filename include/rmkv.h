@@ -138,8 +138,8 @@ RMKV_API rmkv_model_params rmkv_model_default_params(void);
    half the memory of F32, and decoding reads half the bytes. They are computed
    with in fp32, each weight widened exactly, so the logits are those of the same
    weights in an F32 file up to the order of the sums; except that by default, on
-   CPUs with AVX512-BF16, a session's products of 12 rows or more (a prefill) with
-   BF16 weights take bf16 inputs (rmkv_session_params.precision). (A prefill in fp32 widens one
+   CPUs with AVX512-BF16, a session's products with BF16 weights take bf16 inputs
+   (rmkv_session_params.precision). (A prefill in fp32 widens one
    matrix at a time, into a buffer each calling thread keeps: at most 16 MB.) A
    trainer made from such a model widens them to fp32 (rmkv_trainer_new in the
    model; rmkv_state_tuner_new in a copy of its own). Other tensors, and every

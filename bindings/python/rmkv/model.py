@@ -146,8 +146,8 @@ _bytes_at.argtypes = [ctypes.py_object]
 class Session(_Handle):
     """The persistent memory of one conversation, story or character. n_threads: CPU
     threads of its computations (0: OpenMP's setting); precision: "auto", "fp32" or
-    "bf16", of its products of 12 rows or more (a prompt's) with BF16 weights
-    (rmkv_session_params.precision)."""
+    "bf16", of its products with BF16 weights (a BF16 model file on the CPU;
+    rmkv_session_params.precision)."""
     _free = staticmethod(_lib.rmkv_session_free)
 
     def __init__(self, model, _handle=None, n_threads=0, precision="auto"):
