@@ -1,10 +1,11 @@
 """What bf16 costs in quality: the next-token loss of a trained model over a text,
 with its weights as trained (F32), as a BF16 file computed in fp32 (session
 precision FP32), and as a BF16 file with bf16 products (precision BF16, CPUs with
-AVX512-BF16), each prompt fed in segments of segment_len tokens (rmkv_session_step_all),
-one session through the whole text.
+AVX512-BF16), the text fed in segments of segment_len tokens (rmkv_session_step_all), one
+session through the whole text; with --one-by-one, one token per step (decoding:
+products of one row).
 
-    python3 bench/precision_loss.py MODEL.safetensors TEXT [--tokens 20000]
+    python3 bench/precision_loss.py MODEL.safetensors TEXT [--tokens 20000] [--one-by-one]
 
 TEXT: the last --tokens tokens of the file are scored. Prints the mean loss of each
 row, its difference from F32, and the largest difference of a logit from F32's
@@ -41,15 +42,16 @@ def main():
     ap.add_argument("model")
     ap.add_argument("text")
     ap.add_argument("--tokens", type=int, default=20000)
+    ap.add_argument("--one-by-one", action="store_true", help="one token per step (decoding)")
     a = ap.parse_args()
     with rmkv.Model.load(a.model) as m32:
         tok = m32.tokenizer
         if tok is None:
             sys.exit(f"{a.model} has no tokenizer")
         ids = tok.encode(open(a.text, encoding="utf-8", errors="replace").read())[-a.tokens:]
-        seg = m32.config["segment_len"]
+        seg = 1 if a.one_by_one else m32.config["segment_len"]
         print(f"{a.model}: {m32.n_params / 1e6:.1f}M parameters; {len(ids)} tokens of {a.text}, "
-              f"in segments of {seg}")
+              + ("one per step" if a.one_by_one else f"in segments of {seg}"))
         base, ref = score(m32, "fp32", ids, seg)
         print(f"{'weights':8} {'precision':10} {'loss':>8} {'- F32':>9} {'max logit diff':>15}")
         print(f"{'f32':8} {'fp32':10} {base:8.4f} {0:9.4f} {0:15.2e}")
