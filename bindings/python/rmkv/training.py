@@ -224,9 +224,10 @@ class StateTuner(Trainer):
         """Resets `session` (of the tuned model) to position 0 with the tuned memories."""
         _check(_lib.rmkv_trainer_apply_state(self.handle, session.handle))
 
-    def tuned_session(self):
-        """A new session of the model starting from the tuned memories."""
-        s = Session(self._model)
+    def tuned_session(self, n_threads=0, precision="auto"):
+        """A new session of the model starting from the tuned memories; n_threads and
+        precision as for Model.session."""
+        s = Session(self._model, n_threads=n_threads, precision=precision)
         try:
             self.apply(s)
         except BaseException:

@@ -131,6 +131,10 @@ def test_state_tuning_trains_only_the_memories(tokenizer, tmp_path):
                 assert s.position == 0
                 tuned_logits = s.step(persona[0]).copy()
                 assert not np.array_equal(tuned_logits, fresh_logits)
+            with tuner.tuned_session(n_threads=1, precision="fp32") as s:   # the session options pass through
+                np.testing.assert_allclose(s.step(persona[0]), tuned_logits, rtol=1e-5, atol=1e-6)
+            with pytest.raises(ValueError):
+                tuner.tuned_session(precision="half")
             with model.session() as s:
                 s.step([1, 2, 3])
                 tuner.apply(s)
