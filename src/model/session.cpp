@@ -40,8 +40,11 @@ void rmkv_session::allocate() {
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2), R = std::max(S, M);
     const double L = static_cast<double>(c.n_layers), Md = static_cast<double>(M), Dd = static_cast<double>(D),
                  Sd = static_cast<double>(S), Rd = static_cast<double>(R), Gd = static_cast<double>(G);
+    // bf16 sessions: the stream's rows rounded to bf16 (2 bytes each) for the widest product
+    const double rounded = bf16_ ? Rd * static_cast<double>(std::max(D, F)) / 2 : 0;
     ensure_fits(sizeof(float) * (L * (3 * Md * Dd + 2 * (Md + Sd) * static_cast<double>(Dkv) + Sd * Dd) + 4 * Rd * Dd +
-                                 2 * Sd * static_cast<double>(F) + (4 + 2 * Gd) * Md * Dd + static_cast<double>(c.vocab_size)),
+                                 2 * Sd * static_cast<double>(F) + (4 + 2 * Gd) * Md * Dd + static_cast<double>(c.vocab_size) +
+                                 rounded),
                 "a session of this model");
     Backend &be = model_.backend();
     auto get = [&](int64_t n) {
@@ -83,8 +86,10 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
     const Config &c = model_.config();
     const int64_t D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, V = c.vocab_size, N = static_cast<int64_t>(n);
     Backend &be = model_.backend();
-    // Device rows (x, xn, q, attn, o, k, v, h1, h2, logits) and the host logits.
-    ensure_fits(sizeof(float) * static_cast<double>(N) * static_cast<double>(5 * D + 2 * Dkv + 2 * F + 2 * V),
+    // Device rows (x, xn, q, attn, o, k, v, h1, h2, logits), the host logits, and for
+    // bf16 the rows rounded to bf16 for the widest product (half a float each).
+    ensure_fits(sizeof(float) * static_cast<double>(N) *
+                    (static_cast<double>(5 * D + 2 * Dkv + 2 * F + 2 * V) + (bf16_ ? std::max(D, F) / 2.0 : 0.0)),
                 "the scratch of stepping " + std::to_string(n) + " sessions together");
     auto t = std::make_unique<Together>();
     auto get = [&](int64_t count) {
