@@ -13,9 +13,9 @@
 // not change products with F32 or F16 weights. --device other than cpu: the machine limits above (CPU ones) are not
 // measured and the percentages are left out. --sessions N (> 1): N sessions
 // decoding, one thread each and then stepped together by one thread
-// (rmkv_sessions_step), their total tokens/s. --together N,N,...: only sessions
-// stepped together, for each count in turn (decode/4 steps each), nothing else:
-// a sweep over the row counts of the products.
+// (rmkv_sessions_step), their total tokens/s. --together N,N,...: after the machine's
+// limits, only sessions stepped together, for each count in turn (decode/4 steps
+// each): a sweep over the row counts of the products.
 #include <chrono>
 #include <cmath>
 #include <cstdio>

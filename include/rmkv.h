@@ -361,7 +361,7 @@ typedef struct rmkv_session_params {
        weights in an F32 file, up to the order of the sums. BF16: every such product
        takes its inputs rounded to bf16 and the weights as stored (AVX512-BF16, fp32
        accumulation): faster prefill and faster sessions stepped together; decoding
-       one session, bound by memory, about as fast as FP32. Logits then move
+       one session, bound by memory, 1.1-1.2x. Logits then move
        typically less than the rounding of the weights to bf16 moved them (the tests
        hold them within twice that). AUTO (default): BF16 where the CPU has
        AVX512-BF16, else FP32. 64 bits wide so that the struct of callers built
@@ -395,7 +395,7 @@ RMKV_API rmkv_status rmkv_session_step_all(rmkv_session *s, const int32_t *token
    matrix product, so stepping many sessions (the characters of a game, the
    requests of a server) costs much less than stepping them one by one; the
    results are those of rmkv_session_step(sessions[i], &tokens[i], 1, ...) for
-   each i, up to float rounding (up to bf16 rounding from 12 sessions of bf16
+   each i, up to float rounding (up to bf16 rounding from 32 sessions of bf16
    precision, see rmkv_session_params.precision). When `logits` is not NULL it
    receives n_sessions x vocab_size floats, row i for sessions[i]; each session
    keeps its own for rmkv_session_sample. Every session must belong to the same

@@ -312,25 +312,28 @@ void bf16_rounding(void **) {
 }
 
 // cpu::gemv_bf16 (a session's products in bf16 precision, AVX512-BF16 dot
-// products) against the double product of the same bf16 values: 1 to 23 rows
+// products) against the double product of the same bf16 values: 1 to 31 rows
 // (every tile shape of both kernels and their remainders), widths with a tail of
-// every kind (none, within one vector, past several), 37 rows of W (a remainder of
-// 1 past blocks of 4 and 16), bias or none, accumulation; and the same bits on one
-// thread as on two.
+// every kind (none, within one vector, past several), 37 to 39 rows of W (every
+// remainder past blocks of 4, and past blocks of 16), bias or none, accumulation;
+// nothing written past y; the same bits on one thread as on two; and every row the
+// same bits as that row alone (its sums do not depend on the tile it was in).
 void bf16_dot_products(void **) {
     if (!cpu::cpu_has_avx512bf16()) {
-        print_message("gemv_bf16: this CPU has no AVX512-BF16, the kernel is not used here\n");
+        print_message("gemv_bf16: no AVX512-BF16 (this CPU, or a build for AVX2): the kernel is not used here\n");
         skip();
     }
-    const int64_t out = 37;
+    const int64_t guard = 16;
     double worst = 0;
+    for (const int64_t out : {int64_t(37), int64_t(38), int64_t(39)})
     for (const int64_t in : {int64_t(770), int64_t(64), int64_t(16), int64_t(31)}) {
         std::vector<uint16_t> w16(out * in);
         cpu::to_bf16(w16.data(), to_float(randn(out * in)).data(), out * in);
         Vec wd(out * in);
         for (int64_t i = 0; i < out * in; ++i) wd[i] = bf16_value(w16[i]);
         const Fvec bf = to_float(randn(out));
-        for (int64_t n = 1; n <= 23; ++n)
+        const Vec bd = to_double(bf);
+        for (int64_t n = 1; n <= 31; ++n)
             for (const bool bias : {false, true})
                 for (const bool acc : {false, true}) {
                     std::vector<uint16_t> x16(n * in);
@@ -339,23 +342,37 @@ void bf16_dot_products(void **) {
                     for (int64_t i = 0; i < n * in; ++i) xd[i] = bf16_value(x16[i]);
                     const Fvec y0 = to_float(randn(n * out));
                     Vec yd = to_double(y0);
-                    const Vec bd = to_double(bf);
                     cpu::linear_ref<double>(yd.data(), xd.data(), wd.data(), bias ? bd.data() : nullptr, n, in, out,
                                             acc);
-                    Fvec yf = acc ? y0 : Fvec(n * out, NAN), y1 = yf;
-                    cpu::gemv_bf16(yf.data(), x16.data(), w16.data(), bias ? bf.data() : nullptr, n, in, out, acc);
+                    Fvec yf = acc ? y0 : Fvec(n * out, NAN);
+                    yf.resize(n * out + guard, -7.0f);
+                    Fvec y1 = yf;
+                    const float *b = bias ? bf.data() : nullptr;
+                    cpu::gemv_bf16(yf.data(), x16.data(), w16.data(), b, n, in, out, acc);
+                    for (int64_t k = 0; k < guard; ++k)
+                        if (yf[n * out + k] != -7.0f)
+                            fail_msg("gemv_bf16: %lld rows, %lld by %lld: wrote past y", (long long)n, (long long)out,
+                                     (long long)in);
+                    yf.resize(n * out);
                     const double e = worst_rel(yf, yd, std::sqrt(static_cast<double>(in)));
                     if (!(e <= worst)) worst = e;
                     const int threads = omp_get_max_threads();
                     omp_set_num_threads(1);
-                    cpu::gemv_bf16(y1.data(), x16.data(), w16.data(), bias ? bf.data() : nullptr, n, in, out, acc);
+                    cpu::gemv_bf16(y1.data(), x16.data(), w16.data(), b, n, in, out, acc);
                     omp_set_num_threads(threads);
                     if (std::memcmp(y1.data(), yf.data(), yf.size() * sizeof(float)) != 0)
-                        fail_msg("gemv_bf16: %lld rows, width %lld: one thread's result differs", (long long)n,
-                                 (long long)in);
+                        fail_msg("gemv_bf16: %lld rows, %lld by %lld: one thread's result differs", (long long)n,
+                                 (long long)out, (long long)in);
+                    for (int64_t r = 0; r < n; r += 5) {  // a row alone
+                        Fvec row = acc ? Fvec(y0.begin() + r * out, y0.begin() + (r + 1) * out) : Fvec(out, NAN);
+                        cpu::gemv_bf16(row.data(), x16.data() + r * in, w16.data(), b, 1, in, out, acc);
+                        if (std::memcmp(row.data(), yf.data() + r * out, out * sizeof(float)) != 0)
+                            fail_msg("gemv_bf16: row %lld of %lld (%lld by %lld) differs from the row alone",
+                                     (long long)r, (long long)n, (long long)out, (long long)in);
+                    }
                 }
     }
-    expect_close("gemv_bf16, 1-23 rows, 4 widths", worst, 1e-6);
+    expect_close("gemv_bf16, 1-31 rows, 12 shapes", worst, 1e-6);
 }
 
 void float_kernels(void **) {

@@ -361,8 +361,9 @@ private:
     // With bf16 on for the stream, products of BF16 weights take x rounded to bf16
     // and the weights as stored, nothing widened: kBf16Rows rows or more in oneDNN's
     // bf16 product (a prefill), fewer in cpu::gemv_bf16's dot products (1.3-1.7x
-    // oneDNN's speed for 8 sessions stepped together; from 16 to 64 the two are
-    // within this machine's noise: BENCHMARKS.md, "Dot products for fewer rows").
+    // oneDNN's speed for 8 sessions stepped together; from 12 to 64 the two are
+    // within this machine's noise, a little behind at 12 for the small shape and
+    // ahead for base: BENCHMARKS.md, "Dot products for fewer rows").
     static constexpr int64_t kWidenRows = 24, kWidenFloats = int64_t(1) << 22, kBf16Rows = 32;
 
     // qk: S[g, i, j] = Q[g, i] . K[j]; pv: O[g, i] = sum_j S[g, i, j] V[j];

@@ -300,6 +300,7 @@ __attribute__((target(RMKV_DP_TARGET))) void dp_rows(float *y, int64_t ldy, cons
 
 void gemv_bf16_avx512(float *y, const uint16_t *x, const uint16_t *W, const float *b, int64_t n, int64_t in,
                       int64_t out, bool accumulate) {
+    if (n <= 0) return;
     const bool threads = n * out * in > 32768;
     if (n <= 8) {  // blocks of 16 rows of W per thread step
         constexpr int64_t kBlock = 16;
@@ -431,8 +432,13 @@ RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, c
         }
 }
 
+// Not in a build of the kernels for one instruction set without AVX-512
+// (RMKV_NO_CLONES, as cpu_has_avx512vl): the AVX2 tests and benches show what
+// CPUs without it run.
 bool cpu_has_avx512bf16() {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(RMKV_NO_CLONES) && !defined(__AVX512F__)
+    return false;
+#elif defined(__x86_64__) || defined(__i386__)
     static const bool yes = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx512vl");
     return yes;
