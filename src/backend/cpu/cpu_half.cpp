@@ -206,8 +206,10 @@ void f16_tile(int64_t nr, int64_t nc, float *d, const float *x, const uint16_t *
 #define RMKV_DP_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
 // GCC 12's AVX-512 shuffle intrinsics start from a deliberately undefined vector,
 // which -Wmaybe-uninitialized reports wherever they are inlined.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <int R, int C>
 __attribute__((target(RMKV_DP_TARGET), always_inline)) inline void dp_tile(float *y, int64_t ldy, const uint16_t *x,
                                                                           const uint16_t *w, const float *b, int64_t in,
@@ -332,7 +334,9 @@ void gemv_bf16_avx512(float *y, const uint16_t *x, const uint16_t *W, const floa
                 o + 8 <= out);
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #undef RMKV_DP_TARGET
 #else
 bool cpu_has_f16c() { return false; }
