@@ -313,7 +313,8 @@ void bf16_rounding(void **) {
 
 // cpu::gemv_bf16 (a session's products in bf16 precision, AVX512-BF16 dot
 // products) against the double product of the same bf16 values: 1 to 31 rows
-// (every tile shape of both kernels and their remainders), widths with a tail of
+// (every tile shape of the kernels and their remainders; 9 to 12 rows in two
+// groups or, 12 rows of width 1100, in tiles), widths with a tail of
 // every kind (none, within one vector, past several), 37 to 39 rows of W (every
 // remainder past blocks of 4, and past blocks of 16), bias or none, accumulation;
 // nothing written past y; the same bits on one thread as on two; and every row the
@@ -326,7 +327,7 @@ void bf16_dot_products(void **) {
     const int64_t guard = 16;
     double worst = 0;
     for (const int64_t out : {int64_t(37), int64_t(38), int64_t(39)})
-    for (const int64_t in : {int64_t(770), int64_t(64), int64_t(16), int64_t(31)}) {
+    for (const int64_t in : {int64_t(770), int64_t(1100), int64_t(64), int64_t(16), int64_t(31)}) {
         std::vector<uint16_t> w16(out * in);
         cpu::to_bf16(w16.data(), to_float(randn(out * in)).data(), out * in);
         Vec wd(out * in);
@@ -372,7 +373,7 @@ void bf16_dot_products(void **) {
                     }
                 }
     }
-    expect_close("gemv_bf16, 1-31 rows, 12 shapes", worst, 1e-6);
+    expect_close("gemv_bf16, 1-31 rows, 15 shapes", worst, 1e-6);
 }
 
 void float_kernels(void **) {

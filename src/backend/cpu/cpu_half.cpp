@@ -268,6 +268,19 @@ __attribute__((target(RMKV_DP_TARGET))) void dp_one_w(float *y, int64_t ldy, con
     for (int64_t o = 0; o < o_end; ++o)
         dp_tile<R, 1>(y + o, ldy, x, w + o * in, b ? b + o : nullptr, in, accumulate, false);
 }
+// 9 to 12 rows whose x takes at most kTwoGroupsBytes (in L1 with the rows of W):
+// the same, in two groups (8 rows, then the other R2), each row of W read from L1
+// for the second.
+template <int R2>
+__attribute__((target(RMKV_DP_TARGET))) void dp_one_w2(float *y, int64_t ldy, const uint16_t *x, const uint16_t *w,
+                                                       const float *b, int64_t in, int64_t o_end, bool accumulate) {
+    for (int64_t o = 0; o < o_end; ++o) {
+        const uint16_t *wo = w + o * in;
+        const float *bo = b ? b + o : nullptr;
+        dp_tile<8, 1>(y + o, ldy, x, wo, bo, in, accumulate, false);
+        dp_tile<R2, 1>(y + 8 * ldy + o, ldy, x + 8 * in, wo, bo, in, accumulate, false);
+    }
+}
 // More rows: tiles of 6 rows of x against 4 rows of W (arithmetic-bound: each
 // weight loaded serves 6 rows, each x vector 4), the rows' x in L1 or L2.
 template <int R>
@@ -322,6 +335,29 @@ void gemv_bf16_avx512(float *y, const uint16_t *x, const uint16_t *W, const floa
             case 6: dp_one_w<6>(yo, out, x, wo, bo, in, o_end, accumulate); break;
             case 7: dp_one_w<7>(yo, out, x, wo, bo, in, o_end, accumulate); break;
             default: dp_one_w<8>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            }
+        }
+        return;
+    }
+    constexpr int64_t kTwoGroupsBytes = 24576;
+    if (n <= 12 && n * in * 2 <= kTwoGroupsBytes) {
+        constexpr int64_t kBlock = 16;
+        const int64_t n_blocks = (out + kBlock - 1) / kBlock;
+#pragma omp parallel for if (threads) schedule(static)
+        for (int64_t k = 0; k < n_blocks; ++k) {
+            const int64_t o = k * kBlock, o_end = std::min(kBlock, out - o);
+            float *yo = y + o;
+            const uint16_t *wo = W + o * in;
+            const float *bo = b ? b + o : nullptr;
+            switch (n - 8) {
+            case 1: dp_one_w2<1>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 2: dp_one_w2<2>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 3: dp_one_w2<3>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 4: dp_one_w2<4>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 5: dp_one_w2<5>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 6: dp_one_w2<6>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            case 7: dp_one_w2<7>(yo, out, x, wo, bo, in, o_end, accumulate); break;
+            default: dp_one_w2<8>(yo, out, x, wo, bo, in, o_end, accumulate); break;
             }
         }
         return;

@@ -24,8 +24,9 @@ bool cpu_has_avx512bf16();
 // y[n, out] (+)= x W^T (+ b) in AVX512-BF16 dot products, every product exact
 // in f32, summed in f32 pair by pair (denormal inputs and results flushed to
 // zero). Only on CPUs where cpu_has_avx512bf16(). Every weight read once per
-// call: up to 8 rows against one row of W at a time, more in tiles of 6 rows
-// against 4 rows of W. Each output's sums run in the same order whatever the
+// call: up to 8 rows against one row of W at a time (9 to 12 rows, when their x
+// takes at most 24 KiB, the same in two groups), more in tiles of 6 rows against
+// 4 rows of W. Each output's sums run in the same order whatever the
 // tile: a row's result does not depend on the other rows of the call.
 void gemv_bf16(float *y, const uint16_t *x_bf16, const uint16_t *W, const float *b, int64_t n, int64_t in,
                int64_t out, bool accumulate);
