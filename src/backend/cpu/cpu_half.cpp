@@ -281,6 +281,25 @@ __attribute__((target(RMKV_DP_TARGET))) void dp_one_w2(float *y, int64_t ldy, co
         dp_tile<R2, 1>(y + 8 * ldy + o, ldy, x + 8 * in, wo, bo, in, accumulate, false);
     }
 }
+// Rows of W [0, o_end) against n rows of x: one group up to 8 rows, two to 12.
+__attribute__((target(RMKV_DP_TARGET))) void dp_one_stream(int64_t n, float *y, int64_t ldy, const uint16_t *x,
+                                                           const uint16_t *w, const float *b, int64_t in,
+                                                           int64_t o_end, bool accumulate) {
+    switch (n) {
+    case 1: dp_one_w<1>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 2: dp_one_w<2>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 3: dp_one_w<3>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 4: dp_one_w<4>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 5: dp_one_w<5>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 6: dp_one_w<6>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 7: dp_one_w<7>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 8: dp_one_w<8>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 9: dp_one_w2<1>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 10: dp_one_w2<2>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    case 11: dp_one_w2<3>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    default: dp_one_w2<4>(y, ldy, x, w, b, in, o_end, accumulate); break;
+    }
+}
 // More rows: tiles of 6 rows of x against 4 rows of W (arithmetic-bound: each
 // weight loaded serves 6 rows, each x vector 4), the rows' x in L1 or L2.
 template <int R>
@@ -317,48 +336,14 @@ void gemv_bf16_avx512(float *y, const uint16_t *x, const uint16_t *W, const floa
                       int64_t out, bool accumulate) {
     if (n <= 0) return;
     const bool threads = n * out * in > 32768;
-    if (n <= 8) {  // blocks of 16 rows of W per thread step
-        constexpr int64_t kBlock = 16;
-        const int64_t n_blocks = (out + kBlock - 1) / kBlock;
-#pragma omp parallel for if (threads) schedule(static)
-        for (int64_t k = 0; k < n_blocks; ++k) {
-            const int64_t o = k * kBlock, o_end = std::min(kBlock, out - o);
-            float *yo = y + o;
-            const uint16_t *wo = W + o * in;
-            const float *bo = b ? b + o : nullptr;
-            switch (n) {
-            case 1: dp_one_w<1>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 2: dp_one_w<2>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 3: dp_one_w<3>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 4: dp_one_w<4>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 5: dp_one_w<5>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 6: dp_one_w<6>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 7: dp_one_w<7>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            default: dp_one_w<8>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            }
-        }
-        return;
-    }
     constexpr int64_t kTwoGroupsBytes = 24576;
-    if (n <= 12 && n * in * 2 <= kTwoGroupsBytes) {
+    if (n <= 8 || (n <= 12 && n * in * 2 <= kTwoGroupsBytes)) {  // blocks of 16 rows of W per thread step
         constexpr int64_t kBlock = 16;
         const int64_t n_blocks = (out + kBlock - 1) / kBlock;
 #pragma omp parallel for if (threads) schedule(static)
         for (int64_t k = 0; k < n_blocks; ++k) {
-            const int64_t o = k * kBlock, o_end = std::min(kBlock, out - o);
-            float *yo = y + o;
-            const uint16_t *wo = W + o * in;
-            const float *bo = b ? b + o : nullptr;
-            switch (n - 8) {
-            case 1: dp_one_w2<1>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 2: dp_one_w2<2>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 3: dp_one_w2<3>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 4: dp_one_w2<4>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 5: dp_one_w2<5>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 6: dp_one_w2<6>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            case 7: dp_one_w2<7>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            default: dp_one_w2<8>(yo, out, x, wo, bo, in, o_end, accumulate); break;
-            }
+            const int64_t o = k * kBlock;
+            dp_one_stream(n, y + o, out, x, W + o * in, b ? b + o : nullptr, in, std::min(kBlock, out - o), accumulate);
         }
         return;
     }
