@@ -23,7 +23,7 @@ const char *kUsage =
     "                     [--precision auto|fp32|bf16] [--threads N]\n"
     "  --stop TEXT   end the continuation where the text reaches TEXT (repeatable)\n"
     "  --state FILE  start from a saved session state, and save the session there at the end\n"
-    "  --precision   of products with BF16 weights (a BF16 model file; rmkv_session_params)\n"
+    "  --precision   of products with BF16 weights (a BF16 model file; rmkv_session_params; default auto)\n"
     "  --threads N   CPU threads (0 = OpenMP's setting, the default)\n";
 
 }  // namespace

@@ -132,7 +132,7 @@ public:
     void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n,
                     int64_t in, int64_t out, bool accumulate) override {
         auto &st = static_cast<CpuStream &>(s);
-        if (h == Half::bf16 && st.bf16 && (n >= kBf16Rows || cpu::cpu_has_avx512bf16())) {
+        if (h == Half::bf16 && st.bf16) {
             // bf16 products straight from the stored weights: x rounded to bf16, then
             // oneDNN's product, or for fewer rows the dot-product kernel
             const uint16_t *xb = to_bf16(st.cvt_a, x, n * in);
@@ -157,7 +157,11 @@ public:
         for (int64_t r = 0; r < n; ++r) cpu::from_half(h, X + r * d, tok_emb + static_cast<int64_t>(tokens[r]) * d, d);
     }
 
-    bool supports_bf16() const override { return dnnl::get_effective_cpu_isa() >= dnnl::cpu_isa::avx512_core_bf16; }
+    // oneDNN's bf16 products (which ONEDNN_MAX_CPU_ISA may turn off) and the CPU's
+    // AVX512-BF16 for cpu::gemv_bf16: a bf16 stream runs both.
+    bool supports_bf16() const override {
+        return dnnl::get_effective_cpu_isa() >= dnnl::cpu_isa::avx512_core_bf16 && cpu::cpu_has_avx512bf16();
+    }
     void set_bf16(Stream &s, bool on) override { static_cast<CpuStream &>(s).bf16 = on; }
     void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) override {
         static_cast<CpuStream &>(s).shadows[W] = W_bf16;

@@ -317,11 +317,11 @@ __attribute__((target(RMKV_DP_TARGET), always_inline)) inline void dp_four_w(int
 __attribute__((target(RMKV_DP_TARGET))) void dp_rows(float *y, int64_t ldy, const uint16_t *x, const uint16_t *w,
                                                      const float *b, int64_t n, int64_t in, int64_t nc, bool accumulate,
                                                      bool prefetch) {
-    int64_t r = 0;
-    for (; r + 6 <= n; r += 6) dp_four_w<6>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate, prefetch && r == 0);
+    int64_t r = 0;  // the first tile prefetches
+    for (; r + 6 <= n; r += 6, prefetch = false)
+        dp_four_w<6>(nc, y + r * ldy, ldy, x + r * in, w, b, in, accumulate, prefetch);
     float *yr = y + r * ldy;
     const uint16_t *xr = x + r * in;
-    prefetch = prefetch && r == 0;
     switch (n - r) {
     case 1: dp_four_w<1>(nc, yr, ldy, xr, w, b, in, accumulate, prefetch); break;
     case 2: dp_four_w<2>(nc, yr, ldy, xr, w, b, in, accumulate, prefetch); break;
