@@ -342,9 +342,9 @@ static void bf16_precision_sessions(void **state) {
     } else if (worst != 0) {
         fail_msg("AUTO without bf16 products differs from FP32 by %g", worst);
     }
-    /* The three kernels of bf16 products, each against FP32: one row and 12 rows
-       (AVX512-BF16 dot products: one row of W at a time, then tiles of 6 rows by 4)
-       and 32 rows (oneDNN's bf16 product). N FP32 sessions after one token each,
+    /* The bf16 products of one row and of 12 rows (AVX512-BF16 dot products, one row
+       of W at a time: in one group of rows, then in two) and of 32 rows (oneDNN's
+       bf16 product), each against FP32. N FP32 sessions after one token each,
        their states loaded into sessions of the default precision, then one more
        token three ways: the FP32 sessions one by one, the others stepped together
        (N rows), and clones of those one by one. */
