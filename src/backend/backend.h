@@ -41,6 +41,16 @@ struct Dropout {
     }
 };
 
+// One row of decoding streams of text together (Backend::decode_attention): the
+// stream's key and value cache of one layer (this backend's memory, rows of Hkv *
+// head_dim), the cache row its new token takes, and that token's RoPE position.
+template <class T>
+struct CacheRowOf {
+    T *keys, *values;
+    int64_t at, pos;
+};
+using CacheRow = CacheRowOf<real>;
+
 class Stream {
 public:
     virtual ~Stream() = default;
@@ -123,6 +133,34 @@ public:
     virtual void attention(Stream &s, real *out, const real *q, const real *k, const real *v, int64_t nq,
                            int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                            int64_t visible0, const Dropout &drop) = 0;
+    // One new token for each of n streams of text, each with its own cache (rows,
+    // host memory; n distinct caches): row i's key k[i] and value v[i] ([n, Hkv*hd]
+    // each) go to row rows[i].at of its cache, after its key and q[i] ([n, H*hd];
+    // rotated in place) are rotated by RoPE at position rows[i].pos when `rope`;
+    // then out[i] = attention of q[i] over cache rows 0 .. at (no dropout). The
+    // values of copy, rope and attention one row after another (below), up to the
+    // order of the sums; backends override it to run all rows at once.
+    virtual void decode_attention(Stream &s, real *out, real *q, const real *k, const real *v, const CacheRow *rows,
+                                  int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, bool rope,
+                                  float theta) {
+        const int64_t D = n_heads * head_dim, Dkv = n_kv_heads * head_dim;
+        for (int64_t i = 0; i < n; ++i) {
+            const CacheRow &r = rows[i];
+            real *key = r.keys + r.at * Dkv, *qi = q + i * D;
+            copy(s, key, k + i * Dkv, static_cast<size_t>(Dkv));
+            copy(s, r.values + r.at * Dkv, v + i * Dkv, static_cast<size_t>(Dkv));
+            if (rope) {
+                this->rope(s, qi, 1, D, n_heads, head_dim, r.pos, theta, false);
+                this->rope(s, key, 1, Dkv, n_kv_heads, head_dim, r.pos, theta, false);
+            }
+            attention(s, out + i * D, qi, r.keys, r.values, 1, r.at + 1, Dkv, n_heads, n_kv_heads, head_dim, r.at, {});
+        }
+    }
+    // Row i of src [n, width] to dst[i] (host array of n pointers into this
+    // backend's memory, none overlapping src).
+    virtual void scatter_rows(Stream &s, real *const *dst, const real *src, int64_t n, int64_t width) {
+        for (int64_t i = 0; i < n; ++i) copy(s, dst[i], src + i * width, static_cast<size_t>(width));
+    }
     // x[i] *= drop.factor(i) (forward of a dropout site, and its backward).
     virtual void dropout(Stream &s, real *x, int64_t n, const Dropout &drop) = 0;
     // h[i] = silu(g[i]) * u[i]  (swiglu); h[i] = gelu_erf(u[i]) (gelu, g NULL).
@@ -226,7 +264,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 3;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 4;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

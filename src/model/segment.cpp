@@ -209,19 +209,12 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
         linear(ws.v, ws.xn, w.wv, w.bv, n, D, Dkv, false);
         for (int64_t i = 0; i < n; ++i) {
             LayerState &s = (*rows[i].layers)[l];
-            const int64_t t0 = rows[i].t0;
-            real *q = ws.q + i * D, *k = s.keys + (M + t0) * Dkv;
-            be_.copy(st_, k, ws.k + i * Dkv, Dkv);
-            be_.copy(st_, s.values + (M + t0) * Dkv, ws.v + i * Dkv, Dkv);
-            if (c.pos == Pos::rope) {
-                be_.rope(st_, q, 1, D, H, hd, t0, theta, false);
-                be_.rope(st_, k, 1, Dkv, Hkv, hd, t0, theta, false);
-            }
-            be_.attention(st_, ws.attn + i * D, q, s.keys, s.values, 1, M + t0 + 1, Dkv, H, Hkv, hd, M + t0, {});
+            ws.cache_rows[i] = {s.keys, s.values, M + rows[i].t0, rows[i].t0};
+            ws.row_dst[i] = s.tok_out + rows[i].t0 * D;
         }
+        be_.decode_attention(st_, ws.attn, ws.q, ws.k, ws.v, ws.cache_rows, n, H, Hkv, hd, c.pos == Pos::rope, theta);
         linear(ws.o, ws.attn, w.wo, w.bo, n, D, D, false);
-        for (int64_t i = 0; i < n; ++i)
-            be_.copy(st_, (*rows[i].layers)[l].tok_out + rows[i].t0 * D, ws.o + i * D, D);
+        be_.scatter_rows(st_, ws.row_dst, ws.o, n, D);
         be_.add(st_, ws.x, ws.x, ws.o, n * D);
         ffn_block(l, a, n);
     }

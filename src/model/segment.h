@@ -70,6 +70,8 @@ struct RowsWorkspace {
     real *k, *v;                  // [n, Dkv]
     real *h1, *h2;                // [n, F]
     real *logits;                 // [n, V]
+    CacheRow *cache_rows;         // host [n]: each row's cache of the current layer
+    real **row_dst;               // host [n]: each row's place in its tok_out
 };
 
 // Row i of a decode together: its stream's layer states, segment offset and position.

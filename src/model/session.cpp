@@ -104,6 +104,10 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
         w.h1 = get(N * F), w.h2 = get(N * F);
         w.logits = get(N * V);
         t->logits.resize(n * static_cast<size_t>(V));
+        t->cache_rows.resize(n);
+        t->row_dst.resize(n);
+        w.cache_rows = t->cache_rows.data();
+        w.row_dst = t->row_dst.data();
     } catch (...) {
         free_each(be, t->owned);
         throw;

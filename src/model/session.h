@@ -58,6 +58,8 @@ private:
         std::vector<float *> owned;
         std::vector<float> logits;  // host [rows, V], when the caller wants none
         std::vector<rmkv::DecodeRow> decode;
+        std::vector<rmkv::CacheRow> cache_rows;  // ws.cache_rows
+        std::vector<float *> row_dst;            // ws.row_dst
         std::vector<const rmkv_session *> sorted;
     };
     Together &together(size_t n);

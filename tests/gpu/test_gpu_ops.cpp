@@ -312,6 +312,47 @@ void attention_ops(void **) {
     attention_case(32, 288, 4, 2, 64, 2 * 2 * 64, 288, 0.1f);  // memory rows of a 256-token segment: every key
 }
 
+// Sessions decoded together: rows over caches of their own (one kernel on CUDA
+// unless RMKV_CUDA_ATTENTION=products), then o scattered into each row's place.
+void decode_case(int64_t H, int64_t Hkv, int64_t hd, bool rope, const std::vector<int64_t> &at) {
+    Pair P;
+    const int64_t n = static_cast<int64_t>(at.size()), D = H * hd, Dkv = Hkv * hd;
+    Buf &q = P.random(n * D), &k = P.random(n * Dkv), &v = P.random(n * Dkv), &o = P.zeros(n * D);
+    std::vector<Buf *> keys, values, places;
+    for (int64_t i = 0; i < n; ++i) {
+        keys.push_back(&P.random((at[i] + 2) * Dkv));
+        values.push_back(&P.random((at[i] + 2) * Dkv));
+        places.push_back(&P.zeros(3 * D));
+    }
+    P.both([&](Backend &be, Stream &s, bool g) {
+        std::vector<CacheRow> rows;
+        std::vector<float *> dst;
+        for (int64_t i = 0; i < n; ++i) {
+            rows.push_back({keys[i]->on(g), values[i]->on(g), at[i], 17 * i + 3});
+            dst.push_back(places[i]->on(g) + (i % 3) * D);
+        }
+        be.decode_attention(s, o.on(g), q.on(g), k.on(g), v.on(g), rows.data(), n, H, Hkv, hd, rope, 10000.0f);
+        be.scatter_rows(s, dst.data(), o.on(g), n, D);
+    });
+    print_message("decode_attention rows=%ld H=%ld Hkv=%ld hd=%ld rope=%d\n", (long)n, (long)H, (long)Hkv, (long)hd,
+                  rope ? 1 : 0);
+    P.expect("decode_attention out", o);
+    P.expect("decode_attention q (rotated)", q);
+    for (int64_t i = 0; i < n; ++i) {
+        P.expect("decode_attention keys", *keys[i]);
+        P.expect("decode_attention values", *values[i], 1e-30);
+        P.expect("scatter_rows", *places[i]);
+    }
+}
+
+void decode_ops(void **) {
+    decode_case(4, 2, 16, true, {7, 0, 30});
+    decode_case(8, 2, 8, false, {3, 19, 5, 11, 60});
+    decode_case(2, 1, 128, true, {300, 1});
+    decode_case(12, 12, 64, true, std::vector<int64_t>(64, 270));  // 64 sessions at the end of a 256-token segment
+    decode_case(2, 2, 64, true, {5000});                            // a long cache (a 4096-token segment)
+}
+
 void elementwise_ops(void **) {
     Pair P;
     const int64_t n = 3000;
@@ -597,7 +638,8 @@ int main() {
     std::printf("CUDA backend: %s\n", g_gpu->name().c_str());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16),       cmocka_unit_test(norm_ops),
-        cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(elementwise_ops),
+        cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(decode_ops),
+        cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
         cmocka_unit_test(optimiser_ops), cmocka_unit_test(memory_ops),
     };

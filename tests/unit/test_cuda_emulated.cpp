@@ -6,7 +6,8 @@
 // backward are checked against the CPU backend's double kernels (themselves
 // checked by finite differences in test_op_gradients) on every shape class the
 // GPU tests use: blocks cut short, one decoding row, memory rows that see every
-// key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128. This
+// key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128; and the
+// kernel of sessions decoded together (rows over caches of their own). This
 // runs without a GPU, so CI checks the kernels' arithmetic and indexing. It
 // rests on the kernels using no warp-level operations (see the header). What it
 // cannot show is left to tests/gpu and compute-sanitizer on a GPU: speed, and
@@ -85,6 +86,25 @@ void launch(unsigned gx, unsigned gy, int threads, int64_t shared_floats, const 
         }
 }
 
+// The largest difference of got from want, relative to want's largest value (a
+// NaN anywhere gives NaN).
+double worst_error(const std::vector<float> &got, const std::vector<double> &want) {
+    double largest = 1e-30, worst = 0;
+    for (double x : want) largest = std::max(largest, std::fabs(x));
+    for (size_t i = 0; i < want.size(); ++i) {
+        const double e = std::fabs(static_cast<double>(got[i]) - want[i]) / largest;
+        if (!(e <= worst)) worst = e;  // a NaN sticks
+    }
+    return worst;
+}
+
+std::vector<double> random_values(std::mt19937_64 &rng, int64_t n) {  // exact in float: both sides see the same
+    std::normal_distribution<double> normal(0.0, 1.0);
+    std::vector<double> v(static_cast<size_t>(n));
+    for (double &x : v) x = static_cast<float>(normal(rng));
+    return v;
+}
+
 void fused_attention(void **) {
     struct Case {
         int64_t nq, nk, visible0, H, Hkv, hd;
@@ -104,12 +124,7 @@ void fused_attention(void **) {
         {40, 60, 200, 2, 1, 64, true, 0.2f},   // memory rows past the keys (visible0 > nk), two blocks
     };
     std::mt19937_64 rng(20261123);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    auto randf = [&](int64_t n) {  // values exact in float, so both sides see the same inputs
-        std::vector<double> v(static_cast<size_t>(n));
-        for (double &x : v) x = static_cast<float>(normal(rng));
-        return v;
-    };
+    auto randf = [&](int64_t n) { return random_values(rng, n); };
     auto to_float = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
     for (const Case &c : cases) {
         const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
@@ -140,12 +155,7 @@ void fused_attention(void **) {
         const std::vector<float> *got[4] = {&outf, &dqf, &dkf, &dvf};
         const std::vector<double> *want[4] = {&out, &dq, &dk, &dv};
         for (int t = 0; t < 4; ++t) {
-            double largest = 1e-30, worst = 0;
-            for (double x : *want[t]) largest = std::max(largest, std::fabs(x));
-            for (size_t i = 0; i < want[t]->size(); ++i) {
-                const double e = std::fabs(static_cast<double>((*got[t])[i]) - (*want[t])[i]) / largest;
-                if (!(e <= worst)) worst = e;  // a NaN sticks
-            }
+            const double worst = worst_error(*got[t], *want[t]);
             print_message("emulated CUDA fused attention %-8s nq %3lld nk %3lld hd %3lld H %lld/%lld dropout %.1f: %.2e\n",
                           names[t], (long long)c.nq, (long long)c.nk, (long long)c.hd, (long long)c.H, (long long)c.Hkv,
                           c.p, worst);
@@ -154,9 +164,90 @@ void fused_attention(void **) {
     }
 }
 
+// k_decode_attention against the CPU backend's double kernels run row after row
+// (rope, then attention over the cache with the new row in it), as the seam's
+// default decode_attention does: out, q rotated in place, the cache rows the new
+// keys and values take, and every other cache row left as it was.
+void decode_attention(void **) {
+    struct Case {
+        int64_t H, Hkv, hd;
+        bool rope;
+        std::vector<int64_t> at;  // each row's cache row (its cache has at + 3 rows)
+    };
+    const Case cases[] = {
+        {4, 2, 16, true, {7, 0, 30}},            // GQA; a row whose cache is empty before it
+        {2, 2, 64, true, {40}},                  // one row, two column groups
+        {8, 2, 8, false, {3, 19, 5, 11, 60}},    // groups of 4 query heads, head size 8 (16 column groups), no RoPE
+        {2, 1, 128, true, {300, 1}},             // head size 128: one column group; long cache
+        {3, 3, 48, true, {25, 26}},              // head size 48: 2 groups of 48, 32 threads idle
+        {4, 4, 32, true, {129, 128, 127, 255}},  // keys past one pass of the threads
+    };
+    std::mt19937_64 rng(20261124);
+    const float theta = 10000.0f;
+    for (const Case &c : cases) {
+        const int64_t n = static_cast<int64_t>(c.at.size()), D = c.H * c.hd, Dkv = c.Hkv * c.hd;
+        const std::vector<double> q = random_values(rng, n * D), k = random_values(rng, n * Dkv),
+                                  v = random_values(rng, n * Dkv);
+        std::vector<std::vector<double>> keys, values;
+        std::vector<int64_t> pos;
+        for (int64_t i = 0; i < n; ++i) {
+            keys.push_back(random_values(rng, (c.at[i] + 3) * Dkv));
+            values.push_back(random_values(rng, (c.at[i] + 3) * Dkv));
+            pos.push_back(static_cast<int64_t>(rng() % 2000));
+        }
+        // The reference, in double.
+        std::vector<double> out(static_cast<size_t>(n * D)), qr = q;
+        std::vector<std::vector<double>> keys_r = keys, values_r = values;
+        for (int64_t i = 0; i < n; ++i) {
+            double *key = keys_r[i].data() + c.at[i] * Dkv;
+            std::copy(k.begin() + i * Dkv, k.begin() + (i + 1) * Dkv, key);
+            std::copy(v.begin() + i * Dkv, v.begin() + (i + 1) * Dkv, values_r[i].data() + c.at[i] * Dkv);
+            if (c.rope) {
+                cpu::rope<double>(qr.data() + i * D, 1, D, c.H, c.hd, pos[i], theta, false);
+                cpu::rope<double>(key, 1, Dkv, c.Hkv, c.hd, pos[i], theta, false);
+            }
+            cpu::attention_forward<double>(out.data() + i * D, qr.data() + i * D, keys_r[i].data(), values_r[i].data(),
+                                           1, c.at[i] + 1, Dkv, c.H, c.Hkv, c.hd, c.at[i], Dropout{});
+        }
+        // The kernel, on float copies (NaN in out, so a row not written shows).
+        auto to_float = [](const std::vector<double> &x) { return std::vector<float>(x.begin(), x.end()); };
+        std::vector<float> qf = to_float(q), kf = to_float(k), vf = to_float(v), outf(out.size(), NAN);
+        std::vector<std::vector<float>> keys_f, values_f;
+        std::vector<CacheRow> rows;
+        int64_t max_nv = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            keys_f.push_back(to_float(keys[i]));
+            values_f.push_back(to_float(values[i]));
+            rows.push_back({keys_f[i].data(), values_f[i].data(), c.at[i], pos[i]});
+            max_nv = std::max(max_nv, c.at[i] + 1);
+        }
+        launch(static_cast<unsigned>(n), static_cast<unsigned>(c.H), cuda::kDecodeThreads,
+               cuda::decode_smem_floats(c.hd, max_nv), [&] {
+                   cuda::k_decode_attention(outf.data(), qf.data(), kf.data(), vf.data(), rows.data(), c.H / c.Hkv, c.hd,
+                                            c.rope, theta, 1.0f / std::sqrt(static_cast<float>(c.hd)));
+               });
+        double worst_cache = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            worst_cache = std::max({worst_cache, worst_error(keys_f[i], keys_r[i]), worst_error(values_f[i], values_r[i])});
+            for (int64_t j = 0; j < (c.at[i] + 3) * Dkv; ++j) {
+                if (j / Dkv == c.at[i]) continue;
+                if (keys_f[i][j] != static_cast<float>(keys[i][j]) || values_f[i][j] != static_cast<float>(values[i][j]))
+                    fail_msg("row %lld: cache row %lld changed", (long long)i, (long long)(j / Dkv));
+            }
+        }
+        const double worst_out = worst_error(outf, out), worst_q = worst_error(qf, qr);
+        print_message("emulated CUDA decode attention rows %lld hd %3lld H %lld/%lld rope %d: out %.2e q %.2e cache %.2e\n",
+                      (long long)n, (long long)c.hd, (long long)c.H, (long long)c.Hkv, c.rope ? 1 : 0, worst_out, worst_q,
+                      worst_cache);
+        if (!(worst_out < 1e-5 && worst_q < 1e-5 && worst_cache < 1e-5))
+            fail_msg("decode attention differs from the CPU kernels: out %g, q %g, cache %g", worst_out, worst_q,
+                     worst_cache);
+    }
+}
+
 }  // namespace
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention), cmocka_unit_test(decode_attention)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

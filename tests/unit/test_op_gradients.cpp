@@ -5,7 +5,7 @@
 // float_kernels: the float instantiations (vectorised exp, rope tables, AdamW)
 // against the double ones or a direct formula, over the ranges they meet;
 // fused_attention: the fused many-row attention (AVX-512) against the double
-// row-at-a-time kernel. Built twice: as the library compiles the kernels, and for
+// row-at-a-time kernel; decode_rows: the kernel of sessions decoded together. Built twice: as the library compiles the kernels, and for
 // x86-64-v3 without target clones (test_op_gradients_avx2), what AVX2 CPUs run.
 #include <algorithm>
 #include <cmath>
@@ -20,6 +20,7 @@
 
 #include "backend/cpu/cpu_half.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "reference_backend.h"
 
 // cmocka last: it defines a macro named fail.
 extern "C" {
@@ -609,6 +610,80 @@ void fused_attention(void **) {
     }
 }
 
+// decode_attention (sessions decoded together): the CPU kernel, in double and in
+// float, and the seam's default (copy, rope and attention row after row; what
+// backends without a kernel of their own run, here the reference backend's)
+// against rope and attention_forward in double, row after row: out, q rotated
+// in place, the new cache rows, and every other cache row unchanged.
+void decode_rows(void **) {
+    struct Case {
+        int64_t H, Hkv, hd;
+        bool rope;
+        std::vector<int64_t> at;
+    };
+    const Case cases[] = {{4, 2, 16, true, {7, 0, 30}}, {8, 2, 8, false, {3, 19, 5, 11, 60}}, {2, 2, 64, true, {40}}};
+    ReferenceBackend reference;
+    const std::unique_ptr<Stream> stream = reference.new_stream();
+    for (const Case &c : cases) {
+        const int64_t n = static_cast<int64_t>(c.at.size()), D = c.H * c.hd, Dkv = c.Hkv * c.hd;
+        const Vec q = to_double(to_float(randn(n * D))), k = to_double(to_float(randn(n * Dkv))),
+                  v = to_double(to_float(randn(n * Dkv)));
+        std::vector<Vec> keys, values;
+        std::vector<int64_t> pos;
+        for (int64_t i = 0; i < n; ++i) {
+            keys.push_back(to_double(to_float(randn((c.at[i] + 2) * Dkv))));
+            values.push_back(to_double(to_float(randn((c.at[i] + 2) * Dkv))));
+            pos.push_back(13 * i + 5);
+        }
+        Vec out(n * D), qr = q;
+        std::vector<Vec> keys_r = keys, values_r = values;
+        for (int64_t i = 0; i < n; ++i) {
+            std::copy(k.begin() + i * Dkv, k.begin() + (i + 1) * Dkv, keys_r[i].begin() + c.at[i] * Dkv);
+            std::copy(v.begin() + i * Dkv, v.begin() + (i + 1) * Dkv, values_r[i].begin() + c.at[i] * Dkv);
+            if (c.rope) {
+                cpu::rope<double>(qr.data() + i * D, 1, D, c.H, c.hd, pos[i], 10000.0, false);
+                cpu::rope<double>(keys_r[i].data() + c.at[i] * Dkv, 1, Dkv, c.Hkv, c.hd, pos[i], 10000.0, false);
+            }
+            cpu::attention_forward<double>(out.data() + i * D, qr.data() + i * D, keys_r[i].data(), values_r[i].data(), 1,
+                                           c.at[i] + 1, Dkv, c.H, c.Hkv, c.hd, c.at[i], Dropout{});
+        }
+        for (int way = 0; way < 3; ++way) {  // the double kernel, the float kernel, the default
+            const char *name = way == 0 ? "decode_attention double" : way == 1 ? "decode_attention float" : "decode_attention default";
+            Vec outd(n * D), qd = q;
+            std::vector<Vec> kd = keys, vd = values;
+            std::vector<Fvec> kf, vf;
+            Fvec outf(n * D), qf = to_float(q);
+            if (way == 0) {
+                std::vector<CacheRowOf<double>> rows;
+                for (int64_t i = 0; i < n; ++i) rows.push_back({kd[i].data(), vd[i].data(), c.at[i], pos[i]});
+                cpu::decode_attention<double>(outd.data(), qd.data(), k.data(), v.data(), rows.data(), n, c.H, c.Hkv, c.hd,
+                                              c.rope, 10000.0);
+            } else {
+                std::vector<CacheRowOf<float>> rows;
+                for (int64_t i = 0; i < n; ++i) kf.push_back(to_float(keys[i])), vf.push_back(to_float(values[i]));
+                for (int64_t i = 0; i < n; ++i) rows.push_back({kf[i].data(), vf[i].data(), c.at[i], pos[i]});
+                const Fvec kin = to_float(k), vin = to_float(v);
+                if (way == 1)
+                    cpu::decode_attention<float>(outf.data(), qf.data(), kin.data(), vin.data(), rows.data(), n, c.H, c.Hkv,
+                                                 c.hd, c.rope, 10000.0f);
+                else
+                    reference.decode_attention(*stream, outf.data(), qf.data(), kin.data(), vin.data(), rows.data(), n, c.H,
+                                               c.Hkv, c.hd, c.rope, 10000.0f);
+                outd = to_double(outf), qd = to_double(qf);
+                for (int64_t i = 0; i < n; ++i) kd[i] = to_double(kf[i]), vd[i] = to_double(vf[i]);
+            }
+            double worst = std::max(worst_rel(outd, out, 1.0), worst_rel(qd, qr, 1.0));  // values about 1
+            for (int64_t i = 0; i < n; ++i) {
+                worst = std::max({worst, worst_rel(kd[i], keys_r[i], 1.0), worst_rel(vd[i], values_r[i], 1.0)});
+                for (int64_t j = 0; j < (c.at[i] + 2) * Dkv; ++j)
+                    if (j / Dkv != c.at[i] && (kd[i][j] != keys[i][j] || vd[i][j] != values[i][j]))
+                        fail_msg("%s: row %lld's cache row %lld changed", name, (long long)i, (long long)(j / Dkv));
+            }
+            expect_close(name, worst, way == 0 ? 1e-13 : 1e-5);
+        }
+    }
+}
+
 void embeddings_and_columns(void **) {
     const int64_t V = 5, D = 3, n = 4, M = 2;
     Vec table = randn(V * D), dy = randn(n * D), y(n * D);
@@ -645,7 +720,7 @@ int main() {
         cmocka_unit_test(attention),   cmocka_unit_test(activations), cmocka_unit_test(pool),
         cmocka_unit_test(cells),       cmocka_unit_test(cross_entropy), cmocka_unit_test(embeddings_and_columns),
         cmocka_unit_test(float_kernels), cmocka_unit_test(fused_attention), cmocka_unit_test(bf16_rounding),
-        cmocka_unit_test(bf16_dot_products),
+        cmocka_unit_test(bf16_dot_products), cmocka_unit_test(decode_rows),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -220,6 +220,10 @@ public:
               bool inverse) override {
         cpu::rope(x, n, ld, h, hd, t0, theta, inverse);
     }
+    void decode_attention(Stream &, float *out, float *q, const float *k, const float *v, const CacheRow *rows,
+                          int64_t n, int64_t h, int64_t hkv, int64_t hd, bool rope, float theta) override {
+        cpu::decode_attention(out, q, k, v, rows, n, h, hkv, hd, rope, theta);
+    }
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
         if (nq < kGemmAttentionRows) {

@@ -113,6 +113,20 @@ __attribute__((always_inline)) inline void attention_probs(T *p, const T *qi, co
     for (int64_t j = 0; j < nvis; ++j) p[j] *= inv;
 }
 
+// One query row of one head over keys and values 0 .. nvis - 1 (kv head at koff);
+// with dropout, its probabilities are the elements drop_at + j of the site.
+template <class T>
+__attribute__((always_inline)) inline void attend_query(T *o, const T *qi, const T *k, const T *v, int64_t nvis,
+                                                        int64_t ldkv, int64_t koff, int64_t hd, T scale,
+                                                        const Dropout &drop, int64_t drop_at) {
+    T *p = scratch<T>(nvis, 0);
+    attention_probs(p, qi, k, nvis, ldkv, koff, hd, scale);
+    if (drop.on())
+        for (int64_t j = 0; j < nvis; ++j) p[j] *= drop.factor(static_cast<uint64_t>(drop_at + j));
+    std::fill(o, o + hd, T(0));
+    for (int64_t j = 0; j < nvis; ++j) axpy(o, p[j], v + j * ldkv + koff, hd);
+}
+
 }  // namespace
 
 template <class T>
@@ -276,14 +290,34 @@ RMKV_CLONES void attention_forward(T *out, const T *q, const T *k, const T *v, i
 #pragma omp parallel for collapse(2) if (nq * n_heads > 1) schedule(dynamic, 1)
     for (int64_t i = 0; i < nq; ++i) {
         for (int64_t h = 0; h < n_heads; ++h) {
-            const int64_t nvis = std::min(nk, visible0 + i + 1), koff = (h / group) * head_dim;
-            T *p = scratch<T>(nvis, 0);
-            attention_probs(p, q + i * D + h * head_dim, k, nvis, ldkv, koff, head_dim, scale);
-            if (drop.on())
-                for (int64_t j = 0; j < nvis; ++j) p[j] *= drop.factor(static_cast<uint64_t>((h * nq + i) * nk + j));
-            T *o = out + i * D + h * head_dim;
-            std::fill(o, o + head_dim, T(0));
-            for (int64_t j = 0; j < nvis; ++j) axpy(o, p[j], v + j * ldkv + koff, head_dim);
+            const int64_t off = i * D + h * head_dim;
+            attend_query(out + off, q + off, k, v, std::min(nk, visible0 + i + 1), ldkv, (h / group) * head_dim,
+                         head_dim, scale, drop, (h * nq + i) * nk);
+        }
+    }
+}
+
+template <class T>
+RMKV_CLONES void decode_attention(T *out, T *q, const T *k, const T *v, const CacheRowOf<T> *rows, int64_t n,
+                                  int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, bool use_rope, T theta) {
+    const int64_t group = n_heads / n_kv_heads, D = n_heads * head_dim, Dkv = n_kv_heads * head_dim;
+    const T scale = T(1) / std::sqrt(static_cast<T>(head_dim));
+    for (int64_t i = 0; i < n; ++i) {  // a row each: too little to share out
+        const CacheRowOf<T> &r = rows[i];
+        T *key = r.keys + r.at * Dkv;
+        std::copy(k + i * Dkv, k + (i + 1) * Dkv, key);
+        std::copy(v + i * Dkv, v + (i + 1) * Dkv, r.values + r.at * Dkv);
+        if (use_rope) {
+            rope(q + i * D, 1, D, n_heads, head_dim, r.pos, theta, false);
+            rope(key, 1, Dkv, n_kv_heads, head_dim, r.pos, theta, false);
+        }
+    }
+#pragma omp parallel for collapse(2) if (n * n_heads > 1) schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t h = 0; h < n_heads; ++h) {
+            const int64_t off = i * D + h * head_dim;
+            attend_query(out + off, q + off, rows[i].keys, rows[i].values, rows[i].at + 1, Dkv, (h / group) * head_dim,
+                         head_dim, scale, Dropout{}, 0);
         }
     }
 }
@@ -632,6 +666,8 @@ void linear_backward_ref(T *dx, bool dx_accumulate, T *dW, T *db, const T *dy, c
     template void rope<T>(T *, int64_t, int64_t, int64_t, int64_t, int64_t, T, bool);                                    \
     template void attention_forward<T>(T *, const T *, const T *, const T *, int64_t, int64_t, int64_t, int64_t,        \
                                        int64_t, int64_t, int64_t, const Dropout &);                                      \
+    template void decode_attention<T>(T *, T *, const T *, const T *, const CacheRowOf<T> *, int64_t, int64_t, int64_t, \
+                                      int64_t, bool, T);                                                                 \
     template void attention_backward<T>(T *, T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,    \
                                         int64_t, int64_t, int64_t, int64_t, int64_t, const Dropout &);                   \
     template void dropout<T>(T *, int64_t, const Dropout &);                                                             \

@@ -25,6 +25,10 @@ template <class T> void rope(T *x, int64_t n, int64_t ld, int64_t n_heads, int64
 template <class T> void attention_forward(T *out, const T *q, const T *k, const T *v, int64_t nq, int64_t nk, int64_t ldkv,
                                           int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
                                           const Dropout &drop);
+// Backend::decode_attention: the rows' keys and values into their caches (RoPE
+// first when use_rope, q rotated in place), then every row and head at once.
+template <class T> void decode_attention(T *out, T *q, const T *k, const T *v, const CacheRowOf<T> *rows, int64_t n,
+                                         int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, bool use_rope, T theta);
 // dq = ..; dk += ..; dv += .. (the probabilities are recomputed from q and k)
 template <class T> void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, int64_t nq,
                                            int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,

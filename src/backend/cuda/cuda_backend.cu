@@ -21,9 +21,10 @@
 //
 // Attention: the fused kernels (fused_attention.cuh) where a head's scores fit
 // the shared memory, batched cuBLAS products around row-wise softmax kernels
-// otherwise and for pooling. The environment variable RMKV_CUDA_ATTENTION=products
-// (read when the backend is made) uses the products everywhere: the gpu tests
-// run both ways, and benchmarks can compare them.
+// otherwise and for pooling; sessions decoded together run all their rows in one
+// kernel. The environment variable RMKV_CUDA_ATTENTION=products (read when the
+// backend is made) uses the products everywhere, one row after another: the gpu
+// tests run both ways, and benchmarks can compare them.
 //
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
@@ -129,6 +130,8 @@ public:
     } cvt_a_of, cvt_b_of;
     Grow<double> stats;
     Grow<int32_t> tokens, targets;
+    Grow<CacheRow> cache_rows;  // decode_attention's rows
+    Grow<float *> row_dst;      // scatter_rows' destinations
     Grow<float> overlap;  // copy() between overlapping ranges
     Grow<float> attn_p, attn_dp;  // attention scores and their gradients [H, nq, nk]
     // Device: [0] loss, [1] sum of squares, [2] gradient norm, [3] the update
@@ -137,16 +140,17 @@ public:
     Grow<double> acc_buf;
     double *loss_host = nullptr;  // pinned: kAcc doubles
     static constexpr int kAcc = 4;
-    // Host int32 arrays (tokens, targets) go to the device through this pinned
-    // memory, so that their copies never wait for the stream: filled in stream
-    // order, recycled at each synchronisation of the stream (every copy out of it
-    // done then); a full one is replaced and kept until then.
-    int32_t *pinned = nullptr;
-    size_t pinned_cap = 0, pinned_used = 0;
-    std::vector<int32_t *> pinned_retired;
+    // Host arrays (tokens, targets, the rows of decode_attention and scatter_rows)
+    // go to the device through this pinned memory, so that their copies never
+    // wait for the stream: filled in stream order (16-byte aligned pieces),
+    // recycled at each synchronisation of the stream (every copy out of it done
+    // then); a full one is replaced and kept until then.
+    char *pinned = nullptr;
+    size_t pinned_cap = 0, pinned_used = 0;  // bytes
+    std::vector<char *> pinned_retired;
     void synchronised() {
         pinned_used = 0;
-        for (int32_t *p : pinned_retired) cudaFreeHost(p);
+        for (char *p : pinned_retired) cudaFreeHost(p);
         pinned_retired.clear();
     }
     bool bf16 = false;
@@ -347,6 +351,26 @@ public:
         }
         attend(cs(s), out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop);
     }
+    void decode_attention(Stream &s, float *out, float *q, const float *k, const float *v, const CacheRow *rows,
+                          int64_t n, int64_t h, int64_t hkv, int64_t hd, bool rope, float theta) override {
+        if (n <= 0) return;
+        int64_t max_nv = 0;
+        for (int64_t i = 0; i < n; ++i) max_nv = std::max(max_nv, rows[i].at + 1);
+        if (!fused_ || hd > cuda::kDecodeMaxHd ||
+            cuda::decode_attention_smem(hd, max_nv) > static_cast<size_t>(prop_.sharedMemPerBlockOptin)) {
+            Backend::decode_attention(s, out, q, k, v, rows, n, h, hkv, hd, rope, theta);
+            return;
+        }
+        auto &st = cs(s);
+        cuda::decode_attention(out, q, k, v, stage(st, st.cache_rows, rows, n), n, h, hkv, hd, max_nv, rope, theta,
+                               st.stream);
+        check_launch("decode attention");
+    }
+    void scatter_rows(Stream &s, float *const *dst, const float *src, int64_t n, int64_t width) override {
+        auto &st = cs(s);
+        cuda::scatter_rows(stage(st, st.row_dst, dst, n), src, n, width, st.stream);
+        check_launch("scatter_rows");
+    }
     void dropout(Stream &s, float *x, int64_t n, const Dropout &drop) override {
         cuda::dropout(x, n, drop, cs(s).stream);
         check_launch("dropout");
@@ -510,24 +534,24 @@ private:
         of = {x, n};
         return dst;
     }
-    // Host int32 array -> the stream's device staging buffer (in stream order, so
-    // a later call may reuse the buffer).
-    const int32_t *stage(CudaStream &st, Grow<int32_t> &buf, const int32_t *host, int64_t n) {
-        int32_t *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
+    // Host array -> the stream's device staging buffer (in stream order, so a
+    // later call may reuse the buffer).
+    template <class T>
+    T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
+        T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
         if (n <= 0) return dst;
-        const size_t count = static_cast<size_t>(n);
-        if (st.pinned_used + count > st.pinned_cap) {
-            const size_t cap = std::max({st.pinned_cap * 2, st.pinned_used + count, size_t(4096)});
+        const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
+        if (st.pinned_used + piece > st.pinned_cap) {
+            const size_t cap = std::max({st.pinned_cap * 2, st.pinned_used + piece, size_t(16384)});
             void *p = nullptr;
-            check(cudaMallocHost(&p, cap * sizeof(int32_t)), "cudaMallocHost (staging)");
+            check(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
             if (st.pinned) st.pinned_retired.push_back(st.pinned);
-            st.pinned = static_cast<int32_t *>(p), st.pinned_cap = cap, st.pinned_used = 0;
+            st.pinned = static_cast<char *>(p), st.pinned_cap = cap, st.pinned_used = 0;
         }
-        int32_t *src = st.pinned + st.pinned_used;
-        st.pinned_used += count;
-        std::memcpy(src, host, count * sizeof(int32_t));
-        check(cudaMemcpyAsync(dst, src, count * sizeof(int32_t), cudaMemcpyHostToDevice, st.stream),
-              "cudaMemcpyAsync (tokens)");
+        char *src = st.pinned + st.pinned_used;
+        st.pinned_used += piece;
+        std::memcpy(src, host, bytes);
+        check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
         return dst;
     }
     // Accumulator `slot`: read (waiting for the stream), then reset unless `reset`

@@ -488,9 +488,28 @@ size_t fused_attention_smem(int64_t hd, int64_t nk, bool backward) {
     return sizeof(float) * static_cast<size_t>(fused_smem_floats(hd, nk, backward));
 }
 cudaError_t fused_attention_setup(int max_smem) {
-    const cudaError_t e = cudaFuncSetAttribute(k_fused_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    cudaError_t e = cudaFuncSetAttribute(k_fused_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
     if (e != cudaSuccess) return e;
-    return cudaFuncSetAttribute(k_fused_attention_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    e = cudaFuncSetAttribute(k_fused_attention_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(k_decode_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+}
+static_assert(kDecodeMaxHd <= kDecodeThreads, "k_decode_attention: one thread per column at least");
+size_t decode_attention_smem(int64_t hd, int64_t max_nv) {
+    return sizeof(float) * static_cast<size_t>(decode_smem_floats(hd, max_nv));
+}
+void decode_attention(float *out, float *q, const float *k, const float *v, const CacheRow *rows, int64_t n, int64_t H,
+                      int64_t Hkv, int64_t hd, int64_t max_nv, bool rope, float theta, cudaStream_t st) {
+    if (n <= 0) return;
+    const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(H));
+    k_decode_attention<<<grid, kDecodeThreads, decode_attention_smem(hd, max_nv), st>>>(
+        out, q, k, v, rows, H / Hkv, hd, rope, theta, 1.0f / sqrtf(static_cast<float>(hd)));
+}
+__global__ void k_scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width) {
+    GRID_LOOP(e, n * width) dst[e / width][e % width] = src[e];
+}
+void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st) {
+    if (n > 0 && width > 0) k_scatter_rows<<<blocks_for(n * width), kThreads, 0, st>>>(dst, src, n, width);
 }
 void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                              int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,

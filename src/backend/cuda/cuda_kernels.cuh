@@ -46,6 +46,15 @@ void fused_attention_forward(float *out, const float *q, const float *k, const f
 void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                               const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
                               int64_t visible0, float scale, const Dropout &drop, cudaStream_t st);
+// Backend::decode_attention for head sizes up to kDecodeMaxHd whose
+// decode_attention_smem fits (fused_attention_setup allows the opt-in size):
+// rows in device memory, max_nv the most keys a row sees (its at + 1).
+constexpr int64_t kDecodeMaxHd = 128;
+size_t decode_attention_smem(int64_t hd, int64_t max_nv);
+void decode_attention(float *out, float *q, const float *k, const float *v, const CacheRow *rows, int64_t n, int64_t H,
+                      int64_t Hkv, int64_t hd, int64_t max_nv, bool rope, float theta, cudaStream_t st);
+// Row i of src [n, width] to dst[i] (dst: n device pointers in device memory).
+void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st);
 // Otherwise (and for pooling) attention's row-wise parts between cuBLAS products
 // (cuda_backend.cu).
 // P [H, nq, nk] holds scores; softmax of scale * scores under the memory+causal

@@ -1,4 +1,5 @@
-// The fused attention kernels of the CUDA backend (launched from cuda_kernels.cu).
+// The fused attention kernels of the CUDA backend, and its kernel of sessions
+// decoded together (launched from cuda_kernels.cu).
 // Plain CUDA without warp-level operations (no shuffles, votes or warp-synchronous
 // shared memory): every exchange between threads goes through shared memory
 // behind __syncthreads, or through atomicAdd. That is what lets
@@ -216,6 +217,110 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
     fused_cols_times_rows(dq + at, D, dpt, k + b.koff, ldkv, b.nv, b.nb, hd);
     fused_add_cols_rows(dk + b.koff, ldkv, dpt, qs, b.nv, b.nb, hd);
     fused_add_cols_rows(dv + b.koff, ldkv, pt, dos, b.nv, b.nb, hd);
+}
+
+// ---- decoding rows together (Backend::decode_attention) ----
+// One CUDA block per row and query head. The block rotates its head of q and of
+// the row's new key in shared memory (the CUDA rope kernel's arithmetic), writes
+// its q head back, and the first head of each kv group writes the new key and
+// value into the row's cache. The block's own copies of them serve as the cache's
+// last row, so no block reads a row another block writes. Then the scores of every
+// key (one thread per key), the softmax (block reductions), and out = p v with
+// the threads split into kDecodeThreads / hd groups of keys by hd columns.
+constexpr int kDecodeThreads = 128;  // also the largest head size the kernel takes
+
+// Shared memory: q, the new key and the new value [hd] each, the scores [max_nv],
+// and kDecodeThreads for the reductions.
+inline __host__ __device__ int64_t decode_smem_floats(int64_t hd, int64_t max_nv) {
+    return 3 * hd + max_nv + kDecodeThreads;
+}
+
+// The dot product of a [hd] with b [hd] (any memory), four chains of FMAs.
+inline __device__ float decode_dot(const float *a, const float *b, int64_t hd) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    int64_t d = 0;
+    for (; d + 4 <= hd; d += 4) {
+        s0 = fmaf(a[d], b[d], s0);
+        s1 = fmaf(a[d + 1], b[d + 1], s1);
+        s2 = fmaf(a[d + 2], b[d + 2], s2);
+        s3 = fmaf(a[d + 3], b[d + 3], s3);
+    }
+    for (; d < hd; ++d) s0 = fmaf(a[d], b[d], s0);
+    return (s0 + s1) + (s2 + s3);
+}
+
+__global__ void __launch_bounds__(kDecodeThreads)
+    k_decode_attention(float *out, float *q, const float *k, const float *v, const CacheRow *rows, int64_t group,
+                       int64_t hd, bool rope, float theta, float scale) {
+    extern __shared__ float sm[];
+    const int64_t i = blockIdx.x, h = blockIdx.y, kvh = h / group;
+    const int64_t D = gridDim.y * hd, Dkv = (gridDim.y / group) * hd;
+    const CacheRow r = rows[i];
+    const int64_t nv = r.at + 1;
+    const int t = threadIdx.x, T = blockDim.x;
+    float *qs = sm, *ks = qs + hd, *vs = ks + hd, *p = vs + hd, *red = p + nv;
+    float *qh = q + i * D + h * hd;
+    const int64_t kv_at = i * Dkv + kvh * hd;
+    for (int64_t d = t; d < hd; d += T) qs[d] = qh[d], ks[d] = k[kv_at + d], vs[d] = v[kv_at + d];
+    __syncthreads();
+    if (rope) {  // pairs (j, j + hd/2), one thread each
+        const int64_t half = hd / 2;
+        for (int64_t j = t; j < half; j += T) {
+            const double angle = static_cast<double>(r.pos) *
+                                 pow(static_cast<double>(theta), -2.0 * static_cast<double>(j) / static_cast<double>(hd));
+            const float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
+            float a = qs[j], b = qs[j + half];
+            qs[j] = a * c - b * s, qs[j + half] = b * c + a * s;
+            a = ks[j], b = ks[j + half];
+            ks[j] = a * c - b * s, ks[j + half] = b * c + a * s;
+        }
+        __syncthreads();
+    }
+    for (int64_t d = t; d < hd; d += T) {
+        qh[d] = qs[d];
+        if (h % group == 0) r.keys[r.at * Dkv + kvh * hd + d] = ks[d], r.values[r.at * Dkv + kvh * hd + d] = vs[d];
+    }
+    const float *kc = r.keys + kvh * hd, *vc = r.values + kvh * hd;
+    float m = -INFINITY;
+    for (int64_t j = t; j < nv; j += T) {
+        const float x = decode_dot(qs, j == r.at ? ks : kc + j * Dkv, hd) * scale;
+        p[j] = x;
+        m = fmaxf(m, x);
+    }
+    red[t] = m;
+    __syncthreads();
+    m = red[0];
+    for (int w = 1; w < T; ++w) m = fmaxf(m, red[w]);
+    __syncthreads();  // every thread has read red before it is written again
+    float l = 0.0f;
+    for (int64_t j = t; j < nv; j += T) {
+        const float e = expf(p[j] - m);
+        p[j] = e;
+        l += e;
+    }
+    red[t] = l;
+    __syncthreads();
+    l = 0.0f;
+    for (int w = 0; w < T; ++w) l += red[w];
+    __syncthreads();
+    // out: thread t = g * hd + d (g < G) sums the keys j = g (mod G) of column d.
+    const int64_t G = T / hd, g = t / hd, d = t % hd;
+    float a0 = 0.0f, a1 = 0.0f;
+    if (g < G) {
+        int64_t j = g;
+        for (; j + G < nv; j += 2 * G) {
+            a0 = fmaf(p[j], j == r.at ? vs[d] : vc[j * Dkv + d], a0);
+            a1 = fmaf(p[j + G], j + G == r.at ? vs[d] : vc[(j + G) * Dkv + d], a1);
+        }
+        if (j < nv) a0 = fmaf(p[j], j == r.at ? vs[d] : vc[j * Dkv + d], a0);
+    }
+    red[t] = a0 + a1;
+    __syncthreads();
+    if (t < hd) {
+        float o = 0.0f;
+        for (int64_t gg = 0; gg < G; ++gg) o += red[gg * hd + t];
+        out[i * D + h * hd + t] = o / l;
+    }
 }
 
 }  // namespace rmkv::cuda
