@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The checks and benchmarks of the CUDA backend, on a machine with an NVIDIA GPU,
+# from a folder made by scripts/gpu-bundle.sh (or a build folder laid out the
+# same way: pass BUNDLE=build and it uses build/src, build/tests/gpu, build/bench).
+# Run from the repository root (the PyTorch baseline is bench/train_pytorch.py).
+#
+# Usage: scripts/gpu-check.sh STAGE...   (BUNDLE=folder, LOG=folder for the logs)
+#   info      nvidia-smi and the toolkit's versions
+#   tests     test_gpu_ops (fused attention, then RMKV_CUDA_ATTENTION=products), test_gpu_model
+#   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
+#   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
+#   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4 and B=16)
+#   infer     base inference: prefill, decode, 64 sessions on their own threads, 1/8/64 stepped together
+#   inferp    the same with attention through the cuBLAS products only
+# Each stage's output goes to the terminal and to LOG/<stage>.log; a failing
+# stage is reported and the next one runs. Exit status: the number of failed stages.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${BUNDLE:-build-gpu-bundle}
+LOG=${LOG:-gpu-check-logs}
+mkdir -p "$LOG"
+if [ -d "$B/bin" ]; then
+  BIN=$B/bin BENCH=$B/bin LIB=$B/lib
+else
+  BIN=$B/tests/gpu BENCH=$B/bench LIB=$B/src
+fi
+export LD_LIBRARY_PATH="$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RMKV_CUDA_PLUGIN="$LIB/librmkv_cuda.so"
+export RMKV_TEST_TMP="${RMKV_TEST_TMP:-$(mktemp -d)}"
+PY=${PYTHON:-python3}
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+
+stage() {
+  case "$1" in
+    info)
+      nvidia-smi
+      command -v nvcc >/dev/null && nvcc --version | tail -2
+      "$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
+      ;;
+    tests)
+      "$BIN/test_gpu_ops" && RMKV_CUDA_ATTENTION=products "$BIN/test_gpu_ops" && "$BIN/test_gpu_model"
+      ;;
+    san)
+      RMKV_GPU_TEST_UNDER_SANITIZER=1 "$SAN" --tool memcheck --error-exitcode 1 "$BIN/test_gpu_ops" &&
+        RMKV_GPU_TEST_UNDER_SANITIZER=1 "$SAN" --tool racecheck --error-exitcode 1 "$BIN/test_gpu_ops" &&
+        "$SAN" --tool memcheck --error-exitcode 1 "$BIN/test_gpu_model"
+      ;;
+    train)
+      "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 --python "$PY" \
+        --rows fp32,bf16,recompute,torch-fp32,torch-bf16,torch-compile
+      ;;
+    stack)
+      for ps in 4,1 1,4 2,2; do
+        "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 --rows bf16 --no-pytorch \
+          --batch 4 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
+      done
+      for ps in 8,1 4,4 2,8 1,16; do
+        "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 --rows bf16 --no-pytorch \
+          --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
+      done
+      ;;
+    infer)
+      "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 &&
+        "$BENCH/rmkv-bench" --device cuda --configs base --together 1,8,64
+      ;;
+    inferp)
+      RMKV_CUDA_ATTENTION=products "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 &&
+        RMKV_CUDA_ATTENTION=products "$BENCH/rmkv-bench" --device cuda --configs base --together 1,8,64
+      ;;
+    *)
+      echo "gpu-check: unknown stage '$1' (info tests san train stack infer inferp)" >&2
+      return 2
+      ;;
+  esac
+}
+
+failed=0
+for s in "$@"; do
+  echo "=== $s ($(date -u +%H:%M:%S))"
+  stage "$s" 2>&1 | tee "$LOG/$s.log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 77 ]; then
+    echo "=== $s did not run: no usable CUDA device (exit 77)"
+    failed=$((failed + 1))
+  elif [ "$rc" -ne 0 ]; then
+    echo "=== $s FAILED (exit $rc)"
+    failed=$((failed + 1))
+  fi
+done
+exit "$failed"
