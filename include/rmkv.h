@@ -135,15 +135,17 @@ RMKV_API rmkv_model_params rmkv_model_default_params(void);
 /* Loads a model file (safetensors, SPEC section 7; F32, BF16 or F16 weights).
    F32 weights are used in place from the mapped file. On the CPU, the matrices of
    a BF16 or F16 file (every product's weights and tok_emb) are used in place too:
-   half the memory of F32, and decoding reads half the bytes. They are computed
+   half the memory of F32, and decoding reads half the bytes; on a CUDA device
+   they are copied there as stored, also half the memory. They are computed
    with in fp32, each weight widened exactly, so the logits are those of the same
    weights in an F32 file up to the order of the sums; except that by default, on
-   CPUs with AVX512-BF16, a session's products with BF16 weights take bf16 inputs
-   (rmkv_session_params.precision). (A prefill in fp32 widens one
-   matrix at a time, into a buffer each calling thread keeps: at most 16 MB.) A
+   CPUs with AVX512-BF16 and on CUDA devices, a session's products with BF16
+   weights take bf16 inputs (rmkv_session_params.precision). (A prefill in fp32
+   widens one matrix at a time, into a buffer each calling thread keeps: at most
+   16 MB; on CUDA, blocks of at most 16 MB per session.) A
    trainer made from such a model widens them to fp32 (rmkv_trainer_new in the
-   model; rmkv_state_tuner_new in a copy of its own). Other tensors, and every
-   tensor on the CUDA backend: converted to fp32.
+   model; rmkv_state_tuner_new in a copy of its own). Other tensors: converted
+   to fp32.
    On success *out owns the model: free it with rmkv_model_free. */
 RMKV_API rmkv_status rmkv_model_load(const char *path, const rmkv_model_params *params, rmkv_model **out);
 
@@ -356,16 +358,18 @@ typedef struct rmkv_session_params {
        gives fewer: threads that must wait for a busy core slow every step down. */
     int32_t n_threads;
     /* An rmkv_precision, of the products whose weights are stored in bf16 (a model
-       loaded from a BF16 file, on the CPU); other weights are always computed in fp32.
+       loaded from a BF16 file); other weights are always computed in fp32.
        FP32: each weight widened exactly, fp32 products: the logits of the same
        weights in an F32 file, up to the order of the sums. BF16: every such product
        takes its inputs rounded to bf16 and the weights as stored (AVX512-BF16, fp32
        accumulation): faster prefill and faster sessions stepped together; decoding
        one session, bound by memory, 1.1-1.2x. Logits then move
        typically less than the rounding of the weights to bf16 moved them (the tests
-       hold them within twice that). AUTO (default): BF16 where the CPU has
-       AVX512-BF16, else FP32. 64 bits wide so that the struct of callers built
-       before it (struct_size 16 on 64-bit systems) keeps the default. */
+       hold them within twice that). On a CUDA device, BF16 is the tensor cores'
+       bf16 products. AUTO (default): BF16 where the CPU has AVX512-BF16 or the
+       model is on a CUDA device (sm_80 and later), else FP32. 64 bits wide so
+       that the struct of callers built before it (struct_size 16 on 64-bit
+       systems) keeps the default. */
     int64_t precision;
     /* appended fields only */
 } rmkv_session_params;

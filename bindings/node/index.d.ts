@@ -87,7 +87,7 @@ export class Model extends Handle {
 export interface SessionOptions {
   /** CPU threads of the session's computations; 0 (default): OpenMP's setting. */
   nThreads?: number;
-  /** Of products with BF16 weights (a BF16 model file on the CPU); default 'auto' (bf16 where the CPU has AVX512-BF16). */
+  /** Of products with BF16 weights (a BF16 model file); default 'auto' (bf16 where the CPU has AVX512-BF16, and on CUDA devices). */
   precision?: 'auto' | 'fp32' | 'bf16';
 }
 

@@ -237,10 +237,16 @@ public:
 
     // ---- inference with 16-bit weights ----
     // A model loaded from a BF16 or F16 file keeps its matrices (Matrix) in that
-    // format, mapped from the file, on backends whose has_half_weights() is true:
-    // half the memory, and half the bytes a decoded token reads. Elsewhere, and
-    // for training, they are widened to fp32 (and the two operations below fail).
+    // format on backends whose has_half_weights() is true (the CPU: mapped from
+    // the file; CUDA: copied to the device): half the memory, and half the bytes a
+    // decoded token reads. Elsewhere, and for training, they are widened to fp32
+    // (and the operations below fail).
     virtual bool has_half_weights() const = 0;
+    // A 16-bit matrix (has_half_weights) as linear_w16 and embed_w16 read it: `host`
+    // itself where the backend computes on host memory (host outlives the model),
+    // else a copy in the backend's memory; release_half_weights gives it back.
+    virtual const uint16_t *import_half_weights(const uint16_t *host, size_t n) = 0;
+    virtual void release_half_weights(const uint16_t *p, const uint16_t *host) = 0;
     // linear and embed with W / tok_emb in the 16-bit format `h`, each weight
     // widened to fp32 exactly (both formats are subsets of fp32): fp32 products and
     // sums, so the values of linear / embed with the widened matrix, up to the

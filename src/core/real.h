@@ -39,4 +39,36 @@ RMKV_HOST_DEVICE inline uint16_t bf16_bits(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return static_cast<uint16_t>(u >> 16);
 }
+// The value of 16-bit weight h in `format`, exactly (both formats are subsets of
+// f32): the one widening of the CPU and CUDA kernels. f16 subnormals go through
+// an exact int-to-float product, so a denormals-are-zero mode cannot flush them;
+// infinities and NaNs (payload kept) stay what they are.
+RMKV_HOST_DEVICE inline float half_value(uint16_t h, Half format) {
+    uint32_t bits;
+    if (format == Half::bf16) {
+        bits = static_cast<uint32_t>(h) << 16;
+    } else {
+        const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+        if (e == 0x1f) {
+            bits = sign | 0x7f800000u | (m << 13);
+        } else if (e != 0) {
+            bits = sign | ((e + 112) << 23) | (m << 13);
+        } else {
+            const float f = static_cast<float>(m) * 0x1p-24f;
+#ifdef __CUDA_ARCH__
+            bits = __float_as_uint(f) | sign;
+#else
+            std::memcpy(&bits, &f, 4);
+            bits |= sign;
+#endif
+        }
+    }
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(bits);
+#else
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+#endif
+}
 }  // namespace rmkv

@@ -48,7 +48,7 @@ bool rmkv_model::has_bf16_matrices() const {
     return false;
 }
 
-void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_, kept_); }
+void rmkv_model::bind() { weights_ = bind_weights(config_, specs_, params_, kept_backend_); }
 
 void rmkv_model::to_host(Stream &s, size_t i, float *host) const {
     const size_t n = static_cast<size_t>(specs_[i].numel);
@@ -81,9 +81,10 @@ const std::vector<float *> &rmkv_model::writable_params() {
         if (params_[i] != sources_[i]) continue;  // already the backend's own copy
         float *owned = f32_copy(i);
         if (params_[i]) backend_->release_weights(params_[i], sources_[i]);
+        if (kept_backend_[i].data) backend_->release_half_weights(kept_backend_[i].data, kept_[i].data);
         params_[i] = owned;
         sources_[i] = nullptr;  // released with free(), never aliases host memory
-        kept_[i] = {};
+        kept_[i] = kept_backend_[i] = {};
     }
     bind();
     return params_;
@@ -114,8 +115,11 @@ const std::string &rmkv_model::model_id() const {
 
 rmkv_model::~rmkv_model() {
     if (backend_)
-        for (size_t i = 0; i < params_.size(); ++i)
+        for (size_t i = 0; i < params_.size(); ++i) {
             if (params_[i]) backend_->release_weights(params_[i], sources_[i]);
+            if (i < kept_backend_.size() && kept_backend_[i].data)
+                backend_->release_half_weights(kept_backend_[i].data, kept_[i].data);
+        }
 }
 
 std::unique_ptr<rmkv_model> rmkv_model::create(const std::string &config_json, const rmkv_tokenizer *tokenizer,
@@ -143,6 +147,7 @@ std::unique_ptr<rmkv_model> rmkv_model::create(const std::string &config_json, c
         m->sources_.push_back(host[i]);
         m->params_.push_back(m->backend_->import_weights(host[i], static_cast<size_t>(m->specs_[i].numel), true));
         m->kept_.emplace_back();
+        m->kept_backend_.emplace_back();
     }
     m->bind();
     return m;
@@ -235,9 +240,11 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
                 std::memcpy(kept_copies_.back().data(), t.data, n * sizeof(uint16_t));
                 w16 = kept_copies_.back().data();
             }
-            kept_.push_back({w16, t.dtype == RMKV_DTYPE_F16 ? Half::f16 : Half::bf16});
+            const Half h = t.dtype == RMKV_DTYPE_F16 ? Half::f16 : Half::bf16;
+            kept_.push_back({w16, h});
             sources_.push_back(nullptr);
             params_.push_back(nullptr);
+            kept_backend_.push_back({backend_->import_half_weights(w16, n), h});
             continue;
         }
         const float *host;
@@ -253,6 +260,7 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
         sources_.push_back(host);
         params_.push_back(backend_->import_weights(host, n, host_stable));
         kept_.emplace_back();
+        kept_backend_.emplace_back();
     }
     bind();
     log(RMKV_LOG_INFO, what, ": loaded ", n_params(), " parameters, ", config_.n_layers, " layers, d_model ", config_.d_model);

@@ -86,7 +86,8 @@ private:
     std::vector<rmkv::ParamSpec> specs_;
     std::vector<float *> params_;         // backend memory, one per spec
     std::vector<const float *> sources_;  // host memory each was imported from
-    std::vector<rmkv::HalfTensor> kept_;  // matrices kept in 16 bits (params_ NULL), else data NULL
+    std::vector<rmkv::HalfTensor> kept_;  // matrices kept in 16 bits (params_ NULL), else data NULL: host memory
+    std::vector<rmkv::HalfTensor> kept_backend_;  // the same, as the backend computes with them (import_half_weights)
     rmkv::ModelWeights weights_{};
     std::shared_ptr<rmkv::Backend> backend_;
     std::unique_ptr<rmkv_tokenizer> tokenizer_;

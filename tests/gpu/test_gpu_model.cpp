@@ -296,6 +296,58 @@ void model_files_identical(void **) {
     rmkv_model_free(mg2);
 }
 
+// BF16 and F16 files: on the device their matrices stay 16-bit (its own copy).
+// FP32 sessions widen every weight exactly on both backends: the same logits,
+// prefill and decoding (CUDA's dot-product kernel up to 8 rows, widened blocks
+// above); AUTO on the device takes bf16 products for BF16 files, within the bf16
+// tolerance of the CPU's FP32. Saving the loaded model gives the file back.
+void half_files(void **) {
+    for (int c = 0; c < 5; ++c) {
+        rmkv_model *m0 = create(config(c), "cpu");
+        for (rmkv_dtype dtype : {RMKV_DTYPE_BF16, RMKV_DTYPE_F16}) {
+            const std::string path = tmp("half.safetensors"), again = tmp("half-again.safetensors");
+            CHECK(rmkv_model_save_as(m0, path.c_str(), dtype));
+            rmkv_model_params p = rmkv_model_default_params();
+            rmkv_model *mc = nullptr, *mg = nullptr;
+            CHECK(rmkv_model_load(path.c_str(), &p, &mc));
+            p.device = gpu_test::kDevice;
+            CHECK(rmkv_model_load(path.c_str(), &p, &mg));
+            CHECK(rmkv_model_save_as(mg, again.c_str(), dtype));
+            assert_true(read_file(path) == read_file(again));
+            std::vector<int32_t> tok(25);
+            for (size_t i = 0; i < tok.size(); ++i) tok[i] = static_cast<int32_t>((i * 13 + 5) % V);
+            double worst[2] = {0, 0};  // FP32, AUTO
+            for (int auto_precision = 0; auto_precision < 2; ++auto_precision) {
+                rmkv_session_params sp = rmkv_session_default_params();
+                sp.precision = RMKV_PRECISION_FP32;
+                rmkv_session *sc = nullptr, *sg = nullptr;
+                CHECK(rmkv_session_new(mc, &sp, &sc));
+                if (auto_precision) sp.precision = RMKV_PRECISION_AUTO;
+                CHECK(rmkv_session_new(mg, &sp, &sg));
+                std::vector<float> lc(tok.size() * V), lg(tok.size() * V), dc(V), dg(V);
+                CHECK(rmkv_session_step_all(sc, tok.data(), tok.size(), lc.data()));
+                CHECK(rmkv_session_step_all(sg, tok.data(), tok.size(), lg.data()));
+                worst[auto_precision] = rel(lg, lc);
+                for (int t = 0; t < 10; ++t) {
+                    CHECK(rmkv_session_step(sc, &tok[t], 1, dc.data()));
+                    CHECK(rmkv_session_step(sg, &tok[t], 1, dg.data()));
+                    worst[auto_precision] = std::max(worst[auto_precision], rel(dg, dc));
+                }
+                rmkv_session_free(sc);
+                rmkv_session_free(sg);
+            }
+            print_message("%-36s %s file: logits rel err %.2e (FP32), %.2e (AUTO)\n", kConfigs[c][0],
+                          dtype == RMKV_DTYPE_BF16 ? "BF16" : "F16 ", worst[0], worst[1]);
+            assert_true(worst[0] < gpu_test::kTolF32);
+            assert_true(worst[1] < (dtype == RMKV_DTYPE_BF16 ? gpu_test::kTolBf16Model : gpu_test::kTolF32));
+            std::remove(path.c_str()), std::remove(again.c_str());
+            rmkv_model_free(mc);
+            rmkv_model_free(mg);
+        }
+        rmkv_model_free(m0);
+    }
+}
+
 // A state saved on one backend loads on the other and continues alike.
 void state_files_cross(void **) {
     for (int c : {0, 1}) {
@@ -482,7 +534,7 @@ int main() {
         cmocka_unit_test(gradients_fp32),
         cmocka_unit_test(gradients_fp32_dropout), cmocka_unit_test(gradients_bf16),
         cmocka_unit_test(gradients_recompute),    cmocka_unit_test(gradients_stacked),
-        cmocka_unit_test(model_files_identical), cmocka_unit_test(state_files_cross),
+        cmocka_unit_test(model_files_identical), cmocka_unit_test(half_files), cmocka_unit_test(state_files_cross),
         cmocka_unit_test(training_follows_cpu),  cmocka_unit_test(checkpoints_cross),
         cmocka_unit_test(state_tuning),
     };

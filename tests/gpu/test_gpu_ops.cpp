@@ -190,6 +190,58 @@ void linear_bf16(void **) {
     P.expect("linear with bf16 off", y);
 }
 
+// 16-bit weights (inference from BF16 and F16 files): the same stored bits on
+// both backends (CUDA: its own copy, import_half_weights). Exact widening on a
+// stream without bf16: the rows each kernel takes (1, 8 on CUDA's dot products;
+// 9, 40 widened into scratch), bias and accumulation, both formats; embed_w16.
+// A bf16 stream with bf16 weights rounds x to bf16 on both: the same products.
+void half_weights(void **) {
+    Pair P;
+    const int64_t in = 72, out = 40, V = 30;
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (Half h : {Half::bf16, Half::f16}) {
+        std::vector<uint16_t> w16(out * in), e16(V * in);
+        for (uint16_t &u : w16) u = h == Half::bf16 ? bf16_bits(0.2f * d(P.rng_)) : static_cast<uint16_t>(0x2c00 + P.rng_() % 0x1000);
+        for (uint16_t &u : e16) u = h == Half::bf16 ? bf16_bits(d(P.rng_)) : static_cast<uint16_t>(P.rng_() % 0x7c00 | (P.rng_() & 0x8000));
+        const uint16_t *wg = g_gpu->import_half_weights(w16.data(), w16.size());
+        const uint16_t *eg = g_gpu->import_half_weights(e16.data(), e16.size());
+        const char *name = h == Half::bf16 ? "bf16" : "f16";
+        for (int64_t n : {1, 8, 9, 40}) {
+            Buf &x = P.random(n * in), &b = P.random(out), &y = P.random(n * out), &y2 = P.random(n * out);
+            P.both([&](Backend &be, Stream &s, bool g) {
+                const uint16_t *W = g ? wg : w16.data();
+                be.linear_w16(s, y.on(g), x.on(g), W, h, b.on(g), n, in, out, false);
+                be.linear_w16(s, y2.on(g), x.on(g), W, h, nullptr, n, in, out, true);
+            });
+            print_message("linear_w16 %s, %lld rows\n", name, (long long)n);
+            P.expect("linear_w16 (bias)", y);
+            P.expect("linear_w16 (accumulate)", y2);
+        }
+        std::vector<int32_t> tokens = {3, 0, 29, 3, 17};
+        Buf &X = P.zeros(tokens.size() * in);
+        P.both([&](Backend &be, Stream &s, bool g) {
+            be.embed_w16(s, X.on(g), g ? eg : e16.data(), h, tokens.data(), static_cast<int64_t>(tokens.size()), in);
+        });
+        P.expect("embed_w16 (exact)", X, 1e-30);
+        if (h == Half::bf16 && g_gpu->supports_bf16() && g_cpu->supports_bf16()) {
+            for (int64_t n : {1, 40}) {
+                Buf &x = P.random(n * in), &b = P.random(out), &y = P.zeros(n * out);
+                g_gpu->set_bf16(P.gs(), true);
+                g_cpu->set_bf16(P.cs(), true);
+                P.both([&](Backend &be, Stream &s, bool g) {
+                    be.linear_w16(s, y.on(g), x.on(g), g ? wg : w16.data(), h, b.on(g), n, in, out, false);
+                });
+                g_gpu->set_bf16(P.gs(), false);
+                g_cpu->set_bf16(P.cs(), false);
+                print_message("linear_w16 bf16 with x rounded to bf16, %lld rows\n", (long long)n);
+                P.expect("linear_w16 (bf16 stream)", y, gpu_test::kTolBf16Exact);
+            }
+        }
+        g_gpu->release_half_weights(wg, w16.data());
+        g_gpu->release_half_weights(eg, e16.data());
+    }
+}
+
 void norm_ops(void **) {
     for (NormKind kind : {NormKind::layernorm, NormKind::rmsnorm}) {
         for (int64_t d : {8, 96, 1000}) {
@@ -637,7 +689,7 @@ int main() {
     }
     std::printf("CUDA backend: %s\n", g_gpu->name().c_str());
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16),       cmocka_unit_test(norm_ops),
+        cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16), cmocka_unit_test(half_weights),       cmocka_unit_test(norm_ops),
         cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(decode_ops),
         cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),

@@ -133,6 +133,10 @@ public:
         fail(RMKV_ERR_BACKEND, "the reference backend has no bf16");
     }
     bool has_half_weights() const override { return false; }
+    const uint16_t *import_half_weights(const uint16_t *, size_t) override {
+        fail(RMKV_ERR_BACKEND, "the reference backend has no 16-bit weights");
+    }
+    void release_half_weights(const uint16_t *, const uint16_t *) override {}
     void linear_w16(Stream &, real *, const real *, const uint16_t *, Half, const real *, int64_t, int64_t, int64_t,
                     bool) override {
         fail(RMKV_ERR_BACKEND, "the reference backend has no 16-bit weights");

@@ -6,8 +6,9 @@
 // backward are checked against the CPU backend's double kernels (themselves
 // checked by finite differences in test_op_gradients) on every shape class the
 // GPU tests use: blocks cut short, one decoding row, memory rows that see every
-// key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128; and the
-// kernel of sessions decoded together (rows over caches of their own). This
+// key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128; the
+// kernel of sessions decoded together (rows over caches of their own); and the
+// product with 16-bit weights for few rows (half_kernels.cuh). This
 // runs without a GPU, so CI checks the kernels' arithmetic and indexing. It
 // rests on the kernels using no warp-level operations (see the header). What it
 // cannot show is left to tests/gpu and compute-sanitizer on a GPU: speed, and
@@ -50,6 +51,7 @@ constexpr size_t kSharedFloats = 1 << 20;
 float sm[kSharedFloats];  // the kernels' `extern __shared__ float sm[]`
 }  // namespace rmkv::cuda
 #include "backend/cuda/fused_attention.cuh"
+#include "backend/cuda/half_kernels.cuh"
 #undef __syncthreads
 
 // cmocka last: it defines a macro named fail.
@@ -245,9 +247,68 @@ void decode_attention(void **) {
     }
 }
 
+// k_gemv_half (16-bit weights, few rows, exact) against double sums of the
+// widened weights: both formats, 1 to 8 rows, widths that are no multiple of 32,
+// a last block of W rows cut short, bias and accumulation; the f16 weights
+// include subnormals, the bf16 ones values of every binade in use.
+void gemv_half(void **) {
+    std::mt19937_64 rng(20261124);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    struct Case {
+        int64_t n, in, out;
+        Half h;
+        bool bias, accumulate;
+    };
+    const Case cases[] = {{1, 64, 16, Half::bf16, false, false}, {3, 37, 13, Half::f16, true, false},
+                          {8, 770, 21, Half::bf16, true, true},  {5, 100, 8, Half::f16, false, true},
+                          {8, 32, 9, Half::f16, true, true},     {2, 1, 3, Half::bf16, false, false}};
+    for (const Case &c : cases) {
+        std::vector<uint16_t> W(static_cast<size_t>(c.out * c.in));
+        for (size_t i = 0; i < W.size(); ++i) {
+            const float v = static_cast<float>(normal(rng) * (i % 7 == 0 ? 1e-6 : 1.0));  // f16: some subnormal
+            if (c.h == Half::bf16) {
+                W[i] = bf16_bits(v);
+            } else {
+                uint16_t best = 0;  // the f16 nearest v, by search over the positive or negative halves
+                double best_err = INFINITY;
+                for (uint32_t u = v < 0 ? 0x8000u : 0u; u < (v < 0 ? 0xfc00u : 0x7c00u); ++u) {
+                    const double e = std::fabs(static_cast<double>(half_value(static_cast<uint16_t>(u), Half::f16)) - v);
+                    if (e < best_err) best_err = e, best = static_cast<uint16_t>(u);
+                }
+                W[i] = best;
+            }
+        }
+        const std::vector<double> x = random_values(rng, c.n * c.in), b = random_values(rng, c.out),
+                                  y0 = random_values(rng, c.n * c.out);
+        std::vector<double> want(static_cast<size_t>(c.n * c.out));
+        for (int64_t r = 0; r < c.n; ++r)
+            for (int64_t o = 0; o < c.out; ++o) {
+                double s = 0;
+                for (int64_t i = 0; i < c.in; ++i) s += x[r * c.in + i] * half_value(W[o * c.in + i], c.h);
+                want[r * c.out + o] = s + (c.bias ? b[o] : 0.0) + (c.accumulate ? y0[r * c.out + o] : 0.0);
+            }
+        const std::vector<float> xf(x.begin(), x.end()), bf(b.begin(), b.end());
+        std::vector<float> y = c.accumulate ? std::vector<float>(y0.begin(), y0.end()) : std::vector<float>(y0.size(), NAN);
+        y.push_back(12345.0f);  // a guard after y
+        launch(static_cast<unsigned>((c.out + cuda::kGemvWarps - 1) / cuda::kGemvWarps), 1, cuda::kGemvWarps * 32,
+               cuda::gemv_half_smem_floats(), [&] {
+                   cuda::k_gemv_half(y.data(), xf.data(), W.data(), c.h, c.bias ? bf.data() : nullptr,
+                                     static_cast<int>(c.n), c.in, c.out, c.accumulate);
+               });
+        assert_true(y.back() == 12345.0f);
+        y.pop_back();
+        const double worst = worst_error(y, want);
+        print_message("emulated CUDA gemv_half %s rows %lld in %4lld out %3lld bias %d accumulate %d: %.2e\n",
+                      c.h == Half::bf16 ? "bf16" : "f16 ", (long long)c.n, (long long)c.in, (long long)c.out, c.bias,
+                      c.accumulate, worst);
+        if (!(worst < 1e-6)) fail_msg("gemv_half differs from the double sums by %g of the largest value", worst);
+    }
+}
+
 }  // namespace
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention), cmocka_unit_test(decode_attention)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention), cmocka_unit_test(decode_attention),
+                                       cmocka_unit_test(gemv_half)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -146,7 +146,7 @@ _bytes_at.argtypes = [ctypes.py_object]
 class Session(_Handle):
     """The persistent memory of one conversation, story or character. n_threads: CPU
     threads of its computations (0: OpenMP's setting); precision: "auto", "fp32" or
-    "bf16", of its products with BF16 weights (a BF16 model file on the CPU;
+    "bf16", of its products with BF16 weights (a BF16 model file;
     rmkv_session_params.precision)."""
     _free = staticmethod(_lib.rmkv_session_free)
 

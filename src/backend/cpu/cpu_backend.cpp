@@ -129,6 +129,8 @@ public:
     }
 
     bool has_half_weights() const override { return true; }
+    const uint16_t *import_half_weights(const uint16_t *host, size_t) override { return host; }
+    void release_half_weights(const uint16_t *, const uint16_t *) override {}
     void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n,
                     int64_t in, int64_t out, bool accumulate) override {
         auto &st = static_cast<CpuStream &>(s);

@@ -108,25 +108,6 @@ __attribute__((always_inline)) inline void rows_w(int64_t r, int64_t r_end, int6
     }
 }
 
-// f16 to f32 in bit operations (subnormals through an exact int-to-float product,
-// so that a denormals-are-zero mode cannot flush them).
-float f16_widened(uint16_t h) {
-    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    uint32_t bits;
-    if (e == 0x1f) {
-        bits = sign | 0x7f800000u | (m << 13);  // infinity, NaN (payload kept)
-    } else if (e != 0) {
-        bits = sign | ((e + 112) << 23) | (m << 13);
-    } else {
-        const float f = static_cast<float>(m) * 0x1p-24f;
-        std::memcpy(&bits, &f, 4);
-        bits |= sign;
-    }
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
-
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx,f16c"))) void from_f16_f16c(float *dst, const uint16_t *src, int64_t n) {
     int64_t i = 0;
@@ -379,7 +360,7 @@ void widen_f16_rows(float *dst, const uint16_t *src, int64_t n) {
 }  // namespace
 
 void from_f16_portable(float *dst, const uint16_t *src, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = f16_widened(src[i]);
+    for (int64_t i = 0; i < n; ++i) dst[i] = half_value(src[i], Half::f16);
 }
 
 RMKV_CLONES void gemv_w16(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in,

@@ -1,6 +1,7 @@
 // The CUDA backend (plugin librmkv_cuda.so, loaded by get_backend in
 // src/backend/backend.cpp): cuBLAS for the matrix products, the kernels of
-// cuda_kernels.cuh for everything else, fp32 storage throughout.
+// cuda_kernels.cuh for everything else, fp32 storage throughout, except the
+// matrices of inference models from BF16 and F16 files, kept in 16 bits.
 //
 // Precision: fp32 products use CUBLAS_COMPUTE_32F with the default math mode
 // (no TF32), for parity with the CPU; with bf16 on for a stream, products of a
@@ -133,6 +134,7 @@ public:
     Grow<CacheRow> cache_rows;  // decode_attention's rows
     Grow<float *> row_dst;      // scatter_rows' destinations
     Grow<float> overlap;  // copy() between overlapping ranges
+    Grow<float> widened;  // linear_w16: a block of 16-bit weights widened
     Grow<float> attn_p, attn_dp;  // attention scores and their gradients [H, nq, nk]
     // Device: [0] loss, [1] sum of squares, [2] gradient norm, [3] the update
     // scale (a float; update_scale).
@@ -485,14 +487,50 @@ public:
     bool supports_bf16() const override { return prop_.major >= 8; }
     void set_bf16(Stream &s, bool on) override { cs(s).bf16 = on; }
     void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) override { cs(s).shadows[W] = W_bf16; }
-    // Inference models from BF16 and F16 files are widened to fp32 at load here.
-    bool has_half_weights() const override { return false; }
-    void linear_w16(Stream &, float *, const float *, const uint16_t *, Half, const float *, int64_t, int64_t, int64_t,
-                    bool) override {
-        fail(kErrBackend, "the CUDA backend computes with fp32 weights only");
+    // ---- 16-bit weights (inference models from BF16 and F16 files, on the device) ----
+    bool has_half_weights() const override { return true; }
+    const uint16_t *import_half_weights(const uint16_t *host, size_t n) override {
+        uint16_t *p = alloc_bf16(n);
+        check(cudaMemcpy(p, host, n * sizeof(uint16_t), cudaMemcpyHostToDevice), "cudaMemcpy (16-bit weights to the device)");
+        return p;
     }
-    void embed_w16(Stream &, float *, const uint16_t *, Half, const int32_t *, int64_t, int64_t) override {
-        fail(kErrBackend, "the CUDA backend computes with fp32 weights only");
+    void release_half_weights(const uint16_t *p, const uint16_t *) override { free_bf16(const_cast<uint16_t *>(p)); }
+    // A bf16 stream with bf16 weights: x rounded to bf16, the tensor cores (as
+    // training's shadows). Otherwise exact: up to kHalfGemvRows rows read each
+    // weight once, widened in registers; more rows widen W into the stream's
+    // scratch a block of rows at a time (at most kWidenFloats) for fp32 products.
+    void linear_w16(Stream &s, float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in,
+                    int64_t out, bool accumulate) override {
+        auto &st = cs_product(s);
+        if (n <= 0) return;
+        if (h == Half::bf16 && st.bf16) {
+            const uint16_t *x16 = convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
+            gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, W, in, x16, in, y, out, accumulate, true);
+        } else if (n <= cuda::kHalfGemvRows) {
+            cuda::gemv_half(y, x, W, h, b, n, in, out, accumulate, st.stream);
+            check_launch("gemv_half");
+            written(st, y, n * out);
+            return;
+        } else {
+            const int64_t rows = std::max<int64_t>(1, kWidenFloats / in);
+            float *wf = st.widened.get(static_cast<size_t>(std::min(rows, out) * in), "cudaMalloc (widened weights)");
+            for (int64_t o = 0; o < out; o += rows) {
+                const int64_t c = std::min(rows, out - o);
+                cuda::widen_half(wf, W + o * in, h, c * in, st.stream);
+                check_launch("widen_half");
+                gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, c, n, in, wf, in, x, in, y + o, out, accumulate, false);
+            }
+        }
+        if (b) {
+            cuda::add_bias(y, b, n, out, st.stream);
+            check_launch("add_bias");
+        }
+        written(st, y, n * out);
+    }
+    void embed_w16(Stream &s, float *X, const uint16_t *E, Half h, const int32_t *tokens, int64_t n, int64_t d) override {
+        auto &st = cs(s);
+        cuda::embed_half(X, E, h, stage(st, st.tokens, tokens, n), n, d, st.stream);
+        check_launch("embed_w16");
     }
     uint16_t *alloc_bf16(size_t n) override { return reinterpret_cast<uint16_t *>(alloc((n + 1) / 2)); }
     void free_bf16(uint16_t *p) override { free(reinterpret_cast<float *>(p)); }
@@ -653,6 +691,7 @@ private:
               "cublasGemmEx");
     }
 
+    static constexpr int64_t kWidenFloats = int64_t(1) << 22;  // 16 MiB of widened weights per stream at most
     int device_;
     cudaDeviceProp prop_{};
     bool fused_ = true;  // RMKV_CUDA_ATTENTION: the fused attention kernels where they fit

@@ -1,5 +1,6 @@
 #include "backend/cuda/cuda_kernels.cuh"
 #include "backend/cuda/fused_attention.cuh"
+#include "backend/cuda/half_kernels.cuh"
 
 #include <cmath>
 
@@ -421,6 +422,12 @@ __global__ void k_adamw(float *p, float *m, float *v, const float *g, int64_t n,
         if (shadow) shadow[i] = bf16_bits(pi);
     }
 }
+__global__ void k_widen_half(float *dst, const uint16_t *src, Half h, int64_t n) {
+    GRID_LOOP(i, n) dst[i] = half_value(src[i], h);
+}
+__global__ void k_embed_half(float *X, const uint16_t *E, Half h, const int32_t *tok, int64_t n, int64_t d) {
+    GRID_LOOP(i, n * d) X[i] = half_value(E[static_cast<int64_t>(tok[i / d]) * d + i % d], h);
+}
 __global__ void k_to_bf16(uint16_t *dst, const float *src, int64_t n) {
     GRID_LOOP(i, n) dst[i] = bf16_bits(src[i]);
 }
@@ -495,6 +502,7 @@ cudaError_t fused_attention_setup(int max_smem) {
     return cudaFuncSetAttribute(k_decode_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
 }
 static_assert(kDecodeMaxHd <= kDecodeThreads, "k_decode_attention: one thread per column at least");
+static_assert(kHalfGemvRows == kGemvRows, "gemv_half: the rows k_gemv_half takes");
 size_t decode_attention_smem(int64_t hd, int64_t max_nv) {
     return sizeof(float) * static_cast<size_t>(decode_smem_floats(hd, max_nv));
 }
@@ -580,6 +588,19 @@ void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, 
         k_adamw<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(p, m, v, g, static_cast<int64_t>(n), beta1, beta2,
                                                                            eps, decay, step_size, inv_sqrt_bc2, grad_scale,
                                                                            shadow);
+}
+void gemv_half(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in, int64_t out,
+               bool accumulate, cudaStream_t st) {
+    if (n <= 0 || out <= 0) return;
+    const unsigned blocks = static_cast<unsigned>((out + kGemvWarps - 1) / kGemvWarps);
+    k_gemv_half<<<blocks, kGemvWarps * 32, sizeof(float) * gemv_half_smem_floats(), st>>>(
+        y, x, W, h, b, static_cast<int>(n), in, out, accumulate);
+}
+void widen_half(float *dst, const uint16_t *src, Half h, int64_t n, cudaStream_t st) {
+    if (n > 0) k_widen_half<<<blocks_for(n), kThreads, 0, st>>>(dst, src, h, n);
+}
+void embed_half(float *X, const uint16_t *E, Half h, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st) {
+    if (n > 0 && d > 0) k_embed_half<<<blocks_for(n * d), kThreads, 0, st>>>(X, E, h, tokens, n, d);
 }
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st) {
     if (n > 0) k_to_bf16<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(dst, src, static_cast<int64_t>(n));

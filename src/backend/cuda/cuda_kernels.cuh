@@ -91,5 +91,13 @@ void update_scale(double *acc, float grad_scale, float clip, cudaStream_t st);
 void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, float beta2, float eps, float decay,
            float step_size, float inv_sqrt_bc2, const float *grad_scale, uint16_t *shadow, cudaStream_t st);
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st);
+// 16-bit weights (BF16 and F16 files), each widened exactly (half_value):
+// y[n, out] (+)= x W^T (+ b) for n <= kHalfGemvRows rows of x (half_kernels.cuh);
+// dst[i] = W[i] widened; X[i, :] = the widened row tokens[i] of E.
+constexpr int64_t kHalfGemvRows = 8;
+void gemv_half(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in, int64_t out,
+               bool accumulate, cudaStream_t st);
+void widen_half(float *dst, const uint16_t *src, Half h, int64_t n, cudaStream_t st);
+void embed_half(float *X, const uint16_t *E, Half h, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
 
 }  // namespace rmkv::cuda
