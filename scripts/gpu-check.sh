@@ -10,7 +10,8 @@
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
 #   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4 and B=16)
-#   infer     base inference: prefill, decode, 64 sessions on their own threads, 1/8/64 stepped together
+#   infer     base inference, F32 and BF16 weights: prefill, decode, 64 sessions on their own
+#             threads and stepped together; then 1, 8 and 64 stepped together
 #   inferp    the same with attention through the cuBLAS products only
 # Each stage's output goes to the terminal and to LOG/<stage>.log; a failing
 # stage is reported and the next one runs. Exit status: the number of failed stages.
@@ -60,7 +61,7 @@ stage() {
       done
       ;;
     infer)
-      "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 &&
+      "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 --weights f32,bf16 &&
         "$BENCH/rmkv-bench" --device cuda --configs base --together 1,8,64
       ;;
     inferp)
