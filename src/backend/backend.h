@@ -157,7 +157,7 @@ public:
         }
     }
     // Row i of src [n, width] to dst[i] (host array of n pointers into this
-    // backend's memory, none overlapping src).
+    // backend's memory; the n destination rows overlap neither src nor each other).
     virtual void scatter_rows(Stream &s, real *const *dst, const real *src, int64_t n, int64_t width) {
         for (int64_t i = 0; i < n; ++i) copy(s, dst[i], src + i * width, static_cast<size_t>(width));
     }
@@ -251,8 +251,7 @@ public:
     // widened to fp32 exactly (both formats are subsets of fp32): fp32 products and
     // sums, so the values of linear / embed with the widened matrix, up to the
     // order of the sums. Except: with bf16 on for the stream, linear_w16 with
-    // Half::bf16 weights may round x to bf16 (fp32 accumulation) where that is
-    // faster (many rows, on the CPU).
+    // Half::bf16 weights rounds x to bf16 (fp32 accumulation; any row count).
     virtual void linear_w16(Stream &s, real *y, const real *x, const uint16_t *W, Half h, const real *b, int64_t n,
                             int64_t in, int64_t out, bool accumulate) = 0;
     virtual void embed_w16(Stream &s, real *X, const uint16_t *tok_emb, Half h, const int32_t *tokens_host, int64_t n,
@@ -270,7 +269,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 4;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 5;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

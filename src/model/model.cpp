@@ -76,13 +76,21 @@ float *rmkv_model::f32_copy(size_t i) const {
 }
 
 const std::vector<float *> &rmkv_model::writable_params() {
+    // Every copy first: if one fails (out of memory), the model is as it was.
+    std::vector<float *> owned(params_.size(), nullptr);
+    try {
+        for (size_t i = 0; i < params_.size(); ++i)
+            // Mapped from a file or a caller's buffer, or kept in 16 bits (both NULL).
+            if (params_[i] == sources_[i]) owned[i] = f32_copy(i);
+    } catch (...) {
+        for (float *p : owned) backend_->free(p);
+        throw;
+    }
     for (size_t i = 0; i < params_.size(); ++i) {
-        // Mapped from a file or a caller's buffer, or kept in 16 bits (both NULL).
-        if (params_[i] != sources_[i]) continue;  // already the backend's own copy
-        float *owned = f32_copy(i);
+        if (!owned[i]) continue;  // already the backend's own copy
         if (params_[i]) backend_->release_weights(params_[i], sources_[i]);
         if (kept_backend_[i].data) backend_->release_half_weights(kept_backend_[i].data, kept_[i].data);
-        params_[i] = owned;
+        params_[i] = owned[i];
         sources_[i] = nullptr;  // released with free(), never aliases host memory
         kept_[i] = kept_backend_[i] = {};
     }
@@ -229,6 +237,8 @@ void rmkv_model::init_from_file(const uint8_t *data, size_t size, const std::str
     specs_ = std::move(m.specs);
     const std::vector<const TensorView *> &views = m.tensors;
     backend_ = backend_for(p);
+    params_.reserve(specs_.size()), sources_.reserve(specs_.size());
+    kept_.reserve(specs_.size()), kept_backend_.reserve(specs_.size());
     for (size_t i = 0; i < specs_.size(); ++i) {
         const TensorView &t = *views[i];
         const size_t n = static_cast<size_t>(specs_[i].numel);

@@ -8,6 +8,7 @@
 // the shared memory, cuBLAS products beyond), GQA, key strides wider than the
 // keys, decoding (one row), masked targets and aliasing.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -193,15 +194,35 @@ void linear_bf16(void **) {
 // 16-bit weights (inference from BF16 and F16 files): the same stored bits on
 // both backends (CUDA: its own copy, import_half_weights). Exact widening on a
 // stream without bf16: the rows each kernel takes (1, 8 on CUDA's dot products;
-// 9, 40 widened into scratch), bias and accumulation, both formats; embed_w16.
-// A bf16 stream with bf16 weights rounds x to bf16 on both: the same products.
+// 9, 40 widened into scratch; then a matrix past CUDA's widened block, 16 Mi
+// floats), bias and accumulation, both formats (f16 of both signs, subnormals
+// too); embed_w16. A bf16 stream with bf16 weights rounds x to bf16 on both:
+// the same products.
 void half_weights(void **) {
     Pair P;
-    const int64_t in = 72, out = 40, V = 30;
     std::normal_distribution<float> d(0.0f, 1.0f);
     for (Half h : {Half::bf16, Half::f16}) {
+        const char *name = h == Half::bf16 ? "bf16" : "f16";
+        for (const auto &[n, in, out] : {std::array<int64_t, 3>{9, 2048, 2100}, std::array<int64_t, 3>{3, 2048, 2100}}) {
+            std::vector<uint16_t> w16(out * in);
+            for (uint16_t &u : w16)
+                u = h == Half::bf16 ? bf16_bits(0.05f * d(P.rng_)) : static_cast<uint16_t>(P.rng_() % 0x2c00 | (P.rng_() & 0x8000));
+            const uint16_t *wg = g_gpu->import_half_weights(w16.data(), w16.size());
+            Buf &x = P.random(n * in), &y = P.random(n * out);
+            P.both([&](Backend &be, Stream &s, bool g) {
+                be.linear_w16(s, y.on(g), x.on(g), g ? wg : w16.data(), h, nullptr, n, in, out, true);
+            });
+            print_message("linear_w16 %s, %lld rows, [%lld, %lld] (several widened blocks on CUDA)\n", name, (long long)n,
+                          (long long)out, (long long)in);
+            P.expect("linear_w16 (large, accumulate)", y);
+            g_gpu->release_half_weights(wg, w16.data());
+        }
+    }
+    const int64_t in = 72, out = 40, V = 30;
+    for (Half h : {Half::bf16, Half::f16}) {
         std::vector<uint16_t> w16(out * in), e16(V * in);
-        for (uint16_t &u : w16) u = h == Half::bf16 ? bf16_bits(0.2f * d(P.rng_)) : static_cast<uint16_t>(0x2c00 + P.rng_() % 0x1000);
+        for (uint16_t &u : w16)
+            u = h == Half::bf16 ? bf16_bits(0.2f * d(P.rng_)) : static_cast<uint16_t>(P.rng_() % 0x3800 | (P.rng_() & 0x8000));
         for (uint16_t &u : e16) u = h == Half::bf16 ? bf16_bits(d(P.rng_)) : static_cast<uint16_t>(P.rng_() % 0x7c00 | (P.rng_() & 0x8000));
         const uint16_t *wg = g_gpu->import_half_weights(w16.data(), w16.size());
         const uint16_t *eg = g_gpu->import_half_weights(e16.data(), e16.size());

@@ -66,26 +66,33 @@ using namespace rmkv;
 
 namespace {
 
-// Runs kernel() as a grid of blocks of `threads` threads.
+// Runs kernel() as a grid of blocks of `threads` threads, the blocks one after
+// another (last first when `reverse`). Past the block's shared memory lies a
+// guard band that must stay as it was.
 template <class F>
-void launch(unsigned gx, unsigned gy, int threads, int64_t shared_floats, const F &kernel) {
-    if (shared_floats > static_cast<int64_t>(cuda::kSharedFloats)) fail_msg("shared memory of %lld floats", (long long)shared_floats);
+void launch(unsigned gx, unsigned gy, int threads, int64_t shared_floats, const F &kernel, bool reverse = false) {
+    constexpr int64_t kGuard = 1024;
+    if (shared_floats + kGuard > static_cast<int64_t>(cuda::kSharedFloats))
+        fail_msg("shared memory of %lld floats", (long long)shared_floats);
     gridDim = dim3{gx, gy, 1};
     blockDim = dim3{static_cast<unsigned>(threads), 1, 1};
-    for (unsigned by = 0; by < gy; ++by)
-        for (unsigned bx = 0; bx < gx; ++bx) {
-            std::fill(cuda::sm, cuda::sm + shared_floats, NAN);
-            std::barrier<> barrier(threads);
-            g_block_barrier = &barrier;
-            std::vector<std::thread> team;
-            for (int t = 0; t < threads; ++t)
-                team.emplace_back([&, t] {
-                    threadIdx = dim3{static_cast<unsigned>(t), 0, 0};
-                    blockIdx = dim3{bx, by, 0};
-                    kernel();
-                });
-            for (std::thread &th : team) th.join();
-        }
+    for (unsigned block = 0; block < gx * gy; ++block) {
+        const unsigned b = reverse ? gx * gy - 1 - block : block, by = b / gx, bx = b % gx;
+        std::fill(cuda::sm, cuda::sm + shared_floats, NAN);
+        std::fill(cuda::sm + shared_floats, cuda::sm + shared_floats + kGuard, 1234.5f);
+        std::barrier<> barrier(threads);
+        g_block_barrier = &barrier;
+        std::vector<std::thread> team;
+        for (int t = 0; t < threads; ++t)
+            team.emplace_back([&, t] {
+                threadIdx = dim3{static_cast<unsigned>(t), 0, 0};
+                blockIdx = dim3{bx, by, 0};
+                kernel();
+            });
+        for (std::thread &th : team) th.join();
+        for (int64_t i = shared_floats; i < shared_floats + kGuard; ++i)
+            if (cuda::sm[i] != 1234.5f) fail_msg("block (%u, %u) wrote past its shared memory", bx, by);
+    }
 }
 
 // The largest difference of got from want, relative to want's largest value (a
@@ -223,11 +230,17 @@ void decode_attention(void **) {
             rows.push_back({keys_f[i].data(), values_f[i].data(), c.at[i], pos[i]});
             max_nv = std::max(max_nv, c.at[i] + 1);
         }
-        launch(static_cast<unsigned>(n), static_cast<unsigned>(c.H), cuda::kDecodeThreads,
-               cuda::decode_smem_floats(c.hd, max_nv), [&] {
-                   cuda::k_decode_attention(outf.data(), qf.data(), kf.data(), vf.data(), rows.data(), c.H / c.Hkv, c.hd,
-                                            c.rope, theta, 1.0f / std::sqrt(static_cast<float>(c.hd)));
-               });
+        // Last block first: a kv group's readers run before the block that writes its
+        // new cache row, so reading that row from the cache (not the block's own
+        // copy) would show.
+        launch(
+            static_cast<unsigned>(n), static_cast<unsigned>(c.H), cuda::kDecodeThreads,
+            cuda::decode_smem_floats(c.hd, max_nv),
+            [&] {
+                cuda::k_decode_attention(outf.data(), qf.data(), kf.data(), vf.data(), rows.data(), c.H / c.Hkv, c.hd,
+                                         c.rope, theta, 1.0f / std::sqrt(static_cast<float>(c.hd)));
+            },
+            true);
         double worst_cache = 0;
         for (int64_t i = 0; i < n; ++i) {
             worst_cache = std::max({worst_cache, worst_error(keys_f[i], keys_r[i]), worst_error(values_f[i], values_r[i])});
