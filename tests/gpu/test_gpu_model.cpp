@@ -134,38 +134,44 @@ void logits_match(void **) {
 }
 
 // Sessions at different positions stepped together on the device against the
-// same sessions stepped one by one on the CPU, across segment ends.
+// same sessions stepped one by one on the CPU, across segment ends (session
+// params sp for both; NULL: the defaults). Returns the worst relative error.
+double together_error(rmkv_model *mc, rmkv_model *mg, const rmkv_session_params *sp) {
+    const size_t n = 3, pre[n] = {0, 3, 5};
+    std::vector<rmkv_session *> sc(n), sg(n);
+    std::vector<int32_t> tok(40);
+    for (size_t i = 0; i < tok.size(); ++i) tok[i] = static_cast<int32_t>((i * 13 + 5) % V);
+    for (size_t i = 0; i < n; ++i) {
+        CHECK(rmkv_session_new(mc, sp, &sc[i]));
+        CHECK(rmkv_session_new(mg, sp, &sg[i]));
+        if (pre[i]) {
+            CHECK(rmkv_session_step(sc[i], tok.data(), pre[i], nullptr));
+            CHECK(rmkv_session_step(sg[i], tok.data(), pre[i], nullptr));
+        }
+    }
+    std::vector<float> rows(n * V), one(V), dev_row(V);
+    double e = 0;
+    for (int k = 0; k < 9; ++k) {
+        int32_t next[n];
+        for (size_t i = 0; i < n; ++i) next[i] = tok[(k * 3 + i * 11) % tok.size()];
+        CHECK(rmkv_sessions_step(sg.data(), n, next, rows.data()));
+        for (size_t i = 0; i < n; ++i) {
+            CHECK(rmkv_session_step(sc[i], &next[i], 1, one.data()));
+            std::copy(rows.begin() + static_cast<std::ptrdiff_t>(i * V),
+                      rows.begin() + static_cast<std::ptrdiff_t>((i + 1) * V), dev_row.begin());
+            e = std::max(e, rel(dev_row, one));
+        }
+    }
+    for (size_t i = 0; i < n; ++i) rmkv_session_free(sc[i]), rmkv_session_free(sg[i]);
+    return e;
+}
+
 void sessions_together(void **) {
     for (int c = 0; c < 5; ++c) {
         rmkv_model *mc = create(config(c), "cpu"), *mg = create(config(c), gpu_test::kDevice);
-        const size_t n = 3, pre[n] = {0, 3, 5};
-        std::vector<rmkv_session *> sc(n), sg(n);
-        std::vector<int32_t> tok(40);
-        for (size_t i = 0; i < tok.size(); ++i) tok[i] = static_cast<int32_t>((i * 13 + 5) % V);
-        for (size_t i = 0; i < n; ++i) {
-            CHECK(rmkv_session_new(mc, nullptr, &sc[i]));
-            CHECK(rmkv_session_new(mg, nullptr, &sg[i]));
-            if (pre[i]) {
-                CHECK(rmkv_session_step(sc[i], tok.data(), pre[i], nullptr));
-                CHECK(rmkv_session_step(sg[i], tok.data(), pre[i], nullptr));
-            }
-        }
-        std::vector<float> rows(n * V), one(V), dev_row(V);
-        double e = 0;
-        for (int k = 0; k < 9; ++k) {
-            int32_t next[n];
-            for (size_t i = 0; i < n; ++i) next[i] = tok[(k * 3 + i * 11) % tok.size()];
-            CHECK(rmkv_sessions_step(sg.data(), n, next, rows.data()));
-            for (size_t i = 0; i < n; ++i) {
-                CHECK(rmkv_session_step(sc[i], &next[i], 1, one.data()));
-                std::copy(rows.begin() + static_cast<std::ptrdiff_t>(i * V),
-                          rows.begin() + static_cast<std::ptrdiff_t>((i + 1) * V), dev_row.begin());
-                e = std::max(e, rel(dev_row, one));
-            }
-        }
-        print_message("%-36s %zu sessions together: rel err %.2e\n", kConfigs[c][0], n, e);
+        const double e = together_error(mc, mg, nullptr);
+        print_message("%-36s 3 sessions together: rel err %.2e\n", kConfigs[c][0], e);
         assert_true(e < gpu_test::kTolF32);
-        for (size_t i = 0; i < n; ++i) rmkv_session_free(sc[i]), rmkv_session_free(sg[i]);
         rmkv_model_free(mc);
         rmkv_model_free(mg);
     }
@@ -300,7 +306,8 @@ void model_files_identical(void **) {
 // FP32 sessions widen every weight exactly on both backends: the same logits,
 // prefill and decoding (CUDA's dot-product kernel up to 8 rows, widened blocks
 // above); AUTO on the device takes bf16 products for BF16 files, within the bf16
-// tolerance of the CPU's FP32. Saving the loaded model gives the file back.
+// tolerance of the CPU's FP32; FP32 sessions stepped together on the device as
+// one by one on the CPU. Saving the loaded model gives the file back.
 void half_files(void **) {
     for (int c = 0; c < 5; ++c) {
         rmkv_model *m0 = create(config(c), "cpu");
@@ -336,9 +343,13 @@ void half_files(void **) {
                 rmkv_session_free(sc);
                 rmkv_session_free(sg);
             }
-            print_message("%-36s %s file: logits rel err %.2e (FP32), %.2e (AUTO)\n", kConfigs[c][0],
-                          dtype == RMKV_DTYPE_BF16 ? "BF16" : "F16 ", worst[0], worst[1]);
+            rmkv_session_params sp = rmkv_session_default_params();
+            sp.precision = RMKV_PRECISION_FP32;
+            const double together = together_error(mc, mg, &sp);
+            print_message("%-36s %s file: logits rel err %.2e (FP32), %.2e (AUTO), %.2e (FP32, 3 together)\n",
+                          kConfigs[c][0], dtype == RMKV_DTYPE_BF16 ? "BF16" : "F16 ", worst[0], worst[1], together);
             assert_true(worst[0] < gpu_test::kTolF32);
+            assert_true(together < gpu_test::kTolF32);
             assert_true(worst[1] < (dtype == RMKV_DTYPE_BF16 ? gpu_test::kTolBf16Model : gpu_test::kTolF32));
             std::remove(path.c_str()), std::remove(again.c_str());
             rmkv_model_free(mc);
