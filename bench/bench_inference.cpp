@@ -15,7 +15,9 @@
 // decoding, one thread each and then stepped together by one thread
 // (rmkv_sessions_step), their total tokens/s. --together N,N,...: after the machine's
 // limits, only sessions stepped together, for each count in turn (decode/4 steps
-// each): a sweep over the row counts of the products.
+// each, from position 4: --decode 1024 spans a 256-token segment's end): a sweep
+// over the row counts of the products, with each count's median and slowest step.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -150,25 +152,37 @@ double decode_threads(rmkv_model *m, int n, int steps, int V, int n_threads) {
 }
 
 // The same n sessions stepped together by one thread (rmkv_sessions_step, every
-// session's logits fetched): tokens/s of all.
-double decode_stepped_together(rmkv_model *m, int n, int steps, int V) {
+// session's logits fetched), from position 4 after 4 warm-up steps: tokens/s of
+// all, and the median and slowest step (a step where the sessions end a segment
+// also rewrites their memories: 256 steps of a 256-token segment hold one).
+struct Together {
+    double tokens_per_s, median_ms, slowest_ms;
+};
+Together decode_stepped_together(rmkv_model *m, int n, int steps, int V) {
     std::vector<rmkv_session *> ss(static_cast<size_t>(n));
     for (auto &s : ss) check(rmkv_session_new(m, &g_session, &s), "session");
     std::vector<int32_t> toks(ss.size());
     std::vector<float> logits(ss.size() * static_cast<size_t>(V));
-    auto run = [&](int k) {
+    std::vector<double> step_ms;
+    step_ms.reserve(static_cast<size_t>(steps));
+    auto run = [&](int k, bool timed) {
         for (int i = 0; i < k; ++i) {
+            const double t = now();
             check(rmkv_sessions_step(ss.data(), ss.size(), toks.data(), logits.data()), "sessions_step");
+            if (timed) step_ms.push_back((now() - t) * 1e3);
             for (size_t j = 0; j < toks.size(); ++j) toks[j] = static_cast<int32_t>((toks[j] * 31 + 11 + j) % V);
         }
     };
     for (size_t j = 0; j < toks.size(); ++j) toks[j] = static_cast<int32_t>((7 + j) % V);
-    run(4);  // warm
+    run(4, false);  // warm
     double t0 = now();
-    run(steps);
-    double tps = static_cast<double>(n) * steps / (now() - t0);
+    run(steps, true);
+    Together r{static_cast<double>(n) * steps / (now() - t0), 0, 0};
+    std::sort(step_ms.begin(), step_ms.end());
+    r.median_ms = step_ms[step_ms.size() / 2];
+    r.slowest_ms = step_ms.back();
     for (auto *s : ss) rmkv_session_free(s);
-    return tps;
+    return r;
 }
 
 }  // namespace
@@ -245,9 +259,13 @@ int main(int argc, char **argv) {
         const std::string label = std::string(c.name) + (half ? std::string("/") + dname : "") +
                                   (precs.size() > 1 && dtype == RMKV_DTYPE_BF16 ? "@" + precs[pi].first : "");
         if (!together_counts.empty()) {
-            for (const int n : together_counts)
-                std::printf("%-16s %d sessions stepped together (rmkv_sessions_step): %.0f tokens/s in all\n",
-                            label.c_str(), n, decode_stepped_together(m, n, std::max(n_decode / 4, 1), c.V));
+            for (const int n : together_counts) {
+                const int steps = std::max(n_decode / 4, 1);
+                const Together t = decode_stepped_together(m, n, steps, c.V);
+                std::printf("%-16s %d sessions stepped together (rmkv_sessions_step): %.0f tokens/s in all; "
+                            "step median %.1f ms, slowest %.1f ms (of %d)\n",
+                            label.c_str(), n, t.tokens_per_s, t.median_ms, t.slowest_ms, steps);
+            }
             std::fflush(stdout);
             rmkv_model_free(m);
             continue;
@@ -298,7 +316,7 @@ int main(int argc, char **argv) {
         if (n_sessions > 1) {
             const double threads = decode_threads(m, n_sessions, n_decode / 4, c.V, 0);
             const double single = decode_threads(m, n_sessions, n_decode / 4, c.V, 1);
-            const double together = decode_stepped_together(m, n_sessions, n_decode / 4, c.V);
+            const double together = decode_stepped_together(m, n_sessions, n_decode / 4, c.V).tokens_per_s;
             std::printf("%-10s %d sessions, one thread each (rmkv_session_step): %.0f tokens/s in all\n", label.c_str(),
                         n_sessions, threads);
             std::printf("%-10s %d sessions, one thread each, n_threads 1 (no OpenMP team each): %.0f tokens/s in all "

@@ -221,6 +221,39 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
     head(ws.x, ws.xn, logits, n);
 }
 
+void SegmentForward::rewrite_rows(std::vector<LayerState> *const *layers, int64_t k, const RewriteRowsWorkspace &ws,
+                                  int64_t T) {
+    const Config &c = m_.config();
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), G = c.cell_gates();
+    const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim(), rows = k * M;
+    const bool lstm = c.cell == Cell::lstm;
+    for (size_t l = 0; l < m_.weights().layers.size(); ++l) {
+        const LayerWeights &w = m_.weights().layers[l];
+        for (int64_t i = 0; i < k; ++i) {
+            const LayerState &s = (*layers[i])[l];
+            be_.attention(st_, ws.mem_attn + i * M * D, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd, M + T, {});
+            be_.pool(st_, ws.pooled + i * M * D, w.pool_query, s.tok_out, M, T, D);
+            if (lstm) be_.copy(st_, ws.cell + i * M * D, s.cell, static_cast<size_t>(M * D));
+        }
+        linear(ws.mem_out, ws.mem_attn, w.wo, w.bo, rows, D, D, false);
+        if (c.cell == Cell::minimal) {
+            be_.concat_cols(st_, ws.gates_h, ws.mem_out, ws.pooled, rows, D);
+            linear(ws.gates_i, ws.gates_h, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
+            be_.cell(st_, CellKind::minimal, ws.memory, nullptr, nullptr, ws.gates_i, nullptr, ws.mem_out, rows, D);
+        } else {
+            linear(ws.gates_i, ws.pooled, w.cell_wih, w.cell_bih, rows, D, G * D, false);
+            linear(ws.gates_h, ws.mem_out, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
+            be_.cell(st_, cell_kind(c), ws.memory, lstm ? ws.cell : nullptr, lstm ? ws.cell : nullptr, ws.gates_i,
+                     ws.gates_h, ws.mem_out, rows, D);
+        }
+        for (int64_t i = 0; i < k; ++i) {
+            const LayerState &s = (*layers[i])[l];
+            be_.copy(st_, s.memory, ws.memory + i * M * D, static_cast<size_t>(M * D));
+            if (lstm) be_.copy(st_, s.cell, ws.cell + i * M * D, static_cast<size_t>(M * D));
+        }
+    }
+}
+
 void SegmentForward::rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T) {
     const LayerActs a = ws.acts();
     // The cell reads h = O_m, never the old memory, so the new memory can be

@@ -74,6 +74,14 @@ struct RowsWorkspace {
     real **row_dst;               // host [n]: each row's place in its tok_out
 };
 
+// Scratch of the memory rewrites of up to k streams at once (rewrite_rows): every
+// buffer k * M rows; gates [k * M, 4D] (lstm's four gates; minimal's two and its
+// [h, s] concatenation fit too).
+struct RewriteRowsWorkspace {
+    real *mem_attn, *mem_out, *pooled, *memory, *cell;  // [k * M, D]
+    real *gates_i, *gates_h;                           // [k * M, 4D]
+};
+
 // Row i of a decode together: its stream's layer states, segment offset and position.
 struct DecodeRow {
     std::vector<LayerState> *layers;
@@ -141,6 +149,11 @@ public:
     void tokens(std::vector<LayerState> &layers, Workspace &ws, const int32_t *tokens, int64_t n, int64_t t0,
                 int64_t p, real *logits, bool all_rows);
     void rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T);
+    // rewrite_memory of k streams that end a segment of T tokens together
+    // (decoding together, no dropout): the matrix products and the cells over
+    // their k * M memory rows stacked, attention and pooling per stream; the new
+    // memories (and lstm cells) copied back into each stream's states.
+    void rewrite_rows(std::vector<LayerState> *const *layers, int64_t k, const RewriteRowsWorkspace &ws, int64_t T);
     // One token for each of n streams of text (their memory rows prepared), every
     // matrix product shared by the n rows; attention and the caches per stream.
     // logits[n, V]: row i after tokens[i] (host, validated).

@@ -86,10 +86,16 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
     const Config &c = model_.config();
     const int64_t D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, V = c.vocab_size, N = static_cast<int64_t>(n);
     Backend &be = model_.backend();
-    // Device rows (x, xn, q, attn, o, k, v, h1, h2, logits), the host logits, and for
-    // bf16 the rows rounded to bf16 for the widest product (half a float each).
-    ensure_fits(sizeof(float) * static_cast<double>(N) *
-                    (static_cast<double>(5 * D + 2 * Dkv + 2 * F + 2 * V) + (bf16_ ? std::max(D, F) / 2.0 : 0.0)),
+    // Sessions that end a segment at the same call rewrite their memories together,
+    // kRewriteSessions at a time: products of enough rows to run well.
+    constexpr int64_t kRewriteSessions = 16;
+    const int64_t K = N > 1 ? std::min(N, kRewriteSessions) : 0, KM = K * c.memory_slots;
+    // Device rows (x, xn, q, attn, o, k, v, h1, h2, logits), the host logits, for
+    // bf16 the rows rounded to bf16 for the widest product (half a float each), and
+    // the rewrites' rows (5 of D, 2 of 4D).
+    ensure_fits(sizeof(float) * (static_cast<double>(N) * (static_cast<double>(5 * D + 2 * Dkv + 2 * F + 2 * V) +
+                                                           (bf16_ ? std::max(D, F) / 2.0 : 0.0)) +
+                                 static_cast<double>(KM) * 13.0 * static_cast<double>(D)),
                 "the scratch of stepping " + std::to_string(n) + " sessions together");
     auto t = std::make_unique<Together>();
     auto get = [&](int64_t count) {
@@ -103,6 +109,13 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
         w.k = get(N * Dkv), w.v = get(N * Dkv);
         w.h1 = get(N * F), w.h2 = get(N * F);
         w.logits = get(N * V);
+        if (K > 0) {
+            RewriteRowsWorkspace &r = t->rewrite;
+            r.mem_attn = get(KM * D), r.mem_out = get(KM * D), r.pooled = get(KM * D);
+            r.memory = get(KM * D), r.cell = get(KM * D);
+            r.gates_i = get(KM * 4 * D), r.gates_h = get(KM * 4 * D);
+            t->rewrite_rows = K;
+        }
         t->logits.resize(n * static_cast<size_t>(V));
         t->cache_rows.resize(n);
         t->row_dst.resize(n);
@@ -114,6 +127,7 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
     }
     t->rows = n;
     t->decode.reserve(n);
+    t->ending.reserve(n);
     t->sorted.reserve(n);
     if (together_) free_each(be, together_->owned);
     together_ = std::move(t);
@@ -159,6 +173,7 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
     Backend &be = model.backend();
     float *host = logits_host ? logits_host : t.logits.data();
     be.to_host(st, host, t.ws.logits, n * static_cast<size_t>(V));
+    t.ending.clear();
     for (size_t i = 0; i < n; ++i) {
         rmkv_session &s = *ss[i];
         const float *row = host + i * static_cast<size_t>(V);
@@ -168,9 +183,22 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
         s.fill_ += 1;
         s.position_ += 1;
         if (s.fill_ == c.segment_len) {
-            s.rewrite_on(st);
+            t.ending.push_back(&s.layers_);
             s.fill_ = 0;
             s.memory_ready_ = false;
+        }
+    }
+    // The memory rewrites of the sessions that ended a segment: alone, one by one;
+    // several, their rows stacked.
+    const int64_t n_end = static_cast<int64_t>(t.ending.size());
+    for (int64_t i = 0; i < n_end;) {
+        const int64_t k = std::min(n_end - i, t.rewrite_rows);
+        if (k <= 1) {
+            fwd.rewrite_memory(*t.ending[i], lead.ws_, c.segment_len);
+            i += 1;
+        } else {
+            fwd.rewrite_rows(t.ending.data() + i, k, t.rewrite, c.segment_len);
+            i += k;
         }
     }
     be.sync(st);

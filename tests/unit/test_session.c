@@ -268,7 +268,8 @@ static void bad_tokens_do_not_advance(void **state) {
 }
 
 /* rmkv_sessions_step: 4 sessions at different positions (0, 2, 4 and 9 tokens
-   read, so that their segments end at different calls) stepped together for 12
+   read, so that their segments end at different calls, the last two at the same
+   ones: their memory rewrites run stacked) stepped together for 12
    tokens give the logits of copies stepped one by one, within float rounding, at
    every call; afterwards they sit at the same positions and continue alike, and
    each can be sampled from. A session listed twice, a session of another model,
