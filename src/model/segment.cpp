@@ -254,6 +254,27 @@ void SegmentForward::rewrite_rows(std::vector<LayerState> *const *layers, int64_
     }
 }
 
+void SegmentForward::prepare_rows(std::vector<LayerState> *const *layers, int64_t k, const RewriteRowsWorkspace &ws) {
+    const Config &c = m_.config();
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), rows = k * M;
+    // ws.memory: the memory rows; mem_attn: their norm; mem_out: queries; gates_i /
+    // gates_h: keys / values.
+    for (size_t l = 0; l < m_.weights().layers.size(); ++l) {
+        const LayerWeights &w = m_.weights().layers[l];
+        for (int64_t i = 0; i < k; ++i) be_.copy(st_, ws.memory + i * M * D, (*layers[i])[l].memory, static_cast<size_t>(M * D));
+        be_.norm(st_, norm_kind(c), ws.mem_attn, ws.memory, w.norm1_w, w.norm1_b, rows, D, static_cast<float>(c.norm_eps));
+        linear(ws.mem_out, ws.mem_attn, w.wq, w.bq, rows, D, D, false);
+        linear(ws.gates_i, ws.mem_attn, w.wk, w.bk, rows, D, Dkv, false);
+        linear(ws.gates_h, ws.mem_attn, w.wv, w.bv, rows, D, Dkv, false);
+        for (int64_t i = 0; i < k; ++i) {
+            const LayerState &s = (*layers[i])[l];
+            be_.copy(st_, s.mem_q, ws.mem_out + i * M * D, static_cast<size_t>(M * D));
+            be_.copy(st_, s.keys, ws.gates_i + i * M * Dkv, static_cast<size_t>(M * Dkv));
+            be_.copy(st_, s.values, ws.gates_h + i * M * Dkv, static_cast<size_t>(M * Dkv));
+        }
+    }
+}
+
 void SegmentForward::rewrite_memory(std::vector<LayerState> &layers, Workspace &ws, int64_t T) {
     const LayerActs a = ws.acts();
     // The cell reads h = O_m, never the old memory, so the new memory can be

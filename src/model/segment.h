@@ -154,6 +154,9 @@ public:
     // their k * M memory rows stacked, attention and pooling per stream; the new
     // memories (and lstm cells) copied back into each stream's states.
     void rewrite_rows(std::vector<LayerState> *const *layers, int64_t k, const RewriteRowsWorkspace &ws, int64_t T);
+    // prepare_memory of k streams at once: their memory rows' norm and products
+    // stacked, the queries, keys and values copied back into each stream's states.
+    void prepare_rows(std::vector<LayerState> *const *layers, int64_t k, const RewriteRowsWorkspace &ws);
     // One token for each of n streams of text (their memory rows prepared), every
     // matrix product shared by the n rows; attention and the caches per stream.
     // logits[n, V]: row i after tokens[i] (host, validated).

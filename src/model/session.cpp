@@ -159,21 +159,34 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
     // Everything on the leader's stream, in order; one wait at the end.
     Stream &st = *lead.stream_;
     SegmentForward fwd(model.view(), st);
+    // f(layers, k) over t.ending in groups of up to t.rewrite_rows sessions (one at
+    // a time where there is no stacked scratch).
+    auto for_groups = [&t](const auto &f) {
+        const int64_t n_group = static_cast<int64_t>(t.ending.size());
+        for (int64_t i = 0; i < n_group;) {
+            const int64_t k = std::max<int64_t>(1, std::min(n_group - i, t.rewrite_rows));
+            f(t.ending.data() + i, k);
+            i += k;
+        }
+    };
     t.decode.clear();
+    t.ending.clear();  // here: the sessions whose memory rows are not prepared
     for (size_t i = 0; i < n; ++i) {
         rmkv_session &s = *ss[i];
-        if (!s.memory_ready_) {
-            fwd.prepare_memory(s.layers_, s.ws_);
-            s.memory_ready_ = true;
-        }
+        if (!s.memory_ready_) t.ending.push_back(&s.layers_);
         t.decode.push_back({&s.layers_, s.fill_, static_cast<int64_t>(s.position_)});
     }
+    for_groups([&](std::vector<LayerState> *const *layers, int64_t k) {
+        if (k == 1) fwd.prepare_memory(*layers[0], lead.ws_);
+        else fwd.prepare_rows(layers, k, t.rewrite);
+    });
+    for (size_t i = 0; i < n; ++i) ss[i]->memory_ready_ = true;
     const int64_t V = c.vocab_size;
     fwd.decode_rows(t.decode.data(), static_cast<int64_t>(n), tokens, t.ws, t.ws.logits);
     Backend &be = model.backend();
     float *host = logits_host ? logits_host : t.logits.data();
     be.to_host(st, host, t.ws.logits, n * static_cast<size_t>(V));
-    t.ending.clear();
+    t.ending.clear();  // now: the sessions that end a segment
     for (size_t i = 0; i < n; ++i) {
         rmkv_session &s = *ss[i];
         const float *row = host + i * static_cast<size_t>(V);
@@ -188,19 +201,11 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
             s.memory_ready_ = false;
         }
     }
-    // The memory rewrites of the sessions that ended a segment: alone, one by one;
-    // several, their rows stacked.
-    const int64_t n_end = static_cast<int64_t>(t.ending.size());
-    for (int64_t i = 0; i < n_end;) {
-        const int64_t k = std::min(n_end - i, t.rewrite_rows);
-        if (k <= 1) {
-            fwd.rewrite_memory(*t.ending[i], lead.ws_, c.segment_len);
-            i += 1;
-        } else {
-            fwd.rewrite_rows(t.ending.data() + i, k, t.rewrite, c.segment_len);
-            i += k;
-        }
-    }
+    // The memory rewrites of the sessions that ended a segment.
+    for_groups([&](std::vector<LayerState> *const *layers, int64_t k) {
+        if (k == 1) fwd.rewrite_memory(*layers[0], lead.ws_, c.segment_len);
+        else fwd.rewrite_rows(layers, k, t.rewrite, c.segment_len);
+    });
     be.sync(st);
 }
 

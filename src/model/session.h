@@ -60,11 +60,11 @@ private:
         std::vector<rmkv::DecodeRow> decode;
         std::vector<rmkv::CacheRow> cache_rows;  // ws.cache_rows
         std::vector<float *> row_dst;            // ws.row_dst
-        // Memory rewrites of sessions that end a segment at the same call, up to
-        // rewrite_rows of them at once (0: one at a time, on their own scratch).
+        // Memory rows prepared, and memories rewritten at a segment's end, for up to
+        // rewrite_rows sessions at once (0: one at a time).
         rmkv::RewriteRowsWorkspace rewrite{};
         int64_t rewrite_rows = 0;
-        std::vector<std::vector<rmkv::LayerState> *> ending;
+        std::vector<std::vector<rmkv::LayerState> *> ending;  // the sessions of one such pass
         std::vector<const rmkv_session *> sorted;
     };
     Together &together(size_t n);
