@@ -134,10 +134,11 @@ void logits_match(void **) {
 }
 
 // Sessions at different positions stepped together on the device against the
-// same sessions stepped one by one on the CPU, across segment ends (session
+// same sessions stepped one by one on the CPU, across segment ends, two of them
+// at the same calls (their memory rewrites and memory rows stacked) (session
 // params sp for both; NULL: the defaults). Returns the worst relative error.
 double together_error(rmkv_model *mc, rmkv_model *mg, const rmkv_session_params *sp) {
-    const size_t n = 3, pre[n] = {0, 3, 5};
+    const size_t n = 3, pre[n] = {0, 3, 10};
     std::vector<rmkv_session *> sc(n), sg(n);
     std::vector<int32_t> tok(40);
     for (size_t i = 0; i < tok.size(); ++i) tok[i] = static_cast<int32_t>((i * 13 + 5) % V);
