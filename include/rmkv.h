@@ -399,10 +399,12 @@ RMKV_API rmkv_status rmkv_session_step_all(rmkv_session *s, const int32_t *token
    matrix product, so stepping many sessions (the characters of a game, the
    requests of a server) costs much less than stepping them one by one; the
    results are those of rmkv_session_step(sessions[i], &tokens[i], 1, ...) for
-   each i, up to float rounding (up to bf16 rounding from 32 sessions of bf16
-   precision, see rmkv_session_params.precision). When `logits` is not NULL it
-   receives n_sessions x vocab_size floats, row i for sessions[i]; each session
-   keeps its own for rmkv_session_sample. Every session must belong to the same
+   each i, up to float rounding (for sessions of bf16 precision, up to bf16
+   rounding once a product has 32 rows or more: from 32 sessions, or when the
+   sessions that end a segment in the same call, whose memory rewrites run
+   together, have 32 memory rows or more; see rmkv_session_params.precision).
+   When `logits` is not NULL it receives n_sessions x vocab_size floats, row i
+   for sessions[i]; each session keeps its own for rmkv_session_sample. Every session must belong to the same
    model and, when the model has BF16 weights, have the same resolved precision
    (else RMKV_ERR_MISMATCH), and appear once. The call uses sessions[0]'s scratch
    (grown to n_sessions rows on first use and kept until that session is freed):
