@@ -127,7 +127,7 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
     }
     t->rows = n;
     t->decode.reserve(n);
-    t->ending.reserve(n);
+    t->pass.reserve(n);
     t->sorted.reserve(n);
     if (together_) free_each(be, together_->owned);
     together_ = std::move(t);
@@ -159,21 +159,21 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
     // Everything on the leader's stream, in order; one wait at the end.
     Stream &st = *lead.stream_;
     SegmentForward fwd(model.view(), st);
-    // f(layers, k) over t.ending in groups of up to t.rewrite_rows sessions (one at
+    // f(layers, k) over t.pass in groups of up to t.rewrite_rows sessions (one at
     // a time where there is no stacked scratch).
     auto for_groups = [&t](const auto &f) {
-        const int64_t n_group = static_cast<int64_t>(t.ending.size());
+        const int64_t n_group = static_cast<int64_t>(t.pass.size());
         for (int64_t i = 0; i < n_group;) {
             const int64_t k = std::max<int64_t>(1, std::min(n_group - i, t.rewrite_rows));
-            f(t.ending.data() + i, k);
+            f(t.pass.data() + i, k);
             i += k;
         }
     };
     t.decode.clear();
-    t.ending.clear();  // here: the sessions whose memory rows are not prepared
+    t.pass.clear();  // first: the sessions whose memory rows are not prepared
     for (size_t i = 0; i < n; ++i) {
         rmkv_session &s = *ss[i];
-        if (!s.memory_ready_) t.ending.push_back(&s.layers_);
+        if (!s.memory_ready_) t.pass.push_back(&s.layers_);
         t.decode.push_back({&s.layers_, s.fill_, static_cast<int64_t>(s.position_)});
     }
     for_groups([&](std::vector<LayerState> *const *layers, int64_t k) {
@@ -186,7 +186,7 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
     Backend &be = model.backend();
     float *host = logits_host ? logits_host : t.logits.data();
     be.to_host(st, host, t.ws.logits, n * static_cast<size_t>(V));
-    t.ending.clear();  // now: the sessions that end a segment
+    t.pass.clear();  // now: the sessions that end a segment
     for (size_t i = 0; i < n; ++i) {
         rmkv_session &s = *ss[i];
         const float *row = host + i * static_cast<size_t>(V);
@@ -196,7 +196,7 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
         s.fill_ += 1;
         s.position_ += 1;
         if (s.fill_ == c.segment_len) {
-            t.ending.push_back(&s.layers_);
+            t.pass.push_back(&s.layers_);
             s.fill_ = 0;
             s.memory_ready_ = false;
         }

@@ -64,7 +64,7 @@ private:
         // rewrite_rows sessions at once (0: one at a time).
         rmkv::RewriteRowsWorkspace rewrite{};
         int64_t rewrite_rows = 0;
-        std::vector<std::vector<rmkv::LayerState> *> ending;  // the sessions of one such pass
+        std::vector<std::vector<rmkv::LayerState> *> pass;  // the sessions of one such pass (prepare, then rewrite)
         std::vector<const rmkv_session *> sorted;
     };
     Together &together(size_t n);
