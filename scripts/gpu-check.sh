@@ -10,6 +10,8 @@
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
 #   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4 and B=16)
+#   prof      base bf16 training steps under PyTorch's profiler (bench/profile_train.py):
+#             device busy share, kernels a step, time per kernel (B=4 and B=16; traces in LOG)
 #   infer     base inference, F32 and BF16 weights: prefill, decode, 64 sessions on their own
 #             threads and stepped together; then 1, 8 and 64 stepped together
 #   inferp    the same with attention through the cuBLAS products only
@@ -60,6 +62,12 @@ stage() {
           --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
       done
       ;;
+    prof)
+      RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_train.py --config base --batch 4 \
+        --trace "$LOG/prof-b4.json.gz" &&
+        RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_train.py --config base --batch 16 --parallel 4 --stack 4 \
+          --trace "$LOG/prof-b16.json.gz"
+      ;;
     infer)
       "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 --weights f32,bf16 &&
         "$BENCH/rmkv-bench" --device cuda --configs base --together 1,8,64
@@ -69,7 +77,7 @@ stage() {
         RMKV_CUDA_ATTENTION=products "$BENCH/rmkv-bench" --device cuda --configs base --together 1,8,64
       ;;
     *)
-      echo "gpu-check: unknown stage '$1' (info tests san train stack infer inferp)" >&2
+      echo "gpu-check: unknown stage '$1' (info tests san train stack prof infer inferp)" >&2
       return 2
       ;;
   esac
