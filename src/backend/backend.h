@@ -156,6 +156,36 @@ public:
             attention(s, out + i * D, qi, r.keys, r.values, 1, r.at + 1, Dkv, n_heads, n_kv_heads, head_dim, r.at, {});
         }
     }
+    // ---- sequences stacked in one call (training's passes, SegmentForward::stack) ----
+    // n_seq sequences at once: sequence i's rows of q and out (and of dq, dout) follow
+    // sequence i - 1's (nq rows of n_heads * head_dim each), its rows of k and v (dk,
+    // dv) start i * kv_stride after k's (v's), and its dropout is drops[i] (host array
+    // of n_seq; NULL: none). The defaults run attention / attention_backward once per
+    // sequence; backends override them to run every sequence in one go.
+    virtual void attention_stacked(Stream &s, real *out, const real *q, const real *k, const real *v, int64_t nq,
+                                   int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                   int64_t visible0, int64_t n_seq, int64_t kv_stride, const Dropout *drops) {
+        const int64_t rows = nq * n_heads * head_dim;
+        for (int64_t i = 0; i < n_seq; ++i)
+            attention(s, out + i * rows, q + i * rows, k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, n_heads,
+                      n_kv_heads, head_dim, visible0, drops ? drops[i] : Dropout{});
+    }
+    virtual void attention_stacked_backward(Stream &s, real *dq, real *dk, real *dv, const real *dout, const real *q,
+                                            const real *k, const real *v, int64_t nq, int64_t nk, int64_t ldkv,
+                                            int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t visible0,
+                                            int64_t n_seq, int64_t kv_stride, const Dropout *drops) {
+        const int64_t rows = nq * n_heads * head_dim;
+        for (int64_t i = 0; i < n_seq; ++i)
+            attention_backward(s, dq + i * rows, dk + i * kv_stride, dv + i * kv_stride, dout + i * rows, q + i * rows,
+                               k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, n_heads, n_kv_heads, head_dim,
+                               visible0, drops ? drops[i] : Dropout{});
+    }
+    // rope over n_seq blocks of n rows, block i starting i * stride after x, each
+    // with the positions t0 .. t0 + n - 1.
+    virtual void rope_stacked(Stream &s, real *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0,
+                              float theta, bool inverse, int64_t n_seq, int64_t stride) {
+        for (int64_t i = 0; i < n_seq; ++i) rope(s, x + i * stride, n, ld, n_heads, head_dim, t0, theta, inverse);
+    }
     // Row i of src [n, width] to dst[i] (host array of n pointers into this
     // backend's memory; the n destination rows overlap neither src nor each other).
     virtual void scatter_rows(Stream &s, real *const *dst, const real *src, int64_t n, int64_t width) {
@@ -269,7 +299,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 5;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 6;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

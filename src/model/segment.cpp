@@ -94,15 +94,13 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     be_.norm(st_, norm_kind(c), a.xn, a.x_in, w.norm1_w, w.norm1_b, rows, D, eps);
     linear(a.q, a.xn, w.wq, w.bq, rows, D, D, false);
     new_keys(w, s, a, a.xn, n, M + t0);
-    for (int64_t i = 0; i < n_seq_; ++i) {
-        real *q = a.q + i * n * D, *keys = s.keys + i * block, *values = s.values + i * block;
-        if (c.pos == Pos::rope) {
-            be_.rope(st_, q, n, D, H, hd, t0, static_cast<float>(c.rope_theta), false);
-            be_.rope(st_, keys + (M + t0) * Dkv, n, Dkv, Hkv, hd, t0, static_cast<float>(c.rope_theta), false);
-        }
-        be_.attention(st_, a.attn + i * n * D, q, keys, values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0,
-                      drop(l, DropSite::attn_tokens, i));
+    if (c.pos == Pos::rope) {
+        const float theta = static_cast<float>(c.rope_theta);
+        be_.rope_stacked(st_, a.q, n, D, H, hd, t0, theta, false, n_seq_, n * D);
+        be_.rope_stacked(st_, s.keys + (M + t0) * Dkv, n, Dkv, Hkv, hd, t0, theta, false, n_seq_, block);
     }
+    be_.attention_stacked(st_, a.attn, a.q, s.keys, s.values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0, n_seq_, block,
+                          drops(l, DropSite::attn_tokens));
     real *o_x = s.tok_out + t0 * D;
     linear(o_x, a.attn, w.wo, w.bo, rows, D, D, false);
     drop_each(o_x, n * D, l, DropSite::wo_tokens);  // O_x as the residual and the pooling see it
@@ -143,9 +141,8 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
     const LayerWeights &w = m_.weights().layers[l];
     const int64_t rows = n_seq_ * M, block = block_rows() * Dkv;
     // O_m: memory rows attend to every memory and token row of the segment.
-    for (int64_t i = 0; i < n_seq_; ++i)
-        be_.attention(st_, a.mem_attn + i * M * D, s.mem_q + i * M * D, s.keys + i * block, s.values + i * block, M,
-                      M + T, Dkv, H, Hkv, hd, M + T, drop(l, DropSite::attn_memory, i));
+    be_.attention_stacked(st_, a.mem_attn, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd, M + T, n_seq_, block,
+                          drops(l, DropSite::attn_memory));
     linear(a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false);
     drop_each(a.mem_out, M * D, l, DropSite::wo_memory);
     for (int64_t i = 0; i < n_seq_; ++i)

@@ -128,6 +128,7 @@ public:
     // sequence, no dropout.
     void stack(const DropoutPlan *drops, int64_t n_seq, int64_t segment) {
         drops_ = drops, n_seq_ = n_seq, segment_ = segment;
+        if (drop_rows_.size() < static_cast<size_t>(n_seq)) drop_rows_.resize(static_cast<size_t>(n_seq));
     }
 
     // X[n, D] = embeddings of n tokens (host, validated) at segment offset t0, stream position p.
@@ -168,6 +169,13 @@ public:
     // The dropout of sequence i at a site of layer l in the segment set by stack()
     // (the backward draws the forward's masks from these too).
     Dropout drop(size_t l, DropSite site, int64_t i) const { return drops_ ? drops_[i].at(segment_, l, site) : Dropout{}; }
+    // The dropouts of every stacked sequence at a site of layer l, for the stacked
+    // seam operations (valid until the next call; NULL when no sequence drops).
+    const Dropout *drops(size_t l, DropSite site) const {
+        if (!dropping()) return nullptr;
+        for (int64_t i = 0; i < n_seq_; ++i) drop_rows_[static_cast<size_t>(i)] = drop(l, site, i);
+        return drop_rows_.data();
+    }
     bool dropping() const {
         for (int64_t i = 0; drops_ && i < n_seq_; ++i)
             if (drops_[i].p > 0.0f) return true;
@@ -194,6 +202,7 @@ private:
     const DropoutPlan *drops_ = nullptr;
     int64_t n_seq_ = 1;
     int64_t segment_ = 0;
+    mutable std::vector<Dropout> drop_rows_;  // drops()
 };
 
 NormKind norm_kind(const Config &c);

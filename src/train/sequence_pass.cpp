@@ -286,10 +286,8 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
                               s.tok_out + i * T * D, M, T, D);
         fwd.drop_each(dmem_out_, M * D, l, DropSite::wo_memory);
         be_.linear_backward(st_, dmem_attn_, false, g.wo.f32, g.bo, dmem_out_, a.mem_attn, w.wo.f32, mrows, D, D);
-        for (int64_t i = 0; i < B; ++i)
-            be_.attention_backward(st_, dmem_q_ + i * M * D, dk_ + i * block, dv_ + i * block, dmem_attn_ + i * M * D,
-                                   s.mem_q + i * M * D, s.keys + i * block, s.values + i * block, M, M + T, Dkv, H, Hkv,
-                                   hd, M + T, fwd.drop(l, DropSite::attn_memory, i));
+        be_.attention_stacked_backward(st_, dmem_q_, dk_, dv_, dmem_attn_, s.mem_q, s.keys, s.values, M, M + T, Dkv, H,
+                                       Hkv, hd, M + T, B, block, fwd.drops(l, DropSite::attn_memory));
     }
 
     // 2. Feed-forward: x_out = x_mid + down(h).
@@ -317,14 +315,11 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     be_.add(st_, dox_, dx_mid_, dtok_, rows * D);
     fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
     be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox_, a.attn, w.wo.f32, rows, D, D);
-    for (int64_t i = 0; i < B; ++i) {
-        real *dq = dq_ + i * T * D, *dk = dk_ + i * block;
-        be_.attention_backward(st_, dq, dk, dv_ + i * block, dattn_ + i * T * D, a.q + i * T * D, s.keys + i * block,
-                               s.values + i * block, T, M + T, Dkv, H, Hkv, hd, M, fwd.drop(l, DropSite::attn_tokens, i));
-        if (c.pos == Pos::rope) {
-            be_.rope(st_, dq, T, D, H, hd, 0, theta, true);
-            be_.rope(st_, dk + M * Dkv, T, Dkv, Hkv, hd, 0, theta, true);
-        }
+    be_.attention_stacked_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M, B,
+                                   block, fwd.drops(l, DropSite::attn_tokens));
+    if (c.pos == Pos::rope) {
+        be_.rope_stacked(st_, dq_, T, D, H, hd, 0, theta, true, B, T * D);
+        be_.rope_stacked(st_, dk_ + M * Dkv, T, Dkv, Hkv, hd, 0, theta, true, B, block);
     }
     // The key and value rows' gradients, out of the blocks (stacked runs).
     const real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;

@@ -385,6 +385,47 @@ void attention_ops(void **) {
     attention_case(32, 288, 4, 2, 64, 2 * 2 * 64, 288, 0.1f);  // memory rows of a 256-token segment: every key
 }
 
+// Stacked sequences (training): n_seq sequences in one call, each with its key
+// rows in a block longer than the keys it sees and a dropout of its own; RoPE
+// over the same blocks.
+void stacked_case(int64_t n_seq, int64_t nq, int64_t nk, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float p) {
+    Pair P;
+    const int64_t D = H * hd, ldkv = Hkv * hd, kv_stride = (nk + 5) * ldkv;
+    std::vector<Dropout> drops;
+    for (int64_t i = 0; i < n_seq; ++i) drops.push_back({p, 0x5eedull + 31 * static_cast<uint64_t>(i)});
+    const Dropout *dp = p > 0.0f ? drops.data() : nullptr;
+    Buf &q = P.random(n_seq * nq * D), &k = P.random(n_seq * kv_stride), &v = P.random(n_seq * kv_stride);
+    Buf &o = P.zeros(n_seq * nq * D);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.rope_stacked(s, q.on(g), nq, D, H, hd, 3, 10000.0f, false, n_seq, nq * D);
+        be.rope_stacked(s, k.on(g) + 2 * ldkv, nq, ldkv, Hkv, hd, 3, 10000.0f, false, n_seq, kv_stride);
+        be.attention_stacked(s, o.on(g), q.on(g), k.on(g), v.on(g), nq, nk, ldkv, H, Hkv, hd, visible0, n_seq, kv_stride,
+                             dp);
+    });
+    print_message("stacked attention n_seq=%ld nq=%ld nk=%ld H=%ld Hkv=%ld hd=%ld visible0=%ld dropout=%.2f\n",
+                  (long)n_seq, (long)nq, (long)nk, (long)H, (long)Hkv, (long)hd, (long)visible0, p);
+    P.expect("rope_stacked (q)", q);
+    P.expect("rope_stacked (key blocks)", k);
+    P.expect("attention_stacked", o);
+    Buf &dout = P.random(n_seq * nq * D), &dq = P.random(n_seq * nq * D), &dk = P.random(n_seq * kv_stride);
+    Buf &dv = P.random(n_seq * kv_stride);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.attention_stacked_backward(s, dq.on(g), dk.on(g), dv.on(g), dout.on(g), q.on(g), k.on(g), v.on(g), nq, nk, ldkv,
+                                      H, Hkv, hd, visible0, n_seq, kv_stride, dp);
+        be.rope_stacked(s, dq.on(g), nq, D, H, hd, 3, 10000.0f, true, n_seq, nq * D);
+    });
+    P.expect("attention_stacked_backward dq (rope inverse)", dq);
+    P.expect("attention_stacked_backward dk (+=)", dk);
+    P.expect("attention_stacked_backward dv (+=)", dv);
+}
+
+void stacked_ops(void **) {
+    stacked_case(3, 40, 56, 4, 2, 16, 16, 0.2f);    // token rows, GQA, a dropout per sequence
+    stacked_case(4, 32, 288, 4, 4, 64, 288, 0.0f);  // memory rows of a 256-token segment
+    stacked_case(17, 9, 20, 2, 1, 32, 11, 0.1f);    // more sequences than one CUDA launch takes (16)
+    stacked_case(2, 30, 1100, 2, 2, 16, 1070, 0.1f);  // long keys: CUDA fused forward, products per sequence backward
+}
+
 // Sessions decoded together: rows over caches of their own (one kernel on CUDA
 // unless RMKV_CUDA_ATTENTION=products), then o scattered into each row's place.
 void decode_case(int64_t H, int64_t Hkv, int64_t hd, bool rope, const std::vector<int64_t> &at) {
@@ -711,7 +752,7 @@ int main() {
     std::printf("CUDA backend: %s\n", g_gpu->name().c_str());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16), cmocka_unit_test(half_weights),       cmocka_unit_test(norm_ops),
-        cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(decode_ops),
+        cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(stacked_ops), cmocka_unit_test(decode_ops),
         cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
         cmocka_unit_test(optimiser_ops), cmocka_unit_test(memory_ops),

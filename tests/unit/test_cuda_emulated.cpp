@@ -70,14 +70,16 @@ namespace {
 // another (last first when `reverse`). Past the block's shared memory lies a
 // guard band that must stay as it was.
 template <class F>
-void launch(unsigned gx, unsigned gy, int threads, int64_t shared_floats, const F &kernel, bool reverse = false) {
+void launch(dim3 grid, int threads, int64_t shared_floats, const F &kernel, bool reverse = false) {
     constexpr int64_t kGuard = 1024;
     if (shared_floats + kGuard > static_cast<int64_t>(cuda::kSharedFloats))
         fail_msg("shared memory of %lld floats", (long long)shared_floats);
-    gridDim = dim3{gx, gy, 1};
+    gridDim = grid;
     blockDim = dim3{static_cast<unsigned>(threads), 1, 1};
-    for (unsigned block = 0; block < gx * gy; ++block) {
-        const unsigned b = reverse ? gx * gy - 1 - block : block, by = b / gx, bx = b % gx;
+    const unsigned n_blocks = grid.x * grid.y * grid.z;
+    for (unsigned block = 0; block < n_blocks; ++block) {
+        const unsigned b = reverse ? n_blocks - 1 - block : block;
+        const dim3 at{b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
         std::fill(cuda::sm, cuda::sm + shared_floats, NAN);
         std::fill(cuda::sm + shared_floats, cuda::sm + shared_floats + kGuard, 1234.5f);
         std::barrier<> barrier(threads);
@@ -86,12 +88,12 @@ void launch(unsigned gx, unsigned gy, int threads, int64_t shared_floats, const 
         for (int t = 0; t < threads; ++t)
             team.emplace_back([&, t] {
                 threadIdx = dim3{static_cast<unsigned>(t), 0, 0};
-                blockIdx = dim3{bx, by, 0};
+                blockIdx = at;
                 kernel();
             });
         for (std::thread &th : team) th.join();
         for (int64_t i = shared_floats; i < shared_floats + kGuard; ++i)
-            if (cuda::sm[i] != 1234.5f) fail_msg("block (%u, %u) wrote past its shared memory", bx, by);
+            if (cuda::sm[i] != 1234.5f) fail_msg("block (%u, %u, %u) wrote past its shared memory", at.x, at.y, at.z);
     }
 }
 
@@ -119,55 +121,72 @@ void fused_attention(void **) {
         int64_t nq, nk, visible0, H, Hkv, hd;
         bool interleaved;
         float p;
+        int64_t n_seq;  // sequences stacked in one launch (blockIdx.z), each with its own dropout
     };
     const Case cases[] = {
-        {5, 12, 7, 4, 2, 16, true, 0.0f},      // few rows, GQA, k and v in one wide row
-        {40, 56, 16, 4, 1, 32, true, 0.3f},    // two blocks, the second short; one kv head; dropout
-        {1, 30, 29, 2, 2, 64, false, 0.0f},    // decoding: one row sees every key
-        {24, 24, 0, 2, 2, 8, false, 0.0f},     // pure causal, head size 8
-        {33, 40, 7, 8, 2, 8, true, 0.1f},      // groups of 4 query heads
-        {70, 90, 20, 2, 1, 128, true, 0.1f},   // head size 128: four 32-lane columns
-        {33, 45, 12, 3, 3, 48, false, 0.0f},   // head size 48: columns cut short
-        {65, 80, 15, 2, 2, 16, false, 0.2f},   // three blocks
-        {16, 40, 40, 8, 8, 48, false, 0.0f},   // memory rows: every key visible
-        {40, 60, 200, 2, 1, 64, true, 0.2f},   // memory rows past the keys (visible0 > nk), two blocks
+        {5, 12, 7, 4, 2, 16, true, 0.0f, 1},      // few rows, GQA, k and v in one wide row
+        {40, 56, 16, 4, 1, 32, true, 0.3f, 1},    // two blocks, the second short; one kv head; dropout
+        {1, 30, 29, 2, 2, 64, false, 0.0f, 1},    // decoding: one row sees every key
+        {24, 24, 0, 2, 2, 8, false, 0.0f, 1},     // pure causal, head size 8
+        {33, 40, 7, 8, 2, 8, true, 0.1f, 1},      // groups of 4 query heads
+        {70, 90, 20, 2, 1, 128, true, 0.1f, 1},   // head size 128: four 32-lane columns
+        {33, 45, 12, 3, 3, 48, false, 0.0f, 1},   // head size 48: columns cut short
+        {65, 80, 15, 2, 2, 16, false, 0.2f, 1},   // three blocks
+        {16, 40, 40, 8, 8, 48, false, 0.0f, 1},   // memory rows: every key visible
+        {40, 60, 200, 2, 1, 64, true, 0.2f, 1},   // memory rows past the keys (visible0 > nk), two blocks
+        {20, 28, 8, 4, 2, 16, true, 0.25f, 3},    // three stacked sequences: token rows, GQA, dropout
+        {8, 30, 30, 2, 2, 32, false, 0.1f, 4},    // four stacked sequences' memory rows
     };
     std::mt19937_64 rng(20261123);
     auto randf = [&](int64_t n) { return random_values(rng, n); };
     auto to_float = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
     for (const Case &c : cases) {
         const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
-        const Dropout drop{c.p, 0xfeedull + static_cast<uint64_t>(c.nq)};
-        std::vector<double> q = randf(c.nq * D), kv = randf(c.nk * ldkv), vrows = randf(c.nk * ldkv), dout = randf(c.nq * D);
-        const std::vector<double> dk0 = randf(c.nk * ldkv), dv0 = randf(c.nk * ldkv);
-        const double *k = kv.data(), *v = c.interleaved ? kv.data() + kvw : vrows.data();
+        // Each sequence's key rows in a block of nk + 3 rows (the cache blocks of
+        // training are longer than the keys a call sees); its rows of q follow the last's.
+        const int64_t kvs = (c.nk + 3) * ldkv, Z = c.n_seq, qs = c.nq * D;
+        std::vector<Dropout> drops;
+        for (int64_t z = 0; z < Z; ++z) drops.push_back({c.p, 0xfeedull + static_cast<uint64_t>(c.nq + 977 * z)});
+        std::vector<double> q = randf(Z * qs), kv = randf(Z * kvs), vrows = randf(Z * kvs), dout = randf(Z * qs);
+        const std::vector<double> dk0 = randf(Z * kvs), dv0 = randf(Z * kvs);
+        const int64_t voff = c.interleaved ? kvw : 0;
+        const std::vector<double> &vsrc = c.interleaved ? kv : vrows;
         std::vector<double> out(q.size()), dq(q.size()), dk = dk0, dv = dv0;
-        cpu::attention_forward<double>(out.data(), q.data(), k, v, c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0, drop);
-        cpu::attention_backward<double>(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k, v, c.nq, c.nk, ldkv, c.H,
-                                        c.Hkv, c.hd, c.visible0, drop);
+        for (int64_t z = 0; z < Z; ++z) {
+            const double *k = kv.data() + z * kvs, *v = vsrc.data() + z * kvs + voff;
+            cpu::attention_forward<double>(out.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
+                                           c.hd, c.visible0, drops[z]);
+            cpu::attention_backward<double>(dq.data() + z * qs, dk.data() + z * kvs, dv.data() + z * kvs,
+                                            dout.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
+                                            c.hd, c.visible0, drops[z]);
+        }
 
         std::vector<float> qf = to_float(q), kvf = to_float(kv), vrowsf = to_float(vrows), doutf = to_float(dout);
         std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
-        const float *kf = kvf.data(), *vf = c.interleaved ? kvf.data() + kvw : vrowsf.data();
+        const float *kf = kvf.data(), *vf = (c.interleaved ? kvf.data() : vrowsf.data()) + voff;
         const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-        const unsigned gx = static_cast<unsigned>((c.nq + cuda::kFusedQ - 1) / cuda::kFusedQ), gy = static_cast<unsigned>(c.H);
+        cuda::FusedDrops fd{};
+        for (int64_t z = 0; z < Z; ++z) fd.drop[z] = drops[z];
+        const dim3 grid{static_cast<unsigned>((c.nq + cuda::kFusedQ - 1) / cuda::kFusedQ), static_cast<unsigned>(c.H),
+                        static_cast<unsigned>(Z)};
         const int threads = cuda::kFusedWarps * 32;
-        launch(gx, gy, threads, cuda::fused_smem_floats(c.hd, c.nk, false), [&] {
+        launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, false), [&] {
             cuda::k_fused_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale,
-                                    drop);
+                                    kvs, fd);
         });
-        launch(gx, gy, threads, cuda::fused_smem_floats(c.hd, c.nk, true), [&] {
-            cuda::k_fused_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf, vf, c.nq, c.nk,
-                                             ldkv, c.H / c.Hkv, c.hd, c.visible0, scale, drop);
+        launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, true), [&] {
+            cuda::k_fused_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf,
+                                             vf, c.nq, c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale, kvs, fd);
         });
         const char *names[4] = {"out", "dq", "dk (+=)", "dv (+=)"};
         const std::vector<float> *got[4] = {&outf, &dqf, &dkf, &dvf};
         const std::vector<double> *want[4] = {&out, &dq, &dk, &dv};
         for (int t = 0; t < 4; ++t) {
             const double worst = worst_error(*got[t], *want[t]);
-            print_message("emulated CUDA fused attention %-8s nq %3lld nk %3lld hd %3lld H %lld/%lld dropout %.1f: %.2e\n",
+            print_message("emulated CUDA fused attention %-8s nq %3lld nk %3lld hd %3lld H %lld/%lld dropout %.2f x%lld: "
+                          "%.2e\n",
                           names[t], (long long)c.nq, (long long)c.nk, (long long)c.hd, (long long)c.H, (long long)c.Hkv,
-                          c.p, worst);
+                          c.p, (long long)Z, worst);
             if (!(worst < 1e-5)) fail_msg("%s differs from the CPU kernel by %g of its largest value", names[t], worst);
         }
     }
@@ -234,7 +253,7 @@ void decode_attention(void **) {
         // new cache row, so reading that row from the cache (not the block's own
         // copy) would show.
         launch(
-            static_cast<unsigned>(n), static_cast<unsigned>(c.H), cuda::kDecodeThreads,
+            dim3{static_cast<unsigned>(n), static_cast<unsigned>(c.H), 1}, cuda::kDecodeThreads,
             cuda::decode_smem_floats(c.hd, max_nv),
             [&] {
                 cuda::k_decode_attention(outf.data(), qf.data(), kf.data(), vf.data(), rows.data(), c.H / c.Hkv, c.hd,
@@ -303,7 +322,7 @@ void gemv_half(void **) {
         const std::vector<float> xf(x.begin(), x.end()), bf(b.begin(), b.end());
         std::vector<float> y = c.accumulate ? std::vector<float>(y0.begin(), y0.end()) : std::vector<float>(y0.size(), NAN);
         y.push_back(12345.0f);  // a guard after y
-        launch(static_cast<unsigned>((c.out + cuda::kGemvWarps - 1) / cuda::kGemvWarps), 1, cuda::kGemvWarps * 32,
+        launch(dim3{static_cast<unsigned>((c.out + cuda::kGemvWarps - 1) / cuda::kGemvWarps), 1, 1}, cuda::kGemvWarps * 32,
                cuda::gemv_half_smem_floats(), [&] {
                    cuda::k_gemv_half(y.data(), xf.data(), W.data(), c.h, c.bias ? bf.data() : nullptr,
                                      static_cast<int>(c.n), c.in, c.out, c.accumulate);

@@ -23,7 +23,8 @@
 // Attention: the fused kernels (fused_attention.cuh) where a head's scores fit
 // the shared memory, batched cuBLAS products around row-wise softmax kernels
 // otherwise and for pooling; sessions decoded together run all their rows in one
-// kernel. The environment variable RMKV_CUDA_ATTENTION=products (read when the
+// kernel, and the stacked sequences of a training pass share one launch. The
+// environment variable RMKV_CUDA_ATTENTION=products (read when the
 // backend is made) uses the products everywhere, one row after another: the gpu
 // tests run both ways, and benchmarks can compare them.
 //
@@ -340,18 +341,35 @@ public:
     }
     void rope(Stream &s, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
               bool inverse) override {
-        cuda::rope(x, n, ld, h, hd, t0, theta, inverse, cs(s).stream);
+        cuda::rope(x, n, ld, h, hd, t0, theta, inverse, 1, 0, cs(s).stream);
+        check_launch("rope");
+    }
+    void rope_stacked(Stream &s, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
+                      bool inverse, int64_t n_seq, int64_t stride) override {
+        cuda::rope(x, n, ld, h, hd, t0, theta, inverse, n_seq, stride, cs(s).stream);
         check_launch("rope");
     }
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
-        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
         if (fused_fits(hd, nk, false)) {
-            cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop, cs(s).stream);
-            check_launch("fused attention");
+            attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, &drop);
             return;
         }
-        attend(cs(s), out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop);
+        attend(cs(s), out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+               1.0f / std::sqrt(static_cast<float>(hd)), drop);
+    }
+    // Every sequence in one fused launch (blockIdx.z; kFusedStack a launch); keys
+    // too long for it go through the products one sequence at a time.
+    void attention_stacked(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq,
+                           int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq,
+                           int64_t kv_stride, const Dropout *drops) override {
+        if (!fused_fits(hd, nk, false)) {
+            Backend::attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, n_seq, kv_stride, drops);
+            return;
+        }
+        cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                      1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, cs(s).stream);
+        check_launch("fused attention");
     }
     void decode_attention(Stream &s, float *out, float *q, const float *k, const float *v, const CacheRow *rows,
                           int64_t n, int64_t h, int64_t hkv, int64_t hd, bool rope, float theta) override {
@@ -414,14 +432,25 @@ public:
     void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
                             int64_t visible0, const Dropout &drop) override {
-        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
         if (fused_fits(hd, nk, true)) {
-            cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop,
-                                           cs(s).stream);
-            check_launch("fused attention backward");
+            attention_stacked_backward(s, dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, &drop);
             return;
         }
-        attend_backward(cs(s), dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, scale, drop);
+        attend_backward(cs(s), dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                        1.0f / std::sqrt(static_cast<float>(hd)), drop);
+    }
+    void attention_stacked_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                    const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h,
+                                    int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq, int64_t kv_stride,
+                                    const Dropout *drops) override {
+        if (!fused_fits(hd, nk, true)) {
+            Backend::attention_stacked_backward(s, dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, n_seq,
+                                                kv_stride, drops);
+            return;
+        }
+        cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                       1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, cs(s).stream);
+        check_launch("fused attention backward");
     }
     void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
         cuda::swiglu_backward(dg, du, dh, g, u, n, cs(s).stream);

@@ -2,6 +2,7 @@
 #include "backend/cuda/fused_attention.cuh"
 #include "backend/cuda/half_kernels.cuh"
 
+#include <algorithm>
 #include <cmath>
 
 namespace rmkv::cuda {
@@ -175,15 +176,16 @@ __global__ void k_sincos_add(float *X, int64_t n, int64_t d, int64_t p0) {
         if (2 * i + 1 < d) X[r * d + 2 * i + 1] += static_cast<float>(cos(angle));
     }
 }
-__global__ void k_rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse) {
+__global__ void k_rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse,
+                       int64_t n_seq, int64_t stride) {
     const int64_t half = hd / 2;
-    GRID_LOOP(e, n * half * H) {
-        const int64_t h = e % H, i = (e / H) % half, r = e / (H * half);
+    GRID_LOOP(e, n_seq * n * half * H) {
+        const int64_t h = e % H, i = (e / H) % half, rz = e / (H * half), r = rz % n, z = rz / n;
         double angle = static_cast<double>(t0 + r) *
                        pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(hd));
         float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
         if (inverse) s = -s;
-        float *p = x + r * ld + h * hd;
+        float *p = x + z * stride + r * ld + h * hd;
         float a = p[i], b = p[i + half];
         p[i] = a * c - b * s;
         p[i + half] = b * c + a * s;
@@ -474,8 +476,11 @@ void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double 
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
     if (n > 0) k_sincos_add<<<blocks_for(n * ((d + 1) / 2)), kThreads, 0, st>>>(X, n, d, p0);
 }
-void rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse, cudaStream_t st) {
-    if (n > 0 && hd >= 2) k_rope<<<blocks_for(n * H * (hd / 2)), kThreads, 0, st>>>(x, n, ld, H, hd, t0, theta, inverse);
+void rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse,
+          int64_t n_seq, int64_t stride, cudaStream_t st) {
+    if (n > 0 && n_seq > 0 && hd >= 2)
+        k_rope<<<blocks_for(n_seq * n * H * (hd / 2)), kThreads, 0, st>>>(x, n, ld, H, hd, t0, theta, inverse, n_seq,
+                                                                          stride);
 }
 void attention_softmax(float *P, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
                        bool apply_drop, cudaStream_t st) {
@@ -519,21 +524,39 @@ __global__ void k_scatter_rows(float *const *dst, const float *src, int64_t n, i
 void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st) {
     if (n > 0 && width > 0) k_scatter_rows<<<blocks_for(n * width), kThreads, 0, st>>>(dst, src, n, width);
 }
+// The launches of n_seq stacked sequences, kFusedStack at a time.
+template <class Launch>
+void fused_stacked(int64_t nq, int64_t H, int64_t n_seq, int64_t kv_stride, const Dropout *drops, const Launch &launch) {
+    for (int64_t z0 = 0; z0 < n_seq; z0 += kFusedStack) {
+        const int64_t nz = std::min<int64_t>(kFusedStack, n_seq - z0);
+        FusedDrops d{};
+        for (int64_t z = 0; z < nz; ++z) d.drop[z] = drops ? drops[z0 + z] : Dropout{};
+        const dim3 grid(static_cast<unsigned>((nq + kFusedQ - 1) / kFusedQ), static_cast<unsigned>(H),
+                        static_cast<unsigned>(nz));
+        launch(grid, z0 * nq * H, z0 * kv_stride, d);
+    }
+}
 void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                              int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
-                             const Dropout &drop, cudaStream_t st) {
+                             int64_t n_seq, int64_t kv_stride, const Dropout *drops, cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
-    const dim3 grid(static_cast<unsigned>((nq + kFusedQ - 1) / kFusedQ), static_cast<unsigned>(H));
-    k_fused_attention<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, false), st>>>(
-        out, q, k, v, nq, nk, ldkv, H / Hkv, hd, visible0, scale, drop);
+    fused_stacked(nq, H, n_seq, kv_stride, drops, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+        const int64_t at = heads_rows * hd;
+        k_fused_attention<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, false), st>>>(
+            out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
+    });
 }
 void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                               const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                              int64_t visible0, float scale, const Dropout &drop, cudaStream_t st) {
+                              int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
+                              cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
-    const dim3 grid(static_cast<unsigned>((nq + kFusedQ - 1) / kFusedQ), static_cast<unsigned>(H));
-    k_fused_attention_backward<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, true), st>>>(
-        dq, dk, dv, dout, q, k, v, nq, nk, ldkv, H / Hkv, hd, visible0, scale, drop);
+    fused_stacked(nq, H, n_seq, kv_stride, drops, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+        const int64_t at = heads_rows * hd;
+        k_fused_attention_backward<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, true), st>>>(
+            dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd,
+            visible0, scale, kv_stride, d);
+    });
 }
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
     if (n > 0 && drop.on()) k_dropout<<<blocks_for(n), kThreads, 0, st>>>(x, n, drop);

@@ -30,8 +30,9 @@ void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st)
 size_t column_sums_scratch(int64_t n, int64_t out);
 void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st);
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st);
+// n_seq blocks of n rows, block i at x + i * stride (Backend::rope_stacked).
 void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse,
-          cudaStream_t st);
+          int64_t n_seq, int64_t stride, cudaStream_t st);
 // Fused attention: one kernel for the forward, one for the backward, for head
 // sizes up to kFusedMaxHd whose fused_attention_smem fits the device's opt-in
 // shared memory per block (fused_attention_setup allows it, once per device).
@@ -40,12 +41,15 @@ void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, in
 constexpr int64_t kFusedMaxHd = 128;
 size_t fused_attention_smem(int64_t hd, int64_t nk, bool backward);
 cudaError_t fused_attention_setup(int max_smem);
+// n_seq sequences stacked as Backend::attention_stacked takes them (drops: host
+// array of n_seq, or NULL), up to kFusedStack a launch.
 void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                              int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
-                             const Dropout &drop, cudaStream_t st);
+                             int64_t n_seq, int64_t kv_stride, const Dropout *drops, cudaStream_t st);
 void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                               const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                              int64_t visible0, float scale, const Dropout &drop, cudaStream_t st);
+                              int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
+                              cudaStream_t st);
 // Backend::decode_attention for head sizes up to kDecodeMaxHd whose
 // decode_attention_smem fits (fused_attention_setup allows the opt-in size):
 // rows in device memory, max_nv the most keys a row sees (its at + 1).

@@ -14,7 +14,7 @@
 
 namespace rmkv::cuda {
 
-// ---- fused attention: one CUDA block per head and block of 32 queries ----
+// ---- fused attention: one CUDA block per head, block of 32 queries and sequence ----
 // The queries lie along the lanes (lane i: query i0 + i); the block's score
 // column of every key it sees (memory slots + segment: attention never crosses
 // a segment) stays in shared memory as P^T [nv, 32], so the softmax needs no
@@ -22,6 +22,15 @@ namespace rmkv::cuda {
 // touched. The layout follows the CPU's fused kernel (cpu_attention.cpp).
 constexpr int kFusedQ = 32;
 constexpr int kFusedWarps = 8;
+
+// Stacked sequences (Backend::attention_stacked): blockIdx.z is the sequence, its
+// rows of q, out, dq and dout follow the previous sequence's (nq rows of D), its
+// rows of k, v, dk and dv start z * kv_stride later, and its dropout is drop[z].
+// A launch takes up to kFusedStack sequences (the dropouts travel by value).
+constexpr int kFusedStack = 16;
+struct FusedDrops {
+    Dropout drop[kFusedStack];
+};
 
 struct FusedBlock {
     int64_t h, koff, i0, nv, first;  // first: the block's first query sees keys 0 .. first
@@ -156,10 +165,12 @@ inline __host__ __device__ int64_t fused_smem_floats(int64_t hd, int64_t nk, boo
 
 __global__ void __launch_bounds__(kFusedWarps * 32)
     k_fused_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
-                      int64_t group, int64_t hd, int64_t visible0, float scale, Dropout drop) {
+                      int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
     extern __shared__ float sm[];
     const FusedBlock b = fused_block(nq, nk, visible0, group, hd);
-    const int64_t D = gridDim.y * hd, at = b.i0 * D + b.h * hd;
+    const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
+    const Dropout drop = drops.drop[z];
+    k += z * kv_stride, v += z * kv_stride;
     float *qs = sm, *pt = qs + kFusedQ * (hd + 1), *red = pt + nk * kFusedQ;
     fused_load_rows(qs, q + at, D, b.nb, hd);
     __syncthreads();
@@ -180,10 +191,12 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
 __global__ void __launch_bounds__(kFusedWarps * 32)
     k_fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t group, int64_t hd,
-                               int64_t visible0, float scale, Dropout drop) {
+                               int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
     extern __shared__ float sm[];
     const FusedBlock b = fused_block(nq, nk, visible0, group, hd);
-    const int64_t D = gridDim.y * hd, at = b.i0 * D + b.h * hd;
+    const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
+    const Dropout drop = drops.drop[z];
+    k += z * kv_stride, v += z * kv_stride, dk += z * kv_stride, dv += z * kv_stride;
     float *qs = sm, *dos = qs + kFusedQ * (hd + 1), *pt = dos + kFusedQ * (hd + 1), *dpt = pt + nk * kFusedQ;
     float *red = dpt + nk * kFusedQ;
     fused_load_rows(qs, q + at, D, b.nb, hd);
