@@ -180,6 +180,18 @@ public:
                                k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, n_heads, n_kv_heads, head_dim,
                                visible0, drops ? drops[i] : Dropout{});
     }
+    // Pooling of n_seq sequences with the same queries P: sequence i's rows of x
+    // (dx) start i * T * D after x's (dx's), its rows of out (dout) i * M * D after
+    // out's (dout's); dP sums over the sequences.
+    virtual void pool_stacked(Stream &s, real *out, const real *P, const real *x, int64_t M, int64_t T, int64_t D,
+                              int64_t n_seq) {
+        for (int64_t i = 0; i < n_seq; ++i) pool(s, out + i * M * D, P, x + i * T * D, M, T, D);
+    }
+    virtual void pool_stacked_backward(Stream &s, real *dx, real *dP, const real *dout, const real *P, const real *x,
+                                       int64_t M, int64_t T, int64_t D, int64_t n_seq) {
+        for (int64_t i = 0; i < n_seq; ++i)
+            pool_backward(s, dx + i * T * D, dP, dout + i * M * D, P, x + i * T * D, M, T, D);
+    }
     // rope over n_seq blocks of n rows, block i starting i * stride after x, each
     // with the positions t0 .. t0 + n - 1.
     virtual void rope_stacked(Stream &s, real *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0,

@@ -145,8 +145,7 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
                           drops(l, DropSite::attn_memory));
     linear(a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false);
     drop_each(a.mem_out, M * D, l, DropSite::wo_memory);
-    for (int64_t i = 0; i < n_seq_; ++i)
-        be_.pool(st_, a.pooled + i * M * D, w.pool_query, s.tok_out + i * T * D, M, T, D);
+    be_.pool_stacked(st_, a.pooled, w.pool_query, s.tok_out, M, T, D, n_seq_);
     if (c.cell == Cell::minimal) {
         be_.concat_cols(st_, a.cat, a.mem_out, a.pooled, rows, D);
         linear(a.gates_i, a.cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);

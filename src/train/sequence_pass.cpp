@@ -281,9 +281,7 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
             be_.linear_backward(st_, dpooled_, false, g.cell_wih.f32, g.cell_bih, dgi_, a.pooled, w.cell_wih.f32, mrows, D, Gc * D);
             be_.linear_backward(st_, dmem_out_, true, g.cell_whh.f32, g.cell_bhh, dgh_, a.mem_out, w.cell_whh.f32, mrows, D, Gc * D);
         }
-        for (int64_t i = 0; i < B; ++i)
-            be_.pool_backward(st_, dtok_ + i * T * D, g.pool_query, dpooled_ + i * M * D, w.pool_query,
-                              s.tok_out + i * T * D, M, T, D);
+        be_.pool_stacked_backward(st_, dtok_, g.pool_query, dpooled_, w.pool_query, s.tok_out, M, T, D, B);
         fwd.drop_each(dmem_out_, M * D, l, DropSite::wo_memory);
         be_.linear_backward(st_, dmem_attn_, false, g.wo.f32, g.bo, dmem_out_, a.mem_attn, w.wo.f32, mrows, D, D);
         be_.attention_stacked_backward(st_, dmem_q_, dk_, dv_, dmem_attn_, s.mem_q, s.keys, s.values, M, M + T, Dkv, H,

@@ -419,6 +419,27 @@ void stacked_case(int64_t n_seq, int64_t nq, int64_t nk, int64_t H, int64_t Hkv,
     P.expect("attention_stacked_backward dv (+=)", dv);
 }
 
+// Pooling of stacked sequences with shared queries: out per sequence, dx per
+// sequence (+=), dP summed over them (+=).
+void pool_stacked_case(int64_t n_seq, int64_t M, int64_t T, int64_t D) {
+    Pair P;
+    Buf &Pq = P.random(M * D, 0.5f), &x = P.random(n_seq * T * D), &o = P.zeros(n_seq * M * D);
+    P.both([&](Backend &be, Stream &s, bool g) { be.pool_stacked(s, o.on(g), Pq.on(g), x.on(g), M, T, D, n_seq); });
+    print_message("pool_stacked n_seq=%ld M=%ld T=%ld D=%ld\n", (long)n_seq, (long)M, (long)T, (long)D);
+    P.expect("pool_stacked", o);
+    Buf &dout = P.random(n_seq * M * D), &dx = P.random(n_seq * T * D), &dP = P.random(M * D);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.pool_stacked_backward(s, dx.on(g), dP.on(g), dout.on(g), Pq.on(g), x.on(g), M, T, D, n_seq);
+    });
+    P.expect("pool_stacked_backward dx (+=)", dx);
+    P.expect("pool_stacked_backward dP (+=, summed)", dP);
+    Buf &dxf = P.random(n_seq * T * D);
+    P.both([&](Backend &be, Stream &s, bool g) {
+        be.pool_stacked_backward(s, dxf.on(g), nullptr, dout.on(g), Pq.on(g), x.on(g), M, T, D, n_seq);
+    });
+    P.expect("pool_stacked_backward dx, frozen query", dxf);
+}
+
 void stacked_ops(void **) {
     stacked_case(3, 40, 56, 4, 2, 16, 16, 0.2f);    // token rows, GQA, a dropout per sequence
     stacked_case(4, 32, 288, 4, 4, 64, 288, 0.0f);  // memory rows of a 256-token segment
@@ -535,6 +556,8 @@ void pool_ops(void **) {
         });
         P.expect("pool_backward dx, frozen query", dxf);
     }
+    pool_stacked_case(3, 6, 11, 8);
+    pool_stacked_case(4, 32, 256, 96);  // memory slots over a 256-token segment
 }
 
 void cell_ops(void **) {

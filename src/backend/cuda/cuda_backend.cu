@@ -404,9 +404,22 @@ public:
         check_launch("gelu");
     }
     // Pooling is attention of M query rows over T keys (= values = x), one head of
-    // width D, nothing masked, scale 1/sqrt(D).
+    // width D, nothing masked, scale 1/sqrt(D); stacked sequences share each step's
+    // product (pool_scores).
     void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
-        attend(cs(s), out, D, P, D, x, x, M, T, D, 1, 1, D, T, 1.0f / std::sqrt(static_cast<float>(D)), Dropout{});
+        pool_stacked(s, out, P, x, M, T, D, 1);
+    }
+    void pool_stacked(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D,
+                      int64_t n_seq) override {
+        auto &st = cs(s);
+        if (M <= 0 || n_seq <= 0) return;
+        float *S = st.attn_p.get(static_cast<size_t>(n_seq * M * T), "cudaMalloc (pooling scores)");
+        pool_scores(st, S, P, 0, x, M, T, D, n_seq);
+        cuda::attention_softmax(S, 1, n_seq * M, T, T, 1.0f / std::sqrt(static_cast<float>(D)), Dropout{}, true,
+                                st.stream);
+        check_launch("pooling softmax");
+        // out_i = S_i x_i (column-major: out_i^T [D, M] = x_i^T [D, T] . S_i^T [T, M]).
+        gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_N, D, M, T, x, D, T * D, S, n_seq * T, T, out, D, M * D, n_seq, false);
     }
     void cell(Stream &s, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
               const float *h, int64_t M, int64_t D) override {
@@ -462,8 +475,29 @@ public:
     }
     void pool_backward(Stream &s, float *dx, float *dP, const float *dout, const float *P, const float *x, int64_t M,
                        int64_t T, int64_t D) override {
-        attend_backward(cs(s), dP, true, dx, dx, dout, P, x, x, M, T, D, 1, 1, D, T,
-                        1.0f / std::sqrt(static_cast<float>(D)), Dropout{});
+        pool_stacked_backward(s, dx, dP, dout, P, x, M, T, D, 1);
+    }
+    void pool_stacked_backward(Stream &s, float *dx, float *dP, const float *dout, const float *P, const float *x,
+                               int64_t M, int64_t T, int64_t D, int64_t n_seq) override {
+        auto &st = cs(s);
+        if (M <= 0 || n_seq <= 0) return;
+        const size_t n = static_cast<size_t>(n_seq * M * T);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+        float *S = st.attn_p.get(n, "cudaMalloc (pooling scores)");
+        float *dS = st.attn_dp.get(n, "cudaMalloc (pooling score gradients)");
+        pool_scores(st, S, P, 0, x, M, T, D, n_seq);
+        cuda::attention_softmax(S, 1, n_seq * M, T, T, scale, Dropout{}, false, st.stream);
+        check_launch("pooling softmax");
+        pool_scores(st, dS, dout, M * D, x, M, T, D, n_seq);  // dout_i x_i^T: the probabilities' gradient
+        cuda::attention_softmax_backward(S, dS, 1, n_seq * M, T, T, scale, Dropout{}, st.stream);
+        check_launch("pooling softmax backward");
+        // dx_i += S_i^T dout_i + dS_i^T P (column-major: dx_i^T [D, T] += dout_i^T [D, M] . S_i [M, T], and the same
+        // with P^T and dS_i).
+        gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, D, T, M, dout, D, M * D, S, n_seq * T, T, dx, D, T * D, n_seq, true);
+        gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, D, T, M, P, D, 0, dS, n_seq * T, T, dx, D, T * D, n_seq, true);
+        // dP += sum_i dS_i x_i: one product over every sequence's keys, since the
+        // scores lie as [M, n_seq, T] (column-major: dP^T [D, M] += x^T [D, n_seq T] . dS^T [n_seq T, M]).
+        if (dP) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, D, M, n_seq * T, x, D, dS, n_seq * T, dP, D, true, false);
     }
     void cell_backward(Stream &s, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
                        const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h, int64_t M,
@@ -699,6 +733,15 @@ private:
                 gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_N, hd, nq, nk, k, ldkv, hd, dS_g, nk, sp, dq + g * hd, D, sh, Hkv,
                              dq_acc);
         }
+    }
+    // Pooling scores S_i = Q_i x_i^T of n_seq sequences in one batched product: x_i
+    // at x + i * T * D, Q_i at Q + i * sq (sq 0: the queries P of every sequence).
+    // S lies as [M, n_seq, T]: the rows of sequence i and slot m at (m * n_seq + i) * T,
+    // so that the keys of every sequence form one product's inner dimension
+    // (pool_stacked_backward's dP). Column-major: S_i^T [T, M] = x_i (T) . Q_i^T [D, M].
+    void pool_scores(CudaStream &st, float *S, const float *Q, int64_t sq, const float *x, int64_t M, int64_t T,
+                     int64_t D, int64_t n_seq) {
+        gemm_batched(st, CUBLAS_OP_T, CUBLAS_OP_N, T, M, D, x, D, T * D, Q, D, sq, S, n_seq * T, T, n_seq, false);
     }
     // fp32 strided batched product (full fp32 arithmetic: the default math mode has no TF32).
     void gemm_batched(CudaStream &st, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
