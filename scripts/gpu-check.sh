@@ -9,7 +9,7 @@
 #   tests     test_gpu_ops (fused attention, then RMKV_CUDA_ATTENTION=products), test_gpu_model
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
-#   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4 and B=16)
+#   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64)
 #   prof      base bf16 training steps under PyTorch's profiler (bench/profile_train.py):
 #             device busy share, kernels a step, time per kernel (B=4 and B=16; traces in LOG)
 #   infer     base inference, F32 and BF16 weights: prefill, decode, 64 sessions on their own
@@ -60,6 +60,10 @@ stage() {
       for ps in 8,1 4,4 2,8 1,16; do
         "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 --rows bf16 --no-pytorch \
           --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
+      done
+      for ps in 4,16 2,32; do  # larger batches: how MFU grows with the rows of each product
+        "$BENCH/rmkv-bench-train" --device cuda --config base --steps 5 --peak-tflops 989 --rows bf16 --no-pytorch \
+          --batch 64 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
       done
       ;;
     prof)

@@ -372,7 +372,10 @@ void attention_case(int64_t nq, int64_t nk, int64_t H, int64_t Hkv, int64_t hd, 
 void attention_ops(void **) {
     attention_case(5, 12, 4, 2, 16, 2 * 16 * 3, 7, 0.0f);    // few rows (CPU scalar path), GQA, wide stride
     attention_case(40, 56, 4, 1, 32, 4 * 32 * 2, 16, 0.0f);  // many rows (CPU batched path), multi-query
-    attention_case(1, 30, 2, 2, 64, 2 * 64, 29, 0.0f);       // decoding: one row sees every key
+    attention_case(1, 30, 2, 2, 64, 2 * 64, 29, 0.0f);       // decoding: one row sees every key (CUDA: decode kernel)
+    attention_case(1, 1500, 4, 1, 64, 64, 1499, 0.0f);       // one row, a long cache, groups of 4 query heads
+    attention_case(1, 40, 4, 2, 32, 2 * 32, 20, 0.0f);       // one row that sees keys 0 .. 20 of 40
+    attention_case(1, 40, 4, 2, 32, 2 * 32 * 2, 39, 0.0f);   // one row, wide key rows (CUDA: fused kernel)
     attention_case(24, 24, 2, 2, 8, 16, 0, 0.0f);            // pure causal
     attention_case(5, 12, 4, 2, 16, 2 * 16 * 3, 7, 0.2f);    // dropout, both CPU paths
     attention_case(40, 56, 4, 1, 32, 4 * 32 * 2, 16, 0.3f);

@@ -7,7 +7,8 @@
 // checked by finite differences in test_op_gradients) on every shape class the
 // GPU tests use: blocks cut short, one decoding row, memory rows that see every
 // key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128; the
-// kernel of sessions decoded together (rows over caches of their own); and the
+// kernel of sessions decoded together (rows over caches of their own), also read
+// only for one query row; and the
 // product with 16-bit weights for few rows (half_kernels.cuh). This
 // runs without a GPU, so CI checks the kernels' arithmetic and indexing. It
 // rests on the kernels using no warp-level operations (see the header). What it
@@ -256,8 +257,9 @@ void decode_attention(void **) {
             dim3{static_cast<unsigned>(n), static_cast<unsigned>(c.H), 1}, cuda::kDecodeThreads,
             cuda::decode_smem_floats(c.hd, max_nv),
             [&] {
-                cuda::k_decode_attention(outf.data(), qf.data(), kf.data(), vf.data(), rows.data(), c.H / c.Hkv, c.hd,
-                                         c.rope, theta, 1.0f / std::sqrt(static_cast<float>(c.hd)));
+                cuda::k_decode_attention(outf.data(), qf.data(), kf.data(), vf.data(), rows.data(), CacheRow{},
+                                         c.H / c.Hkv, c.hd, c.rope, theta, 1.0f / std::sqrt(static_cast<float>(c.hd)),
+                                         true);
             },
             true);
         double worst_cache = 0;
@@ -276,6 +278,24 @@ void decode_attention(void **) {
         if (!(worst_out < 1e-5 && worst_q < 1e-5 && worst_cache < 1e-5))
             fail_msg("decode attention differs from the CPU kernels: out %g, q %g, cache %g", worst_out, worst_q,
                      worst_cache);
+
+        // Read-only, one row passed by value (the CUDA backend's attention of one
+        // query row): the last row's rotated q over its cache as the reference left
+        // it, whose row `at` holds the new key and value; q and the cache unchanged.
+        const int64_t i = n - 1, at = c.at[i];
+        const std::vector<float> q1(qr.begin() + i * D, qr.begin() + (i + 1) * D);
+        const std::vector<float> keys1 = to_float(keys_r[i]), values1 = to_float(values_r[i]);
+        std::vector<float> qc = q1, kc = keys1, vc = values1, out1(static_cast<size_t>(D), NAN);
+        const CacheRow single{kc.data(), vc.data(), at, 0};
+        launch(dim3{1, static_cast<unsigned>(c.H), 1}, cuda::kDecodeThreads, cuda::decode_smem_floats(c.hd, at + 1), [&] {
+            cuda::k_decode_attention(out1.data(), qc.data(), kc.data() + at * Dkv, vc.data() + at * Dkv, nullptr, single,
+                                     c.H / c.Hkv, c.hd, false, theta, 1.0f / std::sqrt(static_cast<float>(c.hd)), false);
+        });
+        const double worst_one = worst_error(out1, std::vector<double>(out.begin() + i * D, out.begin() + (i + 1) * D));
+        print_message("emulated CUDA one-row attention hd %3lld H %lld/%lld keys %lld: out %.2e\n", (long long)c.hd,
+                      (long long)c.H, (long long)c.Hkv, (long long)(at + 1), worst_one);
+        if (!(worst_one < 1e-5)) fail_msg("one-row attention differs from the CPU kernel: %g", worst_one);
+        if (qc != q1 || kc != keys1 || vc != values1) fail_msg("one-row attention wrote to q or the cache");
     }
 }
 

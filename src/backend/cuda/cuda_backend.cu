@@ -351,6 +351,13 @@ public:
     }
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
+        // One query row (a session's decoding step): the decode kernel.
+        const int64_t at = std::min(nk, visible0 + 1) - 1;
+        if (nq == 1 && at >= 0 && !drop.on() && ldkv == hkv * hd && decode_fits(hd, at + 1)) {
+            cuda::attention_one_row(out, q, k, v, at, h, hkv, hd, cs(s).stream);
+            check_launch("attention (one row)");
+            return;
+        }
         if (fused_fits(hd, nk, false)) {
             attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, &drop);
             return;
@@ -376,8 +383,7 @@ public:
         if (n <= 0) return;
         int64_t max_nv = 0;
         for (int64_t i = 0; i < n; ++i) max_nv = std::max(max_nv, rows[i].at + 1);
-        if (!fused_ || hd > cuda::kDecodeMaxHd ||
-            cuda::decode_attention_smem(hd, max_nv) > static_cast<size_t>(prop_.sharedMemPerBlockOptin)) {
+        if (!decode_fits(hd, max_nv)) {
             Backend::decode_attention(s, out, q, k, v, rows, n, h, hkv, hd, rope, theta);
             return;
         }
@@ -667,6 +673,11 @@ private:
     void wait(CudaStream &st) {
         check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
         st.synchronised();
+    }
+    // The decode kernel holds a row's scores (nv keys) in shared memory.
+    bool decode_fits(int64_t hd, int64_t nv) const {
+        return fused_ && hd <= cuda::kDecodeMaxHd &&
+               cuda::decode_attention_smem(hd, nv) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
     }
     // The fused kernels hold a block's whole score column (nk keys) in shared memory.
     bool fused_fits(int64_t hd, int64_t nk, bool backward) const {

@@ -516,7 +516,15 @@ void decode_attention(float *out, float *q, const float *k, const float *v, cons
     if (n <= 0) return;
     const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(H));
     k_decode_attention<<<grid, kDecodeThreads, decode_attention_smem(hd, max_nv), st>>>(
-        out, q, k, v, rows, H / Hkv, hd, rope, theta, 1.0f / sqrtf(static_cast<float>(hd)));
+        out, q, k, v, rows, CacheRow{}, H / Hkv, hd, rope, theta, 1.0f / sqrtf(static_cast<float>(hd)), true);
+}
+void attention_one_row(float *out, const float *q, const float *k, const float *v, int64_t at, int64_t H, int64_t Hkv,
+                       int64_t hd, cudaStream_t st) {
+    const CacheRow row{const_cast<float *>(k), const_cast<float *>(v), at, 0};
+    const int64_t Dkv = Hkv * hd;
+    k_decode_attention<<<dim3(1, static_cast<unsigned>(H)), kDecodeThreads, decode_attention_smem(hd, at + 1), st>>>(
+        out, const_cast<float *>(q), k + at * Dkv, v + at * Dkv, nullptr, row, H / Hkv, hd, false, 0.0f,
+        1.0f / sqrtf(static_cast<float>(hd)), false);
 }
 __global__ void k_scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width) {
     GRID_LOOP(e, n * width) dst[e / width][e % width] = src[e];

@@ -57,6 +57,11 @@ constexpr int64_t kDecodeMaxHd = 128;
 size_t decode_attention_smem(int64_t hd, int64_t max_nv);
 void decode_attention(float *out, float *q, const float *k, const float *v, const CacheRow *rows, int64_t n, int64_t H,
                       int64_t Hkv, int64_t hd, int64_t max_nv, bool rope, float theta, cudaStream_t st);
+// Backend::attention of one query row over keys 0 .. at (no dropout; k and v rows
+// of Hkv * hd): the decode kernel, reading only (one thread per key, where the
+// fused kernel gives a block's 32 query lanes one row).
+void attention_one_row(float *out, const float *q, const float *k, const float *v, int64_t at, int64_t H, int64_t Hkv,
+                       int64_t hd, cudaStream_t st);
 // Row i of src [n, width] to dst[i] (dst: n device pointers in device memory).
 void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st);
 // Otherwise (and for pooling) attention's row-wise parts between cuBLAS products

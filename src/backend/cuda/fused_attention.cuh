@@ -262,13 +262,16 @@ inline __device__ float decode_dot(const float *a, const float *b, int64_t hd) {
     return (s0 + s1) + (s2 + s3);
 }
 
+// rows NULL: one row, `single` (passed by value). store false: q and the caches
+// are only read (Backend::attention of one query row over a cache whose last row
+// `at` already holds its key and value, given as k and v).
 __global__ void __launch_bounds__(kDecodeThreads)
-    k_decode_attention(float *out, float *q, const float *k, const float *v, const CacheRow *rows, int64_t group,
-                       int64_t hd, bool rope, float theta, float scale) {
+    k_decode_attention(float *out, float *q, const float *k, const float *v, const CacheRow *rows, CacheRow single,
+                       int64_t group, int64_t hd, bool rope, float theta, float scale, bool store) {
     extern __shared__ float sm[];
     const int64_t i = blockIdx.x, h = blockIdx.y, kvh = h / group;
     const int64_t D = gridDim.y * hd, Dkv = (gridDim.y / group) * hd;
-    const CacheRow r = rows[i];
+    const CacheRow r = rows ? rows[i] : single;
     const int64_t nv = r.at + 1;
     const int t = threadIdx.x, T = blockDim.x;
     float *qs = sm, *ks = qs + hd, *vs = ks + hd, *p = vs + hd, *red = p + nv;
@@ -289,7 +292,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
         }
         __syncthreads();
     }
-    for (int64_t d = t; d < hd; d += T) {
+    for (int64_t d = t; store && d < hd; d += T) {
         qh[d] = qs[d];
         if (h % group == 0) r.keys[r.at * Dkv + kvh * hd + d] = ks[d], r.values[r.at * Dkv + kvh * hd + d] = vs[d];
     }
