@@ -540,6 +540,65 @@ void float_kernels(void **) {
     }
 }
 
+// The cells in float (tanh and sigmoid without libm) against double. Its own
+// random numbers: the tests before it keep theirs.
+void float_cells(void **) {
+    std::mt19937_64 local(777);
+    auto local_randn = [&](size_t n, double scale = 1.0) {
+        std::normal_distribution<double> d(0.0, scale);
+        Vec v(n);
+        for (double &x : v) x = d(local);
+        return v;
+    };
+    // First tanh
+    // alone: a GRU whose update gate is all but shut (z = sigmoid(-40)), whose old
+    // memory is 0 and whose candidate reads a alone (b = 0) gives m = tanh(a) (1 - z), over values from 1e-30 to 100 of both
+    // signs, both sides of the series' bound (1/4) and a dense sweep of [-6, 6].
+    {
+        Vec t = {0.0, 1e-30, 1e-12, 1e-6, 3e-4, 0.01, 0.1, 0.2, 0.2499999, 0.25, 0.2500001, 0.3, 0.5, 1.0, 2.0,
+                 4.5, 9.0, 9.1, 15.0, 20.0, 45.0, 100.0};
+        for (size_t i = 0, n0 = t.size(); i < n0; ++i) t.push_back(-t[i]);
+        for (int i = 0; i <= 2400; ++i) t.push_back(-6.0 + 12.0 * i / 2400);
+        const int64_t D = static_cast<int64_t>(t.size());
+        Vec gi(3 * D), gh(3 * D, 0.0), h(D, 0.0), m(D);
+        for (int64_t i = 0; i < D; ++i) gi[i] = 0.3, gi[D + i] = -40.0, gi[2 * D + i] = t[i];
+        const Fvec gif = to_float(gi), ghf = to_float(gh), hf = to_float(h);
+        gi = to_double(gif), h = to_double(hf);
+        Fvec mf(D);
+        cpu::cell_forward<float>(CellKind::gru, mf.data(), nullptr, nullptr, gif.data(), ghf.data(), hf.data(), 1, D);
+        for (int64_t i = 0; i < D; ++i) m[i] = std::tanh(gi[2 * D + i]);
+        expect_close("tanh float (through the gru cell)", worst_rel(mf, m, 1e-37), 1e-6);
+    }
+    // Then whole cells, forward and backward, rows past the parallel threshold.
+    for (CellKind kind : {CellKind::gru, CellKind::lstm}) {
+        const int64_t M = 40, D = 515, G = kind == CellKind::gru ? 3 : 4;
+        const char *name = kind == CellKind::gru ? "gru" : "lstm";
+        const Fvec gif = to_float(local_randn(M * G * D, 2.0)), ghf = to_float(local_randn(M * G * D, 2.0)),
+                   hf = to_float(local_randn(M * D)), cf = to_float(local_randn(M * D)), dmf = to_float(local_randn(M * D)),
+                   dcf = to_float(local_randn(M * D));
+        const Vec gi = to_double(gif), gh = to_double(ghf), hh = to_double(hf), c = to_double(cf), dm = to_double(dmf),
+                  dc = to_double(dcf);
+        const bool lstm = kind == CellKind::lstm;
+        Vec m(M * D), cout(M * D), dgi(M * G * D), dgh(M * G * D), dh(M * D, 0.0), dcin(M * D);
+        Fvec mf(M * D), coutf(M * D), dgif(M * G * D), dghf(M * G * D), dhf(M * D, 0.0f), dcinf(M * D);
+        cpu::cell_forward<double>(kind, m.data(), lstm ? cout.data() : nullptr, lstm ? c.data() : nullptr, gi.data(),
+                                  gh.data(), hh.data(), M, D);
+        cpu::cell_forward<float>(kind, mf.data(), lstm ? coutf.data() : nullptr, lstm ? cf.data() : nullptr, gif.data(),
+                                 ghf.data(), hf.data(), M, D);
+        expect_close((std::string(name) + " cell float").c_str(), worst_rel(mf, m, 1.0), 1e-6);
+        cpu::cell_backward<double>(kind, dgi.data(), dgh.data(), dh.data(), lstm ? dcin.data() : nullptr, dm.data(),
+                                   lstm ? dc.data() : nullptr, lstm ? c.data() : nullptr, gi.data(), gh.data(),
+                                   hh.data(), M, D);
+        cpu::cell_backward<float>(kind, dgif.data(), dghf.data(), dhf.data(), lstm ? dcinf.data() : nullptr, dmf.data(),
+                                  lstm ? dcf.data() : nullptr, lstm ? cf.data() : nullptr, gif.data(), ghf.data(),
+                                  hf.data(), M, D);
+        expect_close((std::string(name) + " cell backward dgi float").c_str(), worst_rel(dgif, dgi, 1.0), 1e-6);
+        expect_close((std::string(name) + " cell backward dgh float").c_str(), worst_rel(dghf, dgh, 1.0), 1e-6);
+        expect_close((std::string(name) + " cell backward dh float").c_str(), worst_rel(dhf, dh, 1.0), 1e-6);
+    }
+
+}
+
 // The fused attention of many query rows (AVX-512) against the row-at-a-time
 // kernel in double (itself checked by finite differences in `attention`): blocks
 // cut short, keys past the last query, memory rows that see every key, grouped
@@ -720,7 +779,7 @@ int main() {
         cmocka_unit_test(attention),   cmocka_unit_test(activations), cmocka_unit_test(pool),
         cmocka_unit_test(cells),       cmocka_unit_test(cross_entropy), cmocka_unit_test(embeddings_and_columns),
         cmocka_unit_test(float_kernels), cmocka_unit_test(fused_attention), cmocka_unit_test(bf16_rounding),
-        cmocka_unit_test(bf16_dot_products), cmocka_unit_test(decode_rows),
+        cmocka_unit_test(bf16_dot_products), cmocka_unit_test(decode_rows), cmocka_unit_test(float_cells),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
