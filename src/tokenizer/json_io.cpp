@@ -11,7 +11,12 @@ using json = nlohmann::json;
 namespace {
 
 const char *kWhere = "tokenizer.json";
-constexpr int64_t kMaxId = int64_t(1) << 24;  // far above any real vocabulary; ids index dense tables
+// Ids index dense tables, so they are bounded: below kMaxId (far above any real
+// vocabulary) and below kSparseness x the vocabulary's entries + kSlack (a file
+// of a few entries cannot make tables of millions of ids; real vocabularies are
+// dense, or nearly).
+constexpr int64_t kMaxId = int64_t(1) << 22;
+constexpr int64_t kSparseness = 16, kSlack = 1024;
 
 std::string type_of(const json &j, const std::string &where) {
     if (!j.is_object()) fail(RMKV_ERR_FORMAT, kWhere, ": ", where, " must be an object or null");
@@ -96,12 +101,15 @@ void parse_model(const json &j, tok::BpeModel &m) {
     if (v == j.end() || !v->is_object()) fail(RMKV_ERR_FORMAT, kWhere, ": model.vocab is missing or not an object");
     tok::Vocab vocab;
     vocab.reserve(v->size());
+    const int64_t max_id = std::min(kMaxId, kSparseness * static_cast<int64_t>(v->size()) + kSlack) - 1;
     for (auto it = v->begin(); it != v->end(); ++it) {
         if (!it.value().is_number_integer())
             fail(RMKV_ERR_FORMAT, kWhere, ": model.vocab[\"", it.key(), "\"] is not an integer id");
         auto id = it.value().get<int64_t>();
-        if (id < 0 || id >= kMaxId)
-            fail(RMKV_ERR_FORMAT, kWhere, ": model.vocab[\"", it.key(), "\"] = ", id, " is out of range (0 .. ", kMaxId - 1, ")");
+        if (id < 0 || id > max_id)
+            fail(RMKV_ERR_FORMAT, kWhere, ": model.vocab[\"", it.key(), "\"] = ", id, " is out of range (0 .. ", max_id,
+                 " for ", v->size(), " entries: ids index dense tables, at most ", kSparseness, " x the entries + ",
+                 kSlack, " and below ", kMaxId, ")");
         vocab.emplace(it.key(), static_cast<int32_t>(id));
     }
     m.set_vocab(std::move(vocab));

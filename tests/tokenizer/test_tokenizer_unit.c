@@ -378,6 +378,18 @@ static void test_unsupported_refused(void **state) {
     expect_refused("{\"truncation\":{\"max_length\":5},\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}",
                    "truncation");
     expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}}", "id 0");
+    /* ids index dense tables: two entries cannot ask for 14 million ids (a fuzzer's
+       input made the reader take 2 GB), but holes within 16 x the entries + 1024 load */
+    expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":14444444},\"merges\":[]}}",
+                   "ids index dense tables");
+    expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1056},\"merges\":[]}}", "0 .. 1055");
+    {
+        const char *sparse = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1055},\"merges\":[]}}";
+        rmkv_tokenizer *t = NULL;
+        if (rmkv_tokenizer_from_json(sparse, strlen(sparse), &t) != RMKV_OK) fail_msg("from_json: %s", rmkv_last_error());
+        assert_int_equal(rmkv_tokenizer_vocab_size(t), 1056);
+        rmkv_tokenizer_free(t);
+    }
     expect_refused("{not json", "JSON");
     expect_refused("[1,2]", "object");
 }

@@ -540,7 +540,8 @@ void float_kernels(void **) {
     }
 }
 
-// The cells in float (tanh and sigmoid without libm) against double. Its own
+// The cells and gelu in float (tanh, sigmoid and erf without libm) against
+// double. Its own
 // random numbers: the tests before it keep theirs.
 void float_cells(void **) {
     std::mt19937_64 local(777);
@@ -569,6 +570,28 @@ void float_cells(void **) {
         for (int64_t i = 0; i < D; ++i) m[i] = std::tanh(gi[2 * D + i]);
         expect_close("tanh float (through the gru cell)", worst_rel(mf, m, 1e-37), 1e-6);
     }
+    // gelu over [-12.5, 14]: the float CDF keeps its relative accuracy in the far
+    // negative tail (gelu(-12.5) is -1.3e-34), where 1 + erff(x) would be 0.
+    {
+        const int64_t ng = 2801;
+        Vec x(ng), y(ng), dy = local_randn(ng), dx(ng);
+        for (int64_t i = 0; i < ng; ++i) x[i] = -12.5 + 26.5 * static_cast<double>(i) / (ng - 1);
+        const Fvec xf = to_float(x), dyf = to_float(dy);
+        x = to_double(xf), dy = to_double(dyf);
+        Fvec yf(ng), dxf(ng);
+        cpu::gelu_forward<double>(y.data(), x.data(), ng);
+        cpu::gelu_forward<float>(yf.data(), xf.data(), ng);
+        // Relative to each value, the tail's exponent (-x^2 / 2, rounded in float)
+        // bounds the accuracy: 1.7e-5 at -10 (gelu -7.6e-23); to values of 1e-3 or more, 1e-6.
+        expect_close("gelu float (each value)", worst_rel(yf, y, 1e-36), 5e-5);
+        expect_close("gelu float", worst_rel(yf, y, 1e-3), 1e-6);
+        cpu::gelu_backward<double>(dx.data(), dy.data(), x.data(), ng);
+        cpu::gelu_backward<float>(dxf.data(), dyf.data(), xf.data(), ng);
+        // The derivative cdf + x pdf cancels near its zero (x = -0.75, both terms
+        // 0.23): relative to 0.1 and more.
+        expect_close("gelu backward float", worst_rel(dxf, dx, 0.1), 1e-6);
+    }
+
     // Then whole cells, forward and backward, rows past the parallel threshold.
     for (CellKind kind : {CellKind::gru, CellKind::lstm}) {
         const int64_t M = 40, D = 515, G = kind == CellKind::gru ? 3 : 4;
