@@ -9,13 +9,15 @@
 // growth from before the trainer to after its first step, large blocks mapped so
 // that freed ones leave it).
 // Usage: rmkv-bench-train [--steps N] [--threads T] [--no-pytorch] [--script PATH] [--python PATH]
-//                         [--config small|base] [--device cpu|cuda|cuda:N] [--peak-tflops X]
+//                         [--config small|base] [--ffn swiglu|gelu] [--device cpu|cuda|cuda:N] [--peak-tflops X]
 //                         [--segments K] [--batch B] [--parallel N] [--stack N]
 //                         [--rows fp32,bf16,recompute,unstacked,torch-fp32,torch-bf16,torch-compile]
 //                         [--pairs N]
 // --pairs N: after the table, N more runs of rmkv bf16 and PyTorch bf16 in turn,
 // each pair's ratio and their median (a noisy machine moves between two runs).
 // --parallel N: rmkv_train_params.parallel_sequences (0, the default: the device's choice).
+// --ffn gelu: the config with a GELU feed-forward block of the same width (two
+// matrices instead of SwiGLU's three); PyTorch's baseline gets the same config.
 // --stack N: rmkv_train_params.stacked_sequences (0, the default: the device's choice);
 // the `unstacked` row is the bf16 row with stacked_sequences 1 (each sequence alone).
 // On a GPU (--device cuda) MFU is against --peak-tflops, the device's dense
@@ -53,13 +55,13 @@ const char *kBase =
 std::string g_device = "cpu";
 std::string g_python = "/usr/bin/python3";  // --python: the interpreter that has torch
 int g_segments = 2, g_batch = 4, g_parallel = 0, g_stack = 0;
-double g_D = 512, g_L = 8, g_F = 1344, g_V = 16384;
+double g_D = 512, g_L = 8, g_F = 1344, g_V = 16384, g_ffn_mats = 3;  // swiglu: gate, up, down
 
 // Model FLOPs of one training token: 6 x (matrix parameters on the token path)
 // + attention (QK^T and PV, forward 4 S D... halved by the causal mask) x 3.
 double flops_per_token() {
     const double D = g_D, L = g_L, F = g_F, V = g_V, M = 32, S = 256;
-    double matmul = L * (4 * D * D + 3 * D * F) + V * D;
+    double matmul = L * (4 * D * D + g_ffn_mats * D * F) + V * D;
     double attn = L * 2 * 2 * D * (M + S / 2);
     return 6 * matmul + 3 * attn;
 }
@@ -141,7 +143,7 @@ int main(int argc, char **argv) {
     mallopt(M_MMAP_THRESHOLD, 1 << 16);  // fixed: freed large blocks return to the system
     int steps = 3, threads = omp_get_max_threads(), pairs = 0;
     double peak_tflops = 0;
-    std::string config_name = "small";
+    std::string config_name = "small", ffn = "swiglu";
     bool pytorch = true;
     std::string script = "bench/train_pytorch.py";
     // --rows: which rows run (rmkv: fp32, bf16, recompute, unstacked = bf16 with stacked_sequences 1;
@@ -165,7 +167,15 @@ int main(int argc, char **argv) {
             std::string c = argv[++i];
             if (c == "base") kConfig = kBase, config_name = "base", g_D = 768, g_L = 12, g_F = 2048, g_V = 32000;
             else if (c != "small") return std::fprintf(stderr, "--config: small or base\n"), 2;
+        } else if (!std::strcmp(argv[i], "--ffn") && i + 1 < argc) {
+            ffn = argv[++i];
+            if (ffn != "swiglu" && ffn != "gelu") return std::fprintf(stderr, "--ffn: swiglu or gelu\n"), 2;
         }
+    }
+    if (ffn == "gelu") {  // the same width, two matrices instead of three
+        kConfig.insert(kConfig.size() - 1, ",\"ffn\":\"gelu\"");
+        g_ffn_mats = 2;
+        config_name += " (gelu)";
     }
     const bool on_cpu = g_device == "cpu";
     omp_set_num_threads(threads);
