@@ -105,7 +105,7 @@ template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + vexp(-x)); }
 // tanh; in single precision without libm, so that the cells' loops vectorise:
 // (1 - e^-2|x|) / (1 + e^-2|x|) with x's sign, and below |x| = 1/4, where that
 // difference loses digits, the odd series to x^11 (the next term is 2e-10 of x).
-// test_op_gradients (float_kernels) measures it against std::tanh in double.
+// test_op_gradients (float_cells) measures it against std::tanh in double.
 template <class T> __attribute__((always_inline)) inline T vtanh(T x) { return std::tanh(x); }
 template <> __attribute__((always_inline)) inline float vtanh<float>(float x) {
     const float a = std::fabs(x), x2 = x * x;
