@@ -447,6 +447,8 @@ void stacked_ops(void **) {
     stacked_case(3, 40, 56, 4, 2, 16, 16, 0.2f);    // token rows, GQA, a dropout per sequence
     stacked_case(4, 32, 288, 4, 4, 64, 288, 0.0f);  // memory rows of a 256-token segment
     stacked_case(17, 9, 20, 2, 1, 32, 11, 0.1f);    // more sequences than one CUDA launch takes (16)
+    stacked_case(1, 1, 40, 4, 2, 32, 39, 0.0f);     // a session's decoding step (CUDA: the decode kernel)
+    stacked_case(3, 1, 40, 4, 2, 32, 20, 0.2f);     // one query row with dropout (CUDA: the fused kernel)
     stacked_case(2, 30, 1100, 2, 2, 16, 1070, 0.1f);  // long keys: CUDA fused forward, products per sequence backward
 }
 

@@ -1,5 +1,6 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_simd.h"
+#include "core/threads.h"
 
 #include <algorithm>
 #include <cmath>
@@ -139,6 +140,30 @@ __attribute__((always_inline)) inline void attend_query(T *o, const T *qi, const
         for (int64_t j = 0; j < nvis; ++j) p[j] *= drop.factor(static_cast<uint64_t>(drop_at + j));
     std::fill(o, o + hd, T(0));
     for (int64_t j = 0; j < nvis; ++j) axpy(o, p[j], v + j * ldkv + koff, hd);
+}
+
+// Every head of one query row (q [H * hd]) over keys and values 0 .. nvis - 1 (rows
+// of Dkv, kv head h / group): each key and value row read once, whole and in
+// order, where attend_query per head reads a head's slice of every row. The same
+// sums in the same order as attend_query per head, so the same results.
+template <class T>
+__attribute__((always_inline)) inline void attend_heads(T *o, const T *q, const T *k, const T *v, int64_t nvis,
+                                                        int64_t Dkv, int64_t H, int64_t group, int64_t hd, T scale) {
+    T *p = scratch<T>(H * nvis, 0);  // p[h * nvis + j]
+    for (int64_t j = 0; j < nvis; ++j) {
+        const T *kj = k + j * Dkv;
+        for (int64_t h = 0; h < H; ++h) p[h * nvis + j] = dot(q + h * hd, kj + (h / group) * hd, hd) * scale;
+    }
+    for (int64_t h = 0; h < H; ++h) {
+        T *ph = p + h * nvis;
+        const T inv = static_cast<T>(1.0 / exp_sum(ph, ph, max_of(ph, nvis), nvis));
+        for (int64_t j = 0; j < nvis; ++j) ph[j] *= inv;
+    }
+    std::fill(o, o + H * hd, T(0));
+    for (int64_t j = 0; j < nvis; ++j) {
+        const T *vj = v + j * Dkv;
+        for (int64_t h = 0; h < H; ++h) axpy(o + h * hd, p[h * nvis + j], vj + (h / group) * hd, hd);
+    }
 }
 
 }  // namespace
@@ -325,6 +350,15 @@ RMKV_CLONES void decode_attention(T *out, T *q, const T *k, const T *v, const Ca
             rope(q + i * D, 1, D, n_heads, head_dim, r.pos, theta, false);
             rope(key, 1, Dkv, n_kv_heads, head_dim, r.pos, theta, false);
         }
+    }
+    // Rows enough for every thread: a row's heads together (its cache read in
+    // order); else the (row, head) pairs shared out. The same results either way.
+    if (n >= 2 * cpu_threads()) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t i = 0; i < n; ++i)
+            attend_heads(out + i * D, q + i * D, rows[i].keys, rows[i].values, rows[i].at + 1, Dkv, n_heads, group,
+                         head_dim, scale);
+        return;
     }
 #pragma omp parallel for collapse(2) if (n * n_heads > 1) schedule(dynamic, 1)
     for (int64_t i = 0; i < n; ++i) {

@@ -366,11 +366,12 @@ public:
                1.0f / std::sqrt(static_cast<float>(hd)), drop);
     }
     // Every sequence in one fused launch (blockIdx.z; kFusedStack a launch); keys
-    // too long for it go through the products one sequence at a time.
+    // too long for it go through the products one sequence at a time, and one
+    // query row (a session's decoding step) through attention's decode kernel.
     void attention_stacked(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq,
                            int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq,
                            int64_t kv_stride, const Dropout *drops) override {
-        if (!fused_fits(hd, nk, false)) {
+        if (nq == 1 || !fused_fits(hd, nk, false)) {
             Backend::attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, n_seq, kv_stride, drops);
             return;
         }
