@@ -9,7 +9,8 @@
 // key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128; the
 // kernel of sessions decoded together (rows over caches of their own), also read
 // only for one query row; and the
-// product with 16-bit weights for few rows (half_kernels.cuh). This
+// product with 16-bit weights for few rows (half_kernels.cuh); and the cuBLAS
+// calls of pooling (pool_products.h) through a reference product. This
 // runs without a GPU, so CI checks the kernels' arithmetic and indexing. It
 // rests on the kernels using no warp-level operations (see the header). What it
 // cannot show is left to tests/gpu and compute-sanitizer on a GPU: speed, and
@@ -54,6 +55,7 @@ float sm[kSharedFloats];  // the kernels' `extern __shared__ float sm[]`
 #include "backend/cuda/fused_attention.cuh"
 #include "backend/cuda/half_kernels.cuh"
 #undef __syncthreads
+#include "backend/cuda/pool_products.h"
 
 // cmocka last: it defines a macro named fail.
 extern "C" {
@@ -299,6 +301,77 @@ void decode_attention(void **) {
     }
 }
 
+// The CUDA backend's pooling of stacked sequences (pool_products.h: its cuBLAS
+// calls, in order and with their arguments) through a column-major reference
+// product and the CPU's softmax rows, against the CPU's double pooling kernels
+// sequence by sequence: out, dx (+=), dP (+=, summed over the sequences), and a
+// frozen query (dP NULL).
+struct EmulatedPoolOps {
+    int64_t calls = 0;
+    void batched(cuda::Op ta, cuda::Op tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, int64_t sa,
+                 const float *B, int64_t ldb, int64_t sb, float *C, int64_t ldc, int64_t sc, int64_t batch,
+                 bool accumulate) {
+        ++calls;
+        if (ldc < m || lda < (ta == cuda::Op::N ? m : k) || ldb < (tb == cuda::Op::N ? k : n))
+            fail_msg("product %lld: a leading dimension below its rows", (long long)calls);
+        for (int64_t b = 0; b < batch; ++b) {
+            const float *Ab = A + b * sa, *Bb = B + b * sb;
+            float *Cb = C + b * sc;
+            for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = 0; j < n; ++j) {
+                    double sum = 0;
+                    for (int64_t l = 0; l < k; ++l)
+                        sum += static_cast<double>(ta == cuda::Op::N ? Ab[i + l * lda] : Ab[l + i * lda]) *
+                               (tb == cuda::Op::N ? Bb[l + j * ldb] : Bb[j + l * ldb]);
+                    Cb[i + j * ldc] = static_cast<float>(sum + (accumulate ? Cb[i + j * ldc] : 0.0));
+                }
+        }
+    }
+    void softmax(float *S, int64_t rows, int64_t nk, float scale) { cpu::masked_softmax_rows(S, rows, nk, rows, nk, scale); }
+    void softmax_backward(float *S, float *dS, int64_t rows, int64_t nk, float scale) {
+        cpu::softmax_backward_rows(dS, S, rows, nk, scale);
+    }
+};
+
+void pool_products(void **) {
+    struct Case {
+        int64_t n_seq, M, T, D;
+    };
+    const Case cases[] = {{1, 4, 9, 8}, {3, 5, 11, 12}, {4, 8, 32, 16}};
+    std::mt19937_64 rng(20261125);
+    auto to_float = [](const std::vector<double> &x) { return std::vector<float>(x.begin(), x.end()); };
+    for (const Case &c : cases) {
+        const int64_t Z = c.n_seq, M = c.M, T = c.T, D = c.D;
+        const std::vector<double> P = random_values(rng, M * D), x = random_values(rng, Z * T * D),
+                                  dout = random_values(rng, Z * M * D), dx0 = random_values(rng, Z * T * D),
+                                  dP0 = random_values(rng, M * D);
+        std::vector<double> out(Z * M * D), dx = dx0, dP = dP0;
+        for (int64_t i = 0; i < Z; ++i) {
+            cpu::pool_forward<double>(out.data() + i * M * D, P.data(), x.data() + i * T * D, M, T, D);
+            cpu::pool_backward<double>(dx.data() + i * T * D, dP.data(), dout.data() + i * M * D, P.data(),
+                                       x.data() + i * T * D, M, T, D);
+        }
+        const std::vector<float> Pf = to_float(P), xf = to_float(x), doutf = to_float(dout);
+        std::vector<float> S(Z * M * T, NAN), dS(Z * M * T, NAN), outf(Z * M * D, NAN), dxf = to_float(dx0),
+                           dPf = to_float(dP0), dx_frozen = to_float(dx0);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+        EmulatedPoolOps ops;
+        cuda::pool_forward_products(ops, S.data(), outf.data(), Pf.data(), xf.data(), M, T, D, Z, scale);
+        std::fill(S.begin(), S.end(), NAN);
+        cuda::pool_backward_products(ops, S.data(), dS.data(), dxf.data(), dPf.data(), doutf.data(), Pf.data(), xf.data(),
+                                     M, T, D, Z, scale);
+        cuda::pool_backward_products(ops, S.data(), dS.data(), dx_frozen.data(), nullptr, doutf.data(), Pf.data(),
+                                     xf.data(), M, T, D, Z, scale);
+        const double e_out = worst_error(outf, out), e_dx = worst_error(dxf, dx), e_dP = worst_error(dPf, dP),
+                     e_frozen = worst_error(dx_frozen, dx);
+        print_message("emulated CUDA pooling products x%lld M %lld T %lld D %lld: out %.2e dx %.2e dP %.2e frozen dx %.2e\n",
+                      (long long)Z, (long long)M, (long long)T, (long long)D, e_out, e_dx, e_dP, e_frozen);
+        if (!(e_out < 1e-5 && e_dx < 1e-5 && e_dP < 1e-5 && e_frozen < 1e-5))
+            fail_msg("pooling products differ from the CPU kernels: out %g, dx %g, dP %g, frozen dx %g", e_out, e_dx, e_dP,
+                     e_frozen);
+    }
+}
+
 // k_gemv_half (16-bit weights, few rows, exact) against double sums of the
 // widened weights: both formats, 1 to 8 rows, widths that are no multiple of 32,
 // a last block of W rows cut short, bias and accumulation; the f16 weights
@@ -361,6 +434,6 @@ void gemv_half(void **) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention), cmocka_unit_test(decode_attention),
-                                       cmocka_unit_test(gemv_half)};
+                                       cmocka_unit_test(gemv_half), cmocka_unit_test(pool_products)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_kernels.cuh"
+#include "backend/cuda/pool_products.h"
 
 namespace rmkv {
 
@@ -412,7 +413,7 @@ public:
     }
     // Pooling is attention of M query rows over T keys (= values = x), one head of
     // width D, nothing masked, scale 1/sqrt(D); stacked sequences share each step's
-    // product (pool_scores).
+    // product (pool_products.h).
     void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
         pool_stacked(s, out, P, x, M, T, D, 1);
     }
@@ -421,12 +422,8 @@ public:
         auto &st = cs(s);
         if (M <= 0 || n_seq <= 0) return;
         float *S = st.attn_p.get(static_cast<size_t>(n_seq * M * T), "cudaMalloc (pooling scores)");
-        pool_scores(st, S, P, 0, x, M, T, D, n_seq);
-        cuda::attention_softmax(S, 1, n_seq * M, T, T, 1.0f / std::sqrt(static_cast<float>(D)), Dropout{}, true,
-                                st.stream);
-        check_launch("pooling softmax");
-        // out_i = S_i x_i (column-major: out_i^T [D, M] = x_i^T [D, T] . S_i^T [T, M]).
-        gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_N, D, M, T, x, D, T * D, S, n_seq * T, T, out, D, M * D, n_seq, false);
+        PoolOps ops{*this, st};
+        cuda::pool_forward_products(ops, S, out, P, x, M, T, D, n_seq, 1.0f / std::sqrt(static_cast<float>(D)));
     }
     void cell(Stream &s, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
               const float *h, int64_t M, int64_t D) override {
@@ -489,22 +486,11 @@ public:
         auto &st = cs(s);
         if (M <= 0 || n_seq <= 0) return;
         const size_t n = static_cast<size_t>(n_seq * M * T);
-        const float scale = 1.0f / std::sqrt(static_cast<float>(D));
         float *S = st.attn_p.get(n, "cudaMalloc (pooling scores)");
         float *dS = st.attn_dp.get(n, "cudaMalloc (pooling score gradients)");
-        pool_scores(st, S, P, 0, x, M, T, D, n_seq);
-        cuda::attention_softmax(S, 1, n_seq * M, T, T, scale, Dropout{}, false, st.stream);
-        check_launch("pooling softmax");
-        pool_scores(st, dS, dout, M * D, x, M, T, D, n_seq);  // dout_i x_i^T: the probabilities' gradient
-        cuda::attention_softmax_backward(S, dS, 1, n_seq * M, T, T, scale, Dropout{}, st.stream);
-        check_launch("pooling softmax backward");
-        // dx_i += S_i^T dout_i + dS_i^T P (column-major: dx_i^T [D, T] += dout_i^T [D, M] . S_i [M, T], and the same
-        // with P^T and dS_i).
-        gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, D, T, M, dout, D, M * D, S, n_seq * T, T, dx, D, T * D, n_seq, true);
-        gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, D, T, M, P, D, 0, dS, n_seq * T, T, dx, D, T * D, n_seq, true);
-        // dP += sum_i dS_i x_i: one product over every sequence's keys, since the
-        // scores lie as [M, n_seq, T] (column-major: dP^T [D, M] += x^T [D, n_seq T] . dS^T [n_seq T, M]).
-        if (dP) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, D, M, n_seq * T, x, D, dS, n_seq * T, dP, D, true, false);
+        PoolOps ops{*this, st};
+        cuda::pool_backward_products(ops, S, dS, dx, dP, dout, P, x, M, T, D, n_seq,
+                                     1.0f / std::sqrt(static_cast<float>(D)));
     }
     void cell_backward(Stream &s, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
                        const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h, int64_t M,
@@ -746,15 +732,26 @@ private:
                              dq_acc);
         }
     }
-    // Pooling scores S_i = Q_i x_i^T of n_seq sequences in one batched product: x_i
-    // at x + i * T * D, Q_i at Q + i * sq (sq 0: the queries P of every sequence).
-    // S lies as [M, n_seq, T]: the rows of sequence i and slot m at (m * n_seq + i) * T,
-    // so that the keys of every sequence form one product's inner dimension
-    // (pool_stacked_backward's dP). Column-major: S_i^T [T, M] = x_i (T) . Q_i^T [D, M].
-    void pool_scores(CudaStream &st, float *S, const float *Q, int64_t sq, const float *x, int64_t M, int64_t T,
-                     int64_t D, int64_t n_seq) {
-        gemm_batched(st, CUBLAS_OP_T, CUBLAS_OP_N, T, M, D, x, D, T * D, Q, D, sq, S, n_seq * T, T, n_seq, false);
-    }
+    // pool_products.h's operations: cuBLAS products and the softmax kernels, every
+    // key visible.
+    struct PoolOps {
+        CudaBackend &be;
+        CudaStream &st;
+        void batched(cuda::Op ta, cuda::Op tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, int64_t sa,
+                     const float *B, int64_t ldb, int64_t sb, float *C, int64_t ldc, int64_t sc, int64_t batch,
+                     bool accumulate) {
+            be.gemm_batched(st, ta == cuda::Op::T ? CUBLAS_OP_T : CUBLAS_OP_N, tb == cuda::Op::T ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            m, n, k, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, accumulate);
+        }
+        void softmax(float *S, int64_t rows, int64_t nk, float scale) {
+            cuda::attention_softmax(S, 1, rows, nk, nk, scale, Dropout{}, false, st.stream);
+            check_launch("pooling softmax");
+        }
+        void softmax_backward(float *S, float *dS, int64_t rows, int64_t nk, float scale) {
+            cuda::attention_softmax_backward(S, dS, 1, rows, nk, nk, scale, Dropout{}, st.stream);
+            check_launch("pooling softmax backward");
+        }
+    };
     // fp32 strided batched product (full fp32 arithmetic: the default math mode has no TF32).
     void gemm_batched(CudaStream &st, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
                       const float *A, int64_t lda, int64_t sa, const float *B, int64_t ldb, int64_t sb, float *C,
