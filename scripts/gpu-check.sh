@@ -10,8 +10,9 @@
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
 #   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64)
-#   prof      base bf16 training steps under PyTorch's profiler (bench/profile_train.py):
-#             device busy share, kernels a step, time per kernel (B=4 and B=16; traces in LOG)
+#   prof      base under PyTorch's profiler (bench/profile_gpu.py): device busy share, kernels a
+#             step, time per kernel, for training (B=4 and B=16), one session decoding and 64
+#             sessions stepped together (traces in LOG)
 #   infer     base inference, F32 and BF16 weights: prefill, decode, 64 sessions on their own
 #             threads and stepped together; then 1, 8 and 64 stepped together
 #   inferp    the same with attention through the cuBLAS products only
@@ -67,10 +68,14 @@ stage() {
       done
       ;;
     prof)
-      RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_train.py --config base --batch 4 \
+      RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --batch 4 \
         --trace "$LOG/prof-b4.json.gz" &&
-        RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_train.py --config base --batch 16 --parallel 4 --stack 4 \
-          --trace "$LOG/prof-b16.json.gz"
+        RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --batch 16 --parallel 4 --stack 4 \
+          --trace "$LOG/prof-b16.json.gz" &&
+        RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --mode decode --steps 50 \
+          --trace "$LOG/prof-decode.json.gz" &&
+        RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --mode together --sessions 64 \
+          --steps 20 --trace "$LOG/prof-together.json.gz"
       ;;
     infer)
       "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 --weights f32,bf16 &&

@@ -1,11 +1,18 @@
-"""Where a training step's device time goes: rmkv's training steps under PyTorch's
-profiler (CUPTI records every kernel the process launches, the library's
-included), summed per kernel.
+"""Where rmkv's device time goes: training steps, one session's decoding steps, or
+sessions stepped together, under PyTorch's profiler (CUPTI records every kernel
+the process launches, the library's included), summed per kernel.
 
     RMKV_LIBRARY=build/src/librmkv.so.0 RMKV_CUDA_PLUGIN=build/src/librmkv_cuda.so \
-        python3 bench/profile_train.py [--config base|small] [--batch 4] [--segments 2] \
-        [--parallel 0] [--stack 0] [--precision bf16] [--steps 5] [--warmup 3] [--top 30] \
+        python3 bench/profile_gpu.py [--mode train|decode|together] [--config base|small] \
+        [--batch 4] [--segments 2] [--parallel 0] [--stack 0] [--precision auto] [--recompute 0] \
+        [--sessions 64] [--position 100] [--steps 5] [--warmup 3] [--top 30] \
         [--trace FILE.json.gz] [--device cuda]
+
+--mode train (the default): training steps of B sequences of K segments.
+--mode decode: one session's single-token steps from --position (a prefill of
+that many tokens first), every step's logits fetched.
+--mode together: --sessions sessions stepped together (rmkv_sessions_step) from
+--position, every session's logits fetched.
 
 Prints, for the profiled steps: the wall time per step; the time at least one
 kernel or copy ran (the union over every stream) as a share of it, so what is
@@ -69,13 +76,16 @@ def busy_union(intervals):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mode", default="train", choices=["train", "decode", "together"])
     ap.add_argument("--config", default="base", choices=sorted(CONFIGS))
+    ap.add_argument("--sessions", type=int, default=64, help="--mode together: sessions stepped together")
+    ap.add_argument("--position", type=int, default=100, help="decode, together: tokens each session has seen first")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--segments", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=0, help="rmkv_train_params.parallel_sequences (0: the device's)")
     ap.add_argument("--stack", type=int, default=0, help="rmkv_train_params.stacked_sequences (0: the device's)")
-    ap.add_argument("--precision", default="bf16", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--recompute", type=int, default=0)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
@@ -87,37 +97,62 @@ def main():
     on_gpu = args.device.startswith("cuda")
     if on_gpu:
         if not torch.cuda.is_available():
-            sys.exit("profile_train: PyTorch sees no GPU (its profiler is what records the kernels)")
+            sys.exit("profile_gpu: PyTorch sees no GPU (its profiler is what records the kernels)")
         torch.zeros(1, device="cuda")  # the process's CUDA context and PyTorch's profiler hooks first
 
     model = rmkv.Model.create(config, seed=1, device=args.device)
-    trainer = model.trainer(learning_rate=1e-4, warmup_steps=0, total_steps=args.warmup + args.steps + 1,
-                            precision=args.precision, recompute=args.recompute,
-                            parallel_sequences=args.parallel, stacked_sequences=args.stack)
-    n = config["segment_len"] * args.segments
     rng = np.random.default_rng(1)
+    V = config["vocab_size"]
+    if args.mode == "train":
+        trainer = model.trainer(learning_rate=1e-4, warmup_steps=0, total_steps=args.warmup + args.steps + 1,
+                                precision=args.precision, recompute=args.recompute,
+                                parallel_sequences=args.parallel, stacked_sequences=args.stack)
+        n = config["segment_len"] * args.segments
 
-    def batch():
-        t = rng.integers(0, config["vocab_size"], size=(args.batch, n + 1), dtype=np.int32)
-        return t[:, :-1].copy(), t[:, 1:].copy()
+        def batch():
+            t = rng.integers(0, V, size=(args.batch, n + 1), dtype=np.int32)
+            return t[:, :-1].copy(), t[:, 1:].copy()
 
-    batches = [batch() for _ in range(args.warmup + args.steps)]
-    for tokens, targets in batches[:args.warmup]:
-        trainer.step(tokens, targets)  # each step returns after the device finished it (the loss is read back)
+        batches = [batch() for _ in range(args.warmup + args.steps)]
+        last = {}
 
+        def step(i):  # returns after the device finished it (the loss is read back)
+            last.update(trainer.step(*batches[i]))
+
+        tokens_step = args.batch * n
+        what = (f"training: B={args.batch}, K={args.segments} x {config['segment_len']}, precision {args.precision}, "
+                f"parallel {args.parallel}, stack {args.stack}, recompute {args.recompute}")
+    else:
+        count = 1 if args.mode == "decode" else args.sessions
+        sessions = [model.session(precision=args.precision) for _ in range(count)]
+        for s_ in sessions:
+            if args.position > 0:
+                s_.step(rng.integers(0, V, size=args.position, dtype=np.int32), logits=False)
+        toks = rng.integers(0, V, size=(args.warmup + args.steps, count), dtype=np.int32)
+        last = {}
+
+        def step(i):  # the logits are fetched: the step has finished on the device
+            if args.mode == "decode":
+                sessions[0].step(int(toks[i, 0]))
+            else:
+                rmkv.step_together(sessions, toks[i])
+
+        tokens_step = count
+        what = (f"{'one session decoding' if count == 1 else f'{count} sessions stepped together'} from position "
+                f"{args.position}, precision {args.precision}")
+
+    for i in range(args.warmup):
+        step(i)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     with profile(activities=activities) as prof:
         t0 = time.perf_counter()
-        for tokens, targets in batches[args.warmup:]:
-            stats = trainer.step(tokens, targets)
+        for i in range(args.warmup, args.warmup + args.steps):
+            step(i)
         wall = (time.perf_counter() - t0) / args.steps
-    tokens_step = args.batch * n
-    print(f"rmkv {rmkv.version()} training under the profiler: {args.config}, B={args.batch}, "
-          f"K={args.segments} x {config['segment_len']}, precision {args.precision}, parallel {args.parallel}, "
-          f"stack {args.stack}, recompute {args.recompute}, device {args.device}"
+    print(f"rmkv {rmkv.version()} under the profiler, {args.config}: {what}, device {args.device}"
           + (f" ({torch.cuda.get_device_name(0)})" if on_gpu else ""))
-    print(f"{args.steps} steps: {wall * 1e3:.2f} ms a step ({tokens_step / wall:.0f} tokens/s with the profiler on), "
-          f"last loss {stats['loss']:.4f}")
+    print(f"{args.steps} steps: {wall * 1e3:.3f} ms a step ({tokens_step / wall:.0f} tokens/s with the profiler on)"
+          + (f", last loss {last['loss']:.4f}" if "loss" in last else ""))
 
     events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     if not events:
