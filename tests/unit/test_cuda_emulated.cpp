@@ -10,7 +10,7 @@
 // kernel of sessions decoded together (rows over caches of their own), also read
 // only for one query row; and the
 // product with 16-bit weights for few rows (half_kernels.cuh); and the cuBLAS
-// calls of pooling (pool_products.h) through a reference product. This
+// calls of attention and pooling (products.h) through a reference product. This
 // runs without a GPU, so CI checks the kernels' arithmetic and indexing. It
 // rests on the kernels using no warp-level operations (see the header). What it
 // cannot show is left to tests/gpu and compute-sanitizer on a GPU: speed, and
@@ -55,7 +55,7 @@ float sm[kSharedFloats];  // the kernels' `extern __shared__ float sm[]`
 #include "backend/cuda/fused_attention.cuh"
 #include "backend/cuda/half_kernels.cuh"
 #undef __syncthreads
-#include "backend/cuda/pool_products.h"
+#include "backend/cuda/products.h"
 
 // cmocka last: it defines a macro named fail.
 extern "C" {
@@ -301,12 +301,11 @@ void decode_attention(void **) {
     }
 }
 
-// The CUDA backend's pooling of stacked sequences (pool_products.h: its cuBLAS
-// calls, in order and with their arguments) through a column-major reference
-// product and the CPU's softmax rows, against the CPU's double pooling kernels
-// sequence by sequence: out, dx (+=), dP (+=, summed over the sequences), and a
-// frozen query (dP NULL).
-struct EmulatedPoolOps {
+// The CUDA backend's attention and pooling through batched products
+// (products.h: its cuBLAS calls, in order and with their arguments) run through a
+// column-major reference product and the CPU's softmax rows and dropout, against
+// the CPU's double kernels.
+struct EmulatedProductOps {
     int64_t calls = 0;
     void batched(cuda::Op ta, cuda::Op tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, int64_t sa,
                  const float *B, int64_t ldb, int64_t sb, float *C, int64_t ldc, int64_t sc, int64_t batch,
@@ -327,12 +326,72 @@ struct EmulatedPoolOps {
                 }
         }
     }
-    void softmax(float *S, int64_t rows, int64_t nk, float scale) { cpu::masked_softmax_rows(S, rows, nk, rows, nk, scale); }
-    void softmax_backward(float *S, float *dS, int64_t rows, int64_t nk, float scale) {
-        cpu::softmax_backward_rows(dS, S, rows, nk, scale);
+    void softmax(float *P, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
+                 bool apply_drop) {
+        cpu::masked_softmax_rows(P, nq, nk, heads * nq, visible0, scale);
+        if (apply_drop && drop.on()) cpu::dropout(P, heads * nq * nk, drop);
+    }
+    void softmax_backward(float *P, float *dP, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale,
+                          const Dropout &drop) {
+        (void)visible0;  // masked probabilities are 0: their gradients come out 0
+        const int64_t n = heads * nq * nk;
+        if (drop.on()) cpu::dropout(dP, n, drop);
+        cpu::softmax_backward_rows(dP, P, heads * nq, nk, scale);
+        if (drop.on()) cpu::dropout(P, n, drop);
     }
 };
 
+// Attention through the products: GQA, key rows wider than the heads (k and v in
+// one row), memory rows, dropout; out, dq, dk (+=), dv (+=).
+void attention_products(void **) {
+    struct Case {
+        int64_t nq, nk, visible0, H, Hkv, hd;
+        bool interleaved;
+        float p;
+    };
+    const Case cases[] = {
+        {5, 12, 7, 4, 2, 16, true, 0.0f}, {40, 56, 16, 4, 1, 8, false, 0.3f}, {9, 30, 30, 2, 2, 12, false, 0.0f},
+        {33, 40, 7, 8, 2, 8, true, 0.1f},
+    };
+    std::mt19937_64 rng(20261126);
+    auto to_float = [](const std::vector<double> &x) { return std::vector<float>(x.begin(), x.end()); };
+    for (const Case &c : cases) {
+        const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
+        const Dropout drop{c.p, 0xabcdull + static_cast<uint64_t>(c.nq)};
+        const std::vector<double> q = random_values(rng, c.nq * D), kv = random_values(rng, c.nk * ldkv),
+                                  vrows = random_values(rng, c.nk * ldkv), dout = random_values(rng, c.nq * D),
+                                  dk0 = random_values(rng, c.nk * ldkv), dv0 = random_values(rng, c.nk * ldkv);
+        const double *k = kv.data(), *v = c.interleaved ? kv.data() + kvw : vrows.data();
+        std::vector<double> out(q.size()), dq(q.size()), dk = dk0, dv = dv0;
+        cpu::attention_forward<double>(out.data(), q.data(), k, v, c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0, drop);
+        cpu::attention_backward<double>(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k, v, c.nq, c.nk, ldkv,
+                                        c.H, c.Hkv, c.hd, c.visible0, drop);
+        const std::vector<float> qf = to_float(q), kvf = to_float(kv), vrowsf = to_float(vrows), doutf = to_float(dout);
+        std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
+        std::vector<float> P(c.H * c.nq * c.nk, NAN), dP(P.size(), NAN);
+        const float *kf = kvf.data(), *vf = c.interleaved ? kvf.data() + kvw : vrowsf.data();
+        const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+        EmulatedProductOps ops;
+        cuda::attention_forward_products(ops, P.data(), outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd,
+                                         c.visible0, scale, drop);
+        std::fill(P.begin(), P.end(), NAN);
+        cuda::attention_backward_products(ops, P.data(), dP.data(), dqf.data(), dkf.data(), dvf.data(), doutf.data(),
+                                          qf.data(), kf, vf, c.nq, c.nk, ldkv, c.H, c.Hkv, c.hd, c.visible0, scale, drop);
+        const double e_out = worst_error(outf, out), e_dq = worst_error(dqf, dq), e_dk = worst_error(dkf, dk),
+                     e_dv = worst_error(dvf, dv);
+        print_message("emulated CUDA attention products nq %lld nk %lld hd %lld H %lld/%lld dropout %.1f: out %.2e dq "
+                      "%.2e dk %.2e dv %.2e\n",
+                      (long long)c.nq, (long long)c.nk, (long long)c.hd, (long long)c.H, (long long)c.Hkv, c.p, e_out,
+                      e_dq, e_dk, e_dv);
+        if (!(e_out < 1e-5 && e_dq < 1e-5 && e_dk < 1e-5 && e_dv < 1e-5))
+            fail_msg("attention products differ from the CPU kernels: out %g, dq %g, dk %g, dv %g", e_out, e_dq, e_dk,
+                     e_dv);
+    }
+}
+
+// Pooling of stacked sequences through the products, against the CPU's double
+// pooling sequence by sequence: out, dx (+=), dP (+=, summed over the sequences),
+// and a frozen query (dP NULL).
 void pool_products(void **) {
     struct Case {
         int64_t n_seq, M, T, D;
@@ -355,7 +414,7 @@ void pool_products(void **) {
         std::vector<float> S(Z * M * T, NAN), dS(Z * M * T, NAN), outf(Z * M * D, NAN), dxf = to_float(dx0),
                            dPf = to_float(dP0), dx_frozen = to_float(dx0);
         const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-        EmulatedPoolOps ops;
+        EmulatedProductOps ops;
         cuda::pool_forward_products(ops, S.data(), outf.data(), Pf.data(), xf.data(), M, T, D, Z, scale);
         std::fill(S.begin(), S.end(), NAN);
         cuda::pool_backward_products(ops, S.data(), dS.data(), dxf.data(), dPf.data(), doutf.data(), Pf.data(), xf.data(),
@@ -434,6 +493,7 @@ void gemv_half(void **) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention), cmocka_unit_test(decode_attention),
-                                       cmocka_unit_test(gemv_half), cmocka_unit_test(pool_products)};
+                                       cmocka_unit_test(gemv_half), cmocka_unit_test(attention_products),
+                                       cmocka_unit_test(pool_products)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

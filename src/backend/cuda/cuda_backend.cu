@@ -45,7 +45,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_kernels.cuh"
-#include "backend/cuda/pool_products.h"
+#include "backend/cuda/products.h"
 
 namespace rmkv {
 
@@ -363,8 +363,7 @@ public:
             attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, &drop);
             return;
         }
-        attend(cs(s), out, h * hd, q, h * hd, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-               1.0f / std::sqrt(static_cast<float>(hd)), drop);
+        attend(cs(s), out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
     }
     // Every sequence in one fused launch (blockIdx.z; kFusedStack a launch); keys
     // too long for it go through the products one sequence at a time, and one
@@ -413,7 +412,7 @@ public:
     }
     // Pooling is attention of M query rows over T keys (= values = x), one head of
     // width D, nothing masked, scale 1/sqrt(D); stacked sequences share each step's
-    // product (pool_products.h).
+    // product (products.h).
     void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
         pool_stacked(s, out, P, x, M, T, D, 1);
     }
@@ -422,7 +421,7 @@ public:
         auto &st = cs(s);
         if (M <= 0 || n_seq <= 0) return;
         float *S = st.attn_p.get(static_cast<size_t>(n_seq * M * T), "cudaMalloc (pooling scores)");
-        PoolOps ops{*this, st};
+        ProductOps ops{*this, st};
         cuda::pool_forward_products(ops, S, out, P, x, M, T, D, n_seq, 1.0f / std::sqrt(static_cast<float>(D)));
     }
     void cell(Stream &s, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
@@ -453,8 +452,7 @@ public:
             attention_stacked_backward(s, dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, &drop);
             return;
         }
-        attend_backward(cs(s), dq, false, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                        1.0f / std::sqrt(static_cast<float>(hd)), drop);
+        attend_backward(cs(s), dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
     }
     void attention_stacked_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
                                     const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h,
@@ -488,7 +486,7 @@ public:
         const size_t n = static_cast<size_t>(n_seq * M * T);
         float *S = st.attn_p.get(n, "cudaMalloc (pooling scores)");
         float *dS = st.attn_dp.get(n, "cudaMalloc (pooling score gradients)");
-        PoolOps ops{*this, st};
+        ProductOps ops{*this, st};
         cuda::pool_backward_products(ops, S, dS, dx, dP, dout, P, x, M, T, D, n_seq,
                                      1.0f / std::sqrt(static_cast<float>(D)));
     }
@@ -671,70 +669,10 @@ private:
         return fused_ && hd <= cuda::kFusedMaxHd && nk > 0 &&
                cuda::fused_attention_smem(hd, nk, backward) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
     }
-    // ---- attention without the fused kernels (longer rows of keys, pooling):
-    // batched products over the heads, row-wise softmax kernels ----
-    // Head h = b * group + g uses kv head b. For each g, one strided batched product
-    // runs over the Hkv kv heads (batch b: query head b * group + g), so every
-    // product of one call writes a different head. Scores P [H, nq, nk] live in the
-    // stream's scratch. Row-major X [r, c] with row stride l is cuBLAS's
-    // column-major X^T [c, r] with leading dimension l.
-    struct AttnShape {
-        int64_t nq, nk, ldq, ldkv, H, Hkv, hd, group;
-    };
-    // P_h = Q_h K_b^T for every head (column-major: P^T [nk, nq] = K_b (T) . Q_h^T).
-    void scores(CudaStream &st, float *P, const float *q, const float *k, const AttnShape &a) {
-        for (int64_t g = 0; g < a.group; ++g)
-            gemm_batched(st, CUBLAS_OP_T, CUBLAS_OP_N, a.nk, a.nq, a.hd, k, a.ldkv, a.hd, q + g * a.hd, a.ldq,
-                         a.group * a.hd, P + g * a.nq * a.nk, a.nk, a.group * a.nq * a.nk, a.Hkv, false);
-    }
-    void attend(CudaStream &st, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v,
-                int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
-                const Dropout &drop) {
-        if (nq <= 0) return;
-        const AttnShape a{nq, nk, ldq, ldkv, H, Hkv, hd, H / Hkv};
-        float *P = st.attn_p.get(static_cast<size_t>(H * nq * nk), "cudaMalloc (attention scores)");
-        scores(st, P, q, k, a);
-        cuda::attention_softmax(P, H, nq, nk, visible0, scale, drop, true, st.stream);
-        check_launch("attention softmax");
-        // out_h = P_h V_b (column-major: out_h^T [hd, nq] = V_b^T [hd, nk] . P_h^T [nk, nq]).
-        for (int64_t g = 0; g < a.group; ++g)
-            gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_N, hd, nq, nk, v, ldkv, hd, P + g * nq * nk, nk, a.group * nq * nk,
-                         out + g * hd, ldo, a.group * hd, Hkv, false);
-    }
-    // dq (= or += when dq_acc; NULL: not computed), dk +=, dv += (dk and dv may be
-    // the same buffer). q and dout have row stride H * hd.
-    void attend_backward(CudaStream &st, float *dq, bool dq_acc, float *dk, float *dv, const float *dout, const float *q,
-                         const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv,
-                         int64_t hd, int64_t visible0, float scale, const Dropout &drop) {
-        if (nq <= 0) return;
-        const int64_t D = H * hd, group = H / Hkv;
-        const AttnShape a{nq, nk, D, ldkv, H, Hkv, hd, group};
-        const size_t n = static_cast<size_t>(H * nq * nk);
-        float *P = st.attn_p.get(n, "cudaMalloc (attention scores)");
-        float *dP = st.attn_dp.get(n, "cudaMalloc (attention score gradients)");
-        scores(st, P, q, k, a);
-        cuda::attention_softmax(P, H, nq, nk, visible0, scale, drop, false, st.stream);
-        check_launch("attention softmax");
-        scores(st, dP, dout, v, a);  // dout_h v_b^T: the gradient of the dropped probabilities
-        cuda::attention_softmax_backward(P, dP, H, nq, nk, visible0, scale, drop, st.stream);
-        check_launch("attention softmax backward");
-        for (int64_t g = 0; g < group; ++g) {
-            const float *dout_g = dout + g * hd, *q_g = q + g * hd;
-            const float *P_g = P + g * nq * nk, *dS_g = dP + g * nq * nk;
-            const int64_t sh = group * hd, sp = group * nq * nk;
-            // dv_b += P_h^T dout_h (column-major: dv_b^T [hd, nk] += dout_h^T [hd, nq] . P_h [nq, nk]).
-            gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, hd, nk, nq, dout_g, D, sh, P_g, nk, sp, dv, ldkv, hd, Hkv, true);
-            // dk_b += dS_h^T q_h
-            gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_T, hd, nk, nq, q_g, D, sh, dS_g, nk, sp, dk, ldkv, hd, Hkv, true);
-            // dq_h (+)= dS_h k_b (column-major: dq_h^T [hd, nq] = k_b^T [hd, nk] . dS_h^T [nk, nq]).
-            if (dq)
-                gemm_batched(st, CUBLAS_OP_N, CUBLAS_OP_N, hd, nq, nk, k, ldkv, hd, dS_g, nk, sp, dq + g * hd, D, sh, Hkv,
-                             dq_acc);
-        }
-    }
-    // pool_products.h's operations: cuBLAS products and the softmax kernels, every
-    // key visible.
-    struct PoolOps {
+    // ---- attention without the fused kernels (longer rows of keys) and pooling:
+    // products.h's batched products around the row-wise softmax kernels, the
+    // scores in the stream's scratch ----
+    struct ProductOps {
         CudaBackend &be;
         CudaStream &st;
         void batched(cuda::Op ta, cuda::Op tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, int64_t sa,
@@ -743,15 +681,36 @@ private:
             be.gemm_batched(st, ta == cuda::Op::T ? CUBLAS_OP_T : CUBLAS_OP_N, tb == cuda::Op::T ? CUBLAS_OP_T : CUBLAS_OP_N,
                             m, n, k, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, accumulate);
         }
-        void softmax(float *S, int64_t rows, int64_t nk, float scale) {
-            cuda::attention_softmax(S, 1, rows, nk, nk, scale, Dropout{}, false, st.stream);
-            check_launch("pooling softmax");
+        void softmax(float *P, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
+                     bool apply_drop) {
+            cuda::attention_softmax(P, heads, nq, nk, visible0, scale, drop, apply_drop, st.stream);
+            check_launch("attention softmax");
         }
-        void softmax_backward(float *S, float *dS, int64_t rows, int64_t nk, float scale) {
-            cuda::attention_softmax_backward(S, dS, 1, rows, nk, nk, scale, Dropout{}, st.stream);
-            check_launch("pooling softmax backward");
+        void softmax_backward(float *P, float *dP, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale,
+                              const Dropout &drop) {
+            cuda::attention_softmax_backward(P, dP, heads, nq, nk, visible0, scale, drop, st.stream);
+            check_launch("attention softmax backward");
         }
     };
+    void attend(CudaStream &st, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, const Dropout &drop) {
+        if (nq <= 0) return;
+        float *P = st.attn_p.get(static_cast<size_t>(H * nq * nk), "cudaMalloc (attention scores)");
+        ProductOps ops{*this, st};
+        cuda::attention_forward_products(ops, P, out, q, k, v, nq, nk, ldkv, H, Hkv, hd, visible0,
+                                         1.0f / std::sqrt(static_cast<float>(hd)), drop);
+    }
+    void attend_backward(CudaStream &st, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                         const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv,
+                         int64_t hd, int64_t visible0, const Dropout &drop) {
+        if (nq <= 0) return;
+        const size_t n = static_cast<size_t>(H * nq * nk);
+        float *P = st.attn_p.get(n, "cudaMalloc (attention scores)");
+        float *dP = st.attn_dp.get(n, "cudaMalloc (attention score gradients)");
+        ProductOps ops{*this, st};
+        cuda::attention_backward_products(ops, P, dP, dq, dk, dv, dout, q, k, v, nq, nk, ldkv, H, Hkv, hd, visible0,
+                                          1.0f / std::sqrt(static_cast<float>(hd)), drop);
+    }
     // fp32 strided batched product (full fp32 arithmetic: the default math mode has no TF32).
     void gemm_batched(CudaStream &st, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
                       const float *A, int64_t lda, int64_t sa, const float *B, int64_t ldb, int64_t sb, float *C,
