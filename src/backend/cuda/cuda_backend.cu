@@ -350,34 +350,36 @@ public:
         cuda::rope(x, n, ld, h, hd, t0, theta, inverse, n_seq, stride, cs(s).stream);
         check_launch("rope");
     }
+    // The one place that picks attention's kernel: one query row without dropout
+    // (a session's decoding step) takes the decode kernel, read-only; rows that fit
+    // the fused kernel take it, n_seq stacked sequences per launch (blockIdx.z,
+    // kFusedStack at a time); longer rows of keys go through the products one
+    // sequence at a time.
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
-        // One query row (a session's decoding step): the decode kernel.
-        const int64_t at = std::min(nk, visible0 + 1) - 1;
-        if (nq == 1 && at >= 0 && !drop.on() && ldkv == hkv * hd && decode_fits(hd, at + 1)) {
-            cuda::attention_one_row(out, q, k, v, at, h, hkv, hd, cs(s).stream);
+        attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, drop.on() ? &drop : nullptr);
+    }
+    void attention_stacked(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq,
+                           int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq,
+                           int64_t kv_stride, const Dropout *drops) override {
+        auto &st = cs(s);
+        const int64_t at = std::min(nk, visible0 + 1) - 1, D = h * hd;
+        if (nq == 1 && at >= 0 && !drops && ldkv == hkv * hd && decode_fits(hd, at + 1)) {
+            for (int64_t i = 0; i < n_seq; ++i)
+                cuda::attention_one_row(out + i * D, q + i * D, k + i * kv_stride, v + i * kv_stride, at, h, hkv, hd,
+                                        st.stream);
             check_launch("attention (one row)");
             return;
         }
         if (fused_fits(hd, nk, false)) {
-            attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, &drop);
+            cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                          1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
+            check_launch("fused attention");
             return;
         }
-        attend(cs(s), out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
-    }
-    // Every sequence in one fused launch (blockIdx.z; kFusedStack a launch); keys
-    // too long for it go through the products one sequence at a time, and one
-    // query row (a session's decoding step) through attention's decode kernel.
-    void attention_stacked(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq,
-                           int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq,
-                           int64_t kv_stride, const Dropout *drops) override {
-        if (nq == 1 || !fused_fits(hd, nk, false)) {
-            Backend::attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, n_seq, kv_stride, drops);
-            return;
-        }
-        cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                      1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, cs(s).stream);
-        check_launch("fused attention");
+        for (int64_t i = 0; i < n_seq; ++i)
+            attend(st, out + i * nq * D, q + i * nq * D, k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, h, hkv, hd,
+                   visible0, drops ? drops[i] : Dropout{});
     }
     void decode_attention(Stream &s, float *out, float *q, const float *k, const float *v, const CacheRow *rows,
                           int64_t n, int64_t h, int64_t hkv, int64_t hd, bool rope, float theta) override {
@@ -448,24 +450,25 @@ public:
     void attention_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd,
                             int64_t visible0, const Dropout &drop) override {
-        if (fused_fits(hd, nk, true)) {
-            attention_stacked_backward(s, dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, &drop);
-            return;
-        }
-        attend_backward(cs(s), dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
+        attention_stacked_backward(s, dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0,
+                                   drop.on() ? &drop : nullptr);
     }
     void attention_stacked_backward(Stream &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
                                     const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t h,
                                     int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq, int64_t kv_stride,
                                     const Dropout *drops) override {
-        if (!fused_fits(hd, nk, true)) {
-            Backend::attention_stacked_backward(s, dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, n_seq,
-                                                kv_stride, drops);
+        auto &st = cs(s);
+        if (fused_fits(hd, nk, true)) {
+            cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                           1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
+            check_launch("fused attention backward");
             return;
         }
-        cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                       1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, cs(s).stream);
-        check_launch("fused attention backward");
+        const int64_t rows = nq * h * hd;
+        for (int64_t i = 0; i < n_seq; ++i)
+            attend_backward(st, dq + i * rows, dk + i * kv_stride, dv + i * kv_stride, dout + i * rows, q + i * rows,
+                            k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, h, hkv, hd, visible0,
+                            drops ? drops[i] : Dropout{});
     }
     void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
         cuda::swiglu_backward(dg, du, dh, g, u, n, cs(s).stream);
