@@ -136,7 +136,7 @@ void SegmentForward::ffn_block(size_t l, const LayerActs &a, int64_t n) {
 void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, real *new_memory,
                                    real *new_cell) {
     const Config &c = m_.config();
-    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), G = c.cell_gates();
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const LayerWeights &w = m_.weights().layers[l];
     const int64_t rows = n_seq_ * M, block = block_rows() * Dkv;
@@ -146,14 +146,21 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
     linear(a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false);
     drop_each(a.mem_out, M * D, l, DropSite::wo_memory);
     be_.pool_stacked(st_, a.pooled, w.pool_query, s.tok_out, M, T, D, n_seq_);
+    cell_update(w, new_memory, new_cell, s.cell, a.mem_out, a.pooled, a.cat, a.gates_i, a.gates_h, rows);
+}
+
+void SegmentForward::cell_update(const LayerWeights &w, real *new_memory, real *new_cell, const real *cell,
+                                 const real *h, const real *s, real *cat, real *gates_i, real *gates_h, int64_t rows) {
+    const Config &c = m_.config();
+    const int64_t D = c.d_model, G = c.cell_gates();
     if (c.cell == Cell::minimal) {
-        be_.concat_cols(st_, a.cat, a.mem_out, a.pooled, rows, D);
-        linear(a.gates_i, a.cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
-        be_.cell(st_, CellKind::minimal, new_memory, nullptr, nullptr, a.gates_i, nullptr, a.mem_out, rows, D);
+        be_.concat_cols(st_, cat, h, s, rows, D);
+        linear(gates_i, cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
+        be_.cell(st_, CellKind::minimal, new_memory, nullptr, nullptr, gates_i, nullptr, h, rows, D);
     } else {
-        linear(a.gates_i, a.pooled, w.cell_wih, w.cell_bih, rows, D, G * D, false);
-        linear(a.gates_h, a.mem_out, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
-        be_.cell(st_, cell_kind(c), new_memory, new_cell, s.cell, a.gates_i, a.gates_h, a.mem_out, rows, D);
+        linear(gates_i, s, w.cell_wih, w.cell_bih, rows, D, G * D, false);
+        linear(gates_h, h, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
+        be_.cell(st_, cell_kind(c), new_memory, new_cell, cell, gates_i, gates_h, h, rows, D);
     }
 }
 
@@ -220,7 +227,7 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
 void SegmentForward::rewrite_rows(std::vector<LayerState> *const *layers, int64_t k, const RewriteRowsWorkspace &ws,
                                   int64_t T) {
     const Config &c = m_.config();
-    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv(), G = c.cell_gates();
+    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim(), rows = k * M;
     const bool lstm = c.cell == Cell::lstm;
     for (size_t l = 0; l < m_.weights().layers.size(); ++l) {
@@ -232,16 +239,9 @@ void SegmentForward::rewrite_rows(std::vector<LayerState> *const *layers, int64_
             if (lstm) be_.copy(st_, ws.cell + i * M * D, s.cell, static_cast<size_t>(M * D));
         }
         linear(ws.mem_out, ws.mem_attn, w.wo, w.bo, rows, D, D, false);
-        if (c.cell == Cell::minimal) {
-            be_.concat_cols(st_, ws.gates_h, ws.mem_out, ws.pooled, rows, D);
-            linear(ws.gates_i, ws.gates_h, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
-            be_.cell(st_, CellKind::minimal, ws.memory, nullptr, nullptr, ws.gates_i, nullptr, ws.mem_out, rows, D);
-        } else {
-            linear(ws.gates_i, ws.pooled, w.cell_wih, w.cell_bih, rows, D, G * D, false);
-            linear(ws.gates_h, ws.mem_out, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
-            be_.cell(st_, cell_kind(c), ws.memory, lstm ? ws.cell : nullptr, lstm ? ws.cell : nullptr, ws.gates_i,
-                     ws.gates_h, ws.mem_out, rows, D);
-        }
+        // minimal's [h, s] concatenation in gates_h, which it does not use
+        cell_update(w, ws.memory, lstm ? ws.cell : nullptr, lstm ? ws.cell : nullptr, ws.mem_out, ws.pooled, ws.gates_h,
+                    ws.gates_i, ws.gates_h, rows);
         for (int64_t i = 0; i < k; ++i) {
             const LayerState &s = (*layers[i])[l];
             be_.copy(st_, s.memory, ws.memory + i * M * D, static_cast<size_t>(M * D));

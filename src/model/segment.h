@@ -195,6 +195,11 @@ private:
     void new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, int64_t n, int64_t r0);
     // norm2, the feed-forward block and its residual: a.x_mid -> a.x_out (n rows per sequence).
     void ffn_block(size_t l, const LayerActs &a, int64_t n);
+    // The recurrent cell over `rows` memory rows (SPEC section 4, step 6): h = O_m,
+    // s = the pooled rows; its gate products into gates_i / gates_h (minimal: [h, s]
+    // in cat); new_cell / cell for lstm only (may alias).
+    void cell_update(const LayerWeights &w, real *new_memory, real *new_cell, const real *cell, const real *h,
+                     const real *s, real *cat, real *gates_i, real *gates_h, int64_t rows);
 
     ModelView m_;
     Stream &st_;

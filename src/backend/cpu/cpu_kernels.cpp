@@ -120,12 +120,17 @@ template <> __attribute__((always_inline)) inline float vtanh<float>(float x) {
 template <class T> inline T silu(T x) { return x * sigmoid(x); }
 
 // Softmax of q . k_j * scale over the visible keys, into p[0, nvis).
+// p[0, n) = softmax of the scores p[0, n), in place.
+template <class T>
+__attribute__((always_inline)) inline void softmax_in_place(T *p, int64_t n) {
+    const T inv = static_cast<T>(1.0 / exp_sum(p, p, max_of(p, n), n));
+    for (int64_t j = 0; j < n; ++j) p[j] *= inv;
+}
 template <class T>
 __attribute__((always_inline)) inline void attention_probs(T *p, const T *qi, const T *k, int64_t nvis, int64_t ldkv,
                                                            int64_t koff, int64_t hd, T scale) {
     for (int64_t j = 0; j < nvis; ++j) p[j] = dot(qi, k + j * ldkv + koff, hd) * scale;
-    const T inv = static_cast<T>(1.0 / exp_sum(p, p, max_of(p, nvis), nvis));
-    for (int64_t j = 0; j < nvis; ++j) p[j] *= inv;
+    softmax_in_place(p, nvis);
 }
 
 // One query row of one head over keys and values 0 .. nvis - 1 (kv head at koff);
@@ -154,11 +159,7 @@ __attribute__((always_inline)) inline void attend_heads(T *o, const T *q, const 
         const T *kj = k + j * Dkv;
         for (int64_t h = 0; h < H; ++h) p[h * nvis + j] = dot(q + h * hd, kj + (h / group) * hd, hd) * scale;
     }
-    for (int64_t h = 0; h < H; ++h) {
-        T *ph = p + h * nvis;
-        const T inv = static_cast<T>(1.0 / exp_sum(ph, ph, max_of(ph, nvis), nvis));
-        for (int64_t j = 0; j < nvis; ++j) ph[j] *= inv;
-    }
+    for (int64_t h = 0; h < H; ++h) softmax_in_place(p + h * nvis, nvis);
     std::fill(o, o + H * hd, T(0));
     for (int64_t j = 0; j < nvis; ++j) {
         const T *vj = v + j * Dkv;
@@ -646,8 +647,7 @@ RMKV_CLONES void masked_softmax_rows(float *scores, int64_t nq, int64_t nk, int6
         float *sc = scores + r * nk;
         const int64_t nvis = std::min(nk, visible0 + r % nq + 1);
         for (int64_t j = 0; j < nvis; ++j) sc[j] *= scale;
-        const float inv = static_cast<float>(1.0 / exp_sum(sc, sc, max_of(sc, nvis), nvis));
-        for (int64_t j = 0; j < nvis; ++j) sc[j] *= inv;
+        softmax_in_place(sc, nvis);
         for (int64_t j = nvis; j < nk; ++j) sc[j] = 0.0f;
     }
 }
