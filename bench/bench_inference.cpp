@@ -17,6 +17,10 @@
 // limits, only sessions stepped together, for each count in turn (decode/4 steps
 // each, from position 4: --decode 1024 spans a 256-token segment's end): a sweep
 // over the row counts of the products, with each count's median and two slowest steps.
+// --profile-step K: under `perf record --control=fifo:CTL,ACK -D -1` with
+// RMKV_PERF_CTL=CTL RMKV_PERF_ACK=ACK, perf records only step K of the sessions
+// stepped together (counted from their first token) of every --together count.
+//                   [--profile-step K]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -43,6 +47,24 @@ using bench::sgemm_peak_gflops;
 using bench::check;
 
 rmkv_session_params g_session = rmkv_session_default_params();  // of every session (--precision)
+int g_profile_step = -1;  // --profile-step
+
+// perf's control fifos (perf record --control=fifo:CTL,ACK -D -1), named by
+// RMKV_PERF_CTL and RMKV_PERF_ACK: "enable" or "disable", answered by perf.
+void perf_control(const char *command) {
+    static FILE *ctl = nullptr, *ack = nullptr;
+    if (!ctl) {
+        const char *c = std::getenv("RMKV_PERF_CTL"), *a = std::getenv("RMKV_PERF_ACK");
+        if (!c || !a || !(ctl = std::fopen(c, "w")) || !(ack = std::fopen(a, "r"))) {
+            std::fprintf(stderr, "--profile-step: set RMKV_PERF_CTL and RMKV_PERF_ACK to perf's control fifos\n");
+            std::exit(2);
+        }
+    }
+    std::fputs(command, ctl);
+    std::fflush(ctl);
+    char answer[16];
+    if (!std::fgets(answer, sizeof answer, ack)) std::exit(2);
+}
 
 // Sums a[0, n) in explicit 16-float vectors, four independent chains: limited by
 // memory, not by the latency of one chain of additions.
@@ -166,11 +188,14 @@ Together decode_stepped_together(rmkv_model *m, int n, int steps, int V) {
     std::vector<float> logits(ss.size() * static_cast<size_t>(V));
     std::vector<double> step_ms;
     step_ms.reserve(static_cast<size_t>(steps));
+    int step = 0;  // from the sessions' first token: the segment end of 256-token segments is step 255
     auto run = [&](int k, bool timed) {
-        for (int i = 0; i < k; ++i) {
+        for (int i = 0; i < k; ++i, ++step) {
+            if (step == g_profile_step) perf_control("enable\n");
             const double t = now();
             check(rmkv_sessions_step(ss.data(), ss.size(), toks.data(), logits.data()), "sessions_step");
             if (timed) step_ms.push_back((now() - t) * 1e3);
+            if (step == g_profile_step) perf_control("disable\n");
             for (size_t j = 0; j < toks.size(); ++j) toks[j] = static_cast<int32_t>((toks[j] * 31 + 11 + j) % V);
         }
     };
@@ -203,6 +228,7 @@ int main(int argc, char **argv) {
         else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--weights")) weights = argv[i + 1];
         else if (!std::strcmp(argv[i], "--precision")) precisions = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--profile-step")) g_profile_step = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--together"))
             for (const char *p = argv[i + 1]; *p;) {
                 char *end = nullptr;
