@@ -6,10 +6,12 @@
 #
 # Usage: scripts/gpu-check.sh STAGE...   (BUNDLE=folder, LOG=folder for the logs)
 #   info      nvidia-smi and the toolkit's versions
-#   tests     test_gpu_ops (fused attention, then RMKV_CUDA_ATTENTION=products), test_gpu_model
+#   tests     test_gpu_ops (fused attention, then RMKV_CUDA_ATTENTION=products), test_gpu_model (bf16
+#             attention on the tensor cores, then RMKV_CUDA_ATTENTION=fp32: the fp32 fused kernels)
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
-#   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64)
+#   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64);
+#             B=16 again with attention in fp32 (RMKV_CUDA_ATTENTION=fp32) against the tensor cores
 #   prof      base under PyTorch's profiler (bench/profile_gpu.py): device busy share, kernels a
 #             step, time per kernel, for training (B=4 and B=16), one session decoding and 64
 #             sessions stepped together (traces in LOG)
@@ -42,7 +44,12 @@ stage() {
       "$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
       ;;
     tests)
-      "$BIN/test_gpu_ops" && RMKV_CUDA_ATTENTION=products "$BIN/test_gpu_ops" && "$BIN/test_gpu_model"
+      local rc=0
+      "$BIN/test_gpu_ops" || rc=1
+      RMKV_CUDA_ATTENTION=products "$BIN/test_gpu_ops" || rc=1
+      "$BIN/test_gpu_model" || rc=1
+      RMKV_CUDA_ATTENTION=fp32 "$BIN/test_gpu_model" || rc=1
+      return $rc
       ;;
     san)
       RMKV_GPU_TEST_UNDER_SANITIZER=1 "$SAN" --tool memcheck --error-exitcode 1 "$BIN/test_gpu_ops" &&
@@ -61,6 +68,10 @@ stage() {
       for ps in 8,1 4,4 2,8 1,16; do
         "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 --rows bf16 --no-pytorch \
           --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
+      done
+      for ps in 4,4 1,16; do  # the fp32 fused attention kernels on the same bf16 steps
+        RMKV_CUDA_ATTENTION=fp32 "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 \
+          --rows bf16 --no-pytorch --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
       done
       for ps in 4,16 2,32; do  # larger batches: how MFU grows with the rows of each product
         "$BENCH/rmkv-bench-train" --device cuda --config base --steps 5 --peak-tflops 989 --rows bf16 --no-pytorch \

@@ -452,6 +452,74 @@ void stacked_ops(void **) {
     stacked_case(2, 30, 1100, 2, 2, 16, 1070, 0.1f);  // long keys: CUDA fused forward, products per sequence backward
 }
 
+// Attention on a bf16 stream (CUDA: the tensor-core kernels) against the CPU's
+// fp32 kernels on the same inputs rounded to bf16: only the kernels' own rounding
+// of the probabilities and score gradients to bf16 is left (kTolBf16Attention).
+// On CUDA the result also differs from the fp32 stream's by more than fp32
+// rounding where the head size is one the bf16 kernels take (and
+// RMKV_CUDA_ATTENTION leaves them on), which shows they ran.
+void bf16_attention_case(int64_t n_seq, int64_t nq, int64_t nk, int64_t H, int64_t Hkv, int64_t hd, int64_t ldkv,
+                         int64_t visible0, float p) {
+    Pair P;
+    const int64_t D = H * hd, kv_stride = (nk + 5) * ldkv;
+    std::vector<Dropout> drops;
+    for (int64_t i = 0; i < n_seq; ++i) drops.push_back({p, 0xb16ull + 7 * static_cast<uint64_t>(i)});
+    const Dropout *dp = p > 0.0f ? drops.data() : nullptr;
+    auto rounded = [&](int64_t n) {
+        std::normal_distribution<float> d(0.0f, 1.0f);
+        std::vector<float> h(static_cast<size_t>(n));
+        for (float &x : h) x = bf16_round(d(P.rng_));
+        return &P.make(h);
+    };
+    Buf &q = *rounded(n_seq * nq * D), &k = *rounded(n_seq * kv_stride), &v = *rounded(n_seq * kv_stride);
+    Buf &dout = *rounded(n_seq * nq * D);
+    Buf &o = P.zeros(n_seq * nq * D), &dq = P.zeros(n_seq * nq * D), &dk = P.random(n_seq * kv_stride);
+    Buf &dv = P.random(n_seq * kv_stride);
+    Buf &o32 = P.zeros(n_seq * nq * D), &dq32 = P.zeros(n_seq * nq * D);
+    const bool bf16 = g_gpu->supports_bf16();
+    P.both([&](Backend &be, Stream &s, bool g) {
+        if (g) {  // the fp32 stream's results first, for the last check
+            be.attention_stacked(s, o32.on(g), q.on(g), k.on(g), v.on(g), nq, nk, ldkv, H, Hkv, hd, visible0, n_seq,
+                                 kv_stride, dp);
+            be.attention_stacked_backward(s, dq32.on(g), dk.on(g), dv.on(g), dout.on(g), q.on(g), k.on(g), v.on(g), nq,
+                                          nk, ldkv, H, Hkv, hd, visible0, n_seq, kv_stride, dp);
+        }
+        be.set_bf16(s, g && bf16);
+        be.attention_stacked(s, o.on(g), q.on(g), k.on(g), v.on(g), nq, nk, ldkv, H, Hkv, hd, visible0, n_seq, kv_stride,
+                             dp);
+        be.attention_stacked_backward(s, dq.on(g), dk.on(g), dv.on(g), dout.on(g), q.on(g), k.on(g), v.on(g), nq, nk,
+                                      ldkv, H, Hkv, hd, visible0, n_seq, kv_stride, dp);
+        if (!g) be.attention_stacked_backward(s, dq.on(g), dk.on(g), dv.on(g), dout.on(g), q.on(g), k.on(g), v.on(g), nq,
+                                              nk, ldkv, H, Hkv, hd, visible0, n_seq, kv_stride, dp);
+        be.set_bf16(s, false);
+    });
+    print_message("bf16 attention n_seq=%ld nq=%ld nk=%ld H=%ld Hkv=%ld hd=%ld ldkv=%ld visible0=%ld dropout=%.2f\n",
+                  (long)n_seq, (long)nq, (long)nk, (long)H, (long)Hkv, (long)hd, (long)ldkv, (long)visible0, p);
+    const double tol = bf16 ? gpu_test::kTolBf16Attention : gpu_test::kTolF32;
+    P.expect("attention (bf16 stream)", o, tol);
+    P.expect("attention_backward dq (bf16 stream)", dq, tol);
+    P.expect("attention_backward dk (+= twice)", dk, tol);
+    P.expect("attention_backward dv (+= twice)", dv, tol);
+    const char *mode = std::getenv("RMKV_CUDA_ATTENTION");
+    const bool tensor_cores = hd % 16 == 0 && hd <= 128 &&  // the head sizes CUDA's bf16 kernels take
+                              (!mode || !std::strcmp(mode, "auto"));
+    if (bf16 && tensor_cores && std::strcmp(gpu_test::kDevice, "cpu") != 0) {
+        const double e = rel(P.host(o, true), P.host(o32, true)), e_dq = rel(P.host(dq, true), P.host(dq32, true));
+        print_message("  bf16 stream against fp32 stream: out %.2e, dq %.2e\n", e, e_dq);
+        if (!(e > 1e-5 && e_dq > 1e-5)) fail_msg("the bf16 stream's attention is the fp32 one's (%.2e, %.2e)", e, e_dq);
+    }
+}
+
+void bf16_attention_ops(void **) {
+    bf16_attention_case(1, 5, 12, 4, 2, 16, 2 * 16 * 3, 7, 0.0f);        // few rows, GQA, k and v in one wide row
+    bf16_attention_case(2, 256, 288, 12, 12, 64, 12 * 64, 32, 0.1f);     // base's token rows (64-head), dropout
+    bf16_attention_case(3, 32, 288, 12, 12, 64, 12 * 64, 288, 0.0f);     // base's memory rows: every key
+    bf16_attention_case(1, 300, 1100, 2, 1, 32, 32, 800, 0.1f);          // long keys: many tiles, GQA
+    bf16_attention_case(17, 9, 20, 2, 1, 48, 48, 11, 0.1f);              // head size 48, two launches of sequences
+    bf16_attention_case(1, 70, 90, 2, 1, 128, 2 * 128, 20, 0.0f);        // head size 128
+    bf16_attention_case(1, 24, 24, 2, 2, 8, 16, 0, 0.0f);                // head size 8: the fp32 kernel on CUDA
+}
+
 // Sessions decoded together: rows over caches of their own (one kernel on CUDA
 // unless RMKV_CUDA_ATTENTION=products), then o scattered into each row's place.
 void decode_case(int64_t H, int64_t Hkv, int64_t hd, bool rope, const std::vector<int64_t> &at) {
@@ -780,7 +848,8 @@ int main() {
     std::printf("CUDA backend: %s\n", g_gpu->name().c_str());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16), cmocka_unit_test(half_weights),       cmocka_unit_test(norm_ops),
-        cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(stacked_ops), cmocka_unit_test(decode_ops),
+        cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(stacked_ops),
+        cmocka_unit_test(bf16_attention_ops), cmocka_unit_test(decode_ops),
         cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
         cmocka_unit_test(optimiser_ops), cmocka_unit_test(memory_ops),

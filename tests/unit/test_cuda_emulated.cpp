@@ -23,8 +23,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "backend/backend.h"
@@ -38,6 +42,7 @@ namespace {
 thread_local dim3 threadIdx, blockIdx;
 dim3 gridDim, blockDim;
 std::barrier<> *g_block_barrier = nullptr;
+std::barrier<> **g_warp_barriers = nullptr;  // one per warp of the block (the WMMA calls)
 template <class T> T __ldg(const T *p) { return *p; }
 void atomicAdd(float *p, float v) { std::atomic_ref<float>(*p).fetch_add(v); }
 }  // namespace
@@ -50,10 +55,91 @@ void atomicAdd(float *p, float v) { std::atomic_ref<float>(*p).fetch_add(v); }
 namespace rmkv::cuda {
 using std::min;
 constexpr size_t kSharedFloats = 1 << 20;
-float sm[kSharedFloats];  // the kernels' `extern __shared__ float sm[]`
+alignas(128) float sm[kSharedFloats];  // the kernels' `extern __shared__ float sm[]`
 }  // namespace rmkv::cuda
+// bf16 and WMMA for tensor_attention.cuh. A fragment holds its whole 16 x 16
+// tile in every lane (the kernels never look at a fragment's elements); each
+// call is one step of the whole warp: every lane enters and leaves it together
+// (the warp's barrier), and a store is made once, by the warp's first lane. The
+// products sum in float, k in order (the tensor cores' order is their own).
+struct __nv_bfloat16 {
+    uint16_t bits;
+};
+__nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);  // nearest even (no NaN comes here)
+    return {static_cast<uint16_t>(u >> 16)};
+}
+float __bfloat162float(__nv_bfloat16 h) {
+    const uint32_t u = static_cast<uint32_t>(h.bits) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "the emulation has 16 x 16 x 16 only");
+    float x[256];  // [row][column] of the tile
+};
+inline void warp_step() { g_warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
+inline void check_operand(const void *p, unsigned ldm, unsigned multiple, const char *what) {
+    if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || ldm % multiple != 0) {
+        std::fprintf(stderr, "WMMA %s: pointer %p (32-byte alignment) or ldm %u (multiple of %u) not allowed\n", what, p,
+                     ldm, multiple);
+        std::abort();
+    }
+}
+template <class Use, class Layout>
+void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, Layout> &f, const __nv_bfloat16 *p, unsigned ldm) {
+    check_operand(p, ldm, 8, "bf16 load");
+    warp_step();
+    for (int r = 0; r < 16; ++r)
+        for (int c = 0; c < 16; ++c)
+            f.x[r * 16 + c] = __bfloat162float(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
+    warp_step();
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm, layout_t l) {
+    check_operand(p, ldm, 4, "float load");
+    warp_step();
+    for (int r = 0; r < 16; ++r)
+        for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+    warp_step();
+}
+inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l) {
+    check_operand(p, ldm, 4, "float store");
+    warp_step();
+    if (threadIdx.x % 32 == 0)
+        for (int r = 0; r < 16; ++r)
+            for (int c = 0; c < 16; ++c) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * 16 + c];
+    warp_step();
+}
+inline void fill_fragment(fragment<accumulator, 16, 16, 16, float> &f, float v) { std::fill(f.x, f.x + 256, v); }
+template <class LA, class LB>
+void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA> &a,
+              const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB> &b,
+              const fragment<accumulator, 16, 16, 16, float> &c) {
+    float out[256];
+    for (int m = 0; m < 16; ++m)
+        for (int n = 0; n < 16; ++n) {
+            float s = c.x[m * 16 + n];
+            for (int k = 0; k < 16; ++k) s = std::fmaf(a.x[m * 16 + k], b.x[k * 16 + n], s);
+            out[m * 16 + n] = s;
+        }
+    std::copy(out, out + 256, d.x);
+}
+}  // namespace nvcuda::wmma
+
 #include "backend/cuda/fused_attention.cuh"
 #include "backend/cuda/half_kernels.cuh"
+#include "backend/cuda/tensor_attention.cuh"
 #undef __syncthreads
 #include "backend/cuda/products.h"
 
@@ -87,6 +173,11 @@ void launch(dim3 grid, int threads, int64_t shared_floats, const F &kernel, bool
         std::fill(cuda::sm + shared_floats, cuda::sm + shared_floats + kGuard, 1234.5f);
         std::barrier<> barrier(threads);
         g_block_barrier = &barrier;
+        std::vector<std::unique_ptr<std::barrier<>>> warps;
+        for (int w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
+        std::vector<std::barrier<> *> warp_at;
+        for (auto &w : warps) warp_at.push_back(w.get());
+        g_warp_barriers = warp_at.data();
         std::vector<std::thread> team;
         for (int t = 0; t < threads; ++t)
             team.emplace_back([&, t] {
@@ -191,6 +282,89 @@ void fused_attention(void **) {
                           names[t], (long long)c.nq, (long long)c.nk, (long long)c.hd, (long long)c.H, (long long)c.Hkv,
                           c.p, (long long)Z, worst);
             if (!(worst < 1e-5)) fail_msg("%s differs from the CPU kernel by %g of its largest value", names[t], worst);
+        }
+    }
+}
+
+constexpr double kTolTensorAttention = 1e-2;  // measured: at most 3.5e-3
+
+// The tensor-core kernels (tensor_attention.cuh) against the CPU's double kernels
+// on the same inputs rounded to bf16, so what is left is the kernels' own
+// rounding: the probabilities and score gradients to bf16 (a relative step of
+// 2^-8) and float sums.
+void tensor_attention(void **) {
+    struct Case {
+        int64_t nq, nk, visible0, H, Hkv, hd;
+        bool interleaved;
+        float p;
+        int64_t n_seq;
+    };
+    const Case cases[] = {
+        {5, 12, 7, 4, 2, 16, true, 0.0f, 1},       // few rows, GQA, k and v in one wide row
+        {70, 150, 80, 2, 1, 32, true, 0.3f, 1},    // two query tiles, three key tiles (online softmax), dropout
+        {1, 30, 29, 2, 2, 64, false, 0.0f, 1},     // one row sees every key
+        {130, 130, 0, 2, 2, 16, false, 0.0f, 1},   // pure causal over three query tiles
+        {33, 100, 67, 8, 2, 48, true, 0.1f, 1},    // groups of 4 query heads, head size 48
+        {70, 90, 20, 2, 1, 128, true, 0.1f, 1},    // head size 128
+        {16, 70, 200, 4, 4, 64, false, 0.0f, 1},   // memory rows past the keys: every key visible
+        {20, 84, 64, 4, 2, 16, true, 0.25f, 3},    // three stacked sequences: token rows, GQA, dropout
+        {8, 30, 30, 2, 2, 32, false, 0.1f, 4},     // four stacked sequences' memory rows
+    };
+    std::mt19937_64 rng(20261124);
+    auto rounded = [&](int64_t n) {
+        std::vector<double> v = random_values(rng, n);
+        for (double &x : v) x = __bfloat162float(__float2bfloat16_rn(static_cast<float>(x)));
+        return v;
+    };
+    auto to_float = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
+    for (const Case &c : cases) {
+        const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
+        const int64_t kvs = (c.nk + 3) * ldkv, Z = c.n_seq, qs = c.nq * D;
+        std::vector<Dropout> drops;
+        for (int64_t z = 0; z < Z; ++z) drops.push_back({c.p, 0xbeefull + static_cast<uint64_t>(c.nq + 131 * z)});
+        std::vector<double> q = rounded(Z * qs), kv = rounded(Z * kvs), vrows = rounded(Z * kvs), dout = rounded(Z * qs);
+        const std::vector<double> dk0 = random_values(rng, Z * kvs), dv0 = random_values(rng, Z * kvs);
+        const int64_t voff = c.interleaved ? kvw : 0;
+        const std::vector<double> &vsrc = c.interleaved ? kv : vrows;
+        std::vector<double> out(q.size()), dq(q.size()), dk = dk0, dv = dv0;
+        for (int64_t z = 0; z < Z; ++z) {
+            const double *k = kv.data() + z * kvs, *v = vsrc.data() + z * kvs + voff;
+            cpu::attention_forward<double>(out.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
+                                           c.hd, c.visible0, drops[z]);
+            cpu::attention_backward<double>(dq.data() + z * qs, dk.data() + z * kvs, dv.data() + z * kvs,
+                                            dout.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
+                                            c.hd, c.visible0, drops[z]);
+        }
+        std::vector<float> qf = to_float(q), kvf = to_float(kv), vrowsf = to_float(vrows), doutf = to_float(dout);
+        std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
+        const float *kf = kvf.data(), *vf = (c.interleaved ? kvf.data() : vrowsf.data()) + voff;
+        const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+        cuda::FusedDrops fd{};
+        for (int64_t z = 0; z < Z; ++z) fd.drop[z] = drops[z];
+        const dim3 grid{static_cast<unsigned>((c.nq + cuda::kTcQ - 1) / cuda::kTcQ), static_cast<unsigned>(c.H),
+                        static_cast<unsigned>(Z)};
+        launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, false).total, [&] {
+            cuda::k_tc_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale,
+                                 kvs, fd);
+        });
+        launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, true).total, [&] {
+            cuda::k_tc_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf, vf, c.nq,
+                                          c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale, kvs, fd);
+        });
+        // dk and dv against what the kernel added (the starting values cancel).
+        for (size_t i = 0; i < dk.size(); ++i) dk[i] -= dk0[i], dkf[i] -= static_cast<float>(dk0[i]);
+        for (size_t i = 0; i < dv.size(); ++i) dv[i] -= dv0[i], dvf[i] -= static_cast<float>(dv0[i]);
+        const char *names[4] = {"out", "dq", "dk", "dv"};
+        const std::vector<float> *got[4] = {&outf, &dqf, &dkf, &dvf};
+        const std::vector<double> *want[4] = {&out, &dq, &dk, &dv};
+        for (int t = 0; t < 4; ++t) {
+            const double worst = worst_error(*got[t], *want[t]);
+            print_message("emulated CUDA tensor-core attention %-3s nq %3lld nk %3lld hd %3lld H %lld/%lld dropout %.2f "
+                          "x%lld: %.2e\n",
+                          names[t], (long long)c.nq, (long long)c.nk, (long long)c.hd, (long long)c.H, (long long)c.Hkv,
+                          c.p, (long long)Z, worst);
+            if (!(worst < kTolTensorAttention))
+                fail_msg("%s differs from the CPU kernel by %g of its largest value", names[t], worst);
         }
     }
 }
@@ -492,7 +666,8 @@ void gemv_half(void **) {
 }  // namespace
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention), cmocka_unit_test(decode_attention),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(fused_attention), cmocka_unit_test(tensor_attention),
+                                       cmocka_unit_test(decode_attention),
                                        cmocka_unit_test(gemv_half), cmocka_unit_test(attention_products),
                                        cmocka_unit_test(pool_products)};
     return cmocka_run_group_tests(tests, NULL, NULL);

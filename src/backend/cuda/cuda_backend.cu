@@ -181,9 +181,10 @@ public:
         check(cuda::fused_attention_setup(static_cast<int>(prop_.sharedMemPerBlockOptin)),
               "cudaFuncSetAttribute (fused attention's shared memory)");
         if (const char *mode = std::getenv("RMKV_CUDA_ATTENTION")) {
-            if (!std::strcmp(mode, "products")) fused_ = false;
+            if (!std::strcmp(mode, "products")) fused_ = tensor_ = false;
+            else if (!std::strcmp(mode, "fp32")) tensor_ = false;
             else if (std::strcmp(mode, "auto") != 0)
-                fail(kErrBackend, std::string("RMKV_CUDA_ATTENTION='") + mode + "': use 'auto' or 'products'");
+                fail(kErrBackend, std::string("RMKV_CUDA_ATTENTION='") + mode + "': use 'auto', 'fp32' or 'products'");
         }
     }
 
@@ -351,10 +352,11 @@ public:
         check_launch("rope");
     }
     // The one place that picks attention's kernel: one query row without dropout
-    // (a session's decoding step) takes the decode kernel, read-only; rows that fit
-    // the fused kernel take it, n_seq stacked sequences per launch (blockIdx.z,
-    // kFusedStack at a time); longer rows of keys go through the products one
-    // sequence at a time.
+    // (a session's decoding step) takes the decode kernel, read-only; on a bf16
+    // stream, the tensor-core kernels; rows that fit the fused kernel take it; both
+    // take n_seq stacked sequences per launch (blockIdx.z, kFusedStack at a time);
+    // longer rows of keys go through the products one sequence at a time. The
+    // backward takes the forward's kernel (the same tests).
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
         attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, drop.on() ? &drop : nullptr);
@@ -369,6 +371,12 @@ public:
                 cuda::attention_one_row(out + i * D, q + i * D, k + i * kv_stride, v + i * kv_stride, at, h, hkv, hd,
                                         st.stream);
             check_launch("attention (one row)");
+            return;
+        }
+        if (tc_fits(st, hd)) {
+            cuda::tc_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                       1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
+            check_launch("tensor-core attention");
             return;
         }
         if (fused_fits(hd, nk, false)) {
@@ -458,6 +466,12 @@ public:
                                     int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq, int64_t kv_stride,
                                     const Dropout *drops) override {
         auto &st = cs(s);
+        if (tc_fits(st, hd)) {
+            cuda::tc_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+                                        1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
+            check_launch("tensor-core attention backward");
+            return;
+        }
         if (fused_fits(hd, nk, true)) {
             cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
                                            1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
@@ -667,6 +681,12 @@ private:
         return fused_ && hd <= cuda::kDecodeMaxHd &&
                cuda::decode_attention_smem(hd, nv) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
     }
+    // The tensor-core kernels: bf16 streams (sm_80 and later), whole 16-column
+    // fragments of a head; their shared memory does not grow with the keys.
+    bool tc_fits(const CudaStream &st, int64_t hd) const {
+        return tensor_ && st.bf16 && cuda::tc_attention_fits(hd) &&
+               cuda::tc_attention_smem(hd, true) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
+    }
     // The fused kernels hold a block's whole score column (nk keys) in shared memory.
     bool fused_fits(int64_t hd, int64_t nk, bool backward) const {
         return fused_ && hd <= cuda::kFusedMaxHd && nk > 0 &&
@@ -738,6 +758,7 @@ private:
     int device_;
     cudaDeviceProp prop_{};
     bool fused_ = true;  // RMKV_CUDA_ATTENTION: the fused attention kernels where they fit
+    bool tensor_ = true;  // and on bf16 streams, the tensor-core ones
 };
 
 }  // namespace

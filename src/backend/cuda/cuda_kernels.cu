@@ -1,6 +1,7 @@
 #include "backend/cuda/cuda_kernels.cuh"
 #include "backend/cuda/fused_attention.cuh"
 #include "backend/cuda/half_kernels.cuh"
+#include "backend/cuda/tensor_attention.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -504,6 +505,10 @@ cudaError_t fused_attention_setup(int max_smem) {
     if (e != cudaSuccess) return e;
     e = cudaFuncSetAttribute(k_fused_attention_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
     if (e != cudaSuccess) return e;
+    e = cudaFuncSetAttribute(k_tc_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    if (e != cudaSuccess) return e;
+    e = cudaFuncSetAttribute(k_tc_attention_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    if (e != cudaSuccess) return e;
     return cudaFuncSetAttribute(k_decode_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
 }
 static_assert(kDecodeMaxHd <= kDecodeThreads, "k_decode_attention: one thread per column at least");
@@ -532,14 +537,16 @@ __global__ void k_scatter_rows(float *const *dst, const float *src, int64_t n, i
 void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st) {
     if (n > 0 && width > 0) k_scatter_rows<<<blocks_for(n * width), kThreads, 0, st>>>(dst, src, n, width);
 }
-// The launches of n_seq stacked sequences, kFusedStack at a time.
+// The launches of n_seq stacked sequences, kFusedStack at a time, blocks of
+// `tile` queries.
 template <class Launch>
-void fused_stacked(int64_t nq, int64_t H, int64_t n_seq, int64_t kv_stride, const Dropout *drops, const Launch &launch) {
+void fused_stacked(int64_t nq, int64_t H, int64_t n_seq, int64_t kv_stride, const Dropout *drops, int64_t tile,
+                   const Launch &launch) {
     for (int64_t z0 = 0; z0 < n_seq; z0 += kFusedStack) {
         const int64_t nz = std::min<int64_t>(kFusedStack, n_seq - z0);
         FusedDrops d{};
         for (int64_t z = 0; z < nz; ++z) d.drop[z] = drops ? drops[z0 + z] : Dropout{};
-        const dim3 grid(static_cast<unsigned>((nq + kFusedQ - 1) / kFusedQ), static_cast<unsigned>(H),
+        const dim3 grid(static_cast<unsigned>((nq + tile - 1) / tile), static_cast<unsigned>(H),
                         static_cast<unsigned>(nz));
         launch(grid, z0 * nq * H, z0 * kv_stride, d);
     }
@@ -548,7 +555,7 @@ void fused_attention_forward(float *out, const float *q, const float *k, const f
                              int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
                              int64_t n_seq, int64_t kv_stride, const Dropout *drops, cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
-    fused_stacked(nq, H, n_seq, kv_stride, drops, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+    fused_stacked(nq, H, n_seq, kv_stride, drops, kFusedQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
         const int64_t at = heads_rows * hd;
         k_fused_attention<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, false), st>>>(
             out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
@@ -559,9 +566,35 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
                               int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
                               cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
-    fused_stacked(nq, H, n_seq, kv_stride, drops, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+    fused_stacked(nq, H, n_seq, kv_stride, drops, kFusedQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
         const int64_t at = heads_rows * hd;
         k_fused_attention_backward<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, true), st>>>(
+            dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd,
+            visible0, scale, kv_stride, d);
+    });
+}
+bool tc_attention_fits(int64_t hd) { return tc_head_size(hd); }
+size_t tc_attention_smem(int64_t hd, bool backward) {
+    return sizeof(float) * static_cast<size_t>(tc_smem(hd, backward).total);
+}
+void tc_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                          int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale, int64_t n_seq,
+                          int64_t kv_stride, const Dropout *drops, cudaStream_t st) {
+    if (nq <= 0 || nk <= 0) return;
+    fused_stacked(nq, H, n_seq, kv_stride, drops, kTcQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+        const int64_t at = heads_rows * hd;
+        k_tc_attention<<<grid, kTcThreads, tc_attention_smem(hd, false), st>>>(
+            out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
+    });
+}
+void tc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                           const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
+                           int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
+                           cudaStream_t st) {
+    if (nq <= 0 || nk <= 0) return;
+    fused_stacked(nq, H, n_seq, kv_stride, drops, kTcQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+        const int64_t at = heads_rows * hd;
+        k_tc_attention_backward<<<grid, kTcThreads, tc_attention_smem(hd, true), st>>>(
             dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd,
             visible0, scale, kv_stride, d);
     });
