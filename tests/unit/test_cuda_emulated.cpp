@@ -7,12 +7,16 @@
 // checked by finite differences in test_op_gradients) on every shape class the
 // GPU tests use: blocks cut short, one decoding row, memory rows that see every
 // key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128; the
-// kernel of sessions decoded together (rows over caches of their own), also read
-// only for one query row; and the
-// product with 16-bit weights for few rows (half_kernels.cuh); and the cuBLAS
+// tensor-core kernels of bf16 streams (tensor_attention.cuh; bf16 and WMMA are
+// written for the host below: each lane holds a whole fragment, and the warp
+// meets at a barrier around each WMMA call), against the double kernels on
+// bf16-rounded inputs; the kernel of sessions decoded together (rows over caches
+// of their own), also read only for one query row; the product with 16-bit
+// weights for few rows (half_kernels.cuh); and the cuBLAS
 // calls of attention and pooling (products.h) through a reference product. This
 // runs without a GPU, so CI checks the kernels' arithmetic and indexing. It
-// rests on the kernels using no warp-level operations (see the header). What it
+// rests on the kernels using no warp-level operations but WMMA's (see the
+// headers). What it
 // cannot show is left to tests/gpu and compute-sanitizer on a GPU: speed, and
 // races between blocks (they run one after another here, so the atomics that
 // sum dk and dv across blocks are not put to the test; 256 threads on a few

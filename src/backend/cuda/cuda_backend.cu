@@ -20,13 +20,15 @@
 // accumulator, update_scale() leaves the clip factor on the device for adamw(),
 // and host token and target arrays are copied through pinned memory.
 //
-// Attention: the fused kernels (fused_attention.cuh) where a head's scores fit
-// the shared memory, batched cuBLAS products around row-wise softmax kernels
-// otherwise and for pooling; sessions decoded together run all their rows in one
-// kernel, and the stacked sequences of a training pass share one launch. The
-// environment variable RMKV_CUDA_ATTENTION=products (read when the
-// backend is made) uses the products everywhere, one row after another: the gpu
-// tests run both ways, and benchmarks can compare them.
+// Attention: on bf16 streams the tensor-core kernels (tensor_attention.cuh) for
+// head sizes that are multiples of 16; otherwise the fused fp32 kernels
+// (fused_attention.cuh) where a head's scores fit the shared memory, batched
+// cuBLAS products around row-wise softmax kernels beyond that and for pooling;
+// sessions decoded together run all their rows in one kernel, and the stacked
+// sequences of a training pass share one launch. The environment variable
+// RMKV_CUDA_ATTENTION (read when the backend is made) = products uses the
+// products everywhere, one row after another, and = fp32 keeps bf16 streams on
+// the fp32 kernels: the gpu tests run each way, and benchmarks can compare them.
 //
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
