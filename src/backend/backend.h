@@ -265,6 +265,27 @@ public:
     // after the update.
     virtual void adamw(Stream &s, real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,
                        float beta2, float eps, float weight_decay, int64_t step, uint16_t *shadow) = 0;
+    // adamw of every tensor of a training step's update at once (CUDA: one launch
+    // for them all); the default calls adamw for each.
+    struct AdamwTensor {
+        real *p, *m, *v;
+        const real *g;
+        size_t n;
+        float weight_decay;
+        uint16_t *shadow;
+    };
+    virtual void adamw_many(Stream &s, const AdamwTensor *ts, size_t count, float lr, float beta1, float beta2, float eps,
+                            int64_t step) {
+        for (size_t i = 0; i < count; ++i)
+            adamw(s, ts[i].p, ts[i].m, ts[i].v, ts[i].g, ts[i].n, lr, beta1, beta2, eps, ts[i].weight_decay, step,
+                  ts[i].shadow);
+    }
+    // dst[i][0 .. ns[i]) += src[i][0 .. ns[i]) for every i with dst[i] not NULL (a
+    // lane's gradients into the trainer's; CUDA: one launch); the default calls add.
+    virtual void add_many(Stream &s, real *const *dst, const real *const *src, const size_t *ns, size_t count) {
+        for (size_t i = 0; i < count; ++i)
+            if (dst[i]) add(s, dst[i], dst[i], src[i], static_cast<int64_t>(ns[i]));
+    }
 
     // ---- mixed precision ----
     // When on for a stream, linear / linear_backward with a weight that has a bf16
@@ -311,7 +332,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 7;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 8;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

@@ -227,8 +227,7 @@ int64_t rmkv_trainer::accumulate(const rmkv_batch &b) {
     for (size_t l = 1; l < n_lanes; ++l) {
         Lane &lane = lanes_[l - 1];
         be.wait_for(*stream_, *lane.stream);
-        for (size_t i = 0; i < grads_.size(); ++i)
-            if (grads_[i]) be.add(*stream_, grads_[i], grads_[i], lane.grads[i], static_cast<int64_t>(grad_sizes_[i]));
+        be.add_many(*stream_, grads_.data(), lane.grads.data(), grad_sizes_.data(), grads_.size());
     }
     return n_targets;
 }
@@ -314,10 +313,12 @@ void rmkv_trainer::queue_update() {
     be.update_scale(*stream_, grads_.data(), grad_sizes_.data(), grads_.size(), accum_scale, p_.grad_clip);
     const int64_t next = step_ + 1;
     const float lr = learning_rate_at(next);
+    update_.clear();  // (its capacity stays: no allocation after the first step)
     for (size_t i = 0; i < grads_.size(); ++i)
         if (trainable_[i])
-            be.adamw(*stream_, params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel), lr, p_.beta1,
-                     p_.beta2, p_.epsilon, specs[i].decay ? p_.weight_decay : 0.0f, next, shadows_[i]);
+            update_.push_back({params_[i], m_[i], v_[i], grads_[i], static_cast<size_t>(specs[i].numel),
+                               specs[i].decay ? p_.weight_decay : 0.0f, shadows_[i]});
+    be.adamw_many(*stream_, update_.data(), update_.size(), lr, p_.beta1, p_.beta2, p_.epsilon, next);
 }
 
 void rmkv_trainer::finish_update(rmkv_train_stats *stats) {

@@ -89,6 +89,7 @@ private:
     std::vector<size_t> grad_sizes_;              // elements of each gradient
     std::vector<float *> owned_params_;  // state tuning: the trained init_memory copies
     std::vector<uint16_t *> shadows_;  // bf16 copies of the matrices (mixed precision), else NULL
+    std::vector<rmkv::Backend::AdamwTensor> update_;  // queue_update's tensors (kept for its capacity)
     rmkv::ModelWeights grad_view_{};
     int64_t step_ = 0;         // optimiser updates done
     int32_t micro_ = 0;        // train_step calls since the last update

@@ -701,6 +701,53 @@ void cross_entropy_ops(void **) {
     }
 }
 
+// A step's update over many tensors at once (CUDA: one launch each for the norm,
+// AdamW and a lane's gradients; the CPU runs the seam's per-tensor defaults):
+// sizes around and past the CUDA chunk (65536), a NULL gradient the norm skips, a
+// NULL destination add_many skips, decays and shadows on some tensors only.
+void optimiser_many(void **) {
+    Pair P;
+    const std::vector<size_t> sizes = {1, 17, 65536, 65537, 150001, 300};
+    std::vector<Buf *> p, m, v, g, g2;
+    for (size_t n : sizes) {
+        p.push_back(&P.random(n)), m.push_back(&P.random(n, 0.1f)), g.push_back(&P.random(n)), g2.push_back(&P.random(n));
+        std::vector<float> h(n);
+        for (float &x : h) x = 0.01f + std::fabs(0.05f * std::normal_distribution<float>(0.0f, 1.0f)(P.rng_));
+        v.push_back(&P.make(h));
+    }
+    auto sh = P.bf16(sizes[4]);
+    for (int64_t step : {1, 7}) {
+        P.both([&](Backend &be, Stream &s, bool gg) {
+            std::vector<float *> dst;
+            std::vector<const float *> src, norm;
+            for (size_t i = 0; i < sizes.size(); ++i) {
+                dst.push_back(i == 1 ? nullptr : g[i]->on(gg));
+                src.push_back(g2[i]->on(gg));
+                norm.push_back(i == 3 ? nullptr : g[i]->on(gg));
+            }
+            be.add_many(s, dst.data(), src.data(), sizes.data(), sizes.size());
+            be.update_scale(s, norm.data(), sizes.data(), sizes.size(), 0.5f, step == 7 ? 2.0f : 0.0f);
+            std::vector<Backend::AdamwTensor> ts;
+            for (size_t i = 0; i < sizes.size(); ++i)
+                ts.push_back({p[i]->on(gg), m[i]->on(gg), v[i]->on(gg), g[i]->on(gg), sizes[i], i % 2 ? 0.1f : 0.0f,
+                              i == 4 ? (gg ? sh.second : sh.first) : nullptr});
+            be.adamw_many(s, ts.data(), ts.size(), 1e-3f, 0.9f, 0.95f, 1e-8f, step);
+        });
+        double norms[2] = {0, 0};
+        P.both([&](Backend &be, Stream &s, bool gg) { norms[gg] = be.take_grad_norm(s); });
+        print_message("optimiser_many step %lld: gradient norm cpu %.9g %s %.9g\n", (long long)step, norms[0], gpu_test::kDevice,
+                      norms[1]);
+        if (!(std::fabs(norms[1] - norms[0]) <= 1e-6 * norms[0])) fail_msg("gradient norms differ");
+    }
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        print_message("tensor of %zu\n", sizes[i]);
+        P.expect("add_many (g += g2)", *g[i]);
+        P.expect("adamw_many p", *p[i]);
+        P.expect("adamw_many m", *m[i]);
+        P.expect("adamw_many v", *v[i]);
+    }
+}
+
 void optimiser_ops(void **) {
     Pair P;
     const size_t n = 70001;
@@ -852,7 +899,7 @@ int main() {
         cmocka_unit_test(bf16_attention_ops), cmocka_unit_test(decode_ops),
         cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
-        cmocka_unit_test(optimiser_ops), cmocka_unit_test(memory_ops),
+        cmocka_unit_test(optimiser_ops), cmocka_unit_test(optimiser_many), cmocka_unit_test(memory_ops),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -161,6 +161,12 @@ public:
     }
     bool bf16 = false;
     std::unordered_map<const float *, const uint16_t *> shadows;
+    // The tables of the *_many operations: built on the host (their capacity
+    // kept), staged to the device.
+    std::vector<cuda::MultiTensor> multi_tensors;
+    std::vector<cuda::MultiChunk> multi_chunks;
+    Grow<cuda::MultiTensor> multi_tensors_dev;
+    Grow<cuda::MultiChunk> multi_chunks_dev;
 };
 
 class CudaBackend final : public Backend {
@@ -375,7 +381,7 @@ public:
             check_launch("attention (one row)");
             return;
         }
-        if (tc_fits(st, hd)) {
+        if (tc_fits(st, hd, nk)) {
             cuda::tc_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
                                        1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
             check_launch("tensor-core attention");
@@ -468,7 +474,7 @@ public:
                                     int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq, int64_t kv_stride,
                                     const Dropout *drops) override {
         auto &st = cs(s);
-        if (tc_fits(st, hd)) {
+        if (tc_fits(st, hd, nk)) {
             cuda::tc_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
                                         1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
             check_launch("tensor-core attention backward");
@@ -534,11 +540,13 @@ public:
     void update_scale(Stream &s, const float *const *xs, const size_t *ns, size_t count, float grad_scale,
                       float clip) override {
         auto &st = cs(s);
-        for (size_t t = 0; t < count; ++t) {
-            if (!xs[t]) continue;
-            cuda::sum_squares(xs[t], ns[t], st.acc + 1, st.stream);
-            check_launch("sum_squares");
-        }
+        st.multi_tensors.clear();
+        for (size_t t = 0; t < count; ++t)
+            if (xs[t]) st.multi_tensors.push_back({nullptr, nullptr, nullptr, xs[t], nullptr, static_cast<int64_t>(ns[t]), 0.0f});
+        int64_t n_chunks = 0;
+        const cuda::MultiChunk *chunks = multi_tables(st, n_chunks);
+        cuda::sum_squares_many(st.multi_tensors_dev.p, chunks, n_chunks, st.acc + 1, st.stream);
+        check_launch("sum_squares_many");
         cuda::update_scale(st.acc, grad_scale, clip, st.stream);
         check_launch("update_scale");
     }
@@ -554,6 +562,44 @@ public:
         cuda::adamw(p, m, v, g, n, beta1, beta2, eps, decay, step_size, inv_sqrt_bc2,
                     reinterpret_cast<const float *>(st.acc + 3), shadow, st.stream);
         check_launch("adamw");
+    }
+    void adamw_many(Stream &s, const AdamwTensor *ts, size_t count, float lr, float beta1, float beta2, float eps,
+                    int64_t step) override {
+        const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+        const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+        const float step_size = static_cast<float>(lr / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+        auto &st = cs(s);
+        st.multi_tensors.clear();
+        for (size_t i = 0; i < count; ++i)
+            st.multi_tensors.push_back({ts[i].p, ts[i].m, ts[i].v, ts[i].g, ts[i].shadow, static_cast<int64_t>(ts[i].n),
+                                        1.0f - lr * ts[i].weight_decay});
+        int64_t n_chunks = 0;
+        const cuda::MultiChunk *chunks = multi_tables(st, n_chunks);
+        cuda::adamw_many(st.multi_tensors_dev.p, chunks, n_chunks, beta1, beta2, eps, step_size, inv_sqrt_bc2,
+                         reinterpret_cast<const float *>(st.acc + 3), st.stream);
+        check_launch("adamw_many");
+    }
+    void add_many(Stream &s, float *const *dst, const float *const *src, const size_t *ns, size_t count) override {
+        auto &st = cs(s);
+        st.multi_tensors.clear();
+        for (size_t i = 0; i < count; ++i)
+            if (dst[i]) st.multi_tensors.push_back({dst[i], nullptr, nullptr, src[i], nullptr, static_cast<int64_t>(ns[i]), 0.0f});
+        int64_t n_chunks = 0;
+        const cuda::MultiChunk *chunks = multi_tables(st, n_chunks);
+        cuda::add_many(st.multi_tensors_dev.p, chunks, n_chunks, st.stream);
+        check_launch("add_many");
+    }
+    // st.multi_tensors and their chunks to the device (the tensors to
+    // st.multi_tensors_dev); returns the device chunks.
+    const cuda::MultiChunk *multi_tables(CudaStream &st, int64_t &n_chunks) {
+        st.multi_chunks.clear();
+        for (size_t t = 0; t < st.multi_tensors.size(); ++t)
+            for (int64_t b = 0; b < st.multi_tensors[t].n; b += cuda::kMultiChunk)
+                st.multi_chunks.push_back(
+                    {static_cast<int64_t>(t), b, std::min(st.multi_tensors[t].n, b + cuda::kMultiChunk)});
+        n_chunks = static_cast<int64_t>(st.multi_chunks.size());
+        stage(st, st.multi_tensors_dev, st.multi_tensors.data(), static_cast<int64_t>(st.multi_tensors.size()));
+        return stage(st, st.multi_chunks_dev, st.multi_chunks.data(), n_chunks);
     }
 
     // ---- mixed precision ----
@@ -685,8 +731,8 @@ private:
     }
     // The tensor-core kernels: bf16 streams (sm_80 and later), whole 16-column
     // fragments of a head; their shared memory does not grow with the keys.
-    bool tc_fits(const CudaStream &st, int64_t hd) const {
-        return tensor_ && st.bf16 && cuda::tc_attention_fits(hd) &&
+    bool tc_fits(const CudaStream &st, int64_t hd, int64_t nk) const {
+        return tensor_ && st.bf16 && nk > 0 && cuda::tc_attention_fits(hd) &&
                cuda::tc_attention_smem(hd, true) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
     }
     // The fused kernels hold a block's whole score column (nk keys) in shared memory.

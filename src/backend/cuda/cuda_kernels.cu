@@ -412,17 +412,50 @@ __global__ void k_update_scale(double *acc, float grad_scale, float clip) {
     acc[2] = norm;
     *reinterpret_cast<float *>(acc + 3) = update_scale_of(norm, grad_scale, clip);
 }
+__device__ __forceinline__ void adamw_element(float *p, float *m, float *v, const float *g, uint16_t *shadow, int64_t i,
+                                              float grad_scale, float beta1, float beta2, float eps, float decay,
+                                              float step_size, float inv_sqrt_bc2) {
+    float gi = g[i] * grad_scale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    float pi = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+    m[i] = mi, v[i] = vi, p[i] = pi;
+    if (shadow) shadow[i] = bf16_bits(pi);
+}
 __global__ void k_adamw(float *p, float *m, float *v, const float *g, int64_t n, float beta1, float beta2, float eps,
                         float decay, float step_size, float inv_sqrt_bc2, const float *scale, uint16_t *shadow) {
     const float grad_scale = *scale;
     if (isnan(grad_scale)) return;
-    GRID_LOOP(i, n) {
-        float gi = g[i] * grad_scale;
-        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        float pi = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
-        m[i] = mi, v[i] = vi, p[i] = pi;
-        if (shadow) shadow[i] = bf16_bits(pi);
+    GRID_LOOP(i, n) adamw_element(p, m, v, g, shadow, i, grad_scale, beta1, beta2, eps, decay, step_size, inv_sqrt_bc2);
+}
+// MultiTensor tables: each block takes chunks blockIdx.x, + gridDim.x, ...
+__global__ void k_sum_squares_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, double *total) {
+    double s = 0;
+    for (int64_t c = blockIdx.x; c < n_chunks; c += gridDim.x) {
+        const MultiChunk ch = chunks[c];
+        const float *g = ts[ch.tensor].g;
+        for (int64_t i = ch.begin + threadIdx.x; i < ch.end; i += blockDim.x) s += static_cast<double>(g[i]) * g[i];
+    }
+    s = block_sum(s);
+    if (threadIdx.x == 0) atomicAdd(total, s);
+}
+__global__ void k_adamw_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, float beta1,
+                             float beta2, float eps, float step_size, float inv_sqrt_bc2, const float *scale) {
+    const float grad_scale = *scale;
+    if (isnan(grad_scale)) return;
+    for (int64_t c = blockIdx.x; c < n_chunks; c += gridDim.x) {
+        const MultiChunk ch = chunks[c];
+        const MultiTensor t = ts[ch.tensor];
+        for (int64_t i = ch.begin + threadIdx.x; i < ch.end; i += blockDim.x)
+            adamw_element(t.p, t.m, t.v, t.g, t.shadow, i, grad_scale, beta1, beta2, eps, t.decay, step_size,
+                          inv_sqrt_bc2);
+    }
+}
+__global__ void k_add_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks) {
+    for (int64_t c = blockIdx.x; c < n_chunks; c += gridDim.x) {
+        const MultiChunk ch = chunks[c];
+        const MultiTensor t = ts[ch.tensor];
+        for (int64_t i = ch.begin + threadIdx.x; i < ch.end; i += blockDim.x) t.p[i] += t.g[i];
     }
 }
 __global__ void k_widen_half(float *dst, const uint16_t *src, Half h, int64_t n) {
@@ -642,6 +675,21 @@ void sum_squares(const float *x, size_t n, double *total, cudaStream_t st) {
         unsigned b = blocks_for(static_cast<int64_t>(n));
         k_sum_squares<<<b < 1024 ? b : 1024, kThreads, 0, st>>>(x, static_cast<int64_t>(n), total);
     }
+}
+static unsigned chunk_blocks(int64_t n_chunks, int64_t most) {
+    return static_cast<unsigned>(std::max<int64_t>(1, std::min(n_chunks, most)));
+}
+void sum_squares_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, double *total, cudaStream_t st) {
+    if (n_chunks > 0) k_sum_squares_many<<<chunk_blocks(n_chunks, 1024), kThreads, 0, st>>>(ts, chunks, n_chunks, total);
+}
+void adamw_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, float beta1, float beta2, float eps,
+                float step_size, float inv_sqrt_bc2, const float *grad_scale, cudaStream_t st) {
+    if (n_chunks > 0)
+        k_adamw_many<<<chunk_blocks(n_chunks, 65535), kThreads, 0, st>>>(ts, chunks, n_chunks, beta1, beta2, eps,
+                                                                         step_size, inv_sqrt_bc2, grad_scale);
+}
+void add_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, cudaStream_t st) {
+    if (n_chunks > 0) k_add_many<<<chunk_blocks(n_chunks, 65535), kThreads, 0, st>>>(ts, chunks, n_chunks);
 }
 void update_scale(double *acc, float grad_scale, float clip, cudaStream_t st) {
     k_update_scale<<<1, 1, 0, st>>>(acc, grad_scale, clip);

@@ -113,6 +113,26 @@ void update_scale(double *acc, float grad_scale, float clip, cudaStream_t st);
 // grad_scale: the device float written by update_scale (NaN: nothing changes).
 void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, float beta2, float eps, float decay,
            float step_size, float inv_sqrt_bc2, const float *grad_scale, uint16_t *shadow, cudaStream_t st);
+// Many tensors in one launch (a training step's update): a table of tensors and
+// one of chunks (up to kMultiChunk elements of one tensor each), both in device
+// memory. sum_squares_many adds the squares of every g to *total; adamw_many
+// updates every tensor as adamw does (decay: its 1 - lr * weight_decay);
+// add_many adds every g into its p.
+struct MultiTensor {
+    float *p, *m, *v;
+    const float *g;
+    uint16_t *shadow;
+    int64_t n;
+    float decay;
+};
+struct MultiChunk {
+    int64_t tensor, begin, end;
+};
+constexpr int64_t kMultiChunk = int64_t(1) << 16;
+void sum_squares_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, double *total, cudaStream_t st);
+void adamw_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, float beta1, float beta2, float eps,
+                float step_size, float inv_sqrt_bc2, const float *grad_scale, cudaStream_t st);
+void add_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, cudaStream_t st);
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st);
 // 16-bit weights (BF16 and F16 files), each widened exactly (half_value):
 // y[n, out] (+)= x W^T (+ b) for n <= kHalfGemvRows rows of x (half_kernels.cuh);

@@ -86,6 +86,7 @@ inline __device__ void tc_load(tc_bf16 *dst, int64_t ldd, const float *src, int6
     }
 }
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800  // bf16 WMMA (the kernels below trap before sm_80)
 // C[16w .. 16w + 16][0 .. keys) = A[16w ..][0 .. hd) B[0 .. keys)[0 .. hd)^T for warp w:
 // the scores of the warp's 16 rows against a tile of keys (B's rows), in
 // columns of 16 (the columns past the last one that holds a key are left as
@@ -148,6 +149,8 @@ inline __device__ void tc_tile_t_times_rows(float *C, int64_t ldc, const tc_bf16
         wmma::store_matrix_sync(C + warp * 16 * ldc + c, acc, static_cast<unsigned>(ldc), wmma::mem_row_major);
     }
 }
+
+#endif
 
 // The block's geometry (as FusedBlock, tiles of kTcQ queries).
 struct TcBlock {
@@ -214,6 +217,9 @@ inline __device__ void tc_exp_tile(float *S, float *G, int64_t lds, float *m, fl
 __global__ void __launch_bounds__(kTcThreads)
     k_tc_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
                    int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();  // bf16 WMMA needs sm_80; the backend never launches this below it (supports_bf16)
+#else
     extern __shared__ float sm[];
     const TcBlock b = tc_block(nq, nk, visible0, group, hd);
     const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
@@ -255,8 +261,9 @@ __global__ void __launch_bounds__(kTcThreads)
     __syncthreads();
     for (int64_t e = t; e < b.nb * hd; e += kTcThreads) {
         const int64_t r = e / hd, d = e % hd;
-        out[at + r * D + d] = O[r * L.ldo + d] / l[r];
+        out[at + r * D + d] = l[r] > 0.0f ? O[r * L.ldo + d] / l[r] : 0.0f;  // (no key seen: as the CPU, 0)
     }
+#endif
 }
 
 // dq = ..; dk += ..; dv += .. Two passes over the key tiles: the first finds
@@ -266,6 +273,9 @@ __global__ void __launch_bounds__(kTcThreads)
     k_tc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t group, int64_t hd,
                             int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
     extern __shared__ float sm[];
     const TcBlock b = tc_block(nq, nk, visible0, group, hd);
     const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
@@ -336,7 +346,7 @@ __global__ void __launch_bounds__(kTcThreads)
         }
         if (pass == 0) {
             __syncthreads();
-            if (t < kTcQ) r[t] /= l[t];
+            if (t < kTcQ) r[t] = l[t] > 0.0f ? r[t] / l[t] : 0.0f;
         }
     }
     __syncthreads();
@@ -344,6 +354,7 @@ __global__ void __launch_bounds__(kTcThreads)
         const int64_t i = e / hd, d = e % hd;
         dq[at + i * D + d] = dQ[i * L.ldo + d];
     }
+#endif
 }
 
 }  // namespace rmkv::cuda
