@@ -74,6 +74,7 @@ public:
     // Attention of many rows: probabilities, their gradient, packed queries and
     // output gradients. Grow once to the largest chunk.
     std::vector<float> scores, dscores, packed_q, packed_dout;
+    std::vector<float> pool_scores;  // pool's [M, T] (grows once to a segment's)
     // Mixed precision (training): matrix products of weights that have a bf16
     // shadow take bf16 inputs and accumulate in f32.
     bool bf16 = false;
@@ -248,8 +249,22 @@ public:
     void dropout(Stream &, float *x, int64_t n, const Dropout &drop) override { cpu::dropout(x, n, drop); }
     void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
     void gelu(Stream &, float *h, const float *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
-    void pool(Stream &, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
-        cpu::pool_forward(out, P, x, M, T, D);
+    // Pooling of a whole segment (T a multiple of kPoolGemmKeys: a few shapes per
+    // model, so a few primitives) as two products around the softmax rows: the
+    // scores S = P x^T [M, T], then out = S x. Other lengths (a flush mid-segment)
+    // take the row kernel.
+    void pool(Stream &s, float *out, const float *P, const float *x, int64_t M, int64_t T, int64_t D) override {
+        if (T < kPoolGemmKeys || T % kPoolGemmKeys != 0) {
+            cpu::pool_forward(out, P, x, M, T, D);
+            return;
+        }
+        auto &st = static_cast<CpuStream &>(s);
+        const size_t n = static_cast<size_t>(M * T);
+        if (st.pool_scores.size() < n) st.pool_scores.resize(n);
+        float *S = st.pool_scores.data();
+        run_matmul(s, MatmulKey{M, D, T, false, true, false, false}, P, x, nullptr, S);
+        cpu::masked_softmax_rows(S, M, T, M, T, 1.0f / std::sqrt(static_cast<float>(D)));
+        run_matmul(s, MatmulKey{M, T, D, false, false, false, false}, S, x, nullptr, out);
     }
     void cell(Stream &, CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
               const float *h, int64_t M, int64_t D) override {
@@ -364,6 +379,7 @@ public:
 
 private:
     static constexpr int64_t kGemmAttentionRows = 16;
+    static constexpr int64_t kPoolGemmKeys = 64;
     // Products with 16-bit weights of this many rows or more widen W whole when it
     // has at most kWidenFloats weights (16 MB as f32; larger ones: the head of
     // big vocabularies, widened in chunks by gemv_w16). Fewer rows: gemv_w16, in
