@@ -92,6 +92,13 @@ CONFIGS = [
                   memory_slots=20, segment_len=40, cell="gru", pos="rope", norm="rmsnorm",
                   ffn="gelu", ffn_hidden=64),
          bf16=False, flush=[45]),
+    # segments of 64 tokens: the CPU backend pools a whole segment through oneDNN
+    # products (lengths in multiples of 64), a flushed part of one through its row
+    # kernel
+    dict(cfg=dict(vocab_size=64, d_model=32, n_layers=2, n_heads=2,
+                  memory_slots=8, segment_len=64, cell="gru", pos="rope", norm="rmsnorm",
+                  ffn="swiglu", ffn_hidden=48),
+         bf16=False, flush=[150]),
 ]
 
 
