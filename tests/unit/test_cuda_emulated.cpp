@@ -214,14 +214,90 @@ std::vector<double> random_values(std::mt19937_64 &rng, int64_t n) {  // exact i
     return v;
 }
 
-void fused_attention(void **) {
-    struct Case {
-        int64_t nq, nk, visible0, H, Hkv, hd;
-        bool interleaved;
-        float p;
-        int64_t n_seq;  // sequences stacked in one launch (blockIdx.z), each with its own dropout
+struct AttentionCase {
+    int64_t nq, nk, visible0, H, Hkv, hd;
+    bool interleaved;  // k and v in one row of 2 x Hkv x hd
+    float p;           // dropout
+    int64_t n_seq;     // sequences stacked in one launch (blockIdx.z), each with its own dropout
+};
+
+// One case of the fused kernels (tensor_cores: those of tensor_attention.cuh, on
+// inputs rounded to bf16, so that only the kernels' own rounding is left: the
+// probabilities and score gradients to bf16, a relative step of 2^-8) forward and
+// backward against the CPU backend's double kernels. Each sequence's key rows lie
+// in a block of nk + 3 rows (the cache blocks of training are longer than the
+// keys a call sees); its rows of q follow the last's.
+void check_attention(const AttentionCase &c, std::mt19937_64 &rng, bool tensor_cores, double tol) {
+    auto randf = [&](int64_t n) {
+        std::vector<double> v = random_values(rng, n);
+        if (tensor_cores)
+            for (double &x : v) x = __bfloat162float(__float2bfloat16_rn(static_cast<float>(x)));
+        return v;
     };
-    const Case cases[] = {
+    auto to_float = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
+    const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
+    const int64_t kvs = (c.nk + 3) * ldkv, Z = c.n_seq, qs = c.nq * D;
+    std::vector<Dropout> drops;
+    for (int64_t z = 0; z < Z; ++z) drops.push_back({c.p, 0xfeedull + static_cast<uint64_t>(c.nq + 977 * z)});
+    std::vector<double> q = randf(Z * qs), kv = randf(Z * kvs), vrows = randf(Z * kvs), dout = randf(Z * qs);
+    const std::vector<double> dk0 = random_values(rng, Z * kvs), dv0 = random_values(rng, Z * kvs);
+    const int64_t voff = c.interleaved ? kvw : 0;
+    const std::vector<double> &vsrc = c.interleaved ? kv : vrows;
+    std::vector<double> out(q.size()), dq(q.size()), dk = dk0, dv = dv0;
+    for (int64_t z = 0; z < Z; ++z) {
+        const double *k = kv.data() + z * kvs, *v = vsrc.data() + z * kvs + voff;
+        cpu::attention_forward<double>(out.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
+                                       c.hd, c.visible0, drops[z]);
+        cpu::attention_backward<double>(dq.data() + z * qs, dk.data() + z * kvs, dv.data() + z * kvs,
+                                        dout.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
+                                        c.hd, c.visible0, drops[z]);
+    }
+
+    std::vector<float> qf = to_float(q), kvf = to_float(kv), vrowsf = to_float(vrows), doutf = to_float(dout);
+    std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
+    const float *kf = kvf.data(), *vf = (c.interleaved ? kvf.data() : vrowsf.data()) + voff;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+    cuda::FusedDrops fd{};
+    for (int64_t z = 0; z < Z; ++z) fd.drop[z] = drops[z];
+    const int64_t tile = tensor_cores ? cuda::kTcQ : cuda::kFusedQ;
+    const dim3 grid{static_cast<unsigned>((c.nq + tile - 1) / tile), static_cast<unsigned>(c.H), static_cast<unsigned>(Z)};
+    const int group = static_cast<int>(c.H / c.Hkv);
+    if (tensor_cores) {
+        launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, false).total, [&] {
+            cuda::k_tc_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, group, c.hd, c.visible0, scale, kvs, fd);
+        });
+        launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, true).total, [&] {
+            cuda::k_tc_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf, vf, c.nq, c.nk,
+                                          ldkv, group, c.hd, c.visible0, scale, kvs, fd);
+        });
+    } else {
+        const int threads = cuda::kFusedWarps * 32;
+        launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, false), [&] {
+            cuda::k_fused_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, group, c.hd, c.visible0, scale, kvs,
+                                    fd);
+        });
+        launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, true), [&] {
+            cuda::k_fused_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf, vf, c.nq,
+                                             c.nk, ldkv, group, c.hd, c.visible0, scale, kvs, fd);
+        });
+    }
+    // dk and dv against what the kernels added (the starting values cancel).
+    for (size_t i = 0; i < dk.size(); ++i) dk[i] -= dk0[i], dkf[i] -= static_cast<float>(dk0[i]);
+    for (size_t i = 0; i < dv.size(); ++i) dv[i] -= dv0[i], dvf[i] -= static_cast<float>(dv0[i]);
+    const char *names[4] = {"out", "dq", "dk", "dv"};
+    const std::vector<float> *got[4] = {&outf, &dqf, &dkf, &dvf};
+    const std::vector<double> *want[4] = {&out, &dq, &dk, &dv};
+    for (int t = 0; t < 4; ++t) {
+        const double worst = worst_error(*got[t], *want[t]);
+        print_message("emulated CUDA %s attention %-3s nq %3lld nk %3lld hd %3lld H %lld/%lld dropout %.2f x%lld: %.2e\n",
+                      tensor_cores ? "tensor-core" : "fused", names[t], (long long)c.nq, (long long)c.nk,
+                      (long long)c.hd, (long long)c.H, (long long)c.Hkv, c.p, (long long)Z, worst);
+        if (!(worst < tol)) fail_msg("%s differs from the CPU kernel by %g of its largest value", names[t], worst);
+    }
+}
+
+void fused_attention(void **) {
+    const AttentionCase cases[] = {
         {5, 12, 7, 4, 2, 16, true, 0.0f, 1},      // few rows, GQA, k and v in one wide row
         {40, 56, 16, 4, 1, 32, true, 0.3f, 1},    // two blocks, the second short; one kv head; dropout
         {1, 30, 29, 2, 2, 64, false, 0.0f, 1},    // decoding: one row sees every key
@@ -236,74 +312,13 @@ void fused_attention(void **) {
         {8, 30, 30, 2, 2, 32, false, 0.1f, 4},    // four stacked sequences' memory rows
     };
     std::mt19937_64 rng(20261123);
-    auto randf = [&](int64_t n) { return random_values(rng, n); };
-    auto to_float = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
-    for (const Case &c : cases) {
-        const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
-        // Each sequence's key rows in a block of nk + 3 rows (the cache blocks of
-        // training are longer than the keys a call sees); its rows of q follow the last's.
-        const int64_t kvs = (c.nk + 3) * ldkv, Z = c.n_seq, qs = c.nq * D;
-        std::vector<Dropout> drops;
-        for (int64_t z = 0; z < Z; ++z) drops.push_back({c.p, 0xfeedull + static_cast<uint64_t>(c.nq + 977 * z)});
-        std::vector<double> q = randf(Z * qs), kv = randf(Z * kvs), vrows = randf(Z * kvs), dout = randf(Z * qs);
-        const std::vector<double> dk0 = randf(Z * kvs), dv0 = randf(Z * kvs);
-        const int64_t voff = c.interleaved ? kvw : 0;
-        const std::vector<double> &vsrc = c.interleaved ? kv : vrows;
-        std::vector<double> out(q.size()), dq(q.size()), dk = dk0, dv = dv0;
-        for (int64_t z = 0; z < Z; ++z) {
-            const double *k = kv.data() + z * kvs, *v = vsrc.data() + z * kvs + voff;
-            cpu::attention_forward<double>(out.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
-                                           c.hd, c.visible0, drops[z]);
-            cpu::attention_backward<double>(dq.data() + z * qs, dk.data() + z * kvs, dv.data() + z * kvs,
-                                            dout.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
-                                            c.hd, c.visible0, drops[z]);
-        }
-
-        std::vector<float> qf = to_float(q), kvf = to_float(kv), vrowsf = to_float(vrows), doutf = to_float(dout);
-        std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
-        const float *kf = kvf.data(), *vf = (c.interleaved ? kvf.data() : vrowsf.data()) + voff;
-        const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-        cuda::FusedDrops fd{};
-        for (int64_t z = 0; z < Z; ++z) fd.drop[z] = drops[z];
-        const dim3 grid{static_cast<unsigned>((c.nq + cuda::kFusedQ - 1) / cuda::kFusedQ), static_cast<unsigned>(c.H),
-                        static_cast<unsigned>(Z)};
-        const int threads = cuda::kFusedWarps * 32;
-        launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, false), [&] {
-            cuda::k_fused_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale,
-                                    kvs, fd);
-        });
-        launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, true), [&] {
-            cuda::k_fused_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf,
-                                             vf, c.nq, c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale, kvs, fd);
-        });
-        const char *names[4] = {"out", "dq", "dk (+=)", "dv (+=)"};
-        const std::vector<float> *got[4] = {&outf, &dqf, &dkf, &dvf};
-        const std::vector<double> *want[4] = {&out, &dq, &dk, &dv};
-        for (int t = 0; t < 4; ++t) {
-            const double worst = worst_error(*got[t], *want[t]);
-            print_message("emulated CUDA fused attention %-8s nq %3lld nk %3lld hd %3lld H %lld/%lld dropout %.2f x%lld: "
-                          "%.2e\n",
-                          names[t], (long long)c.nq, (long long)c.nk, (long long)c.hd, (long long)c.H, (long long)c.Hkv,
-                          c.p, (long long)Z, worst);
-            if (!(worst < 1e-5)) fail_msg("%s differs from the CPU kernel by %g of its largest value", names[t], worst);
-        }
-    }
+    for (const AttentionCase &c : cases) check_attention(c, rng, false, 1e-5);
 }
 
 constexpr double kTolTensorAttention = 1e-2;  // measured: at most 3.5e-3
 
-// The tensor-core kernels (tensor_attention.cuh) against the CPU's double kernels
-// on the same inputs rounded to bf16, so what is left is the kernels' own
-// rounding: the probabilities and score gradients to bf16 (a relative step of
-// 2^-8) and float sums.
 void tensor_attention(void **) {
-    struct Case {
-        int64_t nq, nk, visible0, H, Hkv, hd;
-        bool interleaved;
-        float p;
-        int64_t n_seq;
-    };
-    const Case cases[] = {
+    const AttentionCase cases[] = {
         {5, 12, 7, 4, 2, 16, true, 0.0f, 1},       // few rows, GQA, k and v in one wide row
         {70, 150, 80, 2, 1, 32, true, 0.3f, 1},    // two query tiles, three key tiles (online softmax), dropout
         {1, 30, 29, 2, 2, 64, false, 0.0f, 1},     // one row sees every key
@@ -315,62 +330,7 @@ void tensor_attention(void **) {
         {8, 30, 30, 2, 2, 32, false, 0.1f, 4},     // four stacked sequences' memory rows
     };
     std::mt19937_64 rng(20261124);
-    auto rounded = [&](int64_t n) {
-        std::vector<double> v = random_values(rng, n);
-        for (double &x : v) x = __bfloat162float(__float2bfloat16_rn(static_cast<float>(x)));
-        return v;
-    };
-    auto to_float = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
-    for (const Case &c : cases) {
-        const int64_t D = c.H * c.hd, kvw = c.Hkv * c.hd, ldkv = c.interleaved ? 2 * kvw : kvw;
-        const int64_t kvs = (c.nk + 3) * ldkv, Z = c.n_seq, qs = c.nq * D;
-        std::vector<Dropout> drops;
-        for (int64_t z = 0; z < Z; ++z) drops.push_back({c.p, 0xbeefull + static_cast<uint64_t>(c.nq + 131 * z)});
-        std::vector<double> q = rounded(Z * qs), kv = rounded(Z * kvs), vrows = rounded(Z * kvs), dout = rounded(Z * qs);
-        const std::vector<double> dk0 = random_values(rng, Z * kvs), dv0 = random_values(rng, Z * kvs);
-        const int64_t voff = c.interleaved ? kvw : 0;
-        const std::vector<double> &vsrc = c.interleaved ? kv : vrows;
-        std::vector<double> out(q.size()), dq(q.size()), dk = dk0, dv = dv0;
-        for (int64_t z = 0; z < Z; ++z) {
-            const double *k = kv.data() + z * kvs, *v = vsrc.data() + z * kvs + voff;
-            cpu::attention_forward<double>(out.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
-                                           c.hd, c.visible0, drops[z]);
-            cpu::attention_backward<double>(dq.data() + z * qs, dk.data() + z * kvs, dv.data() + z * kvs,
-                                            dout.data() + z * qs, q.data() + z * qs, k, v, c.nq, c.nk, ldkv, c.H, c.Hkv,
-                                            c.hd, c.visible0, drops[z]);
-        }
-        std::vector<float> qf = to_float(q), kvf = to_float(kv), vrowsf = to_float(vrows), doutf = to_float(dout);
-        std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
-        const float *kf = kvf.data(), *vf = (c.interleaved ? kvf.data() : vrowsf.data()) + voff;
-        const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-        cuda::FusedDrops fd{};
-        for (int64_t z = 0; z < Z; ++z) fd.drop[z] = drops[z];
-        const dim3 grid{static_cast<unsigned>((c.nq + cuda::kTcQ - 1) / cuda::kTcQ), static_cast<unsigned>(c.H),
-                        static_cast<unsigned>(Z)};
-        launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, false).total, [&] {
-            cuda::k_tc_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale,
-                                 kvs, fd);
-        });
-        launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, true).total, [&] {
-            cuda::k_tc_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf, vf, c.nq,
-                                          c.nk, ldkv, c.H / c.Hkv, c.hd, c.visible0, scale, kvs, fd);
-        });
-        // dk and dv against what the kernel added (the starting values cancel).
-        for (size_t i = 0; i < dk.size(); ++i) dk[i] -= dk0[i], dkf[i] -= static_cast<float>(dk0[i]);
-        for (size_t i = 0; i < dv.size(); ++i) dv[i] -= dv0[i], dvf[i] -= static_cast<float>(dv0[i]);
-        const char *names[4] = {"out", "dq", "dk", "dv"};
-        const std::vector<float> *got[4] = {&outf, &dqf, &dkf, &dvf};
-        const std::vector<double> *want[4] = {&out, &dq, &dk, &dv};
-        for (int t = 0; t < 4; ++t) {
-            const double worst = worst_error(*got[t], *want[t]);
-            print_message("emulated CUDA tensor-core attention %-3s nq %3lld nk %3lld hd %3lld H %lld/%lld dropout %.2f "
-                          "x%lld: %.2e\n",
-                          names[t], (long long)c.nq, (long long)c.nk, (long long)c.hd, (long long)c.H, (long long)c.Hkv,
-                          c.p, (long long)Z, worst);
-            if (!(worst < kTolTensorAttention))
-                fail_msg("%s differs from the CPU kernel by %g of its largest value", names[t], worst);
-        }
-    }
+    for (const AttentionCase &c : cases) check_attention(c, rng, true, kTolTensorAttention);
 }
 
 // k_decode_attention against the CPU backend's double kernels run row after row

@@ -381,15 +381,11 @@ public:
             check_launch("attention (one row)");
             return;
         }
-        if (tc_fits(st, hd, nk)) {
-            cuda::tc_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                       1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
-            check_launch("tensor-core attention");
-            return;
-        }
-        if (fused_fits(hd, nk, false)) {
+        const bool tc = tc_fits(st, hd, nk);
+        if (tc || fused_fits(hd, nk, false)) {
             cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                          1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
+                                          1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, tc,
+                                          st.stream);
             check_launch("fused attention");
             return;
         }
@@ -474,15 +470,11 @@ public:
                                     int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq, int64_t kv_stride,
                                     const Dropout *drops) override {
         auto &st = cs(s);
-        if (tc_fits(st, hd, nk)) {
-            cuda::tc_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                        1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
-            check_launch("tensor-core attention backward");
-            return;
-        }
-        if (fused_fits(hd, nk, true)) {
+        const bool tc = tc_fits(st, hd, nk);
+        if (tc || fused_fits(hd, nk, true)) {
             cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                           1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, st.stream);
+                                           1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, tc,
+                                           st.stream);
             check_launch("fused attention backward");
             return;
         }

@@ -584,53 +584,39 @@ void fused_stacked(int64_t nq, int64_t H, int64_t n_seq, int64_t kv_stride, cons
         launch(grid, z0 * nq * H, z0 * kv_stride, d);
     }
 }
-void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
-                             int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
-                             int64_t n_seq, int64_t kv_stride, const Dropout *drops, cudaStream_t st) {
-    if (nq <= 0 || nk <= 0) return;
-    fused_stacked(nq, H, n_seq, kv_stride, drops, kFusedQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
-        const int64_t at = heads_rows * hd;
-        k_fused_attention<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, false), st>>>(
-            out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
-    });
-}
-void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                              const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                              int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
-                              cudaStream_t st) {
-    if (nq <= 0 || nk <= 0) return;
-    fused_stacked(nq, H, n_seq, kv_stride, drops, kFusedQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
-        const int64_t at = heads_rows * hd;
-        k_fused_attention_backward<<<grid, kFusedWarps * 32, fused_attention_smem(hd, nk, true), st>>>(
-            dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd,
-            visible0, scale, kv_stride, d);
-    });
-}
 bool tc_attention_fits(int64_t hd) { return tc_head_size(hd); }
 size_t tc_attention_smem(int64_t hd, bool backward) {
     return sizeof(float) * static_cast<size_t>(tc_smem(hd, backward).total);
 }
-void tc_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
-                          int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale, int64_t n_seq,
-                          int64_t kv_stride, const Dropout *drops, cudaStream_t st) {
+void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                             int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
+                             int64_t n_seq, int64_t kv_stride, const Dropout *drops, bool tensor_cores, cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
-    fused_stacked(nq, H, n_seq, kv_stride, drops, kTcQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
-        const int64_t at = heads_rows * hd;
-        k_tc_attention<<<grid, kTcThreads, tc_attention_smem(hd, false), st>>>(
-            out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
-    });
+    const auto kernel = tensor_cores ? k_tc_attention : k_fused_attention;
+    const unsigned threads = tensor_cores ? kTcThreads : kFusedWarps * 32;
+    const size_t smem = tensor_cores ? tc_attention_smem(hd, false) : fused_attention_smem(hd, nk, false);
+    fused_stacked(nq, H, n_seq, kv_stride, drops, tensor_cores ? kTcQ : kFusedQ,
+                  [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+                      const int64_t at = heads_rows * hd;
+                      kernel<<<grid, threads, smem, st>>>(out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv,
+                                                          hd, visible0, scale, kv_stride, d);
+                  });
 }
-void tc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                           const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                           int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
-                           cudaStream_t st) {
+void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
+                              int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
+                              bool tensor_cores, cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
-    fused_stacked(nq, H, n_seq, kv_stride, drops, kTcQ, [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
-        const int64_t at = heads_rows * hd;
-        k_tc_attention_backward<<<grid, kTcThreads, tc_attention_smem(hd, true), st>>>(
-            dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd,
-            visible0, scale, kv_stride, d);
-    });
+    const auto kernel = tensor_cores ? k_tc_attention_backward : k_fused_attention_backward;
+    const unsigned threads = tensor_cores ? kTcThreads : kFusedWarps * 32;
+    const size_t smem = tensor_cores ? tc_attention_smem(hd, true) : fused_attention_smem(hd, nk, true);
+    fused_stacked(nq, H, n_seq, kv_stride, drops, tensor_cores ? kTcQ : kFusedQ,
+                  [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+                      const int64_t at = heads_rows * hd;
+                      kernel<<<grid, threads, smem, st>>>(dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at,
+                                                          v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale,
+                                                          kv_stride, d);
+                  });
 }
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
     if (n > 0 && drop.on()) k_dropout<<<blocks_for(n), kThreads, 0, st>>>(x, n, drop);

@@ -41,15 +41,6 @@ void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, in
 constexpr int64_t kFusedMaxHd = 128;
 size_t fused_attention_smem(int64_t hd, int64_t nk, bool backward);
 cudaError_t fused_attention_setup(int max_smem);
-// n_seq sequences stacked as Backend::attention_stacked takes them (drops: host
-// array of n_seq, or NULL), up to kFusedStack a launch.
-void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
-                             int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
-                             int64_t n_seq, int64_t kv_stride, const Dropout *drops, cudaStream_t st);
-void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                              const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                              int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
-                              cudaStream_t st);
 // The same on the tensor cores for streams in bf16 (tensor_attention.cuh): q, k,
 // v, dout, the probabilities and the score gradients rounded to bf16, fp32
 // accumulation and softmax; head sizes that tc_attention_fits takes, any number
@@ -57,13 +48,16 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
 // (fused_attention_setup allows the opt-in size).
 bool tc_attention_fits(int64_t hd);
 size_t tc_attention_smem(int64_t hd, bool backward);
-void tc_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
-                          int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale, int64_t n_seq,
-                          int64_t kv_stride, const Dropout *drops, cudaStream_t st);
-void tc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                           const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
-                           int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
-                           cudaStream_t st);
+// n_seq sequences stacked as Backend::attention_stacked takes them (drops: host
+// array of n_seq, or NULL), up to kFusedStack a launch; tensor_cores picks the
+// kernels of tensor_attention.cuh.
+void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                             int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
+                             int64_t n_seq, int64_t kv_stride, const Dropout *drops, bool tensor_cores, cudaStream_t st);
+void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd,
+                              int64_t visible0, float scale, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
+                              bool tensor_cores, cudaStream_t st);
 // Backend::decode_attention for head sizes up to kDecodeMaxHd whose
 // decode_attention_smem fits (fused_attention_setup allows the opt-in size):
 // rows in device memory, max_nv the most keys a row sees (its at + 1).

@@ -32,18 +32,28 @@ struct FusedDrops {
     Dropout drop[kFusedStack];
 };
 
+// A block's place (blockIdx: x the tile of `tile` queries, y the head, z the
+// stacked sequence), for these kernels and those of tensor_attention.cuh.
 struct FusedBlock {
-    int64_t h, koff, i0, nv, first;  // first: the block's first query sees keys 0 .. first
-    int nb;                          // queries in the block (the last one may be short)
+    int64_t h, i0, nv, first;  // first: the block's first query sees keys 0 .. first
+    int nb;                    // queries in the block (the last one may be short)
+    int64_t D, at;             // row width of q / out; the block's first element of them
+    int64_t kv;                // its kv head's first element in k, v, dk and dv
+    Dropout drop;              // its sequence's
 };
-inline __device__ FusedBlock fused_block(int64_t nq, int64_t nk, int64_t visible0, int64_t group, int64_t hd) {
+inline __device__ FusedBlock fused_block(int64_t nq, int64_t nk, int64_t visible0, int64_t group, int64_t hd,
+                                         int64_t kv_stride, const FusedDrops &drops, int64_t tile) {
     FusedBlock b;
+    const int64_t z = blockIdx.z;
     b.h = blockIdx.y;
-    b.koff = (b.h / group) * hd;
-    b.i0 = static_cast<int64_t>(blockIdx.x) * kFusedQ;
-    b.nb = static_cast<int>(min(static_cast<int64_t>(kFusedQ), nq - b.i0));
+    b.i0 = static_cast<int64_t>(blockIdx.x) * tile;
+    b.nb = static_cast<int>(min(tile, nq - b.i0));
     b.nv = min(nk, visible0 + b.i0 + b.nb);
     b.first = visible0 + b.i0;
+    b.D = gridDim.y * hd;
+    b.at = (z * nq + b.i0) * b.D + b.h * hd;
+    b.kv = z * kv_stride + (b.h / group) * hd;
+    b.drop = drops.drop[z];
     return b;
 }
 
@@ -167,14 +177,14 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
     k_fused_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
                       int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
     extern __shared__ float sm[];
-    const FusedBlock b = fused_block(nq, nk, visible0, group, hd);
-    const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
-    const Dropout drop = drops.drop[z];
-    k += z * kv_stride, v += z * kv_stride;
+    const FusedBlock b = fused_block(nq, nk, visible0, group, hd, kv_stride, drops, kFusedQ);
+    const int64_t D = b.D, at = b.at;
+    const Dropout drop = b.drop;
+    k += b.kv, v += b.kv;
     float *qs = sm, *pt = qs + kFusedQ * (hd + 1), *red = pt + nk * kFusedQ;
     fused_load_rows(qs, q + at, D, b.nb, hd);
     __syncthreads();
-    fused_dots(pt, qs, k + b.koff, ldkv, b.nv, hd);
+    fused_dots(pt, qs, k, ldkv, b.nv, hd);
     fused_softmax(pt, red, b.nv, b.first, scale);
     if (drop.on()) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -184,7 +194,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
                 pt[j * kFusedQ + lane] *= drop.factor(static_cast<uint64_t>(row * nk + j));
         __syncthreads();
     }
-    fused_cols_times_rows(out + at, D, pt, v + b.koff, ldkv, b.nv, b.nb, hd);
+    fused_cols_times_rows(out + at, D, pt, v, ldkv, b.nv, b.nb, hd);
 }
 
 // dq = ..; dk += ..; dv += .. (the probabilities recomputed as the forward made them).
@@ -193,17 +203,17 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
                                const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t group, int64_t hd,
                                int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
     extern __shared__ float sm[];
-    const FusedBlock b = fused_block(nq, nk, visible0, group, hd);
-    const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
-    const Dropout drop = drops.drop[z];
-    k += z * kv_stride, v += z * kv_stride, dk += z * kv_stride, dv += z * kv_stride;
+    const FusedBlock b = fused_block(nq, nk, visible0, group, hd, kv_stride, drops, kFusedQ);
+    const int64_t D = b.D, at = b.at;
+    const Dropout drop = b.drop;
+    k += b.kv, v += b.kv, dk += b.kv, dv += b.kv;
     float *qs = sm, *dos = qs + kFusedQ * (hd + 1), *pt = dos + kFusedQ * (hd + 1), *dpt = pt + nk * kFusedQ;
     float *red = dpt + nk * kFusedQ;
     fused_load_rows(qs, q + at, D, b.nb, hd);
     fused_load_rows(dos, dout + at, D, b.nb, hd);
     __syncthreads();
-    fused_dots(pt, qs, k + b.koff, ldkv, b.nv, hd);
-    fused_dots(dpt, dos, v + b.koff, ldkv, b.nv, hd);  // dout . v_j: the gradient of the dropped probabilities
+    fused_dots(pt, qs, k, ldkv, b.nv, hd);
+    fused_dots(dpt, dos, v, ldkv, b.nv, hd);  // dout . v_j: the gradient of the dropped probabilities
     fused_softmax(pt, red, b.nv, b.first, scale);
     // Per query: dP *= f (dropout), r = sum_j p_j dP_j, then dS = p (dP - r) scale
     // in place of dP and p *= f (the weights of dv).
@@ -227,9 +237,9 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
         if (dropping) pt[j * kFusedQ + lane] = p * drop.factor(static_cast<uint64_t>(row * nk + j));
     }
     __syncthreads();
-    fused_cols_times_rows(dq + at, D, dpt, k + b.koff, ldkv, b.nv, b.nb, hd);
-    fused_add_cols_rows(dk + b.koff, ldkv, dpt, qs, b.nv, b.nb, hd);
-    fused_add_cols_rows(dv + b.koff, ldkv, pt, dos, b.nv, b.nb, hd);
+    fused_cols_times_rows(dq + at, D, dpt, k, ldkv, b.nv, b.nb, hd);
+    fused_add_cols_rows(dk, ldkv, dpt, qs, b.nv, b.nb, hd);
+    fused_add_cols_rows(dv, ldkv, pt, dos, b.nv, b.nb, hd);
 }
 
 // ---- decoding rows together (Backend::decode_attention) ----

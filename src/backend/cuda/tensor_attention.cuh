@@ -25,7 +25,7 @@
 #endif
 
 #include "backend/backend.h"
-#include "backend/cuda/fused_attention.cuh"  // FusedDrops
+#include "backend/cuda/fused_attention.cuh"  // FusedDrops, fused_block
 
 namespace rmkv::cuda {
 
@@ -152,22 +152,6 @@ inline __device__ void tc_tile_t_times_rows(float *C, int64_t ldc, const tc_bf16
 
 #endif
 
-// The block's geometry (as FusedBlock, tiles of kTcQ queries).
-struct TcBlock {
-    int64_t h, koff, i0, nv, first;  // first: the block's first query sees keys 0 .. first
-    int nb;
-};
-inline __device__ TcBlock tc_block(int64_t nq, int64_t nk, int64_t visible0, int64_t group, int64_t hd) {
-    TcBlock b;
-    b.h = blockIdx.y;
-    b.koff = (b.h / group) * hd;
-    b.i0 = static_cast<int64_t>(blockIdx.x) * kTcQ;
-    b.nb = static_cast<int>(min(static_cast<int64_t>(kTcQ), nq - b.i0));
-    b.nv = min(nk, visible0 + b.i0 + b.nb);
-    b.first = visible0 + b.i0;
-    return b;
-}
-
 // The scores of one key tile (kt .. kt + keys) in S, scaled, to exponentials
 // against the rows' running maxima: thread t takes half a row (row t / 2,
 // columns (t % 2) * 32 ..). Hidden keys (past the row's last, or the tile's)
@@ -176,7 +160,7 @@ inline __device__ TcBlock tc_block(int64_t nq, int64_t nk, int64_t visible0, int
 // red[t], and with dout . v in G (backward's first pass) those of e g, g being
 // its dropout-scaled value, to red[kTcThreads + t].
 inline __device__ void tc_exp_tile(float *S, float *G, int64_t lds, float *m, float *alpha, float *red,
-                                   const TcBlock &b, int64_t nq, int64_t nk, int64_t kt, int64_t keys, float scale,
+                                   const FusedBlock &b, int64_t nq, int64_t nk, int64_t kt, int64_t keys, float scale,
                                    const Dropout &drop) {
     const int t = threadIdx.x, row = t >> 1, c0 = (t & 1) * 32;
     const int64_t last = b.first + row;  // the row sees keys 0 .. last
@@ -221,10 +205,10 @@ __global__ void __launch_bounds__(kTcThreads)
     __trap();  // bf16 WMMA needs sm_80; the backend never launches this below it (supports_bf16)
 #else
     extern __shared__ float sm[];
-    const TcBlock b = tc_block(nq, nk, visible0, group, hd);
-    const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
-    const Dropout drop = drops.drop[z];
-    k += z * kv_stride + b.koff, v += z * kv_stride + b.koff;
+    const FusedBlock b = fused_block(nq, nk, visible0, group, hd, kv_stride, drops, kTcQ);
+    const int64_t D = b.D, at = b.at;
+    const Dropout drop = b.drop;
+    k += b.kv, v += b.kv;
     const TcSmem L = tc_smem(hd, false);
     float *base = tc_base(sm);
     tc_bf16 *qs = reinterpret_cast<tc_bf16 *>(base + L.q), *ks = reinterpret_cast<tc_bf16 *>(base + L.kv);
@@ -277,11 +261,10 @@ __global__ void __launch_bounds__(kTcThreads)
     __trap();
 #else
     extern __shared__ float sm[];
-    const TcBlock b = tc_block(nq, nk, visible0, group, hd);
-    const int64_t z = blockIdx.z, D = gridDim.y * hd, at = (z * nq + b.i0) * D + b.h * hd;
-    const Dropout drop = drops.drop[z];
-    k += z * kv_stride + b.koff, v += z * kv_stride + b.koff;
-    dk += z * kv_stride + b.koff, dv += z * kv_stride + b.koff;
+    const FusedBlock b = fused_block(nq, nk, visible0, group, hd, kv_stride, drops, kTcQ);
+    const int64_t D = b.D, at = b.at;
+    const Dropout drop = b.drop;
+    k += b.kv, v += b.kv, dk += b.kv, dv += b.kv;
     const TcSmem L = tc_smem(hd, true);
     float *base = tc_base(sm);
     tc_bf16 *qs = reinterpret_cast<tc_bf16 *>(base + L.q), *dos = qs + kTcQ * L.ldh;
