@@ -80,8 +80,9 @@ inline __device__ float *tc_base(float *sm) {
 // dst[r][d] = src[r * ld + d] for r < rows, 0 for the rows up to `all`, d < hd.
 inline __device__ void tc_load(tc_bf16 *dst, int64_t ldd, const float *src, int64_t ld, int64_t rows, int64_t all,
                                int64_t hd) {
-    for (int64_t e = threadIdx.x; e < all * hd; e += blockDim.x) {
-        const int64_t r = e / hd, d = e % hd;
+    const int w = static_cast<int>(hd), n = static_cast<int>(all) * w;  // (32-bit index arithmetic: a tile)
+    for (int e = threadIdx.x; e < n; e += blockDim.x) {
+        const int r = e / w, d = e - r * w;
         dst[r * ldd + d] = __float2bfloat16_rn(r < rows ? src[r * ld + d] : 0.0f);
     }
 }
@@ -217,7 +218,8 @@ __global__ void __launch_bounds__(kTcThreads)
     float *red = alpha + kTcQ;  // 2 x kTcThreads (the statistics' last 2 x kTcQ and beyond)
     const int t = threadIdx.x;
     tc_load(qs, L.ldh, q + at, D, b.nb, kTcQ, hd);
-    for (int64_t e = t; e < kTcQ * hd; e += kTcThreads) O[(e / hd) * L.ldo + e % hd] = 0.0f;
+    const int w = static_cast<int>(hd);  // (32-bit index arithmetic in the tile loops)
+    for (int e = t; e < kTcQ * w; e += kTcThreads) O[(e / w) * L.ldo + e % w] = 0.0f;
     if (t < kTcQ) m[t] = -INFINITY, l[t] = 0.0f;
     for (int64_t kt = 0; kt < b.nv; kt += kTcK) {
         const int64_t keys = min(static_cast<int64_t>(kTcK), b.nv - kt);
@@ -238,13 +240,16 @@ __global__ void __launch_bounds__(kTcThreads)
             ps[row * L.ldp + c] = __float2bfloat16_rn(p);
         }
         if (t < kTcQ) l[t] = l[t] * alpha[t] + red[2 * t] + red[2 * t + 1], m[t] = m[kTcQ + t];
-        for (int64_t e = t; e < kTcQ * hd; e += kTcThreads) O[(e / hd) * L.ldo + e % hd] *= alpha[e / hd];
+        for (int e = t; e < kTcQ * w; e += kTcThreads) {
+            const int r = e / w;
+            O[r * L.ldo + e - r * w] *= alpha[r];
+        }
         __syncthreads();
         tc_add_rows_times_tile(O, L.ldo, ps, L.ldp, vs, L.ldh, hd, keys);
     }
     __syncthreads();
-    for (int64_t e = t; e < b.nb * hd; e += kTcThreads) {
-        const int64_t r = e / hd, d = e % hd;
+    for (int e = t; e < b.nb * w; e += kTcThreads) {
+        const int r = e / w, d = e - r * w;
         out[at + r * D + d] = l[r] > 0.0f ? O[r * L.ldo + d] / l[r] : 0.0f;  // (no key seen: as the CPU, 0)
     }
 #endif
@@ -276,7 +281,8 @@ __global__ void __launch_bounds__(kTcThreads)
     const int t = threadIdx.x, row = t >> 1, c0 = (t & 1) * 32;
     tc_load(qs, L.ldh, q + at, D, b.nb, kTcQ, hd);
     tc_load(dos, L.ldh, dout + at, D, b.nb, kTcQ, hd);
-    for (int64_t e = t; e < kTcQ * hd; e += kTcThreads) dQ[(e / hd) * L.ldo + e % hd] = 0.0f;
+    const int w = static_cast<int>(hd);  // (32-bit index arithmetic in the tile loops)
+    for (int e = t; e < kTcQ * w; e += kTcThreads) dQ[(e / w) * L.ldo + e % w] = 0.0f;
     if (t < kTcQ) m[t] = -INFINITY, l[t] = 0.0f, r[t] = 0.0f;
     for (int pass = 0; pass < 2; ++pass) {
         for (int64_t kt = 0; kt < b.nv; kt += kTcK) {
@@ -321,8 +327,8 @@ __global__ void __launch_bounds__(kTcThreads)
             tc_tile_t_times_rows(S, L.lds, dss, L.ldp, qs, L.ldh, hd);
             tc_tile_t_times_rows(G, L.lds, ps, L.ldp, dos, L.ldh, hd);
             __syncthreads();
-            for (int64_t e = t; e < keys * hd; e += kTcThreads) {
-                const int64_t j = e / hd, d = e % hd;
+            for (int e = t; e < static_cast<int>(keys) * w; e += kTcThreads) {
+                const int j = e / w, d = e - j * w;
                 atomicAdd(dk + (kt + j) * ldkv + d, S[j * L.lds + d]);
                 atomicAdd(dv + (kt + j) * ldkv + d, G[j * L.lds + d]);
             }
@@ -333,8 +339,8 @@ __global__ void __launch_bounds__(kTcThreads)
         }
     }
     __syncthreads();
-    for (int64_t e = t; e < b.nb * hd; e += kTcThreads) {
-        const int64_t i = e / hd, d = e % hd;
+    for (int e = t; e < b.nb * w; e += kTcThreads) {
+        const int i = e / w, d = e - i * w;
         dq[at + i * D + d] = dQ[i * L.ldo + d];
     }
 #endif
