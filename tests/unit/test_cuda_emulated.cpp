@@ -331,6 +331,21 @@ void tensor_attention(void **) {
     };
     std::mt19937_64 rng(20261124);
     for (const AttentionCase &c : cases) check_attention(c, rng, true, kTolTensorAttention);
+    // The element-wise phases' order of columns (tc_column): at each step, the 32
+    // threads of a warp read 32 different banks of the fp32 score tiles, for the
+    // row stride of every head size.
+    for (int64_t hd = 16; hd <= cuda::kTcMaxHd; hd += 16) {
+        const int64_t lds = cuda::tc_smem(hd, false).lds;
+        for (int warp = 0; warp < cuda::kTcWarps; ++warp)
+            for (int i = 0; i < 32; ++i) {
+                unsigned banks = 0;
+                for (int lane = 0; lane < 32; ++lane) {
+                    const int t = warp * 32 + lane;
+                    banks |= 1u << static_cast<unsigned>(((t >> 1) * lds + cuda::tc_column(t, i)) % 32);
+                }
+                if (banks != 0xffffffffu) fail_msg("hd %lld: warp %d step %d shares a bank", (long long)hd, warp, i);
+            }
+    }
 }
 
 // k_decode_attention against the CPU backend's double kernels run row after row

@@ -153,6 +153,16 @@ inline __device__ void tc_tile_t_times_rows(float *C, int64_t ldc, const tc_bf16
 
 #endif
 
+// The element-wise phases give thread t half a row of a tile: row t / 2, columns
+// (t % 2) * 32 .. + 32, its i-th (i < 32) at tc_column(t, i). The order is
+// skewed so that a warp's 32 threads read 32 banks at each i: their rows step
+// the address by lds = 4 or 20 (mod 32 words), which puts rows r and r + 8 on
+// one bank, and the skew (r / 8 + 2 (t % 2)) separates them.
+inline __device__ int tc_column(int t, int i) {
+    const int half = t & 1, r = (t >> 1) & 15;
+    return half * 32 + ((i + (r >> 3) + 2 * half) & 31);
+}
+
 // The scores of one key tile (kt .. kt + keys) in S, scaled, to exponentials
 // against the rows' running maxima: thread t takes half a row (row t / 2,
 // columns (t % 2) * 32 ..). Hidden keys (past the row's last, or the tile's)
@@ -163,11 +173,12 @@ inline __device__ void tc_tile_t_times_rows(float *C, int64_t ldc, const tc_bf16
 inline __device__ void tc_exp_tile(float *S, float *G, int64_t lds, float *m, float *alpha, float *red,
                                    const FusedBlock &b, int64_t nq, int64_t nk, int64_t kt, int64_t keys, float scale,
                                    const Dropout &drop) {
-    const int t = threadIdx.x, row = t >> 1, c0 = (t & 1) * 32;
+    const int t = threadIdx.x, row = t >> 1;
     const int64_t last = b.first + row;  // the row sees keys 0 .. last
     float *s = S + row * lds;
     float mx = -INFINITY;
-    for (int c = c0; c < c0 + 32; ++c) {
+    for (int i = 0; i < 32; ++i) {
+        const int c = tc_column(t, i);
         const int64_t j = kt + c;
         const float x = c < keys && j <= last ? s[c] * scale : -INFINITY;
         s[c] = x;
@@ -180,7 +191,8 @@ inline __device__ void tc_exp_tile(float *S, float *G, int64_t lds, float *m, fl
     float l = 0.0f, r = 0.0f;
     const bool dropping = G && drop.on();
     const uint64_t base = static_cast<uint64_t>((b.h * nq + b.i0 + row) * nk);
-    for (int c = c0; c < c0 + 32; ++c) {
+    for (int i = 0; i < 32; ++i) {
+        const int c = tc_column(t, i);
         const float e = s[c] == -INFINITY ? 0.0f : expf(s[c] - m_new);
         s[c] = e;
         l += e;
@@ -232,9 +244,10 @@ __global__ void __launch_bounds__(kTcThreads)
         tc_exp_tile(S, nullptr, L.lds, m, alpha, red, b, nq, nk, kt, keys, scale, drop);
         // Probabilities (dropped) to bf16, the running sums and the output rows
         // brought to the new maxima.
-        const int row = t >> 1, c0 = (t & 1) * 32;
+        const int row = t >> 1;
         const uint64_t rbase = static_cast<uint64_t>((b.h * nq + b.i0 + row) * nk);
-        for (int c = c0; c < c0 + 32; ++c) {
+        for (int i = 0; i < 32; ++i) {
+            const int c = tc_column(t, i);
             float p = S[row * L.lds + c];
             if (drop.on() && p != 0.0f) p *= drop.factor(rbase + static_cast<uint64_t>(kt + c));
             ps[row * L.ldp + c] = __float2bfloat16_rn(p);
@@ -278,7 +291,7 @@ __global__ void __launch_bounds__(kTcThreads)
     float *S = base + L.s, *G = S + kTcQ * L.lds, *dQ = base + L.o;
     float *m = base + L.stats, *l = m + 2 * kTcQ, *r = l + kTcQ, *alpha = r + kTcQ;  // alpha: kTcQ, then red
     float *red = alpha + kTcQ;
-    const int t = threadIdx.x, row = t >> 1, c0 = (t & 1) * 32;
+    const int t = threadIdx.x, row = t >> 1;
     tc_load(qs, L.ldh, q + at, D, b.nb, kTcQ, hd);
     tc_load(dos, L.ldh, dout + at, D, b.nb, kTcQ, hd);
     const int w = static_cast<int>(hd);  // (32-bit index arithmetic in the tile loops)
@@ -309,7 +322,8 @@ __global__ void __launch_bounds__(kTcThreads)
             const int64_t last = b.first + row;
             const uint64_t rbase = static_cast<uint64_t>((b.h * nq + b.i0 + row) * nk);
             const float mr = m[row], inv = 1.0f / l[row], rr = r[row];
-            for (int c = c0; c < c0 + 32; ++c) {
+            for (int i = 0; i < 32; ++i) {
+                const int c = tc_column(t, i);
                 const int64_t j = kt + c;
                 float p = 0.0f, g = 0.0f, f = 1.0f;
                 if (c < keys && j <= last) {
