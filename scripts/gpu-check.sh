@@ -6,8 +6,9 @@
 #
 # Usage: scripts/gpu-check.sh STAGE...   (BUNDLE=folder, LOG=folder for the logs)
 #   info      nvidia-smi and the toolkit's versions
-#   tests     test_gpu_ops (fused attention, then RMKV_CUDA_ATTENTION=products), test_gpu_model (bf16
-#             attention on the tensor cores, then RMKV_CUDA_ATTENTION=fp32: the fp32 fused kernels)
+#   tests     test_gpu_ops (the fused and tensor-core attention kernels, then RMKV_CUDA_ATTENTION=products),
+#             test_gpu_model (bf16 training's attention on the tensor cores, then RMKV_CUDA_ATTENTION=fp32:
+#             the fp32 fused kernels)
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
 #   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64);

@@ -293,6 +293,13 @@ public:
     // and outputs; so may linear_w16 with Half::bf16 weights (inference), see there.
     virtual bool supports_bf16() const = 0;
     virtual void set_bf16(Stream &s, bool on) = 0;
+    // When on for a stream (bf16 training; sessions leave it off), attention may
+    // also run in bf16: q, k, v, dout, the probabilities and the score gradients
+    // rounded to bf16, fp32 accumulation. bf16_attention(hd) says whether this
+    // backend then does so for head size hd (CUDA: the tensor-core kernels, where
+    // their shared memory fits the device); the CPU keeps attention in fp32.
+    virtual void set_bf16_attention(Stream & /*s*/, bool /*on*/) {}
+    virtual bool bf16_attention(int64_t /*hd*/) const { return false; }
     virtual void set_shadow(Stream &s, const real *W, const uint16_t *W_bf16) = 0;
     virtual uint16_t *alloc_bf16(size_t n) = 0;
     virtual void free_bf16(uint16_t *p) = 0;
@@ -332,7 +339,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 8;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 9;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

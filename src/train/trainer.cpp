@@ -90,7 +90,8 @@ void rmkv_trainer::init() {
             lane.grad_view = bind_weights(model_.config(), model_.specs(), lane.grads);
         }
         be.set_bf16(*stream_, bf16);
-        for (Lane &lane : lanes_) be.set_bf16(*lane.stream, bf16);
+        be.set_bf16_attention(*stream_, bf16);
+        for (Lane &lane : lanes_) be.set_bf16(*lane.stream, bf16), be.set_bf16_attention(*lane.stream, bf16);
         refresh_shadows();
         const int64_t stack = p_.stacked_sequences > 0 ? p_.stacked_sequences : be.default_stacked_sequences();
         pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1, stack);

@@ -35,10 +35,10 @@ constexpr double kTolBf16Linear = 2e-2;
 // products are exact in fp32, only the accumulation differs (tensor cores do
 // not round every addition as IEEE fp32 does).
 constexpr double kTolBf16Exact = 1e-4;
-// Attention on a bf16 stream (CUDA's tensor-core kernels) against fp32 attention
-// on the same bf16-rounded inputs: the probabilities and score gradients are
-// rounded to bf16 on the way into their products (measured at most 3.5e-3 in
-// tests/unit/test_cuda_emulated.cpp).
+// Attention with bf16 attention on (bf16 training; CUDA's tensor-core kernels)
+// against fp32 attention on the same bf16-rounded inputs: the probabilities and
+// score gradients are rounded to bf16 on the way into their products (measured
+// at most 3.5e-3 in tests/unit/test_cuda_emulated.cpp).
 constexpr double kTolBf16Attention = 1e-2;
 // Whole-model gradients and logits with bf16 products against fp32 on the CPU.
 constexpr double kTolBf16Model = 5e-2;

@@ -4,9 +4,10 @@
 // (within kTolF32) and within kTolBf16Linear of the unrounded ones. Attention's
 // shapes cover the CPU's paths (fewer than 16 query rows; more, with head sizes
 // that are multiples of 16 (fused kernel on AVX-512) and not (oneDNN products)),
-// the CUDA backend's two (the fused kernels while a block's score column fits
-// the shared memory, cuBLAS products beyond), GQA, key strides wider than the
-// keys, decoding (one row), masked targets and aliasing.
+// the CUDA backend's three (the fused kernels while a block's score column fits
+// the shared memory, cuBLAS products beyond, the tensor-core kernels of bf16
+// training: bf16_attention_ops), GQA, key strides wider than the keys, decoding
+// (one row), masked targets and aliasing.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -452,12 +453,13 @@ void stacked_ops(void **) {
     stacked_case(2, 30, 1100, 2, 2, 16, 1070, 0.1f);  // long keys: CUDA fused forward, products per sequence backward
 }
 
-// Attention on a bf16 stream (CUDA: the tensor-core kernels) against the CPU's
-// fp32 kernels on the same inputs rounded to bf16: only the kernels' own rounding
-// of the probabilities and score gradients to bf16 is left (kTolBf16Attention).
-// On CUDA the result also differs from the fp32 stream's by more than fp32
-// rounding where the head size is one the bf16 kernels take (and
-// RMKV_CUDA_ATTENTION leaves them on), which shows they ran.
+// Attention on a stream with bf16 attention (set_bf16_attention, as bf16
+// training sets it; CUDA: the tensor-core kernels) against the CPU's fp32 kernels
+// on the same inputs rounded to bf16: only the kernels' own rounding of the
+// probabilities and score gradients to bf16 is left (kTolBf16Attention). Where
+// the backend says it takes the head size in bf16 (bf16_attention), the result
+// also differs from the fp32 stream's by more than fp32 rounding, which shows
+// the bf16 kernels ran; where it says not, the two are the same kernels.
 void bf16_attention_case(int64_t n_seq, int64_t nq, int64_t nk, int64_t H, int64_t Hkv, int64_t hd, int64_t ldkv,
                          int64_t visible0, float p) {
     Pair P;
@@ -485,6 +487,7 @@ void bf16_attention_case(int64_t n_seq, int64_t nq, int64_t nk, int64_t H, int64
                                           nk, ldkv, H, Hkv, hd, visible0, n_seq, kv_stride, dp);
         }
         be.set_bf16(s, g && bf16);
+        be.set_bf16_attention(s, g && bf16);
         be.attention_stacked(s, o.on(g), q.on(g), k.on(g), v.on(g), nq, nk, ldkv, H, Hkv, hd, visible0, n_seq, kv_stride,
                              dp);
         be.attention_stacked_backward(s, dq.on(g), dk.on(g), dv.on(g), dout.on(g), q.on(g), k.on(g), v.on(g), nq, nk,
@@ -492,22 +495,22 @@ void bf16_attention_case(int64_t n_seq, int64_t nq, int64_t nk, int64_t H, int64
         if (!g) be.attention_stacked_backward(s, dq.on(g), dk.on(g), dv.on(g), dout.on(g), q.on(g), k.on(g), v.on(g), nq,
                                               nk, ldkv, H, Hkv, hd, visible0, n_seq, kv_stride, dp);
         be.set_bf16(s, false);
+        be.set_bf16_attention(s, false);
     });
     print_message("bf16 attention n_seq=%ld nq=%ld nk=%ld H=%ld Hkv=%ld hd=%ld ldkv=%ld visible0=%ld dropout=%.2f\n",
                   (long)n_seq, (long)nq, (long)nk, (long)H, (long)Hkv, (long)hd, (long)ldkv, (long)visible0, p);
-    const double tol = bf16 ? gpu_test::kTolBf16Attention : gpu_test::kTolF32;
+    const bool in_bf16 = bf16 && g_gpu->bf16_attention(hd);
+    const double tol = in_bf16 ? gpu_test::kTolBf16Attention : gpu_test::kTolF32;
     P.expect("attention (bf16 stream)", o, tol);
     P.expect("attention_backward dq (bf16 stream)", dq, tol);
     P.expect("attention_backward dk (+= twice)", dk, tol);
     P.expect("attention_backward dv (+= twice)", dv, tol);
-    const char *mode = std::getenv("RMKV_CUDA_ATTENTION");
-    const bool tensor_cores = hd % 16 == 0 && hd <= 128 &&  // the head sizes CUDA's bf16 kernels take
-                              (!mode || !std::strcmp(mode, "auto"));
-    if (bf16 && tensor_cores && std::strcmp(gpu_test::kDevice, "cpu") != 0) {
-        const double e = rel(P.host(o, true), P.host(o32, true)), e_dq = rel(P.host(dq, true), P.host(dq32, true));
-        print_message("  bf16 stream against fp32 stream: out %.2e, dq %.2e\n", e, e_dq);
-        if (!(e > 1e-5 && e_dq > 1e-5)) fail_msg("the bf16 stream's attention is the fp32 one's (%.2e, %.2e)", e, e_dq);
-    }
+    const double e = rel(P.host(o, true), P.host(o32, true)), e_dq = rel(P.host(dq, true), P.host(dq32, true));
+    print_message("  bf16 attention %s for head size %ld; against the fp32 stream: out %.2e, dq %.2e\n",
+                  in_bf16 ? "taken" : "not taken", (long)hd, e, e_dq);
+    if (in_bf16 && !(e > 1e-5 && e_dq > 1e-5)) fail_msg("the bf16 attention is the fp32 one (%.2e, %.2e)", e, e_dq);
+    if (!in_bf16 && !(e < gpu_test::kTolF32 && e_dq < gpu_test::kTolF32))
+        fail_msg("head size %ld is not taken in bf16, yet the result moved (%.2e, %.2e)", (long)hd, e, e_dq);
 }
 
 void bf16_attention_ops(void **) {
@@ -701,6 +704,28 @@ void cross_entropy_ops(void **) {
     }
 }
 
+// The device's bf16 shadow of p is p rounded to bf16: bit-exact with the device's
+// p rounded on the host (the first n - 1 of p's n values, whole 32-bit words).
+void expect_shadow(const char *what, Pair &P, const uint16_t *shadow, const Buf &p) {
+    const size_t n = p.n;
+    std::vector<float> pg = P.host(p, true);
+    std::vector<uint16_t> shg(n + 1);
+    float *tmp = g_gpu->alloc((n + 1) / 2);
+    g_gpu->copy(P.gs(), tmp, reinterpret_cast<const float *>(shadow), (n + 1) / 2);
+    g_gpu->to_host(P.gs(), reinterpret_cast<float *>(shg.data()), tmp, n / 2);
+    g_gpu->sync(P.gs());
+    g_gpu->free(tmp);
+    size_t bad = 0;
+    for (size_t i = 0; i + 1 < n; ++i) {
+        float r = bf16_round(pg[i]);
+        uint32_t u;
+        std::memcpy(&u, &r, 4);
+        bad += shg[i] != static_cast<uint16_t>(u >> 16);
+    }
+    print_message("  %s shadow: %zu of %zu differ from p rounded to bf16\n", what, bad, n - 1);
+    assert_int_equal(bad, 0);
+}
+
 // A step's update over many tensors at once (CUDA: one launch each for the norm,
 // AdamW and a lane's gradients; the CPU runs the seam's per-tensor defaults):
 // sizes around and past the CUDA chunk (65536), a NULL gradient the norm skips, a
@@ -746,6 +771,7 @@ void optimiser_many(void **) {
         P.expect("adamw_many m", *m[i]);
         P.expect("adamw_many v", *v[i]);
     }
+    expect_shadow("adamw_many", P, sh.second, *p[4]);
 }
 
 void optimiser_ops(void **) {
@@ -786,23 +812,7 @@ void optimiser_ops(void **) {
     P.expect("adamw m", m);
     P.expect("adamw v", v);
     P.expect("adamw p (no shadow)", p2);
-    // The shadow is p rounded to bf16: bit-exact with the GPU's p rounded on the host.
-    std::vector<float> pg = P.host(p, true);
-    std::vector<uint16_t> shg(n), shc(n);
-    float *tmp = g_gpu->alloc((n + 1) / 2);
-    g_gpu->copy(P.gs(), tmp, reinterpret_cast<float *>(sh.second), (n + 1) / 2);
-    g_gpu->to_host(P.gs(), reinterpret_cast<float *>(shg.data()), tmp, n / 2);
-    g_gpu->sync(P.gs());
-    g_gpu->free(tmp);
-    size_t bad = 0;
-    for (size_t i = 0; i + 1 < n; ++i) {
-        float r = bf16_round(pg[i]);
-        uint32_t u;
-        std::memcpy(&u, &r, 4);
-        bad += shg[i] != static_cast<uint16_t>(u >> 16);
-    }
-    print_message("  adamw shadow: %zu of %zu differ from p rounded to bf16\n", bad, n - 1);
-    assert_int_equal(bad, 0);
+    expect_shadow("adamw", P, sh.second, p);
     // A gradient that is not finite (here a NaN): the norm says so and adamw
     // changes nothing, on either backend.
     std::vector<float> gh = P.host(g, false);

@@ -20,14 +20,15 @@
 // accumulator, update_scale() leaves the clip factor on the device for adamw(),
 // and host token and target arrays are copied through pinned memory.
 //
-// Attention: on bf16 streams the tensor-core kernels (tensor_attention.cuh) for
-// head sizes that are multiples of 16; otherwise the fused fp32 kernels
-// (fused_attention.cuh) where a head's scores fit the shared memory, batched
-// cuBLAS products around row-wise softmax kernels beyond that and for pooling;
+// Attention: in bf16 training (set_bf16_attention) the tensor-core kernels
+// (tensor_attention.cuh) for the head sizes bf16_attention takes; otherwise the
+// fused fp32 kernels (fused_attention.cuh) where a head's scores fit the shared
+// memory, batched cuBLAS products around row-wise softmax kernels beyond that
+// and for pooling;
 // sessions decoded together run all their rows in one kernel, and the stacked
 // sequences of a training pass share one launch. The environment variable
 // RMKV_CUDA_ATTENTION (read when the backend is made) = products uses the
-// products everywhere, one row after another, and = fp32 keeps bf16 streams on
+// products everywhere, one row after another, and = fp32 keeps bf16 training on
 // the fp32 kernels: the gpu tests run each way, and benchmarks can compare them.
 //
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
@@ -160,6 +161,7 @@ public:
         pinned_retired.clear();
     }
     bool bf16 = false;
+    bool bf16_attention = false;  // set_bf16_attention (training)
     std::unordered_map<const float *, const uint16_t *> shadows;
     // The tables of the *_many operations: built on the host (their capacity
     // kept), staged to the device.
@@ -360,11 +362,12 @@ public:
         check_launch("rope");
     }
     // The one place that picks attention's kernel: one query row without dropout
-    // (a session's decoding step) takes the decode kernel, read-only; on a bf16
-    // stream, the tensor-core kernels; rows that fit the fused kernel take it; both
-    // take n_seq stacked sequences per launch (blockIdx.z, kFusedStack at a time);
-    // longer rows of keys go through the products one sequence at a time. The
-    // backward takes the forward's kernel (the same tests).
+    // (a session's decoding step) takes the decode kernel, read-only; on a stream
+    // with bf16 attention (training), the tensor-core kernels where they fit;
+    // rows that fit the fused kernel take it; both take n_seq stacked sequences
+    // per launch (blockIdx.z, kFusedStack at a time); longer rows of keys go
+    // through the products one sequence at a time. The backward picks by the same
+    // tests, the decode kernel's aside (it has no backward).
     void attention(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
         attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, drop.on() ? &drop : nullptr);
@@ -597,6 +600,11 @@ public:
     // ---- mixed precision ----
     bool supports_bf16() const override { return prop_.major >= 8; }
     void set_bf16(Stream &s, bool on) override { cs(s).bf16 = on; }
+    void set_bf16_attention(Stream &s, bool on) override { cs(s).bf16_attention = on; }
+    bool bf16_attention(int64_t hd) const override {
+        return tensor_ && supports_bf16() && cuda::tc_attention_fits(hd) &&
+               cuda::tc_attention_smem(hd, true) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
+    }
     void set_shadow(Stream &s, const float *W, const uint16_t *W_bf16) override { cs(s).shadows[W] = W_bf16; }
     // ---- 16-bit weights (inference models from BF16 and F16 files, on the device) ----
     bool has_half_weights() const override { return true; }
@@ -721,11 +729,12 @@ private:
         return fused_ && hd <= cuda::kDecodeMaxHd &&
                cuda::decode_attention_smem(hd, nv) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
     }
-    // The tensor-core kernels: bf16 streams (sm_80 and later), whole 16-column
-    // fragments of a head; their shared memory does not grow with the keys.
+    // The tensor-core kernels: streams with bf16 attention (training), head sizes
+    // bf16_attention takes (sm_80 and later, whole 16-column fragments, shared
+    // memory within the device's: up to 128 on an H100, 96 on an A100, 48 on
+    // sm_86/89); their shared memory does not grow with the keys.
     bool tc_fits(const CudaStream &st, int64_t hd, int64_t nk) const {
-        return tensor_ && st.bf16 && nk > 0 && cuda::tc_attention_fits(hd) &&
-               cuda::tc_attention_smem(hd, true) <= static_cast<size_t>(prop_.sharedMemPerBlockOptin);
+        return st.bf16_attention && nk > 0 && bf16_attention(hd);
     }
     // The fused kernels hold a block's whole score column (nk keys) in shared memory.
     bool fused_fits(int64_t hd, int64_t nk, bool backward) const {

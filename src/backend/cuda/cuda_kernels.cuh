@@ -41,11 +41,12 @@ void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, in
 constexpr int64_t kFusedMaxHd = 128;
 size_t fused_attention_smem(int64_t hd, int64_t nk, bool backward);
 cudaError_t fused_attention_setup(int max_smem);
-// The same on the tensor cores for streams in bf16 (tensor_attention.cuh): q, k,
-// v, dout, the probabilities and the score gradients rounded to bf16, fp32
-// accumulation and softmax; head sizes that tc_attention_fits takes, any number
-// of keys (tiles of 64, an online softmax), tc_attention_smem bytes a block
-// (fused_attention_setup allows the opt-in size).
+// The same on the tensor cores for streams with bf16 attention (training;
+// tensor_attention.cuh): q, k, v, dout, the probabilities and the score
+// gradients rounded to bf16, fp32 accumulation and softmax; head sizes that
+// tc_attention_fits takes, any number of keys (tiles of 64, an online softmax),
+// tc_attention_smem bytes a block (fused_attention_setup allows the opt-in
+// size).
 bool tc_attention_fits(int64_t hd);
 size_t tc_attention_smem(int64_t hd, bool backward);
 // n_seq sequences stacked as Backend::attention_stacked takes them (drops: host

@@ -1,9 +1,10 @@
-// Attention on the tensor cores, for streams in bf16 (Backend::set_bf16): the
-// products QK^T, PV and their gradients take bf16 inputs with fp32 accumulation
-// (WMMA 16x16x16 fragments), softmax, dropout and the running statistics stay
-// in fp32. One CUDA block per head, tile of kTcQ queries and stacked sequence
-// (blockIdx.z, as the fused kernels of fused_attention.cuh); the keys go by in
-// tiles of kTcK with an online softmax, so any number of keys fits.
+// Attention on the tensor cores, for streams with bf16 attention
+// (Backend::set_bf16_attention: bf16 training): the products QK^T, PV and their
+// gradients take bf16 inputs with fp32 accumulation (WMMA 16x16x16 fragments),
+// softmax, dropout and the running statistics stay in fp32. One CUDA block per
+// head, tile of kTcQ queries and stacked sequence (blockIdx.z, as the fused
+// kernels of fused_attention.cuh); the keys go by in tiles of kTcK with an
+// online softmax, so any number of keys fits.
 //
 // Like fused_attention.cuh, no warp-level operation but the WMMA calls
 // themselves (load / mma / store / fill, each made by the whole warp at the same
