@@ -545,8 +545,7 @@ void float_kernels(void **) {
 }
 
 // The cells and gelu in float (tanh, sigmoid and erf without libm) against
-// double. Its own
-// random numbers: the tests before it keep theirs.
+// double, with random numbers of its own: the tests before it keep theirs.
 void float_cells(void **) {
     std::mt19937_64 local(777);
     auto local_randn = [&](size_t n, double scale = 1.0) {
@@ -555,10 +554,10 @@ void float_cells(void **) {
         for (double &x : v) x = d(local);
         return v;
     };
-    // First tanh
-    // alone: a GRU whose update gate is all but shut (z = sigmoid(-40)), whose old
-    // memory is 0 and whose candidate reads a alone (b = 0) gives m = tanh(a) (1 - z), over values from 1e-30 to 100 of both
-    // signs, both sides of the series' bound (1/4) and a dense sweep of [-6, 6].
+    // First tanh alone: a GRU whose update gate is all but shut (z = sigmoid(-40)),
+    // whose old memory is 0 and whose candidate reads a alone (b = 0) gives
+    // m = tanh(a) (1 - z), over values from 1e-30 to 100 of both signs, both sides
+    // of the series' bound (1/4) and a dense sweep of [-6, 6].
     {
         Vec t = {0.0, 1e-30, 1e-12, 1e-6, 3e-4, 0.01, 0.1, 0.2, 0.2499999, 0.25, 0.2500001, 0.3, 0.5, 1.0, 2.0,
                  4.5, 9.0, 9.1, 15.0, 20.0, 45.0, 100.0};
@@ -623,7 +622,6 @@ void float_cells(void **) {
         expect_close((std::string(name) + " cell backward dgh float").c_str(), worst_rel(dghf, dgh, 1.0), 1e-6);
         expect_close((std::string(name) + " cell backward dh float").c_str(), worst_rel(dhf, dh, 1.0), 1e-6);
     }
-
 }
 
 // The fused attention of many query rows (AVX-512) against the row-at-a-time

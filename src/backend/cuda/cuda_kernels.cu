@@ -399,13 +399,6 @@ __global__ void k_cross_entropy(float *dlogits, const float *logits, const int32
 __global__ void k_fill(float *x, float value, int64_t n) {
     GRID_LOOP(i, n) x[i] = value;
 }
-__global__ void k_sum_squares(const float *x, int64_t n, double *total) {
-    double s = 0;
-    GRID_LOOP(i, n) s += static_cast<double>(x[i]) * x[i];
-    s = block_sum(s);
-    if (threadIdx.x == 0) atomicAdd(total, s);
-}
-
 __global__ void k_update_scale(double *acc, float grad_scale, float clip) {
     const double norm = sqrt(acc[1]) * grad_scale;
     acc[1] = 0.0;
@@ -588,17 +581,27 @@ bool tc_attention_fits(int64_t hd) { return tc_head_size(hd); }
 size_t tc_attention_smem(int64_t hd, bool backward) {
     return sizeof(float) * static_cast<size_t>(tc_smem(hd, backward).total);
 }
+// Threads, query tile and shared memory of a launch of the fused fp32 kernels or
+// the tensor-core ones.
+struct AttentionLaunch {
+    unsigned threads;
+    int64_t tile;
+    size_t smem;
+};
+static AttentionLaunch attention_launch(bool tensor_cores, int64_t hd, int64_t nk, bool backward) {
+    if (tensor_cores) return {kTcThreads, kTcQ, tc_attention_smem(hd, backward)};
+    return {kFusedWarps * 32, kFusedQ, fused_attention_smem(hd, nk, backward)};
+}
 void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                              int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
                              int64_t n_seq, int64_t kv_stride, const Dropout *drops, bool tensor_cores, cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
     const auto kernel = tensor_cores ? k_tc_attention : k_fused_attention;
-    const unsigned threads = tensor_cores ? kTcThreads : kFusedWarps * 32;
-    const size_t smem = tensor_cores ? tc_attention_smem(hd, false) : fused_attention_smem(hd, nk, false);
-    fused_stacked(nq, H, n_seq, kv_stride, drops, tensor_cores ? kTcQ : kFusedQ,
+    const AttentionLaunch L = attention_launch(tensor_cores, hd, nk, false);
+    fused_stacked(nq, H, n_seq, kv_stride, drops, L.tile,
                   [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
                       const int64_t at = heads_rows * hd;
-                      kernel<<<grid, threads, smem, st>>>(out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv,
+                      kernel<<<grid, L.threads, L.smem, st>>>(out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv,
                                                           hd, visible0, scale, kv_stride, d);
                   });
 }
@@ -608,12 +611,11 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
                               bool tensor_cores, cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
     const auto kernel = tensor_cores ? k_tc_attention_backward : k_fused_attention_backward;
-    const unsigned threads = tensor_cores ? kTcThreads : kFusedWarps * 32;
-    const size_t smem = tensor_cores ? tc_attention_smem(hd, true) : fused_attention_smem(hd, nk, true);
-    fused_stacked(nq, H, n_seq, kv_stride, drops, tensor_cores ? kTcQ : kFusedQ,
+    const AttentionLaunch L = attention_launch(tensor_cores, hd, nk, true);
+    fused_stacked(nq, H, n_seq, kv_stride, drops, L.tile,
                   [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
                       const int64_t at = heads_rows * hd;
-                      kernel<<<grid, threads, smem, st>>>(dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at,
+                      kernel<<<grid, L.threads, L.smem, st>>>(dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at,
                                                           v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale,
                                                           kv_stride, d);
                   });
@@ -655,12 +657,6 @@ void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, 
 }
 void fill(float *x, float value, size_t n, cudaStream_t st) {
     if (n > 0) k_fill<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(x, value, static_cast<int64_t>(n));
-}
-void sum_squares(const float *x, size_t n, double *total, cudaStream_t st) {
-    if (n > 0) {
-        unsigned b = blocks_for(static_cast<int64_t>(n));
-        k_sum_squares<<<b < 1024 ? b : 1024, kThreads, 0, st>>>(x, static_cast<int64_t>(n), total);
-    }
 }
 static unsigned chunk_blocks(int64_t n_chunks, int64_t most) {
     return static_cast<unsigned>(std::max<int64_t>(1, std::min(n_chunks, most)));

@@ -100,8 +100,6 @@ void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D
 void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
                    double *loss, cudaStream_t st);
 void fill(float *x, float value, size_t n, cudaStream_t st);
-// *total (device double) += sum x^2.
-void sum_squares(const float *x, size_t n, double *total, cudaStream_t st);
 // From acc[1], the summed squares (reset to 0): acc[2] = norm = sqrt(acc[1]) *
 // grad_scale, and the update scale (update_scale_of) as the float at acc + 3.
 void update_scale(double *acc, float grad_scale, float clip, cudaStream_t st);
