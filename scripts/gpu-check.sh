@@ -8,16 +8,17 @@
 #   info      nvidia-smi and the toolkit's versions
 #   tests     test_gpu_ops (the fused and tensor-core attention kernels, then RMKV_CUDA_ATTENTION=products),
 #             test_gpu_model (bf16 training's attention on the tensor cores, then RMKV_CUDA_ATTENTION=fp32:
-#             the fp32 fused kernels)
+#             the fp32 fused kernels, then RMKV_CUDA_GRAPHS=1: decoding steps as CUDA graphs)
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
 #   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64);
 #             B=16 again with attention in fp32 (RMKV_CUDA_ATTENTION=fp32) against the tensor cores
 #   prof      base under PyTorch's profiler (bench/profile_gpu.py): device busy share, kernels a
-#             step, time per kernel, for training (B=4 and B=16), one session decoding and 64
-#             sessions stepped together (traces in LOG)
+#             step, time per kernel, for training (B=4 and B=16), one session decoding (then with
+#             RMKV_CUDA_GRAPHS=1) and 64 sessions stepped together (traces in LOG)
 #   infer     base inference, F32 and BF16 weights: prefill, decode, 64 sessions on their own
-#             threads and stepped together; then 1, 8 and 64 stepped together
+#             threads and stepped together; then 1, 8 and 64 stepped together; then both again
+#             with decoding steps recorded as CUDA graphs (RMKV_CUDA_GRAPHS=1)
 #   inferp    the same with attention through the cuBLAS products only
 # Each stage's output goes to the terminal and to LOG/<stage>.log; a failing
 # stage is reported and the next one runs. Exit status: the number of failed stages.
@@ -50,6 +51,7 @@ stage() {
       RMKV_CUDA_ATTENTION=products "$BIN/test_gpu_ops" || rc=1
       "$BIN/test_gpu_model" || rc=1
       RMKV_CUDA_ATTENTION=fp32 "$BIN/test_gpu_model" || rc=1
+      RMKV_CUDA_GRAPHS=1 "$BIN/test_gpu_model" || rc=1
       return $rc
       ;;
     san)
@@ -86,12 +88,18 @@ stage() {
           --trace "$LOG/prof-b16.json.gz" &&
         RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --mode decode --steps 50 \
           --trace "$LOG/prof-decode.json.gz" &&
+        RMKV_CUDA_GRAPHS=1 RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --mode decode \
+          --steps 50 --trace "$LOG/prof-decode-graphs.json.gz" &&
         RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --mode together --sessions 64 \
           --steps 20 --trace "$LOG/prof-together.json.gz"
       ;;
     infer)
-      "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 --weights f32,bf16 &&
-        "$BENCH/rmkv-bench" --device cuda --configs base --together 1,8,64
+      for graphs in 0 1; do
+        echo "--- RMKV_CUDA_GRAPHS=$graphs"
+        RMKV_CUDA_GRAPHS=$graphs "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 \
+          --weights f32,bf16 &&
+          RMKV_CUDA_GRAPHS=$graphs "$BENCH/rmkv-bench" --device cuda --configs base --together 1,8,64 || return 1
+      done
       ;;
     inferp)
       RMKV_CUDA_ATTENTION=products "$BENCH/rmkv-bench" --device cuda --configs base --far 2000 --sessions 64 &&

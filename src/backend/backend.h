@@ -96,6 +96,19 @@ public:
             copy(s, dst + i * dst_pitch, src + i * src_pitch, static_cast<size_t>(width));
     }
     virtual void sync(Stream &s) = 0;  // wait until every queued operation is done
+    // ---- recorded steps (run_recorded below) ----
+    // A backend may record the operations queued on a stream between begin_record
+    // and end_record and then run them as one unit (CUDA: a graph, one launch for
+    // a decoding step's hundreds of kernels). begin_record: whether it records
+    // (false: the operations run as they are queued, and end_record is not called).
+    // end_record: runs the recording and returns true, or returns false when the
+    // recording failed: then none of it ran or will run, and the caller queues the
+    // same operations again. cancel_record drops a recording (an exception between
+    // the two). While recording, nothing may wait for the stream (sync, to_host,
+    // take_loss, take_grad_norm) and only this thread queues on it.
+    virtual bool begin_record(Stream & /*s*/) { return false; }
+    virtual bool end_record(Stream & /*s*/) { return true; }
+    virtual void cancel_record(Stream & /*s*/) {}
     // Operations queued on `waiter` after this call start only once everything queued
     // on `done` so far has finished (neither stream blocks the host). Backends whose
     // operations complete before returning need nothing.
@@ -328,6 +341,26 @@ public:
                            int64_t d) = 0;
 };
 
+// Queues the operations of queue() (a function that only queues operations on s,
+// of values that depend on its arguments alone, so that it may run twice) as one
+// recorded unit where the backend records (Backend::begin_record), else as they
+// come; when the recording fails, queue() runs again unrecorded. B: Backend, or
+// a test's stand-in with the three record calls.
+template <class B, class F>
+void run_recorded(B &be, Stream &s, F &&queue) {
+    if (!be.begin_record(s)) {
+        queue();
+        return;
+    }
+    try {
+        queue();
+    } catch (...) {
+        be.cancel_record(s);
+        throw;
+    }
+    if (!be.end_record(s)) queue();
+}
+
 // "cpu", "cuda", "cuda:N". Backends are shared by every model that names the same
 // device. Throws RMKV_ERR_BACKEND when the device is absent or not built in.
 // The CUDA backend is a plugin, librmkv_cuda.so, loaded on first use from the
@@ -339,7 +372,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 9;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 10;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

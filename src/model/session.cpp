@@ -182,8 +182,8 @@ void rmkv_session::step_together(rmkv_session *const *ss, size_t n, const int32_
     });
     for (size_t i = 0; i < n; ++i) ss[i]->memory_ready_ = true;
     const int64_t V = c.vocab_size;
-    fwd.decode_rows(t.decode.data(), static_cast<int64_t>(n), tokens, t.ws, t.ws.logits);
     Backend &be = model.backend();
+    run_recorded(be, st, [&] { fwd.decode_rows(t.decode.data(), static_cast<int64_t>(n), tokens, t.ws, t.ws.logits); });
     float *host = logits_host ? logits_host : t.logits.data();
     be.to_host(st, host, t.ws.logits, n * static_cast<size_t>(V));
     t.pass.clear();  // now: the sessions that end a segment
@@ -261,19 +261,20 @@ void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, boo
         }
         int64_t chunk = std::min<int64_t>(static_cast<int64_t>(n - done), c.segment_len - fill_);
         bool last = done + static_cast<size_t>(chunk) == n;
-        if (logits_host && all_rows) {
-            fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_), logits_rows_, true);
+        // The last token's logits are always kept: the sampler draws from them.
+        const bool rows = logits_host && all_rows;
+        real *out = rows ? logits_rows_ : last ? ws_.logits : nullptr;
+        auto queue = [&] { fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_), out, rows); };
+        // A decoding step (one token): its launches recorded as one where the backend can.
+        if (chunk == 1) run_recorded(model_.backend(), *stream_, queue);
+        else queue();
+        if (rows) {
             model_.backend().to_host(*stream_, logits_host + done * V, logits_rows_, static_cast<size_t>(chunk * V));
             if (last) std::copy(logits_host + (n - 1) * V, logits_host + n * V, last_logits_.begin());
-        } else {
-            // The last token's logits are always kept: the sampler draws from them.
-            fwd.tokens(layers_, ws_, tokens + done, chunk, fill_, static_cast<int64_t>(position_), last ? ws_.logits : nullptr,
-                       false);
-            if (last) {
-                model_.backend().to_host(*stream_, last_logits_.data(), ws_.logits, static_cast<size_t>(V));
-                model_.backend().sync(*stream_);
-                if (logits_host) std::copy(last_logits_.begin(), last_logits_.end(), logits_host);
-            }
+        } else if (last) {
+            model_.backend().to_host(*stream_, last_logits_.data(), ws_.logits, static_cast<size_t>(V));
+            model_.backend().sync(*stream_);
+            if (logits_host) std::copy(last_logits_.begin(), last_logits_.end(), logits_host);
         }
         fill_ += chunk;
         position_ += static_cast<uint64_t>(chunk);

@@ -7,7 +7,7 @@
 // the CUDA backend's three (the fused kernels while a block's score column fits
 // the shared memory, cuBLAS products beyond, the tensor-core kernels of bf16
 // training: bf16_attention_ops), GQA, key strides wider than the keys, decoding
-// (one row), masked targets and aliasing.
+// (one row), masked targets and aliasing; recorded steps (CUDA graphs).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -491,6 +491,58 @@ void decode_ops(void **) {
     decode_case(2, 2, 64, true, {5000});                            // a long cache (a 4096-token segment)
 }
 
+// Recorded steps (RMKV_CUDA_GRAPHS=1, which main sets): the kinds of operation
+// of a decoding step (a token staged from a host array, a norm, products,
+// decode_attention with its cache row staged, an add) recorded and launched as
+// one graph, three steps in a row (the first instantiates the graph, the next
+// update it with new arguments); a step whose staged tokens outgrow their
+// buffers while recording; a cancelled recording, which runs nothing.
+void recorded_ops(void **) {
+    const bool records = g_gpu->name().rfind("cuda", 0) == 0;
+    Pair P;
+    const int64_t V = 40, H = 4, Hkv = 2, hd = 16, D = H * hd, Dkv = Hkv * hd, cache = 16, many = 5000;
+    Buf &E = P.random(V * D), &w = P.random(D, 0.1f, 1.0f), &Wq = P.random(D * D, 0.1f);
+    Buf &Wk = P.random(Dkv * D, 0.1f), &Wv = P.random(Dkv * D, 0.1f);
+    Buf &keys = P.random(cache * Dkv), &values = P.random(cache * Dkv);
+    Buf &x = P.zeros(D), &xn = P.zeros(D), &q = P.zeros(D), &k = P.zeros(Dkv), &v = P.zeros(Dkv), &o = P.zeros(D);
+    Buf &X = P.zeros(many * D);
+    auto step = [&](Backend &be, Stream &s, bool g, int32_t token, int64_t at, int64_t n_many) {
+        if (g) {
+            const bool r = be.begin_record(s);
+            if (r != records) fail_msg("begin_record says %d on %s", r ? 1 : 0, be.name().c_str());
+        }
+        std::vector<int32_t> t(static_cast<size_t>(n_many), token);
+        be.embed(s, x.on(g), E.on(g), &token, 1, D);
+        if (n_many) be.embed(s, X.on(g), E.on(g), t.data(), n_many, D);
+        std::fill(t.begin(), t.end(), 0);  // the host array may change once the call returns
+        be.norm(s, NormKind::rmsnorm, xn.on(g), x.on(g), w.on(g), nullptr, 1, D, 1e-5f);
+        be.linear(s, q.on(g), xn.on(g), Wq.on(g), nullptr, 1, D, D, false);
+        be.linear(s, k.on(g), xn.on(g), Wk.on(g), nullptr, 1, D, Dkv, false);
+        be.linear(s, v.on(g), xn.on(g), Wv.on(g), nullptr, 1, D, Dkv, false);
+        const CacheRow row{keys.on(g), values.on(g), at, at + 100};
+        be.decode_attention(s, o.on(g), q.on(g), k.on(g), v.on(g), &row, 1, H, Hkv, hd, true, 10000.0f);
+        be.add(s, o.on(g), o.on(g), x.on(g), D);
+        if (g && records && !be.end_record(s)) fail_msg("a recorded step failed to record (it ran unrecorded)");
+    };
+    for (int i = 0; i < 4; ++i) {
+        const int64_t n_many = i == 3 ? many : 0;
+        P.both([&](Backend &be, Stream &s, bool g) { step(be, s, g, static_cast<int32_t>((7 * i + 3) % V), 5 + i, n_many); });
+        print_message("recorded step %d%s\n", i, n_many ? " (staging grows while recording)" : "");
+        P.expect("  out", o);
+        P.expect("  the cache's keys", keys);
+        P.expect("  the cache's values", values, 1e-30);
+        if (n_many) P.expect("  5000 tokens embedded", X);
+    }
+    if (records) {
+        g_gpu->begin_record(P.gs());
+        g_gpu->add(P.gs(), o.g, o.g, o.g, D);
+        g_gpu->cancel_record(P.gs());
+    }
+    P.expect("a cancelled recording ran nothing", o);
+    P.both([&](Backend &be, Stream &s, bool g) { be.add(s, o.on(g), o.on(g), x.on(g), D); });
+    P.expect("the stream after it", o);
+}
+
 void elementwise_ops(void **) {
     Pair P;
     const int64_t n = 3000;
@@ -818,6 +870,7 @@ void memory_ops(void **) {
 }  // namespace
 
 int main() {
+    setenv("RMKV_CUDA_GRAPHS", "1", 0);  // recorded_ops: the CUDA backend records (read when it is made)
     g_cpu = get_backend("cpu");
     try {
         g_gpu = get_backend(gpu_test::kDevice);
@@ -833,7 +886,7 @@ int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16), cmocka_unit_test(half_weights),       cmocka_unit_test(norm_ops),
         cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(stacked_ops),
-        cmocka_unit_test(bf16_attention_ops), cmocka_unit_test(decode_ops),
+        cmocka_unit_test(bf16_attention_ops), cmocka_unit_test(decode_ops), cmocka_unit_test(recorded_ops),
         cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
         cmocka_unit_test(optimiser_ops), cmocka_unit_test(optimiser_many), cmocka_unit_test(memory_ops),

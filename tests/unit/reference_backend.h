@@ -16,7 +16,7 @@
 
 namespace rmkv {
 
-class ReferenceBackend final : public Backend {
+class ReferenceBackend : public Backend {
 public:
     std::string name() const override { return "reference"; }
     std::unique_ptr<Stream> new_stream() override { return std::make_unique<Stream>(); }

@@ -31,6 +31,10 @@
 // products everywhere, one row after another, and = fp32 keeps bf16 training on
 // the fp32 kernels: the gpu tests run each way, and benchmarks can compare them.
 //
+// Recorded steps (Backend::begin_record; a session's decoding step, sessions
+// decoded together): with RMKV_CUDA_GRAPHS=1 the step is captured into a CUDA
+// graph and launched as one; off by default until timed on a GPU.
+//
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
 // naming the call and CUDA's message. Kernel launch errors are checked after
@@ -66,14 +70,63 @@ PluginFailFn g_fail = nullptr;
     __builtin_unreachable();
 }
 
+// A stream's recording (Backend::begin_record: stream capture into a graph),
+// while the thread that began it queues the step.
+struct Recording {
+    cudaStream_t stream = nullptr;
+    bool spoiled = false;  // the capture failed: end_record reports it, the step runs again unrecorded
+    std::vector<void *> retired;  // device buffers replaced while recording: freed once the stream has synchronised
+};
+thread_local Recording *t_recording = nullptr;
+
+// Whether an error belongs to this thread's recording rather than to the call:
+// the capture could not hold an operation (and is invalidated). The recording is
+// then spoiled, and the step's second, unrecorded run meets any real error.
+bool spoils_recording(cudaError_t e) {
+    if (!t_recording) return false;
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    const bool capture = e == cudaErrorStreamCaptureUnsupported || e == cudaErrorStreamCaptureInvalidated ||
+                         e == cudaErrorStreamCaptureMerge || e == cudaErrorStreamCaptureUnmatched ||
+                         e == cudaErrorStreamCaptureUnjoined || e == cudaErrorStreamCaptureIsolation ||
+                         e == cudaErrorStreamCaptureImplicit || e == cudaErrorCapturedEvent ||
+                         e == cudaErrorStreamCaptureWrongThread;
+    if (!capture && (cudaStreamIsCapturing(t_recording->stream, &status) != cudaSuccess ||
+                     status != cudaStreamCaptureStatusInvalidated))
+        return false;
+    cudaGetLastError();
+    t_recording->spoiled = true;
+    return true;
+}
+
+// Allocations while this thread records (a buffer that grows): allowed by
+// relaxed capture for the call; allocations are not part of a graph, and the
+// recording is launched once, at once.
+class RelaxedCapture {
+public:
+    RelaxedCapture() : on_(t_recording != nullptr) {
+        if (on_) cudaThreadExchangeStreamCaptureMode(&mode_);
+    }
+    ~RelaxedCapture() {
+        if (on_) cudaThreadExchangeStreamCaptureMode(&mode_);
+    }
+    RelaxedCapture(const RelaxedCapture &) = delete;
+    RelaxedCapture &operator=(const RelaxedCapture &) = delete;
+
+private:
+    cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+    bool on_;
+};
+
 void check(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return;
     cudaGetLastError();  // clears a non-sticky error
+    if (spoils_recording(e)) return;
     fail(e == cudaErrorMemoryAllocation ? kErrOutOfMemory : kErrBackend,
          std::string("CUDA: ") + what + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
 }
 void check(cublasStatus_t e, const char *what) {
     if (e == CUBLAS_STATUS_SUCCESS) return;
+    if (spoils_recording(cudaErrorUnknown)) return;
     fail(e == CUBLAS_STATUS_ALLOC_FAILED ? kErrOutOfMemory : kErrBackend,
          std::string("cuBLAS: ") + what + " failed: " + cublasGetStatusName(e) + " (" + cublasGetStatusString(e) + ")");
 }
@@ -89,16 +142,19 @@ void make_current(int device) {
     }
 }
 
-// A device buffer that only grows (frees the old one: cudaFree waits for the device).
+// A device buffer that only grows (frees the old one: cudaFree waits for the
+// device; while recording, the recording may use it: freed later).
 template <class T>
 struct Grow {
     T *p = nullptr;
     size_t n = 0;
     T *get(size_t need, const char *what) {
         if (need <= n) return p;
-        if (p) cudaFree(p);
+        if (p && t_recording) t_recording->retired.push_back(p);
+        else if (p) cudaFree(p);
         p = nullptr, n = 0;
         size_t want = need < 1024 ? 1024 : need + need / 4;
+        RelaxedCapture relaxed;
         check(cudaMalloc(&p, want * sizeof(T)), what);
         n = want;
         return p;
@@ -114,6 +170,7 @@ public:
     ~CudaStream() override {
         if (cudaSetDevice(device_) == cudaSuccess) t_current_device = device_;
         if (stream) cudaStreamSynchronize(stream);
+        if (graph) cudaGraphExecDestroy(graph);
         if (blas) cublasDestroy(blas);
         if (event) cudaEventDestroy(event);
         if (stream) cudaStreamDestroy(stream);
@@ -159,7 +216,15 @@ public:
         pinned_used = 0;
         for (char *p : pinned_retired) cudaFreeHost(p);
         pinned_retired.clear();
+        for (void *p : rec.retired) cudaFree(p);
+        rec.retired.clear();
     }
+    // Recorded steps: the recording under way, and the last one instantiated (each
+    // new recording updates it); consecutive failed recordings, up to kRecordTries.
+    Recording rec;
+    cudaGraphExec_t graph = nullptr;
+    int record_failures = 0;
+    static constexpr int kRecordTries = 3;
     bool bf16 = false;
     bool bf16_attention = false;  // set_bf16_attention (training)
     std::unordered_map<const float *, const uint16_t *> shadows;
@@ -195,6 +260,11 @@ public:
             else if (!std::strcmp(mode, "fp32")) tensor_ = false;
             else if (std::strcmp(mode, "auto") != 0)
                 fail(kErrBackend, std::string("RMKV_CUDA_ATTENTION='") + mode + "': use 'auto', 'fp32' or 'products'");
+        }
+        if (const char *mode = std::getenv("RMKV_CUDA_GRAPHS")) {
+            if (!std::strcmp(mode, "1")) graphs_ = true;
+            else if (std::strcmp(mode, "0") != 0)
+                fail(kErrBackend, std::string("RMKV_CUDA_GRAPHS='") + mode + "': use '0' or '1'");
         }
     }
 
@@ -272,6 +342,50 @@ public:
         check(cudaEventRecord(d.event, d.stream), "cudaEventRecord");
         check(cudaStreamWaitEvent(w.stream, d.event, 0), "cudaStreamWaitEvent");
     }
+    // ---- recorded steps: stream capture (thread-local: other threads' calls do
+    // not disturb it) into a graph, instantiated into the stream's executable
+    // graph the first time and updated after (cudaGraphExecUpdate: decoding
+    // steps differ in their kernels' arguments only), then launched. A failed
+    // recording (an operation the capture cannot hold, or an update and an
+    // instantiation that fail) runs nothing; after kRecordTries in a row the
+    // stream stops recording. ----
+    bool begin_record(Stream &s) override {
+        if (!graphs_ || t_recording) return false;
+        auto &st = cs(s);
+        if (st.record_failures >= CudaStream::kRecordTries) return false;
+        check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        st.rec.stream = st.stream, st.rec.spoiled = false;
+        t_recording = &st.rec;
+        return true;
+    }
+    bool end_record(Stream &s) override {
+        auto &st = cs(s);
+        cudaGraph_t g = stop_recording(st);
+        if (g && st.graph) {
+            cudaGraphExecUpdateResultInfo info{};
+            if (cudaGraphExecUpdate(st.graph, g, &info) != cudaSuccess) {
+                cudaGetLastError();
+                cudaGraphExecDestroy(st.graph);
+                st.graph = nullptr;
+            }
+        }
+        if (g && !st.graph && cudaGraphInstantiate(&st.graph, g, 0) != cudaSuccess) {
+            cudaGetLastError();
+            st.graph = nullptr;
+        }
+        if (g) cudaGraphDestroy(g);
+        if (!st.graph) {
+            ++st.record_failures;
+            return false;
+        }
+        st.record_failures = 0;
+        check(cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch");
+        return true;
+    }
+    void cancel_record(Stream &s) override {
+        if (cudaGraph_t g = stop_recording(cs(s))) cudaGraphDestroy(g);
+    }
+
     // One sequence's products have only S (+ M) rows: several streams fed by
     // several host threads keep the device busy.
     int default_parallel_sequences() const override { return 4; }
@@ -659,6 +773,17 @@ public:
     }
 
 private:
+    // Ends this thread's capture on st: the graph, or NULL when the recording failed.
+    static cudaGraph_t stop_recording(CudaStream &st) {
+        t_recording = nullptr;
+        cudaGraph_t g = nullptr;
+        if (cudaStreamEndCapture(st.stream, &g) != cudaSuccess || st.rec.spoiled) {
+            cudaGetLastError();
+            if (g) cudaGraphDestroy(g);
+            return nullptr;
+        }
+        return g;
+    }
     // Makes this backend's device current on the calling thread.
     void use() const { make_current(device_); }
     // Every operation but the matrix products forgets the bf16 conversions: it may
@@ -701,6 +826,7 @@ private:
         if (st.pinned_used + piece > st.pinned_cap) {
             const size_t cap = std::max({st.pinned_cap * 2, st.pinned_used + piece, size_t(16384)});
             void *p = nullptr;
+            RelaxedCapture relaxed;
             check(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
             if (st.pinned) st.pinned_retired.push_back(st.pinned);
             st.pinned = static_cast<char *>(p), st.pinned_cap = cap, st.pinned_used = 0;
@@ -808,6 +934,7 @@ private:
     cudaDeviceProp prop_{};
     bool fused_ = true;  // RMKV_CUDA_ATTENTION: the fused attention kernels where they fit
     bool tensor_ = true;  // and on bf16 streams, the tensor-core ones
+    bool graphs_ = false;  // RMKV_CUDA_GRAPHS=1: begin_record records
 };
 
 }  // namespace

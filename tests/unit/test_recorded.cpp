@@ -1,0 +1,321 @@
+// Recorded steps (Backend::begin_record, run_recorded in backend.h). run_recorded
+// against a stand-in backend: unrecorded, recorded, a failed recording queued
+// again, an exception that cancels. Then the property a failed recording rests
+// on: a decoding step's operations, queued twice, leave exactly what they leave
+// queued once. The model code (a session's one-token step, SegmentForward::tokens,
+// and sessions decoded together, decode_rows) runs on the reference backend of
+// the tests, once as it is and once through a backend whose every recording
+// fails (so each step is queued twice), across a segment end, for the three
+// cells and position kinds; logits and every layer state must agree to the bit.
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/segment.h"
+#include "model/weights.h"
+#include "reference_backend.h"
+
+// cmocka last: it defines a macro named fail.
+extern "C" {
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+}
+
+using namespace rmkv;
+
+namespace {
+
+// ---- run_recorded ----
+
+struct StandIn {
+    bool records = false, succeeds = true;
+    int begun = 0, ended = 0, cancelled = 0;
+    bool begin_record(Stream &) {
+        ++begun;
+        return records;
+    }
+    bool end_record(Stream &) {
+        ++ended;
+        return succeeds;
+    }
+    void cancel_record(Stream &) { ++cancelled; }
+};
+
+void run_recorded_cases(void **) {
+    Stream s;
+    {  // not recording: queued once, end_record not called
+        StandIn b;
+        int runs = 0;
+        run_recorded(b, s, [&] { ++runs; });
+        assert_int_equal(runs, 1);
+        assert_int_equal(b.begun, 1);
+        assert_int_equal(b.ended, 0);
+    }
+    {  // recorded: queued once, then run
+        StandIn b;
+        b.records = true;
+        int runs = 0;
+        run_recorded(b, s, [&] { ++runs; });
+        assert_int_equal(runs, 1);
+        assert_int_equal(b.ended, 1);
+        assert_int_equal(b.cancelled, 0);
+    }
+    {  // the recording failed: queued again, unrecorded
+        StandIn b;
+        b.records = true, b.succeeds = false;
+        int runs = 0;
+        run_recorded(b, s, [&] { ++runs; });
+        assert_int_equal(runs, 2);
+        assert_int_equal(b.ended, 1);
+    }
+    {  // an exception while recording: the recording cancelled, the exception passed on
+        StandIn b;
+        b.records = true;
+        bool caught = false;
+        try {
+            run_recorded(b, s, [] { throw std::runtime_error("queue"); });
+        } catch (const std::runtime_error &) {
+            caught = true;
+        }
+        assert_true(caught);
+        assert_int_equal(b.cancelled, 1);
+        assert_int_equal(b.ended, 0);
+    }
+}
+
+// ---- a decoding step queued twice ----
+
+// Every recording "fails" after its operations ran: run_recorded queues each
+// step a second time, as it does after a failed recording on a device.
+class TwiceBackend final : public ReferenceBackend {
+public:
+    bool begin_record(Stream &) override { return true; }
+    bool end_record(Stream &) override {
+        ++failed;
+        return false;
+    }
+    int failed = 0;
+};
+
+struct Net {
+    Config c;
+    std::vector<std::vector<float>> w;
+    ModelWeights W{};
+};
+
+void build(Net &n, const std::string &json) {
+    n.c = Config::from_json(json, 0, false);
+    const std::vector<ParamSpec> specs = param_specs(n.c);
+    std::mt19937_64 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<real *> ptrs;
+    for (const ParamSpec &s : specs) {
+        std::vector<float> v(static_cast<size_t>(s.numel));
+        const float scale = s.init == Init::ones ? 0.2f : 0.5f;
+        for (float &x : v) x = (s.init == Init::ones ? 1.0f : 0.0f) + scale * normal(rng);
+        n.w.push_back(std::move(v));
+    }
+    for (auto &v : n.w) ptrs.push_back(v.data());
+    n.W = bind_weights(n.c, specs, ptrs);
+}
+
+// Buffers of a backend, freed together.
+struct Owned {
+    Backend &be;
+    std::vector<real *> p;
+    explicit Owned(Backend &b) : be(b) {}
+    Owned(const Owned &) = delete;
+    Owned &operator=(const Owned &) = delete;
+    ~Owned() {
+        for (real *x : p) be.free(x);
+    }
+    real *get(int64_t n) {
+        p.push_back(be.alloc(static_cast<size_t>(n)));
+        return p.back();
+    }
+};
+
+// One stream of text's state and a session's workspace, on a backend's memory.
+struct Text {
+    Owned mem;
+    std::vector<LayerState> layers;
+    Workspace ws{};
+    real *get(int64_t n) { return mem.get(n); }
+    Text(Backend &b, const Net &n) : mem(b) {
+        const Config &c = n.c;
+        const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
+        const int64_t G = std::max<int64_t>(c.cell_gates(), 2), R = std::max(S, M);
+        for (int64_t l = 0; l < c.n_layers; ++l) {
+            LayerState s{};
+            s.memory = get(M * D);
+            std::memcpy(s.memory, n.W.layers[static_cast<size_t>(l)].init_memory, sizeof(real) * static_cast<size_t>(M * D));
+            s.cell = c.cell == Cell::lstm ? get(M * D) : nullptr;
+            s.keys = get((M + S) * Dkv), s.values = get((M + S) * Dkv);
+            s.mem_q = get(M * D), s.tok_out = get(S * D);
+            layers.push_back(s);
+        }
+        ws.x = get(R * D), ws.xn = get(R * D), ws.q = get(R * D), ws.attn = get(R * D);
+        ws.h1 = get(S * F), ws.h2 = get(S * F);
+        ws.mem_out = get(M * D), ws.pooled = get(M * D);
+        ws.gates_i = get(M * G * D), ws.gates_h = get(M * G * D), ws.cat = get(M * 2 * D);
+        ws.logits = get(c.vocab_size);
+    }
+    // Every layer state, in one vector (for comparison).
+    std::vector<float> state(const Config &c) const {
+        const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv();
+        std::vector<float> all;
+        auto put = [&](const real *p, int64_t n) {
+            if (p) all.insert(all.end(), p, p + n);
+        };
+        for (const LayerState &s : layers) {
+            put(s.memory, M * D), put(s.cell, M * D), put(s.keys, (M + S) * Dkv), put(s.values, (M + S) * Dkv);
+            put(s.mem_q, M * D), put(s.tok_out, S * D);
+        }
+        return all;
+    }
+};
+
+void expect_same(const char *what, const std::string &name, const std::vector<float> &a, const std::vector<float> &b) {
+    assert_int_equal(a.size(), b.size());
+    if (std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0)
+        fail_msg("%s: %s differs when each decoding step is queued twice", name.c_str(), what);
+}
+
+// A session's step of one token (rmkv_session::step): prefill, then one token at
+// a time through run_recorded, the memory rewritten at each segment end.
+void one_session(const std::string &name, const std::string &json) {
+    Net n;
+    build(n, json);
+    const Config &c = n.c;
+    ReferenceBackend plain;
+    TwiceBackend twice;
+    Text a(plain, n), b(twice, n);
+    auto sa = plain.new_stream(), sb = twice.new_stream();
+    ModelView va{&c, &n.W, &plain}, vb{&c, &n.W, &twice};
+    SegmentForward fa(va, *sa), fb(vb, *sb);
+    std::mt19937 rng(3);
+    std::vector<int32_t> prompt(3);
+    for (int32_t &t : prompt) t = static_cast<int32_t>(rng() % static_cast<unsigned>(c.vocab_size));
+    fa.prepare_memory(a.layers, a.ws), fb.prepare_memory(b.layers, b.ws);
+    fa.tokens(a.layers, a.ws, prompt.data(), 3, 0, 0, a.ws.logits, false);
+    fb.tokens(b.layers, b.ws, prompt.data(), 3, 0, 0, b.ws.logits, false);
+    int64_t fill = 3, pos = 3;
+    const int steps = static_cast<int>(2 * c.segment_len + 1);
+    for (int i = 0; i < steps; ++i) {
+        const int32_t tok = static_cast<int32_t>(rng() % static_cast<unsigned>(c.vocab_size));
+        fa.tokens(a.layers, a.ws, &tok, 1, fill, pos, a.ws.logits, false);
+        run_recorded(twice, *sb, [&] { fb.tokens(b.layers, b.ws, &tok, 1, fill, pos, b.ws.logits, false); });
+        expect_same("logits", name, std::vector<float>(a.ws.logits, a.ws.logits + c.vocab_size),
+                    std::vector<float>(b.ws.logits, b.ws.logits + c.vocab_size));
+        ++fill, ++pos;
+        if (fill == c.segment_len) {
+            fa.rewrite_memory(a.layers, a.ws, fill), fb.rewrite_memory(b.layers, b.ws, fill);
+            fa.prepare_memory(a.layers, a.ws), fb.prepare_memory(b.layers, b.ws);
+            fill = 0;
+        }
+    }
+    expect_same("the layer states", name, a.state(c), b.state(c));
+    assert_int_equal(twice.failed, steps);
+    print_message("%-36s %d one-token steps, each queued twice: logits and states identical\n", name.c_str(), steps);
+}
+
+// Sessions decoded together (rmkv_session::step_together): decode_rows of two
+// streams of text at different offsets, through run_recorded.
+void rows_together(const std::string &name, const std::string &json) {
+    Net n;
+    build(n, json);
+    const Config &c = n.c;
+    const int64_t D = c.d_model, Dkv = c.d_kv(), F = c.ffn_hidden, V = c.vocab_size, N = 2;
+    ReferenceBackend plain;
+    TwiceBackend twice;
+    Text a0(plain, n), a1(plain, n), b0(twice, n), b1(twice, n);
+    auto sa = plain.new_stream(), sb = twice.new_stream();
+    ModelView va{&c, &n.W, &plain}, vb{&c, &n.W, &twice};
+    SegmentForward fa(va, *sa), fb(vb, *sb);
+    // The rows' scratch (rmkv_session::together).
+    struct Rows {
+        Owned mem;
+        RowsWorkspace ws{};
+        std::vector<CacheRow> cache_rows;
+        std::vector<real *> row_dst;
+        Rows(Backend &be, int64_t N, int64_t D, int64_t Dkv, int64_t F, int64_t V)
+            : mem(be), cache_rows(static_cast<size_t>(N)), row_dst(static_cast<size_t>(N)) {
+            ws.x = mem.get(N * D), ws.xn = mem.get(N * D), ws.q = mem.get(N * D);
+            ws.attn = mem.get(N * D), ws.o = mem.get(N * D);
+            ws.k = mem.get(N * Dkv), ws.v = mem.get(N * Dkv);
+            ws.h1 = mem.get(N * F), ws.h2 = mem.get(N * F);
+            ws.logits = mem.get(N * V);
+            ws.cache_rows = cache_rows.data(), ws.row_dst = row_dst.data();
+        }
+    } ra(plain, N, D, Dkv, F, V), rb(twice, N, D, Dkv, F, V);
+    // Stream 1 starts two tokens in (a prompt of its own), so the rows sit at different offsets.
+    const int32_t prompt[2] = {1, 2};
+    for (Text *t : {&a0, &a1}) fa.prepare_memory(t->layers, t->ws);
+    for (Text *t : {&b0, &b1}) fb.prepare_memory(t->layers, t->ws);
+    fa.tokens(a1.layers, a1.ws, prompt, 2, 0, 0, nullptr, false);
+    fb.tokens(b1.layers, b1.ws, prompt, 2, 0, 0, nullptr, false);
+    int64_t fill[2] = {0, 2}, pos[2] = {0, 2};
+    std::mt19937 rng(8);
+    const int steps = static_cast<int>(c.segment_len + 2);
+    for (int i = 0; i < steps; ++i) {
+        int32_t tok[2];
+        for (int32_t &t : tok) t = static_cast<int32_t>(rng() % static_cast<unsigned>(V));
+        const DecodeRow da[2] = {{&a0.layers, fill[0], pos[0]}, {&a1.layers, fill[1], pos[1]}};
+        const DecodeRow db[2] = {{&b0.layers, fill[0], pos[0]}, {&b1.layers, fill[1], pos[1]}};
+        fa.decode_rows(da, N, tok, ra.ws, ra.ws.logits);
+        run_recorded(twice, *sb, [&] { fb.decode_rows(db, N, tok, rb.ws, rb.ws.logits); });
+        expect_same("logits of sessions together", name, std::vector<float>(ra.ws.logits, ra.ws.logits + N * V),
+                    std::vector<float>(rb.ws.logits, rb.ws.logits + N * V));
+        for (int k = 0; k < 2; ++k) {
+            ++fill[k], ++pos[k];
+            if (fill[k] == c.segment_len) {
+                Text &ta = k ? a1 : a0, &tb = k ? b1 : b0;
+                fa.rewrite_memory(ta.layers, ta.ws, fill[k]), fb.rewrite_memory(tb.layers, tb.ws, fill[k]);
+                fa.prepare_memory(ta.layers, ta.ws), fb.prepare_memory(tb.layers, tb.ws);
+                fill[k] = 0;
+            }
+        }
+    }
+    expect_same("stream 0's layer states", name, a0.state(c), b0.state(c));
+    expect_same("stream 1's layer states", name, a1.state(c), b1.state(c));
+    assert_int_equal(twice.failed, steps);
+    print_message("%-36s %d steps of 2 sessions together, each queued twice: identical\n", name.c_str(), steps);
+}
+
+const char *kBase = "\"vocab_size\":13,\"d_model\":8,\"n_layers\":2,\"memory_slots\":2,\"segment_len\":4,";
+const struct {
+    const char *name, *rest;
+} kConfigs[] = {
+    {"gru rope layernorm swiglu gqa",
+     "\"n_heads\":2,\"n_kv_heads\":1,\"cell\":\"gru\",\"pos\":\"rope\",\"norm\":\"layernorm\",\"ffn\":\"swiglu\","
+     "\"ffn_hidden\":12}"},
+    {"lstm learned rmsnorm gelu tied",
+     "\"n_heads\":2,\"cell\":\"lstm\",\"pos\":\"learned\",\"norm\":\"rmsnorm\",\"ffn\":\"gelu\",\"ffn_hidden\":12,"
+     "\"tie_embeddings\":true}"},
+    {"minimal sincos layernorm no-ffn",
+     "\"n_heads\":4,\"n_kv_heads\":2,\"cell\":\"minimal\",\"pos\":\"sincos\",\"norm\":\"layernorm\",\"ffn\":\"none\"}"},
+};
+
+void one_session_twice(void **) {
+    for (const auto &k : kConfigs) one_session(k.name, std::string("{") + kBase + k.rest);
+}
+void sessions_together_twice(void **) {
+    for (const auto &k : kConfigs) rows_together(k.name, std::string("{") + kBase + k.rest);
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(run_recorded_cases),
+        cmocka_unit_test(one_session_twice),
+        cmocka_unit_test(sessions_together_twice),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
