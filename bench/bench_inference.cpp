@@ -20,7 +20,7 @@
 // --profile-step K: under `perf record --control=fifo:CTL,ACK -D -1` with
 // RMKV_PERF_CTL=CTL RMKV_PERF_ACK=ACK, perf records only step K of the sessions
 // stepped together (counted from their first token) of every --together count.
-//                   [--profile-step K]
+// Any other option, or an option without its value, is refused (exit 2).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -220,6 +220,13 @@ int main(int argc, char **argv) {
     int n_decode = 512, n_sessions = 1;
     std::string device = "cpu", weights = "f32", precisions = "auto";
     std::vector<int> together_counts;
+    const char *kUsage =
+        "usage: rmkv-bench [--device D] [--configs tiny,small,base] [--far N] [--decode N] [--sessions N]\n"
+        "                  [--weights f32,bf16,f16] [--precision auto,fp32,bf16] [--together N,N,..] [--profile-step N]\n";
+    if (argc % 2 == 0) {
+        std::fprintf(stderr, "%s: every option takes a value\n%s", argv[argc - 1], kUsage);
+        return 2;
+    }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!std::strcmp(argv[i], "--sessions")) n_sessions = std::atoi(argv[i + 1]);
@@ -240,6 +247,10 @@ int main(int argc, char **argv) {
                 together_counts.push_back(static_cast<int>(n));
                 p = *end == ',' ? end + 1 : end;
             }
+        else {
+            std::fprintf(stderr, "unknown option %s\n%s", argv[i], kUsage);
+            return 2;
+        }
     }
     std::vector<std::pair<std::string, int32_t>> precs;  // name, rmkv_precision
     for (const char *p : {"auto", "fp32", "bf16"})
