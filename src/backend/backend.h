@@ -216,6 +216,29 @@ public:
     virtual void scatter_rows(Stream &s, real *const *dst, const real *src, int64_t n, int64_t width) {
         for (int64_t i = 0; i < n; ++i) copy(s, dst[i], src + i * width, static_cast<size_t>(width));
     }
+    // The other way: src[i] (host array of n pointers; width elements each) to row
+    // i of dst [n, width], which overlaps none of them.
+    virtual void gather_rows(Stream &s, real *dst, const real *const *src, int64_t n, int64_t width) {
+        for (int64_t i = 0; i < n; ++i) copy(s, dst + i * width, src[i], static_cast<size_t>(width));
+    }
+    // ---- n streams of text with caches of their own at once (the memory rewrite
+    // of sessions decoded together; host arrays of n pointers). The defaults run
+    // one stream after another; backends override them to run all at once. ----
+    // Stream i: out + i * nq * H * hd = attention of q[i] ([nq, H * hd]) over
+    // keys[i] and values[i] ([nk, Hkv * hd]), query row r seeing keys 0 ..
+    // min(nk, visible0 + r + 1) - 1, no dropout.
+    virtual void attention_rows(Stream &s, real *out, const real *const *q, const real *const *keys,
+                                const real *const *values, int64_t n, int64_t nq, int64_t nk, int64_t n_heads,
+                                int64_t n_kv_heads, int64_t head_dim, int64_t visible0) {
+        for (int64_t i = 0; i < n; ++i)
+            attention(s, out + i * nq * n_heads * head_dim, q[i], keys[i], values[i], nq, nk, n_kv_heads * head_dim,
+                      n_heads, n_kv_heads, head_dim, visible0, {});
+    }
+    // Stream i: out + i * M * D = pool of x[i] ([T, D]) with the queries P.
+    virtual void pool_rows(Stream &s, real *out, const real *P, const real *const *x, int64_t n, int64_t M, int64_t T,
+                           int64_t D) {
+        for (int64_t i = 0; i < n; ++i) pool(s, out + i * M * D, P, x[i], M, T, D);
+    }
     // x[i] *= drop.factor(i) (forward of a dropout site, and its backward).
     virtual void dropout(Stream &s, real *x, int64_t n, const Dropout &drop) = 0;
     // h[i] = silu(g[i]) * u[i]  (swiglu); h[i] = gelu_erf(u[i]) (gelu, g NULL).
@@ -372,7 +395,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 10;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 11;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

@@ -2,6 +2,16 @@
 
 namespace rmkv {
 
+namespace {
+
+// Buffer `field` of layer l of each of k streams of text, into `to` (host [k]).
+real **each_stream(std::vector<LayerState> *const *layers, int64_t k, size_t l, real *LayerState::*field, real **to) {
+    for (int64_t i = 0; i < k; ++i) to[i] = (*layers[i])[l].*field;
+    return to;
+}
+
+}  // namespace
+
 NormKind norm_kind(const Config &c) { return c.norm == Norm::layernorm ? NormKind::layernorm : NormKind::rmsnorm; }
 CellKind cell_kind(const Config &c) {
     return c.cell == Cell::gru ? CellKind::gru : c.cell == Cell::lstm ? CellKind::lstm : CellKind::minimal;
@@ -227,26 +237,25 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
 void SegmentForward::rewrite_rows(std::vector<LayerState> *const *layers, int64_t k, const RewriteRowsWorkspace &ws,
                                   int64_t T) {
     const Config &c = m_.config();
-    const int64_t M = c.memory_slots, D = c.d_model, Dkv = c.d_kv();
+    const int64_t M = c.memory_slots, D = c.d_model;
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim(), rows = k * M;
     const bool lstm = c.cell == Cell::lstm;
+    const real **q = ws.from, **keys = ws.from + k, **values = ws.from + 2 * k, **x = ws.from + 3 * k;
     for (size_t l = 0; l < m_.weights().layers.size(); ++l) {
         const LayerWeights &w = m_.weights().layers[l];
         for (int64_t i = 0; i < k; ++i) {
             const LayerState &s = (*layers[i])[l];
-            be_.attention(st_, ws.mem_attn + i * M * D, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd, M + T, {});
-            be_.pool(st_, ws.pooled + i * M * D, w.pool_query, s.tok_out, M, T, D);
-            if (lstm) be_.copy(st_, ws.cell + i * M * D, s.cell, static_cast<size_t>(M * D));
+            q[i] = s.mem_q, keys[i] = s.keys, values[i] = s.values, x[i] = s.tok_out;
         }
+        be_.attention_rows(st_, ws.mem_attn, q, keys, values, k, M, M + T, H, Hkv, hd, M + T);
+        be_.pool_rows(st_, ws.pooled, w.pool_query, x, k, M, T, D);
+        if (lstm) be_.gather_rows(st_, ws.cell, each_stream(layers, k, l, &LayerState::cell, ws.to), k, M * D);
         linear(ws.mem_out, ws.mem_attn, w.wo, w.bo, rows, D, D, false);
         // minimal's [h, s] concatenation in gates_h, which it does not use
         cell_update(w, ws.memory, lstm ? ws.cell : nullptr, lstm ? ws.cell : nullptr, ws.mem_out, ws.pooled, ws.gates_h,
                     ws.gates_i, ws.gates_h, rows);
-        for (int64_t i = 0; i < k; ++i) {
-            const LayerState &s = (*layers[i])[l];
-            be_.copy(st_, s.memory, ws.memory + i * M * D, static_cast<size_t>(M * D));
-            if (lstm) be_.copy(st_, s.cell, ws.cell + i * M * D, static_cast<size_t>(M * D));
-        }
+        be_.scatter_rows(st_, each_stream(layers, k, l, &LayerState::memory, ws.to), ws.memory, k, M * D);
+        if (lstm) be_.scatter_rows(st_, each_stream(layers, k, l, &LayerState::cell, ws.to), ws.cell, k, M * D);
     }
 }
 
@@ -257,17 +266,14 @@ void SegmentForward::prepare_rows(std::vector<LayerState> *const *layers, int64_
     // gates_h: keys / values.
     for (size_t l = 0; l < m_.weights().layers.size(); ++l) {
         const LayerWeights &w = m_.weights().layers[l];
-        for (int64_t i = 0; i < k; ++i) be_.copy(st_, ws.memory + i * M * D, (*layers[i])[l].memory, static_cast<size_t>(M * D));
+        be_.gather_rows(st_, ws.memory, each_stream(layers, k, l, &LayerState::memory, ws.to), k, M * D);
         be_.norm(st_, norm_kind(c), ws.mem_attn, ws.memory, w.norm1_w, w.norm1_b, rows, D, static_cast<float>(c.norm_eps));
         linear(ws.mem_out, ws.mem_attn, w.wq, w.bq, rows, D, D, false);
         linear(ws.gates_i, ws.mem_attn, w.wk, w.bk, rows, D, Dkv, false);
         linear(ws.gates_h, ws.mem_attn, w.wv, w.bv, rows, D, Dkv, false);
-        for (int64_t i = 0; i < k; ++i) {
-            const LayerState &s = (*layers[i])[l];
-            be_.copy(st_, s.mem_q, ws.mem_out + i * M * D, static_cast<size_t>(M * D));
-            be_.copy(st_, s.keys, ws.gates_i + i * M * Dkv, static_cast<size_t>(M * Dkv));
-            be_.copy(st_, s.values, ws.gates_h + i * M * Dkv, static_cast<size_t>(M * Dkv));
-        }
+        be_.scatter_rows(st_, each_stream(layers, k, l, &LayerState::mem_q, ws.to), ws.mem_out, k, M * D);
+        be_.scatter_rows(st_, each_stream(layers, k, l, &LayerState::keys, ws.to), ws.gates_i, k, M * Dkv);
+        be_.scatter_rows(st_, each_stream(layers, k, l, &LayerState::values, ws.to), ws.gates_h, k, M * Dkv);
     }
 }
 

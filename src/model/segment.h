@@ -80,6 +80,8 @@ struct RowsWorkspace {
 struct RewriteRowsWorkspace {
     real *mem_attn, *mem_out, *pooled, *memory, *cell;  // [k * M, D]
     real *gates_i, *gates_h;                           // [k * M, 4D]
+    const real **from;                                 // host [4k]: each stream's buffers of a layer
+    real **to;                                         // host [k]
 };
 
 // Row i of a decode together: its stream's layer states, segment offset and position.

@@ -114,6 +114,9 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
             r.mem_attn = get(KM * D), r.mem_out = get(KM * D), r.pooled = get(KM * D);
             r.memory = get(KM * D), r.cell = get(KM * D);
             r.gates_i = get(KM * 4 * D), r.gates_h = get(KM * 4 * D);
+            t->rewrite_from.resize(static_cast<size_t>(4 * K));
+            t->rewrite_to.resize(static_cast<size_t>(K));
+            r.from = t->rewrite_from.data(), r.to = t->rewrite_to.data();
             t->rewrite_rows = K;
         }
         t->logits.resize(n * static_cast<size_t>(V));

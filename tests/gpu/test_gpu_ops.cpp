@@ -491,6 +491,39 @@ void decode_ops(void **) {
     decode_case(2, 2, 64, true, {5000});                            // a long cache (a 4096-token segment)
 }
 
+// n streams of text with buffers of their own (the memory rewrite of sessions
+// decoded together): attention_rows, pool_rows and gather_rows.
+void rows_case(int64_t n, int64_t nq, int64_t nk, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, int64_t T) {
+    Pair P;
+    const int64_t D = H * hd, Dkv = Hkv * hd;
+    std::vector<Buf *> q, k, v, x;
+    for (int64_t i = 0; i < n; ++i) {
+        q.push_back(&P.random(nq * D)), k.push_back(&P.random(nk * Dkv)), v.push_back(&P.random(nk * Dkv));
+        x.push_back(&P.random(T * D));
+    }
+    Buf &Pq = P.random(nq * D), &out = P.zeros(n * nq * D), &pooled = P.zeros(n * nq * D), &g = P.zeros(n * nk * Dkv);
+    P.both([&](Backend &be, Stream &s, bool gpu) {
+        std::vector<const float *> qs, ks, vs, xs;
+        for (int64_t i = 0; i < n; ++i)
+            qs.push_back(q[i]->on(gpu)), ks.push_back(k[i]->on(gpu)), vs.push_back(v[i]->on(gpu)), xs.push_back(x[i]->on(gpu));
+        be.attention_rows(s, out.on(gpu), qs.data(), ks.data(), vs.data(), n, nq, nk, H, Hkv, hd, visible0);
+        be.pool_rows(s, pooled.on(gpu), Pq.on(gpu), xs.data(), n, nq, T, D);
+        be.gather_rows(s, g.on(gpu), vs.data(), n, nk * Dkv);
+        std::fill(qs.begin(), qs.end(), nullptr);  // the host arrays may change once the calls return
+    });
+    print_message("rows: n=%ld nq=%ld nk=%ld H=%ld Hkv=%ld hd=%ld visible0=%ld T=%ld\n", (long)n, (long)nq, (long)nk,
+                  (long)H, (long)Hkv, (long)hd, (long)visible0, (long)T);
+    P.expect("attention_rows", out);
+    P.expect("pool_rows", pooled);
+    P.expect("gather_rows", g, 1e-30);
+}
+
+void rows_ops(void **) {
+    rows_case(3, 4, 9, 4, 2, 16, 5, 7);
+    rows_case(16, 32, 288, 12, 12, 64, 288, 256);  // base: 16 sessions ending a segment together
+    rows_case(2, 8, 3000, 2, 1, 32, 3000, 40);     // keys beyond the fused kernel: the products per stream
+}
+
 // Recorded steps (RMKV_CUDA_GRAPHS=1, which main sets): the kinds of operation
 // of a decoding step (a token staged from a host array, a norm, products,
 // decode_attention with its cache row staged, an add) recorded and launched as
@@ -886,7 +919,8 @@ int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_ops),    cmocka_unit_test(linear_bf16), cmocka_unit_test(half_weights),       cmocka_unit_test(norm_ops),
         cmocka_unit_test(embed_add_positions), cmocka_unit_test(attention_ops), cmocka_unit_test(stacked_ops),
-        cmocka_unit_test(bf16_attention_ops), cmocka_unit_test(decode_ops), cmocka_unit_test(recorded_ops),
+        cmocka_unit_test(bf16_attention_ops), cmocka_unit_test(decode_ops), cmocka_unit_test(rows_ops),
+        cmocka_unit_test(recorded_ops),
         cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
         cmocka_unit_test(optimiser_ops), cmocka_unit_test(optimiser_many), cmocka_unit_test(memory_ops),

@@ -195,6 +195,8 @@ public:
     Grow<int32_t> tokens, targets;
     Grow<CacheRow> cache_rows;  // decode_attention's rows
     Grow<float *> row_dst;      // scatter_rows' destinations
+    Grow<const float *> row_src;  // gather_rows' sources
+    Grow<float> gathered;  // attention_rows' and pool_rows' rows of each stream, gathered
     Grow<float> overlap;  // copy() between overlapping ranges
     Grow<float> widened;  // linear_w16: a block of 16-bit weights widened
     Grow<float> attn_p, attn_dp;  // attention scores and their gradients [H, nq, nk]
@@ -509,6 +511,39 @@ public:
         for (int64_t i = 0; i < n_seq; ++i)
             attend(st, out + i * nq * D, q + i * nq * D, k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, h, hkv, hd,
                    visible0, drops ? drops[i] : Dropout{});
+    }
+    void gather_rows(Stream &s, float *dst, const float *const *src, int64_t n, int64_t width) override {
+        auto &st = cs(s);
+        cuda::gather_rows(dst, stage(st, st.row_src, src, n), n, width, st.stream);
+        check_launch("gather_rows");
+    }
+    // The streams' rows gathered into one block each (a launch each), then one
+    // stacked launch: where the fused kernel takes the keys; beyond, the products
+    // one stream after another, on the streams' own rows.
+    void attention_rows(Stream &s, float *out, const float *const *q, const float *const *keys,
+                        const float *const *values, int64_t n, int64_t nq, int64_t nk, int64_t h, int64_t hkv,
+                        int64_t hd, int64_t visible0) override {
+        if (!fused_fits(hd, nk, false)) {
+            Backend::attention_rows(s, out, q, keys, values, n, nq, nk, h, hkv, hd, visible0);
+            return;
+        }
+        if (n <= 0 || nq <= 0) return;
+        auto &st = cs(s);
+        const int64_t D = h * hd, Dkv = hkv * hd;
+        float *gq = st.gathered.get(static_cast<size_t>(n * (nq * D + 2 * nk * Dkv)), "cudaMalloc (gathered rows)");
+        float *gk = gq + n * nq * D, *gv = gk + n * nk * Dkv;
+        gather_rows(s, gq, q, n, nq * D);
+        gather_rows(s, gk, keys, n, nk * Dkv);
+        gather_rows(s, gv, values, n, nk * Dkv);
+        attention_stacked(s, out, gq, gk, gv, nq, nk, Dkv, h, hkv, hd, visible0, n, nk * Dkv, nullptr);
+    }
+    void pool_rows(Stream &s, float *out, const float *P, const float *const *x, int64_t n, int64_t M, int64_t T,
+                   int64_t D) override {
+        if (n <= 0 || M <= 0) return;
+        auto &st = cs(s);
+        float *g = st.gathered.get(static_cast<size_t>(n * T * D), "cudaMalloc (gathered rows)");
+        gather_rows(s, g, x, n, T * D);
+        pool_stacked(s, out, P, g, M, T, D, n);
     }
     void decode_attention(Stream &s, float *out, float *q, const float *k, const float *v, const CacheRow *rows,
                           int64_t n, int64_t h, int64_t hkv, int64_t hd, bool rope, float theta) override {

@@ -563,6 +563,12 @@ __global__ void k_scatter_rows(float *const *dst, const float *src, int64_t n, i
 void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st) {
     if (n > 0 && width > 0) k_scatter_rows<<<blocks_for(n * width), kThreads, 0, st>>>(dst, src, n, width);
 }
+__global__ void k_gather_rows(float *dst, const float *const *src, int64_t n, int64_t width) {
+    GRID_LOOP(e, n * width) dst[e] = src[e / width][e % width];
+}
+void gather_rows(float *dst, const float *const *src, int64_t n, int64_t width, cudaStream_t st) {
+    if (n > 0 && width > 0) k_gather_rows<<<blocks_for(n * width), kThreads, 0, st>>>(dst, src, n, width);
+}
 // The launches of n_seq stacked sequences, kFusedStack at a time, blocks of
 // `tile` queries.
 template <class Launch>

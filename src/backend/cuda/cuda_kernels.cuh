@@ -73,6 +73,8 @@ void attention_one_row(float *out, const float *q, const float *k, const float *
                        int64_t hd, cudaStream_t st);
 // Row i of src [n, width] to dst[i] (dst: n device pointers in device memory).
 void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st);
+// src[i] (n device pointers in device memory) to row i of dst [n, width].
+void gather_rows(float *dst, const float *const *src, int64_t n, int64_t width, cudaStream_t st);
 // Otherwise (and for pooling) attention's row-wise parts between cuBLAS products
 // (cuda_backend.cu).
 // P [H, nq, nk] holds scores; softmax of scale * scores under the memory+causal
