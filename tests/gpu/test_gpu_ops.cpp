@@ -527,9 +527,12 @@ void rows_ops(void **) {
 // Recorded steps (RMKV_CUDA_GRAPHS=1, which main sets): the kinds of operation
 // of a decoding step (a token staged from a host array, a norm, products,
 // decode_attention with its cache row staged, an add) recorded and launched as
-// one graph, three steps in a row (the first instantiates the graph, the next
-// update it with new arguments); a step whose staged tokens outgrow their
-// buffers while recording; a cancelled recording, which runs nothing.
+// one graph: three steps in a row (the first instantiates the graph, the next
+// update it with new arguments); two recorded steps queued back to back before
+// one wait (the second's staging must not disturb the first's); a step whose
+// staged tokens outgrow their buffers while recording; a recording spoiled by a
+// call the capture cannot hold (a wait), which then runs nothing and is queued
+// again unrecorded; a cancelled recording, which runs nothing.
 void recorded_ops(void **) {
     const bool records = g_gpu->name().rfind("cuda", 0) == 0;
     Pair P;
@@ -537,13 +540,11 @@ void recorded_ops(void **) {
     Buf &E = P.random(V * D), &w = P.random(D, 0.1f, 1.0f), &Wq = P.random(D * D, 0.1f);
     Buf &Wk = P.random(Dkv * D, 0.1f), &Wv = P.random(Dkv * D, 0.1f);
     Buf &keys = P.random(cache * Dkv), &values = P.random(cache * Dkv);
-    Buf &x = P.zeros(D), &xn = P.zeros(D), &q = P.zeros(D), &k = P.zeros(Dkv), &v = P.zeros(Dkv), &o = P.zeros(D);
-    Buf &X = P.zeros(many * D);
-    auto step = [&](Backend &be, Stream &s, bool g, int32_t token, int64_t at, int64_t n_many) {
-        if (g) {
-            const bool r = be.begin_record(s);
-            if (r != records) fail_msg("begin_record says %d on %s", r ? 1 : 0, be.name().c_str());
-        }
+    Buf &x = P.zeros(D), &xn = P.zeros(D), &q = P.zeros(D), &k = P.zeros(Dkv), &v = P.zeros(Dkv);
+    Buf &o = P.zeros(D), &o2 = P.zeros(D), &X = P.zeros(many * D);
+    // The step's operations: token `token` at cache row `at`, into out (and n_many
+    // more tokens embedded into X).
+    auto queue = [&](Backend &be, Stream &s, bool g, int32_t token, int64_t at, const Buf &out, int64_t n_many) {
         std::vector<int32_t> t(static_cast<size_t>(n_many), token);
         be.embed(s, x.on(g), E.on(g), &token, 1, D);
         if (n_many) be.embed(s, X.on(g), E.on(g), t.data(), n_many, D);
@@ -553,19 +554,43 @@ void recorded_ops(void **) {
         be.linear(s, k.on(g), xn.on(g), Wk.on(g), nullptr, 1, D, Dkv, false);
         be.linear(s, v.on(g), xn.on(g), Wv.on(g), nullptr, 1, D, Dkv, false);
         const CacheRow row{keys.on(g), values.on(g), at, at + 100};
-        be.decode_attention(s, o.on(g), q.on(g), k.on(g), v.on(g), &row, 1, H, Hkv, hd, true, 10000.0f);
-        be.add(s, o.on(g), o.on(g), x.on(g), D);
-        if (g && records && !be.end_record(s)) fail_msg("a recorded step failed to record (it ran unrecorded)");
+        be.decode_attention(s, out.on(g), q.on(g), k.on(g), v.on(g), &row, 1, H, Hkv, hd, true, 10000.0f);
+        be.add(s, out.on(g), out.on(g), x.on(g), D);
+    };
+    // The step, recorded on the GPU (spoil: with a wait inside, then queued again).
+    auto step = [&](Backend &be, Stream &s, bool g, int32_t token, int64_t at, const Buf &out, int64_t n_many,
+                    bool spoil = false) {
+        if (!g) return queue(be, s, g, token, at, out, n_many);
+        const bool r = be.begin_record(s);
+        if (r != records) fail_msg("begin_record says %d on %s", r ? 1 : 0, be.name().c_str());
+        queue(be, s, g, token, at, out, n_many);
+        if (!records) return;
+        if (spoil) be.sync(s);
+        const bool ran = be.end_record(s);
+        if (ran == spoil) fail_msg("%s", spoil ? "a recording with a wait inside ran" : "a recorded step failed to record");
+        if (!ran) queue(be, s, g, token, at, out, n_many);
     };
     for (int i = 0; i < 4; ++i) {
         const int64_t n_many = i == 3 ? many : 0;
-        P.both([&](Backend &be, Stream &s, bool g) { step(be, s, g, static_cast<int32_t>((7 * i + 3) % V), 5 + i, n_many); });
+        P.both([&](Backend &be, Stream &s, bool g) { step(be, s, g, static_cast<int32_t>((7 * i + 3) % V), 5 + i, o, n_many); });
         print_message("recorded step %d%s\n", i, n_many ? " (staging grows while recording)" : "");
         P.expect("  out", o);
         P.expect("  the cache's keys", keys);
         P.expect("  the cache's values", values, 1e-30);
         if (n_many) P.expect("  5000 tokens embedded", X);
     }
+    P.both([&](Backend &be, Stream &s, bool g) {
+        step(be, s, g, 11, 10, o, 0);
+        step(be, s, g, 12, 11, o2, 0);
+    });
+    P.expect("two recorded steps before one wait: the first", o);
+    P.expect("  the second", o2);
+    P.expect("  the cache's keys", keys);
+    P.both([&](Backend &be, Stream &s, bool g) { step(be, s, g, 13, 12, o, 0, true); });
+    P.expect("a spoiled recording, queued again", o);
+    P.expect("  the cache's keys", keys);
+    P.both([&](Backend &be, Stream &s, bool g) { step(be, s, g, 14, 13, o, 0); });
+    P.expect("a recorded step after it", o);
     if (records) {
         g_gpu->begin_record(P.gs());
         g_gpu->add(P.gs(), o.g, o.g, o.g, D);
@@ -903,7 +928,7 @@ void memory_ops(void **) {
 }  // namespace
 
 int main() {
-    setenv("RMKV_CUDA_GRAPHS", "1", 0);  // recorded_ops: the CUDA backend records (read when it is made)
+    setenv("RMKV_CUDA_GRAPHS", "1", 1);  // recorded_ops: the CUDA backend records (read when it is made)
     g_cpu = get_backend("cpu");
     try {
         g_gpu = get_backend(gpu_test::kDevice);

@@ -117,16 +117,30 @@ private:
     bool on_;
 };
 
+[[noreturn]] void fail_call(cudaError_t e, const char *what) {
+    fail(e == cudaErrorMemoryAllocation ? kErrOutOfMemory : kErrBackend,
+         std::string("CUDA: ") + what + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
 void check(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return;
     cudaGetLastError();  // clears a non-sticky error
     if (spoils_recording(e)) return;
-    fail(e == cudaErrorMemoryAllocation ? kErrOutOfMemory : kErrBackend,
-         std::string("CUDA: ") + what + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+    fail_call(e, what);
 }
+// An allocation's failure is its own, never the recording's: the caller uses the result at once.
+void check_alloc(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return;
+    cudaGetLastError();
+    fail_call(e, what);
+}
+// While recording, any cuBLAS failure spoils the recording (a product the capture
+// could not hold need not invalidate it): the unrecorded run meets a real one.
 void check(cublasStatus_t e, const char *what) {
     if (e == CUBLAS_STATUS_SUCCESS) return;
-    if (spoils_recording(cudaErrorUnknown)) return;
+    if (t_recording) {
+        t_recording->spoiled = true;
+        return;
+    }
     fail(e == CUBLAS_STATUS_ALLOC_FAILED ? kErrOutOfMemory : kErrBackend,
          std::string("cuBLAS: ") + what + " failed: " + cublasGetStatusName(e) + " (" + cublasGetStatusString(e) + ")");
 }
@@ -155,7 +169,7 @@ struct Grow {
         p = nullptr, n = 0;
         size_t want = need < 1024 ? 1024 : need + need / 4;
         RelaxedCapture relaxed;
-        check(cudaMalloc(&p, want * sizeof(T)), what);
+        check_alloc(cudaMalloc(&p, want * sizeof(T)), what);
         n = want;
         return p;
     }
@@ -350,7 +364,9 @@ public:
     // steps differ in their kernels' arguments only), then launched. A failed
     // recording (an operation the capture cannot hold, or an update and an
     // instantiation that fail) runs nothing; after kRecordTries in a row the
-    // stream stops recording. ----
+    // stream stops recording for good. A step of another shape than the last
+    // (another number of sessions together, the products path at long keys)
+    // fails the update and is instantiated anew. ----
     bool begin_record(Stream &s) override {
         if (!graphs_ || t_recording) return false;
         auto &st = cs(s);
@@ -361,7 +377,7 @@ public:
         return true;
     }
     bool end_record(Stream &s) override {
-        auto &st = cs(s);
+        auto &st = cs(s);  // forgets the recording's bf16 conversions too (they may not have run)
         cudaGraph_t g = stop_recording(st);
         if (g && st.graph) {
             cudaGraphExecUpdateResultInfo info{};
@@ -862,7 +878,7 @@ private:
             const size_t cap = std::max({st.pinned_cap * 2, st.pinned_used + piece, size_t(16384)});
             void *p = nullptr;
             RelaxedCapture relaxed;
-            check(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
+            check_alloc(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
             if (st.pinned) st.pinned_retired.push_back(st.pinned);
             st.pinned = static_cast<char *>(p), st.pinned_cap = cap, st.pinned_used = 0;
         }
