@@ -9,6 +9,7 @@
 // pass (src/train/).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -63,6 +64,29 @@ struct Workspace {
     real *logits;                                         // [V]
     LayerActs acts() const;                                // every layer on these buffers
 };
+
+// The layer states of one stream of text and a session's workspace (Workspace),
+// each buffer from get(n): n reals of the backend's memory.
+template <class Get>
+void make_stream_buffers(const Config &c, Get &&get, std::vector<LayerState> &layers, Workspace &ws) {
+    const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
+    const int64_t G = std::max<int64_t>(c.cell_gates(), 2), R = std::max(S, M);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        LayerState s{};
+        s.memory = get(M * D);
+        s.cell = c.cell == Cell::lstm ? get(M * D) : nullptr;
+        s.keys = get((M + S) * Dkv);
+        s.values = get((M + S) * Dkv);
+        s.mem_q = get(M * D);
+        s.tok_out = get(S * D);
+        layers.push_back(s);
+    }
+    ws.x = get(R * D), ws.xn = get(R * D), ws.q = get(R * D), ws.attn = get(R * D);
+    ws.h1 = get(S * F), ws.h2 = get(S * F);
+    ws.mem_out = get(M * D), ws.pooled = get(M * D);
+    ws.gates_i = get(M * G * D), ws.gates_h = get(M * G * D), ws.cat = get(M * 2 * D);
+    ws.logits = get(c.vocab_size);
+}
 
 // Scratch of decoding n streams of text together (one token row each).
 struct RowsWorkspace {

@@ -53,21 +53,7 @@ void rmkv_session::allocate() {
         return owned_.back();
     };
     try {
-        for (int64_t l = 0; l < c.n_layers; ++l) {
-            LayerState s{};
-            s.memory = get(M * D);
-            s.cell = c.cell == Cell::lstm ? get(M * D) : nullptr;
-            s.keys = get((M + S) * Dkv);
-            s.values = get((M + S) * Dkv);
-            s.mem_q = get(M * D);
-            s.tok_out = get(S * D);
-            layers_.push_back(s);
-        }
-        ws_.x = get(R * D), ws_.xn = get(R * D), ws_.q = get(R * D), ws_.attn = get(R * D);
-        ws_.h1 = get(S * F), ws_.h2 = get(S * F);
-        ws_.mem_out = get(M * D), ws_.pooled = get(M * D);
-        ws_.gates_i = get(M * G * D), ws_.gates_h = get(M * G * D), ws_.cat = get(M * 2 * D);
-        ws_.logits = get(c.vocab_size);
+        make_stream_buffers(c, get, layers_, ws_);
     } catch (...) {
         free_all();
         throw;

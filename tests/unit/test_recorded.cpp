@@ -149,22 +149,9 @@ struct Text {
     real *get(int64_t n) { return mem.get(n); }
     Text(Backend &b, const Net &n) : mem(b) {
         const Config &c = n.c;
-        const int64_t M = c.memory_slots, D = c.d_model, S = c.segment_len, Dkv = c.d_kv(), F = c.ffn_hidden;
-        const int64_t G = std::max<int64_t>(c.cell_gates(), 2), R = std::max(S, M);
-        for (int64_t l = 0; l < c.n_layers; ++l) {
-            LayerState s{};
-            s.memory = get(M * D);
-            std::memcpy(s.memory, n.W.layers[static_cast<size_t>(l)].init_memory, sizeof(real) * static_cast<size_t>(M * D));
-            s.cell = c.cell == Cell::lstm ? get(M * D) : nullptr;
-            s.keys = get((M + S) * Dkv), s.values = get((M + S) * Dkv);
-            s.mem_q = get(M * D), s.tok_out = get(S * D);
-            layers.push_back(s);
-        }
-        ws.x = get(R * D), ws.xn = get(R * D), ws.q = get(R * D), ws.attn = get(R * D);
-        ws.h1 = get(S * F), ws.h2 = get(S * F);
-        ws.mem_out = get(M * D), ws.pooled = get(M * D);
-        ws.gates_i = get(M * G * D), ws.gates_h = get(M * G * D), ws.cat = get(M * 2 * D);
-        ws.logits = get(c.vocab_size);
+        make_stream_buffers(c, [this](int64_t count) { return get(count); }, layers, ws);
+        for (size_t l = 0; l < layers.size(); ++l)  // as rmkv_session::reset
+            std::memcpy(layers[l].memory, n.W.layers[l].init_memory, sizeof(real) * static_cast<size_t>(c.memory_slots * c.d_model));
     }
     // Every layer state, in one vector (for comparison).
     std::vector<float> state(const Config &c) const {
