@@ -392,7 +392,8 @@ public:
             st.graph = nullptr;
         }
         if (g) cudaGraphDestroy(g);
-        if (!st.graph) {
+        // A failed recording leaves the last step's graph as it was: never launched for this one.
+        if (!g || !st.graph) {
             ++st.record_failures;
             return false;
         }
