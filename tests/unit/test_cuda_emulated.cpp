@@ -1,218 +1,22 @@
-// The CUDA backend's fused attention kernels (src/backend/cuda/fused_attention.cuh),
-// the same source lines, run on CPU threads: one std::thread per CUDA thread of a
-// block, a barrier for __syncthreads, a static array for the block's shared
-// memory (filled with NaN before each block, as are the outputs, so a read of
-// something not written shows), the blocks one after another. Their forward and
-// backward are checked against the CPU backend's double kernels (themselves
-// checked by finite differences in test_op_gradients) on every shape class the
-// GPU tests use: blocks cut short, one decoding row, memory rows that see every
-// key, GQA, key rows wider than the heads, dropout, head sizes 8 to 128; the
-// tensor-core kernels of bf16 streams (tensor_attention.cuh; bf16 and WMMA are
-// written for the host below: each lane holds a whole fragment, and the warp
-// meets at a barrier around each WMMA call), against the double kernels on
-// bf16-rounded inputs; the kernel of sessions decoded together (rows over caches
-// of their own), also read only for one query row; the product with 16-bit
-// weights for few rows (half_kernels.cuh); and the cuBLAS
-// calls of attention and pooling (products.h) through a reference product. This
-// runs without a GPU, so CI checks the kernels' arithmetic and indexing. It
-// rests on the kernels using no warp-level operations but WMMA's (see the
-// headers). What it
-// cannot show is left to tests/gpu and compute-sanitizer on a GPU: speed, and
-// races between blocks (they run one after another here, so the atomics that
-// sum dk and dv across blocks are not put to the test; 256 threads on a few
-// cores interleave coarsely, so a missing barrier may also pass unseen).
-#include <algorithm>
-#include <atomic>
-#include <barrier>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <memory>
-#include <random>
-#include <thread>
-#include <type_traits>
-#include <vector>
-
-#include "backend/backend.h"
-#include "backend/cpu/cpu_kernels.h"
-
-// The CUDA vocabulary of the header, on the host.
-struct dim3 {
-    unsigned x = 1, y = 1, z = 1;
-};
-namespace {
-thread_local dim3 threadIdx, blockIdx;
-dim3 gridDim, blockDim;
-std::barrier<> *g_block_barrier = nullptr;
-std::barrier<> **g_warp_barriers = nullptr;  // one per warp of the block (the WMMA calls)
-template <class T> T __ldg(const T *p) { return *p; }
-void atomicAdd(float *p, float v) { std::atomic_ref<float>(*p).fetch_add(v); }
-}  // namespace
-#define __global__
-#define __device__
-#define __host__
-#define __shared__
-#define __launch_bounds__(n)
-#define __syncthreads() g_block_barrier->arrive_and_wait()
-namespace rmkv::cuda {
-using std::min;
-constexpr size_t kSharedFloats = 1 << 20;
-alignas(128) float sm[kSharedFloats];  // the kernels' `extern __shared__ float sm[]`
-}  // namespace rmkv::cuda
-// bf16 and WMMA for tensor_attention.cuh. A fragment holds its whole 16 x 16
-// tile in every lane (the kernels never look at a fragment's elements); each
-// call is one step of the whole warp: every lane enters and leaves it together
-// (the warp's barrier), and a store is made once, by the warp's first lane. The
-// products sum in float, k in order (the tensor cores' order is their own).
-struct __nv_bfloat16 {
-    uint16_t bits;
-};
-__nv_bfloat16 __float2bfloat16_rn(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);  // nearest even (no NaN comes here)
-    return {static_cast<uint16_t>(u >> 16)};
-}
-float __bfloat162float(__nv_bfloat16 h) {
-    const uint32_t u = static_cast<uint32_t>(h.bits) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-namespace nvcuda::wmma {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-enum layout_t { mem_row_major, mem_col_major };
-template <class Use, int M, int N, int K, class T, class Layout = void>
-struct fragment {
-    static_assert(M == 16 && N == 16 && K == 16, "the emulation has 16 x 16 x 16 only");
-    float x[256];  // [row][column] of the tile
-};
-inline void warp_step() { g_warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
-inline void check_operand(const void *p, unsigned ldm, unsigned multiple, const char *what) {
-    if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || ldm % multiple != 0) {
-        std::fprintf(stderr, "WMMA %s: pointer %p (32-byte alignment) or ldm %u (multiple of %u) not allowed\n", what, p,
-                     ldm, multiple);
-        std::abort();
-    }
-}
-template <class Use, class Layout>
-void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, Layout> &f, const __nv_bfloat16 *p, unsigned ldm) {
-    check_operand(p, ldm, 8, "bf16 load");
-    warp_step();
-    for (int r = 0; r < 16; ++r)
-        for (int c = 0; c < 16; ++c)
-            f.x[r * 16 + c] = __bfloat162float(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
-    warp_step();
-}
-inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm, layout_t l) {
-    check_operand(p, ldm, 4, "float load");
-    warp_step();
-    for (int r = 0; r < 16; ++r)
-        for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
-    warp_step();
-}
-inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l) {
-    check_operand(p, ldm, 4, "float store");
-    warp_step();
-    if (threadIdx.x % 32 == 0)
-        for (int r = 0; r < 16; ++r)
-            for (int c = 0; c < 16; ++c) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * 16 + c];
-    warp_step();
-}
-inline void fill_fragment(fragment<accumulator, 16, 16, 16, float> &f, float v) { std::fill(f.x, f.x + 256, v); }
-template <class LA, class LB>
-void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA> &a,
-              const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB> &b,
-              const fragment<accumulator, 16, 16, 16, float> &c) {
-    float out[256];
-    for (int m = 0; m < 16; ++m)
-        for (int n = 0; n < 16; ++n) {
-            float s = c.x[m * 16 + n];
-            for (int k = 0; k < 16; ++k) s = std::fmaf(a.x[m * 16 + k], b.x[k * 16 + n], s);
-            out[m * 16 + n] = s;
-        }
-    std::copy(out, out + 256, d.x);
-}
-}  // namespace nvcuda::wmma
-
-#include "backend/cuda/fused_attention.cuh"
-#include "backend/cuda/half_kernels.cuh"
-#include "backend/cuda/tensor_attention.cuh"
-#undef __syncthreads
-#include "backend/cuda/products.h"
-
-// cmocka last: it defines a macro named fail.
-extern "C" {
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-}
+// The CUDA backend's attention kernels on CPU threads (cuda_emulation.h), against
+// the CPU backend's double kernels (themselves checked by finite differences in
+// test_op_gradients): the fused kernels (fused_attention.cuh) forward and
+// backward on every shape class the GPU tests use (blocks cut short, one decoding
+// row, memory rows that see every key, GQA, key rows wider than the heads,
+// dropout, head sizes 8 to 128); the tensor-core kernels of bf16 streams
+// (tensor_attention.cuh; bf16 and WMMA are written for the host in
+// cuda_emulation.h: each lane holds a whole fragment, and the warp meets at a
+// barrier around each WMMA call) on bf16-rounded inputs; the kernel of sessions
+// decoded together (rows over caches of their own), also read only for one query
+// row; the product with 16-bit weights for few rows (half_kernels.cuh); and
+// attention and pooling through the products (products.h: the cuBLAS calls
+// through a reference product, the softmax rows through the CUDA kernels). This
+// runs without a GPU, so CI checks the kernels' arithmetic and indexing.
+#include "cuda_emulation.h"
 
 using namespace rmkv;
 
 namespace {
-
-// Runs kernel() as a grid of blocks of `threads` threads, the blocks one after
-// another (last first when `reverse`). Past the block's shared memory lies a
-// guard band that must stay as it was.
-template <class F>
-void launch(dim3 grid, int threads, int64_t shared_floats, const F &kernel, bool reverse = false) {
-    constexpr int64_t kGuard = 1024;
-    if (shared_floats + kGuard > static_cast<int64_t>(cuda::kSharedFloats))
-        fail_msg("shared memory of %lld floats", (long long)shared_floats);
-    gridDim = grid;
-    blockDim = dim3{static_cast<unsigned>(threads), 1, 1};
-    const unsigned n_blocks = grid.x * grid.y * grid.z;
-    for (unsigned block = 0; block < n_blocks; ++block) {
-        const unsigned b = reverse ? n_blocks - 1 - block : block;
-        const dim3 at{b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
-        std::fill(cuda::sm, cuda::sm + shared_floats, NAN);
-        std::fill(cuda::sm + shared_floats, cuda::sm + shared_floats + kGuard, 1234.5f);
-        std::barrier<> barrier(threads);
-        g_block_barrier = &barrier;
-        std::vector<std::unique_ptr<std::barrier<>>> warps;
-        for (int w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
-        std::vector<std::barrier<> *> warp_at;
-        for (auto &w : warps) warp_at.push_back(w.get());
-        g_warp_barriers = warp_at.data();
-        std::vector<std::thread> team;
-        for (int t = 0; t < threads; ++t)
-            team.emplace_back([&, t] {
-                threadIdx = dim3{static_cast<unsigned>(t), 0, 0};
-                blockIdx = at;
-                kernel();
-            });
-        for (std::thread &th : team) th.join();
-        for (int64_t i = shared_floats; i < shared_floats + kGuard; ++i)
-            if (cuda::sm[i] != 1234.5f) fail_msg("block (%u, %u, %u) wrote past its shared memory", at.x, at.y, at.z);
-    }
-}
-
-// The largest difference of got from want, relative to want's largest value (a
-// NaN anywhere gives NaN).
-double worst_error(const std::vector<float> &got, const std::vector<double> &want) {
-    double largest = 1e-30, worst = 0;
-    for (double x : want) largest = std::max(largest, std::fabs(x));
-    for (size_t i = 0; i < want.size(); ++i) {
-        const double e = std::fabs(static_cast<double>(got[i]) - want[i]) / largest;
-        if (!(e <= worst)) worst = e;  // a NaN sticks
-    }
-    return worst;
-}
-
-std::vector<double> random_values(std::mt19937_64 &rng, int64_t n) {  // exact in float: both sides see the same
-    std::normal_distribution<double> normal(0.0, 1.0);
-    std::vector<double> v(static_cast<size_t>(n));
-    for (double &x : v) x = static_cast<float>(normal(rng));
-    return v;
-}
 
 struct AttentionCase {
     int64_t nq, nk, visible0, H, Hkv, hd;
@@ -456,8 +260,8 @@ void decode_attention(void **) {
 
 // The CUDA backend's attention and pooling through batched products
 // (products.h: its cuBLAS calls, in order and with their arguments) run through a
-// column-major reference product and the CPU's softmax rows and dropout, against
-// the CPU's double kernels.
+// column-major reference product and the CUDA softmax kernels, against the CPU's
+// double kernels.
 struct EmulatedProductOps {
     int64_t calls = 0;
     void batched(cuda::Op ta, cuda::Op tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, int64_t sa,
@@ -481,16 +285,11 @@ struct EmulatedProductOps {
     }
     void softmax(float *P, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
                  bool apply_drop) {
-        cpu::masked_softmax_rows(P, nq, nk, heads * nq, visible0, scale);
-        if (apply_drop && drop.on()) cpu::dropout(P, heads * nq * nk, drop);
+        cuda::attention_softmax(P, heads, nq, nk, visible0, scale, drop, apply_drop, nullptr);
     }
     void softmax_backward(float *P, float *dP, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale,
                           const Dropout &drop) {
-        (void)visible0;  // masked probabilities are 0: their gradients come out 0
-        const int64_t n = heads * nq * nk;
-        if (drop.on()) cpu::dropout(dP, n, drop);
-        cpu::softmax_backward_rows(dP, P, heads * nq, nk, scale);
-        if (drop.on()) cpu::dropout(P, n, drop);
+        cuda::attention_softmax_backward(P, dP, heads, nq, nk, visible0, scale, drop, nullptr);
     }
 };
 

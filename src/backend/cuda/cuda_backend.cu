@@ -572,11 +572,7 @@ public:
     // st.multi_tensors and their chunks to the device (the tensors to
     // st.multi_tensors_dev); returns the device chunks.
     const cuda::MultiChunk *multi_tables(CudaStream &st, int64_t &n_chunks) {
-        st.multi_chunks.clear();
-        for (size_t t = 0; t < st.multi_tensors.size(); ++t)
-            for (int64_t b = 0; b < st.multi_tensors[t].n; b += cuda::kMultiChunk)
-                st.multi_chunks.push_back(
-                    {static_cast<int64_t>(t), b, std::min(st.multi_tensors[t].n, b + cuda::kMultiChunk)});
+        cuda::multi_chunks(st.multi_tensors, st.multi_chunks);
         n_chunks = static_cast<int64_t>(st.multi_chunks.size());
         stage(st, st.multi_tensors_dev, st.multi_tensors.data(), static_cast<int64_t>(st.multi_tensors.size()));
         return stage(st, st.multi_chunks_dev, st.multi_chunks.data(), n_chunks);

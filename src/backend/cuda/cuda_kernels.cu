@@ -6,6 +6,15 @@
 #include <algorithm>
 #include <cmath>
 
+// Every launch is RMKV_LAUNCH(kernel, grid, block, shared bytes, stream,
+// arguments...), and the blocks' static shared arrays are RMKV_BLOCK_SHARED:
+// tests/unit/test_cuda_emulated.cpp defines both to run this file, launchers and
+// kernels, on CPU threads (one per CUDA thread, the blocks one after another).
+#ifndef RMKV_LAUNCH
+#define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#define RMKV_BLOCK_SHARED __shared__
+#endif
+
 namespace rmkv::cuda {
 
 namespace {
@@ -37,7 +46,7 @@ __device__ __forceinline__ float warp_max(float v) {
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 template <class T>
 __device__ T block_sum(T v) {
-    __shared__ T part[32];
+    RMKV_BLOCK_SHARED T part[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     v = warp_sum(v);
     __syncthreads();  // part may still be read by a previous call
@@ -47,7 +56,7 @@ __device__ T block_sum(T v) {
     return warp_sum(t);
 }
 __device__ float block_max(float v) {
-    __shared__ float part[32];
+    RMKV_BLOCK_SHARED float part[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     v = warp_max(v);
     __syncthreads();
@@ -125,7 +134,7 @@ int64_t col_chunks(int64_t n) {
 // weight gradient; stats are the rows' (mean, inv) and x the norm's input).
 __global__ void k_colsum_partial(double *pw, double *pb, const float *dy, const float *x, int64_t n, int64_t d,
                                  const double *stats) {
-    __shared__ double sw[8][33], sb[8][33];
+    RMKV_BLOCK_SHARED double sw[8][33], sb[8][33];
     const int64_t c = blockIdx.x * 32 + threadIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
     const int64_t per = (n + chunks - 1) / chunks, r0 = chunk * per, r1 = min(n, r0 + per);
     double gw = 0, gb = 0;
@@ -466,66 +475,69 @@ __global__ void k_to_bf16(uint16_t *dst, const float *src, int64_t n) {
 void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
                   float eps, cudaStream_t st) {
     if (n <= 0) return;
-    k_norm_forward<<<static_cast<unsigned>(n), kThreads, 0, st>>>(kind == NormKind::layernorm, y, x, w, b, d, eps);
+    RMKV_LAUNCH(k_norm_forward, static_cast<unsigned>(n), kThreads, 0, st, kind == NormKind::layernorm, y, x, w, b, d,
+                eps);
 }
 void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                    int64_t n, int64_t d, float eps, double *stats, cudaStream_t st) {
     if (n <= 0) return;
-    k_norm_backward_rows<<<static_cast<unsigned>(n), kThreads, 0, st>>>(kind == NormKind::layernorm, dx, dy, x, w, d, eps, stats);
+    RMKV_LAUNCH(k_norm_backward_rows, static_cast<unsigned>(n), kThreads, 0, st, kind == NormKind::layernorm, dx, dy, x,
+                w, d, eps, stats);
     if (!dw && !db) return;
     const int64_t chunks = col_chunks(n);
     double *pw = stats + 2 * n, *pb = pw + chunks * d;
-    k_colsum_partial<<<dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
-        pw, pb, dy, x, n, d, stats);
-    k_colsum_finish<<<blocks_for(d), kThreads, 0, st>>>(dw, pw, db, pb, chunks, d);
+    RMKV_LAUNCH(k_colsum_partial, dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)),
+                dim3(32, 8), 0, st, pw, pb, dy, x, n, d, stats);
+    RMKV_LAUNCH(k_colsum_finish, blocks_for(d), kThreads, 0, st, dw, pw, db, pb, chunks, d);
 }
 void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
-    if (n > 0) k_embed_forward<<<blocks_for(n * d), kThreads, 0, st>>>(X, E, tok, n, d);
+    if (n > 0) RMKV_LAUNCH(k_embed_forward, blocks_for(n * d), kThreads, 0, st, X, E, tok, n, d);
 }
 void embed_backward(float *dE, const float *dX, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
-    if (n > 0 && dE) k_embed_backward<<<blocks_for(n * d), kThreads, 0, st>>>(dE, dX, tok, n, d);
+    if (n > 0 && dE) RMKV_LAUNCH(k_embed_backward, blocks_for(n * d), kThreads, 0, st, dE, dX, tok, n, d);
 }
 void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st) {
-    if (n > 0) k_add<<<blocks_for(n), kThreads, 0, st>>>(out, a, b, n);
+    if (n > 0) RMKV_LAUNCH(k_add, blocks_for(n), kThreads, 0, st, out, a, b, n);
 }
 void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st) {
-    if (n > 0) k_add_bias<<<blocks_for(n * out), kThreads, 0, st>>>(y, b, n, out);
+    if (n > 0) RMKV_LAUNCH(k_add_bias, blocks_for(n * out), kThreads, 0, st, y, b, n, out);
 }
 size_t norm_backward_scratch(int64_t n, int64_t d) { return static_cast<size_t>(2 * n + 2 * col_chunks(n) * d); }
 size_t column_sums_scratch(int64_t n, int64_t out) { return static_cast<size_t>(col_chunks(n) * out); }
 void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st) {
     if (n <= 0) return;
     const int64_t chunks = col_chunks(n);
-    k_colsum_partial<<<dim3(static_cast<unsigned>((out + 31) / 32), static_cast<unsigned>(chunks)), dim3(32, 8), 0, st>>>(
-        nullptr, scratch, dy, nullptr, n, out, nullptr);
-    k_colsum_finish<<<blocks_for(out), kThreads, 0, st>>>(db, scratch, nullptr, nullptr, chunks, out);
+    RMKV_LAUNCH(k_colsum_partial, dim3(static_cast<unsigned>((out + 31) / 32), static_cast<unsigned>(chunks)),
+                dim3(32, 8), 0, st, nullptr, scratch, dy, nullptr, n, out, nullptr);
+    RMKV_LAUNCH(k_colsum_finish, blocks_for(out), kThreads, 0, st, db, scratch, nullptr, nullptr, chunks, out);
 }
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
-    if (n > 0) k_sincos_add<<<blocks_for(n * ((d + 1) / 2)), kThreads, 0, st>>>(X, n, d, p0);
+    if (n > 0) RMKV_LAUNCH(k_sincos_add, blocks_for(n * ((d + 1) / 2)), kThreads, 0, st, X, n, d, p0);
 }
 void rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse,
           int64_t n_seq, int64_t stride, cudaStream_t st) {
     if (n > 0 && n_seq > 0 && hd >= 2)
-        k_rope<<<blocks_for(n_seq * n * H * (hd / 2)), kThreads, 0, st>>>(x, n, ld, H, hd, t0, theta, inverse, n_seq,
-                                                                          stride);
+        RMKV_LAUNCH(k_rope, blocks_for(n_seq * n * H * (hd / 2)), kThreads, 0, st, x, n, ld, H, hd, t0, theta, inverse,
+                    n_seq, stride);
 }
 void attention_softmax(float *P, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
                        bool apply_drop, cudaStream_t st) {
     const int64_t rows = H * nq;
     if (rows > 0 && nk > 0)
-        k_attention_softmax<<<blocks_for(rows, kThreads / 32), kThreads, 0, st>>>(P, rows, nq, nk, visible0, scale, drop,
-                                                                                 apply_drop);
+        RMKV_LAUNCH(k_attention_softmax, blocks_for(rows, kThreads / 32), kThreads, 0, st, P, rows, nq, nk, visible0,
+                    scale, drop, apply_drop);
 }
 void attention_softmax_backward(float *P, float *dP, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale,
                                 const Dropout &drop, cudaStream_t st) {
     const int64_t rows = H * nq;
     if (rows > 0 && nk > 0)
-        k_attention_softmax_backward<<<blocks_for(rows, kThreads / 32), kThreads, 0, st>>>(P, dP, rows, nq, nk, visible0,
-                                                                                          scale, drop);
+        RMKV_LAUNCH(k_attention_softmax_backward, blocks_for(rows, kThreads / 32), kThreads, 0, st, P, dP, rows, nq, nk,
+                    visible0, scale, drop);
 }
 size_t fused_attention_smem(int64_t hd, int64_t nk, bool backward) {
     return sizeof(float) * static_cast<size_t>(fused_smem_floats(hd, nk, backward));
 }
+#ifndef RMKV_CUDA_EMULATED
 cudaError_t fused_attention_setup(int max_smem) {
     cudaError_t e = cudaFuncSetAttribute(k_fused_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
     if (e != cudaSuccess) return e;
@@ -537,6 +549,7 @@ cudaError_t fused_attention_setup(int max_smem) {
     if (e != cudaSuccess) return e;
     return cudaFuncSetAttribute(k_decode_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
 }
+#endif
 static_assert(kDecodeMaxHd <= kDecodeThreads, "k_decode_attention: one thread per column at least");
 static_assert(kHalfGemvRows == kGemvRows, "gemv_half: the rows k_gemv_half takes");
 size_t decode_attention_smem(int64_t hd, int64_t max_nv) {
@@ -546,28 +559,28 @@ void decode_attention(float *out, float *q, const float *k, const float *v, cons
                       int64_t Hkv, int64_t hd, int64_t max_nv, bool rope, float theta, cudaStream_t st) {
     if (n <= 0) return;
     const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(H));
-    k_decode_attention<<<grid, kDecodeThreads, decode_attention_smem(hd, max_nv), st>>>(
-        out, q, k, v, rows, CacheRow{}, H / Hkv, hd, rope, theta, 1.0f / sqrtf(static_cast<float>(hd)), true);
+    RMKV_LAUNCH(k_decode_attention, grid, kDecodeThreads, decode_attention_smem(hd, max_nv), st, out, q, k, v, rows,
+                CacheRow{}, H / Hkv, hd, rope, theta, 1.0f / sqrtf(static_cast<float>(hd)), true);
 }
 void attention_one_row(float *out, const float *q, const float *k, const float *v, int64_t at, int64_t H, int64_t Hkv,
                        int64_t hd, cudaStream_t st) {
     const CacheRow row{const_cast<float *>(k), const_cast<float *>(v), at, 0};
     const int64_t Dkv = Hkv * hd;
-    k_decode_attention<<<dim3(1, static_cast<unsigned>(H)), kDecodeThreads, decode_attention_smem(hd, at + 1), st>>>(
-        out, const_cast<float *>(q), k + at * Dkv, v + at * Dkv, nullptr, row, H / Hkv, hd, false, 0.0f,
-        1.0f / sqrtf(static_cast<float>(hd)), false);
+    RMKV_LAUNCH(k_decode_attention, dim3(1, static_cast<unsigned>(H)), kDecodeThreads,
+                decode_attention_smem(hd, at + 1), st, out, const_cast<float *>(q), k + at * Dkv, v + at * Dkv, nullptr,
+                row, H / Hkv, hd, false, 0.0f, 1.0f / sqrtf(static_cast<float>(hd)), false);
 }
 __global__ void k_scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width) {
     GRID_LOOP(e, n * width) dst[e / width][e % width] = src[e];
 }
 void scatter_rows(float *const *dst, const float *src, int64_t n, int64_t width, cudaStream_t st) {
-    if (n > 0 && width > 0) k_scatter_rows<<<blocks_for(n * width), kThreads, 0, st>>>(dst, src, n, width);
+    if (n > 0 && width > 0) RMKV_LAUNCH(k_scatter_rows, blocks_for(n * width), kThreads, 0, st, dst, src, n, width);
 }
 __global__ void k_gather_rows(float *dst, const float *const *src, int64_t n, int64_t width) {
     GRID_LOOP(e, n * width) dst[e] = src[e / width][e % width];
 }
 void gather_rows(float *dst, const float *const *src, int64_t n, int64_t width, cudaStream_t st) {
-    if (n > 0 && width > 0) k_gather_rows<<<blocks_for(n * width), kThreads, 0, st>>>(dst, src, n, width);
+    if (n > 0 && width > 0) RMKV_LAUNCH(k_gather_rows, blocks_for(n * width), kThreads, 0, st, dst, src, n, width);
 }
 // The launches of n_seq stacked sequences, kFusedStack at a time, blocks of
 // `tile` queries.
@@ -607,8 +620,8 @@ void fused_attention_forward(float *out, const float *q, const float *k, const f
     fused_stacked(nq, H, n_seq, kv_stride, drops, L.tile,
                   [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
                       const int64_t at = heads_rows * hd;
-                      kernel<<<grid, L.threads, L.smem, st>>>(out + at, q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv,
-                                                          hd, visible0, scale, kv_stride, d);
+                      RMKV_LAUNCH(kernel, grid, L.threads, L.smem, st, out + at, q + at, k + kv_at, v + kv_at, nq, nk,
+                                  ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
                   });
 }
 void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
@@ -621,89 +634,101 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
     fused_stacked(nq, H, n_seq, kv_stride, drops, L.tile,
                   [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
                       const int64_t at = heads_rows * hd;
-                      kernel<<<grid, L.threads, L.smem, st>>>(dq + at, dk + kv_at, dv + kv_at, dout + at, q + at, k + kv_at,
-                                                          v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale,
-                                                          kv_stride, d);
+                      RMKV_LAUNCH(kernel, grid, L.threads, L.smem, st, dq + at, dk + kv_at, dv + kv_at, dout + at,
+                                  q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride,
+                                  d);
                   });
 }
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
-    if (n > 0 && drop.on()) k_dropout<<<blocks_for(n), kThreads, 0, st>>>(x, n, drop);
+    if (n > 0 && drop.on()) RMKV_LAUNCH(k_dropout, blocks_for(n), kThreads, 0, st, x, n, drop);
 }
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) k_swiglu<<<blocks_for(n), kThreads, 0, st>>>(h, g, u, n);
+    if (n > 0) RMKV_LAUNCH(k_swiglu, blocks_for(n), kThreads, 0, st, h, g, u, n);
 }
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) k_swiglu_backward<<<blocks_for(n), kThreads, 0, st>>>(dg, du, dh, g, u, n);
+    if (n > 0) RMKV_LAUNCH(k_swiglu_backward, blocks_for(n), kThreads, 0, st, dg, du, dh, g, u, n);
 }
 void gelu_forward(float *h, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) k_gelu<<<blocks_for(n), kThreads, 0, st>>>(h, u, n);
+    if (n > 0) RMKV_LAUNCH(k_gelu, blocks_for(n), kThreads, 0, st, h, u, n);
 }
 void gelu_backward(float *du, const float *dh, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) k_gelu_backward<<<blocks_for(n), kThreads, 0, st>>>(du, dh, u, n);
+    if (n > 0) RMKV_LAUNCH(k_gelu_backward, blocks_for(n), kThreads, 0, st, du, dh, u, n);
 }
 void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
                   const float *h, int64_t M, int64_t D, cudaStream_t st) {
-    if (M > 0) k_cell_forward<<<blocks_for(M * D), kThreads, 0, st>>>(kind, m_out, c_out, c_in, gi, gh, h, M, D);
+    if (M > 0)
+        RMKV_LAUNCH(k_cell_forward, blocks_for(M * D), kThreads, 0, st, kind, m_out, c_out, c_in, gi, gh, h, M, D);
 }
 void cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm, const float *dc_out,
                    const float *c_in, const float *gi, const float *gh, const float *h, int64_t M, int64_t D,
                    cudaStream_t st) {
     if (M > 0)
-        k_cell_backward<<<blocks_for(M * D), kThreads, 0, st>>>(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D);
+        RMKV_LAUNCH(k_cell_backward, blocks_for(M * D), kThreads, 0, st, kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in,
+                    gi, gh, h, M, D);
 }
 void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, cudaStream_t st) {
-    if (M > 0) k_concat_cols<<<blocks_for(M * 2 * D), kThreads, 0, st>>>(dst, a, b, M, D);
+    if (M > 0) RMKV_LAUNCH(k_concat_cols, blocks_for(M * 2 * D), kThreads, 0, st, dst, a, b, M, D);
 }
 void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st) {
-    if (M > 0) k_split_cols_add<<<blocks_for(M * 2 * D), kThreads, 0, st>>>(da, db, src, M, D);
+    if (M > 0) RMKV_LAUNCH(k_split_cols_add, blocks_for(M * 2 * D), kThreads, 0, st, da, db, src, M, D);
 }
 void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
                    double *loss, cudaStream_t st) {
-    if (rows > 0) k_cross_entropy<<<static_cast<unsigned>(rows), kThreads, 0, st>>>(dlogits, logits, targets, V, scale, loss);
+    if (rows > 0)
+        RMKV_LAUNCH(k_cross_entropy, static_cast<unsigned>(rows), kThreads, 0, st, dlogits, logits, targets, V, scale,
+                    loss);
 }
 void fill(float *x, float value, size_t n, cudaStream_t st) {
-    if (n > 0) k_fill<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(x, value, static_cast<int64_t>(n));
+    if (n > 0)
+        RMKV_LAUNCH(k_fill, blocks_for(static_cast<int64_t>(n)), kThreads, 0, st, x, value, static_cast<int64_t>(n));
+}
+void multi_chunks(const std::vector<MultiTensor> &ts, std::vector<MultiChunk> &chunks) {
+    chunks.clear();
+    for (size_t t = 0; t < ts.size(); ++t)
+        for (int64_t b = 0; b < ts[t].n; b += kMultiChunk)
+            chunks.push_back({static_cast<int64_t>(t), b, std::min(ts[t].n, b + kMultiChunk)});
 }
 static unsigned chunk_blocks(int64_t n_chunks, int64_t most) {
     return static_cast<unsigned>(std::max<int64_t>(1, std::min(n_chunks, most)));
 }
 void sum_squares_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, double *total, cudaStream_t st) {
-    if (n_chunks > 0) k_sum_squares_many<<<chunk_blocks(n_chunks, 1024), kThreads, 0, st>>>(ts, chunks, n_chunks, total);
+    if (n_chunks > 0)
+        RMKV_LAUNCH(k_sum_squares_many, chunk_blocks(n_chunks, 1024), kThreads, 0, st, ts, chunks, n_chunks, total);
 }
 void adamw_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, float beta1, float beta2, float eps,
                 float step_size, float inv_sqrt_bc2, const float *grad_scale, cudaStream_t st) {
     if (n_chunks > 0)
-        k_adamw_many<<<chunk_blocks(n_chunks, 65535), kThreads, 0, st>>>(ts, chunks, n_chunks, beta1, beta2, eps,
-                                                                         step_size, inv_sqrt_bc2, grad_scale);
+        RMKV_LAUNCH(k_adamw_many, chunk_blocks(n_chunks, 65535), kThreads, 0, st, ts, chunks, n_chunks, beta1, beta2,
+                    eps, step_size, inv_sqrt_bc2, grad_scale);
 }
 void add_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, cudaStream_t st) {
-    if (n_chunks > 0) k_add_many<<<chunk_blocks(n_chunks, 65535), kThreads, 0, st>>>(ts, chunks, n_chunks);
+    if (n_chunks > 0) RMKV_LAUNCH(k_add_many, chunk_blocks(n_chunks, 65535), kThreads, 0, st, ts, chunks, n_chunks);
 }
 void update_scale(double *acc, float grad_scale, float clip, cudaStream_t st) {
-    k_update_scale<<<1, 1, 0, st>>>(acc, grad_scale, clip);
+    RMKV_LAUNCH(k_update_scale, 1, 1, 0, st, acc, grad_scale, clip);
 }
 void adamw(float *p, float *m, float *v, const float *g, size_t n, float beta1, float beta2, float eps, float decay,
            float step_size, float inv_sqrt_bc2, const float *grad_scale, uint16_t *shadow, cudaStream_t st) {
     if (n > 0)
-        k_adamw<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(p, m, v, g, static_cast<int64_t>(n), beta1, beta2,
-                                                                           eps, decay, step_size, inv_sqrt_bc2, grad_scale,
-                                                                           shadow);
+        RMKV_LAUNCH(k_adamw, blocks_for(static_cast<int64_t>(n)), kThreads, 0, st, p, m, v, g, static_cast<int64_t>(n),
+                    beta1, beta2, eps, decay, step_size, inv_sqrt_bc2, grad_scale, shadow);
 }
 void gemv_half(float *y, const float *x, const uint16_t *W, Half h, const float *b, int64_t n, int64_t in, int64_t out,
                bool accumulate, cudaStream_t st) {
     if (n <= 0 || out <= 0) return;
     const unsigned blocks = static_cast<unsigned>((out + kGemvWarps - 1) / kGemvWarps);
-    k_gemv_half<<<blocks, kGemvWarps * 32, sizeof(float) * gemv_half_smem_floats(), st>>>(
-        y, x, W, h, b, static_cast<int>(n), in, out, accumulate);
+    RMKV_LAUNCH(k_gemv_half, blocks, kGemvWarps * 32, sizeof(float) * gemv_half_smem_floats(), st, y, x, W, h, b,
+                static_cast<int>(n), in, out, accumulate);
 }
 void widen_half(float *dst, const uint16_t *src, Half h, int64_t n, cudaStream_t st) {
-    if (n > 0) k_widen_half<<<blocks_for(n), kThreads, 0, st>>>(dst, src, h, n);
+    if (n > 0) RMKV_LAUNCH(k_widen_half, blocks_for(n), kThreads, 0, st, dst, src, h, n);
 }
 void embed_half(float *X, const uint16_t *E, Half h, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st) {
-    if (n > 0 && d > 0) k_embed_half<<<blocks_for(n * d), kThreads, 0, st>>>(X, E, h, tokens, n, d);
+    if (n > 0 && d > 0) RMKV_LAUNCH(k_embed_half, blocks_for(n * d), kThreads, 0, st, X, E, h, tokens, n, d);
 }
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st) {
-    if (n > 0) k_to_bf16<<<blocks_for(static_cast<int64_t>(n)), kThreads, 0, st>>>(dst, src, static_cast<int64_t>(n));
+    if (n > 0)
+        RMKV_LAUNCH(k_to_bf16, blocks_for(static_cast<int64_t>(n)), kThreads, 0, st, dst, src, static_cast<int64_t>(n));
 }
 
 }  // namespace rmkv::cuda

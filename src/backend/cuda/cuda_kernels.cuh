@@ -8,8 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
+#ifndef RMKV_CUDA_EMULATED  // tests/unit/test_cuda_emulated.cpp gives its own stand-ins
 #include <cuda_runtime.h>
+#endif
 
 #include "backend/backend.h"
 
@@ -124,6 +127,8 @@ struct MultiChunk {
     int64_t tensor, begin, end;
 };
 constexpr int64_t kMultiChunk = int64_t(1) << 16;
+// The chunks of the tensors ts, tensor after tensor.
+void multi_chunks(const std::vector<MultiTensor> &ts, std::vector<MultiChunk> &chunks);
 void sum_squares_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, double *total, cudaStream_t st);
 void adamw_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, float beta1, float beta2, float eps,
                 float step_size, float inv_sqrt_bc2, const float *grad_scale, cudaStream_t st);
