@@ -6,13 +6,15 @@
 #
 # Usage: scripts/gpu-check.sh STAGE...   (BUNDLE=folder, LOG=folder for the logs)
 #   info      nvidia-smi and the toolkit's versions
-#   tests     test_gpu_ops (the fused and tensor-core attention kernels, then RMKV_CUDA_ATTENTION=products),
+#   tests     test_gpu_ops (the fused and tensor-core attention kernels and the biases in cuBLASLt's
+#             epilogue, then RMKV_CUDA_ATTENTION=products RMKV_CUDA_BIAS=kernel),
 #             test_gpu_model (bf16 training's attention on the tensor cores, then RMKV_CUDA_ATTENTION=fp32:
 #             the fp32 fused kernels, then RMKV_CUDA_GRAPHS=1: decoding steps as CUDA graphs)
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
 #   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64);
-#             B=16 again with attention in fp32 (RMKV_CUDA_ATTENTION=fp32) against the tensor cores
+#             B=16 again with attention in fp32 (RMKV_CUDA_ATTENTION=fp32) against the tensor cores, and
+#             with the biases added by a kernel after each product (RMKV_CUDA_BIAS=kernel)
 #   prof      base under PyTorch's profiler (bench/profile_gpu.py): device busy share, kernels a
 #             step, time per kernel, for training (B=4 and B=16), one session decoding (then with
 #             RMKV_CUDA_GRAPHS=1) and 64 sessions stepped together (traces in LOG)
@@ -48,7 +50,7 @@ stage() {
     tests)
       local rc=0
       "$BIN/test_gpu_ops" || rc=1
-      RMKV_CUDA_ATTENTION=products "$BIN/test_gpu_ops" || rc=1
+      RMKV_CUDA_ATTENTION=products RMKV_CUDA_BIAS=kernel "$BIN/test_gpu_ops" || rc=1
       "$BIN/test_gpu_model" || rc=1
       RMKV_CUDA_ATTENTION=fp32 "$BIN/test_gpu_model" || rc=1
       RMKV_CUDA_GRAPHS=1 "$BIN/test_gpu_model" || rc=1
@@ -74,6 +76,10 @@ stage() {
       done
       for ps in 4,4 1,16; do  # the fp32 fused attention kernels on the same bf16 steps
         RMKV_CUDA_ATTENTION=fp32 "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 \
+          --rows bf16 --no-pytorch --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
+      done
+      for ps in 4,4 1,16; do  # the biases added by a kernel after each product, on the same bf16 steps
+        RMKV_CUDA_BIAS=kernel "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 \
           --rows bf16 --no-pytorch --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
       done
       for ps in 4,16 2,32; do  # larger batches: how MFU grows with the rows of each product

@@ -51,13 +51,18 @@ void linear_ops(void **) {
         const int64_t in = 48, out = 40;
         Buf &x = P.random(n * in), &W = P.random(out * in, 0.2f), &b = P.random(out);
         Buf &y = P.random(n * out), &y2 = P.random(n * out);
+        // Bias and accumulation with every pointer 4 bytes past an allocation's
+        // start (cuBLASLt's epilogue plans each alignment of its own).
+        Buf &xo = P.random(n * in + 1), &bo = P.random(out + 1), &y3 = P.random(n * out + 1);
         P.both([&](Backend &be, Stream &s, bool g) {
             be.linear(s, y.on(g), x.on(g), W.on(g), b.on(g), n, in, out, false);
             be.linear(s, y2.on(g), x.on(g), W.on(g), nullptr, n, in, out, true);
+            be.linear(s, y3.on(g) + 1, xo.on(g) + 1, W.on(g), bo.on(g) + 1, n, in, out, true);
         });
         print_message("linear n=%ld\n", (long)n);
         P.expect("linear (bias)", y);
         P.expect("linear (accumulate)", y2);
+        P.expect("linear (bias, accumulate, pointers 4 bytes off)", y3);
         Buf &dy = P.random(n * out), &dx = P.random(n * in), &dx2 = P.random(n * in);
         Buf &dW = P.random(out * in), &db = P.random(out);
         P.both([&](Backend &be, Stream &s, bool g) {

@@ -96,6 +96,11 @@ public:
             else if (std::strcmp(mode, "auto") != 0)
                 fail(kErrBackend, std::string("RMKV_CUDA_ATTENTION='") + mode + "': use 'auto', 'fp32' or 'products'");
         }
+        if (const char *mode = std::getenv("RMKV_CUDA_BIAS")) {
+            if (!std::strcmp(mode, "kernel")) bias_epilogue_ = false;
+            else if (std::strcmp(mode, "epilogue") != 0)
+                fail(kErrBackend, std::string("RMKV_CUDA_BIAS='") + mode + "': use 'epilogue' or 'kernel'");
+        }
         if (const char *mode = std::getenv("RMKV_CUDA_GRAPHS")) {
             if (!std::strcmp(mode, "1")) graphs_ = true;
             else if (std::strcmp(mode, "0") != 0)
@@ -241,19 +246,24 @@ public:
     // ---- matrix products (row-major, mapped onto cuBLAS's column-major) ----
     // Row-major y[n, out] = x[n, in] W[out, in]^T is column-major y^T = W^T' x^T:
     // gemm(T, N, m = out, n = n, k = in, W (ld in), x (ld in), y (ld out)).
+    // With a bias, one cuBLASLt product adds it in its epilogue (bias_gemm.h)
+    // unless RMKV_CUDA_BIAS=kernel or cuBLASLt does not take the shape; else the
+    // product, then an add_bias kernel.
     void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
                 bool accumulate) override {
         auto &st = cs_product(s);
         if (n <= 0) return;
-        if (const uint16_t *w16 = shadow(st, W)) {
-            const uint16_t *x16 = convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
-            gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, w16, in, x16, in, y, out, accumulate, true);
-        } else {
-            gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, W, in, x, in, y, out, accumulate, false);
-        }
-        if (b) {
-            cuda::add_bias(y, b, n, out, st.stream);
-            check_launch("add_bias");
+        const uint16_t *w16 = shadow(st, W);
+        const void *A = W, *B = x;
+        if (w16) A = w16, B = convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
+        if (!b || !bias_epilogue_ ||
+            !st.bias_gemm.run(st.stream, st.workspace.p, st.workspace.n, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in,
+                              B, in, y, out, b, accumulate, w16 != nullptr)) {
+            gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in, B, in, y, out, accumulate, w16 != nullptr);
+            if (b) {
+                cuda::add_bias(y, b, n, out, st.stream);
+                check_launch("add_bias");
+            }
         }
         written(st, y, n * out);
     }
@@ -802,6 +812,7 @@ private:
     bool fused_ = true;  // RMKV_CUDA_ATTENTION: the fused attention kernels where they fit
     bool tensor_ = true;  // and on bf16 streams, the tensor-core ones
     bool graphs_ = false;  // RMKV_CUDA_GRAPHS=1: begin_record records
+    bool bias_epilogue_ = true;  // RMKV_CUDA_BIAS: linear's bias in cuBLASLt's epilogue, or a kernel after the product
 };
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/bias_gemm.h"
 #include "backend/cuda/cuda_kernels.cuh"
 
 namespace rmkv::cuda {
@@ -156,7 +157,8 @@ public:
     cudaStream_t stream = nullptr;
     cudaEvent_t event = nullptr;  // wait_for: marks what this stream has queued
     cublasHandle_t blas = nullptr;
-    Grow<char> workspace;  // cuBLAS
+    Grow<char> workspace;  // cuBLAS and bias_gemm's
+    BiasGemm bias_gemm;    // products with their bias (linear), cuBLASLt
     Grow<uint16_t> cvt_a, cvt_b;  // bf16 copies of activations for the matrix products
     // What cvt_a / cvt_b hold: reused by the next product with the same input (the
     // q, k, v projections of one xn) until any other operation runs on the stream
