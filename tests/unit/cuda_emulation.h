@@ -1,8 +1,9 @@
 // The CUDA backend's kernels and their launchers (src/backend/cuda/cuda_kernels.cu
 // and the headers it includes), the same source lines, on CPU threads: one
 // std::thread per CUDA thread of a block, a barrier for __syncthreads and one per
-// warp for shuffles (each lane leaves its value, the warp meets, each reads its
-// partner's) and WMMA calls, a static array for the block's shared memory (filled
+// warp for shuffles (__shfl_xor_sync only: each lane leaves its value, the warp
+// meets, each reads its partner's; the kernels use no other warp-level operation
+// but the WMMA calls, which meet the same way), a static array for the block's shared memory (filled
 // with NaN before each block, so a read of something not written shows), the
 // blocks one after another. RMKV_LAUNCH and RMKV_BLOCK_SHARED, which
 // cuda_kernels.cu leaves to whoever includes it, send its launches here.

@@ -3,6 +3,9 @@
 // cuda_kernels.cuh for everything else, fp32 storage throughout, except the
 // matrices of inference models from BF16 and F16 files, kept in 16 bits.
 //
+// Products with a bias add it in cuBLASLt's epilogue (bias_gemm.h; RMKV_CUDA_BIAS=kernel:
+// a kernel after the product, as for shapes cuBLASLt does not take).
+//
 // Precision: fp32 products use CUBLAS_COMPUTE_32F with the default math mode
 // (no TF32), for parity with the CPU; with bf16 on for a stream, products of a
 // weight that has a bf16 shadow take bf16 inputs (the shadow, and the activation
