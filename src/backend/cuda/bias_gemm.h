@@ -33,18 +33,20 @@ public:
         if (lt_) cublasLtDestroy(lt_);
     }
 
+    // The cuBLASLt handle, made when the stream is (not while a stream is being
+    // captured, which the calls of its making may not be). Without one, run()
+    // always returns false.
+    void create() {
+        if (!lt_ && cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) lt_ = nullptr;
+    }
+
     // Column-major C[m, n] (+)= op(A) op(B) + bias[m] broadcast over the columns;
     // A and B bf16 (bf16) or fp32, C and bias fp32. workspace: ws bytes of device
     // memory used in stream order.
     bool run(cudaStream_t stream, void *workspace, size_t ws, cublasOperation_t ta, cublasOperation_t tb, int64_t m,
              int64_t n, int64_t k, const void *A, int64_t lda, const void *B, int64_t ldb, float *C, int64_t ldc,
              const float *bias, bool accumulate, bool bf16) {
-        if (broken_) return false;
-        if (!lt_ && cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) {
-            lt_ = nullptr;
-            broken_ = true;
-            return false;
-        }
+        if (!lt_) return false;
         const Key key{ta, tb, m, n, k, lda, ldb, ldc, bf16, alignment(A), alignment(B), alignment(C), alignment(bias),
                       ws};
         auto it = plans_.find(key);
@@ -140,7 +142,6 @@ private:
     }
 
     cublasLtHandle_t lt_ = nullptr;
-    bool broken_ = false;  // no cuBLASLt handle to be had
     std::map<Key, Plan> plans_;
 };
 

@@ -123,6 +123,7 @@ public:
         check(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
         const size_t ws = size_t(32) << 20;
         check(cublasSetWorkspace(s->blas, s->workspace.get(ws, "cudaMalloc (cuBLAS workspace)"), ws), "cublasSetWorkspace");
+        if (bias_epilogue_) s->bias_gemm.create();
         s->acc = s->acc_buf.get(CudaStream::kAcc, "cudaMalloc (accumulators)");
         check(cudaMemsetAsync(s->acc, 0, CudaStream::kAcc * sizeof(double), s->stream), "cudaMemsetAsync");
         static const float kOne = 1.0f;  // the update scale before any update_scale, as on the CPU
