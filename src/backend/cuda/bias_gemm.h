@@ -34,21 +34,21 @@ public:
     }
 
     // The cuBLASLt handle, made when the stream is (not while a stream is being
-    // captured, which the calls of its making may not be). Without one, run()
-    // always returns false.
-    void create() {
+    // captured, which the calls of its making may not be), and the stream's
+    // workspace: ws bytes of device memory, used in stream order. Without a
+    // handle, run() always returns false.
+    void create(void *workspace, size_t ws) {
         if (!lt_ && cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) lt_ = nullptr;
+        workspace_ = workspace, ws_ = ws;
     }
 
     // Column-major C[m, n] (+)= op(A) op(B) + bias[m] broadcast over the columns;
-    // A and B bf16 (bf16) or fp32, C and bias fp32. workspace: ws bytes of device
-    // memory used in stream order.
-    bool run(cudaStream_t stream, void *workspace, size_t ws, cublasOperation_t ta, cublasOperation_t tb, int64_t m,
-             int64_t n, int64_t k, const void *A, int64_t lda, const void *B, int64_t ldb, float *C, int64_t ldc,
-             const float *bias, bool accumulate, bool bf16) {
+    // A and B bf16 (bf16) or fp32, C and bias fp32.
+    bool run(cudaStream_t stream, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+             const void *A, int64_t lda, const void *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
+             bool accumulate, bool bf16) {
         if (!lt_) return false;
-        const Key key{ta, tb, m, n, k, lda, ldb, ldc, bf16, alignment(A), alignment(B), alignment(C), alignment(bias),
-                      ws};
+        const Key key{ta, tb, m, n, k, lda, ldb, ldc, bf16, alignment(A), alignment(B), alignment(C), alignment(bias)};
         auto it = plans_.find(key);
         if (it == plans_.end()) it = plans_.emplace(key, plan(key, bias)).first;
         Plan &p = it->second;
@@ -56,7 +56,7 @@ public:
         const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
         if (cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) !=
                 CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmul(lt_, p.op, &alpha, A, p.a, B, p.b, &beta, C, p.c, C, p.c, &p.algo, workspace, ws, stream) !=
+            cublasLtMatmul(lt_, p.op, &alpha, A, p.a, B, p.b, &beta, C, p.c, C, p.c, &p.algo, workspace_, ws_, stream) !=
                 CUBLAS_STATUS_SUCCESS) {
             release(p);  // never again for this shape
             return false;
@@ -65,9 +65,9 @@ public:
     }
 
 private:
-    // ta, tb, m, n, k, lda, ldb, ldc, bf16, the alignments of A, B, C and the bias, workspace bytes.
+    // ta, tb, m, n, k, lda, ldb, ldc, bf16, the alignments of A, B, C and the bias.
     using Key = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t, uint32_t,
-                           uint32_t, uint32_t, size_t>;
+                           uint32_t, uint32_t>;
     struct Plan {
         bool ok = false;
         cublasLtMatmulDesc_t op = nullptr;
@@ -89,7 +89,7 @@ private:
         p = Plan{};
     }
     Plan plan(const Key &key, const float *bias) {
-        const auto [ta_, tb_, m, n, k, lda, ldb, ldc, bf16, align_a, align_b, align_c, align_bias, ws] = key;
+        const auto [ta_, tb_, m, n, k, lda, ldb, ldc, bf16, align_a, align_b, align_c, align_bias] = key;
         const cublasOperation_t ta = static_cast<cublasOperation_t>(ta_), tb = static_cast<cublasOperation_t>(tb_);
         const cudaDataType_t in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
         Plan p;
@@ -99,7 +99,7 @@ private:
         cublasLtMatmulHeuristicResult_t result{};
         int found = 0;
         const uint32_t align_d = align_c;
-        const uint64_t ws_bytes = ws;
+        const uint64_t ws_bytes = ws_;
         bool ok =
             cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
             cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == CUBLAS_STATUS_SUCCESS &&
@@ -142,6 +142,8 @@ private:
     }
 
     cublasLtHandle_t lt_ = nullptr;
+    void *workspace_ = nullptr;
+    size_t ws_ = 0;
     std::map<Key, Plan> plans_;
 };
 

@@ -49,6 +49,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -93,22 +94,10 @@ public:
         check(cudaGetDeviceProperties(&prop_, device_), "cudaGetDeviceProperties");
         check(cuda::fused_attention_setup(static_cast<int>(prop_.sharedMemPerBlockOptin)),
               "cudaFuncSetAttribute (fused attention's shared memory)");
-        if (const char *mode = std::getenv("RMKV_CUDA_ATTENTION")) {
-            if (!std::strcmp(mode, "products")) fused_ = tensor_ = false;
-            else if (!std::strcmp(mode, "fp32")) tensor_ = false;
-            else if (std::strcmp(mode, "auto") != 0)
-                fail(kErrBackend, std::string("RMKV_CUDA_ATTENTION='") + mode + "': use 'auto', 'fp32' or 'products'");
-        }
-        if (const char *mode = std::getenv("RMKV_CUDA_BIAS")) {
-            if (!std::strcmp(mode, "kernel")) bias_epilogue_ = false;
-            else if (std::strcmp(mode, "epilogue") != 0)
-                fail(kErrBackend, std::string("RMKV_CUDA_BIAS='") + mode + "': use 'epilogue' or 'kernel'");
-        }
-        if (const char *mode = std::getenv("RMKV_CUDA_GRAPHS")) {
-            if (!std::strcmp(mode, "1")) graphs_ = true;
-            else if (std::strcmp(mode, "0") != 0)
-                fail(kErrBackend, std::string("RMKV_CUDA_GRAPHS='") + mode + "': use '0' or '1'");
-        }
+        const int attention = env_choice("RMKV_CUDA_ATTENTION", {"auto", "fp32", "products"});
+        fused_ = attention != 2, tensor_ = attention == 0;
+        bias_epilogue_ = env_choice("RMKV_CUDA_BIAS", {"epilogue", "kernel"}) == 0;
+        graphs_ = env_choice("RMKV_CUDA_GRAPHS", {"0", "1"}) == 1;
     }
 
     std::string name() const override { return std::string("cuda:") + std::to_string(device_) + " (" + prop_.name + ")"; }
@@ -123,7 +112,7 @@ public:
         check(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
         const size_t ws = size_t(32) << 20;
         check(cublasSetWorkspace(s->blas, s->workspace.get(ws, "cudaMalloc (cuBLAS workspace)"), ws), "cublasSetWorkspace");
-        if (bias_epilogue_) s->bias_gemm.create();
+        if (bias_epilogue_) s->bias_gemm.create(s->workspace.p, ws);
         s->acc = s->acc_buf.get(CudaStream::kAcc, "cudaMalloc (accumulators)");
         check(cudaMemsetAsync(s->acc, 0, CudaStream::kAcc * sizeof(double), s->stream), "cudaMemsetAsync");
         static const float kOne = 1.0f;  // the update scale before any update_scale, as on the CPU
@@ -252,7 +241,8 @@ public:
     // gemm(T, N, m = out, n = n, k = in, W (ld in), x (ld in), y (ld out)).
     // With a bias, one cuBLASLt product adds it in its epilogue (bias_gemm.h)
     // unless RMKV_CUDA_BIAS=kernel or cuBLASLt does not take the shape; else the
-    // product, then an add_bias kernel.
+    // product, then an add_bias kernel (a stream made with RMKV_CUDA_BIAS=kernel
+    // has no cuBLASLt handle: run() declines).
     void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
                 bool accumulate) override {
         auto &st = cs_product(s);
@@ -260,9 +250,8 @@ public:
         const uint16_t *w16 = shadow(st, W);
         const void *A = W, *B = x;
         if (w16) A = w16, B = convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
-        if (!b || !bias_epilogue_ ||
-            !st.bias_gemm.run(st.stream, st.workspace.p, st.workspace.n, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in,
-                              B, in, y, out, b, accumulate, w16 != nullptr)) {
+        if (!b || !st.bias_gemm.run(st.stream, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in, B, in, y, out, b,
+                                    accumulate, w16 != nullptr)) {
             gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in, B, in, y, out, accumulate, w16 != nullptr);
             if (b) {
                 cuda::add_bias(y, b, n, out, st.stream);
@@ -730,6 +719,19 @@ private:
     void wait(CudaStream &st) {
         check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
         st.synchronised();
+    }
+    // The index in `values` of the environment variable's value (0, the default,
+    // when it is unset); any other value fails with the values it may take.
+    static int env_choice(const char *name, std::initializer_list<const char *> values) {
+        const char *value = std::getenv(name);
+        if (!value) return 0;
+        int i = 0;
+        std::string allowed;
+        for (const char *v : values) {
+            if (!std::strcmp(value, v)) return i;
+            allowed += std::string(i++ ? ", '" : "'") + v + "'";
+        }
+        fail(kErrBackend, std::string(name) + "='" + value + "': use " + allowed);
     }
     // The decode kernel holds a row's scores (nv keys) in shared memory.
     bool decode_fits(int64_t hd, int64_t nv) const {

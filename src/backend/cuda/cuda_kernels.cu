@@ -8,7 +8,7 @@
 
 // Every launch is RMKV_LAUNCH(kernel, grid, block, shared bytes, stream,
 // arguments...), and the blocks' static shared arrays are RMKV_BLOCK_SHARED:
-// tests/unit/test_cuda_emulated.cpp defines both to run this file, launchers and
+// tests/unit/cuda_emulation.h defines both to run this file, launchers and
 // kernels, on CPU threads (one per CUDA thread, the blocks one after another).
 #ifndef RMKV_LAUNCH
 #define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#ifndef RMKV_CUDA_EMULATED  // tests/unit/test_cuda_emulated.cpp gives its own stand-ins
+#ifndef RMKV_CUDA_EMULATED  // tests/unit/cuda_emulation.h gives its own stand-ins
 #include <cuda_runtime.h>
 #endif
 
