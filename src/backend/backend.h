@@ -122,13 +122,23 @@ public:
     virtual int default_stacked_sequences() const { return 4; }
 
     // ---- operations ----
+    // bf16 copies (mixed-precision training): an operation that takes a uint16_t *
+    // after a real * output (norm's y16, swiglu's and gelu's h16, their backwards'
+    // dg16 / du16, cross_entropy's dlogits16) also writes that output rounded to
+    // bf16 there (to_bf16's values) when it is not NULL; the real output is written
+    // in any case. linear and linear_backward take such copies of x (x16) and dy
+    // (dy16), or NULL: a product with bf16 inputs (set_bf16 and a shadow of W)
+    // reads them instead of rounding x and dy itself, and any other ignores them.
+    // The values are the same either way; a caller that keeps the copy of an input
+    // that several products read, forward and backward, spares a rounding pass
+    // over it in each.
+    //
     // y[n, out] = x[n, in] W[out, in]^T (+ b[out]) (+ y when accumulate).
-    // ldx / ldy: row strides of x and y (0 = dense).
     virtual void linear(Stream &s, real *y, const real *x, const real *W, const real *b, int64_t n, int64_t in,
-                        int64_t out, bool accumulate) = 0;
+                        int64_t out, bool accumulate, const uint16_t *x16 = nullptr) = 0;
     // Rows of x [n, d] normalised into y (may alias x). b is NULL for rmsnorm.
     virtual void norm(Stream &s, NormKind kind, real *y, const real *x, const real *w, const real *b, int64_t n,
-                      int64_t d, float eps) = 0;
+                      int64_t d, float eps, uint16_t *y16 = nullptr) = 0;
     // X[n, D] = tok_emb[tokens[i]] (tokens in host memory, already validated).
     virtual void embed(Stream &s, real *X, const real *tok_emb, const int32_t *tokens_host, int64_t n, int64_t d) = 0;
     // out[i] = a[i] + b[i] (out may alias a).
@@ -242,8 +252,8 @@ public:
     // x[i] *= drop.factor(i) (forward of a dropout site, and its backward).
     virtual void dropout(Stream &s, real *x, int64_t n, const Dropout &drop) = 0;
     // h[i] = silu(g[i]) * u[i]  (swiglu); h[i] = gelu_erf(u[i]) (gelu, g NULL).
-    virtual void swiglu(Stream &s, real *h, const real *g, const real *u, int64_t n) = 0;
-    virtual void gelu(Stream &s, real *h, const real *u, int64_t n) = 0;
+    virtual void swiglu(Stream &s, real *h, const real *g, const real *u, int64_t n, uint16_t *h16 = nullptr) = 0;
+    virtual void gelu(Stream &s, real *h, const real *u, int64_t n, uint16_t *h16 = nullptr) = 0;
     // Attention pooling: out[M, D] = softmax_rows(P x^T / sqrt(D)) x, x [T, D].
     virtual void pool(Stream &s, real *out, const real *P, const real *x, int64_t M, int64_t T, int64_t D) = 0;
     // The recurrent cells, given the gate pre-activations (SPEC section 4, step 6):
@@ -259,7 +269,8 @@ public:
     // parameter is frozen and nothing is accumulated for it.
     // dx (+)= dy W (dx may be NULL); dW += dy^T x; db += column sums of dy (db may be NULL).
     virtual void linear_backward(Stream &s, real *dx, bool dx_accumulate, real *dW, real *db, const real *dy,
-                                 const real *x, const real *W, int64_t n, int64_t in, int64_t out) = 0;
+                                 const real *x, const real *W, int64_t n, int64_t in, int64_t out,
+                                 const uint16_t *x16 = nullptr, const uint16_t *dy16 = nullptr) = 0;
     virtual void norm_backward(Stream &s, NormKind kind, real *dx, real *dw, real *db, const real *dy, const real *x,
                                const real *w, int64_t n, int64_t d, float eps) = 0;
     virtual void embed_backward(Stream &s, real *dtok_emb, const real *dX, const int32_t *tokens_host, int64_t n,
@@ -268,8 +279,9 @@ public:
                                     const real *k, const real *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t visible0, const Dropout &drop) = 0;
     virtual void swiglu_backward(Stream &s, real *dg, real *du, const real *dh, const real *g, const real *u,
-                                 int64_t n) = 0;
-    virtual void gelu_backward(Stream &s, real *du, const real *dh, const real *u, int64_t n) = 0;
+                                 int64_t n, uint16_t *dg16 = nullptr, uint16_t *du16 = nullptr) = 0;
+    virtual void gelu_backward(Stream &s, real *du, const real *dh, const real *u, int64_t n,
+                               uint16_t *du16 = nullptr) = 0;
     virtual void pool_backward(Stream &s, real *dx, real *dP, const real *dout, const real *P, const real *x,
                                int64_t M, int64_t T, int64_t D) = 0;
     virtual void cell_backward(Stream &s, CellKind kind, real *dgi, real *dgh, real *dh, real *dc_in, const real *dm,
@@ -280,7 +292,7 @@ public:
     // dlogits = scale * (softmax - onehot) (may alias logits) and adds the summed
     // loss to the stream's loss sum, which stays on the device: no waiting here.
     virtual void cross_entropy(Stream &s, real *dlogits, const real *logits, const int32_t *targets_host, int64_t rows,
-                               int64_t V, float scale) = 0;
+                               int64_t V, float scale, uint16_t *dlogits16 = nullptr) = 0;
     // The loss summed by cross_entropy on this stream since the last take; resets
     // it to zero. Synchronises (once per training step, at its end).
     virtual double take_loss(Stream &s) = 0;
@@ -395,7 +407,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 11;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 12;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

@@ -34,11 +34,11 @@ LayerActs Workspace::acts() const {
 }
 
 void SegmentForward::linear(real *y, const real *x, const Matrix &W, const real *b, int64_t n, int64_t in, int64_t out,
-                            bool accumulate) const {
+                            bool accumulate, const uint16_t *x16) const {
     if (W.w16.data)
         be_.linear_w16(st_, y, x, W.w16.data, W.w16.half, b, n, in, out, accumulate);
     else
-        be_.linear(st_, y, x, W.f32, b, n, in, out, accumulate);
+        be_.linear(st_, y, x, W.f32, b, n, in, out, accumulate, x16);
 }
 
 void SegmentForward::embed_rows(real *x, const int32_t *tokens, int64_t n) const {
@@ -67,18 +67,18 @@ void SegmentForward::drop_each(real *x, int64_t n, size_t l, DropSite site) cons
     }
 }
 
-void SegmentForward::new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, int64_t n,
-                              int64_t r0) {
+void SegmentForward::new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn,
+                              const uint16_t *xn16, int64_t n, int64_t r0) {
     const Config &c = m_.config();
     const int64_t D = c.d_model, Dkv = c.d_kv();
     if (n_seq_ == 1) {
-        linear(s.keys + r0 * Dkv, xn, w.wk, w.bk, n, D, Dkv, false);
-        linear(s.values + r0 * Dkv, xn, w.wv, w.bv, n, D, Dkv, false);
+        linear(s.keys + r0 * Dkv, xn, w.wk, w.bk, n, D, Dkv, false, xn16);
+        linear(s.values + r0 * Dkv, xn, w.wv, w.bv, n, D, Dkv, false, xn16);
         return;
     }
     // Both products first (they share the input's conversion), then the copies.
-    linear(a.k_rows, xn, w.wk, w.bk, n_seq_ * n, D, Dkv, false);
-    linear(a.v_rows, xn, w.wv, w.bv, n_seq_ * n, D, Dkv, false);
+    linear(a.k_rows, xn, w.wk, w.bk, n_seq_ * n, D, Dkv, false, xn16);
+    linear(a.v_rows, xn, w.wv, w.bv, n_seq_ * n, D, Dkv, false, xn16);
     const int64_t pitch = block_rows() * Dkv;
     be_.copy_blocks(st_, s.keys + r0 * Dkv, pitch, a.k_rows, n * Dkv, n * Dkv, n_seq_);
     be_.copy_blocks(st_, s.values + r0 * Dkv, pitch, a.v_rows, n * Dkv, n * Dkv, n_seq_);
@@ -89,9 +89,10 @@ void SegmentForward::layer_memory(size_t l, LayerState &s, const LayerActs &a) {
     const int64_t M = c.memory_slots, D = c.d_model;
     const LayerWeights &w = m_.weights().layers[l];
     const int64_t rows = n_seq_ * M;
-    be_.norm(st_, norm_kind(c), a.mem_xn, s.memory, w.norm1_w, w.norm1_b, rows, D, static_cast<float>(c.norm_eps));
-    linear(s.mem_q, a.mem_xn, w.wq, w.bq, rows, D, D, false);
-    new_keys(w, s, a, a.mem_xn, M, 0);
+    be_.norm(st_, norm_kind(c), a.mem_xn, s.memory, w.norm1_w, w.norm1_b, rows, D, static_cast<float>(c.norm_eps),
+             a.mem_xn16);
+    linear(s.mem_q, a.mem_xn, w.wq, w.bq, rows, D, D, false, a.mem_xn16);
+    new_keys(w, s, a, a.mem_xn, a.mem_xn16, M, 0);
 }
 
 void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, int64_t n, int64_t t0) {
@@ -101,9 +102,9 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
     const float eps = static_cast<float>(c.norm_eps);
     const LayerWeights &w = m_.weights().layers[l];
     const int64_t rows = n_seq_ * n, block = block_rows() * Dkv;
-    be_.norm(st_, norm_kind(c), a.xn, a.x_in, w.norm1_w, w.norm1_b, rows, D, eps);
-    linear(a.q, a.xn, w.wq, w.bq, rows, D, D, false);
-    new_keys(w, s, a, a.xn, n, M + t0);
+    be_.norm(st_, norm_kind(c), a.xn, a.x_in, w.norm1_w, w.norm1_b, rows, D, eps, a.xn16);
+    linear(a.q, a.xn, w.wq, w.bq, rows, D, D, false, a.xn16);
+    new_keys(w, s, a, a.xn, a.xn16, n, M + t0);
     if (c.pos == Pos::rope) {
         const float theta = static_cast<float>(c.rope_theta);
         be_.rope_stacked(st_, a.q, n, D, H, hd, t0, theta, false, n_seq_, n * D);
@@ -125,20 +126,21 @@ void SegmentForward::ffn_block(size_t l, const LayerActs &a, int64_t n) {
     const int64_t rows = n_seq_ * n;
     be_.copy(st_, a.x_out, a.x_mid, rows * D);
     if (c.ffn == Ffn::none) return;
-    be_.norm(st_, norm_kind(c), a.xn2, a.x_mid, w.norm2_w, w.norm2_b, rows, D, static_cast<float>(c.norm_eps));
-    linear(a.ffn_b, a.xn2, w.ffn_up, nullptr, rows, D, F, false);
+    be_.norm(st_, norm_kind(c), a.xn2, a.x_mid, w.norm2_w, w.norm2_b, rows, D, static_cast<float>(c.norm_eps),
+             a.xn2_16);
+    linear(a.ffn_b, a.xn2, w.ffn_up, nullptr, rows, D, F, false, a.xn2_16);
     if (c.ffn == Ffn::swiglu) {
-        linear(a.ffn_a, a.xn2, w.ffn_gate, nullptr, rows, D, F, false);
-        be_.swiglu(st_, a.ffn_h, a.ffn_a, a.ffn_b, rows * F);
+        linear(a.ffn_a, a.xn2, w.ffn_gate, nullptr, rows, D, F, false, a.xn2_16);
+        be_.swiglu(st_, a.ffn_h, a.ffn_a, a.ffn_b, rows * F, a.ffn_h16);
     } else {
-        be_.gelu(st_, a.ffn_h, a.ffn_b, rows * F);
+        be_.gelu(st_, a.ffn_h, a.ffn_b, rows * F, a.ffn_h16);
     }
     if (!dropping()) {
-        linear(a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, true);
+        linear(a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, true, a.ffn_h16);
         return;
     }
     // Training with dropout (x_out has its own buffer): x_out = x_mid + dropout(down(h)).
-    linear(a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, false);
+    linear(a.x_out, a.ffn_h, w.ffn_down, nullptr, rows, F, D, false, a.ffn_h16);
     drop_each(a.x_out, n * D, l, DropSite::ffn_down);
     be_.add(st_, a.x_out, a.x_out, a.x_mid, rows * D);
 }
@@ -174,11 +176,12 @@ void SegmentForward::cell_update(const LayerWeights &w, real *new_memory, real *
     }
 }
 
-void SegmentForward::head(const real *x, real *xn_f, real *logits, int64_t rows) {
+void SegmentForward::head(const real *x, real *xn_f, real *logits, int64_t rows, uint16_t *xn_f16) {
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
-    be_.norm(st_, norm_kind(c), xn_f, x, W.norm_f_w, W.norm_f_b, rows, c.d_model, static_cast<float>(c.norm_eps));
-    linear(logits, xn_f, W.head, nullptr, rows, c.d_model, c.vocab_size, false);
+    be_.norm(st_, norm_kind(c), xn_f, x, W.norm_f_w, W.norm_f_b, rows, c.d_model, static_cast<float>(c.norm_eps),
+             xn_f16);
+    linear(logits, xn_f, W.head, nullptr, rows, c.d_model, c.vocab_size, false, xn_f16);
 }
 
 void SegmentForward::prepare_memory(std::vector<LayerState> &layers, Workspace &ws) {

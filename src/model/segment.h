@@ -55,6 +55,10 @@ struct LayerActs {
     real *cat;       // [M, 2D] [h, s] (minimal)
     real *k_rows;    // stacked sequences only: [B * max(M, n), Dkv] new key rows, then
     real *v_rows;    //   value rows, on their way into each sequence's cache block
+    // bf16 copies of the inputs of matrix products, written where they are made and
+    // read by the products forward and backward (Backend's bf16 copies), in bf16
+    // training; NULL elsewhere.
+    uint16_t *xn16, *xn2_16, *ffn_h16, *mem_xn16;
 };
 
 // Scratch of an inference session: one set of buffers shared by every layer.
@@ -166,8 +170,8 @@ public:
     // The memory update of layer l from a segment of T tokens: writes the new memory
     // to new_memory and (lstm) the new cell to new_cell (may alias s.memory / s.cell).
     void layer_rewrite(size_t l, const LayerState &s, const LayerActs &a, int64_t T, real *new_memory, real *new_cell);
-    // xn_f[rows, D] = norm_f(x), logits[rows, V] = xn_f head^T.
-    void head(const real *x, real *xn_f, real *logits, int64_t rows);
+    // xn_f[rows, D] = norm_f(x) (and its bf16 copy to xn_f16 unless NULL), logits[rows, V] = xn_f head^T.
+    void head(const real *x, real *xn_f, real *logits, int64_t rows, uint16_t *xn_f16 = nullptr);
 
     // Inference conveniences over all layers with workspace buffers.
     void prepare_memory(std::vector<LayerState> &layers, Workspace &ws);
@@ -211,14 +215,16 @@ public:
     void drop_each(real *x, int64_t n, size_t l, DropSite site) const;
 
 private:
-    // The backend's product with W in whichever form the model holds it (Matrix).
+    // The backend's product with W in whichever form the model holds it (Matrix);
+    // x16: x's bf16 copy or NULL.
     void linear(real *y, const real *x, const Matrix &W, const real *b, int64_t n, int64_t in, int64_t out,
-                bool accumulate) const;
+                bool accumulate, const uint16_t *x16 = nullptr) const;
     // x[n, D] = tok_emb rows of n tokens (host, validated).
     void embed_rows(real *x, const int32_t *tokens, int64_t n) const;
-    // Key and value rows of the n normalised rows per sequence in xn, into each
-    // sequence's cache block from row r0.
-    void new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, int64_t n, int64_t r0);
+    // Key and value rows of the n normalised rows per sequence in xn (bf16 copy
+    // xn16 or NULL), into each sequence's cache block from row r0.
+    void new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn, const uint16_t *xn16,
+                  int64_t n, int64_t r0);
     // norm2, the feed-forward block and its residual: a.x_mid -> a.x_out (n rows per sequence).
     void ffn_block(size_t l, const LayerActs &a, int64_t n);
     // The recurrent cell over `rows` memory rows (SPEC section 4, step 6): h = O_m,

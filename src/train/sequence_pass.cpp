@@ -6,8 +6,13 @@
 
 namespace rmkv {
 
-SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recompute, int64_t stack)
-    : m_(model), st_(stream), be_(model.backend()), recompute_(recompute), stack_(std::max<int64_t>(stack, 1)) {
+SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recompute, int64_t stack, bool bf16_copies)
+    : m_(model),
+      st_(stream),
+      be_(model.backend()),
+      recompute_(recompute),
+      bf16_copies_(bf16_copies),
+      stack_(std::max<int64_t>(stack, 1)) {
     const Config &c = m_.config();
     const int64_t B = stack_, Dkv = c.d_kv(), F = c.ffn_hidden;
     // Every size below counts the rows of all stacked sequences.
@@ -19,6 +24,9 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
         dk_ = buffer(KV * Dkv), dv_ = buffer(KV * Dkv);
         dffn_a_ = buffer(S * F), dffn_b_ = buffer(S * F), dffn_h_ = buffer(S * F);
         logits_ = buffer(S * V), dxnf_ = buffer(S * D);
+        dffn_a16_ = c.ffn == Ffn::swiglu ? buffer16(S * F) : nullptr;
+        dffn_b16_ = c.ffn != Ffn::none ? buffer16(S * F) : nullptr;
+        dxnf16_ = buffer16(S * D), dlogits16_ = buffer16(S * V);
         dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D), dmem_out_ = buffer(M * D), dpooled_ = buffer(M * D);
         dmem_xn_ = buffer(M * D), dgi_ = buffer(M * G * D), dgh_ = buffer(M * G * D), dcat_ = buffer(M * 2 * D);
         dm_tmp_ = buffer(M * D), dc_tmp_ = buffer(M * D);
@@ -41,16 +49,21 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
             a.x_out = buffer(S * D);  // the recomputed output (the tape keeps the original)
             a.mem_xn = buffer(M * D), a.mem_attn = buffer(M * D), a.mem_out = buffer(M * D), a.pooled = buffer(M * D);
             a.gates_i = buffer(M * G * D), a.gates_h = buffer(M * G * D), a.cat = buffer(M * 2 * D);
+            a.xn16 = buffer16(S * D), a.mem_xn16 = buffer16(M * D);
+            a.xn2_16 = ffn ? buffer16(S * D) : nullptr;
+            a.ffn_h16 = ffn ? buffer16(S * F) : nullptr;
             shared_new_memory_ = buffer(M * D), shared_new_cell_ = buffer(M * D);
         }
     } catch (...) {
         for (real *p : owned_) be_.free(p);
+        for (uint16_t *p : owned16_) be_.free_bf16(p);
         throw;
     }
 }
 
 SequencePass::~SequencePass() {
     for (real *p : owned_) be_.free(p);
+    for (uint16_t *p : owned16_) be_.free_bf16(p);
 }
 
 real *SequencePass::buffer(int64_t n) {
@@ -59,7 +72,15 @@ real *SequencePass::buffer(int64_t n) {
     return owned_.back();
 }
 
+uint16_t *SequencePass::buffer16(int64_t n) {
+    if (!bf16_copies_) return nullptr;
+    owned16_.push_back(nullptr);
+    owned16_.back() = be_.alloc_bf16(static_cast<size_t>(std::max<int64_t>(n, 1)));
+    return owned16_.back();
+}
+
 real *SequencePass::own_or_shared(real *shared, int64_t n) { return recompute_ ? shared : buffer(n); }
+uint16_t *SequencePass::own_or_shared16(uint16_t *shared, int64_t n) { return recompute_ ? shared : buffer16(n); }
 
 void SequencePass::grow(size_t n_segments) {
     const Config &c = m_.config();
@@ -96,6 +117,9 @@ void SequencePass::grow(size_t n_segments) {
             a.gates_i = own_or_shared(sa.gates_i, M * G * D), a.gates_h = own_or_shared(sa.gates_h, M * G * D);
             a.cat = own_or_shared(sa.cat, M * 2 * D);
             a.k_rows = k_rows_, a.v_rows = v_rows_;
+            a.xn16 = own_or_shared16(sa.xn16, S * D), a.mem_xn16 = own_or_shared16(sa.mem_xn16, M * D);
+            a.xn2_16 = ffn ? own_or_shared16(sa.xn2_16, S * D) : nullptr;
+            a.ffn_h16 = ffn ? own_or_shared16(sa.ffn_h16, S * F) : nullptr;
             sg.state.push_back(s);
             sg.acts.push_back(a);
         }
@@ -140,7 +164,7 @@ void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32
         fwd.layer_tokens(l, sg.state[l], sg.acts[l], T, 0);
         if (next) fwd.layer_rewrite(l, sg.state[l], sg.acts[l], T, next->state[l].memory, next->state[l].cell);
     }
-    fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, n_seq_ * T);
+    fwd.head(sg.acts[L - 1].x_out, dxnf_, logits_, n_seq_ * T, dxnf16_);
 }
 
 void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
@@ -162,8 +186,9 @@ void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_
         fwd.stack(dropout, B, static_cast<int64_t>(k));
         forward_segment(fwd, sg, tok_.data() + B * p, T, p, k == 0, k + 1 < K ? &segs_[k + 1] : nullptr);
         // Loss of this segment; its gradient reaches the last layer's output now.
-        be_.cross_entropy(st_, logits_, logits_, tgt_.data() + B * p, rows, V, scale);
-        be_.linear_backward(st_, dx_, false, G.head.f32, nullptr, logits_, dxnf_, W.head.f32, rows, D, V);
+        be_.cross_entropy(st_, logits_, logits_, tgt_.data() + B * p, rows, V, scale, dlogits16_);
+        be_.linear_backward(st_, dx_, false, G.head.f32, nullptr, logits_, dxnf_, W.head.f32, rows, D, V, dxnf16_,
+                            dlogits16_);
         be_.fill(st_, sg.dx_head, 0.0f, static_cast<size_t>(rows * D));
         be_.norm_backward(st_, norm_kind(c), sg.dx_head, G.norm_f_w, G.norm_f_b, dx_, sg.acts[L - 1].x_out, W.norm_f_w,
                           rows, D, static_cast<float>(c.norm_eps));
@@ -297,14 +322,18 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
             fwd.drop_each(dox_, T * D, l, DropSite::ffn_down);
             ddown = dox_;
         }
-        be_.linear_backward(st_, dffn_h_, false, g.ffn_down.f32, nullptr, ddown, a.ffn_h, w.ffn_down.f32, rows, F, D);
+        be_.linear_backward(st_, dffn_h_, false, g.ffn_down.f32, nullptr, ddown, a.ffn_h, w.ffn_down.f32, rows, F, D,
+                            a.ffn_h16);
         if (c.ffn == Ffn::swiglu) {
-            be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, rows * F);
-            be_.linear_backward(st_, dxn2_, false, g.ffn_gate.f32, nullptr, dffn_a_, a.xn2, w.ffn_gate.f32, rows, D, F);
-            be_.linear_backward(st_, dxn2_, true, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F);
+            be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, rows * F, dffn_a16_, dffn_b16_);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_gate.f32, nullptr, dffn_a_, a.xn2, w.ffn_gate.f32, rows, D, F,
+                                a.xn2_16, dffn_a16_);
+            be_.linear_backward(st_, dxn2_, true, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F,
+                                a.xn2_16, dffn_b16_);
         } else {
-            be_.gelu_backward(st_, dffn_b_, dffn_h_, a.ffn_b, rows * F);
-            be_.linear_backward(st_, dxn2_, false, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F);
+            be_.gelu_backward(st_, dffn_b_, dffn_h_, a.ffn_b, rows * F, dffn_b16_);
+            be_.linear_backward(st_, dxn2_, false, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F,
+                                a.xn2_16, dffn_b16_);
         }
         be_.norm_backward(st_, nk, dx_mid_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, rows, D, eps);
     }
@@ -326,9 +355,9 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
         dk_tok = k_rows_, dv_tok = v_rows_;
     }
-    be_.linear_backward(st_, dxn_, false, g.wq.f32, g.bq, dq_, a.xn, w.wq.f32, rows, D, D);
-    be_.linear_backward(st_, dxn_, true, g.wk.f32, g.bk, dk_tok, a.xn, w.wk.f32, rows, D, Dkv);
-    be_.linear_backward(st_, dxn_, true, g.wv.f32, g.bv, dv_tok, a.xn, w.wv.f32, rows, D, Dkv);
+    be_.linear_backward(st_, dxn_, false, g.wq.f32, g.bq, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16);
+    be_.linear_backward(st_, dxn_, true, g.wk.f32, g.bk, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16);
+    be_.linear_backward(st_, dxn_, true, g.wv.f32, g.bv, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16);
     be_.copy(st_, dx_, dx_mid_, rows * D);
     be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps);
 
@@ -339,9 +368,11 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         be_.copy_blocks(st_, v_rows_, M * Dkv, dv_, block, M * Dkv, B);
         dk_mem = k_rows_, dv_mem = v_rows_;
     }
-    if (rewritten) be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, g.bq, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D);
-    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk.f32, g.bk, dk_mem, a.mem_xn, w.wk.f32, mrows, D, Dkv);
-    be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, g.bv, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv);
+    if (rewritten)
+        be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, g.bq, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D, a.mem_xn16);
+    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk.f32, g.bk, dk_mem, a.mem_xn, w.wk.f32, mrows, D, Dkv,
+                        a.mem_xn16);
+    be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, g.bv, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv, a.mem_xn16);
     be_.fill(st_, dm_tmp_, 0.0f, static_cast<size_t>(mrows * D));
     be_.norm_backward(st_, nk, dm_tmp_, g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, mrows, D, eps);
     be_.copy(st_, dm_next_[l], dm_tmp_, mrows * D);

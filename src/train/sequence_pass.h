@@ -12,6 +12,12 @@
 // segments, and is recomputed layer by layer just before that layer's backward
 // (with the same dropout masks). Same gradients, about one more forward of compute,
 // and activation memory that no longer grows with K x L x (ffn_hidden, heads, ...).
+//
+// In bf16 training (bf16_copies) the inputs of the matrix products that are made
+// by a norm, an activation or the cross-entropy get bf16 copies, written by the
+// operation that makes them and read by every product that takes them, forward
+// and backward (Backend's bf16 copies): the same values, without a rounding pass
+// before each product.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +30,9 @@ namespace rmkv {
 class SequencePass {
 public:
     // stack: the most sequences one run or evaluate takes (activation memory grows with it).
-    SequencePass(const ModelView &model, Stream &stream, bool recompute = false, int64_t stack = 1);
+    // bf16_copies: keep bf16 copies of the products' inputs (for a stream with bf16 on).
+    SequencePass(const ModelView &model, Stream &stream, bool recompute = false, int64_t stack = 1,
+                 bool bf16_copies = false);
     ~SequencePass();
     SequencePass(const SequencePass &) = delete;
     SequencePass &operator=(const SequencePass &) = delete;
@@ -68,6 +76,7 @@ private:
         std::vector<LayerActs> acts;
     };
     real *buffer(int64_t n);
+    uint16_t *buffer16(int64_t n);  // a bf16 copy's buffer when bf16_copies_, else NULL
     // Sequence i's tokens and targets of segment k, one after the other for each
     // segment (segment k from n_seq * (its start)), into tok_/tgt_.
     void gather(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
@@ -85,22 +94,27 @@ private:
     // fwd: stacked for segment k (its dropout masks).
     void backward_layer(const SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
     real *own_or_shared(real *shared, int64_t n);  // a new buffer, or `shared` when recomputing
+    uint16_t *own_or_shared16(uint16_t *shared, int64_t n);
 
     ModelView m_;
     Stream &st_;
     Backend &be_;
     const bool recompute_;
+    const bool bf16_copies_;
     const int64_t stack_;
     LayerState shared_state_{};  // recomputation: the intermediates of the layer in hand
     LayerActs shared_acts_{};
     real *shared_new_memory_ = nullptr, *shared_new_cell_ = nullptr;  // its rewrite, recomputed (discarded)
     std::vector<Segment> segs_;
     std::vector<real *> owned_;
+    std::vector<uint16_t *> owned16_;
     // Gradient scratch shared by every segment and layer.
     real *dx_, *dx_mid_, *dxn_, *dxn2_, *dq_, *dattn_, *dox_, *dk_, *dv_, *dtok_;
     real *dffn_a_, *dffn_b_, *dffn_h_, *logits_, *dxnf_;
     real *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
     real *k_rows_ = nullptr, *v_rows_ = nullptr;  // stack > 1: key/value rows to and from the cache blocks
+    // bf16 copies (NULL without bf16_copies_) of dffn_a_, dffn_b_, dxnf_ and logits_'s gradient
+    uint16_t *dffn_a16_ = nullptr, *dffn_b16_ = nullptr, *dxnf16_ = nullptr, *dlogits16_ = nullptr;
     std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
     std::vector<int32_t> tok_, tgt_;         // the run's tokens and targets, stacked (gather)
     int64_t n_seq_ = 1;                      // sequences in the run

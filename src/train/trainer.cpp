@@ -94,8 +94,9 @@ void rmkv_trainer::init() {
         for (Lane &lane : lanes_) be.set_bf16(*lane.stream, bf16), be.set_bf16_attention(*lane.stream, bf16);
         refresh_shadows();
         const int64_t stack = p_.stacked_sequences > 0 ? p_.stacked_sequences : be.default_stacked_sequences();
-        pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1, stack);
-        for (Lane &lane : lanes_) lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1, stack);
+        pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1, stack, bf16);
+        for (Lane &lane : lanes_)
+            lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1, stack, bf16);
         if (!lanes_.empty()) workers_ = std::make_unique<Workers>(lanes_.size());
         lane_drops_.assign(lanes_.size() + 1, std::vector<DropoutPlan>(static_cast<size_t>(stack)));
     } catch (...) {

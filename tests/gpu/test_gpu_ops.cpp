@@ -18,6 +18,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backend/backend.h"
@@ -618,6 +619,62 @@ void expect_shadow(const char *what, Pair &P, const uint16_t *shadow, const Buf 
     assert_int_equal(bad, 0);
 }
 
+// Backend's bf16 copies on the device: the copies the norm, activation and
+// cross-entropy kernels write are their fp32 outputs rounded to bf16, bit for
+// bit, and products given copies of x and dy compute exactly what they compute
+// when they round x and dy themselves.
+void bf16_copies(void **) {
+    if (!g_gpu->supports_bf16()) {
+        print_message("this device has no bf16 matrix products: nothing to check\n");
+        return;
+    }
+    Pair P;
+    const int64_t n = 33, d = 64, F = 96, V = 300;
+    Buf &x = P.random(n * d, 2.0f, 0.5f), &w = P.random(d), &b = P.random(d), &y = P.zeros(n * d);
+    Buf &g = P.random(n * F), &u = P.random(n * F), &h = P.zeros(n * F), &hg = P.zeros(n * F);
+    Buf &dh = P.random(n * F), &dg = P.zeros(n * F), &du = P.zeros(n * F), &dug = P.zeros(n * F);
+    Buf &logits = P.random(n * V, 3.0f);
+    auto y16 = P.bf16(n * d), h16 = P.bf16(n * F), hg16 = P.bf16(n * F), dg16 = P.bf16(n * F), du16 = P.bf16(n * F),
+         dug16 = P.bf16(n * F), dl16 = P.bf16(n * V);
+    std::vector<int32_t> targets(n);
+    for (int64_t i = 0; i < n; ++i) targets[i] = i % 5 == 2 ? -1 : static_cast<int32_t>((i * 37) % V);
+    Stream &s = P.gs();
+    g_gpu->norm(s, NormKind::layernorm, y.g, x.g, w.g, b.g, n, d, 1e-5f, y16.second);
+    g_gpu->swiglu(s, h.g, g.g, u.g, n * F, h16.second);
+    g_gpu->gelu(s, hg.g, u.g, n * F, hg16.second);
+    g_gpu->swiglu_backward(s, dg.g, du.g, dh.g, g.g, u.g, n * F, dg16.second, du16.second);
+    g_gpu->gelu_backward(s, dug.g, dh.g, u.g, n * F, dug16.second);
+    g_gpu->cross_entropy(s, logits.g, logits.g, targets.data(), n, V, 0.5f, dl16.second);
+    g_gpu->take_loss(s);
+    expect_shadow("norm's copy", P, y16.second, y);
+    expect_shadow("swiglu's copy", P, h16.second, h);
+    expect_shadow("gelu's copy", P, hg16.second, hg);
+    expect_shadow("swiglu_backward's dg copy", P, dg16.second, dg);
+    expect_shadow("swiglu_backward's du copy", P, du16.second, du);
+    expect_shadow("gelu_backward's copy", P, dug16.second, dug);
+    expect_shadow("cross_entropy's copy", P, dl16.second, logits);
+
+    // Products of W [F, d] (shadowed) with x = y and dy = h, with and without copies.
+    Buf &W = P.random(F * d, 0.2f), &bias = P.random(F);
+    auto sh = P.bf16(F * d);
+    g_gpu->to_bf16(s, sh.second, W.g, F * d);
+    g_gpu->set_shadow(s, W.g, sh.second);
+    g_gpu->set_bf16(s, true);
+    Buf &o1 = P.zeros(n * F), &o2 = P.zeros(n * F), &dx1 = P.zeros(n * d), &dx2 = P.zeros(n * d);
+    Buf &dW1 = P.zeros(F * d), &dW2 = P.zeros(F * d);
+    g_gpu->linear(s, o1.g, y.g, W.g, bias.g, n, d, F, false);
+    g_gpu->linear(s, o2.g, y.g, W.g, bias.g, n, d, F, false, y16.second);
+    g_gpu->linear_backward(s, dx1.g, false, dW1.g, nullptr, h.g, y.g, W.g, n, d, F);
+    g_gpu->linear_backward(s, dx2.g, false, dW2.g, nullptr, h.g, y.g, W.g, n, d, F, y16.second, h16.second);
+    g_gpu->set_bf16(s, false);
+    for (auto [what, a, c] : {std::tuple{"linear", &o1, &o2}, {"linear_backward dx", &dx1, &dx2},
+                              {"linear_backward dW", &dW1, &dW2}}) {
+        const std::vector<float> one = P.host(*a, true), two = P.host(*c, true);
+        print_message("  %s with copies: %s\n", what, one == two ? "the same bits" : "DIFFERENT");
+        assert_true(one == two);
+    }
+}
+
 // A step's update over many tensors at once (CUDA: one launch each for the norm,
 // AdamW and a lane's gradients; the CPU runs the seam's per-tensor defaults):
 // sizes around and past the CUDA chunk (65536), a NULL gradient the norm skips, a
@@ -812,7 +869,7 @@ int main() {
         cmocka_unit_test(recorded_ops),
         cmocka_unit_test(elementwise_ops),
         cmocka_unit_test(pool_ops),      cmocka_unit_test(cell_ops),          cmocka_unit_test(cross_entropy_ops),
-        cmocka_unit_test(optimiser_ops), cmocka_unit_test(optimiser_many), cmocka_unit_test(memory_ops),
+        cmocka_unit_test(optimiser_ops), cmocka_unit_test(optimiser_many), cmocka_unit_test(bf16_copies), cmocka_unit_test(memory_ops),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -1,7 +1,13 @@
 // A backend made of the CPU kernels alone (cpu_kernels.h) with plain loops for the
-// matrix products: no oneDNN, no bf16, one thread of control. Compiled in the
-// scalar type `real` of its translation unit, it lets the model code run in
+// matrix products: no oneDNN, no bf16 products, one thread of control. Compiled in
+// the scalar type `real` of its translation unit, it lets the model code run in
 // double precision for the whole-model finite-difference test.
+//
+// It writes the bf16 copies of Backend's operations (y16, h16, ...) and checks
+// each copy a product is given against its source, bit for bit, when it is used:
+// a copy that does not hold its source's values (stale, or another buffer's)
+// throws RMKV_ERR_INTERNAL. So the model code's copies are checked wherever it
+// runs here.
 #pragma once
 
 #include <algorithm>
@@ -37,12 +43,14 @@ public:
     void sync(Stream &) override {}
 
     void linear(Stream &, real *y, const real *x, const real *W, const real *b, int64_t n, int64_t in, int64_t out,
-                bool accumulate) override {
+                bool accumulate, const uint16_t *x16) override {
+        check_copy("linear's x", x16, x, n * in);
         cpu::linear_ref(y, x, W, b, n, in, out, accumulate);
     }
     void norm(Stream &, NormKind kind, real *y, const real *x, const real *w, const real *b, int64_t n, int64_t d,
-              float eps) override {
+              float eps, uint16_t *y16) override {
         cpu::norm_forward(kind, y, x, w, b, n, d, static_cast<real>(eps));
+        round(y16, y, n * d);
     }
     void embed(Stream &, real *X, const real *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_forward(X, tok_emb, tokens, n, d);
@@ -58,8 +66,14 @@ public:
         cpu::attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
     }
     void dropout(Stream &, real *x, int64_t n, const Dropout &drop) override { cpu::dropout(x, n, drop); }
-    void swiglu(Stream &, real *h, const real *g, const real *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
-    void gelu(Stream &, real *h, const real *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
+    void swiglu(Stream &, real *h, const real *g, const real *u, int64_t n, uint16_t *h16) override {
+        cpu::swiglu_forward(h, g, u, n);
+        round(h16, h, n);
+    }
+    void gelu(Stream &, real *h, const real *u, int64_t n, uint16_t *h16) override {
+        cpu::gelu_forward(h, u, n);
+        round(h16, h, n);
+    }
     void pool(Stream &, real *out, const real *P, const real *x, int64_t M, int64_t T, int64_t D) override {
         cpu::pool_forward(out, P, x, M, T, D);
     }
@@ -72,7 +86,10 @@ public:
     }
 
     void linear_backward(Stream &, real *dx, bool dx_accumulate, real *dW, real *db, const real *dy, const real *x,
-                         const real *W, int64_t n, int64_t in, int64_t out) override {
+                         const real *W, int64_t n, int64_t in, int64_t out, const uint16_t *x16,
+                         const uint16_t *dy16) override {
+        check_copy("linear_backward's x", x16, x, n * in);
+        check_copy("linear_backward's dy", dy16, dy, n * out);
         cpu::linear_backward_ref(dx, dx_accumulate, dW, db, dy, x, W, n, in, out);
     }
     void norm_backward(Stream &, NormKind kind, real *dx, real *dw, real *db, const real *dy, const real *x, const real *w,
@@ -87,11 +104,15 @@ public:
                             int64_t visible0, const Dropout &drop) override {
         cpu::attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, drop);
     }
-    void swiglu_backward(Stream &, real *dg, real *du, const real *dh, const real *g, const real *u, int64_t n) override {
+    void swiglu_backward(Stream &, real *dg, real *du, const real *dh, const real *g, const real *u, int64_t n,
+                         uint16_t *dg16, uint16_t *du16) override {
         cpu::swiglu_backward(dg, du, dh, g, u, n);
+        round(dg16, dg, n);
+        round(du16, du, n);
     }
-    void gelu_backward(Stream &, real *du, const real *dh, const real *u, int64_t n) override {
+    void gelu_backward(Stream &, real *du, const real *dh, const real *u, int64_t n, uint16_t *du16) override {
         cpu::gelu_backward(du, dh, u, n);
+        round(du16, du, n);
     }
     void pool_backward(Stream &, real *dx, real *dP, const real *dout, const real *P, const real *x, int64_t M, int64_t T,
                        int64_t D) override {
@@ -106,8 +127,9 @@ public:
         cpu::split_cols_add(da, db, src, M, D);
     }
     void cross_entropy(Stream &s, real *dlogits, const real *logits, const int32_t *targets, int64_t rows, int64_t V,
-                       float scale) override {
+                       float scale, uint16_t *dlogits16) override {
         s.host_loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, static_cast<real>(scale));
+        round(dlogits16, dlogits, rows * V);
     }
     double take_loss(Stream &s) override { return std::exchange(s.host_loss_sum, 0.0); }
     void fill(Stream &, real *x, float value, size_t n) override { std::fill(x, x + n, static_cast<real>(value)); }
@@ -127,11 +149,15 @@ public:
     bool supports_bf16() const override { return false; }
     void set_bf16(Stream &, bool) override {}
     void set_shadow(Stream &, const real *, const uint16_t *) override {}
-    uint16_t *alloc_bf16(size_t) override { fail(RMKV_ERR_BACKEND, "the reference backend has no bf16"); }
-    void free_bf16(uint16_t *) override {}
-    void to_bf16(Stream &, uint16_t *, const real *, size_t) override {
-        fail(RMKV_ERR_BACKEND, "the reference backend has no bf16");
+    uint16_t *alloc_bf16(size_t n) override {
+        void *p = std::calloc(std::max<size_t>(n, 1), sizeof(uint16_t));
+        if (!p) fail(RMKV_ERR_OUT_OF_MEMORY, "cannot allocate ", n * sizeof(uint16_t), " bytes");
+        return static_cast<uint16_t *>(p);
     }
+    void free_bf16(uint16_t *p) override { std::free(p); }
+    void to_bf16(Stream &, uint16_t *dst, const real *src, size_t n) override { round(dst, src, static_cast<int64_t>(n)); }
+    // How many bf16 copies the products have been given, each checked.
+    int64_t copies_checked = 0;
     bool has_half_weights() const override { return false; }
     const uint16_t *import_half_weights(const uint16_t *, size_t) override {
         fail(RMKV_ERR_BACKEND, "the reference backend has no 16-bit weights");
@@ -143,6 +169,18 @@ public:
     }
     void embed_w16(Stream &, real *, const uint16_t *, Half, const int32_t *, int64_t, int64_t) override {
         fail(RMKV_ERR_BACKEND, "the reference backend has no 16-bit weights");
+    }
+
+private:
+    static void round(uint16_t *dst, const real *src, int64_t n) {
+        for (int64_t i = 0; dst && i < n; ++i) dst[i] = bf16_bits(static_cast<float>(src[i]));
+    }
+    void check_copy(const char *what, const uint16_t *copy, const real *src, int64_t n) {
+        if (!copy) return;
+        ++copies_checked;
+        for (int64_t i = 0; i < n; ++i)
+            if (copy[i] != bf16_bits(static_cast<float>(src[i])))
+                fail(RMKV_ERR_INTERNAL, what, ": its bf16 copy differs from it at element ", i, " of ", n);
     }
 };
 

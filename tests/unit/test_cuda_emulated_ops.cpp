@@ -37,8 +37,17 @@ void expect_same(const char *what, const std::vector<T> &got, const std::vector<
     print_message("emulated CUDA %-44s bit for bit\n", what);
 }
 
+// A kernel's bf16 copy of its output (Backend's bf16 copies): the CPU's rounding of
+// that output, bit for bit.
+void expect_copy(const char *what, const std::vector<uint16_t> &copy, const std::vector<float> &of) {
+    std::vector<uint16_t> want(of.size());
+    cpu::to_bf16(want.data(), of.data(), static_cast<int64_t>(of.size()));
+    expect_same(what, copy, want);
+}
+
 // Layer and RMS norms forward and backward (dx, dw, db +=; frozen: dw and db
-// NULL): rows wider than a block, and more rows than the column sums' chunks.
+// NULL): rows wider than a block, and more rows than the column sums' chunks;
+// every other case with the output's bf16 copy.
 void norms(void **) {
     struct Case {
         NormKind kind;
@@ -51,7 +60,9 @@ void norms(void **) {
                           {NormKind::layernorm, 5, 600, true},
                           {NormKind::rmsnorm, 2, 1, false}};
     std::mt19937_64 rng(20261201);
+    bool with_copy = false;
     for (const Case &c : cases) {
+        with_copy = !with_copy;
         const bool layer = c.kind == NormKind::layernorm;
         const int64_t n = c.n, d = c.d;
         const double eps = 1e-5;
@@ -67,8 +78,9 @@ void norms(void **) {
         const std::vector<float> xf = floats(x), wf = floats(w), bf = floats(b), dyf = floats(dy);
         std::vector<float> yf(n * d, NAN), dxf = floats(dx0), dwf = floats(dw0), dbf = floats(db0);
         std::vector<double> stats(cuda::norm_backward_scratch(n, d), NAN);
+        std::vector<uint16_t> y16(n * d, 0xffff);
         cuda::norm_forward(c.kind, yf.data(), xf.data(), wf.data(), layer ? bf.data() : nullptr, n, d,
-                           static_cast<float>(eps), nullptr);
+                           static_cast<float>(eps), with_copy ? y16.data() : nullptr, nullptr);
         cuda::norm_backward(c.kind, dxf.data(), c.frozen ? nullptr : dwf.data(),
                             c.frozen || !layer ? nullptr : dbf.data(), dyf.data(), xf.data(), wf.data(), n, d,
                             static_cast<float>(eps), stats.data(), nullptr);
@@ -77,6 +89,7 @@ void norms(void **) {
                       (long long)d, c.frozen ? " frozen" : "");
         const std::string name(what);
         expect_close((name + " y").c_str(), yf, y);
+        if (with_copy) expect_copy((name + " y's bf16 copy").c_str(), y16, yf);
         expect_close((name + " dx").c_str(), dxf, dx);
         if (c.frozen) {
             expect_same((name + " dw untouched").c_str(), dwf, floats(dw0));
@@ -186,21 +199,40 @@ void elementwise(void **) {
         cpu::swiglu_forward<double>(h.data(), g.data(), a.data(), n);
         cpu::swiglu_backward<double>(dg.data(), du.data(), b.data(), g.data(), a.data(), n);
         std::vector<float> hf(n, NAN), dgf(n, NAN), duf(n, NAN);
-        cuda::swiglu_forward(hf.data(), gf.data(), af.data(), n, nullptr);
-        cuda::swiglu_backward(dgf.data(), duf.data(), bf.data(), gf.data(), af.data(), n, nullptr);
+        std::vector<uint16_t> h16(n, 0xffff), dg16(n, 0xffff), du16(n, 0xffff);
+        cuda::swiglu_forward(hf.data(), gf.data(), af.data(), n, h16.data(), nullptr);
+        cuda::swiglu_backward(dgf.data(), duf.data(), bf.data(), gf.data(), af.data(), n, dg16.data(), du16.data(),
+                              nullptr);
         expect_close("swiglu h:", hf, h);
         expect_close("swiglu dgate:", dgf, dg);
         expect_close("swiglu dup:", duf, du);
+        expect_copy("swiglu h's bf16 copy", h16, hf);
+        expect_copy("swiglu dgate's bf16 copy", dg16, dgf);
+        expect_copy("swiglu dup's bf16 copy", du16, duf);
+        std::vector<float> h2(n, NAN), dg2(n, NAN), du2(n, NAN);  // without copies: the same values
+        cuda::swiglu_forward(h2.data(), gf.data(), af.data(), n, nullptr, nullptr);
+        cuda::swiglu_backward(dg2.data(), du2.data(), bf.data(), gf.data(), af.data(), n, nullptr, nullptr, nullptr);
+        expect_same("swiglu without copies", h2, hf);
+        expect_same("swiglu backward without copies (dgate)", dg2, dgf);
+        expect_same("swiglu backward without copies (dup)", du2, duf);
     }
     {
         std::vector<double> h(n), du(n);
         cpu::gelu_forward<double>(h.data(), a.data(), n);
         cpu::gelu_backward<double>(du.data(), b.data(), a.data(), n);
         std::vector<float> hf(n, NAN), duf(n, NAN);
-        cuda::gelu_forward(hf.data(), af.data(), n, nullptr);
-        cuda::gelu_backward(duf.data(), bf.data(), af.data(), n, nullptr);
+        std::vector<uint16_t> h16(n, 0xffff), du16(n, 0xffff);
+        cuda::gelu_forward(hf.data(), af.data(), n, h16.data(), nullptr);
+        cuda::gelu_backward(duf.data(), bf.data(), af.data(), n, du16.data(), nullptr);
         expect_close("gelu h:", hf, h);
         expect_close("gelu du:", duf, du);
+        expect_copy("gelu h's bf16 copy", h16, hf);
+        expect_copy("gelu du's bf16 copy", du16, duf);
+        std::vector<float> h2(n, NAN), du2(n, NAN);
+        cuda::gelu_forward(h2.data(), af.data(), n, nullptr, nullptr);
+        cuda::gelu_backward(du2.data(), bf.data(), af.data(), n, nullptr, nullptr);
+        expect_same("gelu without copies", h2, hf);
+        expect_same("gelu backward without copies", du2, duf);
     }
     {
         const int64_t M = 7, D = 30;
@@ -305,7 +337,8 @@ void cells(void **) {
 }
 
 // Cross-entropy rows (a vocabulary wider than a block, a row without a target),
-// into another buffer and in place; the loss adds to what the accumulator held.
+// into another buffer and in place (with the gradient's bf16 copy, as training
+// runs it); the loss adds to what the accumulator held.
 void cross_entropy(void **) {
     std::mt19937_64 rng(20261207);
     const int64_t rows = 6, V = 1000;
@@ -318,9 +351,11 @@ void cross_entropy(void **) {
         const double loss = cpu::cross_entropy<double>(d.data(), logits.data(), targets.data(), rows, V, scale);
         std::vector<float> lf = floats(logits), df(rows * V, NAN);
         double acc = 2.5;
+        std::vector<uint16_t> d16(rows * V, 0xffff);
         cuda::cross_entropy(in_place ? lf.data() : df.data(), lf.data(), targets.data(), rows, V,
-                            static_cast<float>(scale), &acc, nullptr);
+                            static_cast<float>(scale), &acc, in_place ? d16.data() : nullptr, nullptr);
         expect_close(in_place ? "cross-entropy gradient, in place:" : "cross-entropy gradient:", in_place ? lf : df, d);
+        if (in_place) expect_copy("cross-entropy gradient's bf16 copy", d16, lf);
         const double e = std::fabs((acc - 2.5) - loss) / std::fabs(loss);
         print_message("emulated CUDA %-44s %.2e\n", "cross-entropy loss:", e);
         if (!(e < 1e-6)) fail_msg("cross-entropy loss %.9g, the CPU's %.9g", acc - 2.5, loss);

@@ -115,15 +115,15 @@ public:
     void sync(Stream &) override {}
 
     void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
-                bool accumulate) override {
+                bool accumulate, const uint16_t *x16) override {
         if (n == 1) {  // decoding: a bandwidth-bound matrix-vector product
             cpu::gemv(y, x, W, b, in, out, accumulate);
             return;
         }
         auto &st = static_cast<CpuStream &>(s);
         if (const uint16_t *w16 = shadow(st, W)) {
-            run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true}, to_bf16(st.cvt_a, x, n * in), w16,
-                       b, y);
+            run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true},
+                       x16 ? x16 : to_bf16(st.cvt_a, x, n * in), w16, b, y);
             return;
         }
         run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate}, x, W, b, y);
@@ -211,8 +211,9 @@ public:
     }
 
     void norm(Stream &, NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
-              float eps) override {
+              float eps, uint16_t *y16) override {
         cpu::norm_forward(kind, y, x, w, b, n, d, eps);
+        if (y16) cpu::to_bf16(y16, y, n * d);
     }
     void embed(Stream &, float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_forward(X, tok_emb, tokens, n, d);
@@ -247,8 +248,14 @@ public:
         run(st, am.pv, am.pv_scratch, a.scores(st.scores.data(), engine_), a.kv(v, engine_), a.rows(out, engine_));
     }
     void dropout(Stream &, float *x, int64_t n, const Dropout &drop) override { cpu::dropout(x, n, drop); }
-    void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n) override { cpu::swiglu_forward(h, g, u, n); }
-    void gelu(Stream &, float *h, const float *u, int64_t n) override { cpu::gelu_forward(h, u, n); }
+    void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n, uint16_t *h16) override {
+        cpu::swiglu_forward(h, g, u, n);
+        if (h16) cpu::to_bf16(h16, h, n);
+    }
+    void gelu(Stream &, float *h, const float *u, int64_t n, uint16_t *h16) override {
+        cpu::gelu_forward(h, u, n);
+        if (h16) cpu::to_bf16(h16, h, n);
+    }
     // Pooling of a whole segment (T a multiple of kPoolGemmKeys: a few shapes per
     // model, so a few primitives) as two products around the softmax rows: the
     // scores S = P x^T [M, T], then out = S x. Other lengths (a flush mid-segment)
@@ -275,13 +282,15 @@ public:
     }
 
     void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy, const float *x,
-                         const float *W, int64_t n, int64_t in, int64_t out) override {
+                         const float *W, int64_t n, int64_t in, int64_t out, const uint16_t *x16,
+                         const uint16_t *dy16) override {
         auto &st = static_cast<CpuStream &>(s);
         if (const uint16_t *w16 = shadow(st, W)) {
-            const uint16_t *dy16 = to_bf16(st.cvt_a, dy, n * out);
+            if (!dy16) dy16 = to_bf16(st.cvt_a, dy, n * out);
             if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate, true}, dy16, w16, nullptr, dx);
-            if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true, true}, dy16, to_bf16(st.cvt_b, x, n * in),
-                               nullptr, dW);
+            if (dW)
+                run_matmul(s, MatmulKey{out, n, in, true, false, false, true, true}, dy16,
+                           x16 ? x16 : to_bf16(st.cvt_b, x, n * in), nullptr, dW);
         } else {
             if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate}, dy, W, nullptr, dx);
             if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true}, dy, x, nullptr, dW);
@@ -331,11 +340,15 @@ public:
         run(st, am.pv_t, am.pv_t_scratch, a.scores_t(st.dscores.data(), engine_), a.packed(st.packed_q.data(), engine_),
             a.acc(dk, engine_));
     }
-    void swiglu_backward(Stream &, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
+    void swiglu_backward(Stream &, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
+                         uint16_t *dg16, uint16_t *du16) override {
         cpu::swiglu_backward(dg, du, dh, g, u, n);
+        if (dg16) cpu::to_bf16(dg16, dg, n);
+        if (du16) cpu::to_bf16(du16, du, n);
     }
-    void gelu_backward(Stream &, float *du, const float *dh, const float *u, int64_t n) override {
+    void gelu_backward(Stream &, float *du, const float *dh, const float *u, int64_t n, uint16_t *du16) override {
         cpu::gelu_backward(du, dh, u, n);
+        if (du16) cpu::to_bf16(du16, du, n);
     }
     void pool_backward(Stream &, float *dx, float *dP, const float *dout, const float *P, const float *x, int64_t M,
                        int64_t T, int64_t D) override {
@@ -350,8 +363,9 @@ public:
         cpu::split_cols_add(da, db, src, M, D);
     }
     void cross_entropy(Stream &s, float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
-                       float scale) override {
+                       float scale, uint16_t *dlogits16) override {
         s.host_loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, scale);
+        if (dlogits16) cpu::to_bf16(dlogits16, dlogits, rows * V);
     }
     double take_loss(Stream &s) override { return std::exchange(s.host_loss_sum, 0.0); }
     void fill(Stream &, float *x, float value, size_t n) override { std::fill(x, x + n, value); }

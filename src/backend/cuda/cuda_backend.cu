@@ -8,9 +8,11 @@
 //
 // Precision: fp32 products use CUBLAS_COMPUTE_32F with the default math mode
 // (no TF32), for parity with the CPU; with bf16 on for a stream, products of a
-// weight that has a bf16 shadow take bf16 inputs (the shadow, and the activation
-// converted into the stream's scratch) with fp32 accumulation and output, on the
-// tensor cores.
+// weight that has a bf16 shadow take bf16 inputs (the shadow, and the activation's
+// bf16 copy where the caller passes one, else the activation converted into the
+// stream's scratch) with fp32 accumulation and output, on the tensor cores. The
+// norm, activation and cross-entropy kernels write those copies along with their
+// fp32 outputs.
 //
 // Streams (cuda_stream.h): a Stream is a non-blocking cudaStream_t with its own
 // cuBLAS handle, cuBLAS workspace and grow-once scratch (bf16 conversions, norm statistics,
@@ -244,12 +246,12 @@ public:
     // product, then an add_bias kernel (a stream made with RMKV_CUDA_BIAS=kernel
     // has no cuBLASLt handle: run() declines).
     void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
-                bool accumulate) override {
+                bool accumulate, const uint16_t *x16) override {
         auto &st = cs_product(s);
         if (n <= 0) return;
         const uint16_t *w16 = shadow(st, W);
         const void *A = W, *B = x;
-        if (w16) A = w16, B = convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
+        if (w16) A = w16, B = x16 ? x16 : convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
         if (!b || !st.bias_gemm.run(st.stream, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in, B, in, y, out, b,
                                     accumulate, w16 != nullptr)) {
             gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in, B, in, y, out, accumulate, w16 != nullptr);
@@ -263,14 +265,15 @@ public:
     // dx[n, in] (+)= dy[n, out] W[out, in]: gemm(N, N, in, n, out, W (ld in), dy (ld out), dx (ld in));
     // dW[out, in] += dy^T x: gemm(N, T, in, out, n, x (ld in), dy (ld out), dW (ld in)).
     void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy, const float *x,
-                         const float *W, int64_t n, int64_t in, int64_t out) override {
+                         const float *W, int64_t n, int64_t in, int64_t out, const uint16_t *x16,
+                         const uint16_t *dy16) override {
         auto &st = cs_product(s);
         if (n <= 0) return;
         if (const uint16_t *w16 = shadow(st, W)) {
-            const uint16_t *dy16 = convert(st, st.cvt_a, st.cvt_a_of, dy, n * out);
+            if (!dy16) dy16 = convert(st, st.cvt_a, st.cvt_a_of, dy, n * out);
             if (dx) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, w16, in, dy16, out, dx, in, dx_accumulate, true);
             if (dW) {
-                const uint16_t *x16 = convert(st, st.cvt_b, st.cvt_b_of, x, n * in);
+                if (!x16) x16 = convert(st, st.cvt_b, st.cvt_b_of, x, n * in);
                 gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x16, in, dy16, out, dW, in, true, true);
             }
         } else {
@@ -289,8 +292,8 @@ public:
 
     // ---- everything else ----
     void norm(Stream &s, NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
-              float eps) override {
-        cuda::norm_forward(kind, y, x, w, b, n, d, eps, cs(s).stream);
+              float eps, uint16_t *y16) override {
+        cuda::norm_forward(kind, y, x, w, b, n, d, eps, y16, cs(s).stream);
         check_launch("norm");
     }
     void embed(Stream &s, float *X, const float *E, const int32_t *tokens, int64_t n, int64_t d) override {
@@ -407,12 +410,12 @@ public:
         cuda::dropout(x, n, drop, cs(s).stream);
         check_launch("dropout");
     }
-    void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n) override {
-        cuda::swiglu_forward(h, g, u, n, cs(s).stream);
+    void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n, uint16_t *h16) override {
+        cuda::swiglu_forward(h, g, u, n, h16, cs(s).stream);
         check_launch("swiglu");
     }
-    void gelu(Stream &s, float *h, const float *u, int64_t n) override {
-        cuda::gelu_forward(h, u, n, cs(s).stream);
+    void gelu(Stream &s, float *h, const float *u, int64_t n, uint16_t *h16) override {
+        cuda::gelu_forward(h, u, n, h16, cs(s).stream);
         check_launch("gelu");
     }
     // Pooling is attention of M query rows over T keys (= values = x), one head of
@@ -475,12 +478,13 @@ public:
                             k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, h, hkv, hd, visible0,
                             drops ? drops[i] : Dropout{});
     }
-    void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) override {
-        cuda::swiglu_backward(dg, du, dh, g, u, n, cs(s).stream);
+    void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
+                         uint16_t *dg16, uint16_t *du16) override {
+        cuda::swiglu_backward(dg, du, dh, g, u, n, dg16, du16, cs(s).stream);
         check_launch("swiglu_backward");
     }
-    void gelu_backward(Stream &s, float *du, const float *dh, const float *u, int64_t n) override {
-        cuda::gelu_backward(du, dh, u, n, cs(s).stream);
+    void gelu_backward(Stream &s, float *du, const float *dh, const float *u, int64_t n, uint16_t *du16) override {
+        cuda::gelu_backward(du, dh, u, n, du16, cs(s).stream);
         check_launch("gelu_backward");
     }
     void pool_backward(Stream &s, float *dx, float *dP, const float *dout, const float *P, const float *x, int64_t M,
@@ -509,10 +513,11 @@ public:
         check_launch("split_cols_add");
     }
     void cross_entropy(Stream &s, float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
-                       float scale) override {
+                       float scale, uint16_t *dlogits16) override {
         auto &st = cs(s);
         if (rows <= 0) return;
-        cuda::cross_entropy(dlogits, logits, stage(st, st.targets, targets, rows), rows, V, scale, st.acc, st.stream);
+        cuda::cross_entropy(dlogits, logits, stage(st, st.targets, targets, rows), rows, V, scale, st.acc, dlogits16,
+                            st.stream);
         check_launch("cross_entropy");
     }
     double take_loss(Stream &s) override { return take(cs(s), 0); }

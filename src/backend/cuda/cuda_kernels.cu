@@ -85,7 +85,7 @@ __device__ double row_variance(bool layer, const float *xr, int64_t d, double *m
 }
 
 __global__ void k_norm_forward(bool layer, float *y, const float *x, const float *w, const float *b, int64_t d,
-                               float eps) {
+                               float eps, uint16_t *y16) {
     const float *xr = x + blockIdx.x * d;
     float *yr = y + blockIdx.x * d;
     double mean;
@@ -93,7 +93,9 @@ __global__ void k_norm_forward(bool layer, float *y, const float *x, const float
     const float inv = static_cast<float>(1.0 / sqrt(var + eps)), mu = static_cast<float>(mean);
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
         float v = (xr[i] - mu) * inv * w[i];
-        yr[i] = b ? v + b[i] : v;
+        if (b) v += b[i];
+        yr[i] = v;
+        if (y16) y16[blockIdx.x * d + i] = bf16_bits(v);
     }
 }
 
@@ -267,24 +269,38 @@ __global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, 
 __global__ void k_dropout(float *x, int64_t n, Dropout drop) {
     GRID_LOOP(i, n) x[i] *= drop.factor(static_cast<uint64_t>(i));
 }
-__global__ void k_swiglu(float *h, const float *g, const float *u, int64_t n) {
-    GRID_LOOP(i, n) h[i] = siluf_(g[i]) * u[i];
-}
-__global__ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) {
+// The activations write their outputs' bf16 copies (h16, dg16, du16) where given.
+__global__ void k_swiglu(float *h, const float *g, const float *u, int64_t n, uint16_t *h16) {
     GRID_LOOP(i, n) {
-        float s = sigmoidf_(g[i]), dhi = dh[i], gi = g[i];
-        du[i] = dhi * gi * s;
-        dg[i] = dhi * u[i] * s * (1.0f + gi * (1.0f - s));
+        const float v = siluf_(g[i]) * u[i];
+        h[i] = v;
+        if (h16) h16[i] = bf16_bits(v);
     }
 }
-__global__ void k_gelu(float *h, const float *u, int64_t n) {
-    GRID_LOOP(i, n) h[i] = 0.5f * u[i] * (1.0f + erff(u[i] * 0.70710678118654752f));
+__global__ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
+                                  uint16_t *dg16, uint16_t *du16) {
+    GRID_LOOP(i, n) {
+        float s = sigmoidf_(g[i]), dhi = dh[i], gi = g[i];
+        const float dui = dhi * gi * s, dgi = dhi * u[i] * s * (1.0f + gi * (1.0f - s));
+        du[i] = dui, dg[i] = dgi;
+        if (du16) du16[i] = bf16_bits(dui);
+        if (dg16) dg16[i] = bf16_bits(dgi);
+    }
 }
-__global__ void k_gelu_backward(float *du, const float *dh, const float *u, int64_t n) {
+__global__ void k_gelu(float *h, const float *u, int64_t n, uint16_t *h16) {
+    GRID_LOOP(i, n) {
+        const float v = 0.5f * u[i] * (1.0f + erff(u[i] * 0.70710678118654752f));
+        h[i] = v;
+        if (h16) h16[i] = bf16_bits(v);
+    }
+}
+__global__ void k_gelu_backward(float *du, const float *dh, const float *u, int64_t n, uint16_t *du16) {
     GRID_LOOP(i, n) {
         float cdf = 0.5f * (1.0f + erff(u[i] * 0.70710678118654752f));
         float pdf = expf(-0.5f * u[i] * u[i]) * 0.39894228040143268f;
-        du[i] = dh[i] * (cdf + u[i] * pdf);
+        const float v = dh[i] * (cdf + u[i] * pdf);
+        du[i] = v;
+        if (du16) du16[i] = bf16_bits(v);
     }
 }
 
@@ -378,15 +394,20 @@ __global__ void k_split_cols_add(float *da, float *db, const float *src, int64_t
 }
 
 // One block per row: the max, the sum of exponentials in double, the loss of the
-// row added to *loss; the gradient written in place (dlogits may alias logits).
+// row added to *loss; the gradient written in place (dlogits may alias logits),
+// and its bf16 copy to d16 where given.
 __global__ void k_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t V, float scale,
-                                double *loss) {
+                                double *loss, uint16_t *d16) {
     const int64_t r = blockIdx.x;
     const float *lr = logits + r * V;
     float *dr = dlogits + r * V;
+    uint16_t *hr = d16 ? d16 + r * V : nullptr;
     const int32_t target = targets[r];
     if (target < 0) {
-        for (int64_t j = threadIdx.x; j < V; j += blockDim.x) dr[j] = 0.0f;
+        for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+            dr[j] = 0.0f;
+            if (hr) hr[j] = 0;
+        }
         return;
     }
     float mx = -INFINITY;
@@ -401,7 +422,9 @@ __global__ void k_cross_entropy(float *dlogits, const float *logits, const int32
     const float inv = static_cast<float>(1.0 / sum);
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
         float g = expf(lr[j] - mx) * inv * scale;
-        dr[j] = j == target ? g - scale : g;
+        if (j == target) g -= scale;
+        dr[j] = g;
+        if (hr) hr[j] = bf16_bits(g);
     }
 }
 
@@ -473,10 +496,10 @@ __global__ void k_to_bf16(uint16_t *dst, const float *src, int64_t n) {
 }  // namespace
 
 void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
-                  float eps, cudaStream_t st) {
+                  float eps, uint16_t *y16, cudaStream_t st) {
     if (n <= 0) return;
     RMKV_LAUNCH(k_norm_forward, static_cast<unsigned>(n), kThreads, 0, st, kind == NormKind::layernorm, y, x, w, b, d,
-                eps);
+                eps, y16);
 }
 void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                    int64_t n, int64_t d, float eps, double *stats, cudaStream_t st) {
@@ -642,17 +665,18 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
     if (n > 0 && drop.on()) RMKV_LAUNCH(k_dropout, blocks_for(n), kThreads, 0, st, x, n, drop);
 }
-void swiglu_forward(float *h, const float *g, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) RMKV_LAUNCH(k_swiglu, blocks_for(n), kThreads, 0, st, h, g, u, n);
+void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st) {
+    if (n > 0) RMKV_LAUNCH(k_swiglu, blocks_for(n), kThreads, 0, st, h, g, u, n, h16);
 }
-void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) RMKV_LAUNCH(k_swiglu_backward, blocks_for(n), kThreads, 0, st, dg, du, dh, g, u, n);
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, uint16_t *dg16,
+                     uint16_t *du16, cudaStream_t st) {
+    if (n > 0) RMKV_LAUNCH(k_swiglu_backward, blocks_for(n), kThreads, 0, st, dg, du, dh, g, u, n, dg16, du16);
 }
-void gelu_forward(float *h, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) RMKV_LAUNCH(k_gelu, blocks_for(n), kThreads, 0, st, h, u, n);
+void gelu_forward(float *h, const float *u, int64_t n, uint16_t *h16, cudaStream_t st) {
+    if (n > 0) RMKV_LAUNCH(k_gelu, blocks_for(n), kThreads, 0, st, h, u, n, h16);
 }
-void gelu_backward(float *du, const float *dh, const float *u, int64_t n, cudaStream_t st) {
-    if (n > 0) RMKV_LAUNCH(k_gelu_backward, blocks_for(n), kThreads, 0, st, du, dh, u, n);
+void gelu_backward(float *du, const float *dh, const float *u, int64_t n, uint16_t *du16, cudaStream_t st) {
+    if (n > 0) RMKV_LAUNCH(k_gelu_backward, blocks_for(n), kThreads, 0, st, du, dh, u, n, du16);
 }
 void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
                   const float *h, int64_t M, int64_t D, cudaStream_t st) {
@@ -673,10 +697,10 @@ void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D
     if (M > 0) RMKV_LAUNCH(k_split_cols_add, blocks_for(M * 2 * D), kThreads, 0, st, da, db, src, M, D);
 }
 void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
-                   double *loss, cudaStream_t st) {
+                   double *loss, uint16_t *d16, cudaStream_t st) {
     if (rows > 0)
         RMKV_LAUNCH(k_cross_entropy, static_cast<unsigned>(rows), kThreads, 0, st, dlogits, logits, targets, V, scale,
-                    loss);
+                    loss, d16);
 }
 void fill(float *x, float value, size_t n, cudaStream_t st) {
     if (n > 0)

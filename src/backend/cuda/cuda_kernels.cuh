@@ -18,8 +18,9 @@
 
 namespace rmkv::cuda {
 
+// y16, h16, dg16, du16, dlogits16 (below): the output's bf16 copy, or NULL (Backend's bf16 copies).
 void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
-                  float eps, cudaStream_t st);
+                  float eps, uint16_t *y16, cudaStream_t st);
 // stats: scratch of norm_backward_scratch(n, d) doubles. dw and db may be NULL (frozen).
 size_t norm_backward_scratch(int64_t n, int64_t d);
 void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
@@ -90,10 +91,11 @@ void attention_softmax(float *P, int64_t n_heads, int64_t nq, int64_t nk, int64_
 void attention_softmax_backward(float *P, float *dP, int64_t n_heads, int64_t nq, int64_t nk, int64_t visible0,
                                 float scale, const Dropout &drop, cudaStream_t st);
 void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st);
-void swiglu_forward(float *h, const float *g, const float *u, int64_t n, cudaStream_t st);
-void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, cudaStream_t st);
-void gelu_forward(float *h, const float *u, int64_t n, cudaStream_t st);
-void gelu_backward(float *du, const float *dh, const float *u, int64_t n, cudaStream_t st);
+void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st);
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, uint16_t *dg16,
+                     uint16_t *du16, cudaStream_t st);
+void gelu_forward(float *h, const float *u, int64_t n, uint16_t *h16, cudaStream_t st);
+void gelu_backward(float *du, const float *dh, const float *u, int64_t n, uint16_t *du16, cudaStream_t st);
 void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
                   const float *h, int64_t M, int64_t D, cudaStream_t st);
 void cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm, const float *dc_out,
@@ -103,7 +105,7 @@ void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t 
 void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st);
 // Adds the summed loss of the rows to *loss (device double).
 void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
-                   double *loss, cudaStream_t st);
+                   double *loss, uint16_t *dlogits16, cudaStream_t st);
 void fill(float *x, float value, size_t n, cudaStream_t st);
 // From acc[1], the summed squares (reset to 0): acc[2] = norm = sqrt(acc[1]) *
 // grad_scale, and the update scale (update_scale_of) as the float at acc + 3.
