@@ -125,13 +125,15 @@ public:
     // bf16 copies (mixed-precision training): an operation that takes a uint16_t *
     // after a real * output (norm's y16, swiglu's and gelu's h16, their backwards'
     // dg16 / du16, cross_entropy's dlogits16) also writes that output rounded to
-    // bf16 there (to_bf16's values) when it is not NULL; the real output is written
-    // in any case. linear and linear_backward take such copies of x (x16) and dy
-    // (dy16), or NULL: a product with bf16 inputs (set_bf16 and a shadow of W)
-    // reads them instead of rounding x and dy itself, and any other ignores them.
-    // The values are the same either way; a caller that keeps the copy of an input
-    // that several products read, forward and backward, spares a rounding pass
-    // over it in each.
+    // bf16 there (to_bf16's values) when it is not NULL. linear and
+    // linear_backward take such copies of x (x16) and dy (dy16), or NULL: a
+    // product with bf16 inputs (set_bf16 and a shadow of W) reads them instead of
+    // rounding x and dy itself, and any other ignores them. The values are the
+    // same either way; a caller that keeps the copy of an input that several
+    // products read, forward and backward, spares a rounding pass over it in each.
+    // Where every reader of an output takes its copy, the caller may pass NULL for
+    // the real output (only the copy is written; not cross_entropy's) and then NULL
+    // for x or dy: only to products with bf16 inputs, and dy only without db.
     //
     // y[n, out] = x[n, in] W[out, in]^T (+ b[out]) (+ y when accumulate).
     virtual void linear(Stream &s, real *y, const real *x, const real *W, const real *b, int64_t n, int64_t in,

@@ -6,12 +6,12 @@
 
 namespace rmkv {
 
-SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recompute, int64_t stack, bool bf16_copies)
+SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recompute, int64_t stack, Bf16Copies copies)
     : m_(model),
       st_(stream),
       be_(model.backend()),
       recompute_(recompute),
-      bf16_copies_(bf16_copies),
+      copies_(copies),
       stack_(std::max<int64_t>(stack, 1)) {
     const Config &c = m_.config();
     const int64_t B = stack_, Dkv = c.d_kv(), F = c.ffn_hidden;
@@ -22,8 +22,8 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
         dx_ = buffer(S * D), dx_mid_ = buffer(S * D), dxn_ = buffer(S * D), dxn2_ = buffer(S * D);
         dq_ = buffer(S * D), dattn_ = buffer(S * D), dox_ = buffer(S * D), dtok_ = buffer(S * D);
         dk_ = buffer(KV * Dkv), dv_ = buffer(KV * Dkv);
-        dffn_a_ = buffer(S * F), dffn_b_ = buffer(S * F), dffn_h_ = buffer(S * F);
-        logits_ = buffer(S * V), dxnf_ = buffer(S * D);
+        dffn_a_ = input_buffer(S * F), dffn_b_ = input_buffer(S * F), dffn_h_ = buffer(S * F);
+        logits_ = buffer(S * V), dxnf_ = input_buffer(S * D);
         dffn_a16_ = c.ffn == Ffn::swiglu ? buffer16(S * F) : nullptr;
         dffn_b16_ = c.ffn != Ffn::none ? buffer16(S * F) : nullptr;
         dxnf16_ = buffer16(S * D), dlogits16_ = buffer16(S * V);
@@ -41,13 +41,14 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
             s.keys = buffer(KV * Dkv), s.values = buffer(KV * Dkv), s.mem_q = buffer(M * D);
             s.tok_out = buffer(S * D);
             LayerActs &a = shared_acts_;
-            a.xn = buffer(S * D), a.q = buffer(S * D), a.attn = buffer(S * D), a.x_mid = buffer(S * D);
-            a.xn2 = ffn ? buffer(S * D) : nullptr;
+            a.xn = input_buffer(S * D), a.q = buffer(S * D), a.attn = buffer(S * D), a.x_mid = buffer(S * D);
+            a.xn2 = ffn ? input_buffer(S * D) : nullptr;
             a.ffn_a = c.ffn == Ffn::swiglu ? buffer(S * F) : nullptr;
             a.ffn_b = ffn ? buffer(S * F) : nullptr;
-            a.ffn_h = ffn ? buffer(S * F) : nullptr;
+            a.ffn_h = ffn ? input_buffer(S * F) : nullptr;
             a.x_out = buffer(S * D);  // the recomputed output (the tape keeps the original)
-            a.mem_xn = buffer(M * D), a.mem_attn = buffer(M * D), a.mem_out = buffer(M * D), a.pooled = buffer(M * D);
+            a.mem_xn = input_buffer(M * D), a.mem_attn = buffer(M * D), a.mem_out = buffer(M * D);
+            a.pooled = buffer(M * D);
             a.gates_i = buffer(M * G * D), a.gates_h = buffer(M * G * D), a.cat = buffer(M * 2 * D);
             a.xn16 = buffer16(S * D), a.mem_xn16 = buffer16(M * D);
             a.xn2_16 = ffn ? buffer16(S * D) : nullptr;
@@ -73,7 +74,7 @@ real *SequencePass::buffer(int64_t n) {
 }
 
 uint16_t *SequencePass::buffer16(int64_t n) {
-    if (!bf16_copies_) return nullptr;
+    if (copies_ == Bf16Copies::off) return nullptr;
     owned16_.push_back(nullptr);
     owned16_.back() = be_.alloc_bf16(static_cast<size_t>(std::max<int64_t>(n, 1)));
     return owned16_.back();
@@ -105,14 +106,14 @@ void SequencePass::grow(size_t n_segments) {
             const LayerActs &sa = shared_acts_;
             LayerActs a{};
             a.x_in = l == 0 ? sg.x0 : sg.acts.back().x_out;
-            a.xn = own_or_shared(sa.xn, S * D), a.q = own_or_shared(sa.q, S * D);
+            a.xn = product_input(sa.xn, S * D), a.q = own_or_shared(sa.q, S * D);
             a.attn = own_or_shared(sa.attn, S * D), a.x_mid = own_or_shared(sa.x_mid, S * D);
-            a.xn2 = ffn ? own_or_shared(sa.xn2, S * D) : nullptr;
+            a.xn2 = ffn ? product_input(sa.xn2, S * D) : nullptr;
             a.ffn_a = c.ffn == Ffn::swiglu ? own_or_shared(sa.ffn_a, S * F) : nullptr;
             a.ffn_b = ffn ? own_or_shared(sa.ffn_b, S * F) : nullptr;
-            a.ffn_h = ffn ? own_or_shared(sa.ffn_h, S * F) : nullptr;
+            a.ffn_h = ffn ? product_input(sa.ffn_h, S * F) : nullptr;
             a.x_out = buffer(S * D);
-            a.mem_xn = own_or_shared(sa.mem_xn, M * D), a.mem_attn = own_or_shared(sa.mem_attn, M * D);
+            a.mem_xn = product_input(sa.mem_xn, M * D), a.mem_attn = own_or_shared(sa.mem_attn, M * D);
             a.mem_out = own_or_shared(sa.mem_out, M * D), a.pooled = own_or_shared(sa.pooled, M * D);
             a.gates_i = own_or_shared(sa.gates_i, M * G * D), a.gates_h = own_or_shared(sa.gates_h, M * G * D);
             a.cat = own_or_shared(sa.cat, M * 2 * D);

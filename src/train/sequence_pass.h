@@ -13,11 +13,12 @@
 // (with the same dropout masks). Same gradients, about one more forward of compute,
 // and activation memory that no longer grows with K x L x (ffn_hidden, heads, ...).
 //
-// In bf16 training (bf16_copies) the inputs of the matrix products that are made
-// by a norm, an activation or the cross-entropy get bf16 copies, written by the
+// In bf16 training the inputs of the matrix products that are made by a norm, an
+// activation or the cross-entropy are kept as bf16 copies, written by the
 // operation that makes them and read by every product that takes them, forward
 // and backward (Backend's bf16 copies): the same values, without a rounding pass
-// before each product.
+// before each product; and as only products read them, their fp32 values are
+// neither written nor kept (Bf16Copies::instead_of_fp32).
 #pragma once
 
 #include <cstdint>
@@ -27,12 +28,18 @@
 
 namespace rmkv {
 
+enum class Bf16Copies {
+    off,              // fp32 training (or products that round their own inputs)
+    beside_fp32,      // copies, and the fp32 values too (the tests: a backend without bf16 products checks the copies)
+    instead_of_fp32,  // copies only: every product must take bf16 inputs (bf16 training: every matrix has a shadow)
+};
+
 class SequencePass {
 public:
     // stack: the most sequences one run or evaluate takes (activation memory grows with it).
-    // bf16_copies: keep bf16 copies of the products' inputs (for a stream with bf16 on).
+    // copies: how the products' inputs are kept (bf16 training: instead_of_fp32).
     SequencePass(const ModelView &model, Stream &stream, bool recompute = false, int64_t stack = 1,
-                 bool bf16_copies = false);
+                 Bf16Copies copies = Bf16Copies::off);
     ~SequencePass();
     SequencePass(const SequencePass &) = delete;
     SequencePass &operator=(const SequencePass &) = delete;
@@ -76,7 +83,7 @@ private:
         std::vector<LayerActs> acts;
     };
     real *buffer(int64_t n);
-    uint16_t *buffer16(int64_t n);  // a bf16 copy's buffer when bf16_copies_, else NULL
+    uint16_t *buffer16(int64_t n);  // a bf16 copy's buffer with copies, else NULL
     // Sequence i's tokens and targets of segment k, one after the other for each
     // segment (segment k from n_seq * (its start)), into tok_/tgt_.
     void gather(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
@@ -95,12 +102,17 @@ private:
     void backward_layer(const SegmentForward &fwd, size_t k, size_t l, int64_t T, bool rewritten, const ModelWeights &G);
     real *own_or_shared(real *shared, int64_t n);  // a new buffer, or `shared` when recomputing
     uint16_t *own_or_shared16(uint16_t *shared, int64_t n);
+    // The fp32 buffer of a product's input that has a copy (none with copies only):
+    // a new one, and on the tape own_or_shared's.
+    real *input_buffer(int64_t n) { return fp32_inputs() ? buffer(n) : nullptr; }
+    real *product_input(real *shared, int64_t n) { return fp32_inputs() ? own_or_shared(shared, n) : nullptr; }
+    bool fp32_inputs() const { return copies_ != Bf16Copies::instead_of_fp32; }
 
     ModelView m_;
     Stream &st_;
     Backend &be_;
     const bool recompute_;
-    const bool bf16_copies_;
+    const Bf16Copies copies_;
     const int64_t stack_;
     LayerState shared_state_{};  // recomputation: the intermediates of the layer in hand
     LayerActs shared_acts_{};
@@ -113,7 +125,8 @@ private:
     real *dffn_a_, *dffn_b_, *dffn_h_, *logits_, *dxnf_;
     real *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
     real *k_rows_ = nullptr, *v_rows_ = nullptr;  // stack > 1: key/value rows to and from the cache blocks
-    // bf16 copies (NULL without bf16_copies_) of dffn_a_, dffn_b_, dxnf_ and logits_'s gradient
+    // bf16 copies (NULL without copies) of dffn_a_, dffn_b_, dxnf_ (those three
+    // fp32 buffers: none with copies only) and of the gradient written over logits_
     uint16_t *dffn_a16_ = nullptr, *dffn_b16_ = nullptr, *dxnf16_ = nullptr, *dlogits16_ = nullptr;
     std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
     std::vector<int32_t> tok_, tgt_;         // the run's tokens and targets, stacked (gather)

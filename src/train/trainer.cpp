@@ -94,9 +94,11 @@ void rmkv_trainer::init() {
         for (Lane &lane : lanes_) be.set_bf16(*lane.stream, bf16), be.set_bf16_attention(*lane.stream, bf16);
         refresh_shadows();
         const int64_t stack = p_.stacked_sequences > 0 ? p_.stacked_sequences : be.default_stacked_sequences();
-        pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1, stack, bf16);
+        // bf16: every matrix has a shadow, so every product takes bf16 inputs.
+        const Bf16Copies copies = bf16 ? Bf16Copies::instead_of_fp32 : Bf16Copies::off;
+        pass_ = std::make_unique<SequencePass>(view, *stream_, p_.recompute == 1, stack, copies);
         for (Lane &lane : lanes_)
-            lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1, stack, bf16);
+            lane.pass = std::make_unique<SequencePass>(view, *lane.stream, p_.recompute == 1, stack, copies);
         if (!lanes_.empty()) workers_ = std::make_unique<Workers>(lanes_.size());
         lane_drops_.assign(lanes_.size() + 1, std::vector<DropoutPlan>(static_cast<size_t>(stack)));
     } catch (...) {

@@ -89,7 +89,13 @@ void norms(void **) {
                       (long long)d, c.frozen ? " frozen" : "");
         const std::string name(what);
         expect_close((name + " y").c_str(), yf, y);
-        if (with_copy) expect_copy((name + " y's bf16 copy").c_str(), y16, yf);
+        if (with_copy) {
+            expect_copy((name + " y's bf16 copy").c_str(), y16, yf);
+            std::vector<uint16_t> only(n * d, 0xffff);  // the copy alone (y NULL)
+            cuda::norm_forward(c.kind, nullptr, xf.data(), wf.data(), layer ? bf.data() : nullptr, n, d,
+                               static_cast<float>(eps), only.data(), nullptr);
+            expect_same((name + " the copy alone").c_str(), only, y16);
+        }
         expect_close((name + " dx").c_str(), dxf, dx);
         if (c.frozen) {
             expect_same((name + " dw untouched").c_str(), dwf, floats(dw0));
@@ -215,6 +221,13 @@ void elementwise(void **) {
         expect_same("swiglu without copies", h2, hf);
         expect_same("swiglu backward without copies (dgate)", dg2, dgf);
         expect_same("swiglu backward without copies (dup)", du2, duf);
+        std::vector<uint16_t> h_only(n, 0xffff), dg_only(n, 0xffff), du_only(n, 0xffff);  // fp32 outputs NULL
+        cuda::swiglu_forward(nullptr, gf.data(), af.data(), n, h_only.data(), nullptr);
+        cuda::swiglu_backward(nullptr, nullptr, bf.data(), gf.data(), af.data(), n, dg_only.data(), du_only.data(),
+                              nullptr);
+        expect_same("swiglu h's copy alone", h_only, h16);
+        expect_same("swiglu dgate's copy alone", dg_only, dg16);
+        expect_same("swiglu dup's copy alone", du_only, du16);
     }
     {
         std::vector<double> h(n), du(n);
@@ -233,6 +246,11 @@ void elementwise(void **) {
         cuda::gelu_backward(du2.data(), bf.data(), af.data(), n, nullptr, nullptr);
         expect_same("gelu without copies", h2, hf);
         expect_same("gelu backward without copies", du2, duf);
+        std::vector<uint16_t> h_only(n, 0xffff), du_only(n, 0xffff);
+        cuda::gelu_forward(nullptr, af.data(), n, h_only.data(), nullptr);
+        cuda::gelu_backward(nullptr, bf.data(), af.data(), n, du_only.data(), nullptr);
+        expect_same("gelu h's copy alone", h_only, h16);
+        expect_same("gelu du's copy alone", du_only, du16);
     }
     {
         const int64_t M = 7, D = 30;

@@ -69,7 +69,7 @@ void check_config(const char *name, const std::string &json, float dropout = 0.0
     ReferenceBackend be;
     auto st = be.new_stream();
     ModelView view{&n.c, &n.W, &be};
-    SequencePass pass(view, *st, false, n_seq, true);
+    SequencePass pass(view, *st, false, n_seq, Bf16Copies::beside_fp32);
 
     const std::vector<int64_t> lens = {n.c.segment_len, 3, n.c.segment_len - 1};  // K = 3, unequal
     int64_t total = 0;
@@ -97,7 +97,7 @@ void check_config(const char *name, const std::string &json, float dropout = 0.0
         std::vector<real *> rp;
         for (const ParamSpec &s : n.specs) rg.emplace_back(static_cast<size_t>(s.numel), 0.0);
         for (auto &v : rg) rp.push_back(v.data());
-        SequencePass recomputing(view, *st, true, n_seq, true);
+        SequencePass recomputing(view, *st, true, n_seq, Bf16Copies::beside_fp32);
         recomputing.run(tokens.data(), targets.data(), n_seq, total, lens, bind_weights(n.c, n.specs, rp), 1.0f,
                         plans.data());
         assert_true(be.take_loss(*st) == loss);

@@ -80,6 +80,7 @@ public:
     bool bf16 = false;
     std::unordered_map<const float *, const uint16_t *> shadows;
     std::vector<uint16_t> cvt_a, cvt_b;  // activations converted for one product
+    std::vector<float> spill;            // outputs of which only the bf16 copy is kept (with_copy)
 };
 
 class CpuBackend final : public Backend {
@@ -116,14 +117,15 @@ public:
 
     void linear(Stream &s, float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out,
                 bool accumulate, const uint16_t *x16) override {
-        if (n == 1) {  // decoding: a bandwidth-bound matrix-vector product
-            cpu::gemv(y, x, W, b, in, out, accumulate);
-            return;
-        }
         auto &st = static_cast<CpuStream &>(s);
-        if (const uint16_t *w16 = shadow(st, W)) {
+        if (const uint16_t *w16 = shadow(st, W)) {  // training in bf16, whatever the rows
             run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate, true},
                        x16 ? x16 : to_bf16(st.cvt_a, x, n * in), w16, b, y);
+            return;
+        }
+        if (!x) fail(RMKV_ERR_INTERNAL, "linear: no fp32 input for a product without bf16 inputs");
+        if (n == 1) {  // decoding: a bandwidth-bound matrix-vector product
+            cpu::gemv(y, x, W, b, in, out, accumulate);
             return;
         }
         run_matmul(s, MatmulKey{n, in, out, false, true, b != nullptr, accumulate}, x, W, b, y);
@@ -173,6 +175,29 @@ public:
     void free_bf16(uint16_t *p) override { free(reinterpret_cast<float *>(p)); }
     void to_bf16(Stream &, uint16_t *dst, const float *src, size_t n) override { cpu::to_bf16(dst, src, static_cast<int64_t>(n)); }
 
+    // f(to, r0, r1) computes rows [r0, r1) of an operation's output (rows of width
+    // values) into `to`: into y itself, then y's bf16 copy when y16 is given; with
+    // y NULL (only the copy is kept), a block of rows at a time through the
+    // stream's spill buffer, each block rounded into y16 while it is in cache.
+    static constexpr int64_t kSpillFloats = 1 << 18;
+    template <class F>
+    static void with_copy(Stream &s, float *y, uint16_t *y16, int64_t rows, int64_t width, F &&f) {
+        if (y) {
+            f(y, 0, rows);
+            if (y16) cpu::to_bf16(y16, y, rows * width);
+            return;
+        }
+        if (!y16 || rows <= 0) return;
+        auto &st = static_cast<CpuStream &>(s);
+        const int64_t block = std::max<int64_t>(1, std::min(rows, kSpillFloats / std::max<int64_t>(width, 1)));
+        if (st.spill.size() < static_cast<size_t>(block * width)) st.spill.resize(static_cast<size_t>(block * width));
+        for (int64_t r0 = 0; r0 < rows; r0 += block) {
+            const int64_t r1 = std::min(rows, r0 + block);
+            f(st.spill.data(), r0, r1);
+            cpu::to_bf16(y16 + r0 * width, st.spill.data(), (r1 - r0) * width);
+        }
+    }
+
     const uint16_t *shadow(CpuStream &st, const float *W) const {
         if (!st.bf16) return nullptr;
         auto it = st.shadows.find(W);
@@ -210,10 +235,11 @@ public:
         bd.mm->prim.execute(st.stream, bd.args);
     }
 
-    void norm(Stream &, NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
+    void norm(Stream &s, NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
               float eps, uint16_t *y16) override {
-        cpu::norm_forward(kind, y, x, w, b, n, d, eps);
-        if (y16) cpu::to_bf16(y16, y, n * d);
+        with_copy(s, y, y16, n, d, [&](float *to, int64_t r0, int64_t r1) {
+            cpu::norm_forward(kind, to, x + r0 * d, w, b, r1 - r0, d, eps);
+        });
     }
     void embed(Stream &, float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_forward(X, tok_emb, tokens, n, d);
@@ -248,13 +274,13 @@ public:
         run(st, am.pv, am.pv_scratch, a.scores(st.scores.data(), engine_), a.kv(v, engine_), a.rows(out, engine_));
     }
     void dropout(Stream &, float *x, int64_t n, const Dropout &drop) override { cpu::dropout(x, n, drop); }
-    void swiglu(Stream &, float *h, const float *g, const float *u, int64_t n, uint16_t *h16) override {
-        cpu::swiglu_forward(h, g, u, n);
-        if (h16) cpu::to_bf16(h16, h, n);
+    void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n, uint16_t *h16) override {
+        with_copy(s, h, h16, n, 1, [&](float *to, int64_t i0, int64_t i1) {
+            cpu::swiglu_forward(to, g + i0, u + i0, i1 - i0);
+        });
     }
-    void gelu(Stream &, float *h, const float *u, int64_t n, uint16_t *h16) override {
-        cpu::gelu_forward(h, u, n);
-        if (h16) cpu::to_bf16(h16, h, n);
+    void gelu(Stream &s, float *h, const float *u, int64_t n, uint16_t *h16) override {
+        with_copy(s, h, h16, n, 1, [&](float *to, int64_t i0, int64_t i1) { cpu::gelu_forward(to, u + i0, i1 - i0); });
     }
     // Pooling of a whole segment (T a multiple of kPoolGemmKeys: a few shapes per
     // model, so a few primitives) as two products around the softmax rows: the
@@ -287,11 +313,13 @@ public:
         auto &st = static_cast<CpuStream &>(s);
         if (const uint16_t *w16 = shadow(st, W)) {
             if (!dy16) dy16 = to_bf16(st.cvt_a, dy, n * out);
+            if (db && !dy) fail(RMKV_ERR_INTERNAL, "linear_backward: a bias gradient without the fp32 dy");
             if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate, true}, dy16, w16, nullptr, dx);
             if (dW)
                 run_matmul(s, MatmulKey{out, n, in, true, false, false, true, true}, dy16,
                            x16 ? x16 : to_bf16(st.cvt_b, x, n * in), nullptr, dW);
         } else {
+            if (!x || !dy) fail(RMKV_ERR_INTERNAL, "linear_backward: no fp32 inputs for a product without bf16 inputs");
             if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate}, dy, W, nullptr, dx);
             if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true}, dy, x, nullptr, dW);
         }
@@ -340,15 +368,30 @@ public:
         run(st, am.pv_t, am.pv_t_scratch, a.scores_t(st.dscores.data(), engine_), a.packed(st.packed_q.data(), engine_),
             a.acc(dk, engine_));
     }
-    void swiglu_backward(Stream &, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
+    void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
                          uint16_t *dg16, uint16_t *du16) override {
-        cpu::swiglu_backward(dg, du, dh, g, u, n);
-        if (dg16) cpu::to_bf16(dg16, dg, n);
-        if (du16) cpu::to_bf16(du16, du, n);
+        if (dg && du) {
+            cpu::swiglu_backward(dg, du, dh, g, u, n);
+            if (dg16) cpu::to_bf16(dg16, dg, n);
+            if (du16) cpu::to_bf16(du16, du, n);
+            return;
+        }
+        // Only copies of one or both: the two outputs a block at a time in the spill buffer.
+        auto &st = static_cast<CpuStream &>(s);
+        const int64_t block = std::min<int64_t>(n, kSpillFloats / 2);
+        if (st.spill.size() < static_cast<size_t>(2 * block)) st.spill.resize(static_cast<size_t>(2 * block));
+        for (int64_t i0 = 0; i0 < n; i0 += block) {
+            const int64_t len = std::min(block, n - i0);
+            float *sg = dg ? dg + i0 : st.spill.data(), *su = du ? du + i0 : st.spill.data() + block;
+            cpu::swiglu_backward(sg, su, dh + i0, g + i0, u + i0, len);
+            if (dg16) cpu::to_bf16(dg16 + i0, sg, len);
+            if (du16) cpu::to_bf16(du16 + i0, su, len);
+        }
     }
-    void gelu_backward(Stream &, float *du, const float *dh, const float *u, int64_t n, uint16_t *du16) override {
-        cpu::gelu_backward(du, dh, u, n);
-        if (du16) cpu::to_bf16(du16, du, n);
+    void gelu_backward(Stream &s, float *du, const float *dh, const float *u, int64_t n, uint16_t *du16) override {
+        with_copy(s, du, du16, n, 1, [&](float *to, int64_t i0, int64_t i1) {
+            cpu::gelu_backward(to, dh + i0, u + i0, i1 - i0);
+        });
     }
     void pool_backward(Stream &, float *dx, float *dP, const float *dout, const float *P, const float *x, int64_t M,
                        int64_t T, int64_t D) override {

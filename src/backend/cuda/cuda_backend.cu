@@ -72,6 +72,7 @@ using cuda::CudaStream;
 using cuda::fail;
 using cuda::Grow;
 using cuda::kErrBackend;
+using cuda::kErrInternal;
 using cuda::kErrOutOfMemory;
 using cuda::make_current;
 using cuda::RelaxedCapture;
@@ -252,6 +253,7 @@ public:
         const uint16_t *w16 = shadow(st, W);
         const void *A = W, *B = x;
         if (w16) A = w16, B = x16 ? x16 : convert(st, st.cvt_a, st.cvt_a_of, x, n * in);
+        if (!B) fail(kErrInternal, "linear: no fp32 input for a product without bf16 inputs");
         if (!b || !st.bias_gemm.run(st.stream, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in, B, in, y, out, b,
                                     accumulate, w16 != nullptr)) {
             gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, A, in, B, in, y, out, accumulate, w16 != nullptr);
@@ -271,12 +273,14 @@ public:
         if (n <= 0) return;
         if (const uint16_t *w16 = shadow(st, W)) {
             if (!dy16) dy16 = convert(st, st.cvt_a, st.cvt_a_of, dy, n * out);
+            if (db && !dy) fail(kErrInternal, "linear_backward: a bias gradient without the fp32 dy");
             if (dx) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, w16, in, dy16, out, dx, in, dx_accumulate, true);
             if (dW) {
                 if (!x16) x16 = convert(st, st.cvt_b, st.cvt_b_of, x, n * in);
                 gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x16, in, dy16, out, dW, in, true, true);
             }
         } else {
+            if (!x || !dy) fail(kErrInternal, "linear_backward: no fp32 inputs for a product without bf16 inputs");
             if (dx) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, W, in, dy, out, dx, in, dx_accumulate, false);
             if (dW) gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x, in, dy, out, dW, in, true, false);
         }

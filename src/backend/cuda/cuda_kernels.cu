@@ -87,15 +87,16 @@ __device__ double row_variance(bool layer, const float *xr, int64_t d, double *m
 __global__ void k_norm_forward(bool layer, float *y, const float *x, const float *w, const float *b, int64_t d,
                                float eps, uint16_t *y16) {
     const float *xr = x + blockIdx.x * d;
-    float *yr = y + blockIdx.x * d;
+    float *yr = y ? y + blockIdx.x * d : nullptr;
+    uint16_t *hr = y16 ? y16 + blockIdx.x * d : nullptr;
     double mean;
     const double var = row_variance(layer, xr, d, &mean);
     const float inv = static_cast<float>(1.0 / sqrt(var + eps)), mu = static_cast<float>(mean);
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
         float v = (xr[i] - mu) * inv * w[i];
         if (b) v += b[i];
-        yr[i] = v;
-        if (y16) y16[blockIdx.x * d + i] = bf16_bits(v);
+        if (yr) yr[i] = v;
+        if (hr) hr[i] = bf16_bits(v);
     }
 }
 
@@ -269,11 +270,12 @@ __global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, 
 __global__ void k_dropout(float *x, int64_t n, Dropout drop) {
     GRID_LOOP(i, n) x[i] *= drop.factor(static_cast<uint64_t>(i));
 }
-// The activations write their outputs' bf16 copies (h16, dg16, du16) where given.
+// The activations write their outputs' bf16 copies (h16, dg16, du16) where given,
+// and their fp32 outputs where not NULL.
 __global__ void k_swiglu(float *h, const float *g, const float *u, int64_t n, uint16_t *h16) {
     GRID_LOOP(i, n) {
         const float v = siluf_(g[i]) * u[i];
-        h[i] = v;
+        if (h) h[i] = v;
         if (h16) h16[i] = bf16_bits(v);
     }
 }
@@ -282,7 +284,8 @@ __global__ void k_swiglu_backward(float *dg, float *du, const float *dh, const f
     GRID_LOOP(i, n) {
         float s = sigmoidf_(g[i]), dhi = dh[i], gi = g[i];
         const float dui = dhi * gi * s, dgi = dhi * u[i] * s * (1.0f + gi * (1.0f - s));
-        du[i] = dui, dg[i] = dgi;
+        if (du) du[i] = dui;
+        if (dg) dg[i] = dgi;
         if (du16) du16[i] = bf16_bits(dui);
         if (dg16) dg16[i] = bf16_bits(dgi);
     }
@@ -290,7 +293,7 @@ __global__ void k_swiglu_backward(float *dg, float *du, const float *dh, const f
 __global__ void k_gelu(float *h, const float *u, int64_t n, uint16_t *h16) {
     GRID_LOOP(i, n) {
         const float v = 0.5f * u[i] * (1.0f + erff(u[i] * 0.70710678118654752f));
-        h[i] = v;
+        if (h) h[i] = v;
         if (h16) h16[i] = bf16_bits(v);
     }
 }
@@ -299,7 +302,7 @@ __global__ void k_gelu_backward(float *du, const float *dh, const float *u, int6
         float cdf = 0.5f * (1.0f + erff(u[i] * 0.70710678118654752f));
         float pdf = expf(-0.5f * u[i] * u[i]) * 0.39894228040143268f;
         const float v = dh[i] * (cdf + u[i] * pdf);
-        du[i] = v;
+        if (du) du[i] = v;
         if (du16) du16[i] = bf16_bits(v);
     }
 }

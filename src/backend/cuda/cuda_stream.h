@@ -22,7 +22,7 @@ namespace rmkv::cuda {
 static_assert(sizeof(real) == sizeof(float), "the CUDA backend computes in float");
 
 // RMKV_ERR_* values of rmkv.h (not included here: the plugin sees backend.h only).
-constexpr int kErrOutOfMemory = 5, kErrBackend = 7;
+constexpr int kErrOutOfMemory = 5, kErrBackend = 7, kErrInternal = 9;
 
 inline PluginFailFn g_fail = nullptr;  // set by rmkv_cuda_backend_new
 
