@@ -50,7 +50,7 @@ public:
     void norm(Stream &, NormKind kind, real *y, const real *x, const real *w, const real *b, int64_t n, int64_t d,
               float eps, uint16_t *y16) override {
         cpu::norm_forward(kind, y, x, w, b, n, d, static_cast<real>(eps));
-        round(y16, y, n * d);
+        round_bf16(y16, y, n * d);
     }
     void embed(Stream &, real *X, const real *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_forward(X, tok_emb, tokens, n, d);
@@ -68,11 +68,11 @@ public:
     void dropout(Stream &, real *x, int64_t n, const Dropout &drop) override { cpu::dropout(x, n, drop); }
     void swiglu(Stream &, real *h, const real *g, const real *u, int64_t n, uint16_t *h16) override {
         cpu::swiglu_forward(h, g, u, n);
-        round(h16, h, n);
+        round_bf16(h16, h, n);
     }
     void gelu(Stream &, real *h, const real *u, int64_t n, uint16_t *h16) override {
         cpu::gelu_forward(h, u, n);
-        round(h16, h, n);
+        round_bf16(h16, h, n);
     }
     void pool(Stream &, real *out, const real *P, const real *x, int64_t M, int64_t T, int64_t D) override {
         cpu::pool_forward(out, P, x, M, T, D);
@@ -107,12 +107,12 @@ public:
     void swiglu_backward(Stream &, real *dg, real *du, const real *dh, const real *g, const real *u, int64_t n,
                          uint16_t *dg16, uint16_t *du16) override {
         cpu::swiglu_backward(dg, du, dh, g, u, n);
-        round(dg16, dg, n);
-        round(du16, du, n);
+        round_bf16(dg16, dg, n);
+        round_bf16(du16, du, n);
     }
     void gelu_backward(Stream &, real *du, const real *dh, const real *u, int64_t n, uint16_t *du16) override {
         cpu::gelu_backward(du, dh, u, n);
-        round(du16, du, n);
+        round_bf16(du16, du, n);
     }
     void pool_backward(Stream &, real *dx, real *dP, const real *dout, const real *P, const real *x, int64_t M, int64_t T,
                        int64_t D) override {
@@ -129,7 +129,7 @@ public:
     void cross_entropy(Stream &s, real *dlogits, const real *logits, const int32_t *targets, int64_t rows, int64_t V,
                        float scale, uint16_t *dlogits16) override {
         s.host_loss_sum += cpu::cross_entropy(dlogits, logits, targets, rows, V, static_cast<real>(scale));
-        round(dlogits16, dlogits, rows * V);
+        round_bf16(dlogits16, dlogits, rows * V);
     }
     double take_loss(Stream &s) override { return std::exchange(s.host_loss_sum, 0.0); }
     void fill(Stream &, real *x, float value, size_t n) override { std::fill(x, x + n, static_cast<real>(value)); }
@@ -155,7 +155,7 @@ public:
         return static_cast<uint16_t *>(p);
     }
     void free_bf16(uint16_t *p) override { std::free(p); }
-    void to_bf16(Stream &, uint16_t *dst, const real *src, size_t n) override { round(dst, src, static_cast<int64_t>(n)); }
+    void to_bf16(Stream &, uint16_t *dst, const real *src, size_t n) override { round_bf16(dst, src, static_cast<int64_t>(n)); }
     // How many bf16 copies the products have been given, each checked.
     int64_t copies_checked = 0;
     bool has_half_weights() const override { return false; }
@@ -172,7 +172,7 @@ public:
     }
 
 private:
-    static void round(uint16_t *dst, const real *src, int64_t n) {
+    static void round_bf16(uint16_t *dst, const real *src, int64_t n) {
         for (int64_t i = 0; dst && i < n; ++i) dst[i] = bf16_bits(static_cast<float>(src[i]));
     }
     void check_copy(const char *what, const uint16_t *copy, const real *src, int64_t n) {

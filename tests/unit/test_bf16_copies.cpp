@@ -130,13 +130,17 @@ void swiglu_gru_rope(void **) {
     check_config("swiglu gru rope layernorm gqa", std::string("{") + kBase +
                  "\"n_kv_heads\":2,\"cell\":\"gru\",\"pos\":\"rope\",\"ffn\":\"swiglu\",\"ffn_hidden\":96}", 1, 0.0f);
 }
-// A vocabulary of 5000: 60 rows of logits take two blocks of the CPU's spill buffer.
+// 3 x 20 rows of a hidden width of 4400: the activations and their gradients take
+// more than one block of the CPU's spill buffer (2^18 floats, shared by swiglu's two
+// gradients).
 void gelu_lstm_learned_stacked(void **) {
-    check_config("gelu lstm learned rmsnorm tied, 3 stacked",
-                 "{\"vocab_size\":5000,\"d_model\":64,\"n_layers\":2,\"n_heads\":4,\"memory_slots\":8,"
-                 "\"segment_len\":20,\"cell\":\"lstm\",\"pos\":\"learned\",\"norm\":\"rmsnorm\",\"ffn\":\"gelu\","
-                 "\"ffn_hidden\":80,\"tie_embeddings\":true}",
-                 3, 0.1f);
+    check_config("gelu lstm learned rmsnorm tied, 3 stacked", std::string("{") + kBase +
+                 "\"cell\":\"lstm\",\"pos\":\"learned\",\"norm\":\"rmsnorm\",\"ffn\":\"gelu\",\"ffn_hidden\":4400,"
+                 "\"tie_embeddings\":true}", 3, 0.1f);
+}
+void swiglu_wide_stacked(void **) {
+    check_config("swiglu gru rope, 3 stacked, wide", std::string("{") + kBase +
+                 "\"cell\":\"gru\",\"pos\":\"rope\",\"ffn\":\"swiglu\",\"ffn_hidden\":4400}", 3, 0.0f);
 }
 void noffn_minimal_sincos(void **) {
     check_config("no ffn, minimal sincos, 2 stacked", std::string("{") + kBase +
@@ -149,6 +153,7 @@ int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(swiglu_gru_rope),
         cmocka_unit_test(gelu_lstm_learned_stacked),
+        cmocka_unit_test(swiglu_wide_stacked),
         cmocka_unit_test(noffn_minimal_sincos),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

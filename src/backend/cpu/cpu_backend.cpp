@@ -6,6 +6,7 @@
 #include <mutex>
 #include <vector>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 #include <unordered_map>
@@ -175,27 +176,46 @@ public:
     void free_bf16(uint16_t *p) override { free(reinterpret_cast<float *>(p)); }
     void to_bf16(Stream &, uint16_t *dst, const float *src, size_t n) override { cpu::to_bf16(dst, src, static_cast<int64_t>(n)); }
 
-    // f(to, r0, r1) computes rows [r0, r1) of an operation's output (rows of width
-    // values) into `to`: into y itself, then y's bf16 copy when y16 is given; with
-    // y NULL (only the copy is kept), a block of rows at a time through the
-    // stream's spill buffer, each block rounded into y16 while it is in cache.
+    // An operation's N outputs (rows of width values each) and their bf16 copies
+    // (Backend's bf16 copies): f(to, r0, r1) computes rows [r0, r1) of output k
+    // into to[k]. With every output given, all rows at once into the outputs, then
+    // the copies; with some NULL (only their copies kept), a block of rows at a
+    // time, the NULL ones through the stream's spill buffer, each block rounded
+    // into the copies while it is in cache.
+    struct Out {
+        float *y;
+        uint16_t *y16;
+    };
     static constexpr int64_t kSpillFloats = 1 << 18;
-    template <class F>
-    static void with_copy(Stream &s, float *y, uint16_t *y16, int64_t rows, int64_t width, F &&f) {
-        if (y) {
-            f(y, 0, rows);
-            if (y16) cpu::to_bf16(y16, y, rows * width);
+    template <size_t N, class F>
+    static void with_copies(Stream &s, const std::array<Out, N> &outs, int64_t rows, int64_t width, F &&f) {
+        std::array<float *, N> to{};
+        bool all = true;
+        for (size_t k = 0; k < N; ++k) to[k] = outs[k].y, all = all && outs[k].y;
+        if (all) {
+            f(to, 0, rows);
+            for (const Out &o : outs)
+                if (o.y16) cpu::to_bf16(o.y16, o.y, rows * width);
             return;
         }
-        if (!y16 || rows <= 0) return;
+        if (rows <= 0) return;
         auto &st = static_cast<CpuStream &>(s);
-        const int64_t block = std::max<int64_t>(1, std::min(rows, kSpillFloats / std::max<int64_t>(width, 1)));
-        if (st.spill.size() < static_cast<size_t>(block * width)) st.spill.resize(static_cast<size_t>(block * width));
+        const int64_t block = std::max<int64_t>(1, std::min(rows, kSpillFloats / static_cast<int64_t>(N * width)));
+        if (st.spill.size() < static_cast<size_t>(N * block * width)) st.spill.resize(N * block * width);
         for (int64_t r0 = 0; r0 < rows; r0 += block) {
             const int64_t r1 = std::min(rows, r0 + block);
-            f(st.spill.data(), r0, r1);
-            cpu::to_bf16(y16 + r0 * width, st.spill.data(), (r1 - r0) * width);
+            for (size_t k = 0; k < N; ++k)
+                to[k] = outs[k].y ? outs[k].y + r0 * width : st.spill.data() + static_cast<int64_t>(k) * block * width;
+            f(to, r0, r1);
+            for (size_t k = 0; k < N; ++k)
+                if (outs[k].y16) cpu::to_bf16(outs[k].y16 + r0 * width, to[k], (r1 - r0) * width);
         }
+    }
+    // One output.
+    template <class F>
+    static void with_copy(Stream &s, float *y, uint16_t *y16, int64_t rows, int64_t width, F &&f) {
+        with_copies<1>(s, {{{y, y16}}}, rows, width,
+                       [&](const std::array<float *, 1> &to, int64_t r0, int64_t r1) { f(to[0], r0, r1); });
     }
 
     const uint16_t *shadow(CpuStream &st, const float *W) const {
@@ -370,23 +390,10 @@ public:
     }
     void swiglu_backward(Stream &s, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
                          uint16_t *dg16, uint16_t *du16) override {
-        if (dg && du) {
-            cpu::swiglu_backward(dg, du, dh, g, u, n);
-            if (dg16) cpu::to_bf16(dg16, dg, n);
-            if (du16) cpu::to_bf16(du16, du, n);
-            return;
-        }
-        // Only copies of one or both: the two outputs a block at a time in the spill buffer.
-        auto &st = static_cast<CpuStream &>(s);
-        const int64_t block = std::min<int64_t>(n, kSpillFloats / 2);
-        if (st.spill.size() < static_cast<size_t>(2 * block)) st.spill.resize(static_cast<size_t>(2 * block));
-        for (int64_t i0 = 0; i0 < n; i0 += block) {
-            const int64_t len = std::min(block, n - i0);
-            float *sg = dg ? dg + i0 : st.spill.data(), *su = du ? du + i0 : st.spill.data() + block;
-            cpu::swiglu_backward(sg, su, dh + i0, g + i0, u + i0, len);
-            if (dg16) cpu::to_bf16(dg16 + i0, sg, len);
-            if (du16) cpu::to_bf16(du16 + i0, su, len);
-        }
+        with_copies<2>(s, {{{dg, dg16}, {du, du16}}}, n, 1,
+                       [&](const std::array<float *, 2> &to, int64_t i0, int64_t i1) {
+                           cpu::swiglu_backward(to[0], to[1], dh + i0, g + i0, u + i0, i1 - i0);
+                       });
     }
     void gelu_backward(Stream &s, float *du, const float *dh, const float *u, int64_t n, uint16_t *du16) override {
         with_copy(s, du, du16, n, 1, [&](float *to, int64_t i0, int64_t i1) {

@@ -66,6 +66,13 @@ __device__ float block_max(float v) {
     return warp_max(t);
 }
 
+// Element i of an output and of its bf16 copy (Backend's bf16 copies), each where
+// not NULL.
+__device__ inline void store(float *y, uint16_t *y16, int64_t i, float v) {
+    if (y) y[i] = v;
+    if (y16) y16[i] = bf16_bits(v);
+}
+
 // ---- norms: one block per row; mean and variance in double as on the CPU ----
 // The row's mean (0 for rmsnorm) into *mean, and its variance about it; every
 // thread of the block gets both.
@@ -87,16 +94,12 @@ __device__ double row_variance(bool layer, const float *xr, int64_t d, double *m
 __global__ void k_norm_forward(bool layer, float *y, const float *x, const float *w, const float *b, int64_t d,
                                float eps, uint16_t *y16) {
     const float *xr = x + blockIdx.x * d;
-    float *yr = y ? y + blockIdx.x * d : nullptr;
-    uint16_t *hr = y16 ? y16 + blockIdx.x * d : nullptr;
     double mean;
     const double var = row_variance(layer, xr, d, &mean);
     const float inv = static_cast<float>(1.0 / sqrt(var + eps)), mu = static_cast<float>(mean);
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
         float v = (xr[i] - mu) * inv * w[i];
-        if (b) v += b[i];
-        if (yr) yr[i] = v;
-        if (hr) hr[i] = bf16_bits(v);
+        store(y, y16, blockIdx.x * d + i, b ? v + b[i] : v);
     }
 }
 
@@ -270,40 +273,26 @@ __global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, 
 __global__ void k_dropout(float *x, int64_t n, Dropout drop) {
     GRID_LOOP(i, n) x[i] *= drop.factor(static_cast<uint64_t>(i));
 }
-// The activations write their outputs' bf16 copies (h16, dg16, du16) where given,
-// and their fp32 outputs where not NULL.
+// The activations and their backwards: each output and its bf16 copy through store().
 __global__ void k_swiglu(float *h, const float *g, const float *u, int64_t n, uint16_t *h16) {
-    GRID_LOOP(i, n) {
-        const float v = siluf_(g[i]) * u[i];
-        if (h) h[i] = v;
-        if (h16) h16[i] = bf16_bits(v);
-    }
+    GRID_LOOP(i, n) store(h, h16, i, siluf_(g[i]) * u[i]);
 }
 __global__ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
                                   uint16_t *dg16, uint16_t *du16) {
     GRID_LOOP(i, n) {
         float s = sigmoidf_(g[i]), dhi = dh[i], gi = g[i];
-        const float dui = dhi * gi * s, dgi = dhi * u[i] * s * (1.0f + gi * (1.0f - s));
-        if (du) du[i] = dui;
-        if (dg) dg[i] = dgi;
-        if (du16) du16[i] = bf16_bits(dui);
-        if (dg16) dg16[i] = bf16_bits(dgi);
+        store(du, du16, i, dhi * gi * s);
+        store(dg, dg16, i, dhi * u[i] * s * (1.0f + gi * (1.0f - s)));
     }
 }
 __global__ void k_gelu(float *h, const float *u, int64_t n, uint16_t *h16) {
-    GRID_LOOP(i, n) {
-        const float v = 0.5f * u[i] * (1.0f + erff(u[i] * 0.70710678118654752f));
-        if (h) h[i] = v;
-        if (h16) h16[i] = bf16_bits(v);
-    }
+    GRID_LOOP(i, n) store(h, h16, i, 0.5f * u[i] * (1.0f + erff(u[i] * 0.70710678118654752f)));
 }
 __global__ void k_gelu_backward(float *du, const float *dh, const float *u, int64_t n, uint16_t *du16) {
     GRID_LOOP(i, n) {
         float cdf = 0.5f * (1.0f + erff(u[i] * 0.70710678118654752f));
         float pdf = expf(-0.5f * u[i] * u[i]) * 0.39894228040143268f;
-        const float v = dh[i] * (cdf + u[i] * pdf);
-        if (du) du[i] = v;
-        if (du16) du16[i] = bf16_bits(v);
+        store(du, du16, i, dh[i] * (cdf + u[i] * pdf));
     }
 }
 
@@ -403,14 +392,9 @@ __global__ void k_cross_entropy(float *dlogits, const float *logits, const int32
                                 double *loss, uint16_t *d16) {
     const int64_t r = blockIdx.x;
     const float *lr = logits + r * V;
-    float *dr = dlogits + r * V;
-    uint16_t *hr = d16 ? d16 + r * V : nullptr;
     const int32_t target = targets[r];
     if (target < 0) {
-        for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-            dr[j] = 0.0f;
-            if (hr) hr[j] = 0;
-        }
+        for (int64_t j = threadIdx.x; j < V; j += blockDim.x) store(dlogits, d16, r * V + j, 0.0f);
         return;
     }
     float mx = -INFINITY;
@@ -425,9 +409,7 @@ __global__ void k_cross_entropy(float *dlogits, const float *logits, const int32
     const float inv = static_cast<float>(1.0 / sum);
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
         float g = expf(lr[j] - mx) * inv * scale;
-        if (j == target) g -= scale;
-        dr[j] = g;
-        if (hr) hr[j] = bf16_bits(g);
+        store(dlogits, d16, r * V + j, j == target ? g - scale : g);
     }
 }
 
