@@ -17,6 +17,26 @@ const char *kWhere = "tokenizer.json";
 // dense, or nearly).
 constexpr int64_t kMaxId = int64_t(1) << 22;
 constexpr int64_t kSparseness = 16, kSlack = 1024;
+// Every normaliser and pre-tokenizer step runs over the whole text of every
+// encode, so their number is bounded, and so is the nesting of Sequences (each
+// level is a recursion while reading). ByteLevel maps every byte to a character
+// of one or two bytes: text through N of them grows up to 2^N-fold (a fuzzer's
+// file of 15 made 20 million ids from 4 KB), so at most kMaxByteLevel run.
+// Real files have one ByteLevel and a few steps.
+constexpr size_t kMaxSteps = 32, kMaxDepth = 8, kMaxByteLevel = 4;
+
+void check_depth(size_t depth, const std::string &where) {
+    if (depth > kMaxDepth)
+        fail(RMKV_ERR_FORMAT, kWhere, ": ", where, ": Sequences nest more than ", kMaxDepth,
+             " deep; rmkv reads at most that (flatten the Sequence)");
+}
+
+template <class Step>
+void check_steps(const std::vector<Step> &steps, const char *where) {
+    if (steps.size() > kMaxSteps)
+        fail(RMKV_ERR_FORMAT, kWhere, ": ", where, " has ", steps.size(), " steps; rmkv runs at most ", kMaxSteps,
+             " (each one passes over the whole text of every encode)");
+}
 
 std::string type_of(const json &j, const std::string &where) {
     if (!j.is_object()) fail(RMKV_ERR_FORMAT, kWhere, ": ", where, " must be an object or null");
@@ -32,8 +52,9 @@ bool get_bool(const json &j, const char *key, bool def, const std::string &where
     return it->get<bool>();
 }
 
-void parse_normalizer(const json &j, const std::string &where, std::vector<tok::NormKind> &out) {
+void parse_normalizer(const json &j, const std::string &where, std::vector<tok::NormKind> &out, size_t depth = 0) {
     if (j.is_null()) return;
+    check_depth(depth, where);
     std::string t = type_of(j, where);
     if (t == "NFD") out.push_back(tok::NormKind::nfd);
     else if (t == "NFC") out.push_back(tok::NormKind::nfc);
@@ -44,15 +65,17 @@ void parse_normalizer(const json &j, const std::string &where, std::vector<tok::
         auto it = j.find("normalizers");
         if (it == j.end() || !it->is_array()) fail(RMKV_ERR_FORMAT, kWhere, ": ", where, ".normalizers must be an array");
         for (size_t i = 0; i < it->size(); ++i)
-            parse_normalizer((*it)[i], where + ".normalizers[" + std::to_string(i) + "]", out);
+            parse_normalizer((*it)[i], where + ".normalizers[" + std::to_string(i) + "]", out, depth + 1);
     } else {
         fail(RMKV_ERR_FORMAT, kWhere, ": ", where, ": normalizer type \"", t,
              "\" is not supported (rmkv supports NFD, NFC, NFKD, NFKC, Lowercase and Sequence)");
     }
 }
 
-void parse_pre_tokenizer(const json &j, const std::string &where, std::vector<tok::PreTokStep> &out) {
+void parse_pre_tokenizer(const json &j, const std::string &where, std::vector<tok::PreTokStep> &out,
+                         size_t depth = 0) {
     if (j.is_null()) return;
+    check_depth(depth, where);
     std::string t = type_of(j, where);
     if (t == "ByteLevel") {
         tok::PreTokStep s;
@@ -70,7 +93,7 @@ void parse_pre_tokenizer(const json &j, const std::string &where, std::vector<to
         auto it = j.find("pretokenizers");
         if (it == j.end() || !it->is_array()) fail(RMKV_ERR_FORMAT, kWhere, ": ", where, ".pretokenizers must be an array");
         for (size_t i = 0; i < it->size(); ++i)
-            parse_pre_tokenizer((*it)[i], where + ".pretokenizers[" + std::to_string(i) + "]", out);
+            parse_pre_tokenizer((*it)[i], where + ".pretokenizers[" + std::to_string(i) + "]", out, depth + 1);
     } else {
         fail(RMKV_ERR_FORMAT, kWhere, ": ", where, ": pre-tokenizer type \"", t,
              "\" is not supported (rmkv supports ByteLevel, Digits and Sequence)");
@@ -161,8 +184,17 @@ std::unique_ptr<rmkv_tokenizer> rmkv_tokenizer::from_json(std::string_view text)
             return it == j.end() ? empty : *it;
         };
         parse_normalizer(get("normalizer"), "normalizer", impl->normalizers);
+        check_steps(impl->normalizers, "normalizer");
         impl->normalizer_json = get("normalizer");
         parse_pre_tokenizer(get("pre_tokenizer"), "pre_tokenizer", impl->pre_tokenizer.steps);
+        check_steps(impl->pre_tokenizer.steps, "pre_tokenizer");
+        const auto byte_levels = static_cast<size_t>(
+            std::count_if(impl->pre_tokenizer.steps.begin(), impl->pre_tokenizer.steps.end(),
+                          [](const tok::PreTokStep &s) { return s.kind == tok::PreTokStep::Kind::byte_level; }));
+        if (byte_levels > kMaxByteLevel)
+            fail(RMKV_ERR_FORMAT, kWhere, ": pre_tokenizer has ", byte_levels, " ByteLevel steps; rmkv runs at most ",
+                 kMaxByteLevel, " (each maps every byte to a character of up to two bytes, so the text grows up to 2^",
+                 byte_levels, "-fold)");
         impl->pre_tokenizer_json = get("pre_tokenizer");
 
         const json &pp = get("post_processor");

@@ -390,6 +390,41 @@ static void test_unsupported_refused(void **state) {
         assert_int_equal(rmkv_tokenizer_vocab_size(t), 1056);
         rmkv_tokenizer_free(t);
     }
+    /* steps run over every encode's whole text, so their number and nesting are
+       bounded; N ByteLevel steps grow the text up to 2^N-fold (a fuzzer's file of 15
+       made 20 million ids from 4 KB) */
+    {
+        char seq[4096];
+        size_t at = (size_t)snprintf(seq, sizeof seq, "{\"type\":\"Sequence\",\"pretokenizers\":[");
+        for (int i = 0; i < 5; i++) at += (size_t)snprintf(seq + at, sizeof seq - at, "%s%s", i ? "," : "", bl);
+        snprintf(seq + at, sizeof seq - at, "]}");
+        expect_refused(mini_json("null", seq, "", ""), "5 ByteLevel steps");
+        /* four load (test_tokenizer_hf's variant four_bytelevel compares their ids with
+           Hugging Face's) */
+        seq[strlen(seq) - 2 - strlen(bl) - 1] = '\0';
+        strcat(seq, "]}");
+        rmkv_tokenizer *t = NULL;
+        const char *json = mini_json("null", seq, ",\"unk_token\":\"[X]\"", "");
+        if (rmkv_tokenizer_from_json(json, strlen(json), &t) != RMKV_OK) fail_msg("from_json: %s", rmkv_last_error());
+        rmkv_tokenizer_free(t);
+
+        const char *digits = "{\"type\":\"Digits\"}";
+        at = (size_t)snprintf(seq, sizeof seq, "{\"type\":\"Sequence\",\"pretokenizers\":[");
+        for (int i = 0; i < 33; i++) at += (size_t)snprintf(seq + at, sizeof seq - at, "%s%s", i ? "," : "", digits);
+        snprintf(seq + at, sizeof seq - at, "]}");
+        expect_refused(mini_json("null", seq, "", ""), "33 steps");
+        const char *lower = "{\"type\":\"Lowercase\"}";
+        at = (size_t)snprintf(seq, sizeof seq, "{\"type\":\"Sequence\",\"normalizers\":[");
+        for (int i = 0; i < 33; i++) at += (size_t)snprintf(seq + at, sizeof seq - at, "%s%s", i ? "," : "", lower);
+        snprintf(seq + at, sizeof seq - at, "]}");
+        expect_refused(mini_json(seq, bl, "", ""), "normalizer has 33 steps");
+        /* Sequences nested nine deep */
+        at = 0;
+        for (int i = 0; i < 9; i++) at += (size_t)snprintf(seq + at, sizeof seq - at, "{\"type\":\"Sequence\",\"pretokenizers\":[");
+        at += (size_t)snprintf(seq + at, sizeof seq - at, "%s", digits);
+        for (int i = 0; i < 9; i++) at += (size_t)snprintf(seq + at, sizeof seq - at, "]}");
+        expect_refused(mini_json("null", seq, "", ""), "nest more than 8");
+    }
     expect_refused("{not json", "JSON");
     expect_refused("[1,2]", "object");
 }

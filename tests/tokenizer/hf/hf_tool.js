@@ -137,6 +137,8 @@ async function main() {
       nfkd_bytelevel_first: { normalizer: { type: 'NFKD' }, pre_tokenizer: seq(bl(false, true), digits(true)) },
       no_regex: { normalizer: null, pre_tokenizer: bl(false, false) },
       plain_bytelevel: { normalizer: null, pre_tokenizer: bl(true, true) },
+      // the most ByteLevel steps rmkv runs (each maps the previous one's characters again)
+      four_bytelevel: { normalizer: null, pre_tokenizer: seq(bl(true, true), bl(false, true), digits(true), bl(true, false), bl(false, true)) },
       added_flags: {
         added_tokens: specials.concat([
           added('<tool>', { special: true, lstrip: true, rstrip: true }),
