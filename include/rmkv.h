@@ -218,7 +218,9 @@ RMKV_API void rmkv_model_free(rmkv_model *model);
    NFKC, Lowercase and Sequence, pre-tokenizers ByteLevel (add_prefix_space,
    use_regex), Digits and Sequence, decoder ByteLevel or none, post_processor
    none or ByteLevel, truncation and padding null, added tokens with all their
-   flags. Anything else is refused (RMKV_ERR_FORMAT naming it). */
+   flags. Anything else is refused (RMKV_ERR_FORMAT naming it), and so is a file
+   with more than 32 normalisers or pre-tokenizers, Sequences nested more than 8
+   deep, or more than 4 ByteLevel steps (each can double the text). */
 
 /* Reads a Hugging Face tokenizer.json. A component rmkv does not support is refused
    with RMKV_ERR_FORMAT naming it. *out is owned by the caller (rmkv_tokenizer_free). */
