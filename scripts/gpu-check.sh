@@ -9,15 +9,18 @@
 #   tests     test_gpu_ops (the fused and tensor-core attention kernels and the biases in cuBLASLt's
 #             epilogue, then RMKV_CUDA_ATTENTION=products RMKV_CUDA_BIAS=kernel),
 #             test_gpu_model (bf16 training's attention on the tensor cores, then RMKV_CUDA_ATTENTION=fp32:
-#             the fp32 fused kernels, then RMKV_CUDA_GRAPHS=1: decoding steps as CUDA graphs)
+#             the fp32 fused kernels, then RMKV_CUDA_GRAPHS=1: decoding steps and training passes as
+#             CUDA graphs)
 #   san       compute-sanitizer: memcheck on both programs, racecheck on test_gpu_ops
 #   train     base config, 10 steps: rmkv fp32 / bf16 / recompute against PyTorch eager and torch.compile
 #   stack     base bf16: sequences in parallel against sequences stacked into rows (B=4, 16 and 64);
 #             B=16 again with attention in fp32 (RMKV_CUDA_ATTENTION=fp32) against the tensor cores, and
-#             with the biases added by a kernel after each product (RMKV_CUDA_BIAS=kernel)
+#             with the biases added by a kernel after each product (RMKV_CUDA_BIAS=kernel); B=4 and 16
+#             with each training pass recorded as a CUDA graph (RMKV_CUDA_GRAPHS=1)
 #   prof      base under PyTorch's profiler (bench/profile_gpu.py): device busy share, kernels a
-#             step, time per kernel, for training (B=4 and B=16), one session decoding (then with
-#             RMKV_CUDA_GRAPHS=1) and 64 sessions stepped together (traces in LOG)
+#             step, time per kernel, for training (B=4 and B=16, then B=16 with RMKV_CUDA_GRAPHS=1),
+#             one session decoding (then with RMKV_CUDA_GRAPHS=1) and 64 sessions stepped together
+#             (traces in LOG)
 #   infer     base inference, F32 and BF16 weights: prefill, decode, 64 sessions on their own
 #             threads and stepped together; then 1, 8 and 64 stepped together; then both again
 #             with decoding steps recorded as CUDA graphs (RMKV_CUDA_GRAPHS=1)
@@ -82,6 +85,11 @@ stage() {
         RMKV_CUDA_BIAS=kernel "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 \
           --rows bf16 --no-pytorch --batch 16 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
       done
+      for bps in 4,4,1 4,1,4 16,4,4 16,1,16; do  # each training pass as one CUDA graph
+        local b=${bps%%,*} ps=${bps#*,}
+        RMKV_CUDA_GRAPHS=1 "$BENCH/rmkv-bench-train" --device cuda --config base --steps 10 --peak-tflops 989 \
+          --rows bf16 --no-pytorch --batch "$b" --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
+      done
       for ps in 4,16 2,32; do  # larger batches: how MFU grows with the rows of each product
         "$BENCH/rmkv-bench-train" --device cuda --config base --steps 5 --peak-tflops 989 --rows bf16 --no-pytorch \
           --batch 64 --parallel "${ps%,*}" --stack "${ps#*,}" || return 1
@@ -92,6 +100,8 @@ stage() {
         --trace "$LOG/prof-b4.json.gz" &&
         RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --batch 16 --parallel 4 --stack 4 \
           --trace "$LOG/prof-b16.json.gz" &&
+        RMKV_CUDA_GRAPHS=1 RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --batch 16 \
+          --parallel 4 --stack 4 --trace "$LOG/prof-b16-graphs.json.gz" &&
         RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --mode decode --steps 50 \
           --trace "$LOG/prof-decode.json.gz" &&
         RMKV_CUDA_GRAPHS=1 RMKV_LIBRARY="$LIB/librmkv.so.0" "$PY" bench/profile_gpu.py --config base --mode decode \

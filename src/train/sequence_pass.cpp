@@ -170,12 +170,19 @@ void SequencePass::forward_segment(SegmentForward &fwd, Segment &sg, const int32
 
 void SequencePass::run(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,
                        const std::vector<int64_t> &lens, const ModelWeights &G, float scale, const DropoutPlan *dropout) {
+    gather(tokens, targets, n_seq, stride, lens);
+    grow(lens.size());
+    // The whole pass is one recorded unit where the backend records (CUDA graphs:
+    // a pass is a few thousand launches): queue_run only queues work on st_.
+    run_recorded(be_, st_, [&] { queue_run(lens, G, scale, dropout); });
+}
+
+void SequencePass::queue_run(const std::vector<int64_t> &lens, const ModelWeights &G, float scale,
+                             const DropoutPlan *dropout) {
     const Config &c = m_.config();
     const ModelWeights &W = m_.weights();
     const int64_t M = c.memory_slots, D = c.d_model, V = c.vocab_size;
     const size_t K = lens.size(), L = static_cast<size_t>(c.n_layers);
-    gather(tokens, targets, n_seq, stride, lens);
-    grow(K);
     SegmentForward fwd(m_, st_);
     const int64_t B = n_seq_;
 

@@ -82,6 +82,9 @@ private:
         std::vector<LayerState> state;
         std::vector<LayerActs> acts;
     };
+    // run's device work, after gather and grow: only queues operations on st_, so
+    // that a failed recording may queue it again.
+    void queue_run(const std::vector<int64_t> &lens, const ModelWeights &G, float scale, const DropoutPlan *dropout);
     real *buffer(int64_t n);
     uint16_t *buffer16(int64_t n);  // a bf16 copy's buffer with copies, else NULL
     // Sequence i's tokens and targets of segment k, one after the other for each

@@ -6,7 +6,8 @@
 // same format whichever backend wrote them (a state saved on one loads on the
 // other and continues alike), checkpoints that move between backends, a
 // training run of a tiny config whose loss curve follows the CPU's, and state
-// tuning on the GPU.
+// tuning on the GPU. scripts/gpu-check.sh runs it again with RMKV_CUDA_GRAPHS=1,
+// where every decoding step and training pass is recorded as a CUDA graph.
 #include <unistd.h>
 
 #include <algorithm>

@@ -7,8 +7,15 @@
 // the tests, once as it is and once through a backend whose every recording
 // fails (so each step is queued twice), across a segment end, for the three
 // cells and position kinds; logits and every layer state must agree to the bit.
+// A training pass (SequencePass::run) adds to its gradients, so it is not queued
+// twice: a backend whose every recording fails puts back all its buffers and
+// sums as they were when the recording began (a device runs none of a failed
+// recording), and the pass queued again must give the loss and gradients of the
+// pass run once, bit for bit: one sequence, stacked ones with dropout and bf16
+// copies, and recomputation.
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -18,6 +25,7 @@
 #include "model/segment.h"
 #include "model/weights.h"
 #include "reference_backend.h"
+#include "train/sequence_pass.h"
 
 // cmocka last: it defines a macro named fail.
 extern "C" {
@@ -168,10 +176,11 @@ struct Text {
     }
 };
 
-void expect_same(const char *what, const std::string &name, const std::vector<float> &a, const std::vector<float> &b) {
+void expect_same(const char *what, const std::string &name, const std::vector<float> &a, const std::vector<float> &b,
+                 const char *when = "each decoding step is queued twice") {
     assert_int_equal(a.size(), b.size());
     if (std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0)
-        fail_msg("%s: %s differs when each decoding step is queued twice", name.c_str(), what);
+        fail_msg("%s: %s differ(s) when %s", name.c_str(), what, when);
 }
 
 // A session's step of one token (rmkv_session::step): prefill, then one token at
@@ -289,11 +298,140 @@ const struct {
      "\"n_heads\":4,\"n_kv_heads\":2,\"cell\":\"minimal\",\"pos\":\"sincos\",\"norm\":\"layernorm\",\"ffn\":\"none\"}"},
 };
 
+// ---- a training pass whose recording fails ----
+
+// Every recording "fails" after its operations ran, and undoes them first: each
+// buffer allocated through this backend is put back as it was at begin_record
+// (one allocated since is filled with NaN: a device would not have written it),
+// and so are the stream's sums. run_recorded then queues the step again, as after
+// a failed recording on a device, where none of it ran. (A pass adds to its
+// gradients, so queued twice without the undoing it would double them.)
+class RollbackBackend final : public ReferenceBackend {
+public:
+    real *alloc(size_t n) override { return track(ReferenceBackend::alloc(n), n * sizeof(real)); }
+    void free(real *p) override {
+        untrack(p);
+        ReferenceBackend::free(p);
+    }
+    uint16_t *alloc_bf16(size_t n) override { return track(ReferenceBackend::alloc_bf16(n), n * sizeof(uint16_t)); }
+    void free_bf16(uint16_t *p) override {
+        untrack(p);
+        ReferenceBackend::free_bf16(p);
+    }
+    bool begin_record(Stream &s) override {
+        saved_.clear();
+        for (const auto &[p, bytes] : sizes_) saved_[p].assign(static_cast<char *>(p), static_cast<char *>(p) + bytes);
+        sums_ = {s.host_loss_sum, s.host_grad_norm, s.host_update_scale};
+        return true;
+    }
+    bool end_record(Stream &s) override {
+        ++failed;
+        for (const auto &[p, bytes] : sizes_) {
+            auto it = saved_.find(p);
+            if (it == saved_.end()) std::memset(p, 0xff, bytes);
+            else std::memcpy(p, it->second.data(), bytes);
+        }
+        s.host_loss_sum = sums_.loss, s.host_grad_norm = sums_.norm, s.host_update_scale = sums_.scale;
+        return false;
+    }
+    int failed = 0;
+
+private:
+    template <class T>
+    T *track(T *p, size_t bytes) {
+        sizes_[p] = bytes;
+        return p;
+    }
+    void untrack(void *p) {
+        sizes_.erase(p);
+        saved_.erase(p);
+    }
+    std::map<void *, size_t> sizes_;
+    std::map<void *, std::vector<char>> saved_;
+    struct {
+        double loss, norm;
+        float scale;
+    } sums_{};
+};
+
+// Two training passes (SequencePass::run, the first growing the pass's buffers)
+// over segments {4, 1, 3} of n_seq stacked sequences: the loss and the summed
+// gradients of both.
+struct PassResult {
+    double loss = 0;
+    std::vector<float> grads;
+};
+PassResult training_passes(Backend &be, const Net &n, int64_t n_seq, bool recompute, Bf16Copies copies, float dropout) {
+    const Config &c = n.c;
+    const std::vector<ParamSpec> specs = param_specs(c);
+    const ModelView view{&c, &n.W, &be};
+    const std::vector<int64_t> lens = {4, 1, 3};
+    const int64_t total = 8;
+    std::mt19937_64 rng(11);
+    // the second pass reads the tokens one further on
+    std::vector<int32_t> tokens(static_cast<size_t>(n_seq * total + 1)), targets(tokens.size() - 1);
+    for (int32_t &t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
+    for (size_t i = 0; i < targets.size(); ++i)
+        targets[i] = i % 5 == 2 ? -1 : static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
+    std::vector<DropoutPlan> plans;
+    for (int64_t i = 0; i < n_seq; ++i) plans.push_back({dropout, 0x5eedull + 7 * static_cast<uint64_t>(i)});
+    auto st = be.new_stream();
+    Owned g(be);
+    std::vector<real *> gp;
+    for (const ParamSpec &sp : specs) {
+        gp.push_back(g.get(sp.numel));
+        be.fill(*st, gp.back(), 0.0f, static_cast<size_t>(sp.numel));
+    }
+    PassResult r;
+    {
+        SequencePass pass(view, *st, recompute, n_seq, copies);
+        for (int run = 0; run < 2; ++run)
+            pass.run(tokens.data() + run, targets.data(), n_seq, total, lens, bind_weights(c, specs, gp), 0.25f,
+                     plans.data());
+        r.loss = be.take_loss(*st);
+    }
+    for (size_t i = 0; i < specs.size(); ++i) r.grads.insert(r.grads.end(), gp[i], gp[i] + specs[i].numel);
+    return r;
+}
+
+void training_pass(const std::string &name, const std::string &json) {
+    Net n;
+    build(n, json);
+    struct Way {
+        const char *what;
+        int64_t n_seq;
+        bool recompute;
+        Bf16Copies copies;
+        float dropout;
+    };
+    for (const Way &w : {Way{"1 sequence", 1, false, Bf16Copies::off, 0.0f},
+                         Way{"3 stacked, dropout, bf16 copies", 3, false, Bf16Copies::beside_fp32, 0.2f},
+                         Way{"2 stacked, recomputing", 2, true, Bf16Copies::off, 0.1f}}) {
+        ReferenceBackend once;
+        RollbackBackend again;
+        const PassResult want = training_passes(once, n, w.n_seq, w.recompute, w.copies, w.dropout);
+        const PassResult got = training_passes(again, n, w.n_seq, w.recompute, w.copies, w.dropout);
+        assert_int_equal(again.failed, 2);
+        if (std::memcmp(&got.loss, &want.loss, sizeof(double)) != 0)
+            fail_msg("%s, %s: loss %.9g queued again, %.9g once", name.c_str(), w.what, got.loss, want.loss);
+        expect_same("the gradients", name + ", " + w.what, got.grads, want.grads,
+                    "each pass is recorded, undone and queued again");
+        size_t nonzero = 0;
+        for (float x : got.grads) nonzero += x != 0.0f;
+        assert_true(nonzero > 0);
+        print_message("%-36s %-32s 2 passes, each recorded, undone and queued again: identical\n", name.c_str(),
+                      w.what);
+    }
+}
+
 void one_session_twice(void **) {
     for (const auto &k : kConfigs) one_session(k.name, std::string("{") + kBase + k.rest);
 }
 void sessions_together_twice(void **) {
     for (const auto &k : kConfigs) rows_together(k.name, std::string("{") + kBase + k.rest);
+}
+void training_pass_queued_again(void **) {
+    for (const auto &k : kConfigs) training_pass(k.name, std::string("{") + kBase + k.rest);
 }
 
 }  // namespace
@@ -303,6 +441,7 @@ int main() {
         cmocka_unit_test(run_recorded_cases),
         cmocka_unit_test(one_session_twice),
         cmocka_unit_test(sessions_together_twice),
+        cmocka_unit_test(training_pass_queued_again),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

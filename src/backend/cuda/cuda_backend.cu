@@ -37,8 +37,9 @@
 // the fp32 kernels: the gpu tests run each way, and benchmarks can compare them.
 //
 // Recorded steps (Backend::begin_record; a session's decoding step, sessions
-// decoded together): with RMKV_CUDA_GRAPHS=1 the step is captured into a CUDA
-// graph and launched as one; off by default until timed on a GPU.
+// decoded together, a training pass): with RMKV_CUDA_GRAPHS=1 the step is
+// captured into a CUDA graph and launched as one; off by default until timed on
+// a GPU.
 //
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
@@ -181,10 +182,10 @@ public:
     // ---- recorded steps: stream capture (thread-local: other threads' calls do
     // not disturb it) into a graph, instantiated into the stream's executable
     // graph the first time and updated after (cudaGraphExecUpdate: decoding
-    // steps differ in their kernels' arguments only), then launched. A failed
-    // recording (an operation the capture cannot hold, or an update and an
-    // instantiation that fail) runs nothing; after kRecordTries in a row the
-    // stream stops recording for good. A step of another shape than the last
+    // steps, and training passes of the same segment lengths, differ in their
+    // kernels' arguments only), then launched. A failed recording (an operation
+    // the capture cannot hold, or an update and an instantiation that fail) runs
+    // nothing; after kRecordTries in a row the stream stops recording for good. A step of another shape than the last
     // (another number of sessions together, the products path at long keys)
     // fails the update and is instantiated anew. ----
     bool begin_record(Stream &s) override {
