@@ -19,7 +19,7 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
     const int64_t M = B * c.memory_slots, D = c.d_model, S = B * c.segment_len, KV = B * (c.memory_slots + c.segment_len);
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2), V = c.vocab_size;
     try {
-        dx_ = buffer(S * D), dx_mid_ = buffer(S * D), dxn_ = buffer(S * D), dxn2_ = buffer(S * D);
+        dx_ = buffer(S * D), dxn_ = buffer(S * D), dxn2_ = buffer(S * D);
         dq_ = buffer(S * D), dattn_ = buffer(S * D), dox_ = buffer(S * D), dtok_ = buffer(S * D);
         dk_ = buffer(KV * Dkv), dv_ = buffer(KV * Dkv);
         dffn_a_ = input_buffer(S * F), dffn_b_ = input_buffer(S * F), dffn_h_ = buffer(S * F);
@@ -29,7 +29,7 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
         dxnf16_ = buffer16(S * D), dlogits16_ = buffer16(S * V);
         dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D), dmem_out_ = buffer(M * D), dpooled_ = buffer(M * D);
         dmem_xn_ = buffer(M * D), dgi_ = buffer(M * G * D), dgh_ = buffer(M * G * D), dcat_ = buffer(M * 2 * D);
-        dm_tmp_ = buffer(M * D), dc_tmp_ = buffer(M * D);
+        dc_tmp_ = buffer(M * D);
         if (B > 1) k_rows_ = buffer(std::max(M, S) * Dkv), v_rows_ = buffer(std::max(M, S) * Dkv);
         for (int64_t l = 0; l < c.n_layers; ++l) {
             dm_next_.push_back(buffer(M * D));
@@ -296,10 +296,9 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
 
     be_.fill(st_, dk_, 0.0f, static_cast<size_t>(B * block));
     be_.fill(st_, dv_, 0.0f, static_cast<size_t>(B * block));
-    be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(rows * D));
-
     // 1. The memory update (only when this segment wrote a memory someone read).
     if (rewritten) {
+        be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(rows * D));
         be_.fill(st_, dmem_out_, 0.0f, static_cast<size_t>(mrows * D));
         if (c.cell == Cell::minimal) {
             be_.cell_backward(st_, CellKind::minimal, dgi_, nullptr, dmem_out_, nullptr, dm_next_[l], nullptr, nullptr,
@@ -321,8 +320,8 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
                                        Hkv, hd, M + T, B, block, fwd.drops(l, DropSite::attn_memory));
     }
 
-    // 2. Feed-forward: x_out = x_mid + down(h).
-    be_.copy(st_, dx_mid_, dx_, rows * D);
+    // 2. Feed-forward: x_out = x_mid + down(h). dx_ becomes the gradient of x_mid
+    // (norm2's backward adds to it).
     if (c.ffn != Ffn::none) {
         const real *ddown = dx_;  // gradient of down(h), through its dropout
         if (fwd.dropping()) {
@@ -343,13 +342,19 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
             be_.linear_backward(st_, dxn2_, false, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F,
                                 a.xn2_16, dffn_b16_);
         }
-        be_.norm_backward(st_, nk, dx_mid_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, rows, D, eps);
+        be_.norm_backward(st_, nk, dx_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, rows, D, eps);
     }
 
-    // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_).
-    be_.add(st_, dox_, dx_mid_, dtok_, rows * D);
-    fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
-    be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox_, a.attn, w.wo.f32, rows, D, D);
+    // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_,
+    // when rewritten); dx_ becomes the gradient of x_in (norm1's backward adds to it).
+    const real *dox = dx_;
+    if (rewritten || fwd.dropping()) {
+        if (rewritten) be_.add(st_, dox_, dx_, dtok_, rows * D);
+        else be_.copy(st_, dox_, dx_, rows * D);
+        fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
+        dox = dox_;
+    }
+    be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox, a.attn, w.wo.f32, rows, D, D);
     be_.attention_stacked_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M, B,
                                    block, fwd.drops(l, DropSite::attn_tokens));
     if (c.pos == Pos::rope) {
@@ -366,7 +371,6 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     be_.linear_backward(st_, dxn_, false, g.wq.f32, g.bq, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16);
     be_.linear_backward(st_, dxn_, true, g.wk.f32, g.bk, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16);
     be_.linear_backward(st_, dxn_, true, g.wv.f32, g.bv, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16);
-    be_.copy(st_, dx_, dx_mid_, rows * D);
     be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps);
 
     // 4. The memory rows: their queries (when rewritten), keys and values came from norm1(memory).
@@ -381,9 +385,9 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     be_.linear_backward(st_, dmem_xn_, rewritten, g.wk.f32, g.bk, dk_mem, a.mem_xn, w.wk.f32, mrows, D, Dkv,
                         a.mem_xn16);
     be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, g.bv, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv, a.mem_xn16);
-    be_.fill(st_, dm_tmp_, 0.0f, static_cast<size_t>(mrows * D));
-    be_.norm_backward(st_, nk, dm_tmp_, g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, mrows, D, eps);
-    be_.copy(st_, dm_next_[l], dm_tmp_, mrows * D);
+    // (dm_next_[l], the gradient of the memory this segment wrote, was read in 1.)
+    be_.fill(st_, dm_next_[l], 0.0f, static_cast<size_t>(mrows * D));
+    be_.norm_backward(st_, nk, dm_next_[l], g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, mrows, D, eps);
     if (c.cell == Cell::lstm) {
         // The cell state read by this segment only reaches its own memory update.
         if (rewritten) be_.copy(st_, dc_next_[l], dc_tmp_, mrows * D);

@@ -124,9 +124,9 @@ private:
     std::vector<real *> owned_;
     std::vector<uint16_t *> owned16_;
     // Gradient scratch shared by every segment and layer.
-    real *dx_, *dx_mid_, *dxn_, *dxn2_, *dq_, *dattn_, *dox_, *dk_, *dv_, *dtok_;
+    real *dx_, *dxn_, *dxn2_, *dq_, *dattn_, *dox_, *dk_, *dv_, *dtok_;
     real *dffn_a_, *dffn_b_, *dffn_h_, *logits_, *dxnf_;
-    real *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dm_tmp_, *dc_tmp_;
+    real *dmem_q_, *dmem_attn_, *dmem_out_, *dpooled_, *dmem_xn_, *dgi_, *dgh_, *dcat_, *dc_tmp_;
     real *k_rows_ = nullptr, *v_rows_ = nullptr;  // stack > 1: key/value rows to and from the cache blocks
     // bf16 copies (NULL without copies) of dffn_a_, dffn_b_, dxnf_ (those three
     // fp32 buffers: none with copies only) and of the gradient written over logits_
