@@ -1,35 +1,40 @@
 // The CUDA backend's kernels and their launchers (src/backend/cuda/cuda_kernels.cu
-// and the headers it includes), the same source lines, on CPU threads: one
-// std::thread per CUDA thread of a block, a barrier for __syncthreads and one per
-// warp for shuffles (__shfl_xor_sync only: each lane leaves its value, the warp
-// meets, each reads its partner's; the kernels use no other warp-level operation
-// but the WMMA calls, which meet the same way), a static array for the block's shared memory (filled
-// with NaN before each block, so a read of something not written shows), the
-// blocks one after another. RMKV_LAUNCH and RMKV_BLOCK_SHARED, which
-// cuda_kernels.cu leaves to whoever includes it, send its launches here.
+// and the headers it includes), the same source lines, on the CPU: the threads
+// of a block as fibers of the launching thread (Fibers below: each runs to its
+// next barrier, in turn, forward and backward on alternate rounds), a barrier for
+// __syncthreads and one per warp for shuffles (__shfl_xor_sync only: each lane
+// leaves its value, the warp meets, each reads its partner's; the kernels use no
+// other warp-level operation but the WMMA calls, which meet the same way), a
+// static array for the block's shared memory (filled with NaN before each
+// block, so a read of something not written shows), the blocks one after
+// another. RMKV_LAUNCH and RMKV_BLOCK_SHARED, which cuda_kernels.cu leaves to
+// whoever includes it, send its launches here.
 // Included once by each emulation test program (test_cuda_emulated.cpp: the
 // attention kernels, the 16-bit product, the products' calls;
-// test_cuda_emulated_ops.cpp: every other kernel), which then compare against
-// the CPU backend's kernels. What this cannot show is left to tests/gpu and
-// compute-sanitizer on a GPU: speed, and races between blocks (they run one
-// after another here, so the atomics that sum across blocks are not put to the
-// test; 256 threads on a few cores interleave coarsely, so a missing barrier may
-// also pass unseen).
+// test_cuda_emulated_ops.cpp: every other kernel; test_cuda_emulated_backend.cpp:
+// the backend around them), which then compare against the CPU backend's
+// kernels. What this cannot show is left to tests/gpu and compute-sanitizer on
+// a GPU: speed, and races between blocks (they run one after another here, so
+// the atomics that sum across blocks are not put to the test), and between
+// threads that meet at no barrier but a warp's implicit lockstep.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <cmath>
+#include <functional>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
-#include <thread>
 #include <type_traits>
 #include <vector>
+
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_kernels.h"
@@ -39,13 +44,109 @@ struct dim3 {
     unsigned x, y, z;
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
+#ifdef RMKV_HOST_CUDA_API  // the runtime API on the host (tests/unit/host_cuda), its types included
+#include <cuda_runtime.h>
+#else
 using cudaStream_t = struct CUstream_st *;
 enum cudaError_t { cudaSuccess = 0 };
+#endif
 namespace {
-thread_local dim3 threadIdx, blockIdx;
-dim3 gridDim, blockDim;
-std::barrier<> *g_block_barrier = nullptr;
-std::barrier<> **g_warp_barriers = nullptr;  // one per warp of the block (shuffles and WMMA calls)
+dim3 threadIdx, blockIdx, gridDim, blockDim;
+
+// A block's CUDA threads as fibers on the launching thread: each runs until it
+// waits at a barrier or returns, then the next one runs. A round takes the warps
+// one after another, each as far as it goes without the others (its lanes in
+// turn until all wait at a __syncthreads or have returned), in order, and the
+// next round in reverse: warps run as far apart as a GPU lets them, so that a
+// read of what another warp writes without a __syncthreads between finds it not
+// yet written, or already overwritten, whichever comes first. A round in which
+// no fiber arrives anywhere or returns is a deadlock (a barrier some threads
+// never reach) and fails.
+class Fibers {
+public:
+    static Fibers &get() {
+        static Fibers f;
+        return f;
+    }
+    // body(t) for t < n, each a fiber with threadIdx set to its own.
+    void run(unsigned n, dim3 block, const std::function<void(unsigned)> &body);
+    // From a fiber: back to the scheduler, until the next round.
+    void yield();
+    void progressed() { ++progress_; }
+    ~Fibers() {
+        for (Fiber &f : fibers_) std::free(f.stack);
+    }
+
+private:
+    static constexpr size_t kStack = size_t(256) << 10;
+    struct Fiber {
+        void *sp = nullptr;  // its saved stack pointer (fiber_switch)
+        char *stack = nullptr;
+        bool done = false;
+    };
+    [[noreturn]] static void entry();
+    void switch_to(unsigned t);
+    std::vector<Fiber> fibers_;
+    void *scheduler_sp_ = nullptr;
+    unsigned current_ = 0;
+    uint64_t progress_ = 0;
+    const std::function<void(unsigned)> *body_ = nullptr;
+#ifdef __SANITIZE_ADDRESS__
+    void *fake_stack_ = nullptr;
+    const void *main_bottom_ = nullptr;
+    size_t main_size_ = 0;
+#endif
+};
+
+// Saves the callee-saved registers and the stack pointer (into *save), switches
+// to the stack at `to` and restores what a previous switch saved there (x86-64,
+// System V: what ucontext's swapcontext does, without its system call for the
+// signal mask, which made it most of the emulation's time).
+extern "C" void fiber_switch(void **save, void *to);
+asm(R"(
+    .text
+    .p2align 4
+    .type fiber_switch, @function
+fiber_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size fiber_switch, .-fiber_switch
+)");
+
+// A barrier of n fibers (__syncthreads, a warp's meeting).
+class FiberBarrier {
+public:
+    explicit FiberBarrier(unsigned n) : n_(n) {}
+    void arrive_and_wait() {
+        const uint64_t phase = phase_;
+        Fibers::get().progressed();
+        if (++arrived_ == n_) {
+            arrived_ = 0, ++phase_;
+            return;
+        }
+        while (phase_ == phase) Fibers::get().yield();
+    }
+
+private:
+    unsigned n_, arrived_ = 0;
+    uint64_t phase_ = 0;
+};
+
+FiberBarrier *g_block_barrier = nullptr;
+FiberBarrier **g_warp_barriers = nullptr;  // one per warp of the block (shuffles and WMMA calls)
 uint64_t g_warp_slots[32][32];               // a value of each lane of each warp (shuffles)
 template <class T> T __ldg(const T *p) { return *p; }
 void atomicAdd(float *p, float v) { std::atomic_ref<float>(*p).fetch_add(v); }
@@ -181,10 +282,92 @@ namespace {
 
 using namespace rmkv;
 
+void Fibers::entry() {
+    Fibers &f = get();
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_finish_switch_fiber(nullptr, &f.main_bottom_, &f.main_size_);
+#endif
+    const unsigned t = f.current_;
+    (*f.body_)(t);
+    f.fibers_[t].done = true;
+    ++f.progress_;
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_start_switch_fiber(nullptr, f.main_bottom_, f.main_size_);  // this fiber's stack is done with
+#endif
+    fiber_switch(&f.fibers_[t].sp, f.scheduler_sp_);
+    __builtin_unreachable();  // never resumed
+}
+
+void Fibers::yield() {
+    Fiber &f = fibers_[current_];
+#ifdef __SANITIZE_ADDRESS__
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(&fake, main_bottom_, main_size_);
+#endif
+    fiber_switch(&f.sp, scheduler_sp_);
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_finish_switch_fiber(fake, &main_bottom_, &main_size_);
+#endif
+}
+
+void Fibers::switch_to(unsigned t) {
+    current_ = t;
+    threadIdx = dim3{t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y)};
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_start_switch_fiber(&fake_stack_, fibers_[t].stack, kStack);
+#endif
+    fiber_switch(&scheduler_sp_, fibers_[t].sp);
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_finish_switch_fiber(fake_stack_, nullptr, nullptr);
+#endif
+}
+
+void Fibers::run(unsigned n, dim3 block, const std::function<void(unsigned)> &body) {
+    blockDim = block;
+    if (fibers_.size() < n) fibers_.resize(n);
+    body_ = &body;
+    for (unsigned t = 0; t < n; ++t) {
+        Fiber &f = fibers_[t];
+        if (!f.stack && !(f.stack = static_cast<char *>(std::malloc(kStack)))) std::abort();
+        // The first switch to it pops six zero registers and returns into entry,
+        // with the stack aligned as at a call.
+        auto *top = reinterpret_cast<uintptr_t *>(reinterpret_cast<uintptr_t>(f.stack + kStack) & ~uintptr_t(15));
+        top[-1] = 0;
+        top[-2] = reinterpret_cast<uintptr_t>(&entry);
+        for (int r = 3; r <= 8; ++r) top[-r] = 0;
+        f.sp = top - 8;
+        f.done = false;
+    }
+    const unsigned warps = (n + 31) / 32;
+    for (bool forward = true;; forward = !forward) {
+        const uint64_t before = progress_;
+        bool any = false;
+        for (unsigned i = 0; i < warps; ++i) {
+            const unsigned w = forward ? i : warps - 1 - i, lanes = std::min(32u, n - 32 * w);
+            // This warp as far as it goes without the others (to a __syncthreads, or its end).
+            for (bool lanes_forward = forward;; lanes_forward = !lanes_forward) {
+                const uint64_t at = progress_;
+                for (unsigned j = 0; j < lanes; ++j) {
+                    const unsigned t = 32 * w + (lanes_forward ? j : lanes - 1 - j);
+                    if (fibers_[t].done) continue;
+                    any = true;
+                    switch_to(t);
+                }
+                if (progress_ == at) break;
+            }
+        }
+        if (!any) return;
+        if (progress_ == before) {
+            std::fprintf(stderr, "emulated block (%u, %u, %u): its threads wait at barriers that not all reach\n",
+                         blockIdx.x, blockIdx.y, blockIdx.z);
+            std::abort();
+        }
+    }
+}
+
 // Runs kernel() as a grid of blocks, the blocks one after another (last first
-// when `reverse`) on one team of threads, a CUDA thread each, which meet at a
-// barrier before and after each block. Each block's shared memory starts as NaN,
-// and past it lies a guard band that must stay as it was.
+// when `reverse`), each block's threads as fibers. Each block's shared memory
+// starts as NaN, and past it lies a guard band that must stay as it was.
 template <class F>
 void launch(dim3 grid, dim3 block, int64_t shared_floats, const F &kernel, bool reverse = false) {
     constexpr int64_t kGuard = 1024;
@@ -194,47 +377,26 @@ void launch(dim3 grid, dim3 block, int64_t shared_floats, const F &kernel, bool 
     if (threads == 0 || threads > 1024) fail_msg("a block of %u threads", threads);
     gridDim = grid;
     blockDim = block;
-    std::barrier<> barrier(threads), start(threads + 1), done(threads + 1);
+    FiberBarrier barrier(threads);
     g_block_barrier = &barrier;
-    std::vector<std::unique_ptr<std::barrier<>>> warps;
-    std::vector<std::barrier<> *> warp_at;
+    std::vector<std::unique_ptr<FiberBarrier>> warps;
+    std::vector<FiberBarrier *> warp_at;
     for (unsigned w = 0; w < (threads + 31) / 32; ++w) {
-        warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - 32 * w)));
+        warps.push_back(std::make_unique<FiberBarrier>(std::min(32u, threads - 32 * w)));
         warp_at.push_back(warps.back().get());
     }
     g_warp_barriers = warp_at.data();
-    dim3 at;
-    bool finished = false;
-    std::vector<std::thread> team;
-    for (unsigned t = 0; t < threads; ++t)
-        team.emplace_back([&, t] {
-            threadIdx = dim3{t % block.x, t / block.x % block.y, t / (block.x * block.y)};
-            for (;;) {
-                start.arrive_and_wait();
-                if (finished) return;
-                blockIdx = at;
-                kernel();
-                done.arrive_and_wait();
-            }
-        });
+    const std::function<void(unsigned)> body = [&](unsigned) { kernel(); };
     for (unsigned i = 0; i < n_blocks; ++i) {
         const unsigned b = reverse ? n_blocks - 1 - i : i;
-        at = dim3{b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
+        blockIdx = dim3{b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
         std::fill(cuda::sm, cuda::sm + shared_floats, NAN);
         std::fill(cuda::sm + shared_floats, cuda::sm + shared_floats + kGuard, 1234.5f);
-        start.arrive_and_wait();
-        done.arrive_and_wait();
+        Fibers::get().run(threads, block, body);
         for (int64_t j = shared_floats; j < shared_floats + kGuard; ++j)
-            if (cuda::sm[j] != 1234.5f) {
-                finished = true;
-                start.arrive_and_wait();
-                for (std::thread &th : team) th.join();
-                fail_msg("block (%u, %u, %u) wrote past its shared memory", at.x, at.y, at.z);
-            }
+            if (cuda::sm[j] != 1234.5f)
+                fail_msg("block (%u, %u, %u) wrote past its shared memory", blockIdx.x, blockIdx.y, blockIdx.z);
     }
-    finished = true;
-    start.arrive_and_wait();
-    for (std::thread &th : team) th.join();
 }
 
 // The launches of cuda_kernels.cu (RMKV_LAUNCH).

@@ -1,0 +1,239 @@
+// The CUDA backend itself (src/backend/cuda/cuda_backend.cu with cuda_stream.h,
+// bias_gemm.h and products.h) compiled for the CPU: its kernels on CPU threads
+// (cuda_emulation.h), the CUDA runtime, cuBLAS and cuBLASLt calls on the host
+// (tests/unit/host_cuda: the products as cuBLAS documents them, their sizes and
+// leading dimensions checked as cuBLAS checks them; new device memory NaN).
+// What the kernel tests (test_cuda_emulated, _ops) cannot see: the backend's own
+// code between the seam and the kernels, that is, the mapping of row-major
+// operations onto column-major products, the bias in cuBLASLt's epilogue, the
+// bf16 conversions and shadows, the bf16 copies, the staging of host arrays,
+// the scratch buffers, and the stacked operations. A training pass of the model
+// code (SequencePass: K = 3 unequal segments, stacked sequences, with and
+// without dropout, recomputation) runs on it and on the CPU backend; the loss and
+// every gradient must agree: fp32 within 1e-5 (relative to each tensor's
+// largest value, as tests/gpu does), bf16 (products with bf16 inputs through
+// bf16 copies, attention on the tensor-core kernels) within the gpu tests'
+// whole-model bf16 tolerance against fp32 on the CPU.
+// What this cannot show is left to tests/gpu on a GPU: cuBLAS's and the
+// driver's real behaviour, streams running at once, graphs, speed.
+#define RMKV_HOST_CUDA_API 1
+#include "cuda_emulation.h"
+#undef fail  // cmocka's; cuda_backend.cu has its own
+
+namespace rmkv::cuda {
+cudaError_t fused_attention_setup(int) { return cudaSuccess; }  // cudaFuncSetAttribute on a device only
+}  // namespace rmkv::cuda
+
+#include "backend/cuda/cuda_backend.cu"
+#include "core/error.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "train/sequence_pass.h"
+#define fail() _fail(__FILE__, __LINE__)  // cmocka's again (fail_msg uses it)
+
+namespace {
+
+using namespace rmkv;
+
+// tests/gpu/gpu_common.h's kTolF32 and kTolBf16Model.
+constexpr double gpu_tolerance_f32 = 1e-5, gpu_tolerance_bf16 = 5e-2;
+// bf16 with fp32 attention on the emulated device against bf16 products on the
+// CPU: the same rounded inputs, the sums in another order (measured at most
+// 4.9e-3 here).
+constexpr double bf16_against_bf16 = 1e-2;
+
+[[noreturn]] void plugin_fail(int status, const char *message) {
+    throw Error(static_cast<rmkv_status>(status), message);
+}
+
+// A model's weights (and, for bf16, the shadows of its matrices) on a backend.
+struct Weights {
+    Backend &be;
+    std::vector<real *> p;
+    std::vector<uint16_t *> shadows;
+    ModelWeights W{};
+    Weights(Backend &b, Stream &st, const Config &c, const std::vector<ParamSpec> &specs,
+            const std::vector<std::vector<float>> &host, bool bf16)
+        : be(b) {
+        for (size_t i = 0; i < specs.size(); ++i) {
+            p.push_back(be.alloc(host[i].size()));
+            be.from_host(st, p.back(), host[i].data(), host[i].size());
+            shadows.push_back(bf16 && is_matrix(specs[i]) ? be.alloc_bf16(host[i].size()) : nullptr);
+            if (shadows.back()) {
+                be.to_bf16(st, shadows.back(), p.back(), host[i].size());
+                be.set_shadow(st, p.back(), shadows.back());
+            }
+        }
+        be.set_bf16(st, bf16);
+        be.set_bf16_attention(st, bf16);
+        W = bind_weights(c, specs, p);
+    }
+    ~Weights() {
+        for (size_t i = 0; i < p.size(); ++i) {
+            be.free(p[i]);
+            if (shadows[i]) be.free_bf16(shadows[i]);
+        }
+    }
+};
+
+struct PassResult {
+    double loss = 0;
+    std::vector<std::vector<float>> grads;
+};
+
+struct PassCase {
+    int64_t n_seq;
+    float dropout;
+    bool recompute;
+};
+
+// One training pass over n_seq stacked sequences of segments {S, 1, S - 2}.
+PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSpec> &specs,
+                         const std::vector<std::vector<float>> &host, bool bf16, const PassCase &pc) {
+    auto st = be.new_stream();
+    Weights w(be, *st, c, specs, host, bf16);
+    const ModelView view{&c, &w.W, &be};
+    const std::vector<int64_t> lens = {c.segment_len, 1, c.segment_len - 2};
+    const int64_t total = 2 * c.segment_len - 1;
+    std::mt19937_64 rng(3);
+    std::vector<int32_t> tokens(static_cast<size_t>(pc.n_seq * total)), targets(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        tokens[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
+        targets[i] = i % 7 == 4 ? -1 : static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
+    }
+    std::vector<DropoutPlan> plans;
+    for (int64_t i = 0; i < pc.n_seq; ++i) plans.push_back({pc.dropout, 0xd40ull + 17 * static_cast<uint64_t>(i)});
+    std::vector<real *> g;
+    for (const ParamSpec &s : specs) {
+        g.push_back(be.alloc(static_cast<size_t>(s.numel)));  // zeroed
+    }
+    PassResult r;
+    {
+        SequencePass pass(view, *st, pc.recompute, pc.n_seq, bf16 ? Bf16Copies::instead_of_fp32 : Bf16Copies::off);
+        pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), 0.125f, plans.data());
+        r.loss = be.take_loss(*st);
+    }
+    for (size_t i = 0; i < specs.size(); ++i) {
+        r.grads.emplace_back(static_cast<size_t>(specs[i].numel));
+        be.to_host(*st, r.grads.back().data(), g[i], r.grads.back().size());
+        be.free(g[i]);
+    }
+    be.sync(*st);
+    return r;
+}
+
+// max |got - want| relative to want's largest value, or to `floor` when that is
+// larger (a NaN gives NaN).
+double relative(const std::vector<float> &got, const std::vector<float> &want, double floor) {
+    double largest = std::max(floor, 1e-30), worst = 0;
+    for (float x : want) largest = std::max(largest, std::fabs(static_cast<double>(x)));
+    for (size_t i = 0; i < want.size(); ++i) {
+        const double e = std::fabs(static_cast<double>(got[i]) - want[i]) / largest;
+        if (!(e <= worst)) worst = e;  // a NaN sticks
+    }
+    return worst;
+}
+
+// The loss and every gradient of got against want within tol.
+void expect_close(const std::string &what, const PassResult &got, const PassResult &want, const Config &c,
+                  const std::vector<ParamSpec> &specs, double tol) {
+    const double loss_error = std::fabs(got.loss - want.loss) / std::fabs(want.loss);
+    if (!(loss_error <= tol)) fail_msg("%s: loss %.9g, CPU %.9g", what.c_str(), got.loss, want.loss);
+    // As tests/gpu: each tensor relative to its largest gradient, or to 1e-3 of the
+    // model's largest when all of its own are smaller.
+    double largest = 0;
+    for (const std::vector<float> &g : want.grads)
+        for (float x : g) largest = std::max(largest, std::fabs(static_cast<double>(x)));
+    double worst = 0;
+    std::string worst_name;
+    for (size_t t = 0; t < specs.size(); ++t) {
+        // Without RoPE the key bias only shifts each query's scores by one constant:
+        // its gradient is rounding alone, a cancelling sum over every key row, and is
+        // held to the model's largest gradient.
+        const bool zero = c.pos != Pos::rope && specs[t].name.find("attn.k.bias") != std::string::npos;
+        const double e = relative(got.grads[t], want.grads[t], zero ? largest : 1e-3 * largest);
+        if (std::getenv("RMKV_TEST_VERBOSE")) print_message("  %-32s %.3g\n", specs[t].name.c_str(), e);
+        if (!(e <= worst)) worst = e, worst_name = specs[t].name;
+    }
+    if (!(worst <= tol))
+        fail_msg("%s: the gradient of %s differs by %.3g (tolerance %.0e)", what.c_str(), worst_name.c_str(), worst, tol);
+    print_message("%-58s loss %.2e, worst gradient %.2e (%s)\n", what.c_str(), loss_error, worst, worst_name.c_str());
+}
+
+void check_config(const char *name, const std::string &json, std::initializer_list<PassCase> cases) {
+    std::unique_ptr<Backend> cuda(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
+    setenv("RMKV_CUDA_ATTENTION", "fp32", 1);  // read when the backend is made
+    std::unique_ptr<Backend> cuda_fp32_attention(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
+    unsetenv("RMKV_CUDA_ATTENTION");
+    std::shared_ptr<Backend> cpu = get_backend("cpu");
+    const Config c = Config::from_json(json, 0, false);
+    const std::vector<ParamSpec> specs = param_specs(c);
+    std::mt19937_64 rng(9);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<std::vector<float>> host;
+    for (const ParamSpec &s : specs) {
+        std::vector<float> v(static_cast<size_t>(s.numel));
+        const float scale = s.init == Init::ones ? 0.1f : 0.1f;
+        for (float &x : v) x = (s.init == Init::ones ? 1.0f : 0.0f) + scale * normal(rng);
+        host.push_back(std::move(v));
+    }
+    const bool cpu_bf16 = cpu->supports_bf16();
+    for (const PassCase &pc : cases) {
+        char what[128];
+        std::snprintf(what, sizeof what, "%s, %lld sequences%s%s", name, (long long)pc.n_seq,
+                      pc.dropout > 0 ? ", dropout" : "", pc.recompute ? ", recomputing" : "");
+        const PassResult want = training_pass(*cpu, c, specs, host, false, pc);
+        expect_close(std::string(what) + ", fp32", training_pass(*cuda, c, specs, host, false, pc), want, c, specs,
+                     gpu_tolerance_f32);
+        // bf16 against the CPU's bf16 products where it has them (the same inputs
+        // rounded the same way), else against fp32: with attention in fp32
+        // (RMKV_CUDA_ATTENTION=fp32), only the order of the sums differs; on the
+        // tensor-core kernels, the probabilities and score gradients are rounded too.
+        const PassResult want16 = cpu_bf16 ? training_pass(*cpu, c, specs, host, true, pc) : want;
+        const std::string against = cpu_bf16 ? " (CPU bf16)" : " (CPU fp32)";
+        expect_close(std::string(what) + ", bf16, fp32 attention" + against,
+                     training_pass(*cuda_fp32_attention, c, specs, host, true, pc), want16, c, specs,
+                     cpu_bf16 ? bf16_against_bf16 : gpu_tolerance_bf16);
+        expect_close(std::string(what) + ", bf16" + against, training_pass(*cuda, c, specs, host, true, pc), want16, c,
+                     specs, gpu_tolerance_bf16);
+    }
+    assert_int_equal(host_cuda::g_streams, 0);
+}
+
+const char *kBase = "\"vocab_size\":61,\"d_model\":64,\"n_layers\":2,\"memory_slots\":4,\"segment_len\":9,";
+
+// Every kernel launch runs its blocks' threads as CPU threads: a pass takes
+// seconds. Under the sanitizers (RMKV_EMULATED_QUICK=1, set by CMake there) only
+// the first config's first case runs.
+bool quick() { return std::getenv("RMKV_EMULATED_QUICK") != nullptr; }
+
+void swiglu_gru_rope_gqa(void **) {
+    const PassCase one{1, 0.0f, false}, stacked_dropout{3, 0.1f, false}, recompute{2, 0.0f, true};
+    const std::string json = std::string("{") + kBase +
+                             "\"n_heads\":4,\"n_kv_heads\":2,\"cell\":\"gru\",\"pos\":\"rope\",\"norm\":\"layernorm\","
+                             "\"ffn\":\"swiglu\",\"ffn_hidden\":96}";
+    if (quick()) check_config("swiglu gru rope layernorm gqa", json, {one});
+    else check_config("swiglu gru rope layernorm gqa", json, {one, stacked_dropout, recompute});
+}
+void gelu_lstm_learned_tied(void **) {
+    if (quick()) skip();
+    check_config("gelu lstm learned rmsnorm tied", std::string("{") + kBase +
+                 "\"n_heads\":2,\"cell\":\"lstm\",\"pos\":\"learned\",\"norm\":\"rmsnorm\",\"ffn\":\"gelu\","
+                 "\"ffn_hidden\":80,\"tie_embeddings\":true}", {PassCase{2, 0.2f, false}});
+}
+void minimal_sincos_noffn(void **) {
+    if (quick()) skip();
+    check_config("minimal sincos no-ffn", std::string("{") + kBase +
+                 "\"n_heads\":4,\"cell\":\"minimal\",\"pos\":\"sincos\",\"ffn\":\"none\"}", {PassCase{1, 0.0f, false}});
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(swiglu_gru_rope_gqa),
+        cmocka_unit_test(gelu_lstm_learned_tied),
+        cmocka_unit_test(minimal_sincos_noffn),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
