@@ -41,6 +41,10 @@ constexpr double gpu_tolerance_f32 = 1e-5, gpu_tolerance_bf16 = 5e-2;
 // CPU: the same rounded inputs, the sums in another order (measured at most
 // 4.9e-3 here).
 constexpr double bf16_against_bf16 = 1e-2;
+// bf16 against fp32 on a CPU without bf16 products: every product's inputs
+// rounded to 8 bits on one side only (measured up to 5.1e-2 on the RoPE key
+// bias, whose gradient is mostly cancellation).
+constexpr double bf16_against_fp32 = 1e-1;
 
 [[noreturn]] void plugin_fail(int status, const char *message) {
     throw Error(static_cast<rmkv_status>(status), message);
@@ -193,9 +197,9 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         const std::string against = cpu_bf16 ? " (CPU bf16)" : " (CPU fp32)";
         expect_close(std::string(what) + ", bf16, fp32 attention" + against,
                      training_pass(*cuda_fp32_attention, c, specs, host, true, pc), want16, c, specs,
-                     cpu_bf16 ? bf16_against_bf16 : gpu_tolerance_bf16);
+                     cpu_bf16 ? bf16_against_bf16 : bf16_against_fp32);
         expect_close(std::string(what) + ", bf16" + against, training_pass(*cuda, c, specs, host, true, pc), want16, c,
-                     specs, gpu_tolerance_bf16);
+                     specs, cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
     }
     assert_int_equal(host_cuda::g_streams, 0);
 }
