@@ -33,6 +33,7 @@
 #include <vector>
 
 #ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -329,6 +330,9 @@ void Fibers::run(unsigned n, dim3 block, const std::function<void(unsigned)> &bo
     for (unsigned t = 0; t < n; ++t) {
         Fiber &f = fibers_[t];
         if (!f.stack && !(f.stack = static_cast<char *>(std::malloc(kStack)))) std::abort();
+#ifdef __SANITIZE_ADDRESS__
+        ASAN_UNPOISON_MEMORY_REGION(f.stack, kStack);  // the frames its last fiber never returned from
+#endif
         // The first switch to it pops six zero registers and returns into entry,
         // with the stack aligned as at a call.
         auto *top = reinterpret_cast<uintptr_t *>(reinterpret_cast<uintptr_t>(f.stack + kStack) & ~uintptr_t(15));
