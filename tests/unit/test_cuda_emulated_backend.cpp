@@ -32,6 +32,7 @@ cudaError_t fused_attention_setup(int) { return cudaSuccess; }  // cudaFuncSetAt
 #include "core/error.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "owned_buffers.h"
 #include "train/sequence_pass.h"
 #define fail() _fail(__FILE__, __LINE__)  // cmocka's again (fail_msg uses it)
 
@@ -214,22 +215,6 @@ void check_config(const char *name, const std::string &json, std::initializer_li
 }
 
 // ---- decoding ----
-
-// A backend's buffers, freed together.
-struct Owned {
-    Backend &be;
-    std::vector<real *> p;
-    explicit Owned(Backend &b) : be(b) {}
-    Owned(const Owned &) = delete;
-    Owned &operator=(const Owned &) = delete;
-    ~Owned() {
-        for (real *x : p) be.free(x);
-    }
-    real *get(int64_t n) {
-        p.push_back(be.alloc(static_cast<size_t>(n)));
-        return p.back();
-    }
-};
 
 // Two sessions' states and scratch on one backend, and its model code.
 struct Decoder {

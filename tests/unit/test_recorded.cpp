@@ -24,6 +24,7 @@
 #include "model/config.h"
 #include "model/segment.h"
 #include "model/weights.h"
+#include "owned_buffers.h"
 #include "reference_backend.h"
 #include "train/sequence_pass.h"
 
@@ -132,22 +133,6 @@ void build(Net &n, const std::string &json) {
     for (auto &v : n.w) ptrs.push_back(v.data());
     n.W = bind_weights(n.c, specs, ptrs);
 }
-
-// Buffers of a backend, freed together.
-struct Owned {
-    Backend &be;
-    std::vector<real *> p;
-    explicit Owned(Backend &b) : be(b) {}
-    Owned(const Owned &) = delete;
-    Owned &operator=(const Owned &) = delete;
-    ~Owned() {
-        for (real *x : p) be.free(x);
-    }
-    real *get(int64_t n) {
-        p.push_back(be.alloc(static_cast<size_t>(n)));
-        return p.back();
-    }
-};
 
 // One stream of text's state and a session's workspace, on a backend's memory.
 struct Text {
