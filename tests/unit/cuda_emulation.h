@@ -178,8 +178,15 @@ void emulated_launch(dim3 grid, dim3 block, size_t shared_bytes, const F &kernel
 #define __launch_bounds__(n)
 #define __syncthreads() g_block_barrier->arrive_and_wait()
 #define RMKV_CUDA_EMULATED 1
+#ifdef RMKV_HOST_CUDA_API  // queued on the stream: run now, or at the launch of the graph it is captured into
+#define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...)                                                    \
+    host_cuda::queue(stream, [=, grid_ = dim3(grid), block_ = dim3(block), smem_ = size_t(smem)] {             \
+        emulated_launch(grid_, block_, smem_, [&] { kernel(__VA_ARGS__); });                                    \
+    })
+#else
 #define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...) \
     ((void)(stream), emulated_launch(dim3(grid), dim3(block), (smem), [&] { kernel(__VA_ARGS__); }))
+#endif
 #define RMKV_BLOCK_SHARED static  // one array for the block's threads (blocks run one after another)
 namespace rmkv::cuda {
 using std::isnan;

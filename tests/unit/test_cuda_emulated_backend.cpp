@@ -17,9 +17,13 @@
 // attention kernels (against fp32 within 1e-1 on a CPU without bf16). Then decoding: a
 // session's prompt and one token at a time across segment ends, and two
 // sessions stepped together ending a segment together (decode_rows,
-// rewrite_rows, prepare_rows), every step's logits within 1e-5.
+// rewrite_rows, prepare_rows), every step's logits within 1e-5. With
+// RMKV_CUDA_GRAPHS=1 (the backend's recording: capture, instantiation, update,
+// launch), every training pass and decoding step runs as one graph (counted), to
+// the same results.
 // What this cannot show is left to tests/gpu on a GPU: cuBLAS's and the
-// driver's real behaviour, streams running at once, graphs, speed.
+// driver's real behaviour (what a capture may hold, what an update accepts),
+// streams running at once, speed.
 #define RMKV_HOST_CUDA_API 1
 #include "cuda_emulation.h"
 #undef fail  // cmocka's; cuda_backend.cu has its own
@@ -143,6 +147,16 @@ double relative(const std::vector<float> &got, const std::vector<float> &want, d
     return worst;
 }
 
+// The CUDA backend with RMKV_CUDA_GRAPHS=1: recorded steps (a training pass,
+// decoding steps) captured and launched as graphs (host_cuda's capture keeps the
+// work queued while recording and runs it at the graph's launch).
+std::unique_ptr<Backend> graphs_backend() {
+    setenv("RMKV_CUDA_GRAPHS", "1", 1);  // read when the backend is made
+    std::unique_ptr<Backend> be(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
+    unsetenv("RMKV_CUDA_GRAPHS");
+    return be;
+}
+
 // Weights around the values a model starts from (norm weights near one).
 std::vector<std::vector<float>> random_weights(const std::vector<ParamSpec> &specs) {
     std::mt19937_64 rng(9);
@@ -187,6 +201,7 @@ void check_config(const char *name, const std::string &json, std::initializer_li
     setenv("RMKV_CUDA_ATTENTION", "fp32", 1);  // read when the backend is made
     std::unique_ptr<Backend> cuda_fp32_attention(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
     unsetenv("RMKV_CUDA_ATTENTION");
+    std::unique_ptr<Backend> cuda_graphs = graphs_backend();
     std::shared_ptr<Backend> cpu = get_backend("cpu");
     const Config c = Config::from_json(json, 0, false);
     const std::vector<ParamSpec> specs = param_specs(c);
@@ -199,6 +214,10 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         const PassResult want = training_pass(*cpu, c, specs, host, false, pc);
         expect_close(std::string(what) + ", fp32", training_pass(*cuda, c, specs, host, false, pc), want, c, specs,
                      gpu_tolerance_f32);
+        const int launches = host_cuda::g_graph_launches;
+        expect_close(std::string(what) + ", fp32, as a graph", training_pass(*cuda_graphs, c, specs, host, false, pc),
+                     want, c, specs, gpu_tolerance_f32);
+        assert_int_equal(host_cuda::g_graph_launches, launches + 1);  // the pass was recorded, and launched as one
         // bf16 against the CPU's bf16 products where it has them (the same inputs
         // rounded the same way), else against fp32: with attention in fp32
         // (RMKV_CUDA_ATTENTION=fp32), only the order of the sums differs; on the
@@ -266,7 +285,9 @@ void check_decoding(const char *name, const std::string &json) {
     const Config c = Config::from_json(json, 0, false);
     const std::vector<ParamSpec> specs = param_specs(c);
     const std::vector<std::vector<float>> host = random_weights(specs);
-    Decoder a(*cpu, c, specs, host), b(*cuda, c, specs, host);
+    std::unique_ptr<Backend> cuda_graphs = graphs_backend();
+    Decoder a(*cpu, c, specs, host), b(*cuda, c, specs, host), g(*cuda_graphs, c, specs, host);
+    const int launches = host_cuda::g_graph_launches;
     const int64_t S = c.segment_len, V = c.vocab_size;
     std::mt19937 rng(21);
     auto token = [&] { return static_cast<int32_t>(rng() % static_cast<unsigned>(V)); };
@@ -280,19 +301,22 @@ void check_decoding(const char *name, const std::string &json) {
     };
     std::vector<int32_t> prompt(5);
     for (int32_t &t : prompt) t = token();
-    for (Decoder *d : {&a, &b}) {
+    for (Decoder *d : {&a, &b, &g}) {
         d->fwd.prepare_memory(d->layers[0], d->ws[0]);
         d->fwd.tokens(d->layers[0], d->ws[0], prompt.data(), 5, 0, 0, d->ws[0].logits, false);
     }
     compare(b.logits(b.ws[0].logits, V), a.logits(a.ws[0].logits, V), "prompt");
     int64_t fill = 5, pos = 5;
-    for (int i = 0; i < 2 * S; ++i) {  // one token at a time
+    for (int i = 0; i < 2 * S; ++i) {  // one token at a time (g: recorded, as rmkv_session::step records it)
         const int32_t t = token();
         for (Decoder *d : {&a, &b}) d->fwd.tokens(d->layers[0], d->ws[0], &t, 1, fill, pos, d->ws[0].logits, false);
-        compare(b.logits(b.ws[0].logits, V), a.logits(a.ws[0].logits, V), "one session");
+        run_recorded(g.be, *g.st, [&] { g.fwd.tokens(g.layers[0], g.ws[0], &t, 1, fill, pos, g.ws[0].logits, false); });
+        const std::vector<float> want = a.logits(a.ws[0].logits, V);
+        compare(b.logits(b.ws[0].logits, V), want, "one session");
+        compare(g.logits(g.ws[0].logits, V), want, "one session, each step a graph");
         ++fill, ++pos;
         if (fill == S) {
-            for (Decoder *d : {&a, &b}) {
+            for (Decoder *d : {&a, &b, &g}) {
                 d->fwd.rewrite_memory(d->layers[0], d->ws[0], S);
                 d->fwd.prepare_memory(d->layers[0], d->ws[0]);
             }
@@ -302,21 +326,24 @@ void check_decoding(const char *name, const std::string &json) {
     // The second session: a prompt as long as the first's segment so far, so that both end it together.
     std::vector<int32_t> second(static_cast<size_t>(std::max<int64_t>(fill, 1)));
     for (int32_t &t : second) t = token();
-    for (Decoder *d : {&a, &b}) {
+    for (Decoder *d : {&a, &b, &g}) {
         d->fwd.prepare_memory(d->layers[1], d->ws[1]);
         if (fill) d->fwd.tokens(d->layers[1], d->ws[1], second.data(), fill, 0, 0, nullptr, false);
     }
     int64_t pos2 = fill;
     for (int i = 0; i < S + 2; ++i) {  // both together
         const int32_t t[2] = {token(), token()};
-        for (Decoder *d : {&a, &b}) {
+        for (Decoder *d : {&a, &b, &g}) {
             const DecodeRow r[2] = {{&d->layers[0], fill, pos}, {&d->layers[1], fill, pos2}};
-            d->fwd.decode_rows(r, 2, t, d->rows, d->rows.logits);
+            if (d == &g) run_recorded(g.be, *g.st, [&] { g.fwd.decode_rows(r, 2, t, g.rows, g.rows.logits); });
+            else d->fwd.decode_rows(r, 2, t, d->rows, d->rows.logits);
         }
-        compare(b.logits(b.rows.logits, 2 * V), a.logits(a.rows.logits, 2 * V), "two sessions together");
+        const std::vector<float> want = a.logits(a.rows.logits, 2 * V);
+        compare(b.logits(b.rows.logits, 2 * V), want, "two sessions together");
+        compare(g.logits(g.rows.logits, 2 * V), want, "two sessions together, each step a graph");
         ++fill, ++pos, ++pos2;
         if (fill == S) {
-            for (Decoder *d : {&a, &b}) {
+            for (Decoder *d : {&a, &b, &g}) {
                 std::vector<LayerState> *both[2] = {&d->layers[0], &d->layers[1]};
                 d->fwd.rewrite_rows(both, 2, d->rewrite, S);
                 d->fwd.prepare_rows(both, 2, d->rewrite);
@@ -324,7 +351,8 @@ void check_decoding(const char *name, const std::string &json) {
             fill = 0;
         }
     }
-    print_message("%-34s %d decoding steps: logits within %.2e\n", name, checked, worst);
+    assert_int_equal(host_cuda::g_graph_launches, launches + 2 * S + S + 2);  // every recorded step a graph
+    print_message("%-34s %d logits compared (one session, two together, with and without graphs): within %.2e\n", name, checked, worst);
 }
 
 const char *kBase = "\"vocab_size\":61,\"d_model\":64,\"n_layers\":2,\"memory_slots\":4,\"segment_len\":9,";

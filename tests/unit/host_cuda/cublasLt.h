@@ -144,12 +144,12 @@ inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtM
 inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
                                      cublasLtMatrixLayout_t a, const void *B, cublasLtMatrixLayout_t b, const void *beta,
                                      const void *C, cublasLtMatrixLayout_t c, void *D, cublasLtMatrixLayout_t dd,
-                                     const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t) {
+                                     const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t stream) {
     int64_t m, n, k;
     if (!host_cuda::product_shape(*d, *a, *b, *c, *dd, m, n, k)) return CUBLAS_STATUS_INVALID_VALUE;
     const bool bias = d->epilogue == CUBLASLT_EPILOGUE_BIAS;
     if (bias && (!d->bias || d->bias_type != CUDA_R_32F)) return CUBLAS_STATUS_INVALID_VALUE;
-    return host_cuda::product(d->ta == CUBLAS_OP_T, d->tb == CUBLAS_OP_T, m, n, k, *static_cast<const float *>(alpha),
+    return host_cuda::product(stream, d->ta == CUBLAS_OP_T, d->tb == CUBLAS_OP_T, m, n, k, *static_cast<const float *>(alpha),
                               A, a->type, a->ld, B, b->type, b->ld, *static_cast<const float *>(beta),
                               static_cast<const float *>(C), c->ld, static_cast<float *>(D), dd->ld,
                               bias ? d->bias : nullptr);

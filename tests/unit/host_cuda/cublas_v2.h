@@ -1,9 +1,10 @@
 // cuBLAS's calls of the CUDA backend on the host (see cuda_runtime.h here): the
 // column-major products as cuBLAS documents them, C = alpha op(A) op(B) + beta C
-// (C not read when beta is 0), with cuBLAS's checks of the sizes and leading
-// dimensions (CUBLAS_STATUS_INVALID_VALUE), so that the backend's mapping of its
-// row-major operations onto them is put to the test. Sums in double, rounded to
-// float once. A and B of CUDA_R_16BF are bf16 bit patterns.
+// (C not read when beta is 0), queued on the handle's stream, with cuBLAS's
+// checks of the sizes and leading dimensions (CUBLAS_STATUS_INVALID_VALUE), so
+// that the backend's mapping of its row-major operations onto them is put to the
+// test. Sums in double, rounded to float once. A and B of CUDA_R_16BF are bf16
+// bit patterns.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,9 @@ enum cublasMath_t { CUBLAS_DEFAULT_MATH = 0 };
 enum cublasComputeType_t { CUBLAS_COMPUTE_32F = 68 };
 enum cublasGemmAlgo_t { CUBLAS_GEMM_DEFAULT = -1 };
 
-struct cublasContext {};
+struct cublasContext {
+    cudaStream_t stream = nullptr;
+};
 
 inline cublasStatus_t cublasCreate(cublasHandle_t *h) {
     *h = new cublasContext;
@@ -33,7 +36,10 @@ inline cublasStatus_t cublasDestroy(cublasHandle_t h) {
     delete h;
     return CUBLAS_STATUS_SUCCESS;
 }
-inline cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
 inline cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetWorkspace(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
 inline const char *cublasGetStatusName(cublasStatus_t s) {
@@ -55,8 +61,9 @@ inline float element(const void *p, cudaDataType_t type, int64_t i) {
 
 // Column-major D[m, n] = alpha op(A) op(B) + beta C (+ bias[i] on row i), the
 // checks of cuBLAS first: op(A) is m x k stored with lda >= its stored rows, and
-// so on. C and D may be the same.
-inline cublasStatus_t product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const void *A,
+// so on. C and D may be the same. Queued on `stream` (run now, or kept by its
+// capture).
+inline cublasStatus_t product(cudaStream_t stream, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const void *A,
                               cudaDataType_t at, int64_t lda, const void *B, cudaDataType_t bt, int64_t ldb, float beta,
                               const float *C, int64_t ldc, float *D, int64_t ldd, const float *bias) {
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
@@ -65,38 +72,40 @@ inline cublasStatus_t product(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
         ldd < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
     if ((at != CUDA_R_32F && at != CUDA_R_16BF) || bt != at) return CUBLAS_STATUS_NOT_SUPPORTED;
-    for (int64_t j = 0; j < n; ++j)
-        for (int64_t i = 0; i < m; ++i) {
-            double sum = 0;
-            for (int64_t p = 0; p < k; ++p)
-                sum += static_cast<double>(element(A, at, ta ? p + i * lda : i + p * lda)) *
-                       element(B, bt, tb ? j + p * ldb : p + j * ldb);
-            double v = static_cast<double>(alpha) * sum;
-            if (beta != 0.0f) v += static_cast<double>(beta) * C[i + j * ldc];
-            if (bias) v += bias[i];
-            D[i + j * ldd] = static_cast<float>(v);
-        }
+    queue(stream, [=] {
+        for (int64_t j = 0; j < n; ++j)
+            for (int64_t i = 0; i < m; ++i) {
+                double sum = 0;
+                for (int64_t p = 0; p < k; ++p)
+                    sum += static_cast<double>(element(A, at, ta ? p + i * lda : i + p * lda)) *
+                           element(B, bt, tb ? j + p * ldb : p + j * ldb);
+                double v = static_cast<double>(alpha) * sum;
+                if (beta != 0.0f) v += static_cast<double>(beta) * C[i + j * ldc];
+                if (bias) v += bias[i];
+                D[i + j * ldd] = static_cast<float>(v);
+            }
+    });
     return CUBLAS_STATUS_SUCCESS;
 }
 
 }  // namespace host_cuda
 
-inline cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                    const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
                                    cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
                                    cublasComputeType_t compute, cublasGemmAlgo_t) {
     if (ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
     float *c = static_cast<float *>(C);
-    return host_cuda::product(ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k, *static_cast<const float *>(alpha), A, at,
-                              lda, B, bt, ldb, *static_cast<const float *>(beta), c, ldc, c, ldc, nullptr);
+    return host_cuda::product(h->stream, ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k, *static_cast<const float *>(alpha),
+                              A, at, lda, B, bt, ldb, *static_cast<const float *>(beta), c, ldc, c, ldc, nullptr);
 }
 
-inline cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
+inline cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                                                 int n, int k, const float *alpha, const float *A, int lda,
                                                 long long sa, const float *B, int ldb, long long sb, const float *beta,
                                                 float *C, int ldc, long long sc, int batch) {
     for (int b = 0; b < batch; ++b) {
-        const cublasStatus_t s = host_cuda::product(ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k, *alpha, A + b * sa,
+        const cublasStatus_t s = host_cuda::product(h->stream, ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k, *alpha, A + b * sa,
                                                     CUDA_R_32F, lda, B + b * sb, CUDA_R_32F, ldb, *beta, C + b * sc,
                                                     ldc, C + b * sc, ldc, nullptr);
         if (s != CUBLAS_STATUS_SUCCESS) return s;

@@ -1,18 +1,21 @@
 // The CUDA runtime calls of the CUDA backend (src/backend/cuda), on the host,
 // for tests/unit/test_cuda_emulated_backend.cpp: that test puts this folder first
 // on its include path, so that cuda_backend.cu compiles for the CPU and runs
-// its kernels through tests/unit/cuda_emulation.h. Everything happens at once, in
-// the calling thread: device memory is host memory (a new allocation is filled
-// with NaN, so that a read of something never written shows), streams and events
-// are tokens, and a copy is done when the call returns. Graph capture is not
-// emulated: its calls fail with cudaErrorNotSupported (the test leaves
-// RMKV_CUDA_GRAPHS unset, so the backend never begins one).
+// its kernels through tests/unit/cuda_emulation.h. Work queued on a stream runs
+// at once, in the calling thread, unless the stream is being captured: then it
+// is kept, in order, and runs when the graph made of it is launched (what a
+// graph holds is the work with its arguments as they were when it was queued;
+// a copy from host memory reads that memory at the launch, as on a device).
+// Device memory is host memory (a new allocation is filled with NaN, so that a
+// read of something never written shows); events are tokens.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <vector>
 
 using cudaStream_t = struct CUstream_st *;
 using cudaEvent_t = struct CUevent_st *;
@@ -24,6 +27,7 @@ enum cudaError_t {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorNotSupported = 801,
+    cudaErrorGraphExecUpdateFailure = 910,
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
     cudaErrorStreamCaptureMerge = 902,
@@ -66,9 +70,23 @@ struct cudaGraphExecUpdateResultInfo {
 };
 
 namespace host_cuda {
-// Counts of what is live, for the test's leak check.
-inline int g_allocations = 0, g_streams = 0;
+// Counts of what is live, for the test's leak check, and of graph launches.
+inline int g_allocations = 0, g_streams = 0, g_graph_launches = 0;
 struct Token {};
+using Work = std::vector<std::function<void()>>;
+struct Stream {
+    Work *capture = nullptr;  // the work of the capture under way
+};
+struct Graph {
+    Work work;
+};
+// Runs f now, or keeps it in the capture under way on s.
+template <class F>
+void queue(cudaStream_t s, F &&f) {
+    auto *st = reinterpret_cast<Stream *>(s);
+    if (st && st->capture) st->capture->emplace_back(std::forward<F>(f));
+    else f();
+}
 }  // namespace host_cuda
 
 inline cudaError_t cudaGetDeviceCount(int *count) {
@@ -115,34 +133,44 @@ inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemc
     std::memmove(dst, src, bytes);
     return cudaSuccess;
 }
-inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-    return cudaMemcpy(dst, src, bytes, kind);
+inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t s) {
+    host_cuda::queue(s, [=] { std::memmove(dst, src, bytes); });
+    return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
-                                     size_t height, cudaMemcpyKind, cudaStream_t) {
+                                     size_t height, cudaMemcpyKind, cudaStream_t s) {
     if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
-    for (size_t r = 0; r < height; ++r)
-        std::memmove(static_cast<char *>(dst) + r * dpitch, static_cast<const char *>(src) + r * spitch, width);
+    host_cuda::queue(s, [=] {
+        for (size_t r = 0; r < height; ++r)
+            std::memmove(static_cast<char *>(dst) + r * dpitch, static_cast<const char *>(src) + r * spitch, width);
+    });
     return cudaSuccess;
 }
 inline cudaError_t cudaMemset(void *p, int value, size_t bytes) {
     std::memset(p, value, bytes);
     return cudaSuccess;
 }
-inline cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t) { return cudaMemset(p, value, bytes); }
+inline cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s) {
+    host_cuda::queue(s, [=] { std::memset(p, value, bytes); });
+    return cudaSuccess;
+}
 
 inline cudaError_t cudaStreamCreate(cudaStream_t *s) {
-    *s = reinterpret_cast<cudaStream_t>(new host_cuda::Token);
+    *s = reinterpret_cast<cudaStream_t>(new host_cuda::Stream);
     ++host_cuda::g_streams;
     return cudaSuccess;
 }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
-    delete reinterpret_cast<host_cuda::Token *>(s);
+    delete reinterpret_cast<host_cuda::Stream *>(s);
     --host_cuda::g_streams;
     return cudaSuccess;
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// Waiting inside a capture invalidates it, as on a device.
+inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    auto *st = reinterpret_cast<host_cuda::Stream *>(s);
+    return st && st->capture ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
 inline cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = reinterpret_cast<cudaEvent_t>(new host_cuda::Token);
     return cudaSuccess;
@@ -160,22 +188,53 @@ cudaError_t cudaFuncSetAttribute(F *, cudaFuncAttribute, int) {
     return cudaSuccess;
 }
 
-inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { return cudaErrorNotSupported; }
-inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {
-    *g = nullptr;
-    return cudaErrorNotSupported;
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+    auto *st = reinterpret_cast<host_cuda::Stream *>(s);
+    if (!st || st->capture) return cudaErrorInvalidValue;
+    st->capture = new host_cuda::Work;
+    return cudaSuccess;
 }
-inline cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus *status) {
-    *status = cudaStreamCaptureStatusNone;
+inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    auto *st = reinterpret_cast<host_cuda::Stream *>(s);
+    *g = nullptr;
+    if (!st || !st->capture) return cudaErrorInvalidValue;
+    *g = reinterpret_cast<cudaGraph_t>(new host_cuda::Graph{std::move(*st->capture)});
+    delete st->capture;
+    st->capture = nullptr;
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
+    auto *st = reinterpret_cast<host_cuda::Stream *>(s);
+    *status = st && st->capture ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
     return cudaSuccess;
 }
 inline cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *) { return cudaSuccess; }
-inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *, cudaGraph_t, unsigned long long) {
-    return cudaErrorNotSupported;
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t g, unsigned long long) {
+    *exec = reinterpret_cast<cudaGraphExec_t>(new host_cuda::Graph(*reinterpret_cast<host_cuda::Graph *>(g)));
+    return cudaSuccess;
 }
-inline cudaError_t cudaGraphExecUpdate(cudaGraphExec_t, cudaGraph_t, cudaGraphExecUpdateResultInfo *) {
-    return cudaErrorNotSupported;
+// Graphs of the same number of operations take each other's arguments (a
+// device also wants the same kinds of node in the same order: not modelled).
+inline cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t g, cudaGraphExecUpdateResultInfo *) {
+    auto *e = reinterpret_cast<host_cuda::Graph *>(exec);
+    const auto *from = reinterpret_cast<host_cuda::Graph *>(g);
+    if (e->work.size() != from->work.size()) return cudaErrorGraphExecUpdateFailure;
+    e->work = from->work;
+    return cudaSuccess;
 }
-inline cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return cudaErrorNotSupported; }
-inline cudaError_t cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }
-inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t) { return cudaSuccess; }
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+    const host_cuda::Work work = reinterpret_cast<host_cuda::Graph *>(exec)->work;
+    ++host_cuda::g_graph_launches;
+    host_cuda::queue(s, [work] {
+        for (const auto &f : work) f();
+    });
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete reinterpret_cast<host_cuda::Graph *>(g);
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete reinterpret_cast<host_cuda::Graph *>(e);
+    return cudaSuccess;
+}
