@@ -296,6 +296,7 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
 
     be_.fill(st_, dk_, 0.0f, static_cast<size_t>(B * block));
     be_.fill(st_, dv_, 0.0f, static_cast<size_t>(B * block));
+
     // 1. The memory update (only when this segment wrote a memory someone read).
     if (rewritten) {
         be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(rows * D));

@@ -1,7 +1,8 @@
 // The CUDA backend's kernels and their launchers (src/backend/cuda/cuda_kernels.cu
 // and the headers it includes), the same source lines, on the CPU: the threads
-// of a block as fibers of the launching thread (Fibers below: each runs to its
-// next barrier, in turn, forward and backward on alternate rounds), a barrier for
+// of a block as fibers of the launching thread (Fibers below: warp by warp, each
+// as far as it goes without the others, in order and in reverse on alternate
+// rounds), a barrier for
 // __syncthreads and one per warp for shuffles (__shfl_xor_sync only: each lane
 // leaves its value, the warp meets, each reads its partner's; the kernels use no
 // other warp-level operation but the WMMA calls, which meet the same way), a
@@ -20,7 +21,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <functional>
 #include <cstdint>
@@ -69,8 +69,8 @@ public:
         static Fibers f;
         return f;
     }
-    // body(t) for t < n, each a fiber with threadIdx set to its own.
-    void run(unsigned n, dim3 block, const std::function<void(unsigned)> &body);
+    // body() on n fibers, the threads of a block of blockDim (threadIdx set to each's own).
+    void run(unsigned n, const std::function<void()> &body);
     // From a fiber: back to the scheduler, until the next round.
     void yield();
     void progressed() { ++progress_; }
@@ -91,7 +91,7 @@ private:
     void *scheduler_sp_ = nullptr;
     unsigned current_ = 0;
     uint64_t progress_ = 0;
-    const std::function<void(unsigned)> *body_ = nullptr;
+    const std::function<void()> *body_ = nullptr;
 #ifdef __SANITIZE_ADDRESS__
     void *fake_stack_ = nullptr;
     const void *main_bottom_ = nullptr;
@@ -150,8 +150,8 @@ FiberBarrier *g_block_barrier = nullptr;
 FiberBarrier **g_warp_barriers = nullptr;  // one per warp of the block (shuffles and WMMA calls)
 uint64_t g_warp_slots[32][32];               // a value of each lane of each warp (shuffles)
 template <class T> T __ldg(const T *p) { return *p; }
-void atomicAdd(float *p, float v) { std::atomic_ref<float>(*p).fetch_add(v); }
-void atomicAdd(double *p, double v) { std::atomic_ref<double>(*p).fetch_add(v); }
+void atomicAdd(float *p, float v) { *p += v; }  // one fiber at a time
+void atomicAdd(double *p, double v) { *p += v; }
 unsigned thread_in_block() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
 // Every lane of the warp enters together: each leaves its value, meets the
 // others, reads its partner's, and meets them again before the slots are reused.
@@ -296,7 +296,7 @@ void Fibers::entry() {
     __sanitizer_finish_switch_fiber(nullptr, &f.main_bottom_, &f.main_size_);
 #endif
     const unsigned t = f.current_;
-    (*f.body_)(t);
+    (*f.body_)();
     f.fibers_[t].done = true;
     ++f.progress_;
 #ifdef __SANITIZE_ADDRESS__
@@ -330,8 +330,7 @@ void Fibers::switch_to(unsigned t) {
 #endif
 }
 
-void Fibers::run(unsigned n, dim3 block, const std::function<void(unsigned)> &body) {
-    blockDim = block;
+void Fibers::run(unsigned n, const std::function<void()> &body) {
     if (fibers_.size() < n) fibers_.resize(n);
     body_ = &body;
     for (unsigned t = 0; t < n; ++t) {
@@ -397,13 +396,13 @@ void launch(dim3 grid, dim3 block, int64_t shared_floats, const F &kernel, bool 
         warp_at.push_back(warps.back().get());
     }
     g_warp_barriers = warp_at.data();
-    const std::function<void(unsigned)> body = [&](unsigned) { kernel(); };
+    const std::function<void()> body = [&] { kernel(); };
     for (unsigned i = 0; i < n_blocks; ++i) {
         const unsigned b = reverse ? n_blocks - 1 - i : i;
         blockIdx = dim3{b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
         std::fill(cuda::sm, cuda::sm + shared_floats, NAN);
         std::fill(cuda::sm + shared_floats, cuda::sm + shared_floats + kGuard, 1234.5f);
-        Fibers::get().run(threads, block, body);
+        Fibers::get().run(threads, body);
         for (int64_t j = shared_floats; j < shared_floats + kGuard; ++j)
             if (cuda::sm[j] != 1234.5f)
                 fail_msg("block (%u, %u, %u) wrote past its shared memory", blockIdx.x, blockIdx.y, blockIdx.z);

@@ -116,10 +116,9 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
     }
     std::vector<DropoutPlan> plans;
     for (int64_t i = 0; i < pc.n_seq; ++i) plans.push_back({pc.dropout, 0xd40ull + 17 * static_cast<uint64_t>(i)});
+    Owned mem(be);
     std::vector<real *> g;
-    for (const ParamSpec &s : specs) {
-        g.push_back(be.alloc(static_cast<size_t>(s.numel)));  // zeroed
-    }
+    for (const ParamSpec &s : specs) g.push_back(mem.get(s.numel));  // zeroed
     PassResult r;
     {
         SequencePass pass(view, *st, pc.recompute, pc.n_seq, bf16 ? Bf16Copies::instead_of_fp32 : Bf16Copies::off);
@@ -129,9 +128,7 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
     for (size_t i = 0; i < specs.size(); ++i) {
         r.grads.emplace_back(static_cast<size_t>(specs[i].numel));
         be.to_host(*st, r.grads.back().data(), g[i], r.grads.back().size());
-        be.free(g[i]);
     }
-    be.sync(*st);
     return r;
 }
 
@@ -147,14 +144,22 @@ double relative(const std::vector<float> &got, const std::vector<float> &want, d
     return worst;
 }
 
-// The CUDA backend with RMKV_CUDA_GRAPHS=1: recorded steps (a training pass,
-// decoding steps) captured and launched as graphs (host_cuda's capture keeps the
-// work queued while recording and runs it at the graph's launch).
-std::unique_ptr<Backend> graphs_backend() {
-    setenv("RMKV_CUDA_GRAPHS", "1", 1);  // read when the backend is made
+// The CUDA backend, made with the environment variable `name` set to `value`
+// when given (the backend reads its choices when it is made). RMKV_CUDA_GRAPHS=1:
+// recorded steps (a training pass, decoding steps) captured and launched as
+// graphs (host_cuda's capture keeps the work queued while recording and runs it
+// at the graph's launch).
+std::unique_ptr<Backend> cuda_backend(const char *name = nullptr, const char *value = nullptr) {
+    if (name) setenv(name, value, 1);
     std::unique_ptr<Backend> be(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
-    unsetenv("RMKV_CUDA_GRAPHS");
+    if (name) unsetenv(name);
     return be;
+}
+
+// Every stream and device buffer of the backends made by a test is gone.
+void expect_nothing_left() {
+    assert_int_equal(host_cuda::g_streams, 0);
+    assert_int_equal(host_cuda::g_allocations, 0);
 }
 
 // Weights around the values a model starts from (norm weights near one).
@@ -188,7 +193,6 @@ void expect_close(const std::string &what, const PassResult &got, const PassResu
         // held to the model's largest gradient.
         const bool zero = c.pos != Pos::rope && specs[t].name.find("attn.k.bias") != std::string::npos;
         const double e = relative(got.grads[t], want.grads[t], zero ? largest : 1e-3 * largest);
-        if (std::getenv("RMKV_TEST_VERBOSE")) print_message("  %-32s %.3g\n", specs[t].name.c_str(), e);
         if (!(e <= worst)) worst = e, worst_name = specs[t].name;
     }
     if (!(worst <= tol))
@@ -197,11 +201,8 @@ void expect_close(const std::string &what, const PassResult &got, const PassResu
 }
 
 void check_config(const char *name, const std::string &json, std::initializer_list<PassCase> cases) {
-    std::unique_ptr<Backend> cuda(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
-    setenv("RMKV_CUDA_ATTENTION", "fp32", 1);  // read when the backend is made
-    std::unique_ptr<Backend> cuda_fp32_attention(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
-    unsetenv("RMKV_CUDA_ATTENTION");
-    std::unique_ptr<Backend> cuda_graphs = graphs_backend();
+    std::unique_ptr<Backend> cuda = cuda_backend(), cuda_fp32_attention = cuda_backend("RMKV_CUDA_ATTENTION", "fp32");
+    std::unique_ptr<Backend> cuda_graphs = cuda_backend("RMKV_CUDA_GRAPHS", "1");
     std::shared_ptr<Backend> cpu = get_backend("cpu");
     const Config c = Config::from_json(json, 0, false);
     const std::vector<ParamSpec> specs = param_specs(c);
@@ -230,7 +231,6 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         expect_close(std::string(what) + ", bf16" + against, training_pass(*cuda, c, specs, host, true, pc), want16, c,
                      specs, cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
     }
-    assert_int_equal(host_cuda::g_streams, 0);
 }
 
 // ---- decoding ----
@@ -280,12 +280,11 @@ struct Decoder {
 // first stepped together (decode_rows), ending a segment together (rewrite_rows,
 // prepare_rows): the logits of every step within 1e-5 of the CPU's.
 void check_decoding(const char *name, const std::string &json) {
-    std::unique_ptr<Backend> cuda(rmkv_cuda_backend_new(kCudaPluginAbi, 0, plugin_fail));
+    std::unique_ptr<Backend> cuda = cuda_backend(), cuda_graphs = cuda_backend("RMKV_CUDA_GRAPHS", "1");
     std::shared_ptr<Backend> cpu = get_backend("cpu");
     const Config c = Config::from_json(json, 0, false);
     const std::vector<ParamSpec> specs = param_specs(c);
     const std::vector<std::vector<float>> host = random_weights(specs);
-    std::unique_ptr<Backend> cuda_graphs = graphs_backend();
     Decoder a(*cpu, c, specs, host), b(*cuda, c, specs, host), g(*cuda_graphs, c, specs, host);
     const int launches = host_cuda::g_graph_launches;
     const int64_t S = c.segment_len, V = c.vocab_size;
@@ -352,7 +351,8 @@ void check_decoding(const char *name, const std::string &json) {
         }
     }
     assert_int_equal(host_cuda::g_graph_launches, launches + 2 * S + S + 2);  // every recorded step a graph
-    print_message("%-34s %d logits compared (one session, two together, with and without graphs): within %.2e\n", name, checked, worst);
+    print_message("%-34s %d logits compared (one session, two together, with and without graphs): within %.2e\n",
+                  name, checked, worst);
 }
 
 const char *kBase = "\"vocab_size\":61,\"d_model\":64,\"n_layers\":2,\"memory_slots\":4,\"segment_len\":9,";
@@ -364,6 +364,7 @@ void swiglu_gru_rope_gqa(void **) {
                              "\"ffn\":\"swiglu\",\"ffn_hidden\":96}";
     check_config("swiglu gru rope layernorm gqa", json, {one, stacked_dropout, recompute});
     check_decoding("swiglu gru rope layernorm gqa", json);
+    expect_nothing_left();
 }
 void gelu_lstm_learned_tied(void **) {
     const std::string json = std::string("{") + kBase +
@@ -371,12 +372,14 @@ void gelu_lstm_learned_tied(void **) {
                              "\"ffn_hidden\":80,\"tie_embeddings\":true}";
     check_config("gelu lstm learned rmsnorm tied", json, {PassCase{2, 0.2f, false}});
     check_decoding("gelu lstm learned rmsnorm tied", json);
+    expect_nothing_left();
 }
 void minimal_sincos_noffn(void **) {
     const std::string json =
         std::string("{") + kBase + "\"n_heads\":4,\"cell\":\"minimal\",\"pos\":\"sincos\",\"ffn\":\"none\"}";
     check_config("minimal sincos no-ffn", json, {PassCase{1, 0.0f, false}});
     check_decoding("minimal sincos no-ffn", json);
+    expect_nothing_left();
 }
 
 }  // namespace

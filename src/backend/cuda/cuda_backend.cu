@@ -185,9 +185,10 @@ public:
     // steps, and training passes of the same segment lengths, differ in their
     // kernels' arguments only), then launched. A failed recording (an operation
     // the capture cannot hold, or an update and an instantiation that fail) runs
-    // nothing; after kRecordTries in a row the stream stops recording for good. A step of another shape than the last
-    // (another number of sessions together, the products path at long keys)
-    // fails the update and is instantiated anew. ----
+    // nothing; after kRecordTries in a row the stream stops recording for good.
+    // A step of another shape than the last (another number of sessions
+    // together, the products path at long keys, other segment lengths) fails the
+    // update and is instantiated anew. ----
     bool begin_record(Stream &s) override {
         if (!graphs_ || t_recording) return false;
         auto &st = cs(s);
