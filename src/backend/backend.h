@@ -99,16 +99,26 @@ public:
     // ---- recorded steps (run_recorded below) ----
     // A backend may record the operations queued on a stream between begin_record
     // and end_record and then run them as one unit (CUDA: a graph, one launch for
-    // a decoding step's hundreds of kernels). begin_record: whether it records
-    // (false: the operations run as they are queued, and end_record is not called).
-    // end_record: runs the recording and returns true, or returns false when the
-    // recording failed: then none of it ran or will run, and the caller queues the
-    // same operations again. cancel_record drops a recording (an exception between
-    // the two). While recording, nothing may wait for the stream (sync, to_host,
-    // take_loss, take_grad_norm) and only this thread queues on it.
-    virtual bool begin_record(Stream & /*s*/) { return false; }
+    // a decoding step's hundreds of kernels), or check them against its last
+    // recording and run that again when they are the same. begin_record: whether
+    // it records or checks (false: the operations run as they are queued, and
+    // end_record is not called). end_record: runs the recording and returns true,
+    // or returns false when none of it ran or will run (a recording that failed,
+    // a check that found other operations): then the caller begins again with
+    // `again` true (a backend records a step whose check missed, and declines
+    // one whose recording failed) or queues the same operations unrecorded.
+    // cancel_record drops a recording (an exception between the two). While
+    // recording, nothing may wait for the stream (sync, to_host, take_loss,
+    // take_grad_norm) and only this thread queues on it.
+    virtual bool begin_record(Stream & /*s*/, bool /*again*/) { return false; }
     virtual bool end_record(Stream & /*s*/) { return true; }
     virtual void cancel_record(Stream & /*s*/) {}
+    // Whether a session's one-token step should go the way of sessions stepped
+    // together (SegmentForward::decode_rows, whose operations keep their
+    // arguments from one token to the next: the positions travel in host arrays)
+    // rather than through SegmentForward::tokens (CUDA when it records steps: a
+    // step that matches the last one then replays its recording).
+    virtual bool decodes_by_rows() const { return false; }
     // Operations queued on `waiter` after this call start only once everything queued
     // on `done` so far has finished (neither stream blocks the host). Backends whose
     // operations complete before returning need nothing.
@@ -379,23 +389,24 @@ public:
 };
 
 // Queues the operations of queue() (a function that only queues operations on s,
-// of values that depend on its arguments alone, so that it may run twice) as one
-// recorded unit where the backend records (Backend::begin_record), else as they
-// come; when the recording fails, queue() runs again unrecorded. B: Backend, or
-// a test's stand-in with the three record calls.
+// of values that depend on its arguments alone, so that it may run more than
+// once) as one recorded unit where the backend records (Backend::begin_record),
+// else as they come; when nothing ran, it begins once more (again = true), then
+// runs queue() unrecorded. B: Backend, or a test's stand-in with the three
+// record calls.
 template <class B, class F>
 void run_recorded(B &be, Stream &s, F &&queue) {
-    if (!be.begin_record(s)) {
-        queue();
-        return;
+    for (bool again : {false, true}) {
+        if (!be.begin_record(s, again)) break;
+        try {
+            queue();
+        } catch (...) {
+            be.cancel_record(s);
+            throw;
+        }
+        if (be.end_record(s)) return;
     }
-    try {
-        queue();
-    } catch (...) {
-        be.cancel_record(s);
-        throw;
-    }
-    if (!be.end_record(s)) queue();
+    queue();
 }
 
 // "cpu", "cuda", "cuda:N". Backends are shared by every model that names the same
@@ -409,7 +420,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 12;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 13;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

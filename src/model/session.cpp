@@ -234,6 +234,11 @@ int32_t rmkv_session::sample(const rmkv_sampler_params &p) {
 void rmkv_session::step(const int32_t *tokens, size_t n, float *logits_host, bool all_rows) {
     const Config &c = model_.config();
     if (n == 0) fail(RMKV_ERR_INVALID_ARGUMENT, "n_tokens is 0 (step needs at least one token)");
+    if (n == 1 && model_.backend().decodes_by_rows()) {  // a decoding step that a backend replays
+        rmkv_session *self = this;
+        step_together(&self, 1, tokens, logits_host);
+        return;
+    }
     check_tokens(tokens, n, c);
     const int64_t V = c.vocab_size;
     const ThreadLimit threads(n_threads_);

@@ -179,10 +179,15 @@ void emulated_launch(dim3 grid, dim3 block, size_t shared_bytes, const F &kernel
 #define __syncthreads() g_block_barrier->arrive_and_wait()
 #define RMKV_CUDA_EMULATED 1
 #ifdef RMKV_HOST_CUDA_API  // queued on the stream: run now, or at the launch of the graph it is captured into
-#define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...)                                                    \
-    host_cuda::queue(stream, [=, grid_ = dim3(grid), block_ = dim3(block), smem_ = size_t(smem)] {             \
-        emulated_launch(grid_, block_, smem_, [&] { kernel(__VA_ARGS__); });                                    \
-    })
+// (replay.h: folded into the signature of a step being recorded or checked; a check queues nothing)
+#define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...)                                                      \
+    do {                                                                                                       \
+        if (::rmkv::cuda::queues(reinterpret_cast<const void *>(kernel), dim3(grid), dim3(block), size_t(smem),  \
+                                 stream, __VA_ARGS__))                                                         \
+            host_cuda::queue(stream, [=, grid_ = dim3(grid), block_ = dim3(block), smem_ = size_t(smem)] {     \
+                emulated_launch(grid_, block_, smem_, [&] { kernel(__VA_ARGS__); });                            \
+            });                                                                                                \
+    } while (0)
 #else
 #define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...) \
     ((void)(stream), emulated_launch(dim3(grid), dim3(block), (smem), [&] { kernel(__VA_ARGS__); }))

@@ -1,6 +1,6 @@
 // Recorded steps (Backend::begin_record, run_recorded in backend.h). run_recorded
 // against a stand-in backend: unrecorded, recorded, a failed recording queued
-// again, an exception that cancels. Then the property a failed recording rests
+// again unrecorded, a missed check recorded at once, an exception that cancels. Then the property a failed recording rests
 // on: a decoding step's operations, queued twice, leave exactly what they leave
 // queued once. The model code (a session's one-token step, SegmentForward::tokens,
 // and sessions decoded together, decode_rows) runs on the reference backend of
@@ -13,6 +13,7 @@
 // recording), and the pass queued again must give the loss and gradients of the
 // pass run once, bit for bit: one sequence, stacked ones with dropout and bf16
 // copies, and recomputation.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -42,16 +43,21 @@ namespace {
 
 // ---- run_recorded ----
 
+// Records when asked first (records) and when asked again (again_records);
+// end_record's results in turn (the last one repeated).
 struct StandIn {
-    bool records = false, succeeds = true;
-    int begun = 0, ended = 0, cancelled = 0;
-    bool begin_record(Stream &) {
+    bool records = false, again_records = false;
+    std::vector<bool> ends = {true};
+    int begun = 0, begun_again = 0, ended = 0, cancelled = 0;
+    bool begin_record(Stream &, bool again) {
         ++begun;
-        return records;
+        begun_again += again;
+        return again ? again_records : records;
     }
     bool end_record(Stream &) {
+        const bool r = ends[std::min(static_cast<size_t>(ended), ends.size() - 1)];
         ++ended;
-        return succeeds;
+        return r;
     }
     void cancel_record(Stream &) { ++cancelled; }
 };
@@ -75,13 +81,31 @@ void run_recorded_cases(void **) {
         assert_int_equal(b.ended, 1);
         assert_int_equal(b.cancelled, 0);
     }
-    {  // the recording failed: queued again, unrecorded
+    {  // the recording failed: asked again, declined, queued again unrecorded
         StandIn b;
-        b.records = true, b.succeeds = false;
+        b.records = true, b.ends = {false};
         int runs = 0;
         run_recorded(b, s, [&] { ++runs; });
         assert_int_equal(runs, 2);
         assert_int_equal(b.ended, 1);
+        assert_int_equal(b.begun_again, 1);
+    }
+    {  // a check that missed, then a recording: queued twice, the second time recorded and run
+        StandIn b;
+        b.records = b.again_records = true, b.ends = {false, true};
+        int runs = 0;
+        run_recorded(b, s, [&] { ++runs; });
+        assert_int_equal(runs, 2);
+        assert_int_equal(b.ended, 2);
+        assert_int_equal(b.begun_again, 1);
+    }
+    {  // neither ran: queued a third time, unrecorded
+        StandIn b;
+        b.records = b.again_records = true, b.ends = {false};
+        int runs = 0;
+        run_recorded(b, s, [&] { ++runs; });
+        assert_int_equal(runs, 3);
+        assert_int_equal(b.ended, 2);
     }
     {  // an exception while recording: the recording cancelled, the exception passed on
         StandIn b;
@@ -104,7 +128,7 @@ void run_recorded_cases(void **) {
 // step a second time, as it does after a failed recording on a device.
 class TwiceBackend final : public ReferenceBackend {
 public:
-    bool begin_record(Stream &) override { return true; }
+    bool begin_record(Stream &, bool again) override { return !again; }
     bool end_record(Stream &) override {
         ++failed;
         return false;
@@ -303,7 +327,8 @@ public:
         untrack(p);
         ReferenceBackend::free_bf16(p);
     }
-    bool begin_record(Stream &s) override {
+    bool begin_record(Stream &s, bool again) override {
+        if (again) return false;
         saved_.clear();
         for (const auto &[p, bytes] : sizes_) saved_[p].assign(static_cast<char *>(p), static_cast<char *>(p) + bytes);
         sums_ = {s.host_loss_sum, s.host_grad_norm, s.host_update_scale};

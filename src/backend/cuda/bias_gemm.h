@@ -21,6 +21,8 @@
 #include <map>
 #include <tuple>
 
+#include "backend/cuda/replay.h"
+
 namespace rmkv::cuda {
 
 class BiasGemm {
@@ -54,6 +56,7 @@ public:
         Plan &p = it->second;
         if (!p.ok) return false;
         const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+        if (!queues(this, &p, stream, A, B, C, bias, accumulate)) return true;  // a check (replay.h): as recorded
         if (cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) !=
                 CUBLAS_STATUS_SUCCESS ||
             cublasLtMatmul(lt_, p.op, &alpha, A, p.a, B, p.b, &beta, C, p.c, C, p.c, &p.algo, workspace_, ws_, stream) !=

@@ -38,8 +38,9 @@
 //
 // Recorded steps (Backend::begin_record; a session's decoding step, sessions
 // decoded together, a training pass): with RMKV_CUDA_GRAPHS=1 the step is
-// captured into a CUDA graph and launched as one; off by default until timed on
-// a GPU.
+// captured into a CUDA graph and launched as one, or, when its calls have the
+// same arguments as the last graph's, that graph is launched again without a
+// capture (replay.h); off by default until timed on a GPU.
 //
 // Errors: every CUDA and cuBLAS call is checked; a failure is reported through
 // the fail function given by librmkv (RMKV_ERR_BACKEND, or OUT_OF_MEMORY),
@@ -61,6 +62,7 @@
 #include "backend/cuda/cuda_kernels.cuh"
 #include "backend/cuda/cuda_stream.h"
 #include "backend/cuda/products.h"
+#include "backend/cuda/replay.h"
 
 namespace rmkv {
 
@@ -161,17 +163,21 @@ public:
     }
     void from_host(Stream &s, float *dst, const float *host, size_t n) override {
         if (!n) return;
-        check(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, cs(s).stream), "cudaMemcpyAsync (from host)");
+        auto &st = cs(s);
+        if (cuda::queues("from_host", dst, host, n, st.stream))
+            check(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (from host)");
     }
     void copy(Stream &s, float *dst, const float *src, size_t n) override {
         if (dst == src || !n) return;
         auto &st = cs(s);
         if (dst < src + n && src < dst + n) {  // overlapping: through scratch (memmove)
             float *tmp = st.overlap.get(n, "cudaMalloc (scratch)");
-            check(cudaMemcpyAsync(tmp, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
+            if (cuda::queues("copy", tmp, src, n, st.stream))
+                check(cudaMemcpyAsync(tmp, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
             src = tmp;
         }
-        check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
+        if (cuda::queues("copy", dst, src, n, st.stream))
+            check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, st.stream), "cudaMemcpyAsync");
     }
     void sync(Stream &s) override { wait(cs(s)); }
     void wait_for(Stream &waiter, Stream &done) override {
@@ -179,27 +185,46 @@ public:
         check(cudaEventRecord(d.event, d.stream), "cudaEventRecord");
         check(cudaStreamWaitEvent(w.stream, d.event, 0), "cudaStreamWaitEvent");
     }
-    // ---- recorded steps: stream capture (thread-local: other threads' calls do
-    // not disturb it) into a graph, instantiated into the stream's executable
-    // graph the first time and updated after (cudaGraphExecUpdate: decoding
-    // steps, and training passes of the same segment lengths, differ in their
-    // kernels' arguments only), then launched. A failed recording (an operation
-    // the capture cannot hold, or an update and an instantiation that fail) runs
-    // nothing; after kRecordTries in a row the stream stops recording for good.
-    // A step of another shape than the last (another number of sessions
-    // together, the products path at long keys, other segment lengths) fails the
-    // update and is instantiated anew. ----
-    bool begin_record(Stream &s) override {
-        if (!graphs_ || t_recording) return false;
+    // ---- recorded steps: a check against the stream's last graph (replay.h:
+    // the step's calls folded into a signature on the host, none made; the same
+    // signature launches the graph as it is), else stream capture (thread-local:
+    // other threads' calls do not disturb it) into a graph, instantiated into the
+    // stream's executable graph the first time and updated after
+    // (cudaGraphExecUpdate: steps of the same shape differ in their kernels'
+    // arguments only), then launched. A step that does not match the last graph
+    // runs nothing and is captured when the caller begins again. A failed
+    // recording (an operation the capture cannot hold, or an update and an
+    // instantiation that fail) runs nothing; after kRecordTries in a row the
+    // stream stops recording for good. A step of another shape than the last
+    // (another number of sessions together, the products path at long keys,
+    // other segment lengths) fails the update and is instantiated anew. ----
+    bool begin_record(Stream &s, bool again) override {
+        if (!graphs_ || t_recording || cuda::t_replay) return false;
         auto &st = cs(s);
         if (st.record_failures >= CudaStream::kRecordTries) return false;
-        check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-        st.rec.stream = st.stream, st.rec.spoiled = false;
-        t_recording = &st.rec;
+        if (again && !st.check_missed) return false;  // the recording failed: the caller runs the step unrecorded
+        st.replay = {};
+        st.replay.check = !again && st.graph && st.graph_signed;
+        st.step_staging = !st.launched_since_sync;
+        st.step_pinned.used = 0;
+        if (!st.replay.check) {
+            check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+            st.rec.stream = st.stream, st.rec.spoiled = false;
+            t_recording = &st.rec;
+        }
+        cuda::t_replay = &st.replay;
         return true;
     }
     bool end_record(Stream &s) override {
-        auto &st = cs(s);  // forgets the recording's bf16 conversions too (they may not have run)
+        auto &st = cs(s);  // forgets the step's bf16 conversions too (they may not have run)
+        cuda::t_replay = nullptr;
+        if (st.replay.check) {
+            st.check_missed = st.replay.sig != st.graph_sig || st.replay.calls != st.graph_calls;
+            if (st.check_missed) return false;
+            launch_graph(st);
+            return true;
+        }
+        st.check_missed = false;
         cudaGraph_t g = stop_recording(st);
         if (g && st.graph) {
             cudaGraphExecUpdateResultInfo info{};
@@ -220,11 +245,16 @@ public:
             return false;
         }
         st.record_failures = 0;
-        check(cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch");
+        st.graph_sig = st.replay.sig, st.graph_calls = st.replay.calls, st.graph_signed = true;
+        launch_graph(st);
         return true;
     }
+    bool decodes_by_rows() const override { return graphs_; }
     void cancel_record(Stream &s) override {
-        if (cudaGraph_t g = stop_recording(cs(s))) cudaGraphDestroy(g);
+        auto &st = cs(s);
+        cuda::t_replay = nullptr;
+        if (st.replay.check) return;  // nothing was captured
+        if (cudaGraph_t g = stop_recording(st)) cudaGraphDestroy(g);
     }
 
     // One sequence's products have only S (+ M) rows: several streams fed by
@@ -235,9 +265,11 @@ public:
                      int64_t count) override {
         if (width <= 0 || count <= 0) return;
         const size_t f = sizeof(float);
+        auto &st = cs(s);
+        if (!cuda::queues("copy_blocks", dst, dst_pitch, src, src_pitch, width, count, st.stream)) return;
         check(cudaMemcpy2DAsync(dst, static_cast<size_t>(dst_pitch) * f, src, static_cast<size_t>(src_pitch) * f,
                                 static_cast<size_t>(width) * f, static_cast<size_t>(count), cudaMemcpyDeviceToDevice,
-                                cs(s).stream),
+                                st.stream),
               "cudaMemcpy2DAsync");
     }
 
@@ -402,9 +434,12 @@ public:
             Backend::decode_attention(s, out, q, k, v, rows, n, h, hkv, hd, rope, theta);
             return;
         }
+        // Room for a multiple of 256 keys where it fits: the launch keeps its shared
+        // memory, and a recorded step its signature, from one token to the next.
+        const int64_t room = (max_nv + 255) / 256 * 256;
         auto &st = cs(s);
-        cuda::decode_attention(out, q, k, v, stage(st, st.cache_rows, rows, n), n, h, hkv, hd, max_nv, rope, theta,
-                               st.stream);
+        cuda::decode_attention(out, q, k, v, stage(st, st.cache_rows, rows, n), n, h, hkv, hd,
+                               decode_fits(hd, room) ? room : max_nv, rope, theta, st.stream);
         check_launch("decode attention");
     }
     void scatter_rows(Stream &s, float *const *dst, const float *src, int64_t n, int64_t width) override {
@@ -654,6 +689,10 @@ public:
     }
 
 private:
+    static void launch_graph(CudaStream &st) {
+        check(cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch");
+        st.launched_since_sync = true;
+    }
     // Ends this thread's capture on st: the graph, or NULL when the recording failed.
     static cudaGraph_t stop_recording(CudaStream &st) {
         t_recording = nullptr;
@@ -704,18 +743,20 @@ private:
         T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
         if (n <= 0) return dst;
         const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
-        if (st.pinned_used + piece > st.pinned_cap) {
-            const size_t cap = std::max({st.pinned_cap * 2, st.pinned_used + piece, size_t(16384)});
+        CudaStream::Pinned &a = cuda::t_replay && st.step_staging ? st.step_pinned : st.pinned;
+        if (a.used + piece > a.cap) {
+            const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
             void *p = nullptr;
             RelaxedCapture relaxed;
             check_alloc(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
-            if (st.pinned) st.pinned_retired.push_back(st.pinned);
-            st.pinned = static_cast<char *>(p), st.pinned_cap = cap, st.pinned_used = 0;
+            if (a.p) st.pinned_retired.push_back(a.p);
+            a.p = static_cast<char *>(p), a.cap = cap, a.used = 0;
         }
-        char *src = st.pinned + st.pinned_used;
-        st.pinned_used += piece;
-        std::memcpy(src, host, bytes);
-        check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
+        char *src = a.p + a.used;
+        a.used += piece;
+        std::memcpy(src, host, bytes);  // also during a check (replay.h): where the graph's copy reads
+        if (cuda::queues("stage", dst, src, bytes, st.stream))
+            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
         return dst;
     }
     // Accumulator `slot`: read (waiting for the stream), then reset unless `reset`
@@ -808,6 +849,8 @@ private:
                       const float *A, int64_t lda, int64_t sa, const float *B, int64_t ldb, int64_t sb, float *C,
                       int64_t ldc, int64_t sc, int64_t batch, bool accumulate) {
         const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+        if (!cuda::queues("gemm_batched", st.blas, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, accumulate))
+            return;
         check(cublasSgemmStridedBatched(st.blas, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
                                         &alpha, A, static_cast<int>(lda), sa, B, static_cast<int>(ldb), sb, &beta, C,
                                         static_cast<int>(ldc), sc, static_cast<int>(batch)),
@@ -817,6 +860,7 @@ private:
               int64_t lda, const void *B, int64_t ldb, float *C, int64_t ldc, bool accumulate, bool bf16) {
         const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
         const cudaDataType_t in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+        if (!cuda::queues("gemm", st.blas, ta, tb, m, n, k, A, lda, B, ldb, C, ldc, accumulate, bf16)) return;
         check(cublasGemmEx(st.blas, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, A, in,
                            static_cast<int>(lda), B, in, static_cast<int>(ldb), &beta, C, CUDA_R_32F, static_cast<int>(ldc),
                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),

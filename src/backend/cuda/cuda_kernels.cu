@@ -1,17 +1,25 @@
 #include "backend/cuda/cuda_kernels.cuh"
 #include "backend/cuda/fused_attention.cuh"
 #include "backend/cuda/half_kernels.cuh"
+#include "backend/cuda/replay.h"
 #include "backend/cuda/tensor_attention.cuh"
 
 #include <algorithm>
 #include <cmath>
 
 // Every launch is RMKV_LAUNCH(kernel, grid, block, shared bytes, stream,
-// arguments...), and the blocks' static shared arrays are RMKV_BLOCK_SHARED:
-// tests/unit/cuda_emulation.h defines both to run this file, launchers and
-// kernels, on CPU threads (one per CUDA thread, the blocks one after another).
+// arguments...), folded into the signature of a step being recorded or checked
+// (replay.h; a check makes no launch), and the blocks' static shared arrays are
+// RMKV_BLOCK_SHARED: tests/unit/cuda_emulation.h defines both to run this file,
+// launchers and kernels, on CPU threads (one per CUDA thread, the blocks one
+// after another).
 #ifndef RMKV_LAUNCH
-#define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...)                                                     \
+    do {                                                                                                      \
+        if (::rmkv::cuda::queues(reinterpret_cast<const void *>(kernel), dim3(grid), dim3(block), size_t(smem), \
+                                 stream, __VA_ARGS__))                                                        \
+            kernel<<<grid, block, smem, stream>>>(__VA_ARGS__);                                               \
+    } while (0)
 #define RMKV_BLOCK_SHARED __shared__
 #endif
 

@@ -2,7 +2,8 @@
 // (through librmkv's fail function), the recording of a step under way on a
 // thread (Backend::begin_record: stream capture), device buffers that only grow,
 // and CudaStream, the per-user context behind a Stream: its cudaStream_t, cuBLAS
-// handle, scratch, pinned staging of host arrays and accumulators.
+// handle, scratch, pinned staging of host arrays and accumulators, and its
+// recorded steps (replay.h: a step that matches the last one replays its graph).
 #pragma once
 
 #include <cublas_v2.h>
@@ -16,6 +17,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/bias_gemm.h"
 #include "backend/cuda/cuda_kernels.cuh"
+#include "backend/cuda/replay.h"
 
 namespace rmkv::cuda {
 
@@ -151,7 +153,8 @@ public:
         if (stream) cudaStreamDestroy(stream);
         if (loss_host) cudaFreeHost(loss_host);
         synchronised();
-        if (pinned) cudaFreeHost(pinned);
+        if (pinned.p) cudaFreeHost(pinned.p);
+        if (step_pinned.p) cudaFreeHost(step_pinned.p);
     }
     int device_;
     cudaStream_t stream = nullptr;
@@ -186,21 +189,35 @@ public:
     // go to the device through this pinned memory, so that their copies never
     // wait for the stream: filled in stream order (16-byte aligned pieces),
     // recycled at each synchronisation of the stream (every copy out of it done
-    // then); a full one is replaced and kept until then.
-    char *pinned = nullptr;
-    size_t pinned_cap = 0, pinned_used = 0;  // bytes
+    // then); a full one is replaced and kept until then. A recorded step stages
+    // into step_pinned from its start, so that the copies of one step and the
+    // next read the same addresses (replay.h), when the stream has synchronised
+    // since the last graph launch (none may still read it; else into pinned).
+    struct Pinned {
+        char *p = nullptr;
+        size_t cap = 0, used = 0;  // bytes
+    } pinned, step_pinned;
+    bool step_staging = false;  // this step stages into step_pinned
+    bool launched_since_sync = false;
     std::vector<char *> pinned_retired;
     void synchronised() {
-        pinned_used = 0;
+        pinned.used = 0;
+        launched_since_sync = false;
         for (char *p : pinned_retired) cudaFreeHost(p);
         pinned_retired.clear();
         for (void *p : rec.retired) cudaFree(p);
         rec.retired.clear();
     }
     // Recorded steps: the recording under way, and the last one instantiated (each
-    // new recording updates it); consecutive failed recordings, up to kRecordTries.
+    // new recording updates it) with its signature (replay.h); the step being
+    // recorded or checked; whether the last check missed (the caller begins
+    // again: record); consecutive failed recordings, up to kRecordTries.
     Recording rec;
     cudaGraphExec_t graph = nullptr;
+    uint64_t graph_sig = 0, graph_calls = 0;
+    bool graph_signed = false;
+    Replay replay;
+    bool check_missed = false;
     int record_failures = 0;
     static constexpr int kRecordTries = 3;
     bool bf16 = false;

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "backend/cuda/replay.h"
 
 namespace rmkv::cuda {
 
@@ -31,6 +32,10 @@ constexpr int kFusedStack = 16;
 struct FusedDrops {
     Dropout drop[kFusedStack];
 };
+// Its part of a launch's signature (replay.h): every entry (the unused ones are zero).
+inline void fold_arg(Replay &r, const FusedDrops &d) {
+    for (const Dropout &x : d.drop) fold_arg(r, x);
+}
 
 // A block's place (blockIdx: x the tile of `tile` queries, y the head, z the
 // stacked sequence), for these kernels and those of tensor_attention.cuh.

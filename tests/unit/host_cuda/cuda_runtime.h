@@ -70,8 +70,8 @@ struct cudaGraphExecUpdateResultInfo {
 };
 
 namespace host_cuda {
-// Counts of what is live, for the test's leak check, and of graph launches.
-inline int g_allocations = 0, g_streams = 0, g_graph_launches = 0;
+// Counts of what is live, for the test's leak check, of graph launches and of captures.
+inline int g_allocations = 0, g_streams = 0, g_graph_launches = 0, g_captures = 0;
 struct Token {};
 using Work = std::vector<std::function<void()>>;
 struct Stream {
@@ -192,6 +192,7 @@ inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode)
     auto *st = reinterpret_cast<host_cuda::Stream *>(s);
     if (!st || st->capture) return cudaErrorInvalidValue;
     st->capture = new host_cuda::Work;
+    ++host_cuda::g_captures;
     return cudaSuccess;
 }
 inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
