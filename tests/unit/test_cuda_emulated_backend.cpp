@@ -102,9 +102,10 @@ struct PassCase {
     bool recompute;
 };
 
-// `passes` training passes (one pass object, one stream, each pass's loss taken
-// after it as a trainer's step does) over n_seq stacked sequences of segments
-// {S, 1, S - 2}, each of its own tokens: the summed losses and gradients.
+// `passes` training passes (one pass object, one stream, the loss taken after the
+// last: a trainer's lane runs its passes of a step without waiting) over n_seq
+// stacked sequences of segments {S, 1, S - 2}, each of its own tokens: the loss
+// and gradients summed over the passes.
 PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSpec> &specs,
                          const std::vector<std::vector<float>> &host, bool bf16, const PassCase &pc, int passes = 1) {
     auto st = be.new_stream();
@@ -129,8 +130,8 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
             }
             pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), 0.125f,
                      plans.data());
-            r.loss += be.take_loss(*st);
         }
+        r.loss = be.take_loss(*st);
     }
     for (size_t i = 0; i < specs.size(); ++i) {
         r.grads.emplace_back(static_cast<size_t>(specs[i].numel));

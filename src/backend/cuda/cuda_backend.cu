@@ -113,6 +113,7 @@ public:
         auto s = std::make_unique<CudaStream>(device_);
         check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate");
         check(cudaEventCreateWithFlags(&s->event, cudaEventDisableTiming), "cudaEventCreate");
+        check(cudaEventCreateWithFlags(&s->graph_done, cudaEventDisableTiming), "cudaEventCreate");
         check(cublasCreate(&s->blas), "cublasCreate");
         check(cublasSetStream(s->blas, s->stream), "cublasSetStream");
         check(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
@@ -205,6 +206,13 @@ public:
         if (again && !st.check_missed) return false;  // the recording failed: the caller runs the step unrecorded
         st.replay = {};
         st.replay.check = !again && st.graph && st.graph_signed;
+        if (st.replay.check && st.launched_since_sync) {
+            // The last graph may still read step_pinned (passes of one lane follow
+            // each other unsynchronised): a check, which takes microseconds, waits for
+            // it, and so does the recording after a check that misses.
+            check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
+            st.launched_since_sync = false;
+        }
         st.step_staging = !st.launched_since_sync;
         st.step_pinned.used = 0;
         if (!st.replay.check) {
@@ -691,6 +699,7 @@ public:
 private:
     static void launch_graph(CudaStream &st) {
         check(cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch");
+        check(cudaEventRecord(st.graph_done, st.stream), "cudaEventRecord");
         st.launched_since_sync = true;
     }
     // Ends this thread's capture on st: the graph, or NULL when the recording failed.

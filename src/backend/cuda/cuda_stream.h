@@ -150,6 +150,7 @@ public:
         if (graph) cudaGraphExecDestroy(graph);
         if (blas) cublasDestroy(blas);
         if (event) cudaEventDestroy(event);
+        if (graph_done) cudaEventDestroy(graph_done);
         if (stream) cudaStreamDestroy(stream);
         if (loss_host) cudaFreeHost(loss_host);
         synchronised();
@@ -159,6 +160,7 @@ public:
     int device_;
     cudaStream_t stream = nullptr;
     cudaEvent_t event = nullptr;  // wait_for: marks what this stream has queued
+    cudaEvent_t graph_done = nullptr;  // marks the last graph launched
     cublasHandle_t blas = nullptr;
     Grow<char> workspace;  // cuBLAS and bias_gemm's
     BiasGemm bias_gemm;    // products with their bias (linear), cuBLASLt
@@ -192,7 +194,8 @@ public:
     // then); a full one is replaced and kept until then. A recorded step stages
     // into step_pinned from its start, so that the copies of one step and the
     // next read the same addresses (replay.h), when the stream has synchronised
-    // since the last graph launch (none may still read it; else into pinned).
+    // since the last graph launch, or waited for it (none may still read it;
+    // else into pinned).
     struct Pinned {
         char *p = nullptr;
         size_t cap = 0, used = 0;  // bytes
