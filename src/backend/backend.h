@@ -157,6 +157,12 @@ public:
     virtual void add(Stream &s, real *out, const real *a, const real *b, int64_t n) = 0;
     // X[i, :] += PE(p0 + i) (sincos).
     virtual void add_sincos(Stream &s, real *X, int64_t n, int64_t d, int64_t p0) = 0;
+    // X[i, :] += PE(positions[i]) (host array of n), the rows of streams of text
+    // decoded together; the default calls add_sincos row by row, backends
+    // override it to run all rows at once.
+    virtual void add_sincos_rows(Stream &s, real *X, const int64_t *positions, int64_t n, int64_t d) {
+        for (int64_t i = 0; i < n; ++i) add_sincos(s, X + i * d, 1, d, positions[i]);
+    }
     // Rotates n rows of x (row stride ld) in place, heads of head_dim, positions
     // t0..t0+n-1; `inverse` rotates back (the backward of RoPE).
     virtual void rope(Stream &s, real *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0,

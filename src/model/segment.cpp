@@ -208,9 +208,16 @@ void SegmentForward::decode_rows(const DecodeRow *rows, int64_t n, const int32_t
     const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim();
     const float theta = static_cast<float>(c.rope_theta);
     embed_rows(ws.x, tokens, n);
-    for (int64_t i = 0; i < n; ++i) {
-        if (c.pos == Pos::learned) be_.add(st_, ws.x + i * D, ws.x + i * D, W.pos_emb + rows[i].t0 * D, D);
-        if (c.pos == Pos::sincos) be_.add_sincos(st_, ws.x + i * D, 1, D, rows[i].p);
+    // The rows' positions from host arrays (staged), not from arguments: a step's
+    // operations keep their arguments from one token to the next.
+    if (c.pos == Pos::learned) {
+        for (int64_t i = 0; i < n; ++i) ws.places[i] = static_cast<int32_t>(rows[i].t0);
+        be_.embed(st_, ws.o, W.pos_emb, ws.places, n, D);
+        be_.add(st_, ws.x, ws.x, ws.o, n * D);
+    }
+    if (c.pos == Pos::sincos) {
+        for (int64_t i = 0; i < n; ++i) ws.positions[i] = rows[i].p;
+        be_.add_sincos_rows(st_, ws.x, ws.positions, n, D);
     }
     LayerActs a{};
     a.x_in = a.x_mid = a.x_out = ws.x;

@@ -100,6 +100,8 @@ struct RowsWorkspace {
     real *logits;                 // [n, V]
     CacheRow *cache_rows;         // host [n]: each row's cache of the current layer
     real **row_dst;               // host [n]: each row's place in its tok_out
+    int32_t *places;              // host [n]: each row's place in its segment (learned positions)
+    int64_t *positions;           // host [n]: each row's position in its text (sincos)
 };
 
 // Scratch of the memory rewrites of up to k streams at once (rewrite_rows): every

@@ -108,8 +108,12 @@ rmkv_session::Together &rmkv_session::together(size_t n) {
         t->logits.resize(n * static_cast<size_t>(V));
         t->cache_rows.resize(n);
         t->row_dst.resize(n);
+        t->places.resize(n);
+        t->positions.resize(n);
         w.cache_rows = t->cache_rows.data();
         w.row_dst = t->row_dst.data();
+        w.places = t->places.data();
+        w.positions = t->positions.data();
     } catch (...) {
         free_each(be, t->owned);
         throw;

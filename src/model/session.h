@@ -60,6 +60,8 @@ private:
         std::vector<rmkv::DecodeRow> decode;
         std::vector<rmkv::CacheRow> cache_rows;  // ws.cache_rows
         std::vector<float *> row_dst;            // ws.row_dst
+        std::vector<int32_t> places;             // ws.places
+        std::vector<int64_t> positions;          // ws.positions
         std::vector<const float *> rewrite_from;  // rewrite.from, rewrite.to
         std::vector<float *> rewrite_to;
         // Memory rows prepared, and memories rewritten at a segment's end, for up to

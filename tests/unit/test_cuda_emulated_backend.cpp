@@ -20,9 +20,9 @@
 // rewrite_rows, prepare_rows), every step's logits within 1e-5. With
 // RMKV_CUDA_GRAPHS=1 (the backend's recording: capture, instantiation, update,
 // launch), every training pass and decoding step runs as one graph (counted), to
-// the same results; a second training pass, and every decoding step of a RoPE
-// model but the first of one session and of two together, replays the last
-// graph without a capture (counted), with its new tokens, targets and rows.
+// the same results; a second training pass, and every decoding step but the
+// first of one session and of two together, replays the last graph without a
+// capture (counted), with its new tokens, targets and rows.
 // What this cannot show is left to tests/gpu on a GPU: cuBLAS's and the
 // driver's real behaviour (what a capture may hold, what an update accepts),
 // streams running at once, speed.
@@ -261,6 +261,8 @@ struct Decoder {
     RewriteRowsWorkspace rewrite{};
     std::vector<CacheRow> cache_rows{2};
     std::vector<real *> row_dst{2}, to{2};
+    std::vector<int32_t> places{2};
+    std::vector<int64_t> positions{2};
     std::vector<const real *> from{8};
     Decoder(Backend &b, const Config &c, const std::vector<ParamSpec> &specs, const std::vector<std::vector<float>> &host)
         : be(b), st(b.new_stream()), w(b, *st, c, specs, host, false), view{&c, &w.W, &b}, fwd(view, *st), mem(b) {
@@ -275,6 +277,7 @@ struct Decoder {
         rows.h1 = mem.get(2 * std::max<int64_t>(F, 1)), rows.h2 = mem.get(2 * std::max<int64_t>(F, 1));
         rows.logits = mem.get(2 * V);
         rows.cache_rows = cache_rows.data(), rows.row_dst = row_dst.data();
+        rows.places = places.data(), rows.positions = positions.data();
         rewrite.mem_attn = mem.get(2 * M * D), rewrite.mem_out = mem.get(2 * M * D), rewrite.pooled = mem.get(2 * M * D);
         rewrite.memory = mem.get(2 * M * D), rewrite.cell = mem.get(2 * M * D);
         rewrite.gates_i = mem.get(2 * M * 4 * D), rewrite.gates_h = mem.get(2 * M * 4 * D);
@@ -365,12 +368,11 @@ void check_decoding(const char *name, const std::string &json) {
         }
     }
     assert_int_equal(host_cuda::g_graph_launches, launches + 2 * S + S + 2);  // every recorded step a graph
-    // With RoPE a step's operations keep their arguments (the positions travel in
-    // staged rows): one capture for one session's steps, one for two together, and
-    // every other step a replay; learned and sincos positions are arguments of
-    // their own, and each step is captured after its check misses.
+    // A step's operations keep their arguments (the positions travel in staged
+    // rows): one capture for one session's steps, one for two together, and every
+    // other step a replay.
     const int captured = host_cuda::g_captures - captures;
-    assert_int_equal(captured, c.pos == Pos::rope ? 2 : 2 * S + S + 2);
+    assert_int_equal(captured, 2);
     print_message("%-34s %d logits compared (one session, two together, with and without graphs): within %.2e; "
                   "%d of %d graphs captured\n",
                   name, checked, worst, captured, 2 * static_cast<int>(S) + static_cast<int>(S) + 2);

@@ -296,6 +296,13 @@ void positions(void **) {
         std::vector<float> got = floats(x);
         cuda::sincos_add(got.data(), n, d, p0, nullptr);
         expect_close("sincos positions from 1000:", got, want);
+        // rows at positions of their own (streams of text decoded together)
+        const std::vector<int64_t> at = {7, 0, 123456, 3, 3, 40, 1, 999, 2};
+        want = x;
+        for (int64_t r = 0; r < n; ++r) cpu::sincos_add<double>(want.data() + r * d, 1, d, at[static_cast<size_t>(r)]);
+        got = floats(x);
+        cuda::sincos_add(got.data(), n, d, 0, nullptr, at.data());
+        expect_close("sincos positions of each row:", got, want);
     }
     for (bool inverse : {false, true}) {
         const int64_t n = 13, H = 3, hd = 10, ld = 2 * H * hd + 4, n_seq = 3, stride = n * ld + 7, t0 = 5;

@@ -249,14 +249,18 @@ void rows_together(const std::string &name, const std::string &json) {
         RowsWorkspace ws{};
         std::vector<CacheRow> cache_rows;
         std::vector<real *> row_dst;
+        std::vector<int32_t> places;
+        std::vector<int64_t> positions;
         Rows(Backend &be, int64_t N, int64_t D, int64_t Dkv, int64_t F, int64_t V)
-            : mem(be), cache_rows(static_cast<size_t>(N)), row_dst(static_cast<size_t>(N)) {
+            : mem(be), cache_rows(static_cast<size_t>(N)), row_dst(static_cast<size_t>(N)), places(static_cast<size_t>(N)),
+              positions(static_cast<size_t>(N)) {
             ws.x = mem.get(N * D), ws.xn = mem.get(N * D), ws.q = mem.get(N * D);
             ws.attn = mem.get(N * D), ws.o = mem.get(N * D);
             ws.k = mem.get(N * Dkv), ws.v = mem.get(N * Dkv);
             ws.h1 = mem.get(N * F), ws.h2 = mem.get(N * F);
             ws.logits = mem.get(N * V);
             ws.cache_rows = cache_rows.data(), ws.row_dst = row_dst.data();
+            ws.places = places.data(), ws.positions = positions.data();
         }
     } ra(plain, N, D, Dkv, F, V), rb(twice, N, D, Dkv, F, V);
     // Stream 1 starts two tokens in (a prompt of its own), so the rows sit at different offsets.

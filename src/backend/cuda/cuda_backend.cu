@@ -355,6 +355,11 @@ public:
         cuda::sincos_add(X, n, d, p0, cs(s).stream);
         check_launch("add_sincos");
     }
+    void add_sincos_rows(Stream &s, float *X, const int64_t *positions, int64_t n, int64_t d) override {
+        auto &st = cs(s);
+        cuda::sincos_add(X, n, d, 0, st.stream, stage(st, st.positions, positions, n));
+        check_launch("add_sincos (rows)");
+    }
     void rope(Stream &s, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
               bool inverse) override {
         cuda::rope(x, n, ld, h, hd, t0, theta, inverse, 1, 0, cs(s).stream);

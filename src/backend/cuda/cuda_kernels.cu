@@ -191,11 +191,11 @@ __global__ void k_add(float *out, const float *a, const float *b, int64_t n) {
 __global__ void k_add_bias(float *y, const float *b, int64_t n, int64_t out) {
     GRID_LOOP(i, n * out) y[i] += b[i % out];
 }
-__global__ void k_sincos_add(float *X, int64_t n, int64_t d, int64_t p0) {
+__global__ void k_sincos_add(float *X, int64_t n, int64_t d, int64_t p0, const int64_t *positions) {
     const int64_t half = (d + 1) / 2;
     GRID_LOOP(e, n * half) {
         const int64_t r = e / half, i = e % half;
-        double angle = static_cast<double>(p0 + r) / pow(10000.0, static_cast<double>(2 * i) / static_cast<double>(d));
+        double angle = static_cast<double>(positions ? positions[r] : p0 + r) / pow(10000.0, static_cast<double>(2 * i) / static_cast<double>(d));
         X[r * d + 2 * i] += static_cast<float>(sin(angle));
         if (2 * i + 1 < d) X[r * d + 2 * i + 1] += static_cast<float>(cos(angle));
     }
@@ -527,8 +527,8 @@ void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double 
                 dim3(32, 8), 0, st, nullptr, scratch, dy, nullptr, n, out, nullptr);
     RMKV_LAUNCH(k_colsum_finish, blocks_for(out), kThreads, 0, st, db, scratch, nullptr, nullptr, chunks, out);
 }
-void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st) {
-    if (n > 0) RMKV_LAUNCH(k_sincos_add, blocks_for(n * ((d + 1) / 2)), kThreads, 0, st, X, n, d, p0);
+void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st, const int64_t *positions) {
+    if (n > 0) RMKV_LAUNCH(k_sincos_add, blocks_for(n * ((d + 1) / 2)), kThreads, 0, st, X, n, d, p0, positions);
 }
 void rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, float theta, bool inverse,
           int64_t n_seq, int64_t stride, cudaStream_t st) {

@@ -33,7 +33,8 @@ void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st)
 // db[out] += column sums of dy[n, out]; scratch: column_sums_scratch(n, out) doubles.
 size_t column_sums_scratch(int64_t n, int64_t out);
 void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st);
-void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st);
+// Row r at position p0 + r, or positions[r] (device memory) when given.
+void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st, const int64_t *positions = nullptr);
 // n_seq blocks of n rows, block i at x + i * stride (Backend::rope_stacked).
 void rope(float *x, int64_t n, int64_t ld, int64_t n_heads, int64_t head_dim, int64_t t0, float theta, bool inverse,
           int64_t n_seq, int64_t stride, cudaStream_t st);

@@ -174,6 +174,7 @@ public:
     } cvt_a_of, cvt_b_of;
     Grow<double> stats;
     Grow<int32_t> tokens, targets;
+    Grow<int64_t> positions;  // add_sincos_rows' positions
     Grow<CacheRow> cache_rows;  // decode_attention's rows
     Grow<float *> row_dst;      // scatter_rows' destinations
     Grow<const float *> row_src;  // gather_rows' sources
