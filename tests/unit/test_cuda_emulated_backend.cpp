@@ -104,8 +104,8 @@ struct PassCase {
 
 // `passes` training passes (one pass object, one stream, the loss taken after the
 // last: a trainer's lane runs its passes of a step without waiting) over n_seq
-// stacked sequences of segments {S, 1, S - 2}, each of its own tokens: the loss
-// and gradients summed over the passes.
+// stacked sequences of segments {S, 1, S - 2}, each of its own tokens and loss
+// scale: the loss and gradients summed over the passes.
 PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSpec> &specs,
                          const std::vector<std::vector<float>> &host, bool bf16, const PassCase &pc, int passes = 1) {
     auto st = be.new_stream();
@@ -128,8 +128,8 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
                 tokens[j] = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
                 targets[j] = j % 7 == 4 ? -1 : static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
             }
-            pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), 0.125f,
-                     plans.data());
+            const float scale = 0.125f / static_cast<float>(i + 1);  // as 1 / targets, which change from step to step
+            pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), scale, plans.data());
         }
         r.loss = be.take_loss(*st);
     }

@@ -377,8 +377,9 @@ void cross_entropy(void **) {
         std::vector<float> lf = floats(logits), df(rows * V, NAN);
         double acc = 2.5;
         std::vector<uint16_t> d16(rows * V, 0xffff);
-        cuda::cross_entropy(in_place ? lf.data() : df.data(), lf.data(), targets.data(), rows, V,
-                            static_cast<float>(scale), &acc, in_place ? d16.data() : nullptr, nullptr);
+        const float scale_on_device = static_cast<float>(scale);
+        cuda::cross_entropy(in_place ? lf.data() : df.data(), lf.data(), targets.data(), rows, V, &scale_on_device,
+                            &acc, in_place ? d16.data() : nullptr, nullptr);
         expect_close(in_place ? "cross-entropy gradient, in place:" : "cross-entropy gradient:", in_place ? lf : df, d);
         if (in_place) expect_copy("cross-entropy gradient's bf16 copy", d16, lf);
         const double e = std::fabs((acc - 2.5) - loss) / std::fabs(loss);

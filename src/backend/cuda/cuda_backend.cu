@@ -570,8 +570,8 @@ public:
                        float scale, uint16_t *dlogits16) override {
         auto &st = cs(s);
         if (rows <= 0) return;
-        cuda::cross_entropy(dlogits, logits, stage(st, st.targets, targets, rows), rows, V, scale, st.acc, dlogits16,
-                            st.stream);
+        const int32_t *t = stage(st, st.targets, targets, rows);
+        cuda::cross_entropy(dlogits, logits, t, rows, V, stage(st, st.ce_scale, &scale, 1), st.acc, dlogits16, st.stream);
         check_launch("cross_entropy");
     }
     double take_loss(Stream &s) override { return take(cs(s), 0); }

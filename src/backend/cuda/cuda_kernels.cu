@@ -396,9 +396,10 @@ __global__ void k_split_cols_add(float *da, float *db, const float *src, int64_t
 // One block per row: the max, the sum of exponentials in double, the loss of the
 // row added to *loss; the gradient written in place (dlogits may alias logits),
 // and its bf16 copy to d16 where given.
-__global__ void k_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t V, float scale,
-                                double *loss, uint16_t *d16) {
+__global__ void k_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t V,
+                                const float *scale_at, double *loss, uint16_t *d16) {
     const int64_t r = blockIdx.x;
+    const float scale = *scale_at;
     const float *lr = logits + r * V;
     const int32_t target = targets[r];
     if (target < 0) {
@@ -689,8 +690,8 @@ void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t 
 void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st) {
     if (M > 0) RMKV_LAUNCH(k_split_cols_add, blocks_for(M * 2 * D), kThreads, 0, st, da, db, src, M, D);
 }
-void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
-                   double *loss, uint16_t *d16, cudaStream_t st) {
+void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
+                   const float *scale, double *loss, uint16_t *d16, cudaStream_t st) {
     if (rows > 0)
         RMKV_LAUNCH(k_cross_entropy, static_cast<unsigned>(rows), kThreads, 0, st, dlogits, logits, targets, V, scale,
                     loss, d16);

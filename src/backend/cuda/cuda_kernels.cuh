@@ -104,9 +104,11 @@ void cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_i
                    cudaStream_t st);
 void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, cudaStream_t st);
 void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st);
-// Adds the summed loss of the rows to *loss (device double).
-void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V, float scale,
-                   double *loss, uint16_t *dlogits16, cudaStream_t st);
+// Adds the summed loss of the rows to *loss (device double); the gradient's scale
+// is read from device memory (staged with the targets: a recorded training pass
+// keeps its arguments when the number of targets changes).
+void cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int64_t rows, int64_t V,
+                   const float *scale, double *loss, uint16_t *dlogits16, cudaStream_t st);
 void fill(float *x, float value, size_t n, cudaStream_t st);
 // From acc[1], the summed squares (reset to 0): acc[2] = norm = sqrt(acc[1]) *
 // grad_scale, and the update scale (update_scale_of) as the float at acc + 3.
