@@ -261,8 +261,8 @@ struct Decoder {
     RewriteRowsWorkspace rewrite{};
     std::vector<CacheRow> cache_rows{2};
     std::vector<real *> row_dst{2}, to{2};
-    std::vector<int32_t> places{2};
-    std::vector<int64_t> positions{2};
+    std::vector<int32_t> places = std::vector<int32_t>(2);  // (not {2}: one element)
+    std::vector<int64_t> positions = std::vector<int64_t>(2);
     std::vector<const real *> from{8};
     Decoder(Backend &b, const Config &c, const std::vector<ParamSpec> &specs, const std::vector<std::vector<float>> &host)
         : be(b), st(b.new_stream()), w(b, *st, c, specs, host, false), view{&c, &w.W, &b}, fwd(view, *st), mem(b) {
