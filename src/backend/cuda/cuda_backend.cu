@@ -206,14 +206,11 @@ public:
         if (again && !st.check_missed) return false;  // the recording failed: the caller runs the step unrecorded
         st.replay = {};
         st.replay.check = !again && st.graph && st.graph_signed;
-        if (st.replay.check && st.launched_since_sync) {
-            // The last graph may still read step_pinned (passes of one lane follow
-            // each other unsynchronised): a check, which takes microseconds, waits for
-            // it, and so does the recording after a check that misses.
-            check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
-            st.launched_since_sync = false;
-        }
-        st.step_staging = !st.launched_since_sync;
+        // A check stages into step_pinned's host copy (written to step_pinned when it
+        // matches, once the last graph, which may still read it, is done: a lane's
+        // passes of one step follow each other unsynchronised); a capture stages
+        // into step_pinned itself when no graph may still read it, else into pinned.
+        st.step_staging = st.replay.check || !st.launched_since_sync;
         st.step_pinned.used = 0;
         if (!st.replay.check) {
             check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
@@ -229,6 +226,9 @@ public:
         if (st.replay.check) {
             st.check_missed = st.replay.sig != st.graph_sig || st.replay.calls != st.graph_calls;
             if (st.check_missed) return false;
+            if (st.launched_since_sync)
+                check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
+            std::memcpy(st.step_pinned.p, st.step_host.data(), st.step_pinned.used);
             launch_graph(st);
             return true;
         }
@@ -757,7 +757,8 @@ private:
         T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
         if (n <= 0) return dst;
         const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
-        CudaStream::Pinned &a = cuda::t_replay && st.step_staging ? st.step_pinned : st.pinned;
+        const bool step = cuda::t_replay == &st.replay && st.step_staging;
+        CudaStream::Pinned &a = step ? st.step_pinned : st.pinned;
         if (a.used + piece > a.cap) {
             const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
             void *p = nullptr;
@@ -768,7 +769,12 @@ private:
         }
         char *src = a.p + a.used;
         a.used += piece;
-        std::memcpy(src, host, bytes);  // also during a check (replay.h): where the graph's copy reads
+        if (step && st.replay.check) {  // for end_record to write where the graph's copy reads
+            if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
+            std::memcpy(st.step_host.data() + (src - a.p), host, bytes);
+        } else {
+            std::memcpy(src, host, bytes);
+        }
         if (cuda::queues("stage", dst, src, bytes, st.stream))
             check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
         return dst;
@@ -783,6 +789,10 @@ private:
         return st.loss_host[slot];
     }
     void wait(CudaStream &st) {
+        if (t_recording) {  // a wait inside a recording (which may hold no wait): nothing waited for
+            t_recording->spoiled = true;
+            return;
+        }
         check(cudaStreamSynchronize(st.stream), "a queued operation (cudaStreamSynchronize)");
         st.synchronised();
     }

@@ -196,13 +196,15 @@ public:
     // then); a full one is replaced and kept until then. A recorded step stages
     // into step_pinned from its start, so that the copies of one step and the
     // next read the same addresses (replay.h), when the stream has synchronised
-    // since the last graph launch, or waited for it (none may still read it;
-    // else into pinned).
+    // since the last graph launch (none may still read it; else into pinned); a
+    // check stages into step_host, copied there when it matches, once the last
+    // graph is done.
     struct Pinned {
         char *p = nullptr;
         size_t cap = 0, used = 0;  // bytes
     } pinned, step_pinned;
-    bool step_staging = false;  // this step stages into step_pinned
+    std::vector<char> step_host;  // a check's staging, at step_pinned's offsets
+    bool step_staging = false;  // this step stages into step_pinned (a check: into step_host)
     bool launched_since_sync = false;
     std::vector<char *> pinned_retired;
     void synchronised() {

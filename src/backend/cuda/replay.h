@@ -12,6 +12,7 @@
 // nothing, and the step is captured again.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -47,6 +48,7 @@ std::enable_if_t<std::is_scalar_v<T>> fold_arg(Replay &r, const T &v) {
     static_assert(sizeof(T) <= sizeof(uint64_t), "fold_arg: a scalar wider than 64 bits");
     r.fold(bits);
 }
+inline void fold_arg(Replay &r, std::nullptr_t) { r.fold(0); }  // (its bytes are unspecified)
 inline void fold_arg(Replay &r, const dim3 &d) {
     r.fold(d.x), r.fold(d.y), r.fold(d.z);
 }
