@@ -61,8 +61,7 @@ void check_attention(const AttentionCase &c, std::mt19937_64 &rng, bool tensor_c
     std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
     const float *kf = kvf.data(), *vf = (c.interleaved ? kvf.data() : vrowsf.data()) + voff;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-    cuda::FusedDrops fd{};
-    for (int64_t z = 0; z < Z; ++z) fd.drop[z] = drops[z];
+    const Dropout *fd = drops.data();  // (device memory is host memory here)
     const int64_t tile = tensor_cores ? cuda::kTcQ : cuda::kFusedQ;
     const dim3 grid{static_cast<unsigned>((c.nq + tile - 1) / tile), static_cast<unsigned>(c.H), static_cast<unsigned>(Z)};
     const int group = static_cast<int>(c.H / c.Hkv);
@@ -285,11 +284,11 @@ struct EmulatedProductOps {
     }
     void softmax(float *P, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
                  bool apply_drop) {
-        cuda::attention_softmax(P, heads, nq, nk, visible0, scale, drop, apply_drop, nullptr);
+        cuda::attention_softmax(P, heads, nq, nk, visible0, scale, drop.on() ? &drop : nullptr, apply_drop, nullptr);
     }
     void softmax_backward(float *P, float *dP, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale,
                           const Dropout &drop) {
-        cuda::attention_softmax_backward(P, dP, heads, nq, nk, visible0, scale, drop, nullptr);
+        cuda::attention_softmax_backward(P, dP, heads, nq, nk, visible0, scale, drop.on() ? &drop : nullptr, nullptr);
     }
 };
 

@@ -11,7 +11,8 @@
 // code (SequencePass: K = 3 unequal segments, stacked sequences, with and
 // without dropout, recomputation) runs on it and on the CPU backend; the loss and
 // every gradient must agree: fp32 within 1e-5 (relative to each tensor's
-// largest value, as tests/gpu does); bf16 (products with bf16 inputs through
+// largest value, as tests/gpu does; also with attention through the cuBLAS
+// products, RMKV_CUDA_ATTENTION=products); bf16 (products with bf16 inputs through
 // bf16 copies) against the CPU's bf16 products, within 1e-2 with attention in
 // fp32 and within the gpu tests' whole-model bf16 tolerance on the tensor-core
 // attention kernels (against fp32 within 1e-1 on a CPU without bf16). Then decoding: a
@@ -22,7 +23,8 @@
 // launch), every training pass and decoding step runs as one graph (counted), to
 // the same results; a second training pass, and every decoding step but the
 // first of one session and of two together, replays the last graph without a
-// capture (counted), with its new tokens, targets and rows.
+// capture (counted), with its new tokens, targets, loss scale, dropout masks
+// and rows.
 // What this cannot show is left to tests/gpu on a GPU: cuBLAS's and the
 // driver's real behaviour (what a capture may hold, what an update accepts),
 // streams running at once, speed.
@@ -104,8 +106,8 @@ struct PassCase {
 
 // `passes` training passes (one pass object, one stream, the loss taken after the
 // last: a trainer's lane runs its passes of a step without waiting) over n_seq
-// stacked sequences of segments {S, 1, S - 2}, each of its own tokens and loss
-// scale: the loss and gradients summed over the passes.
+// stacked sequences of segments {S, 1, S - 2}, each of its own tokens, loss scale
+// and dropout masks: the loss and gradients summed over the passes.
 PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSpec> &specs,
                          const std::vector<std::vector<float>> &host, bool bf16, const PassCase &pc, int passes = 1) {
     auto st = be.new_stream();
@@ -129,6 +131,8 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
                 targets[j] = j % 7 == 4 ? -1 : static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
             }
             const float scale = 0.125f / static_cast<float>(i + 1);  // as 1 / targets, which change from step to step
+            for (int64_t j = 0; j < pc.n_seq; ++j)  // masks of their own, as each step's
+                plans[static_cast<size_t>(j)].seed = 0xd40ull + 17 * static_cast<uint64_t>(j) + 1000 * static_cast<uint64_t>(i);
             pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), scale, plans.data());
         }
         r.loss = be.take_loss(*st);
@@ -211,6 +215,7 @@ void expect_close(const std::string &what, const PassResult &got, const PassResu
 void check_config(const char *name, const std::string &json, std::initializer_list<PassCase> cases) {
     std::unique_ptr<Backend> cuda = cuda_backend(), cuda_fp32_attention = cuda_backend("RMKV_CUDA_ATTENTION", "fp32");
     std::unique_ptr<Backend> cuda_graphs = cuda_backend("RMKV_CUDA_GRAPHS", "1");
+    std::unique_ptr<Backend> cuda_products = cuda_backend("RMKV_CUDA_ATTENTION", "products");
     std::shared_ptr<Backend> cpu = get_backend("cpu");
     const Config c = Config::from_json(json, 0, false);
     const std::vector<ParamSpec> specs = param_specs(c);
@@ -223,8 +228,10 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         const PassResult want = training_pass(*cpu, c, specs, host, false, pc);
         expect_close(std::string(what) + ", fp32", training_pass(*cuda, c, specs, host, false, pc), want, c, specs,
                      gpu_tolerance_f32);
-        // Two passes as graphs: the first captured, the second (other tokens and
-        // targets, the same operations) a replay of the first's graph.
+        expect_close(std::string(what) + ", fp32, attention by products",
+                     training_pass(*cuda_products, c, specs, host, false, pc), want, c, specs, gpu_tolerance_f32);
+        // Two passes as graphs: the first captured, the second (other tokens,
+        // targets, loss scale and masks, the same operations) a replay of the first's graph.
         const int launches = host_cuda::g_graph_launches, captures = host_cuda::g_captures;
         expect_close(std::string(what) + ", fp32, two passes as graphs",
                      training_pass(*cuda_graphs, c, specs, host, false, pc, 2),

@@ -191,7 +191,7 @@ void elementwise(void **) {
         const Dropout drop{0.3f, 0x5eedull};
         std::vector<float> x = af, want = af;
         cpu::dropout<float>(want.data(), n, drop);
-        cuda::dropout(x.data(), n, drop, nullptr);
+        cuda::dropout(x.data(), n, &drop, nullptr);
         expect_same("dropout", x, want);
     }
     {

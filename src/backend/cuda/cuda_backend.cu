@@ -396,8 +396,8 @@ public:
         const bool tc = tc_fits(st, hd, nk);
         if (tc || fused_fits(hd, nk, false)) {
             cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                          1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, tc,
-                                          st.stream);
+                                          1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride,
+                                          drops ? stage(st, st.drops, drops, n_seq) : nullptr, tc, st.stream);
             check_launch("fused attention");
             return;
         }
@@ -461,7 +461,9 @@ public:
         check_launch("scatter_rows");
     }
     void dropout(Stream &s, float *x, int64_t n, const Dropout &drop) override {
-        cuda::dropout(x, n, drop, cs(s).stream);
+        if (n <= 0 || !drop.on()) return;
+        auto &st = cs(s);
+        cuda::dropout(x, n, stage(st, st.drops, &drop, 1), st.stream);
         check_launch("dropout");
     }
     void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n, uint16_t *h16) override {
@@ -521,8 +523,8 @@ public:
         const bool tc = tc_fits(st, hd, nk);
         if (tc || fused_fits(hd, nk, true)) {
             cuda::fused_attention_backward(dq, dk, dv, dout, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
-                                           1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride, drops, tc,
-                                           st.stream);
+                                           1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride,
+                                           drops ? stage(st, st.drops, drops, n_seq) : nullptr, tc, st.stream);
             check_launch("fused attention backward");
             return;
         }
@@ -832,6 +834,8 @@ private:
     struct ProductOps {
         CudaBackend &be;
         CudaStream &st;
+        // A dropout in device memory for the softmax kernels (NULL: none).
+        const Dropout *staged(const Dropout &drop) { return drop.on() ? be.stage(st, st.drops, &drop, 1) : nullptr; }
         void batched(cuda::Op ta, cuda::Op tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, int64_t sa,
                      const float *B, int64_t ldb, int64_t sb, float *C, int64_t ldc, int64_t sc, int64_t batch,
                      bool accumulate) {
@@ -840,12 +844,12 @@ private:
         }
         void softmax(float *P, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
                      bool apply_drop) {
-            cuda::attention_softmax(P, heads, nq, nk, visible0, scale, drop, apply_drop, st.stream);
+            cuda::attention_softmax(P, heads, nq, nk, visible0, scale, staged(drop), apply_drop, st.stream);
             check_launch("attention softmax");
         }
         void softmax_backward(float *P, float *dP, int64_t heads, int64_t nq, int64_t nk, int64_t visible0, float scale,
                               const Dropout &drop) {
-            cuda::attention_softmax_backward(P, dP, heads, nq, nk, visible0, scale, drop, st.stream);
+            cuda::attention_softmax_backward(P, dP, heads, nq, nk, visible0, scale, staged(drop), st.stream);
             check_launch("attention softmax backward");
         }
     };

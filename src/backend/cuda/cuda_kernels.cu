@@ -223,9 +223,11 @@ __global__ void k_rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, i
 
 // P = softmax(scale * S + mask) in place: row (h, i) sees keys 0 .. nvis - 1
 // (nvis = min(nk, visible0 + i + 1)); the rest of the row is written 0. With
-// dropout on and `apply_drop`, P (h, i, j) is multiplied by its factor.
+// dropout on and `apply_drop`, P (h, i, j) is multiplied by its factor. The
+// dropout (drop_at, device memory, or NULL: none) as the backend stages it.
 __global__ void k_attention_softmax(float *P, int64_t rows, int64_t nq, int64_t nk, int64_t visible0, float scale,
-                                    Dropout drop, bool apply_drop) {
+                                    const Dropout *drop_at, bool apply_drop) {
+    const Dropout drop = drop_at ? *drop_at : Dropout{};
     const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return;
     const int lane = threadIdx.x & 31;
@@ -254,7 +256,8 @@ __global__ void k_attention_softmax(float *P, int64_t rows, int64_t nq, int64_t 
 // gradient of the scaled scores (times scale: the gradient of q k^T), and
 // P := the dropped probabilities (the weights of dv).
 __global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, int64_t nq, int64_t nk,
-                                             int64_t visible0, float scale, Dropout drop) {
+                                             int64_t visible0, float scale, const Dropout *drop_at) {
+    const Dropout drop = drop_at ? *drop_at : Dropout{};
     const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return;
     const int lane = threadIdx.x & 31;
@@ -278,7 +281,8 @@ __global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, 
     }
 }
 
-__global__ void k_dropout(float *x, int64_t n, Dropout drop) {
+__global__ void k_dropout(float *x, int64_t n, const Dropout *drop_at) {
+    const Dropout drop = *drop_at;
     GRID_LOOP(i, n) x[i] *= drop.factor(static_cast<uint64_t>(i));
 }
 // The activations and their backwards: each output and its bf16 copy through store().
@@ -537,7 +541,7 @@ void rope(float *x, int64_t n, int64_t ld, int64_t H, int64_t hd, int64_t t0, fl
         RMKV_LAUNCH(k_rope, blocks_for(n_seq * n * H * (hd / 2)), kThreads, 0, st, x, n, ld, H, hd, t0, theta, inverse,
                     n_seq, stride);
 }
-void attention_softmax(float *P, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout &drop,
+void attention_softmax(float *P, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale, const Dropout *drop,
                        bool apply_drop, cudaStream_t st) {
     const int64_t rows = H * nq;
     if (rows > 0 && nk > 0)
@@ -545,7 +549,7 @@ void attention_softmax(float *P, int64_t H, int64_t nq, int64_t nk, int64_t visi
                     scale, drop, apply_drop);
 }
 void attention_softmax_backward(float *P, float *dP, int64_t H, int64_t nq, int64_t nk, int64_t visible0, float scale,
-                                const Dropout &drop, cudaStream_t st) {
+                                const Dropout *drop, cudaStream_t st) {
     const int64_t rows = H * nq;
     if (rows > 0 && nk > 0)
         RMKV_LAUNCH(k_attention_softmax_backward, blocks_for(rows, kThreads / 32), kThreads, 0, st, P, dP, rows, nq, nk,
@@ -606,11 +610,9 @@ void fused_stacked(int64_t nq, int64_t H, int64_t n_seq, int64_t kv_stride, cons
                    const Launch &launch) {
     for (int64_t z0 = 0; z0 < n_seq; z0 += kFusedStack) {
         const int64_t nz = std::min<int64_t>(kFusedStack, n_seq - z0);
-        FusedDrops d{};
-        for (int64_t z = 0; z < nz; ++z) d.drop[z] = drops ? drops[z0 + z] : Dropout{};
         const dim3 grid(static_cast<unsigned>((nq + tile - 1) / tile), static_cast<unsigned>(H),
                         static_cast<unsigned>(nz));
-        launch(grid, z0 * nq * H, z0 * kv_stride, d);
+        launch(grid, z0 * nq * H, z0 * kv_stride, drops ? drops + z0 : nullptr);
     }
 }
 bool tc_attention_fits(int64_t hd) { return tc_head_size(hd); }
@@ -635,7 +637,7 @@ void fused_attention_forward(float *out, const float *q, const float *k, const f
     const auto kernel = tensor_cores ? k_tc_attention : k_fused_attention;
     const AttentionLaunch L = attention_launch(tensor_cores, hd, nk, false);
     fused_stacked(nq, H, n_seq, kv_stride, drops, L.tile,
-                  [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+                  [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const Dropout *d) {
                       const int64_t at = heads_rows * hd;
                       RMKV_LAUNCH(kernel, grid, L.threads, L.smem, st, out + at, q + at, k + kv_at, v + kv_at, nq, nk,
                                   ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
@@ -649,15 +651,15 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
     const auto kernel = tensor_cores ? k_tc_attention_backward : k_fused_attention_backward;
     const AttentionLaunch L = attention_launch(tensor_cores, hd, nk, true);
     fused_stacked(nq, H, n_seq, kv_stride, drops, L.tile,
-                  [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const FusedDrops &d) {
+                  [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const Dropout *d) {
                       const int64_t at = heads_rows * hd;
                       RMKV_LAUNCH(kernel, grid, L.threads, L.smem, st, dq + at, dk + kv_at, dv + kv_at, dout + at,
                                   q + at, k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride,
                                   d);
                   });
 }
-void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st) {
-    if (n > 0 && drop.on()) RMKV_LAUNCH(k_dropout, blocks_for(n), kThreads, 0, st, x, n, drop);
+void dropout(float *x, int64_t n, const Dropout *drop, cudaStream_t st) {
+    if (n > 0 && drop) RMKV_LAUNCH(k_dropout, blocks_for(n), kThreads, 0, st, x, n, drop);
 }
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st) {
     if (n > 0) RMKV_LAUNCH(k_swiglu, blocks_for(n), kThreads, 0, st, h, g, u, n, h16);

@@ -54,7 +54,7 @@ cudaError_t fused_attention_setup(int max_smem);
 // size).
 bool tc_attention_fits(int64_t hd);
 size_t tc_attention_smem(int64_t hd, bool backward);
-// n_seq sequences stacked as Backend::attention_stacked takes them (drops: host
+// n_seq sequences stacked as Backend::attention_stacked takes them (drops: device
 // array of n_seq, or NULL), up to kFusedStack a launch; tensor_cores picks the
 // kernels of tensor_attention.cuh.
 void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
@@ -84,14 +84,16 @@ void gather_rows(float *dst, const float *const *src, int64_t n, int64_t width, 
 // (cuda_backend.cu).
 // P [H, nq, nk] holds scores; softmax of scale * scores under the memory+causal
 // mask (row i sees keys < min(nk, visible0 + i + 1); the others become 0), then
-// dropout's factors when apply_drop.
+// dropout's factors when apply_drop. Every Dropout here is in device memory (the
+// backend stages it: a recorded step's launches keep their arguments when the
+// masks change), NULL for none.
 void attention_softmax(float *P, int64_t n_heads, int64_t nq, int64_t nk, int64_t visible0, float scale,
-                       const Dropout &drop, bool apply_drop, cudaStream_t st);
+                       const Dropout *drop, bool apply_drop, cudaStream_t st);
 // P: probabilities before dropout; dP: gradient of the dropped probabilities.
 // Leaves dP = scale * the gradient of the scores, and P = the dropped probabilities.
 void attention_softmax_backward(float *P, float *dP, int64_t n_heads, int64_t nq, int64_t nk, int64_t visible0,
-                                float scale, const Dropout &drop, cudaStream_t st);
-void dropout(float *x, int64_t n, const Dropout &drop, cudaStream_t st);
+                                float scale, const Dropout *drop, cudaStream_t st);
+void dropout(float *x, int64_t n, const Dropout *drop, cudaStream_t st);
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, uint16_t *dg16,
                      uint16_t *du16, cudaStream_t st);

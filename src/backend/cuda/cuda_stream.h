@@ -176,6 +176,7 @@ public:
     Grow<int32_t> tokens, targets;
     Grow<int64_t> positions;  // add_sincos_rows' positions
     Grow<float> ce_scale;     // cross_entropy's scale
+    Grow<Dropout> drops;      // the dropouts of attention and dropout()
     Grow<CacheRow> cache_rows;  // decode_attention's rows
     Grow<float *> row_dst;      // scatter_rows' destinations
     Grow<const float *> row_src;  // gather_rows' sources

@@ -11,7 +11,6 @@
 #include <cstdint>
 
 #include "backend/backend.h"
-#include "backend/cuda/replay.h"
 
 namespace rmkv::cuda {
 
@@ -26,16 +25,11 @@ constexpr int kFusedWarps = 8;
 
 // Stacked sequences (Backend::attention_stacked): blockIdx.z is the sequence, its
 // rows of q, out, dq and dout follow the previous sequence's (nq rows of D), its
-// rows of k, v, dk and dv start z * kv_stride later, and its dropout is drop[z].
-// A launch takes up to kFusedStack sequences (the dropouts travel by value).
+// rows of k, v, dk and dv start z * kv_stride later, and its dropout is drops[z]
+// (device memory, as the backend stages it: a recorded step's launches keep their
+// arguments when the masks change; NULL: none). A launch takes up to kFusedStack
+// sequences.
 constexpr int kFusedStack = 16;
-struct FusedDrops {
-    Dropout drop[kFusedStack];
-};
-// Its part of a launch's signature (replay.h): every entry (the unused ones are zero).
-inline void fold_arg(Replay &r, const FusedDrops &d) {
-    for (const Dropout &x : d.drop) fold_arg(r, x);
-}
 
 // A block's place (blockIdx: x the tile of `tile` queries, y the head, z the
 // stacked sequence), for these kernels and those of tensor_attention.cuh.
@@ -47,7 +41,7 @@ struct FusedBlock {
     Dropout drop;              // its sequence's
 };
 inline __device__ FusedBlock fused_block(int64_t nq, int64_t nk, int64_t visible0, int64_t group, int64_t hd,
-                                         int64_t kv_stride, const FusedDrops &drops, int64_t tile) {
+                                         int64_t kv_stride, const Dropout *drops, int64_t tile) {
     FusedBlock b;
     const int64_t z = blockIdx.z;
     b.h = blockIdx.y;
@@ -58,7 +52,7 @@ inline __device__ FusedBlock fused_block(int64_t nq, int64_t nk, int64_t visible
     b.D = gridDim.y * hd;
     b.at = (z * nq + b.i0) * b.D + b.h * hd;
     b.kv = z * kv_stride + (b.h / group) * hd;
-    b.drop = drops.drop[z];
+    b.drop = drops ? drops[z] : Dropout{};
     return b;
 }
 
@@ -180,7 +174,7 @@ inline __host__ __device__ int64_t fused_smem_floats(int64_t hd, int64_t nk, boo
 
 __global__ void __launch_bounds__(kFusedWarps * 32)
     k_fused_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
-                      int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
+                      int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, const Dropout *drops) {
     extern __shared__ float sm[];
     const FusedBlock b = fused_block(nq, nk, visible0, group, hd, kv_stride, drops, kFusedQ);
     const int64_t D = b.D, at = b.at;
@@ -206,7 +200,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
 __global__ void __launch_bounds__(kFusedWarps * 32)
     k_fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t group, int64_t hd,
-                               int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
+                               int64_t visible0, float scale, int64_t kv_stride, const Dropout *drops) {
     extern __shared__ float sm[];
     const FusedBlock b = fused_block(nq, nk, visible0, group, hd, kv_stride, drops, kFusedQ);
     const int64_t D = b.D, at = b.at;

@@ -26,7 +26,7 @@
 #endif
 
 #include "backend/backend.h"
-#include "backend/cuda/fused_attention.cuh"  // FusedDrops, fused_block
+#include "backend/cuda/fused_attention.cuh"  // fused_block
 
 namespace rmkv::cuda {
 
@@ -214,7 +214,7 @@ inline __device__ void tc_exp_tile(float *S, float *G, int64_t lds, float *m, fl
 
 __global__ void __launch_bounds__(kTcThreads)
     k_tc_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
-                   int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
+                   int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, const Dropout *drops) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();  // bf16 WMMA needs sm_80; the backend never launches this below it (supports_bf16)
 #else
@@ -275,7 +275,7 @@ __global__ void __launch_bounds__(kTcThreads)
 __global__ void __launch_bounds__(kTcThreads)
     k_tc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                             const float *v, int64_t nq, int64_t nk, int64_t ldkv, int64_t group, int64_t hd,
-                            int64_t visible0, float scale, int64_t kv_stride, FusedDrops drops) {
+                            int64_t visible0, float scale, int64_t kv_stride, const Dropout *drops) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
