@@ -6,10 +6,11 @@
 // runs on the host alone (a check): its calls are folded into a signature but
 // not made, and when the signature matches the graph's, the graph is launched
 // as it is, without a capture, an update or any of the step's calls. What a step
-// takes from the host (tokens, targets, the rows of sessions decoded together)
-// goes through pinned memory whose address is part of its copy's signature, so
-// a check writes it where the graph reads it. A check that does not match runs
-// nothing, and the step is captured again.
+// takes from the host (tokens, targets, positions, the loss scale, dropouts,
+// the rows of sessions decoded together) goes through pinned memory whose
+// address is part of its copy's signature; a check that matches writes it
+// there (cuda_backend.cu's stage and end_record) before the launch. A check
+// that does not match runs nothing, and the step is captured again.
 #pragma once
 
 #include <cstddef>
