@@ -21,7 +21,7 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
     try {
         dx_ = buffer(S * D), dxn_ = buffer(S * D), dxn2_ = buffer(S * D);
         dq_ = buffer(S * D), dattn_ = buffer(S * D), dox_ = buffer(S * D), dtok_ = buffer(S * D);
-        dk_ = buffer(KV * Dkv), dv_ = buffer(KV * Dkv);
+        dk_ = buffer(2 * KV * Dkv), dv_ = dk_ + KV * Dkv;  // one block: one fill clears both
         dffn_a_ = input_buffer(S * F), dffn_b_ = input_buffer(S * F), dffn_h_ = buffer(S * F);
         logits_ = buffer(S * V), dxnf_ = input_buffer(S * D);
         dffn_a16_ = c.ffn == Ffn::swiglu ? buffer16(S * F) : nullptr;
@@ -294,8 +294,7 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     const NormKind nk = norm_kind(c);
     const int64_t B = n_seq_, rows = B * T, mrows = B * M, block = fwd.block_rows() * Dkv;
 
-    be_.fill(st_, dk_, 0.0f, static_cast<size_t>(B * block));
-    be_.fill(st_, dv_, 0.0f, static_cast<size_t>(B * block));
+    be_.fill(st_, dk_, 0.0f, static_cast<size_t>(2 * (dv_ - dk_)));  // and dv_, which follows it
 
     // 1. The memory update (only when this segment wrote a memory someone read).
     if (rewritten) {

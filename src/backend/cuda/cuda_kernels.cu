@@ -145,9 +145,12 @@ int64_t col_chunks(int64_t n) {
     return c < 1 ? 1 : (c > kColChunks ? kColChunks : c);
 }
 // Partial sums of dy (pb) and, when pw is not NULL, of dy * xhat (pw: a norm's
-// weight gradient; stats are the rows' (mean, inv) and x the norm's input).
-__global__ void k_colsum_partial(double *pw, double *pb, const float *dy, const float *x, int64_t n, int64_t d,
-                                 const double *stats) {
+// weight gradient; stats are the rows' (mean, inv) and x the norm's input). With
+// one chunk (n <= 64 rows: the memory rows' products and norm), given out_w or
+// out_b, the sums are added to them here as k_colsum_finish adds them (out_w
+// takes pw's, out_b pb's), and that second launch is not made.
+__global__ void k_colsum_partial(double *pw, double *pb, float *out_w, float *out_b, const float *dy, const float *x,
+                                 int64_t n, int64_t d, const double *stats) {
     RMKV_BLOCK_SHARED double sw[8][33], sb[8][33];
     const int64_t c = blockIdx.x * 32 + threadIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
     const int64_t per = (n + chunks - 1) / chunks, r0 = chunk * per, r1 = min(n, r0 + per);
@@ -162,6 +165,13 @@ __global__ void k_colsum_partial(double *pw, double *pb, const float *dy, const 
     __syncthreads();
     if (threadIdx.y == 0 && c < d) {
         for (int y = 1; y < 8; ++y) gw += sw[y][threadIdx.x], gb += sb[y][threadIdx.x];
+        if (out_w || out_b) {
+            double t = 0, t2 = 0;
+            t += gw, t2 += gb;
+            if (out_w) out_w[c] += static_cast<float>(t);
+            if (out_b) out_b[c] += static_cast<float>(t2);
+            return;
+        }
         if (pw) pw[chunk * d + c] = gw;
         pb[chunk * d + c] = gb;
     }
@@ -507,9 +517,10 @@ void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *
     if (!dw && !db) return;
     const int64_t chunks = col_chunks(n);
     double *pw = stats + 2 * n, *pb = pw + chunks * d;
+    const bool one = chunks == 1;
     RMKV_LAUNCH(k_colsum_partial, dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)),
-                dim3(32, 8), 0, st, pw, pb, dy, x, n, d, stats);
-    RMKV_LAUNCH(k_colsum_finish, blocks_for(d), kThreads, 0, st, dw, pw, db, pb, chunks, d);
+                dim3(32, 8), 0, st, pw, pb, one ? dw : nullptr, one ? db : nullptr, dy, x, n, d, stats);
+    if (!one) RMKV_LAUNCH(k_colsum_finish, blocks_for(d), kThreads, 0, st, dw, pw, db, pb, chunks, d);
 }
 void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
     if (n > 0) RMKV_LAUNCH(k_embed_forward, blocks_for(n * d), kThreads, 0, st, X, E, tok, n, d);
@@ -528,9 +539,10 @@ size_t column_sums_scratch(int64_t n, int64_t out) { return static_cast<size_t>(
 void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st) {
     if (n <= 0) return;
     const int64_t chunks = col_chunks(n);
+    const bool one = chunks == 1;
     RMKV_LAUNCH(k_colsum_partial, dim3(static_cast<unsigned>((out + 31) / 32), static_cast<unsigned>(chunks)),
-                dim3(32, 8), 0, st, nullptr, scratch, dy, nullptr, n, out, nullptr);
-    RMKV_LAUNCH(k_colsum_finish, blocks_for(out), kThreads, 0, st, db, scratch, nullptr, nullptr, chunks, out);
+                dim3(32, 8), 0, st, nullptr, scratch, nullptr, one ? db : nullptr, dy, nullptr, n, out, nullptr);
+    if (!one) RMKV_LAUNCH(k_colsum_finish, blocks_for(out), kThreads, 0, st, db, scratch, nullptr, nullptr, chunks, out);
 }
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st, const int64_t *positions) {
     if (n > 0) RMKV_LAUNCH(k_sincos_add, blocks_for(n * ((d + 1) / 2)), kThreads, 0, st, X, n, d, p0, positions);
