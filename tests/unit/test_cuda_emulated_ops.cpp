@@ -107,10 +107,10 @@ void norms(void **) {
     }
 }
 
-// A bias's gradient: column sums added to db, in chunks of rows (one chunk, a
-// few, and the most there are).
+// A bias's gradient: column sums added to db, in chunks of rows (one chunk, in
+// the kernel of the partial sums; a few; and the most there are).
 void column_sums(void **) {
-    const int64_t shapes[][2] = {{5, 300}, {200, 45}, {2100, 33}};
+    const int64_t shapes[][2] = {{5, 300}, {256, 40}, {600, 45}, {9000, 33}};
     std::mt19937_64 rng(20261202);
     for (const auto &s : shapes) {
         const int64_t n = s[0], out = s[1];

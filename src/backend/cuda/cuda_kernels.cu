@@ -137,18 +137,19 @@ __global__ void k_norm_backward_rows(bool layer, float *dx, const float *dy, con
 }
 
 // Column sums over rows, deterministic, in two launches: blocks of 32 columns x
-// 8 row lanes sum chunks of rows into partial[chunk][column] (double), then one
-// thread per column adds the chunks in order. kColChunks bounds the chunks.
+// 8 row lanes sum chunks of up to 256 rows into partial[chunk][column] (double),
+// then one thread per column adds the chunks in order; one chunk (a sequence's
+// token rows, or its memory rows) is one launch. kColChunks bounds the chunks.
 constexpr int kColChunks = 32;
 int64_t col_chunks(int64_t n) {
-    const int64_t c = (n + 63) / 64;
+    const int64_t c = (n + 255) / 256;
     return c < 1 ? 1 : (c > kColChunks ? kColChunks : c);
 }
 // Partial sums of dy (pb) and, when pw is not NULL, of dy * xhat (pw: a norm's
 // weight gradient; stats are the rows' (mean, inv) and x the norm's input). With
-// one chunk (n <= 64 rows: the memory rows' products and norm), given out_w or
-// out_b, the sums are added to them here as k_colsum_finish adds them (out_w
-// takes pw's, out_b pb's), and that second launch is not made.
+// one chunk, given out_w or out_b, the sums are added to them here as
+// k_colsum_finish adds them (out_w takes pw's, out_b pb's), and that second
+// launch is not made.
 __global__ void k_colsum_partial(double *pw, double *pb, float *out_w, float *out_b, const float *dy, const float *x,
                                  int64_t n, int64_t d, const double *stats) {
     RMKV_BLOCK_SHARED double sw[8][33], sb[8][33];
