@@ -20,14 +20,16 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
     const int64_t G = std::max<int64_t>(c.cell_gates(), 2), V = c.vocab_size;
     try {
         dx_ = buffer(S * D), dxn_ = buffer(S * D), dxn2_ = buffer(S * D);
-        dq_ = buffer(S * D), dattn_ = buffer(S * D), dox_ = buffer(S * D), dtok_ = buffer(S * D);
+        dq_ = buffer(S * D), dattn_ = buffer(S * D), dox_ = buffer(S * D);
+        // dtok_, dmem_out_ and dpooled_ in one block: one fill clears them.
+        dtok_ = buffer((S + 2 * M) * D), dmem_out_ = dtok_ + S * D, dpooled_ = dmem_out_ + M * D;
         dk_ = buffer(2 * KV * Dkv), dv_ = dk_ + KV * Dkv;  // one block: one fill clears both
         dffn_a_ = input_buffer(S * F), dffn_b_ = input_buffer(S * F), dffn_h_ = buffer(S * F);
         logits_ = buffer(S * V), dxnf_ = input_buffer(S * D);
         dffn_a16_ = c.ffn == Ffn::swiglu ? buffer16(S * F) : nullptr;
         dffn_b16_ = c.ffn != Ffn::none ? buffer16(S * F) : nullptr;
         dxnf16_ = buffer16(S * D), dlogits16_ = buffer16(S * V);
-        dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D), dmem_out_ = buffer(M * D), dpooled_ = buffer(M * D);
+        dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D);
         dmem_xn_ = buffer(M * D), dgi_ = buffer(M * G * D), dgh_ = buffer(M * G * D), dcat_ = buffer(M * 2 * D);
         dc_tmp_ = buffer(M * D);
         if (B > 1) k_rows_ = buffer(std::max(M, S) * Dkv), v_rows_ = buffer(std::max(M, S) * Dkv);
@@ -294,17 +296,16 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     const NormKind nk = norm_kind(c);
     const int64_t B = n_seq_, rows = B * T, mrows = B * M, block = fwd.block_rows() * Dkv;
 
-    be_.fill(st_, dk_, 0.0f, static_cast<size_t>(2 * (dv_ - dk_)));  // and dv_, which follows it
+    // dk_ and dv_ are one block of the pass's whole stack, and so are dtok_, dmem_out_ and dpooled_.
+    be_.fill(st_, dk_, 0.0f, static_cast<size_t>(2 * stack_ * block));
 
     // 1. The memory update (only when this segment wrote a memory someone read).
     if (rewritten) {
-        be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(rows * D));
-        be_.fill(st_, dmem_out_, 0.0f, static_cast<size_t>(mrows * D));
+        be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(stack_ * (c.segment_len + 2 * M) * D));
         if (c.cell == Cell::minimal) {
             be_.cell_backward(st_, CellKind::minimal, dgi_, nullptr, dmem_out_, nullptr, dm_next_[l], nullptr, nullptr,
                               a.gates_i, nullptr, a.mem_out, mrows, D);
             be_.linear_backward(st_, dcat_, false, g.cell_w.f32, g.cell_b, dgi_, a.cat, w.cell_w.f32, mrows, 2 * D, 2 * D);
-            be_.fill(st_, dpooled_, 0.0f, static_cast<size_t>(mrows * D));
             be_.split_cols_add(st_, dmem_out_, dpooled_, dcat_, mrows, D);
         } else {
             be_.cell_backward(st_, cell_kind(c), dgi_, dgh_, dmem_out_, dc_tmp_, dm_next_[l],
