@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
 # Tests run $JOBS at a time, each with OpenMP threads for every core: threads that
-# spin while they wait (OpenMP's default) starve the other tests' threads (one
-# run on 2 cores: test_model_gradients 771 s, against 15 s with passive threads).
-# Passive threads sleep instead.
+# spin while they wait (OpenMP's default) starve the other tests' threads: on 2
+# cores, `OMP_WAIT_POLICY=active ctest -j2 -LE slow` can make a test take dozens
+# of times as long as with passive threads, which sleep instead.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 PACKAGES="build-essential cmake pkg-config libdnnl-dev libcmocka-dev nlohmann-json3-dev libutf8proc-dev libedit-dev

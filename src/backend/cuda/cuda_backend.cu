@@ -62,6 +62,7 @@
 #include "backend/cuda/cuda_kernels.cuh"
 #include "backend/cuda/cuda_stream.h"
 #include "backend/cuda/products.h"
+#include "backend/cuda/recorded_steps.h"
 #include "backend/cuda/replay.h"
 
 namespace rmkv {
@@ -78,7 +79,7 @@ using cuda::kErrBackend;
 using cuda::kErrInternal;
 using cuda::kErrOutOfMemory;
 using cuda::make_current;
-using cuda::RelaxedCapture;
+using cuda::stage;
 using cuda::t_recording;
 
 class CudaBackend final : public Backend {
@@ -186,84 +187,12 @@ public:
         check(cudaEventRecord(d.event, d.stream), "cudaEventRecord");
         check(cudaStreamWaitEvent(w.stream, d.event, 0), "cudaStreamWaitEvent");
     }
-    // ---- recorded steps: a check against the stream's last graph (replay.h:
-    // the step's calls folded into a signature on the host, none made; the same
-    // signature launches the graph as it is), else stream capture (thread-local:
-    // other threads' calls do not disturb it) into a graph, instantiated into the
-    // stream's executable graph the first time and updated after
-    // (cudaGraphExecUpdate: steps of the same shape differ in their kernels'
-    // arguments only), then launched. A step that does not match the last graph
-    // runs nothing and is captured when the caller begins again. A failed
-    // recording (an operation the capture cannot hold, or an update and an
-    // instantiation that fail) runs nothing; after kRecordTries in a row the
-    // stream stops recording for good. A step of another shape than the last
-    // (another number of sessions together, the products path at long keys,
-    // other segment lengths) fails the update and is instantiated anew. ----
-    bool begin_record(Stream &s, bool again) override {
-        if (!graphs_ || t_recording || cuda::t_replay) return false;
-        auto &st = cs(s);
-        if (st.record_failures >= CudaStream::kRecordTries) return false;
-        if (again && !st.check_missed) return false;  // the recording failed: the caller runs the step unrecorded
-        st.replay = {};
-        st.replay.check = !again && st.graph && st.graph_signed;
-        // A check stages into step_pinned's host copy (written to step_pinned when it
-        // matches, once the last graph, which may still read it, is done: a lane's
-        // passes of one step follow each other unsynchronised); a capture stages
-        // into step_pinned itself when no graph may still read it, else into pinned.
-        st.step_staging = st.replay.check || !st.launched_since_sync;
-        st.step_pinned.used = 0;
-        if (!st.replay.check) {
-            check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-            st.rec.stream = st.stream, st.rec.spoiled = false;
-            t_recording = &st.rec;
-        }
-        cuda::t_replay = &st.replay;
-        return true;
-    }
-    bool end_record(Stream &s) override {
-        auto &st = cs(s);  // forgets the step's bf16 conversions too (they may not have run)
-        cuda::t_replay = nullptr;
-        if (st.replay.check) {
-            st.check_missed = st.replay.sig != st.graph_sig || st.replay.calls != st.graph_calls;
-            if (st.check_missed) return false;
-            if (st.launched_since_sync)
-                check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
-            std::memcpy(st.step_pinned.p, st.step_host.data(), st.step_pinned.used);
-            launch_graph(st);
-            return true;
-        }
-        st.check_missed = false;
-        cudaGraph_t g = stop_recording(st);
-        if (g && st.graph) {
-            cudaGraphExecUpdateResultInfo info{};
-            if (cudaGraphExecUpdate(st.graph, g, &info) != cudaSuccess) {
-                cudaGetLastError();
-                cudaGraphExecDestroy(st.graph);
-                st.graph = nullptr;
-            }
-        }
-        if (g && !st.graph && cudaGraphInstantiate(&st.graph, g, 0) != cudaSuccess) {
-            cudaGetLastError();
-            st.graph = nullptr;
-        }
-        if (g) cudaGraphDestroy(g);
-        // A failed recording leaves the last step's graph as it was: never launched for this one.
-        if (!g || !st.graph) {
-            ++st.record_failures;
-            return false;
-        }
-        st.record_failures = 0;
-        st.graph_sig = st.replay.sig, st.graph_calls = st.replay.calls, st.graph_signed = true;
-        launch_graph(st);
-        return true;
-    }
+    // ---- recorded steps (recorded_steps.h) ----
+    bool begin_record(Stream &s, bool again) override { return graphs_ && cuda::begin_step(cs(s), again); }
+    // (cs: forgets the step's bf16 conversions too, which may not have run)
+    bool end_record(Stream &s) override { return cuda::end_step(cs(s)); }
+    void cancel_record(Stream &s) override { cuda::cancel_step(cs(s)); }
     bool decodes_by_rows() const override { return graphs_; }
-    void cancel_record(Stream &s) override {
-        auto &st = cs(s);
-        cuda::t_replay = nullptr;
-        if (st.replay.check) return;  // nothing was captured
-        if (cudaGraph_t g = stop_recording(st)) cudaGraphDestroy(g);
-    }
 
     // One sequence's products have only S (+ M) rows: several streams fed by
     // several host threads keep the device busy.
@@ -704,22 +633,6 @@ public:
     }
 
 private:
-    static void launch_graph(CudaStream &st) {
-        check(cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch");
-        check(cudaEventRecord(st.graph_done, st.stream), "cudaEventRecord");
-        st.launched_since_sync = true;
-    }
-    // Ends this thread's capture on st: the graph, or NULL when the recording failed.
-    static cudaGraph_t stop_recording(CudaStream &st) {
-        t_recording = nullptr;
-        cudaGraph_t g = nullptr;
-        if (cudaStreamEndCapture(st.stream, &g) != cudaSuccess || st.rec.spoiled) {
-            cudaGetLastError();
-            if (g) cudaGraphDestroy(g);
-            return nullptr;
-        }
-        return g;
-    }
     // Makes this backend's device current on the calling thread.
     void use() const { make_current(device_); }
     // Every operation but the matrix products forgets the bf16 conversions: it may
@@ -750,35 +663,6 @@ private:
         cuda::to_bf16(dst, x, static_cast<size_t>(n), st.stream);
         check_launch("to_bf16");
         of = {x, n};
-        return dst;
-    }
-    // Host array -> the stream's device staging buffer (in stream order, so a
-    // later call may reuse the buffer).
-    template <class T>
-    T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
-        T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
-        if (n <= 0) return dst;
-        const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
-        const bool step = cuda::t_replay == &st.replay && st.step_staging;
-        CudaStream::Pinned &a = step ? st.step_pinned : st.pinned;
-        if (a.used + piece > a.cap) {
-            const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
-            void *p = nullptr;
-            RelaxedCapture relaxed;
-            check_alloc(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
-            if (a.p) st.pinned_retired.push_back(a.p);
-            a.p = static_cast<char *>(p), a.cap = cap, a.used = 0;
-        }
-        char *src = a.p + a.used;
-        a.used += piece;
-        if (step && st.replay.check) {  // for end_record to write where the graph's copy reads
-            if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
-            std::memcpy(st.step_host.data() + (src - a.p), host, bytes);
-        } else {
-            std::memcpy(src, host, bytes);
-        }
-        if (cuda::queues("stage", dst, src, bytes, st.stream))
-            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
         return dst;
     }
     // Accumulator `slot`: read (waiting for the stream), then reset unless `reset`
@@ -835,7 +719,7 @@ private:
         CudaBackend &be;
         CudaStream &st;
         // A dropout in device memory for the softmax kernels (NULL: none).
-        const Dropout *staged(const Dropout &drop) { return drop.on() ? be.stage(st, st.drops, &drop, 1) : nullptr; }
+        const Dropout *staged(const Dropout &drop) { return drop.on() ? stage(st, st.drops, &drop, 1) : nullptr; }
         void batched(cuda::Op ta, cuda::Op tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, int64_t sa,
                      const float *B, int64_t ldb, int64_t sb, float *C, int64_t ldc, int64_t sc, int64_t batch,
                      bool accumulate) {

@@ -195,17 +195,12 @@ public:
     // wait for the stream: filled in stream order (16-byte aligned pieces),
     // recycled at each synchronisation of the stream (every copy out of it done
     // then); a full one is replaced and kept until then. A recorded step stages
-    // into step_pinned from its start, so that the copies of one step and the
-    // next read the same addresses (replay.h), when the stream has synchronised
-    // since the last graph launch (none may still read it; else into pinned); a
-    // check stages into step_host, copied there when it matches, once the last
-    // graph is done.
+    // into step_pinned and a check into step_host (recorded_steps.h's stage).
     struct Pinned {
         char *p = nullptr;
         size_t cap = 0, used = 0;  // bytes
     } pinned, step_pinned;
     std::vector<char> step_host;  // a check's staging, at step_pinned's offsets
-    bool step_staging = false;  // this step stages into step_pinned (a check: into step_host)
     bool launched_since_sync = false;
     std::vector<char *> pinned_retired;
     void synchronised() {
@@ -216,14 +211,14 @@ public:
         for (void *p : rec.retired) cudaFree(p);
         rec.retired.clear();
     }
-    // Recorded steps: the recording under way, and the last one instantiated (each
-    // new recording updates it) with its signature (replay.h); the step being
+    // Recorded steps (recorded_steps.h): the recording under way, and the last one
+    // instantiated (each new recording updates it) with its signature (replay.h; a
+    // graph is instantiated only from a recording, which signs it); the step being
     // recorded or checked; whether the last check missed (the caller begins
     // again: record); consecutive failed recordings, up to kRecordTries.
     Recording rec;
     cudaGraphExec_t graph = nullptr;
     uint64_t graph_sig = 0, graph_calls = 0;
-    bool graph_signed = false;
     Replay replay;
     bool check_missed = false;
     int record_failures = 0;

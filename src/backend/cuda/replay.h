@@ -29,12 +29,7 @@ namespace rmkv::cuda {
 struct Replay {
     bool check = false;  // true: fold the calls, make none; false: fold and make them (a capture)
     uint64_t sig = 0, calls = 0;
-    void fold(uint64_t v) {  // splitmix64's finaliser over the running value
-        uint64_t z = sig ^ (v + 0x9e3779b97f4a7c15ull + (sig << 6) + (sig >> 2));
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        sig = z ^ (z >> 31);
-    }
+    void fold(uint64_t v) { sig = Dropout::mix(sig ^ (v + 0x9e3779b97f4a7c15ull + (sig << 6) + (sig >> 2))); }
 };
 // The replay state of the step this thread is capturing or checking, or NULL.
 inline thread_local Replay *t_replay = nullptr;

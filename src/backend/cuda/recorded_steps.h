@@ -1,0 +1,142 @@
+// A CudaStream's recorded steps (Backend::begin_record, end_record and
+// cancel_record of cuda_backend.cu) and the staging of host arrays they rest on.
+//
+// A step is first checked against the stream's last graph (replay.h: its calls
+// folded into a signature on the host, none made; the same signature launches
+// the graph as it is), else captured (thread-local stream capture: other
+// threads' calls do not disturb it) into a graph, instantiated into the stream's
+// executable graph the first time and updated after (cudaGraphExecUpdate: steps
+// of the same shape differ in their kernels' arguments only), then launched. A
+// step that does not match the last graph runs nothing and is captured when the
+// caller begins again. A failed recording (an operation the capture cannot
+// hold, or an update and an instantiation that fail) runs nothing; after
+// kRecordTries in a row the stream stops recording for good. A step of another
+// shape than the last (another number of sessions together, the products path
+// at long keys, other segment lengths) fails the update and is instantiated anew.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cuda/cuda_stream.h"
+#include "backend/cuda/replay.h"
+
+namespace rmkv::cuda {
+
+// Host array -> the stream's device buffer `buf` (in stream order, so a later call
+// may reuse the buffer), through the stream's pinned memory: within a recorded
+// step, its step_pinned from the start, so that the graph's copies read the same
+// addresses from one step to the next (a check writes into step_host, which
+// end_step copies there when the check matches); else pinned.
+template <class T>
+T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
+    T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
+    if (n <= 0) return dst;
+    const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
+    // A capture while the last graph may still read step_pinned stages into pinned.
+    const bool step = t_replay == &st.replay && (st.replay.check || !st.launched_since_sync);
+    CudaStream::Pinned &a = step ? st.step_pinned : st.pinned;
+    if (a.used + piece > a.cap) {
+        const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
+        void *p = nullptr;
+        RelaxedCapture relaxed;
+        check_alloc(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
+        if (a.p) st.pinned_retired.push_back(a.p);
+        a.p = static_cast<char *>(p), a.cap = cap, a.used = 0;
+    }
+    char *src = a.p + a.used;
+    a.used += piece;
+    if (step && st.replay.check) {
+        if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
+        std::memcpy(st.step_host.data() + (src - a.p), host, bytes);
+    } else {
+        std::memcpy(src, host, bytes);
+    }
+    if (queues("stage", dst, src, bytes, st.stream))
+        check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
+    return dst;
+}
+
+inline void launch_graph(CudaStream &st) {
+    check(cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch");
+    check(cudaEventRecord(st.graph_done, st.stream), "cudaEventRecord");
+    st.launched_since_sync = true;
+}
+
+// Ends this thread's capture on st: the graph, or NULL when the recording failed.
+inline cudaGraph_t stop_recording(CudaStream &st) {
+    t_recording = nullptr;
+    cudaGraph_t g = nullptr;
+    if (cudaStreamEndCapture(st.stream, &g) != cudaSuccess || st.rec.spoiled) {
+        cudaGetLastError();
+        if (g) cudaGraphDestroy(g);
+        return nullptr;
+    }
+    return g;
+}
+
+// Backend::begin_record on a stream of a backend that records (RMKV_CUDA_GRAPHS=1).
+inline bool begin_step(CudaStream &st, bool again) {
+    if (t_recording || t_replay) return false;
+    if (st.record_failures >= CudaStream::kRecordTries) return false;
+    if (again && !st.check_missed) return false;  // the recording failed: the caller runs the step unrecorded
+    st.replay = {};
+    st.replay.check = !again && st.graph;  // every graph instantiated was signed
+    st.step_pinned.used = 0;
+    if (!st.replay.check) {
+        check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        st.rec.stream = st.stream, st.rec.spoiled = false;
+        t_recording = &st.rec;
+    }
+    t_replay = &st.replay;
+    return true;
+}
+
+// Backend::end_record.
+inline bool end_step(CudaStream &st) {
+    t_replay = nullptr;
+    if (st.replay.check) {
+        st.check_missed = st.replay.sig != st.graph_sig || st.replay.calls != st.graph_calls;
+        if (st.check_missed) return false;
+        // The last graph may still read step_pinned (a lane's passes of one step
+        // follow each other unsynchronised): wait for it, only now that the check matched.
+        if (st.launched_since_sync)
+            check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
+        if (st.step_pinned.used) std::memcpy(st.step_pinned.p, st.step_host.data(), st.step_pinned.used);
+        launch_graph(st);
+        return true;
+    }
+    st.check_missed = false;
+    cudaGraph_t g = stop_recording(st);
+    if (g && st.graph) {
+        cudaGraphExecUpdateResultInfo info{};
+        if (cudaGraphExecUpdate(st.graph, g, &info) != cudaSuccess) {
+            cudaGetLastError();
+            cudaGraphExecDestroy(st.graph);
+            st.graph = nullptr;
+        }
+    }
+    if (g && !st.graph && cudaGraphInstantiate(&st.graph, g, 0) != cudaSuccess) {
+        cudaGetLastError();
+        st.graph = nullptr;
+    }
+    if (g) cudaGraphDestroy(g);
+    // A failed recording leaves the last step's graph as it was: never launched for this one.
+    if (!g || !st.graph) {
+        ++st.record_failures;
+        return false;
+    }
+    st.record_failures = 0;
+    st.graph_sig = st.replay.sig, st.graph_calls = st.replay.calls;
+    launch_graph(st);
+    return true;
+}
+
+// Backend::cancel_record.
+inline void cancel_step(CudaStream &st) {
+    t_replay = nullptr;
+    if (st.replay.check) return;  // nothing was captured
+    if (cudaGraph_t g = stop_recording(st)) cudaGraphDestroy(g);
+}
+
+}  // namespace rmkv::cuda
