@@ -20,6 +20,8 @@ namespace rmkv {
 
 enum class NormKind { layernorm, rmsnorm };
 enum class CellKind { gru, lstm, minimal };
+// The width of a cell's gate rows, in units of D (gi and dgi are [M, gate_width * D]).
+constexpr int64_t gate_width(CellKind k) { return k == CellKind::minimal ? 2 : k == CellKind::gru ? 3 : 4; }
 
 // Dropout (training only): element i of a site is kept with probability 1 - p and
 // then scaled by 1 / (1 - p). Whether it is kept depends on (key, i) alone, through
@@ -201,15 +203,19 @@ public:
     // n_seq sequences at once: sequence i's rows of q and out (and of dq, dout) follow
     // sequence i - 1's (nq rows of n_heads * head_dim each), its rows of k and v (dk,
     // dv) start i * kv_stride after k's (v's), and its dropout is drops[i] (host array
-    // of n_seq; NULL: none). The defaults run attention / attention_backward once per
-    // sequence; backends override them to run every sequence in one go.
+    // of n_seq; NULL: none). out16 (NULL, or n_seq * nq rows of bf16): out's bf16
+    // copy as well (Backend's bf16 copies; attention writes out in any case). The
+    // defaults run attention / attention_backward once per sequence, then round out
+    // into out16; backends override them to run every sequence in one go.
     virtual void attention_stacked(Stream &s, real *out, const real *q, const real *k, const real *v, int64_t nq,
                                    int64_t nk, int64_t ldkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                                   int64_t visible0, int64_t n_seq, int64_t kv_stride, const Dropout *drops) {
+                                   int64_t visible0, int64_t n_seq, int64_t kv_stride, const Dropout *drops,
+                                   uint16_t *out16 = nullptr) {
         const int64_t rows = nq * n_heads * head_dim;
         for (int64_t i = 0; i < n_seq; ++i)
             attention(s, out + i * rows, q + i * rows, k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, n_heads,
                       n_kv_heads, head_dim, visible0, drops ? drops[i] : Dropout{});
+        if (out16) to_bf16(s, out16, out, static_cast<size_t>(n_seq * rows));
     }
     virtual void attention_stacked_backward(Stream &s, real *dq, real *dk, real *dv, const real *dout, const real *q,
                                             const real *k, const real *v, int64_t nq, int64_t nk, int64_t ldkv,
@@ -279,8 +285,10 @@ public:
     // c_in -> c_out (may alias); minimal: gi = W [h, s] + b, [M, 2D] (gh, c NULL).
     virtual void cell(Stream &s, CellKind kind, real *m_out, real *c_out, const real *c_in, const real *gi,
                       const real *gh, const real *h, int64_t M, int64_t D) = 0;
-    // dst[M, 2D] = [a | b] row-wise concat of a[M, D], b[M, D].
-    virtual void concat_cols(Stream &s, real *dst, const real *a, const real *b, int64_t M, int64_t D) = 0;
+    // dst[M, 2D] = [a | b] row-wise concat of a[M, D], b[M, D] (and its bf16 copy
+    // into dst16 when given).
+    virtual void concat_cols(Stream &s, real *dst, const real *a, const real *b, int64_t M, int64_t D,
+                             uint16_t *dst16 = nullptr) = 0;
 
     // ---- training: backward operations (cpu_kernels.h documents each) ----
     // A parameter gradient pointer (dW, db, dw, dP, dtok_emb) may be NULL: that
@@ -302,9 +310,10 @@ public:
                                uint16_t *du16 = nullptr) = 0;
     virtual void pool_backward(Stream &s, real *dx, real *dP, const real *dout, const real *P, const real *x,
                                int64_t M, int64_t T, int64_t D) = 0;
+    // dgi16, dgh16: NULL, or the bf16 copies of dgi and dgh (written with them).
     virtual void cell_backward(Stream &s, CellKind kind, real *dgi, real *dgh, real *dh, real *dc_in, const real *dm,
                                const real *dc_out, const real *c_in, const real *gi, const real *gh, const real *h,
-                               int64_t M, int64_t D) = 0;
+                               int64_t M, int64_t D, uint16_t *dgi16 = nullptr, uint16_t *dgh16 = nullptr) = 0;
     virtual void split_cols_add(Stream &s, real *da, real *db, const real *src, int64_t M, int64_t D) = 0;
     // Cross-entropy of logits [rows, V] against host targets (-1 = none): writes
     // dlogits = scale * (softmax - onehot) (may alias logits) and adds the summed
@@ -426,7 +435,7 @@ std::shared_ptr<Backend> get_backend(const std::string &device);
 // device `index`. Every failure, then and later, is reported by calling `fail`
 // (which throws the library's error and does not return), so no exception type
 // crosses the boundary in its own right. The caller owns the result (delete).
-constexpr int kCudaPluginAbi = 13;  // raised whenever Backend's virtual functions change
+constexpr int kCudaPluginAbi = 14;  // raised whenever Backend's virtual functions change
 using PluginFailFn = void (*)(int status, const char *message);
 using CudaBackendNewFn = Backend *(*)(int abi, int index, PluginFailFn fail);
 

@@ -111,9 +111,9 @@ void SegmentForward::layer_tokens(size_t l, LayerState &s, const LayerActs &a, i
         be_.rope_stacked(st_, s.keys + (M + t0) * Dkv, n, Dkv, Hkv, hd, t0, theta, false, n_seq_, block);
     }
     be_.attention_stacked(st_, a.attn, a.q, s.keys, s.values, n, M + t0 + n, Dkv, H, Hkv, hd, M + t0, n_seq_, block,
-                          drops(l, DropSite::attn_tokens));
+                          drops(l, DropSite::attn_tokens), a.attn16);
     real *o_x = s.tok_out + t0 * D;
-    linear(o_x, a.attn, w.wo, w.bo, rows, D, D, false);
+    linear(o_x, a.attn, w.wo, w.bo, rows, D, D, false, a.attn16);
     drop_each(o_x, n * D, l, DropSite::wo_tokens);  // O_x as the residual and the pooling see it
     be_.add(st_, a.x_mid, a.x_in, o_x, rows * D);
     ffn_block(l, a, n);
@@ -154,24 +154,31 @@ void SegmentForward::layer_rewrite(size_t l, const LayerState &s, const LayerAct
     const int64_t rows = n_seq_ * M, block = block_rows() * Dkv;
     // O_m: memory rows attend to every memory and token row of the segment.
     be_.attention_stacked(st_, a.mem_attn, s.mem_q, s.keys, s.values, M, M + T, Dkv, H, Hkv, hd, M + T, n_seq_, block,
-                          drops(l, DropSite::attn_memory));
-    linear(a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false);
+                          drops(l, DropSite::attn_memory), a.mem_attn16);
+    linear(a.mem_out, a.mem_attn, w.wo, w.bo, rows, D, D, false, a.mem_attn16);
     drop_each(a.mem_out, M * D, l, DropSite::wo_memory);
     be_.pool_stacked(st_, a.pooled, w.pool_query, s.tok_out, M, T, D, n_seq_);
-    cell_update(w, new_memory, new_cell, s.cell, a.mem_out, a.pooled, a.cat, a.gates_i, a.gates_h, rows);
+    cell_update(w, new_memory, new_cell, s.cell, a.mem_out, a.pooled, a.cat, a.gates_i, a.gates_h, rows, a.cell_in16);
 }
 
 void SegmentForward::cell_update(const LayerWeights &w, real *new_memory, real *new_cell, const real *cell,
-                                 const real *h, const real *s, real *cat, real *gates_i, real *gates_h, int64_t rows) {
+                                 const real *h, const real *s, real *cat, real *gates_i, real *gates_h, int64_t rows,
+                                 uint16_t *in16) {
     const Config &c = m_.config();
     const int64_t D = c.d_model, G = c.cell_gates();
     if (c.cell == Cell::minimal) {
-        be_.concat_cols(st_, cat, h, s, rows, D);
-        linear(gates_i, cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false);
+        be_.concat_cols(st_, cat, h, s, rows, D, in16);
+        linear(gates_i, cat, w.cell_w, w.cell_b, rows, 2 * D, 2 * D, false, in16);
         be_.cell(st_, CellKind::minimal, new_memory, nullptr, nullptr, gates_i, nullptr, h, rows, D);
     } else {
-        linear(gates_i, s, w.cell_wih, w.cell_bih, rows, D, G * D, false);
-        linear(gates_h, h, w.cell_whh, w.cell_bhh, rows, D, G * D, false);
+        uint16_t *h16 = nullptr;
+        if (in16) {  // kept for the backward's products
+            h16 = in16 + rows * D;
+            be_.to_bf16(st_, in16, s, static_cast<size_t>(rows * D));
+            be_.to_bf16(st_, h16, h, static_cast<size_t>(rows * D));
+        }
+        linear(gates_i, s, w.cell_wih, w.cell_bih, rows, D, G * D, false, in16);
+        linear(gates_h, h, w.cell_whh, w.cell_bhh, rows, D, G * D, false, h16);
         be_.cell(st_, cell_kind(c), new_memory, new_cell, cell, gates_i, gates_h, h, rows, D);
     }
 }

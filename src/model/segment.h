@@ -59,6 +59,8 @@ struct LayerActs {
     // read by the products forward and backward (Backend's bf16 copies), in bf16
     // training; NULL elsewhere.
     uint16_t *xn16, *xn2_16, *ffn_h16, *mem_xn16;
+    uint16_t *attn16, *mem_attn16;  // written by attention with its output, read by Wo's products
+    uint16_t *cell_in16;            // [M, 2D]: minimal: cat's; else s's (pooled), then h's (mem_out)
 };
 
 // Scratch of an inference session: one set of buffers shared by every layer.
@@ -231,9 +233,10 @@ private:
     void ffn_block(size_t l, const LayerActs &a, int64_t n);
     // The recurrent cell over `rows` memory rows (SPEC section 4, step 6): h = O_m,
     // s = the pooled rows; its gate products into gates_i / gates_h (minimal: [h, s]
-    // in cat); new_cell / cell for lstm only (may alias).
+    // in cat); new_cell / cell for lstm only (may alias). in16: NULL, or the bf16
+    // copies of the products' inputs to write and read (LayerActs::cell_in16).
     void cell_update(const LayerWeights &w, real *new_memory, real *new_cell, const real *cell, const real *h,
-                     const real *s, real *cat, real *gates_i, real *gates_h, int64_t rows);
+                     const real *s, real *cat, real *gates_i, real *gates_h, int64_t rows, uint16_t *in16 = nullptr);
 
     ModelView m_;
     Stream &st_;

@@ -28,6 +28,7 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
         logits_ = buffer(S * V), dxnf_ = input_buffer(S * D);
         dffn_a16_ = c.ffn == Ffn::swiglu ? buffer16(S * F) : nullptr;
         dffn_b16_ = c.ffn != Ffn::none ? buffer16(S * F) : nullptr;
+        dgi16_ = buffer16(M * G * D), dgh16_ = c.cell != Cell::minimal ? buffer16(M * G * D) : nullptr;
         dxnf16_ = buffer16(S * D), dlogits16_ = buffer16(S * V);
         dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D);
         dmem_xn_ = buffer(M * D), dgi_ = buffer(M * G * D), dgh_ = buffer(M * G * D), dcat_ = buffer(M * 2 * D);
@@ -53,6 +54,7 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
             a.pooled = buffer(M * D);
             a.gates_i = buffer(M * G * D), a.gates_h = buffer(M * G * D), a.cat = buffer(M * 2 * D);
             a.xn16 = buffer16(S * D), a.mem_xn16 = buffer16(M * D);
+            a.attn16 = buffer16(S * D), a.mem_attn16 = buffer16(M * D), a.cell_in16 = buffer16(M * 2 * D);
             a.xn2_16 = ffn ? buffer16(S * D) : nullptr;
             a.ffn_h16 = ffn ? buffer16(S * F) : nullptr;
             shared_new_memory_ = buffer(M * D), shared_new_cell_ = buffer(M * D);
@@ -121,6 +123,8 @@ void SequencePass::grow(size_t n_segments) {
             a.cat = own_or_shared(sa.cat, M * 2 * D);
             a.k_rows = k_rows_, a.v_rows = v_rows_;
             a.xn16 = own_or_shared16(sa.xn16, S * D), a.mem_xn16 = own_or_shared16(sa.mem_xn16, M * D);
+            a.attn16 = own_or_shared16(sa.attn16, S * D), a.mem_attn16 = own_or_shared16(sa.mem_attn16, M * D);
+            a.cell_in16 = own_or_shared16(sa.cell_in16, M * 2 * D);
             a.xn2_16 = ffn ? own_or_shared16(sa.xn2_16, S * D) : nullptr;
             a.ffn_h16 = ffn ? own_or_shared16(sa.ffn_h16, S * F) : nullptr;
             sg.state.push_back(s);
@@ -304,19 +308,24 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         be_.fill(st_, dtok_, 0.0f, static_cast<size_t>(stack_ * (c.segment_len + 2 * M) * D));
         if (c.cell == Cell::minimal) {
             be_.cell_backward(st_, CellKind::minimal, dgi_, nullptr, dmem_out_, nullptr, dm_next_[l], nullptr, nullptr,
-                              a.gates_i, nullptr, a.mem_out, mrows, D);
-            be_.linear_backward(st_, dcat_, false, g.cell_w.f32, g.cell_b, dgi_, a.cat, w.cell_w.f32, mrows, 2 * D, 2 * D);
+                              a.gates_i, nullptr, a.mem_out, mrows, D, dgi16_);
+            be_.linear_backward(st_, dcat_, false, g.cell_w.f32, g.cell_b, dgi_, a.cat, w.cell_w.f32, mrows, 2 * D, 2 * D,
+                                a.cell_in16, dgi16_);
             be_.split_cols_add(st_, dmem_out_, dpooled_, dcat_, mrows, D);
         } else {
             be_.cell_backward(st_, cell_kind(c), dgi_, dgh_, dmem_out_, dc_tmp_, dm_next_[l],
                               c.cell == Cell::lstm ? dc_next_[l] : nullptr, s.cell, a.gates_i, a.gates_h, a.mem_out, mrows,
-                              D);
-            be_.linear_backward(st_, dpooled_, false, g.cell_wih.f32, g.cell_bih, dgi_, a.pooled, w.cell_wih.f32, mrows, D, Gc * D);
-            be_.linear_backward(st_, dmem_out_, true, g.cell_whh.f32, g.cell_bhh, dgh_, a.mem_out, w.cell_whh.f32, mrows, D, Gc * D);
+                              D, dgi16_, dgh16_);
+            const uint16_t *h16 = a.cell_in16 ? a.cell_in16 + mrows * D : nullptr;
+            be_.linear_backward(st_, dpooled_, false, g.cell_wih.f32, g.cell_bih, dgi_, a.pooled, w.cell_wih.f32, mrows, D,
+                                Gc * D, a.cell_in16, dgi16_);
+            be_.linear_backward(st_, dmem_out_, true, g.cell_whh.f32, g.cell_bhh, dgh_, a.mem_out, w.cell_whh.f32, mrows,
+                                D, Gc * D, h16, dgh16_);
         }
         be_.pool_stacked_backward(st_, dtok_, g.pool_query, dpooled_, w.pool_query, s.tok_out, M, T, D, B);
         fwd.drop_each(dmem_out_, M * D, l, DropSite::wo_memory);
-        be_.linear_backward(st_, dmem_attn_, false, g.wo.f32, g.bo, dmem_out_, a.mem_attn, w.wo.f32, mrows, D, D);
+        be_.linear_backward(st_, dmem_attn_, false, g.wo.f32, g.bo, dmem_out_, a.mem_attn, w.wo.f32, mrows, D, D,
+                            a.mem_attn16);
         be_.attention_stacked_backward(st_, dmem_q_, dk_, dv_, dmem_attn_, s.mem_q, s.keys, s.values, M, M + T, Dkv, H,
                                        Hkv, hd, M + T, B, block, fwd.drops(l, DropSite::attn_memory));
     }
@@ -355,7 +364,7 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
         dox = dox_;
     }
-    be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox, a.attn, w.wo.f32, rows, D, D);
+    be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox, a.attn, w.wo.f32, rows, D, D, a.attn16);
     be_.attention_stacked_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M, B,
                                    block, fwd.drops(l, DropSite::attn_tokens));
     if (c.pos == Pos::rope) {

@@ -131,6 +131,7 @@ private:
     // bf16 copies (NULL without copies) of dffn_a_, dffn_b_, dxnf_ (those three
     // fp32 buffers: none with copies only) and of the gradient written over logits_
     uint16_t *dffn_a16_ = nullptr, *dffn_b16_ = nullptr, *dxnf16_ = nullptr, *dlogits16_ = nullptr;
+    uint16_t *dgi16_ = nullptr, *dgh16_ = nullptr;  // copies of dgi_ and dgh_ (those kept too: the cells' bias gradients)
     std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
     std::vector<int32_t> tok_, tgt_;         // the run's tokens and targets, stacked (gather)
     int64_t n_seq_ = 1;                      // sequences in the run

@@ -183,10 +183,12 @@ void emulated_launch(dim3 grid, dim3 block, size_t shared_bytes, const F &kernel
 #define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...)                                                      \
     do {                                                                                                       \
         if (::rmkv::cuda::queues(reinterpret_cast<const void *>(kernel), dim3(grid), dim3(block), size_t(smem),  \
-                                 stream, __VA_ARGS__))                                                         \
+                                 stream, __VA_ARGS__)) {                                                       \
+            host_cuda::tally(#kernel);                                                                         \
             host_cuda::queue(stream, [=, grid_ = dim3(grid), block_ = dim3(block), smem_ = size_t(smem)] {     \
                 emulated_launch(grid_, block_, smem_, [&] { kernel(__VA_ARGS__); });                            \
             });                                                                                                \
+        }                                                                                                      \
     } while (0)
 #else
 #define RMKV_LAUNCH(kernel, grid, block, smem, stream, ...) \

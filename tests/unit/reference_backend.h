@@ -81,8 +81,9 @@ public:
               const real *h, int64_t M, int64_t D) override {
         cpu::cell_forward(kind, m_out, c_out, c_in, gi, gh, h, M, D);
     }
-    void concat_cols(Stream &, real *dst, const real *a, const real *b, int64_t M, int64_t D) override {
+    void concat_cols(Stream &, real *dst, const real *a, const real *b, int64_t M, int64_t D, uint16_t *dst16) override {
         cpu::concat_cols(dst, a, b, M, D);
+        round_bf16(dst16, dst, M * 2 * D);
     }
 
     void linear_backward(Stream &, real *dx, bool dx_accumulate, real *dW, real *db, const real *dy, const real *x,
@@ -120,8 +121,11 @@ public:
     }
     void cell_backward(Stream &, CellKind kind, real *dgi, real *dgh, real *dh, real *dc_in, const real *dm,
                        const real *dc_out, const real *c_in, const real *gi, const real *gh, const real *h, int64_t M,
-                       int64_t D) override {
+                       int64_t D, uint16_t *dgi16, uint16_t *dgh16) override {
         cpu::cell_backward(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D);
+        const int64_t G = gate_width(kind);
+        round_bf16(dgi16, dgi, M * G * D);
+        if (dgh) round_bf16(dgh16, dgh, M * G * D);
     }
     void split_cols_add(Stream &, real *da, real *db, const real *src, int64_t M, int64_t D) override {
         cpu::split_cols_add(da, db, src, M, D);

@@ -59,6 +59,7 @@ void check_attention(const AttentionCase &c, std::mt19937_64 &rng, bool tensor_c
 
     std::vector<float> qf = to_float(q), kvf = to_float(kv), vrowsf = to_float(vrows), doutf = to_float(dout);
     std::vector<float> outf(q.size(), NAN), dqf(q.size(), NAN), dkf = to_float(dk0), dvf = to_float(dv0);
+    std::vector<uint16_t> out16(q.size(), 0xffff);  // the output's bf16 copy (0xffff: a NaN, never written)
     const float *kf = kvf.data(), *vf = (c.interleaved ? kvf.data() : vrowsf.data()) + voff;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
     const Dropout *fd = drops.data();  // (device memory is host memory here)
@@ -67,7 +68,7 @@ void check_attention(const AttentionCase &c, std::mt19937_64 &rng, bool tensor_c
     const int group = static_cast<int>(c.H / c.Hkv);
     if (tensor_cores) {
         launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, false).total, [&] {
-            cuda::k_tc_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, group, c.hd, c.visible0, scale, kvs, fd);
+            cuda::k_tc_attention(outf.data(), out16.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, group, c.hd, c.visible0, scale, kvs, fd);
         });
         launch(grid, cuda::kTcThreads, cuda::tc_smem(c.hd, true).total, [&] {
             cuda::k_tc_attention_backward(dqf.data(), dkf.data(), dvf.data(), doutf.data(), qf.data(), kf, vf, c.nq, c.nk,
@@ -76,7 +77,7 @@ void check_attention(const AttentionCase &c, std::mt19937_64 &rng, bool tensor_c
     } else {
         const int threads = cuda::kFusedWarps * 32;
         launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, false), [&] {
-            cuda::k_fused_attention(outf.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, group, c.hd, c.visible0, scale, kvs,
+            cuda::k_fused_attention(outf.data(), out16.data(), qf.data(), kf, vf, c.nq, c.nk, ldkv, group, c.hd, c.visible0, scale, kvs,
                                     fd);
         });
         launch(grid, threads, cuda::fused_smem_floats(c.hd, c.nk, true), [&] {
@@ -84,6 +85,9 @@ void check_attention(const AttentionCase &c, std::mt19937_64 &rng, bool tensor_c
                                              c.nk, ldkv, group, c.hd, c.visible0, scale, kvs, fd);
         });
     }
+    for (size_t i = 0; i < outf.size(); ++i)
+        if (out16[i] != bf16_bits(outf[i]))
+            fail_msg("out16[%zu] = %#x, not the bf16 bits of out (%g)", i, unsigned{out16[i]}, double{outf[i]});
     // dk and dv against what the kernels added (the starting values cancel).
     for (size_t i = 0; i < dk.size(); ++i) dk[i] -= dk0[i], dkf[i] -= static_cast<float>(dk0[i]);
     for (size_t i = 0; i < dv.size(); ++i) dv[i] -= dv0[i], dvf[i] -= static_cast<float>(dv0[i]);

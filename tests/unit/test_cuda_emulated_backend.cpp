@@ -125,6 +125,7 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
     PassResult r;
     {
         SequencePass pass(view, *st, pc.recompute, pc.n_seq, bf16 ? Bf16Copies::instead_of_fp32 : Bf16Copies::off);
+        host_cuda::g_queued.clear();
         for (int i = 0; i < passes; ++i) {
             for (size_t j = 0; j < tokens.size(); ++j) {
                 tokens[j] = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
@@ -135,6 +136,7 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
                 plans[static_cast<size_t>(j)].seed = 0xd40ull + 17 * static_cast<uint64_t>(j) + 1000 * static_cast<uint64_t>(i);
             pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), scale, plans.data());
         }
+        if (bf16 && getenv("CENSUS")) for (auto &[k, v] : host_cuda::g_queued) print_message("CENSUS %-40s %d\n", k.c_str(), v);
         r.loss = be.take_loss(*st);
     }
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -247,7 +249,8 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         expect_close(std::string(what) + ", bf16, fp32 attention" + against,
                      training_pass(*cuda_fp32_attention, c, specs, host, true, pc), want16, c, specs,
                      cpu_bf16 ? bf16_against_bf16 : bf16_against_fp32);
-        expect_close(std::string(what) + ", bf16" + against, training_pass(*cuda, c, specs, host, true, pc), want16, c,
+        PassResult census = training_pass(*cuda, c, specs, host, true, pc);
+        expect_close(std::string(what) + ", bf16" + against, census, want16, c,
                      specs, cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
     }
 }

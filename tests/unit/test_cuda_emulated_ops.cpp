@@ -256,8 +256,10 @@ void elementwise(void **) {
         const int64_t M = 7, D = 30;
         std::vector<float> cat(M * 2 * D, NAN), want(M * 2 * D);
         cpu::concat_cols<float>(want.data(), af.data(), bf.data(), M, D);
-        cuda::concat_cols(cat.data(), af.data(), bf.data(), M, D, nullptr);
+        std::vector<uint16_t> cat16(M * 2 * D, 0xffff);
+        cuda::concat_cols(cat.data(), af.data(), bf.data(), M, D, cat16.data(), nullptr);
         expect_same("concat columns", cat, want);
+        expect_copy("concat columns' bf16 copy", cat16, cat);
         std::vector<float> da = af, db = bf, da_want = af, db_want = bf;
         cpu::split_cols_add<float>(da_want.data(), db_want.data(), gf.data(), M, D);
         cuda::split_cols_add(da.data(), db.data(), gf.data(), M, D, nullptr);
@@ -347,15 +349,19 @@ void cells(void **) {
             dhf = floats(dh0), dc_inf(M * D, NAN);
         cuda::cell_forward(c.kind, m_outf.data(), lstm ? c_outf.data() : nullptr, lstm ? c_inf.data() : nullptr,
                            gif.data(), two ? ghf.data() : nullptr, hf.data(), M, D, nullptr);
+        std::vector<uint16_t> dgi16(M * G * D, 0xffff), dgh16(M * G * D, 0xffff);
         cuda::cell_backward(c.kind, dgif.data(), two ? dghf.data() : nullptr, dhf.data(), lstm ? dc_inf.data() : nullptr,
                             dmf.data(), c.dc_out ? dc_outf.data() : nullptr, lstm ? c_inf.data() : nullptr, gif.data(),
-                            two ? ghf.data() : nullptr, hf.data(), M, D, nullptr);
+                            two ? ghf.data() : nullptr, hf.data(), M, D, dgi16.data(), two ? dgh16.data() : nullptr,
+                            nullptr);
         const std::string name = std::string(c.kind == CellKind::gru ? "gru" : lstm ? "lstm" : "minimal") +
                                  (c.dc_out ? " (dc from the next segment)" : "");
         expect_close((name + " memory:").c_str(), m_outf, m_out);
         if (lstm) expect_close((name + " cell:").c_str(), c_outf, c_out);
         expect_close((name + " dgi:").c_str(), dgif, dgi);
+        expect_copy((name + " dgi's bf16 copy").c_str(), dgi16, dgif);
         if (two) expect_close((name + " dgh:").c_str(), dghf, dgh);
+        if (two) expect_copy((name + " dgh's bf16 copy").c_str(), dgh16, dghf);
         expect_close((name + " dh:").c_str(), dhf, dh);
         if (lstm) expect_close((name + " dc_in:").c_str(), dc_inf, dc_in);
     }

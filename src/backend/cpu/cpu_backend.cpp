@@ -323,8 +323,10 @@ public:
               const float *h, int64_t M, int64_t D) override {
         cpu::cell_forward(kind, m_out, c_out, c_in, gi, gh, h, M, D);
     }
-    void concat_cols(Stream &, float *dst, const float *a, const float *b, int64_t M, int64_t D) override {
+    void concat_cols(Stream &, float *dst, const float *a, const float *b, int64_t M, int64_t D,
+                     uint16_t *dst16) override {
         cpu::concat_cols(dst, a, b, M, D);
+        if (dst16) cpu::to_bf16(dst16, dst, M * 2 * D);
     }
 
     void linear_backward(Stream &s, float *dx, bool dx_accumulate, float *dW, float *db, const float *dy, const float *x,
@@ -406,8 +408,11 @@ public:
     }
     void cell_backward(Stream &, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
                        const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h, int64_t M,
-                       int64_t D) override {
+                       int64_t D, uint16_t *dgi16, uint16_t *dgh16) override {
         cpu::cell_backward(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D);
+        const int64_t G = gate_width(kind);
+        if (dgi16) cpu::to_bf16(dgi16, dgi, M * G * D);
+        if (dgh16 && dgh) cpu::to_bf16(dgh16, dgh, M * G * D);
     }
     void split_cols_add(Stream &, float *da, float *db, const float *src, int64_t M, int64_t D) override {
         cpu::split_cols_add(da, db, src, M, D);

@@ -310,29 +310,30 @@ public:
                    int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, const Dropout &drop) override {
         attention_stacked(s, out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0, 1, 0, drop.on() ? &drop : nullptr);
     }
+    // out16: the fused and tensor-core kernels write it with out; after the others, one conversion.
     void attention_stacked(Stream &s, float *out, const float *q, const float *k, const float *v, int64_t nq,
                            int64_t nk, int64_t ldkv, int64_t h, int64_t hkv, int64_t hd, int64_t visible0, int64_t n_seq,
-                           int64_t kv_stride, const Dropout *drops) override {
+                           int64_t kv_stride, const Dropout *drops, uint16_t *out16 = nullptr) override {
         auto &st = cs(s);
         const int64_t at = std::min(nk, visible0 + 1) - 1, D = h * hd;
+        const bool tc = tc_fits(st, hd, nk);
         if (nq == 1 && at >= 0 && !drops && ldkv == hkv * hd && decode_fits(hd, at + 1)) {
             for (int64_t i = 0; i < n_seq; ++i)
                 cuda::attention_one_row(out + i * D, q + i * D, k + i * kv_stride, v + i * kv_stride, at, h, hkv, hd,
                                         st.stream);
             check_launch("attention (one row)");
-            return;
-        }
-        const bool tc = tc_fits(st, hd, nk);
-        if (tc || fused_fits(hd, nk, false)) {
-            cuda::fused_attention_forward(out, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
+        } else if (tc || fused_fits(hd, nk, false)) {
+            cuda::fused_attention_forward(out, out16, q, k, v, nq, nk, ldkv, h, hkv, hd, visible0,
                                           1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride,
                                           drops ? stage(st, st.drops, drops, n_seq) : nullptr, tc, st.stream);
             check_launch("fused attention");
             return;
+        } else {
+            for (int64_t i = 0; i < n_seq; ++i)
+                attend(st, out + i * nq * D, q + i * nq * D, k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, h, hkv,
+                       hd, visible0, drops ? drops[i] : Dropout{});
         }
-        for (int64_t i = 0; i < n_seq; ++i)
-            attend(st, out + i * nq * D, q + i * nq * D, k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, h, hkv, hd,
-                   visible0, drops ? drops[i] : Dropout{});
+        if (out16) to_bf16(s, out16, out, static_cast<size_t>(n_seq * nq * D));
     }
     void gather_rows(Stream &s, float *dst, const float *const *src, int64_t n, int64_t width) override {
         auto &st = cs(s);
@@ -422,8 +423,9 @@ public:
         cuda::cell_forward(kind, m_out, c_out, c_in, gi, gh, h, M, D, cs(s).stream);
         check_launch("cell");
     }
-    void concat_cols(Stream &s, float *dst, const float *a, const float *b, int64_t M, int64_t D) override {
-        cuda::concat_cols(dst, a, b, M, D, cs(s).stream);
+    void concat_cols(Stream &s, float *dst, const float *a, const float *b, int64_t M, int64_t D,
+                     uint16_t *dst16) override {
+        cuda::concat_cols(dst, a, b, M, D, dst16, cs(s).stream);
         check_launch("concat_cols");
     }
     void norm_backward(Stream &s, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
@@ -489,8 +491,8 @@ public:
     }
     void cell_backward(Stream &s, CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
                        const float *dc_out, const float *c_in, const float *gi, const float *gh, const float *h, int64_t M,
-                       int64_t D) override {
-        cuda::cell_backward(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D, cs(s).stream);
+                       int64_t D, uint16_t *dgi16, uint16_t *dgh16) override {
+        cuda::cell_backward(kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in, gi, gh, h, M, D, dgi16, dgh16, cs(s).stream);
         check_launch("cell_backward");
     }
     void split_cols_add(Stream &s, float *da, float *db, const float *src, int64_t M, int64_t D) override {

@@ -348,13 +348,13 @@ __global__ void k_cell_forward(CellKind kind, float *m_out, float *c_out, const 
 
 __global__ void k_cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm,
                                 const float *dc_out, const float *c_in, const float *gi, const float *gh,
-                                const float *h, int64_t M, int64_t D) {
+                                const float *h, int64_t M, int64_t D, uint16_t *dgi16, uint16_t *dgh16) {
     GRID_LOOP(e, M * D) {
         const int64_t r = e / D, i = e % D;
         const float d = dm[e];
         if (kind == CellKind::gru) {
             const float *a = gi + r * 3 * D, *b = gh + r * 3 * D;
-            float *da = dgi + r * 3 * D, *dbb = dgh + r * 3 * D;
+            const int64_t o = r * 3 * D;
             float rg = sigmoidf_(a[i] + b[i]);
             float z = sigmoidf_(a[D + i] + b[D + i]);
             float nn = tanhf(a[2 * D + i] + rg * b[2 * D + i]);
@@ -362,12 +362,12 @@ __global__ void k_cell_backward(CellKind kind, float *dgi, float *dgh, float *dh
             float dz = d * (h[e] - nn) * z * (1.0f - z);
             float dr = dn * b[2 * D + i] * rg * (1.0f - rg);
             dh[e] += d * z;
-            da[i] = dr, dbb[i] = dr;
-            da[D + i] = dz, dbb[D + i] = dz;
-            da[2 * D + i] = dn, dbb[2 * D + i] = dn * rg;
+            store(dgi, dgi16, o + i, dr), store(dgh, dgh16, o + i, dr);
+            store(dgi, dgi16, o + D + i, dz), store(dgh, dgh16, o + D + i, dz);
+            store(dgi, dgi16, o + 2 * D + i, dn), store(dgh, dgh16, o + 2 * D + i, dn * rg);
         } else if (kind == CellKind::lstm) {
             const float *a = gi + r * 4 * D, *b = gh + r * 4 * D;
-            float *da = dgi + r * 4 * D, *dbb = dgh + r * 4 * D;
+            const int64_t o = r * 4 * D;
             float ig = sigmoidf_(a[i] + b[i]);
             float fg = sigmoidf_(a[D + i] + b[D + i]);
             float gg = tanhf(a[2 * D + i] + b[2 * D + i]);
@@ -378,26 +378,24 @@ __global__ void k_cell_backward(CellKind kind, float *dgi, float *dgh, float *dh
             float d_f = dcn * c_in[e] * fg * (1.0f - fg);
             float d_g = dcn * ig * (1.0f - gg * gg);
             float d_o = d * tc * og * (1.0f - og);
-            da[i] = dbb[i] = d_i;
-            da[D + i] = dbb[D + i] = d_f;
-            da[2 * D + i] = dbb[2 * D + i] = d_g;
-            da[3 * D + i] = dbb[3 * D + i] = d_o;
+            const float g[4] = {d_i, d_f, d_g, d_o};
+            for (int k = 0; k < 4; ++k) store(dgi, dgi16, o + k * D + i, g[k]), store(dgh, dgh16, o + k * D + i, g[k]);
             dc_in[e] = dcn * fg;
         } else {
             const float *ab = gi + r * 2 * D;
-            float *dab = dgi + r * 2 * D;
+            const int64_t o = r * 2 * D;
             float sa = sigmoidf_(ab[i]), sb = sigmoidf_(ab[D + i]), bb = ab[D + i];
             dh[e] += d * sa;
-            dab[i] = d * (h[e] - siluf_(bb)) * sa * (1.0f - sa);
-            dab[D + i] = d * (1.0f - sa) * sb * (1.0f + bb * (1.0f - sb));
+            store(dgi, dgi16, o + i, d * (h[e] - siluf_(bb)) * sa * (1.0f - sa));
+            store(dgi, dgi16, o + D + i, d * (1.0f - sa) * sb * (1.0f + bb * (1.0f - sb)));
         }
     }
 }
 
-__global__ void k_concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D) {
+__global__ void k_concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, uint16_t *dst16) {
     GRID_LOOP(e, M * 2 * D) {
         const int64_t r = e / (2 * D), c = e % (2 * D);
-        dst[e] = c < D ? a[r * D + c] : b[r * D + c - D];
+        store(dst, dst16, e, c < D ? a[r * D + c] : b[r * D + c - D]);
     }
 }
 __global__ void k_split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D) {
@@ -643,7 +641,7 @@ static AttentionLaunch attention_launch(bool tensor_cores, int64_t hd, int64_t n
     if (tensor_cores) return {kTcThreads, kTcQ, tc_attention_smem(hd, backward)};
     return {kFusedWarps * 32, kFusedQ, fused_attention_smem(hd, nk, backward)};
 }
-void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+void fused_attention_forward(float *out, uint16_t *out16, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                              int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
                              int64_t n_seq, int64_t kv_stride, const Dropout *drops, bool tensor_cores, cudaStream_t st) {
     if (nq <= 0 || nk <= 0) return;
@@ -652,8 +650,8 @@ void fused_attention_forward(float *out, const float *q, const float *k, const f
     fused_stacked(nq, H, n_seq, kv_stride, drops, L.tile,
                   [&](dim3 grid, int64_t heads_rows, int64_t kv_at, const Dropout *d) {
                       const int64_t at = heads_rows * hd;
-                      RMKV_LAUNCH(kernel, grid, L.threads, L.smem, st, out + at, q + at, k + kv_at, v + kv_at, nq, nk,
-                                  ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
+                      RMKV_LAUNCH(kernel, grid, L.threads, L.smem, st, out + at, out16 ? out16 + at : nullptr, q + at,
+                                  k + kv_at, v + kv_at, nq, nk, ldkv, H / Hkv, hd, visible0, scale, kv_stride, d);
                   });
 }
 void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
@@ -694,13 +692,13 @@ void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, 
 }
 void cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm, const float *dc_out,
                    const float *c_in, const float *gi, const float *gh, const float *h, int64_t M, int64_t D,
-                   cudaStream_t st) {
+                   uint16_t *dgi16, uint16_t *dgh16, cudaStream_t st) {
     if (M > 0)
         RMKV_LAUNCH(k_cell_backward, blocks_for(M * D), kThreads, 0, st, kind, dgi, dgh, dh, dc_in, dm, dc_out, c_in,
-                    gi, gh, h, M, D);
+                    gi, gh, h, M, D, dgi16, dgh16);
 }
-void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, cudaStream_t st) {
-    if (M > 0) RMKV_LAUNCH(k_concat_cols, blocks_for(M * 2 * D), kThreads, 0, st, dst, a, b, M, D);
+void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, uint16_t *dst16, cudaStream_t st) {
+    if (M > 0) RMKV_LAUNCH(k_concat_cols, blocks_for(M * 2 * D), kThreads, 0, st, dst, a, b, M, D, dst16);
 }
 void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st) {
     if (M > 0) RMKV_LAUNCH(k_split_cols_add, blocks_for(M * 2 * D), kThreads, 0, st, da, db, src, M, D);

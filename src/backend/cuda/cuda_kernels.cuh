@@ -55,9 +55,9 @@ cudaError_t fused_attention_setup(int max_smem);
 bool tc_attention_fits(int64_t hd);
 size_t tc_attention_smem(int64_t hd, bool backward);
 // n_seq sequences stacked as Backend::attention_stacked takes them (drops: device
-// array of n_seq, or NULL), up to kFusedStack a launch; tensor_cores picks the
-// kernels of tensor_attention.cuh.
-void fused_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+// array of n_seq, or NULL; out16: NULL, or out's bf16 copy), up to kFusedStack a
+// launch; tensor_cores picks the kernels of tensor_attention.cuh.
+void fused_attention_forward(float *out, uint16_t *out16, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
                              int64_t ldkv, int64_t H, int64_t Hkv, int64_t hd, int64_t visible0, float scale,
                              int64_t n_seq, int64_t kv_stride, const Dropout *drops, bool tensor_cores, cudaStream_t st);
 void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
@@ -101,10 +101,11 @@ void gelu_forward(float *h, const float *u, int64_t n, uint16_t *h16, cudaStream
 void gelu_backward(float *du, const float *dh, const float *u, int64_t n, uint16_t *du16, cudaStream_t st);
 void cell_forward(CellKind kind, float *m_out, float *c_out, const float *c_in, const float *gi, const float *gh,
                   const float *h, int64_t M, int64_t D, cudaStream_t st);
+// dgi16, dgh16, dst16: NULL, or the bf16 copies of dgi, dgh, dst.
 void cell_backward(CellKind kind, float *dgi, float *dgh, float *dh, float *dc_in, const float *dm, const float *dc_out,
                    const float *c_in, const float *gi, const float *gh, const float *h, int64_t M, int64_t D,
-                   cudaStream_t st);
-void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, cudaStream_t st);
+                   uint16_t *dgi16, uint16_t *dgh16, cudaStream_t st);
+void concat_cols(float *dst, const float *a, const float *b, int64_t M, int64_t D, uint16_t *dst16, cudaStream_t st);
 void split_cols_add(float *da, float *db, const float *src, int64_t M, int64_t D, cudaStream_t st);
 // Adds the summed loss of the rows to *loss (device double); the gradient's scale
 // is read from device memory (staged with the targets: a recorded training pass

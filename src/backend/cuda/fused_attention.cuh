@@ -117,10 +117,10 @@ inline __device__ void fused_softmax(float *col, float *red, int64_t nv, int64_t
 }
 
 // out[i * ldo + d] = sum_{j < nv} col[j * 32 + i] kv[j * ldkv + d] for i < nb and
-// d < hd <= 128: warp w takes the queries w, w + 8, w + 16, w + 24, lane the
-// columns lane, lane + 32, ...
+// d < hd <= 128 (and its bf16 bits at the same place of out16, when given): warp
+// w takes the queries w, w + 8, w + 16, w + 24, lane the columns lane, lane + 32, ...
 inline __device__ void fused_cols_times_rows(float *out, int64_t ldo, const float *col, const float *kv, int64_t ldkv,
-                                      int64_t nv, int nb, int64_t hd) {
+                                      int64_t nv, int nb, int64_t hd, uint16_t *out16 = nullptr) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float acc[4][4] = {};
     for (int64_t j = 0; j < nv; ++j) {
@@ -140,7 +140,10 @@ inline __device__ void fused_cols_times_rows(float *out, int64_t ldo, const floa
         if (i >= nb) continue;
 #pragma unroll
         for (int c = 0; c < 4; ++c)
-            if (c * 32 + lane < hd) out[i * ldo + c * 32 + lane] = acc[t][c];
+            if (c * 32 + lane < hd) {
+                out[i * ldo + c * 32 + lane] = acc[t][c];
+                if (out16) out16[i * ldo + c * 32 + lane] = bf16_bits(acc[t][c]);
+            }
     }
 }
 
@@ -173,8 +176,9 @@ inline __host__ __device__ int64_t fused_smem_floats(int64_t hd, int64_t nk, boo
 }
 
 __global__ void __launch_bounds__(kFusedWarps * 32)
-    k_fused_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
-                      int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, const Dropout *drops) {
+    k_fused_attention(float *out, uint16_t *out16, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                      int64_t ldkv, int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride,
+                      const Dropout *drops) {
     extern __shared__ float sm[];
     const FusedBlock b = fused_block(nq, nk, visible0, group, hd, kv_stride, drops, kFusedQ);
     const int64_t D = b.D, at = b.at;
@@ -193,7 +197,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
                 pt[j * kFusedQ + lane] *= drop.factor(static_cast<uint64_t>(row * nk + j));
         __syncthreads();
     }
-    fused_cols_times_rows(out + at, D, pt, v, ldkv, b.nv, b.nb, hd);
+    fused_cols_times_rows(out + at, D, pt, v, ldkv, b.nv, b.nb, hd, out16 ? out16 + at : nullptr);
 }
 
 // dq = ..; dk += ..; dv += .. (the probabilities recomputed as the forward made them).

@@ -213,8 +213,9 @@ inline __device__ void tc_exp_tile(float *S, float *G, int64_t lds, float *m, fl
 }
 
 __global__ void __launch_bounds__(kTcThreads)
-    k_tc_attention(float *out, const float *q, const float *k, const float *v, int64_t nq, int64_t nk, int64_t ldkv,
-                   int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride, const Dropout *drops) {
+    k_tc_attention(float *out, uint16_t *out16, const float *q, const float *k, const float *v, int64_t nq, int64_t nk,
+                   int64_t ldkv, int64_t group, int64_t hd, int64_t visible0, float scale, int64_t kv_stride,
+                   const Dropout *drops) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();  // bf16 WMMA needs sm_80; the backend never launches this below it (supports_bf16)
 #else
@@ -264,7 +265,9 @@ __global__ void __launch_bounds__(kTcThreads)
     __syncthreads();
     for (int e = t; e < b.nb * w; e += kTcThreads) {
         const int r = e / w, d = e - r * w;
-        out[at + r * D + d] = l[r] > 0.0f ? O[r * L.ldo + d] / l[r] : 0.0f;  // (no key seen: as the CPU, 0)
+        const float o = l[r] > 0.0f ? O[r * L.ldo + d] / l[r] : 0.0f;  // (no key seen: as the CPU, 0)
+        out[at + r * D + d] = o;
+        if (out16) out16[at + r * D + d] = bf16_bits(o);
     }
 #endif
 }

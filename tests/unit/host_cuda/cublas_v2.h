@@ -72,6 +72,7 @@ inline cublasStatus_t product(cudaStream_t stream, bool ta, bool tb, int64_t m, 
         ldd < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
     if ((at != CUDA_R_32F && at != CUDA_R_16BF) || bt != at) return CUBLAS_STATUS_NOT_SUPPORTED;
+    tally(at == CUDA_R_16BF ? "product (bf16)" : "product (fp32)");
     queue(stream, [=] {
         for (int64_t j = 0; j < n; ++j)
             for (int64_t i = 0; i < m; ++i) {
