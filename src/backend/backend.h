@@ -23,6 +23,14 @@ enum class CellKind { gru, lstm, minimal };
 // The width of a cell's gate rows, in units of D (gi and dgi are [M, gate_width * D]).
 constexpr int64_t gate_width(CellKind k) { return k == CellKind::minimal ? 2 : k == CellKind::gru ? 3 : 4; }
 
+// Backend::to_bf16_blocks: `count` blocks of `width` values, block i at
+// src + i * pitch, rounded into dst one after the other (dst: count * width).
+struct Bf16Blocks {
+    uint16_t *dst;
+    const real *src;
+    int64_t pitch, width, count;
+};
+
 // Dropout (training only): element i of a site is kept with probability 1 - p and
 // then scaled by 1 / (1 - p). Whether it is kept depends on (key, i) alone, through
 // a counter-based hash, so a backward pass recomputes the forward's mask and any
@@ -275,6 +283,13 @@ public:
     }
     // x[i] *= drop.factor(i) (forward of a dropout site, and its backward).
     virtual void dropout(Stream &s, real *x, int64_t n, const Dropout &drop) = 0;
+    // dropout of n_seq stacked sequences, n values each (sequence i's from x + i * n)
+    // with drops[i] (host array of n_seq). The default runs dropout for each that
+    // drops; backends override it to run them all at once.
+    virtual void dropout_stacked(Stream &s, real *x, int64_t n, const Dropout *drops, int64_t n_seq) {
+        for (int64_t i = 0; i < n_seq; ++i)
+            if (drops[i].on()) dropout(s, x + i * n, n, drops[i]);
+    }
     // h[i] = silu(g[i]) * u[i]  (swiglu); h[i] = gelu_erf(u[i]) (gelu, g NULL).
     virtual void swiglu(Stream &s, real *h, const real *g, const real *u, int64_t n, uint16_t *h16 = nullptr) = 0;
     virtual void gelu(Stream &s, real *h, const real *u, int64_t n, uint16_t *h16 = nullptr) = 0;
@@ -379,6 +394,14 @@ public:
     virtual uint16_t *alloc_bf16(size_t n) = 0;
     virtual void free_bf16(uint16_t *p) = 0;
     virtual void to_bf16(Stream &s, uint16_t *dst, const real *src, size_t n) = 0;
+    // Several roundings at once (parts: host array of n): the default rounds each
+    // block with to_bf16; CUDA makes one launch of them all.
+    virtual void to_bf16_blocks(Stream &s, const Bf16Blocks *parts, size_t n) {
+        for (size_t k = 0; k < n; ++k)
+            for (int64_t i = 0; i < parts[k].count; ++i)
+                to_bf16(s, parts[k].dst + i * parts[k].width, parts[k].src + i * parts[k].pitch,
+                        static_cast<size_t>(parts[k].width));
+    }
 
     // ---- inference with 16-bit weights ----
     // A model loaded from a BF16 or F16 file keeps its matrices (Matrix) in that

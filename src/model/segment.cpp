@@ -61,10 +61,7 @@ void SegmentForward::embed(real *x, const int32_t *tokens, int64_t n, int64_t t0
 }
 
 void SegmentForward::drop_each(real *x, int64_t n, size_t l, DropSite site) const {
-    for (int64_t i = 0; i < n_seq_; ++i) {
-        const Dropout d = drop(l, site, i);
-        if (d.on()) be_.dropout(st_, x + i * n, n, d);
-    }
+    if (const Dropout *d = drops(l, site)) be_.dropout_stacked(st_, x, n, d, n_seq_);
 }
 
 void SegmentForward::new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn,

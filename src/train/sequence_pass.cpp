@@ -29,6 +29,10 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
         dffn_a16_ = c.ffn == Ffn::swiglu ? buffer16(S * F) : nullptr;
         dffn_b16_ = c.ffn != Ffn::none ? buffer16(S * F) : nullptr;
         dgi16_ = buffer16(M * G * D), dgh16_ = c.cell != Cell::minimal ? buffer16(M * G * D) : nullptr;
+        if ((dq16_ = buffer16((S + M) * (D + 2 * Dkv)))) {  // token rows' dq, dk, dv, then the memory rows'
+            dk16_ = dq16_ + S * D, dv16_ = dk16_ + S * Dkv;
+            dmem_q16_ = dv16_ + S * Dkv, dk_mem16_ = dmem_q16_ + M * D, dv_mem16_ = dk_mem16_ + M * Dkv;
+        }
         dxnf16_ = buffer16(S * D), dlogits16_ = buffer16(S * V);
         dmem_q_ = buffer(M * D), dmem_attn_ = buffer(M * D);
         dmem_xn_ = buffer(M * D), dgi_ = buffer(M * G * D), dgh_ = buffer(M * G * D), dcat_ = buffer(M * 2 * D);
@@ -371,16 +375,30 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         be_.rope_stacked(st_, dq_, T, D, H, hd, 0, theta, true, B, T * D);
         be_.rope_stacked(st_, dk_ + M * Dkv, T, Dkv, Hkv, hd, 0, theta, true, B, block);
     }
-    // The key and value rows' gradients, out of the blocks (stacked runs).
+    // Every gradient that reaches the q, k and v products is whole here (the
+    // memory rows' too): their bf16 copies in one go, the key and value rows out
+    // of their blocks.
+    if (dq16_) {
+        const Bf16Blocks parts[] = {
+            {dq16_, dq_, rows * D, rows * D, 1},
+            {dk16_, dk_ + M * Dkv, block, T * Dkv, B},
+            {dv16_, dv_ + M * Dkv, block, T * Dkv, B},
+            {dk_mem16_, dk_, block, M * Dkv, B},
+            {dv_mem16_, dv_, block, M * Dkv, B},
+            {dmem_q16_, dmem_q_, mrows * D, mrows * D, 1},  // (last: only when rewritten)
+        };
+        be_.to_bf16_blocks(st_, parts, rewritten ? 6 : 5);
+    }
+    // The key and value rows' gradients, out of the blocks (stacked runs), for the biases.
     const real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
     if (B > 1) {
         be_.copy_blocks(st_, k_rows_, T * Dkv, dk_ + M * Dkv, block, T * Dkv, B);
         be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
         dk_tok = k_rows_, dv_tok = v_rows_;
     }
-    be_.linear_backward(st_, dxn_, false, g.wq.f32, g.bq, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16);
-    be_.linear_backward(st_, dxn_, true, g.wk.f32, g.bk, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16);
-    be_.linear_backward(st_, dxn_, true, g.wv.f32, g.bv, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16);
+    be_.linear_backward(st_, dxn_, false, g.wq.f32, g.bq, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16, dq16_);
+    be_.linear_backward(st_, dxn_, true, g.wk.f32, g.bk, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16, dk16_);
+    be_.linear_backward(st_, dxn_, true, g.wv.f32, g.bv, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16, dv16_);
     be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps);
 
     // 4. The memory rows: their queries (when rewritten), keys and values came from norm1(memory).
@@ -391,10 +409,12 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         dk_mem = k_rows_, dv_mem = v_rows_;
     }
     if (rewritten)
-        be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, g.bq, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D, a.mem_xn16);
+        be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, g.bq, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D, a.mem_xn16,
+                            dmem_q16_);
     be_.linear_backward(st_, dmem_xn_, rewritten, g.wk.f32, g.bk, dk_mem, a.mem_xn, w.wk.f32, mrows, D, Dkv,
-                        a.mem_xn16);
-    be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, g.bv, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv, a.mem_xn16);
+                        a.mem_xn16, dk_mem16_);
+    be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, g.bv, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv, a.mem_xn16,
+                        dv_mem16_);
     // (dm_next_[l], the gradient of the memory this segment wrote, was read in 1.)
     be_.fill(st_, dm_next_[l], 0.0f, static_cast<size_t>(mrows * D));
     be_.norm_backward(st_, nk, dm_next_[l], g.norm1_w, g.norm1_b, dmem_xn_, s.memory, w.norm1_w, mrows, D, eps);

@@ -132,6 +132,10 @@ private:
     // fp32 buffers: none with copies only) and of the gradient written over logits_
     uint16_t *dffn_a16_ = nullptr, *dffn_b16_ = nullptr, *dxnf16_ = nullptr, *dlogits16_ = nullptr;
     uint16_t *dgi16_ = nullptr, *dgh16_ = nullptr;  // copies of dgi_ and dgh_ (those kept too: the cells' bias gradients)
+    // Copies of the q, k, v products' output gradients: dq_, the token rows of dk_
+    // and dv_, dmem_q_, the memory rows of dk_ and dv_ (rows in the products' order).
+    uint16_t *dq16_ = nullptr, *dk16_ = nullptr, *dv16_ = nullptr;
+    uint16_t *dmem_q16_ = nullptr, *dk_mem16_ = nullptr, *dv_mem16_ = nullptr;
     std::vector<real *> dm_next_, dc_next_;  // per layer: gradient of the memory (cell) the segment wrote
     std::vector<int32_t> tok_, tgt_;         // the run's tokens and targets, stacked (gather)
     int64_t n_seq_ = 1;                      // sequences in the run

@@ -24,7 +24,9 @@
 // the same results; a second training pass, and every decoding step but the
 // first of one session and of two together, replays the last graph without a
 // capture (counted), with its new tokens, targets, loss scale, dropout masks
-// and rows.
+// and rows. Each bf16 pass prints what it queued on the device (kernel launches,
+// the roundings to bf16 among them, products, copies and fills; host_cuda counts
+// them by name): the launch counts of BENCHMARKS.md.
 // What this cannot show is left to tests/gpu on a GPU: cuBLAS's and the
 // driver's real behaviour (what a capture may hold, what an update accepts),
 // streams running at once, speed.
@@ -96,6 +98,7 @@ struct Weights {
 struct PassResult {
     double loss = 0;
     std::vector<std::vector<float>> grads;
+    std::map<std::string, int> queued;  // what the passes queued on the device (host_cuda::g_queued)
 };
 
 struct PassCase {
@@ -136,7 +139,7 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
                 plans[static_cast<size_t>(j)].seed = 0xd40ull + 17 * static_cast<uint64_t>(j) + 1000 * static_cast<uint64_t>(i);
             pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), scale, plans.data());
         }
-        if (bf16 && getenv("CENSUS")) for (auto &[k, v] : host_cuda::g_queued) print_message("CENSUS %-40s %d\n", k.c_str(), v);
+        r.queued = host_cuda::g_queued;
         r.loss = be.take_loss(*st);
     }
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -156,6 +159,20 @@ double relative(const std::vector<float> &got, const std::vector<float> &want, d
         if (!(e <= worst)) worst = e;  // a NaN sticks
     }
     return worst;
+}
+
+// What a pass queued: kernel launches (roundings to bf16 among them), products
+// (cuBLAS and cuBLASLt), copies and fills, for the launch counts of BENCHMARKS.md.
+void print_queued(const std::string &what, const std::map<std::string, int> &queued) {
+    int all = 0, roundings = 0, products = 0, copies = 0;
+    for (const auto &[name, n] : queued) {
+        all += n;
+        if (name.rfind("k_to_bf16", 0) == 0) roundings += n;
+        if (name.rfind("product", 0) == 0) products += n;
+        if (name.rfind("copy", 0) == 0 || name == "fill") copies += n;
+    }
+    print_message("%-58s queued %d: %d kernels (%d roundings to bf16), %d products, %d copies and fills\n",
+                  what.c_str(), all, all - products - copies, roundings, products, copies);
 }
 
 // The CUDA backend, made with the environment variable `name` set to `value`
@@ -249,9 +266,10 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         expect_close(std::string(what) + ", bf16, fp32 attention" + against,
                      training_pass(*cuda_fp32_attention, c, specs, host, true, pc), want16, c, specs,
                      cpu_bf16 ? bf16_against_bf16 : bf16_against_fp32);
-        PassResult census = training_pass(*cuda, c, specs, host, true, pc);
-        expect_close(std::string(what) + ", bf16" + against, census, want16, c,
-                     specs, cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
+        const PassResult bf16 = training_pass(*cuda, c, specs, host, true, pc);
+        expect_close(std::string(what) + ", bf16" + against, bf16, want16, c, specs,
+                     cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
+        print_queued(std::string(what) + ", bf16", bf16.queued);
     }
 }
 

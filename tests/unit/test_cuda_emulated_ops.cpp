@@ -191,14 +191,36 @@ void elementwise(void **) {
         const Dropout drop{0.3f, 0x5eedull};
         std::vector<float> x = af, want = af;
         cpu::dropout<float>(want.data(), n, drop);
-        cuda::dropout(x.data(), n, &drop, nullptr);
+        cuda::dropout(x.data(), n, &drop, 1, nullptr);
         expect_same("dropout", x, want);
+        // Three stacked sequences of n / 3, the middle one without dropout.
+        const int64_t m = n / 3;
+        const Dropout drops[3] = {drop, {}, {0.4f, 0x5eedull}};
+        std::vector<float> xs = af, xs_want = af;
+        for (int64_t i = 0; i < 3; ++i) cpu::dropout<float>(xs_want.data() + i * m, m, drops[i]);
+        cuda::dropout(xs.data(), m, drops, 3, nullptr);
+        expect_same("dropout, stacked", xs, xs_want);
     }
     {
         std::vector<uint16_t> got(n), want(n);
         cpu::to_bf16(want.data(), af.data(), n);
         cuda::to_bf16(got.data(), af.data(), static_cast<size_t>(n), nullptr);
         expect_same("to bf16", got, want);
+        // Blocks: 3 blocks of 50 out of a pitch of 70, 1 of 300, 4 of 7 (pitch 7),
+        // one after another in one buffer.
+        const Bf16Blocks shapes[] = {{nullptr, nullptr, 70, 50, 3}, {nullptr, nullptr, 300, 300, 1}, {nullptr, nullptr, 7, 7, 4}};
+        std::vector<uint16_t> blocks(3 * 50 + 300 + 4 * 7, 0xffff), blocks_want(blocks.size());
+        std::vector<Bf16Blocks> parts;
+        size_t at = 0;
+        for (const Bf16Blocks &s : shapes) {
+            const float *src = af.data() + 11 * parts.size();
+            parts.push_back({blocks.data() + at, src, s.pitch, s.width, s.count});
+            for (int64_t i = 0; i < s.count; ++i)
+                cpu::to_bf16(blocks_want.data() + at + i * s.width, src + i * s.pitch, s.width);
+            at += static_cast<size_t>(s.count * s.width);
+        }
+        cuda::to_bf16_blocks(parts.data(), static_cast<int64_t>(parts.size()), 300, nullptr);
+        expect_same("to bf16, blocks", blocks, blocks_want);
     }
     {
         std::vector<double> h(n), dg(n), du(n);

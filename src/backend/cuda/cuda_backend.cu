@@ -391,9 +391,12 @@ public:
         check_launch("scatter_rows");
     }
     void dropout(Stream &s, float *x, int64_t n, const Dropout &drop) override {
-        if (n <= 0 || !drop.on()) return;
+        if (drop.on()) dropout_stacked(s, x, n, &drop, 1);
+    }
+    void dropout_stacked(Stream &s, float *x, int64_t n, const Dropout *drops, int64_t n_seq) override {
+        if (n <= 0 || n_seq <= 0) return;
         auto &st = cs(s);
-        cuda::dropout(x, n, stage(st, st.drops, &drop, 1), st.stream);
+        cuda::dropout(x, n, stage(st, st.drops, drops, n_seq), n_seq, st.stream);
         check_launch("dropout");
     }
     void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n, uint16_t *h16) override {
@@ -632,6 +635,14 @@ public:
     void to_bf16(Stream &s, uint16_t *dst, const float *src, size_t n) override {
         cuda::to_bf16(dst, src, n, cs(s).stream);
         check_launch("to_bf16");
+    }
+    void to_bf16_blocks(Stream &s, const Bf16Blocks *parts, size_t n) override {
+        auto &st = cs(s);
+        int64_t most = 0;
+        for (size_t k = 0; k < n; ++k) most = std::max(most, parts[k].count * parts[k].width);
+        cuda::to_bf16_blocks(stage(st, st.bf16_blocks, parts, static_cast<int64_t>(n)), static_cast<int64_t>(n), most,
+                             st.stream);
+        check_launch("to_bf16_blocks");
     }
 
 private:

@@ -292,9 +292,11 @@ __global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, 
     }
 }
 
-__global__ void k_dropout(float *x, int64_t n, const Dropout *drop_at) {
-    const Dropout drop = *drop_at;
-    GRID_LOOP(i, n) x[i] *= drop.factor(static_cast<uint64_t>(i));
+__global__ void k_dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq) {
+    GRID_LOOP(e, n * n_seq) {
+        const int64_t s = e / n;
+        x[e] *= drops[s].factor(static_cast<uint64_t>(e - s * n));  // (p = 0: a factor of 1)
+    }
 }
 // The activations and their backwards: each output and its bf16 copy through store().
 __global__ void k_swiglu(float *h, const float *g, const float *u, int64_t n, uint16_t *h16) {
@@ -499,6 +501,14 @@ __global__ void k_embed_half(float *X, const uint16_t *E, Half h, const int32_t 
 __global__ void k_to_bf16(uint16_t *dst, const float *src, int64_t n) {
     GRID_LOOP(i, n) dst[i] = bf16_bits(src[i]);
 }
+// Part blockIdx.y of the table.
+__global__ void k_to_bf16_blocks(const Bf16Blocks *parts) {
+    const Bf16Blocks b = parts[blockIdx.y];
+    GRID_LOOP(e, b.count * b.width) {
+        const int64_t i = e / b.width;
+        b.dst[e] = bf16_bits(b.src[i * b.pitch + e - i * b.width]);
+    }
+}
 
 }  // namespace
 
@@ -669,8 +679,8 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
                                   d);
                   });
 }
-void dropout(float *x, int64_t n, const Dropout *drop, cudaStream_t st) {
-    if (n > 0 && drop) RMKV_LAUNCH(k_dropout, blocks_for(n), kThreads, 0, st, x, n, drop);
+void dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq, cudaStream_t st) {
+    if (n > 0 && n_seq > 0 && drops) RMKV_LAUNCH(k_dropout, blocks_for(n * n_seq), kThreads, 0, st, x, n, drops, n_seq);
 }
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st) {
     if (n > 0) RMKV_LAUNCH(k_swiglu, blocks_for(n), kThreads, 0, st, h, g, u, n, h16);
@@ -760,6 +770,10 @@ void embed_half(float *X, const uint16_t *E, Half h, const int32_t *tokens, int6
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st) {
     if (n > 0)
         RMKV_LAUNCH(k_to_bf16, blocks_for(static_cast<int64_t>(n)), kThreads, 0, st, dst, src, static_cast<int64_t>(n));
+}
+void to_bf16_blocks(const Bf16Blocks *parts, int64_t n, int64_t most, cudaStream_t st) {
+    if (n > 0 && most > 0)
+        RMKV_LAUNCH(k_to_bf16_blocks, dim3(blocks_for(most), static_cast<unsigned>(n)), kThreads, 0, st, parts);
 }
 
 }  // namespace rmkv::cuda

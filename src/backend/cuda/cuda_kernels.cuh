@@ -93,7 +93,8 @@ void attention_softmax(float *P, int64_t n_heads, int64_t nq, int64_t nk, int64_
 // Leaves dP = scale * the gradient of the scores, and P = the dropped probabilities.
 void attention_softmax_backward(float *P, float *dP, int64_t n_heads, int64_t nq, int64_t nk, int64_t visible0,
                                 float scale, const Dropout *drop, cudaStream_t st);
-void dropout(float *x, int64_t n, const Dropout *drop, cudaStream_t st);
+// n_seq sequences of n values (Backend::dropout_stacked; drops in device memory).
+void dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq, cudaStream_t st);
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, uint16_t *dg16,
                      uint16_t *du16, cudaStream_t st);
@@ -142,6 +143,9 @@ void adamw_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunk
                 float step_size, float inv_sqrt_bc2, const float *grad_scale, cudaStream_t st);
 void add_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, cudaStream_t st);
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st);
+// Backend::to_bf16_blocks with parts in device memory (n of them, the widest
+// count * width values at most `most`): one launch.
+void to_bf16_blocks(const Bf16Blocks *parts, int64_t n, int64_t most, cudaStream_t st);
 // 16-bit weights (BF16 and F16 files), each widened exactly (half_value):
 // y[n, out] (+)= x W^T (+ b) for n <= kHalfGemvRows rows of x (half_kernels.cuh);
 // dst[i] = W[i] widened; X[i, :] = the widened row tokens[i] of E.

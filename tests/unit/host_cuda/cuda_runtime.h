@@ -74,7 +74,7 @@ struct cudaGraphExecUpdateResultInfo {
 namespace host_cuda {
 // Counts of what is live, for the test's leak check, of graph launches and of captures.
 inline int g_allocations = 0, g_streams = 0, g_graph_launches = 0, g_captures = 0;
-// What was queued on streams, by name (a kernel's, or "product", "copy", "fill"):
+// What was queued on streams, by name (a kernel's, "product (...)", "copy (...)", "fill"):
 // what a device would run, a graph's work counted at its capture.
 inline std::map<std::string, int> g_queued;
 inline void tally(const char *name) { ++g_queued[name]; }
@@ -139,15 +139,15 @@ inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemc
     std::memmove(dst, src, bytes);
     return cudaSuccess;
 }
-inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t s) {
-    host_cuda::tally("copy");
+inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+    host_cuda::tally(kind == cudaMemcpyHostToDevice ? "copy (from the host)" : "copy");
     host_cuda::queue(s, [=] { std::memmove(dst, src, bytes); });
     return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
                                      size_t height, cudaMemcpyKind, cudaStream_t s) {
     if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
-    host_cuda::tally("copy");
+    host_cuda::tally("copy (2D)");
     host_cuda::queue(s, [=] {
         for (size_t r = 0; r < height; ++r)
             std::memmove(static_cast<char *>(dst) + r * dpitch, static_cast<const char *>(src) + r * spitch, width);
