@@ -165,6 +165,12 @@ public:
     virtual void embed(Stream &s, real *X, const real *tok_emb, const int32_t *tokens_host, int64_t n, int64_t d) = 0;
     // out[i] = a[i] + b[i] (out may alias a).
     virtual void add(Stream &s, real *out, const real *a, const real *b, int64_t n) = 0;
+    // dst[width] += the sum of the n rows of src [n, width] (one parameter's
+    // gradients from stacked sequences). The default adds one row after another;
+    // backends override it to sum them in one go.
+    virtual void add_rows(Stream &s, real *dst, const real *src, int64_t n, int64_t width) {
+        for (int64_t i = 0; i < n; ++i) add(s, dst, dst, src + i * width, width);
+    }
     // X[i, :] += PE(p0 + i) (sincos).
     virtual void add_sincos(Stream &s, real *X, int64_t n, int64_t d, int64_t p0) = 0;
     // X[i, :] += PE(positions[i]) (host array of n), the rows of streams of text

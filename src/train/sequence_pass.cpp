@@ -229,12 +229,9 @@ void SequencePass::queue_run(const std::vector<int64_t> &lens, const ModelWeight
         }
         // dx_ now holds the gradient of the embeddings.
         if (G.tok_emb.f32) be_.embed_backward(st_, G.tok_emb.f32, dx_, tok_.data() + B * p, B * T, D);
-        if (c.pos == Pos::learned && G.pos_emb)
-            for (int64_t i = 0; i < B; ++i) be_.add(st_, G.pos_emb, G.pos_emb, dx_ + i * T * D, T * D);
+        if (c.pos == Pos::learned && G.pos_emb) be_.add_rows(st_, G.pos_emb, dx_, B, T * D);
     }
-    for (size_t l = 0; l < L; ++l)
-        for (int64_t i = 0; i < B; ++i)
-            be_.add(st_, G.layers[l].init_memory, G.layers[l].init_memory, dm_next_[l] + i * M * D, M * D);
+    for (size_t l = 0; l < L; ++l) be_.add_rows(st_, G.layers[l].init_memory, dm_next_[l], B, M * D);
 }
 
 void SequencePass::evaluate(const int32_t *tokens, const int32_t *targets, int64_t n_seq, int64_t stride,

@@ -99,6 +99,7 @@ struct PassResult {
     double loss = 0;
     std::vector<std::vector<float>> grads;
     std::map<std::string, int> queued;  // what the passes queued on the device (host_cuda::g_queued)
+    std::vector<bool> captured;         // with graphs: whether each pass was captured (else replayed)
 };
 
 struct PassCase {
@@ -137,7 +138,9 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
             const float scale = 0.125f / static_cast<float>(i + 1);  // as 1 / targets, which change from step to step
             for (int64_t j = 0; j < pc.n_seq; ++j)  // masks of their own, as each step's
                 plans[static_cast<size_t>(j)].seed = 0xd40ull + 17 * static_cast<uint64_t>(j) + 1000 * static_cast<uint64_t>(i);
+            const int captures = host_cuda::g_captures;
             pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), scale, plans.data());
+            r.captured.push_back(host_cuda::g_captures > captures);
         }
         r.queued = host_cuda::g_queued;
         r.loss = be.take_loss(*st);
@@ -270,6 +273,16 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         expect_close(std::string(what) + ", bf16" + against, bf16, want16, c, specs,
                      cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
         print_queued(std::string(what) + ", bf16", bf16.queued);
+        // Three bf16 passes as graphs: the first captured; the second captured
+        // again where the first grew the stream's scratch (its bf16 conversions,
+        // the staging), so that the buffers' addresses changed; the third replays.
+        const int bf16_launches = host_cuda::g_graph_launches;
+        const PassResult graphs16 = training_pass(*cuda_graphs, c, specs, host, true, pc, 3);
+        expect_close(std::string(what) + ", bf16, three passes as graphs" + against, graphs16,
+                     training_pass(*cpu, c, specs, host, cpu_bf16, pc, 3), c, specs,
+                     cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
+        assert_int_equal(host_cuda::g_graph_launches, bf16_launches + 3);
+        assert_true(graphs16.captured[0] && !graphs16.captured[2]);
     }
 }
 

@@ -219,7 +219,7 @@ void elementwise(void **) {
                 cpu::to_bf16(blocks_want.data() + at + i * s.width, src + i * s.pitch, s.width);
             at += static_cast<size_t>(s.count * s.width);
         }
-        cuda::to_bf16_blocks(parts.data(), static_cast<int64_t>(parts.size()), 300, nullptr);
+        cuda::to_bf16_blocks(parts.data(), static_cast<int64_t>(parts.size()), nullptr);
         expect_same("to bf16, blocks", blocks, blocks_want);
     }
     {

@@ -280,6 +280,13 @@ public:
         cuda::add(out, a, b, n, cs(s).stream);
         check_launch("add");
     }
+    void add_rows(Stream &s, float *dst, const float *src, int64_t n, int64_t width) override {
+        auto &st = cs(s);
+        if (n <= 0 || width <= 0) return;
+        cuda::column_sums_add(dst, src, n, width,
+                              st.stats.get(cuda::column_sums_scratch(n, width), "cudaMalloc (scratch)"), st.stream);
+        check_launch("add_rows");
+    }
     void add_sincos(Stream &s, float *X, int64_t n, int64_t d, int64_t p0) override {
         cuda::sincos_add(X, n, d, p0, cs(s).stream);
         check_launch("add_sincos");
@@ -637,11 +644,7 @@ public:
         check_launch("to_bf16");
     }
     void to_bf16_blocks(Stream &s, const Bf16Blocks *parts, size_t n) override {
-        auto &st = cs(s);
-        int64_t most = 0;
-        for (size_t k = 0; k < n; ++k) most = std::max(most, parts[k].count * parts[k].width);
-        cuda::to_bf16_blocks(stage(st, st.bf16_blocks, parts, static_cast<int64_t>(n)), static_cast<int64_t>(n), most,
-                             st.stream);
+        cuda::to_bf16_blocks(parts, static_cast<int64_t>(n), cs(s).stream);
         check_launch("to_bf16_blocks");
     }
 

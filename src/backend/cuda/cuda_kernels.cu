@@ -502,8 +502,8 @@ __global__ void k_to_bf16(uint16_t *dst, const float *src, int64_t n) {
     GRID_LOOP(i, n) dst[i] = bf16_bits(src[i]);
 }
 // Part blockIdx.y of the table.
-__global__ void k_to_bf16_blocks(const Bf16Blocks *parts) {
-    const Bf16Blocks b = parts[blockIdx.y];
+__global__ void k_to_bf16_blocks(Bf16Table table) {
+    const Bf16Blocks b = table.part[blockIdx.y];
     GRID_LOOP(e, b.count * b.width) {
         const int64_t i = e / b.width;
         b.dst[e] = bf16_bits(b.src[i * b.pitch + e - i * b.width]);
@@ -771,9 +771,18 @@ void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st) {
     if (n > 0)
         RMKV_LAUNCH(k_to_bf16, blocks_for(static_cast<int64_t>(n)), kThreads, 0, st, dst, src, static_cast<int64_t>(n));
 }
-void to_bf16_blocks(const Bf16Blocks *parts, int64_t n, int64_t most, cudaStream_t st) {
-    if (n > 0 && most > 0)
-        RMKV_LAUNCH(k_to_bf16_blocks, dim3(blocks_for(most), static_cast<unsigned>(n)), kThreads, 0, st, parts);
+inline void fold_arg(Replay &r, const Bf16Table &t) { fold_arg(r, t.part); }  // (replay.h)
+void to_bf16_blocks(const Bf16Blocks *parts, int64_t n, cudaStream_t st) {
+    for (int64_t k0 = 0; k0 < n; k0 += kBf16Parts) {
+        const int m = static_cast<int>(std::min<int64_t>(kBf16Parts, n - k0));
+        Bf16Table table{};
+        int64_t most = 0;
+        for (int k = 0; k < m; ++k) {
+            table.part[k] = parts[k0 + k];
+            most = std::max(most, table.part[k].count * table.part[k].width);
+        }
+        if (most > 0) RMKV_LAUNCH(k_to_bf16_blocks, dim3(blocks_for(most), static_cast<unsigned>(m)), kThreads, 0, st, table);
+    }
 }
 
 }  // namespace rmkv::cuda

@@ -143,9 +143,13 @@ void adamw_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunk
                 float step_size, float inv_sqrt_bc2, const float *grad_scale, cudaStream_t st);
 void add_many(const MultiTensor *ts, const MultiChunk *chunks, int64_t n_chunks, cudaStream_t st);
 void to_bf16(uint16_t *dst, const float *src, size_t n, cudaStream_t st);
-// Backend::to_bf16_blocks with parts in device memory (n of them, the widest
-// count * width values at most `most`): one launch.
-void to_bf16_blocks(const Bf16Blocks *parts, int64_t n, int64_t most, cudaStream_t st);
+// Backend::to_bf16_blocks, up to kBf16Parts parts a launch (the table passed by
+// value: nothing to stage, and a recorded step's launch the same from step to step).
+constexpr int kBf16Parts = 8;
+struct Bf16Table {
+    Bf16Blocks part[kBf16Parts];
+};
+void to_bf16_blocks(const Bf16Blocks *parts, int64_t n, cudaStream_t st);
 // 16-bit weights (BF16 and F16 files), each widened exactly (half_value):
 // y[n, out] (+)= x W^T (+ b) for n <= kHalfGemvRows rows of x (half_kernels.cuh);
 // dst[i] = W[i] widened; X[i, :] = the widened row tokens[i] of E.

@@ -180,7 +180,6 @@ public:
     Grow<CacheRow> cache_rows;  // decode_attention's rows
     Grow<float *> row_dst;      // scatter_rows' destinations
     Grow<const float *> row_src;  // gather_rows' sources
-    Grow<Bf16Blocks> bf16_blocks;  // to_bf16_blocks' parts
     Grow<float> gathered;  // attention_rows' and pool_rows' rows of each stream, gathered
     Grow<float> overlap;  // copy() between overlapping ranges
     Grow<float> widened;  // linear_w16: a block of 16-bit weights widened

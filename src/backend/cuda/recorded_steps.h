@@ -25,16 +25,16 @@ namespace rmkv::cuda {
 
 // Host array -> the stream's device buffer `buf` (in stream order, so a later call
 // may reuse the buffer), through the stream's pinned memory: within a recorded
-// step, its step_pinned from the start, so that the graph's copies read the same
-// addresses from one step to the next (a check writes into step_host, which
-// end_step copies there when the check matches); else pinned.
+// step, its step_pinned from the start (no graph reads it then: begin_step), so
+// that the graph's copies read the same addresses from one step to the next (a
+// check writes into step_host, which end_step copies there when the check
+// matches); else pinned.
 template <class T>
 T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
     T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
     if (n <= 0) return dst;
     const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
-    // A capture while the last graph may still read step_pinned stages into pinned.
-    const bool step = t_replay == &st.replay && (st.replay.check || !st.launched_since_sync);
+    const bool step = t_replay == &st.replay;
     CudaStream::Pinned &a = step ? st.step_pinned : st.pinned;
     if (a.used + piece > a.cap) {
         const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
@@ -84,6 +84,13 @@ inline bool begin_step(CudaStream &st, bool again) {
     st.replay.check = !again && st.graph;  // every graph instantiated was signed
     st.step_pinned.used = 0;
     if (!st.replay.check) {
+        // A capture stages into step_pinned, which the last graph may still read (a
+        // check missed between two launches of a lane's passes): it waits for that
+        // graph first, so that the next step's check can match this capture.
+        if (st.launched_since_sync) {
+            check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
+            st.launched_since_sync = false;
+        }
         check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
         st.rec.stream = st.stream, st.rec.spoiled = false;
         t_recording = &st.rec;

@@ -51,6 +51,14 @@ inline void fold_arg(Replay &r, const dim3 &d) {
 inline void fold_arg(Replay &r, const Dropout &d) {
     fold_arg(r, d.p), r.fold(d.key);
 }
+inline void fold_arg(Replay &r, const Bf16Blocks &b) {
+    fold_arg(r, b.dst), fold_arg(r, b.src), r.fold(static_cast<uint64_t>(b.pitch)), r.fold(static_cast<uint64_t>(b.width)),
+        r.fold(static_cast<uint64_t>(b.count));
+}
+template <size_t N, class T>
+void fold_arg(Replay &r, const T (&a)[N]) {
+    for (const T &x : a) fold_arg(r, x);
+}
 inline void fold_arg(Replay &r, const CacheRow &c) {
     fold_arg(r, c.keys), fold_arg(r, c.values), r.fold(static_cast<uint64_t>(c.at)), r.fold(static_cast<uint64_t>(c.pos));
 }
