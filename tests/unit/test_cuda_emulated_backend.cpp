@@ -98,7 +98,7 @@ struct Weights {
 struct PassResult {
     double loss = 0;
     std::vector<std::vector<float>> grads;
-    std::map<std::string, int> queued;  // what the passes queued on the device (host_cuda::g_queued)
+    std::map<std::string, int> queued;  // what the first pass queued on the device (host_cuda::g_queued)
     std::vector<bool> captured;         // with graphs: whether each pass was captured (else replayed)
 };
 
@@ -141,8 +141,8 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
             const int captures = host_cuda::g_captures;
             pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), scale, plans.data());
             r.captured.push_back(host_cuda::g_captures > captures);
+            if (i == 0) r.queued = host_cuda::g_queued;
         }
-        r.queued = host_cuda::g_queued;
         r.loss = be.take_loss(*st);
     }
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -283,6 +283,7 @@ void check_config(const char *name, const std::string &json, std::initializer_li
                      cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
         assert_int_equal(host_cuda::g_graph_launches, bf16_launches + 3);
         assert_true(graphs16.captured[0] && !graphs16.captured[2]);
+        print_queued(std::string(what) + ", bf16, a graph", graphs16.queued);
     }
 }
 

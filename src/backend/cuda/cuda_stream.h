@@ -201,6 +201,7 @@ public:
         size_t cap = 0, used = 0;  // bytes
     } pinned, step_pinned;
     std::vector<char> step_host;  // a check's staging, at step_pinned's offsets
+    Grow<char> step_device;       // step_pinned's copy on the device, at least as large
     bool launched_since_sync = false;
     std::vector<char *> pinned_retired;
     void synchronised() {

@@ -23,37 +23,54 @@
 
 namespace rmkv::cuda {
 
-// Host array -> the stream's device buffer `buf` (in stream order, so a later call
-// may reuse the buffer), through the stream's pinned memory: within a recorded
-// step, its step_pinned from the start (no graph reads it then: begin_step), so
-// that the graph's copies read the same addresses from one step to the next (a
-// check writes into step_host, which end_step copies there when the check
-// matches); else pinned.
+// A pinned area with room for `piece` more bytes: a full one is replaced by a
+// larger one (the old kept until the stream's next synchronisation).
+inline void make_room(CudaStream &st, CudaStream::Pinned &a, size_t piece) {
+    if (a.used + piece <= a.cap) return;
+    const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
+    void *p = nullptr;
+    RelaxedCapture relaxed;
+    check_alloc(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
+    if (a.p) st.pinned_retired.push_back(a.p);
+    a.p = static_cast<char *>(p), a.cap = cap, a.used = 0;
+}
+
+// Host array -> device memory, for an operation queued next on the stream.
+// Outside recorded steps, into the stream's device buffer `buf` (in stream
+// order, so a later call may reuse the buffer) through its pinned memory. Within
+// a recorded step, at the step's next offset of step_pinned (a check: of
+// step_host, which end_step copies there when the check matches), which the
+// step's graph copies whole to step_device in its first operation (begin_step):
+// one copy for all of a step's host arrays, from the same addresses at every
+// step. A step that outgrows step_pinned takes a new one: a capture is then
+// spoiled (its first copy took the old one), a check misses.
 template <class T>
 T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
-    T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
-    if (n <= 0) return dst;
+    if (n <= 0) return buf.get(0, "cudaMalloc (staging)");
     const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
-    const bool step = t_replay == &st.replay;
-    CudaStream::Pinned &a = step ? st.step_pinned : st.pinned;
-    if (a.used + piece > a.cap) {
-        const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
-        void *p = nullptr;
-        RelaxedCapture relaxed;
-        check_alloc(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
-        if (a.p) st.pinned_retired.push_back(a.p);
-        a.p = static_cast<char *>(p), a.cap = cap, a.used = 0;
+    if (t_replay == &st.replay) {
+        CudaStream::Pinned &a = st.step_pinned;
+        if (a.used + piece > a.cap) {
+            make_room(st, a, piece);
+            if (t_recording) t_recording->spoiled = true;
+        }
+        const size_t at = a.used;
+        a.used += piece;
+        if (st.replay.check) {
+            if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
+            std::memcpy(st.step_host.data() + at, host, bytes);
+        } else {
+            std::memcpy(a.p + at, host, bytes);
+        }
+        fold_arg(st.replay, a.p), st.replay.fold(at), st.replay.fold(bytes);
+        return reinterpret_cast<T *>(st.step_device.p + at);
     }
-    char *src = a.p + a.used;
-    a.used += piece;
-    if (step && st.replay.check) {
-        if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
-        std::memcpy(st.step_host.data() + (src - a.p), host, bytes);
-    } else {
-        std::memcpy(src, host, bytes);
-    }
-    if (queues("stage", dst, src, bytes, st.stream))
-        check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
+    T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
+    make_room(st, st.pinned, piece);
+    char *src = st.pinned.p + st.pinned.used;
+    st.pinned.used += piece;
+    std::memcpy(src, host, bytes);
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
     return dst;
 }
 
@@ -91,11 +108,17 @@ inline bool begin_step(CudaStream &st, bool again) {
             check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
             st.launched_since_sync = false;
         }
+        make_room(st, st.step_pinned, 1);
+        st.step_device.get(st.step_pinned.cap, "cudaMalloc (staging)");
         check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
         st.rec.stream = st.stream, st.rec.spoiled = false;
         t_recording = &st.rec;
     }
     t_replay = &st.replay;
+    // The step's first operation: its host arrays, staged as it is queued (stage), to the device.
+    const CudaStream::Pinned &a = st.step_pinned;
+    if (queues("step staging", st.step_device.p, a.p, a.cap, st.stream))
+        check(cudaMemcpyAsync(st.step_device.p, a.p, a.cap, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
     return true;
 }
 
