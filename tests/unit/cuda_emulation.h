@@ -47,6 +47,9 @@ struct dim3 {
 };
 #ifdef RMKV_HOST_CUDA_API  // the runtime API on the host (tests/unit/host_cuda), its types included
 #include <cuda_runtime.h>
+// Staging areas of 256 bytes at least (cuda_stream.h): a recorded step's host
+// arrays outgrow the first one, and what does not fit goes the other way.
+#define RMKV_STAGING_BYTES 256
 #else
 using cudaStream_t = struct CUstream_st *;
 enum cudaError_t { cudaSuccess = 0 };

@@ -98,8 +98,11 @@ struct Weights {
 struct PassResult {
     double loss = 0;
     std::vector<std::vector<float>> grads;
-    std::map<std::string, int> queued;  // what the first pass queued on the device (host_cuda::g_queued)
-    std::vector<bool> captured;         // with graphs: whether each pass was captured (else replayed)
+    // Each pass's: what it queued on the device (host_cuda::g_queued; a replayed
+    // pass queues nothing but the launch of its graph), and with graphs, whether
+    // it was captured (else replayed).
+    std::vector<std::map<std::string, int>> queued;
+    std::vector<bool> captured;
 };
 
 struct PassCase {
@@ -129,7 +132,6 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
     PassResult r;
     {
         SequencePass pass(view, *st, pc.recompute, pc.n_seq, bf16 ? Bf16Copies::instead_of_fp32 : Bf16Copies::off);
-        host_cuda::g_queued.clear();
         for (int i = 0; i < passes; ++i) {
             for (size_t j = 0; j < tokens.size(); ++j) {
                 tokens[j] = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab_size));
@@ -139,9 +141,10 @@ PassResult training_pass(Backend &be, const Config &c, const std::vector<ParamSp
             for (int64_t j = 0; j < pc.n_seq; ++j)  // masks of their own, as each step's
                 plans[static_cast<size_t>(j)].seed = 0xd40ull + 17 * static_cast<uint64_t>(j) + 1000 * static_cast<uint64_t>(i);
             const int captures = host_cuda::g_captures;
+            host_cuda::g_queued.clear();
             pass.run(tokens.data(), targets.data(), pc.n_seq, total, lens, bind_weights(c, specs, g), scale, plans.data());
             r.captured.push_back(host_cuda::g_captures > captures);
-            if (i == 0) r.queued = host_cuda::g_queued;
+            r.queued.push_back(host_cuda::g_queued);
         }
         r.loss = be.take_loss(*st);
     }
@@ -252,14 +255,17 @@ void check_config(const char *name, const std::string &json, std::initializer_li
                      gpu_tolerance_f32);
         expect_close(std::string(what) + ", fp32, attention by products",
                      training_pass(*cuda_products, c, specs, host, false, pc), want, c, specs, gpu_tolerance_f32);
-        // Two passes as graphs: the first captured, the second (other tokens,
-        // targets, loss scale and masks, the same operations) a replay of the first's graph.
-        const int launches = host_cuda::g_graph_launches, captures = host_cuda::g_captures;
-        expect_close(std::string(what) + ", fp32, two passes as graphs",
-                     training_pass(*cuda_graphs, c, specs, host, false, pc, 2),
-                     training_pass(*cpu, c, specs, host, false, pc, 2), c, specs, gpu_tolerance_f32);
-        assert_int_equal(host_cuda::g_graph_launches, launches + 2);  // each pass launched as one graph
-        assert_int_equal(host_cuda::g_captures, captures + 1);        // the second replayed the first
+        // Three passes as graphs (other tokens, targets, loss scale and masks each,
+        // the same operations): the first captured; the second captured again, as
+        // the first grew the stream's scratch (the staging of its host arrays, its
+        // bf16 conversions), whose addresses its graph holds; the third replays
+        // the second's graph.
+        const int launches = host_cuda::g_graph_launches;
+        const PassResult graphs = training_pass(*cuda_graphs, c, specs, host, false, pc, 3);
+        expect_close(std::string(what) + ", fp32, three passes as graphs", graphs,
+                     training_pass(*cpu, c, specs, host, false, pc, 3), c, specs, gpu_tolerance_f32);
+        assert_int_equal(host_cuda::g_graph_launches, launches + 3);  // each pass launched as one graph
+        assert_true(graphs.captured[0] && graphs.captured[1] && !graphs.captured[2]);
         // bf16 against the CPU's bf16 products where it has them (the same inputs
         // rounded the same way), else against fp32: with attention in fp32
         // (RMKV_CUDA_ATTENTION=fp32), only the order of the sums differs; on the
@@ -272,18 +278,16 @@ void check_config(const char *name, const std::string &json, std::initializer_li
         const PassResult bf16 = training_pass(*cuda, c, specs, host, true, pc);
         expect_close(std::string(what) + ", bf16" + against, bf16, want16, c, specs,
                      cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
-        print_queued(std::string(what) + ", bf16", bf16.queued);
-        // Three bf16 passes as graphs: the first captured; the second captured
-        // again where the first grew the stream's scratch (its bf16 conversions,
-        // the staging), so that the buffers' addresses changed; the third replays.
+        print_queued(std::string(what) + ", bf16", bf16.queued[0]);
+        // The same in bf16, and what the graph holds.
         const int bf16_launches = host_cuda::g_graph_launches;
         const PassResult graphs16 = training_pass(*cuda_graphs, c, specs, host, true, pc, 3);
         expect_close(std::string(what) + ", bf16, three passes as graphs" + against, graphs16,
                      training_pass(*cpu, c, specs, host, cpu_bf16, pc, 3), c, specs,
                      cpu_bf16 ? gpu_tolerance_bf16 : bf16_against_fp32);
         assert_int_equal(host_cuda::g_graph_launches, bf16_launches + 3);
-        assert_true(graphs16.captured[0] && !graphs16.captured[2]);
-        print_queued(std::string(what) + ", bf16, a graph", graphs16.queued);
+        assert_true(graphs16.captured[0] && graphs16.captured[1] && !graphs16.captured[2]);
+        print_queued(std::string(what) + ", bf16, as a graph", graphs16.queued[1]);
     }
 }
 

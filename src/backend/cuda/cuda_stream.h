@@ -64,6 +64,13 @@ inline bool spoils_recording(cudaError_t e) {
 // Allocations while this thread records (a buffer that grows): allowed by
 // relaxed capture for the call; allocations are not part of a graph, and the
 // recording is launched once, at once.
+// The smallest pinned area for staging host arrays (tests/unit/cuda_emulation.h
+// takes a smaller one, so that its recorded steps outgrow theirs).
+#ifndef RMKV_STAGING_BYTES
+#define RMKV_STAGING_BYTES 16384
+#endif
+inline constexpr size_t kStagingBytes = RMKV_STAGING_BYTES;
+
 class RelaxedCapture {
 public:
     RelaxedCapture() : on_(t_recording != nullptr) {

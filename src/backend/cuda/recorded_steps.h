@@ -23,11 +23,13 @@
 
 namespace rmkv::cuda {
 
-// A pinned area with room for `piece` more bytes: a full one is replaced by a
-// larger one (the old kept until the stream's next synchronisation).
-inline void make_room(CudaStream &st, CudaStream::Pinned &a, size_t piece) {
-    if (a.used + piece <= a.cap) return;
-    const size_t cap = std::max({a.cap * 2, a.used + piece, size_t(16384)});
+// A pinned area with room for `need` bytes from its start (`fresh`), else for
+// `need` more: a full one is replaced by a larger one (the old kept until the
+// stream's next synchronisation).
+inline void make_room(CudaStream &st, CudaStream::Pinned &a, size_t need, bool fresh = false) {
+    const size_t want = fresh ? need : a.used + need;
+    if (want <= a.cap) return;
+    const size_t cap = std::max({a.cap * 2, 2 * want, kStagingBytes});
     void *p = nullptr;
     RelaxedCapture relaxed;
     check_alloc(cudaMallocHost(&p, cap), "cudaMallocHost (staging)");
@@ -36,41 +38,40 @@ inline void make_room(CudaStream &st, CudaStream::Pinned &a, size_t piece) {
 }
 
 // Host array -> device memory, for an operation queued next on the stream.
-// Outside recorded steps, into the stream's device buffer `buf` (in stream
-// order, so a later call may reuse the buffer) through its pinned memory. Within
-// a recorded step, at the step's next offset of step_pinned (a check: of
+// Within a recorded step, at the step's next offset of step_pinned (a check: of
 // step_host, which end_step copies there when the check matches), which the
 // step's graph copies whole to step_device in its first operation (begin_step):
 // one copy for all of a step's host arrays, from the same addresses at every
-// step. A step that outgrows step_pinned takes a new one: a capture is then
-// spoiled (its first copy took the old one), a check misses.
+// step. What does not fit there (the first step, one that stages more than the
+// last) goes the way of arrays outside recorded steps, and the next capture
+// takes a larger step_pinned: into the stream's device buffer `buf` (in stream
+// order, so a later call may reuse the buffer) through its pinned memory.
 template <class T>
 T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
     if (n <= 0) return buf.get(0, "cudaMalloc (staging)");
     const size_t bytes = static_cast<size_t>(n) * sizeof(T), piece = (bytes + 15) / 16 * 16;
     if (t_replay == &st.replay) {
         CudaStream::Pinned &a = st.step_pinned;
-        if (a.used + piece > a.cap) {
-            make_room(st, a, piece);
-            if (t_recording) t_recording->spoiled = true;
-        }
         const size_t at = a.used;
-        a.used += piece;
-        if (st.replay.check) {
-            if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
-            std::memcpy(st.step_host.data() + at, host, bytes);
-        } else {
-            std::memcpy(a.p + at, host, bytes);
+        a.used += piece;  // (past cap: what the step needs, for the next capture)
+        if (a.used <= a.cap) {
+            if (st.replay.check) {
+                if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
+                std::memcpy(st.step_host.data() + at, host, bytes);
+            } else {
+                std::memcpy(a.p + at, host, bytes);
+            }
+            fold_arg(st.replay, a.p), st.replay.fold(at), st.replay.fold(bytes);
+            return reinterpret_cast<T *>(st.step_device.p + at);
         }
-        fold_arg(st.replay, a.p), st.replay.fold(at), st.replay.fold(bytes);
-        return reinterpret_cast<T *>(st.step_device.p + at);
     }
     T *dst = buf.get(static_cast<size_t>(n), "cudaMalloc (staging)");
     make_room(st, st.pinned, piece);
     char *src = st.pinned.p + st.pinned.used;
     st.pinned.used += piece;
     std::memcpy(src, host, bytes);
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
+    if (queues("stage", dst, src, bytes, st.stream))
+        check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
     return dst;
 }
 
@@ -99,16 +100,18 @@ inline bool begin_step(CudaStream &st, bool again) {
     if (again && !st.check_missed) return false;  // the recording failed: the caller runs the step unrecorded
     st.replay = {};
     st.replay.check = !again && st.graph;  // every graph instantiated was signed
+    const size_t last_need = st.step_pinned.used;
     st.step_pinned.used = 0;
     if (!st.replay.check) {
         // A capture stages into step_pinned, which the last graph may still read (a
         // check missed between two launches of a lane's passes): it waits for that
-        // graph first, so that the next step's check can match this capture.
+        // graph first, so that the next step's check can match this capture. Its
+        // area holds what the last step staged.
         if (st.launched_since_sync) {
             check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
             st.launched_since_sync = false;
         }
-        make_room(st, st.step_pinned, 1);
+        make_room(st, st.step_pinned, std::max<size_t>(last_need, 1), true);
         st.step_device.get(st.step_pinned.cap, "cudaMalloc (staging)");
         check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
         st.rec.stream = st.stream, st.rec.spoiled = false;
@@ -132,7 +135,8 @@ inline bool end_step(CudaStream &st) {
         // follow each other unsynchronised): wait for it, only now that the check matched.
         if (st.launched_since_sync)
             check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
-        if (st.step_pinned.used) std::memcpy(st.step_pinned.p, st.step_host.data(), st.step_pinned.used);
+        const size_t staged = std::min(st.step_pinned.used, st.step_pinned.cap);  // (the rest went the other way)
+        if (staged) std::memcpy(st.step_pinned.p, st.step_host.data(), staged);
         launch_graph(st);
         return true;
     }
