@@ -31,6 +31,15 @@ struct Bf16Blocks {
     int64_t pitch, width, count;
 };
 
+// Backend::add_column_sums: db[width] += the column sums of `count` blocks of
+// `rows` rows of width values, block i at dy + i * pitch (the bias gradient of a
+// product whose rows are stacked sequences' blocks).
+struct ColumnSums {
+    real *db;
+    const real *dy;
+    int64_t pitch, rows, count, width;
+};
+
 // Dropout (training only): element i of a site is kept with probability 1 - p and
 // then scaled by 1 / (1 - p). Whether it is kept depends on (key, i) alone, through
 // a counter-based hash, so a backward pass recomputes the forward's mask and any
@@ -170,6 +179,14 @@ public:
     // backends override it to sum them in one go.
     virtual void add_rows(Stream &s, real *dst, const real *src, int64_t n, int64_t width) {
         for (int64_t i = 0; i < n; ++i) add(s, dst, dst, src + i * width, width);
+    }
+    // Several column sums (parts: host array of n), in order: the default runs
+    // add_rows for each block of each; CUDA makes one launch of the parts that
+    // add to distinct db.
+    virtual void add_column_sums(Stream &s, const ColumnSums *parts, size_t n) {
+        for (size_t k = 0; k < n; ++k)
+            for (int64_t i = 0; i < parts[k].count; ++i)
+                add_rows(s, parts[k].db, parts[k].dy + i * parts[k].pitch, parts[k].rows, parts[k].width);
     }
     // X[i, :] += PE(p0 + i) (sincos).
     virtual void add_sincos(Stream &s, real *X, int64_t n, int64_t d, int64_t p0) = 0;

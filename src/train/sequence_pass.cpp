@@ -386,31 +386,49 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         };
         be_.to_bf16_blocks(st_, parts, rewritten ? 6 : 5);
     }
-    // The key and value rows' gradients, out of the blocks (stacked runs), for the biases.
+    // The q, k and v biases' gradients, from the token rows then the memory rows,
+    // straight out of the key and value blocks.
+    {
+        ColumnSums parts[6];
+        size_t n = 0;
+        auto sum = [&](real *db, const real *dy, int64_t pitch, int64_t r, int64_t count, int64_t width) {
+            if (db) parts[n++] = {db, dy, pitch, r, count, width};
+        };
+        sum(g.bq, dq_, rows * D, rows, 1, D);
+        sum(g.bk, dk_ + M * Dkv, block, T, B, Dkv);
+        sum(g.bv, dv_ + M * Dkv, block, T, B, Dkv);
+        if (rewritten) sum(g.bq, dmem_q_, mrows * D, mrows, 1, D);
+        sum(g.bk, dk_, block, M, B, Dkv);
+        sum(g.bv, dv_, block, M, B, Dkv);
+        be_.add_column_sums(st_, parts, n);
+    }
+    // The key and value rows' gradients, out of the blocks (stacked runs), where
+    // the products take fp32 gradients.
+    const bool fp32_dy = copies_ != Bf16Copies::instead_of_fp32;
     const real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
     if (B > 1) {
-        be_.copy_blocks(st_, k_rows_, T * Dkv, dk_ + M * Dkv, block, T * Dkv, B);
-        be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
-        dk_tok = k_rows_, dv_tok = v_rows_;
+        if (fp32_dy) be_.copy_blocks(st_, k_rows_, T * Dkv, dk_ + M * Dkv, block, T * Dkv, B);
+        if (fp32_dy) be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
+        dk_tok = fp32_dy ? k_rows_ : nullptr, dv_tok = fp32_dy ? v_rows_ : nullptr;
     }
-    be_.linear_backward(st_, dxn_, false, g.wq.f32, g.bq, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16, dq16_);
-    be_.linear_backward(st_, dxn_, true, g.wk.f32, g.bk, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16, dk16_);
-    be_.linear_backward(st_, dxn_, true, g.wv.f32, g.bv, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16, dv16_);
+    be_.linear_backward(st_, dxn_, false, g.wq.f32, nullptr, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16, dq16_);
+    be_.linear_backward(st_, dxn_, true, g.wk.f32, nullptr, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16, dk16_);
+    be_.linear_backward(st_, dxn_, true, g.wv.f32, nullptr, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16, dv16_);
     be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps);
 
     // 4. The memory rows: their queries (when rewritten), keys and values came from norm1(memory).
     const real *dk_mem = dk_, *dv_mem = dv_;
     if (B > 1) {
-        be_.copy_blocks(st_, k_rows_, M * Dkv, dk_, block, M * Dkv, B);
-        be_.copy_blocks(st_, v_rows_, M * Dkv, dv_, block, M * Dkv, B);
-        dk_mem = k_rows_, dv_mem = v_rows_;
+        if (fp32_dy) be_.copy_blocks(st_, k_rows_, M * Dkv, dk_, block, M * Dkv, B);
+        if (fp32_dy) be_.copy_blocks(st_, v_rows_, M * Dkv, dv_, block, M * Dkv, B);
+        dk_mem = fp32_dy ? k_rows_ : nullptr, dv_mem = fp32_dy ? v_rows_ : nullptr;
     }
     if (rewritten)
-        be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, g.bq, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D, a.mem_xn16,
-                            dmem_q16_);
-    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk.f32, g.bk, dk_mem, a.mem_xn, w.wk.f32, mrows, D, Dkv,
+        be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, nullptr, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D,
+                            a.mem_xn16, dmem_q16_);
+    be_.linear_backward(st_, dmem_xn_, rewritten, g.wk.f32, nullptr, dk_mem, a.mem_xn, w.wk.f32, mrows, D, Dkv,
                         a.mem_xn16, dk_mem16_);
-    be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, g.bv, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv, a.mem_xn16,
+    be_.linear_backward(st_, dmem_xn_, true, g.wv.f32, nullptr, dv_mem, a.mem_xn, w.wv.f32, mrows, D, Dkv, a.mem_xn16,
                         dv_mem16_);
     // (dm_next_[l], the gradient of the memory this segment wrote, was read in 1.)
     be_.fill(st_, dm_next_[l], 0.0f, static_cast<size_t>(mrows * D));

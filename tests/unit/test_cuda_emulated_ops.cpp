@@ -108,23 +108,55 @@ void norms(void **) {
 }
 
 // A bias's gradient: column sums added to db, in chunks of rows (one chunk, in
-// the kernel of the partial sums; a few; and the most there are).
+// the kernel of the partial sums; a few; and the most there are); then several
+// parts at once (Backend::add_column_sums): rows in blocks apart, parts of one
+// chunk and of several in one launch, and two parts adding to one db (two launches).
 void column_sums(void **) {
     const int64_t shapes[][2] = {{5, 300}, {256, 40}, {600, 45}, {9000, 33}};
     std::mt19937_64 rng(20261202);
+    auto run = [](std::vector<ColumnSums> parts) {
+        std::vector<double> scratch(cuda::column_sums_scratch(parts.data(), static_cast<int64_t>(parts.size())) + 1, NAN);
+        cuda::column_sums_add(parts.data(), static_cast<int64_t>(parts.size()), scratch.data(), nullptr);
+    };
     for (const auto &s : shapes) {
         const int64_t n = s[0], out = s[1];
         const std::vector<double> dy = random_values(rng, n * out), db0 = random_values(rng, out);
         std::vector<double> db = db0;
         for (int64_t r = 0; r < n; ++r)
             for (int64_t c = 0; c < out; ++c) db[c] += dy[r * out + c];
-        std::vector<float> dbf = floats(db0);
-        std::vector<double> scratch(cuda::column_sums_scratch(n, out), NAN);
-        cuda::column_sums_add(dbf.data(), floats(dy).data(), n, out, scratch.data(), nullptr);
+        std::vector<float> dbf = floats(db0), dyf = floats(dy);
+        run({{dbf.data(), dyf.data(), n * out, n, 1, out}});
         char what[64];
         std::snprintf(what, sizeof what, "column sums n %lld out %lld:", (long long)n, (long long)out);
         expect_close(what, dbf, db);
     }
+    // dy: 3 blocks of 400 rows of 40; parts: rows 0..99 of each block into a (300
+    // rows: two chunks), rows 100..104 of each into b (15 rows: one chunk), then
+    // (a second launch) rows 0..299 of block 0 into a again, and block 2's first 7
+    // rows of 33 into c.
+    const int64_t W = 40, P = 400 * W;
+    const std::vector<double> dy = random_values(rng, 3 * P), a0 = random_values(rng, W), b0 = random_values(rng, W),
+                              c0 = random_values(rng, 33);
+    std::vector<double> a = a0, b = b0, c = c0;
+    for (int64_t i = 0; i < 3; ++i)
+        for (int64_t r = 0; r < 100; ++r)
+            for (int64_t j = 0; j < W; ++j) a[j] += dy[i * P + r * W + j];
+    for (int64_t i = 0; i < 3; ++i)
+        for (int64_t r = 100; r < 105; ++r)
+            for (int64_t j = 0; j < W; ++j) b[j] += dy[i * P + r * W + j];
+    for (int64_t r = 0; r < 300; ++r)
+        for (int64_t j = 0; j < W; ++j) a[j] += dy[r * W + j];
+    for (int64_t r = 0; r < 7; ++r)
+        for (int64_t j = 0; j < 33; ++j) c[j] += dy[2 * P + r * 33 + j];
+    std::vector<float> af = floats(a0), bf = floats(b0), cf = floats(c0);
+    const std::vector<float> dyf = floats(dy);
+    run({{af.data(), dyf.data(), P, 100, 3, W},
+         {bf.data(), dyf.data() + 100 * W, P, 5, 3, W},
+         {af.data(), dyf.data(), P, 300, 1, W},
+         {cf.data(), dyf.data() + 2 * P, 0, 7, 1, 33}});
+    expect_close("column sums in parts, a (blocks, twice):", af, a);
+    expect_close("column sums in parts, b (blocks):", bf, b);
+    expect_close("column sums in parts, c:", cf, c);
 }
 
 // Embedding rows forward (copies), their gradient with repeated tokens (atomic

@@ -265,6 +265,10 @@ public:
         cpu::embed_forward(X, tok_emb, tokens, n, d);
     }
     void add(Stream &, float *out, const float *a, const float *b, int64_t n) override { cpu::add(out, a, b, n); }
+    void add_rows(Stream &, float *dst, const float *src, int64_t n, int64_t width) override {
+        for (int64_t r = 0; r < n; ++r)
+            for (int64_t o = 0; o < width; ++o) dst[o] += src[r * width + o];
+    }
     void add_sincos(Stream &, float *X, int64_t n, int64_t d, int64_t p0) override { cpu::sincos_add(X, n, d, p0); }
     void rope(Stream &, float *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
               bool inverse) override {
@@ -345,9 +349,7 @@ public:
             if (dx) run_matmul(s, MatmulKey{n, out, in, false, false, false, dx_accumulate}, dy, W, nullptr, dx);
             if (dW) run_matmul(s, MatmulKey{out, n, in, true, false, false, true}, dy, x, nullptr, dW);
         }
-        if (db)
-            for (int64_t r = 0; r < n; ++r)
-                for (int64_t o = 0; o < out; ++o) db[o] += dy[r * out + o];
+        if (db) add_rows(s, db, dy, n, out);
     }
     void norm_backward(Stream &, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int64_t n, int64_t d, float eps) override {

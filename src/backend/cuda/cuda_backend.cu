@@ -255,11 +255,7 @@ public:
             if (dx) gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, W, in, dy, out, dx, in, dx_accumulate, false);
             if (dW) gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x, in, dy, out, dW, in, true, false);
         }
-        if (db) {
-            cuda::column_sums_add(db, dy, n, out, st.stats.get(cuda::column_sums_scratch(n, out), "cudaMalloc (scratch)"),
-                                  st.stream);
-            check_launch("column_sums_add");
-        }
+        if (db) add_rows(s, db, dy, n, out);
         if (dx) written(st, dx, n * in);
         if (dW) written(st, dW, out * in);
         if (db) written(st, db, out);
@@ -281,11 +277,15 @@ public:
         check_launch("add");
     }
     void add_rows(Stream &s, float *dst, const float *src, int64_t n, int64_t width) override {
+        const ColumnSums part{dst, src, n * width, n, 1, width};
+        add_column_sums(s, &part, 1);
+    }
+    void add_column_sums(Stream &s, const ColumnSums *parts, size_t n) override {
         auto &st = cs(s);
-        if (n <= 0 || width <= 0) return;
-        cuda::column_sums_add(dst, src, n, width,
-                              st.stats.get(cuda::column_sums_scratch(n, width), "cudaMalloc (scratch)"), st.stream);
-        check_launch("add_rows");
+        const int64_t count = static_cast<int64_t>(n);
+        double *scratch = st.stats.get(std::max<size_t>(cuda::column_sums_scratch(parts, count), 1), "cudaMalloc (scratch)");
+        cuda::column_sums_add(parts, count, scratch, st.stream);
+        check_launch("column sums");
     }
     void add_sincos(Stream &s, float *X, int64_t n, int64_t d, int64_t p0) override {
         cuda::sincos_add(X, n, d, p0, cs(s).stream);

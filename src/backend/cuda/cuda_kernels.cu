@@ -141,7 +141,7 @@ __global__ void k_norm_backward_rows(bool layer, float *dx, const float *dy, con
 // then one thread per column adds the chunks in order; one chunk (a sequence's
 // token rows, or its memory rows) is one launch. kColChunks bounds the chunks.
 constexpr int kColChunks = 32;
-int64_t col_chunks(int64_t n) {
+__host__ __device__ inline int64_t col_chunks(int64_t n) {
     const int64_t c = (n + 255) / 256;
     return c < 1 ? 1 : (c > kColChunks ? kColChunks : c);
 }
@@ -175,6 +175,39 @@ __global__ void k_colsum_partial(double *pw, double *pb, float *out_w, float *ou
         }
         if (pw) pw[chunk * d + c] = gw;
         pb[chunk * d + c] = gb;
+    }
+}
+// The same for the parts of a table (blockIdx.z; plain sums, rows in blocks):
+// a part of one chunk adds its sums to its db here.
+__global__ void k_colsum_parts(ColumnTable t, double *partial) {
+    RMKV_BLOCK_SHARED double sb[8][33];
+    const ColumnSums p = t.part[blockIdx.z];
+    const int64_t n = p.rows * p.count, d = p.width, chunks = col_chunks(n), chunk = blockIdx.y;
+    if (chunk >= chunks || static_cast<int64_t>(blockIdx.x) * 32 >= d) return;  // (the whole block)
+    const int64_t c = blockIdx.x * 32 + threadIdx.x;
+    const int64_t per = (n + chunks - 1) / chunks, r0 = chunk * per, r1 = min(n, r0 + per);
+    double s = 0;
+    if (c < d)
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
+            const int64_t b = r / p.rows;
+            s += p.dy[b * p.pitch + (r - b * p.rows) * d + c];
+        }
+    sb[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= d) return;
+    for (int y = 1; y < 8; ++y) s += sb[y][threadIdx.x];
+    if (chunks == 1) p.db[c] += static_cast<float>(s);
+    else partial[t.at[blockIdx.z] + chunk * d + c] = s;
+}
+// The parts of several chunks (blockIdx.y): their chunks added in order.
+__global__ void k_colsum_parts_finish(ColumnTable t, const double *partial) {
+    const ColumnSums p = t.part[blockIdx.y];
+    const int64_t d = p.width, chunks = col_chunks(p.rows * p.count);
+    if (chunks == 1) return;
+    GRID_LOOP(c, d) {
+        double s = 0;
+        for (int64_t k = 0; k < chunks; ++k) s += partial[t.at[blockIdx.y] + k * d + c];
+        p.db[c] += static_cast<float>(s);
     }
 }
 // out[c] += sum over chunks of partial[chunk][c], for out and (when not NULL) out2.
@@ -544,14 +577,47 @@ void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st)
     if (n > 0) RMKV_LAUNCH(k_add_bias, blocks_for(n * out), kThreads, 0, st, y, b, n, out);
 }
 size_t norm_backward_scratch(int64_t n, int64_t d) { return static_cast<size_t>(2 * n + 2 * col_chunks(n) * d); }
-size_t column_sums_scratch(int64_t n, int64_t out) { return static_cast<size_t>(col_chunks(n) * out); }
-void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st) {
-    if (n <= 0) return;
-    const int64_t chunks = col_chunks(n);
-    const bool one = chunks == 1;
-    RMKV_LAUNCH(k_colsum_partial, dim3(static_cast<unsigned>((out + 31) / 32), static_cast<unsigned>(chunks)),
-                dim3(32, 8), 0, st, nullptr, scratch, nullptr, one ? db : nullptr, dy, nullptr, n, out, nullptr);
-    if (!one) RMKV_LAUNCH(k_colsum_finish, blocks_for(out), kThreads, 0, st, db, scratch, nullptr, nullptr, chunks, out);
+size_t column_sums_scratch(const ColumnSums *parts, int64_t n) {
+    size_t total = 0;
+    for (int64_t k = 0; k < n; ++k) {
+        const int64_t chunks = col_chunks(parts[k].rows * parts[k].count);
+        if (chunks > 1) total += static_cast<size_t>(chunks * parts[k].width);
+    }
+    return total;
+}
+inline void fold_arg(Replay &r, const ColumnTable &t) {  // (replay.h)
+    for (int k = 0; k < kColParts; ++k)
+        fold_arg(r, t.part[k].db), fold_arg(r, t.part[k].dy), r.fold(static_cast<uint64_t>(t.part[k].pitch)),
+            r.fold(static_cast<uint64_t>(t.part[k].rows)), r.fold(static_cast<uint64_t>(t.part[k].count)),
+            r.fold(static_cast<uint64_t>(t.part[k].width)), r.fold(static_cast<uint64_t>(t.at[k]));
+}
+void column_sums_add(const ColumnSums *parts, int64_t n, double *scratch, cudaStream_t st) {
+    int64_t k = 0;
+    while (k < n) {
+        // The next parts, up to kColParts, while their db differ.
+        ColumnTable t{};
+        int m = 0;
+        int64_t at = 0, chunks = 1, width = 0;
+        for (; k < n && m < kColParts; ++k) {
+            const ColumnSums &p = parts[k];
+            if (p.rows * p.count <= 0 || p.width <= 0) continue;
+            bool same = false;
+            for (int j = 0; j < m; ++j) same = same || t.part[j].db == p.db;
+            if (same) break;
+            const int64_t c = col_chunks(p.rows * p.count);
+            t.part[m] = p, t.at[m] = at;
+            if (c > 1) at += c * p.width;
+            chunks = std::max(chunks, c), width = std::max(width, p.width);
+            ++m;
+        }
+        if (m == 0) continue;
+        const unsigned parts_here = static_cast<unsigned>(m);
+        RMKV_LAUNCH(k_colsum_parts, dim3(static_cast<unsigned>((width + 31) / 32), static_cast<unsigned>(chunks), parts_here),
+                    dim3(32, 8), 0, st, t, scratch);
+        if (chunks > 1)
+            RMKV_LAUNCH(k_colsum_parts_finish, dim3(blocks_for(width), parts_here), kThreads, 0, st, t,
+                        static_cast<const double *>(scratch));
+    }
 }
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st, const int64_t *positions) {
     if (n > 0) RMKV_LAUNCH(k_sincos_add, blocks_for(n * ((d + 1) / 2)), kThreads, 0, st, X, n, d, p0, positions);

@@ -30,9 +30,16 @@ void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_
 void embed_backward(float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
 void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st);
 void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st);
-// db[out] += column sums of dy[n, out]; scratch: column_sums_scratch(n, out) doubles.
-size_t column_sums_scratch(int64_t n, int64_t out);
-void column_sums_add(float *db, const float *dy, int64_t n, int64_t out, double *scratch, cudaStream_t st);
+// Backend::add_column_sums: the parts in order, each launch (two where a part has
+// more than 256 rows) taking up to kColParts that add to distinct db (the table
+// passed by value); scratch: column_sums_scratch(parts, n) doubles.
+constexpr int kColParts = 8;
+struct ColumnTable {
+    ColumnSums part[kColParts];
+    int64_t at[kColParts];  // the part's partial sums in scratch (when it has several chunks)
+};
+size_t column_sums_scratch(const ColumnSums *parts, int64_t n);
+void column_sums_add(const ColumnSums *parts, int64_t n, double *scratch, cudaStream_t st);
 // Row r at position p0 + r, or positions[r] (device memory) when given.
 void sincos_add(float *X, int64_t n, int64_t d, int64_t p0, cudaStream_t st, const int64_t *positions = nullptr);
 // n_seq blocks of n rows, block i at x + i * stride (Backend::rope_stacked).
