@@ -62,6 +62,11 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
             a.xn2_16 = ffn ? buffer16(S * D) : nullptr;
             a.ffn_h16 = ffn ? buffer16(S * F) : nullptr;
             shared_new_memory_ = buffer(M * D), shared_new_cell_ = buffer(M * D);
+        } else if (!fp32_inputs()) {
+            // With copies only, the fp32 values of these products' inputs are read
+            // once, right after they are written: one buffer each for every layer and segment.
+            LayerActs &a = shared_acts_;
+            a.attn = buffer(S * D), a.mem_attn = buffer(M * D), a.pooled = buffer(M * D), a.cat = buffer(M * 2 * D);
         }
     } catch (...) {
         for (real *p : owned_) be_.free(p);
@@ -115,16 +120,16 @@ void SequencePass::grow(size_t n_segments) {
             LayerActs a{};
             a.x_in = l == 0 ? sg.x0 : sg.acts.back().x_out;
             a.xn = product_input(sa.xn, S * D), a.q = own_or_shared(sa.q, S * D);
-            a.attn = own_or_shared(sa.attn, S * D), a.x_mid = own_or_shared(sa.x_mid, S * D);
+            a.attn = copied(sa.attn, S * D), a.x_mid = own_or_shared(sa.x_mid, S * D);
             a.xn2 = ffn ? product_input(sa.xn2, S * D) : nullptr;
             a.ffn_a = c.ffn == Ffn::swiglu ? own_or_shared(sa.ffn_a, S * F) : nullptr;
             a.ffn_b = ffn ? own_or_shared(sa.ffn_b, S * F) : nullptr;
             a.ffn_h = ffn ? product_input(sa.ffn_h, S * F) : nullptr;
             a.x_out = buffer(S * D);
-            a.mem_xn = product_input(sa.mem_xn, M * D), a.mem_attn = own_or_shared(sa.mem_attn, M * D);
-            a.mem_out = own_or_shared(sa.mem_out, M * D), a.pooled = own_or_shared(sa.pooled, M * D);
+            a.mem_xn = product_input(sa.mem_xn, M * D), a.mem_attn = copied(sa.mem_attn, M * D);
+            a.mem_out = own_or_shared(sa.mem_out, M * D), a.pooled = copied(sa.pooled, M * D);
             a.gates_i = own_or_shared(sa.gates_i, M * G * D), a.gates_h = own_or_shared(sa.gates_h, M * G * D);
-            a.cat = own_or_shared(sa.cat, M * 2 * D);
+            a.cat = copied(sa.cat, M * 2 * D);
             a.k_rows = k_rows_, a.v_rows = v_rows_;
             a.xn16 = own_or_shared16(sa.xn16, S * D), a.mem_xn16 = own_or_shared16(sa.mem_xn16, M * D);
             a.attn16 = own_or_shared16(sa.attn16, S * D), a.mem_attn16 = own_or_shared16(sa.mem_attn16, M * D);

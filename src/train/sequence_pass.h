@@ -109,6 +109,10 @@ private:
     // a new one, and on the tape own_or_shared's.
     real *input_buffer(int64_t n) { return fp32_inputs() ? buffer(n) : nullptr; }
     real *product_input(real *shared, int64_t n) { return fp32_inputs() ? own_or_shared(shared, n) : nullptr; }
+    // The fp32 buffer of a product's input written with its copy by an operation
+    // that needs an fp32 output (attention, pooling, concat_cols): with copies
+    // only, `shared` (read at once, then only the copy), else on the tape.
+    real *copied(real *shared, int64_t n) { return fp32_inputs() ? own_or_shared(shared, n) : shared; }
     bool fp32_inputs() const { return copies_ != Bf16Copies::instead_of_fp32; }
 
     ModelView m_;
