@@ -152,17 +152,19 @@ public:
 
     // ---- operations ----
     // bf16 copies (mixed-precision training): an operation that takes a uint16_t *
-    // after a real * output (norm's y16, swiglu's and gelu's h16, their backwards'
-    // dg16 / du16, cross_entropy's dlogits16) also writes that output rounded to
-    // bf16 there (to_bf16's values) when it is not NULL. linear and
+    // for a real * output (norm's y16, swiglu's and gelu's h16, their backwards'
+    // dg16 / du16, cross_entropy's dlogits16, attention_stacked's out16,
+    // concat_cols's dst16, cell_backward's dgi16 / dgh16) also writes that output
+    // rounded to bf16 there (to_bf16's values) when it is not NULL. linear and
     // linear_backward take such copies of x (x16) and dy (dy16), or NULL: a
     // product with bf16 inputs (set_bf16 and a shadow of W) reads them instead of
     // rounding x and dy itself, and any other ignores them. The values are the
     // same either way; a caller that keeps the copy of an input that several
     // products read, forward and backward, spares a rounding pass over it in each.
     // Where every reader of an output takes its copy, the caller may pass NULL for
-    // the real output (only the copy is written; not cross_entropy's) and then NULL
-    // for x or dy: only to products with bf16 inputs, and dy only without db.
+    // the real output of a norm, an activation or an activation's backward (only
+    // the copy is written) and then NULL for x or dy: only to products with bf16
+    // inputs, and dy only without db.
     //
     // y[n, out] = x[n, in] W[out, in]^T (+ b[out]) (+ y when accumulate).
     virtual void linear(Stream &s, real *y, const real *x, const real *W, const real *b, int64_t n, int64_t in,

@@ -14,11 +14,14 @@
 // and activation memory that no longer grows with K x L x (ffn_hidden, heads, ...).
 //
 // In bf16 training the inputs of the matrix products that are made by a norm, an
-// activation or the cross-entropy are kept as bf16 copies, written by the
-// operation that makes them and read by every product that takes them, forward
-// and backward (Backend's bf16 copies): the same values, without a rounding pass
-// before each product; and as only products read them, their fp32 values are
-// neither written nor kept (Bf16Copies::instead_of_fp32).
+// activation, attention, the cells' gradients or the cross-entropy are kept as
+// bf16 copies, written by the operation that makes them and read by every product
+// that takes them, forward and backward (Backend's bf16 copies): the same values,
+// without a rounding pass before each product; and as only products read them,
+// their fp32 values are neither written nor kept (Bf16Copies::instead_of_fp32;
+// attention's, the pooling's and concat_cols's go to one buffer that every layer
+// shares). The gradients that reach the q, k and v products are rounded in one
+// go, and their biases' gradients summed in one go.
 #pragma once
 
 #include <cstdint>

@@ -11,8 +11,8 @@
 // weight that has a bf16 shadow take bf16 inputs (the shadow, and the activation's
 // bf16 copy where the caller passes one, else the activation converted into the
 // stream's scratch) with fp32 accumulation and output, on the tensor cores. The
-// norm, activation and cross-entropy kernels write those copies along with their
-// fp32 outputs.
+// norm, activation, cross-entropy, attention, cell-gradient and concatenation
+// kernels write those copies along with their fp32 outputs.
 //
 // Streams (cuda_stream.h): a Stream is a non-blocking cudaStream_t with its own
 // cuBLAS handle, cuBLAS workspace and grow-once scratch (bf16 conversions, norm statistics,
