@@ -208,7 +208,8 @@ public:
         size_t cap = 0, used = 0;  // bytes
     } pinned, step_pinned;
     std::vector<char> step_host;  // a check's staging, at step_pinned's offsets
-    Grow<char> step_device;       // step_pinned's copy on the device, at least as large
+    Grow<char> step_device;       // the copy on the device of step_pinned's first step_copy bytes
+    size_t step_copy = 0;         // bytes of step_pinned a recorded step copies (its last capture's)
     bool launched_since_sync = false;
     std::vector<char *> pinned_retired;
     void synchronised() {

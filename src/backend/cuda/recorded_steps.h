@@ -39,13 +39,13 @@ inline void make_room(CudaStream &st, CudaStream::Pinned &a, size_t need, bool f
 
 // Host array -> device memory, for an operation queued next on the stream.
 // Within a recorded step, at the step's next offset of step_pinned (a check: of
-// step_host, which end_step copies there when the check matches), which the
-// step's graph copies whole to step_device in its first operation (begin_step):
-// one copy for all of a step's host arrays, from the same addresses at every
-// step. What does not fit there (the first step, one that stages more than the
-// last) goes the way of arrays outside recorded steps, and the next capture
-// takes a larger step_pinned: into the stream's device buffer `buf` (in stream
-// order, so a later call may reuse the buffer) through its pinned memory.
+// step_host, which end_step copies there when the check matches), whose first
+// step_copy bytes the step's graph copies to step_device in its first operation
+// (begin_step): one copy for all of a step's host arrays, from the same addresses
+// at every step. What does not fit there (the first step, one that stages more
+// than the last) goes the way of arrays outside recorded steps, and the next
+// capture copies what this step staged: into the stream's device buffer `buf`
+// (in stream order, so a later call may reuse the buffer) through its pinned memory.
 template <class T>
 T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
     if (n <= 0) return buf.get(0, "cudaMalloc (staging)");
@@ -53,8 +53,8 @@ T *stage(CudaStream &st, Grow<T> &buf, const T *host, int64_t n) {
     if (t_replay == &st.replay) {
         CudaStream::Pinned &a = st.step_pinned;
         const size_t at = a.used;
-        a.used += piece;  // (past cap: what the step needs, for the next capture)
-        if (a.used <= a.cap) {
+        a.used += piece;  // (past step_copy: what the step needs, for the next capture)
+        if (a.used <= st.step_copy) {
             if (st.replay.check) {
                 if (st.step_host.size() < a.cap) st.step_host.resize(a.cap);
                 std::memcpy(st.step_host.data() + at, host, bytes);
@@ -105,14 +105,15 @@ inline bool begin_step(CudaStream &st, bool again) {
     if (!st.replay.check) {
         // A capture stages into step_pinned, which the last graph may still read (a
         // check missed between two launches of a lane's passes): it waits for that
-        // graph first, so that the next step's check can match this capture. Its
-        // area holds what the last step staged.
+        // graph first, so that the next step's check can match this capture. It
+        // copies as many bytes as the last step staged, kStagingBytes at least.
         if (st.launched_since_sync) {
             check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
             st.launched_since_sync = false;
         }
-        make_room(st, st.step_pinned, std::max<size_t>(last_need, 1), true);
-        st.step_device.get(st.step_pinned.cap, "cudaMalloc (staging)");
+        st.step_copy = std::max(last_need, kStagingBytes);  // (small steps fit from the first capture)
+        make_room(st, st.step_pinned, st.step_copy, true);
+        st.step_device.get(st.step_copy, "cudaMalloc (staging)");
         check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
         st.rec.stream = st.stream, st.rec.spoiled = false;
         t_recording = &st.rec;
@@ -120,8 +121,9 @@ inline bool begin_step(CudaStream &st, bool again) {
     t_replay = &st.replay;
     // The step's first operation: its host arrays, staged as it is queued (stage), to the device.
     const CudaStream::Pinned &a = st.step_pinned;
-    if (queues("step staging", st.step_device.p, a.p, a.cap, st.stream))
-        check(cudaMemcpyAsync(st.step_device.p, a.p, a.cap, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync (staging)");
+    if (queues("step staging", st.step_device.p, a.p, st.step_copy, st.stream))
+        check(cudaMemcpyAsync(st.step_device.p, a.p, st.step_copy, cudaMemcpyHostToDevice, st.stream),
+              "cudaMemcpyAsync (staging)");
     return true;
 }
 
@@ -135,7 +137,7 @@ inline bool end_step(CudaStream &st) {
         // follow each other unsynchronised): wait for it, only now that the check matched.
         if (st.launched_since_sync)
             check(cudaEventSynchronize(st.graph_done), "cudaEventSynchronize (the last graph)");
-        const size_t staged = std::min(st.step_pinned.used, st.step_pinned.cap);  // (the rest went the other way)
+        const size_t staged = std::min(st.step_pinned.used, st.step_copy);  // (the rest went the other way)
         if (staged) std::memcpy(st.step_pinned.p, st.step_host.data(), staged);
         launch_graph(st);
         return true;
