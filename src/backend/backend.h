@@ -154,7 +154,8 @@ public:
     // bf16 copies (mixed-precision training): an operation that takes a uint16_t *
     // for a real * output (norm's y16, swiglu's and gelu's h16, their backwards'
     // dg16 / du16, cross_entropy's dlogits16, attention_stacked's out16,
-    // concat_cols's dst16, cell_backward's dgi16 / dgh16) also writes that output
+    // concat_cols's dst16, cell_backward's dgi16 / dgh16, norm_backward's dx16,
+    // add's out16) also writes that output
     // rounded to bf16 there (to_bf16's values) when it is not NULL. linear and
     // linear_backward take such copies of x (x16) and dy (dy16), or NULL: a
     // product with bf16 inputs (set_bf16 and a shadow of W) reads them instead of
@@ -174,8 +175,8 @@ public:
                       int64_t d, float eps, uint16_t *y16 = nullptr) = 0;
     // X[n, D] = tok_emb[tokens[i]] (tokens in host memory, already validated).
     virtual void embed(Stream &s, real *X, const real *tok_emb, const int32_t *tokens_host, int64_t n, int64_t d) = 0;
-    // out[i] = a[i] + b[i] (out may alias a).
-    virtual void add(Stream &s, real *out, const real *a, const real *b, int64_t n) = 0;
+    // out[i] = a[i] + b[i] (out may alias a); out16: NULL, or out's bf16 copy.
+    virtual void add(Stream &s, real *out, const real *a, const real *b, int64_t n, uint16_t *out16 = nullptr) = 0;
     // dst[width] += the sum of the n rows of src [n, width] (one parameter's
     // gradients from stacked sequences). The default adds one row after another;
     // backends override it to sum them in one go.
@@ -337,8 +338,9 @@ public:
     virtual void linear_backward(Stream &s, real *dx, bool dx_accumulate, real *dW, real *db, const real *dy,
                                  const real *x, const real *W, int64_t n, int64_t in, int64_t out,
                                  const uint16_t *x16 = nullptr, const uint16_t *dy16 = nullptr) = 0;
+    // dx (+=) the norm's gradient; dx16: NULL, or dx's bf16 copy after the addition.
     virtual void norm_backward(Stream &s, NormKind kind, real *dx, real *dw, real *db, const real *dy, const real *x,
-                               const real *w, int64_t n, int64_t d, float eps) = 0;
+                               const real *w, int64_t n, int64_t d, float eps, uint16_t *dx16 = nullptr) = 0;
     virtual void embed_backward(Stream &s, real *dtok_emb, const real *dX, const int32_t *tokens_host, int64_t n,
                                 int64_t d) = 0;
     virtual void attention_backward(Stream &s, real *dq, real *dk, real *dv, const real *dout, const real *q,

@@ -29,6 +29,7 @@ SequencePass::SequencePass(const ModelView &model, Stream &stream, bool recomput
         dffn_a16_ = c.ffn == Ffn::swiglu ? buffer16(S * F) : nullptr;
         dffn_b16_ = c.ffn != Ffn::none ? buffer16(S * F) : nullptr;
         dgi16_ = buffer16(M * G * D), dgh16_ = c.cell != Cell::minimal ? buffer16(M * G * D) : nullptr;
+        dres16_ = buffer16(S * D);
         if ((dq16_ = buffer16((S + M) * (D + 2 * Dkv)))) {  // token rows' dq, dk, dv, then the memory rows'
             dk16_ = dq16_ + S * D, dv16_ = dk16_ + S * Dkv;
             dmem_q16_ = dv16_ + S * Dkv, dk_mem16_ = dmem_q16_ + M * D, dv_mem16_ = dk_mem16_ + M * Dkv;
@@ -227,6 +228,7 @@ void SequencePass::queue_run(const std::vector<int64_t> &lens, const ModelWeight
         p -= lens[k];
         const int64_t T = lens[k];
         be_.copy(st_, dx_, segs_[k].dx_head, B * T * D);
+        dres16_valid_ = false;  // (the head's gradient has no copy)
         fwd.stack(dropout, B, static_cast<int64_t>(k));
         for (size_t l = L; l-- > 0;) {
             if (recompute_) recompute_layer(fwd, k, l, T, k + 1 < K);
@@ -337,16 +339,20 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     }
 
     // 2. Feed-forward: x_out = x_mid + down(h). dx_ becomes the gradient of x_mid
-    // (norm2's backward adds to it).
+    // (norm2's backward adds to it). res16: dres16_ holds dx_'s copy (the layer
+    // above wrote it with dx_, or norm2 here).
+    const bool dropping = fwd.dropping();
+    bool res16 = dres16_valid_;
     if (c.ffn != Ffn::none) {
         const real *ddown = dx_;  // gradient of down(h), through its dropout
-        if (fwd.dropping()) {
+        const uint16_t *ddown16 = res16 ? dres16_ : nullptr;
+        if (dropping) {
             be_.copy(st_, dox_, dx_, rows * D);
             fwd.drop_each(dox_, T * D, l, DropSite::ffn_down);
-            ddown = dox_;
+            ddown = dox_, ddown16 = nullptr;
         }
         be_.linear_backward(st_, dffn_h_, false, g.ffn_down.f32, nullptr, ddown, a.ffn_h, w.ffn_down.f32, rows, F, D,
-                            a.ffn_h16);
+                            a.ffn_h16, ddown16);
         if (c.ffn == Ffn::swiglu) {
             be_.swiglu_backward(st_, dffn_a_, dffn_b_, dffn_h_, a.ffn_a, a.ffn_b, rows * F, dffn_a16_, dffn_b16_);
             be_.linear_backward(st_, dxn2_, false, g.ffn_gate.f32, nullptr, dffn_a_, a.xn2, w.ffn_gate.f32, rows, D, F,
@@ -358,19 +364,24 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
             be_.linear_backward(st_, dxn2_, false, g.ffn_up.f32, nullptr, dffn_b_, a.xn2, w.ffn_up.f32, rows, D, F,
                                 a.xn2_16, dffn_b16_);
         }
-        be_.norm_backward(st_, nk, dx_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, rows, D, eps);
+        // Wo's gradient below is dx_ itself only without a rewrite and dropout: then its copy.
+        res16 = dres16_ && !rewritten && !dropping;
+        be_.norm_backward(st_, nk, dx_, g.norm2_w, g.norm2_b, dxn2_, a.x_mid, w.norm2_w, rows, D, eps,
+                          res16 ? dres16_ : nullptr);
     }
 
     // 3. Attention of the token rows: x_mid = x_in + O_x, O_x also pooled (dtok_,
     // when rewritten); dx_ becomes the gradient of x_in (norm1's backward adds to it).
     const real *dox = dx_;
-    if (rewritten || fwd.dropping()) {
-        if (rewritten) be_.add(st_, dox_, dx_, dtok_, rows * D);
+    uint16_t *dox16 = res16 ? dres16_ : nullptr;
+    if (rewritten || dropping) {
+        dox16 = rewritten && !dropping ? dres16_ : nullptr;
+        if (rewritten) be_.add(st_, dox_, dx_, dtok_, rows * D, dox16);
         else be_.copy(st_, dox_, dx_, rows * D);
         fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
         dox = dox_;
     }
-    be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox, a.attn, w.wo.f32, rows, D, D, a.attn16);
+    be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox, a.attn, w.wo.f32, rows, D, D, a.attn16, dox16);
     be_.attention_stacked_backward(st_, dq_, dk_, dv_, dattn_, a.q, s.keys, s.values, T, M + T, Dkv, H, Hkv, hd, M, B,
                                    block, fwd.drops(l, DropSite::attn_tokens));
     if (c.pos == Pos::rope) {
@@ -419,7 +430,10 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     be_.linear_backward(st_, dxn_, false, g.wq.f32, nullptr, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16, dq16_);
     be_.linear_backward(st_, dxn_, true, g.wk.f32, nullptr, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16, dk16_);
     be_.linear_backward(st_, dxn_, true, g.wv.f32, nullptr, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16, dv16_);
-    be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps);
+    // dx_, the gradient of the layer below's output, with its copy for that layer's products.
+    dres16_valid_ = dres16_ && l > 0;
+    be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps,
+                      dres16_valid_ ? dres16_ : nullptr);
 
     // 4. The memory rows: their queries (when rewritten), keys and values came from norm1(memory).
     const real *dk_mem = dk_, *dv_mem = dv_;

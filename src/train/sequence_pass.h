@@ -21,7 +21,9 @@
 // their fp32 values are neither written nor kept (Bf16Copies::instead_of_fp32;
 // attention's, the pooling's and concat_cols's go to one buffer that every layer
 // shares). The gradients that reach the q, k and v products are rounded in one
-// go, and their biases' gradients summed in one go.
+// go, and their biases' gradients summed in one go; the residual stream's
+// gradient, which reaches Wo and ffn.down, gets its copy from the norm backward
+// or the add that makes it (without dropout).
 #pragma once
 
 #include <cstdint>
@@ -139,6 +141,11 @@ private:
     // fp32 buffers: none with copies only) and of the gradient written over logits_
     uint16_t *dffn_a16_ = nullptr, *dffn_b16_ = nullptr, *dxnf16_ = nullptr, *dlogits16_ = nullptr;
     uint16_t *dgi16_ = nullptr, *dgh16_ = nullptr;  // copies of dgi_ and dgh_ (those kept too: the cells' bias gradients)
+    // The copy of the residual stream's gradient dx_ (or of dox_, what reaches Wo):
+    // written by a norm's backward or the add that makes it; dres16_valid_: it
+    // holds dx_'s on entry to backward_layer (the layer above wrote it).
+    uint16_t *dres16_ = nullptr;
+    bool dres16_valid_ = false;
     // Copies of the q, k, v products' output gradients: dq_, the token rows of dk_
     // and dv_, dmem_q_, the memory rows of dk_ and dv_ (rows in the products' order).
     uint16_t *dq16_ = nullptr, *dk16_ = nullptr, *dv16_ = nullptr;

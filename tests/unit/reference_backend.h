@@ -55,7 +55,10 @@ public:
     void embed(Stream &, real *X, const real *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_forward(X, tok_emb, tokens, n, d);
     }
-    void add(Stream &, real *out, const real *a, const real *b, int64_t n) override { cpu::add(out, a, b, n); }
+    void add(Stream &, real *out, const real *a, const real *b, int64_t n, uint16_t *out16) override {
+        cpu::add(out, a, b, n);
+        round_bf16(out16, out, n);
+    }
     void add_sincos(Stream &, real *X, int64_t n, int64_t d, int64_t p0) override { cpu::sincos_add(X, n, d, p0); }
     void rope(Stream &, real *x, int64_t n, int64_t ld, int64_t h, int64_t hd, int64_t t0, float theta,
               bool inverse) override {
@@ -94,8 +97,9 @@ public:
         cpu::linear_backward_ref(dx, dx_accumulate, dW, db, dy, x, W, n, in, out);
     }
     void norm_backward(Stream &, NormKind kind, real *dx, real *dw, real *db, const real *dy, const real *x, const real *w,
-                       int64_t n, int64_t d, float eps) override {
+                       int64_t n, int64_t d, float eps, uint16_t *dx16) override {
         cpu::norm_backward(kind, dx, dw, db, dy, x, w, n, d, static_cast<real>(eps));
+        round_bf16(dx16, dx, n * d);
     }
     void embed_backward(Stream &, real *dtok_emb, const real *dX, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_backward(dtok_emb, dX, tokens, n, d);

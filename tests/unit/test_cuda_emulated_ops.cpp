@@ -78,12 +78,12 @@ void norms(void **) {
         const std::vector<float> xf = floats(x), wf = floats(w), bf = floats(b), dyf = floats(dy);
         std::vector<float> yf(n * d, NAN), dxf = floats(dx0), dwf = floats(dw0), dbf = floats(db0);
         std::vector<double> stats(cuda::norm_backward_scratch(n, d), NAN);
-        std::vector<uint16_t> y16(n * d, 0xffff);
+        std::vector<uint16_t> y16(n * d, 0xffff), dx16(n * d, 0xffff);
         cuda::norm_forward(c.kind, yf.data(), xf.data(), wf.data(), layer ? bf.data() : nullptr, n, d,
                            static_cast<float>(eps), with_copy ? y16.data() : nullptr, nullptr);
         cuda::norm_backward(c.kind, dxf.data(), c.frozen ? nullptr : dwf.data(),
                             c.frozen || !layer ? nullptr : dbf.data(), dyf.data(), xf.data(), wf.data(), n, d,
-                            static_cast<float>(eps), stats.data(), nullptr);
+                            static_cast<float>(eps), stats.data(), nullptr, with_copy ? dx16.data() : nullptr);
         char what[96];
         std::snprintf(what, sizeof what, "%s n %lld d %lld%s:", layer ? "layernorm" : "rmsnorm", (long long)n,
                       (long long)d, c.frozen ? " frozen" : "");
@@ -95,6 +95,7 @@ void norms(void **) {
             cuda::norm_forward(c.kind, nullptr, xf.data(), wf.data(), layer ? bf.data() : nullptr, n, d,
                                static_cast<float>(eps), only.data(), nullptr);
             expect_same((name + " the copy alone").c_str(), only, y16);
+            expect_copy((name + " dx's bf16 copy (after the addition)").c_str(), dx16, dxf);
         }
         expect_close((name + " dx").c_str(), dxf, dx);
         if (c.frozen) {
@@ -203,8 +204,10 @@ void elementwise(void **) {
     {
         std::vector<float> out(n, NAN), want(n);
         cpu::add<float>(want.data(), af.data(), bf.data(), n);
-        cuda::add(out.data(), af.data(), bf.data(), n, nullptr);
+        std::vector<uint16_t> out16(n, 0xffff);
+        cuda::add(out.data(), af.data(), bf.data(), n, nullptr, out16.data());
         expect_same("add", out, want);
+        expect_copy("add's bf16 copy", out16, out);
     }
     {
         const int64_t rows = 60, width = 50;  // n = rows * width

@@ -264,7 +264,10 @@ public:
     void embed(Stream &, float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_forward(X, tok_emb, tokens, n, d);
     }
-    void add(Stream &, float *out, const float *a, const float *b, int64_t n) override { cpu::add(out, a, b, n); }
+    void add(Stream &, float *out, const float *a, const float *b, int64_t n, uint16_t *out16) override {
+        cpu::add(out, a, b, n);
+        if (out16) cpu::to_bf16(out16, out, n);
+    }
     void add_rows(Stream &, float *dst, const float *src, int64_t n, int64_t width) override {
         for (int64_t r = 0; r < n; ++r)
             for (int64_t o = 0; o < width; ++o) dst[o] += src[r * width + o];
@@ -352,8 +355,9 @@ public:
         if (db) add_rows(s, db, dy, n, out);
     }
     void norm_backward(Stream &, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, int64_t n, int64_t d, float eps) override {
+                       const float *w, int64_t n, int64_t d, float eps, uint16_t *dx16) override {
         cpu::norm_backward(kind, dx, dw, db, dy, x, w, n, d, eps);
+        if (dx16) cpu::to_bf16(dx16, dx, n * d);
     }
     void embed_backward(Stream &, float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d) override {
         cpu::embed_backward(dtok_emb, dX, tokens, n, d);

@@ -272,8 +272,8 @@ public:
         cuda::embed_forward(X, E, stage(st, st.tokens, tokens, n), n, d, st.stream);
         check_launch("embed");
     }
-    void add(Stream &s, float *out, const float *a, const float *b, int64_t n) override {
-        cuda::add(out, a, b, n, cs(s).stream);
+    void add(Stream &s, float *out, const float *a, const float *b, int64_t n, uint16_t *out16 = nullptr) override {
+        cuda::add(out, a, b, n, cs(s).stream, out16);
         check_launch("add");
     }
     void add_rows(Stream &s, float *dst, const float *src, int64_t n, int64_t width) override {
@@ -439,10 +439,10 @@ public:
         check_launch("concat_cols");
     }
     void norm_backward(Stream &s, NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, int64_t n, int64_t d, float eps) override {
+                       const float *w, int64_t n, int64_t d, float eps, uint16_t *dx16) override {
         auto &st = cs(s);
-        cuda::norm_backward(kind, dx, dw, db, dy, x, w, n, d, eps, st.stats.get(cuda::norm_backward_scratch(n, d), "cudaMalloc (scratch)"),
-                            st.stream);
+        cuda::norm_backward(kind, dx, dw, db, dy, x, w, n, d, eps,
+                            st.stats.get(cuda::norm_backward_scratch(n, d), "cudaMalloc (scratch)"), st.stream, dx16);
         check_launch("norm_backward");
     }
     void embed_backward(Stream &s, float *dE, const float *dX, const int32_t *tokens, int64_t n, int64_t d) override {

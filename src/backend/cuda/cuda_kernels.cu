@@ -113,7 +113,7 @@ __global__ void k_norm_forward(bool layer, float *y, const float *x, const float
 
 // dx of one row; its mean and 1/std into stats (for the parameter gradients).
 __global__ void k_norm_backward_rows(bool layer, float *dx, const float *dy, const float *x, const float *w, int64_t d,
-                                     float eps, double *stats) {
+                                     float eps, double *stats, uint16_t *dx16) {
     const float *xr = x + blockIdx.x * d, *dyr = dy + blockIdx.x * d;
     float *dxr = dx + blockIdx.x * d;
     double mean;
@@ -132,6 +132,7 @@ __global__ void k_norm_backward_rows(bool layer, float *dx, const float *dy, con
         float xhat = static_cast<float>((xr[i] - mean) * inv);
         double g = static_cast<double>(dyr[i]) * w[i];
         dxr[i] += static_cast<float>(layer ? inv * (g - s1 / d - xhat * s2 / d) : inv * (g - xhat * s2 / d));
+        if (dx16) dx16[blockIdx.x * d + i] = bf16_bits(dxr[i]);
     }
     if (threadIdx.x == 0) stats[2 * blockIdx.x] = mean, stats[2 * blockIdx.x + 1] = inv;
 }
@@ -229,8 +230,8 @@ __global__ void k_embed_forward(float *X, const float *E, const int32_t *tok, in
 __global__ void k_embed_backward(float *dE, const float *dX, const int32_t *tok, int64_t n, int64_t d) {
     GRID_LOOP(i, n * d) atomicAdd(dE + static_cast<int64_t>(tok[i / d]) * d + i % d, dX[i]);
 }
-__global__ void k_add(float *out, const float *a, const float *b, int64_t n) {
-    GRID_LOOP(i, n) out[i] = a[i] + b[i];
+__global__ void k_add(float *out, const float *a, const float *b, int64_t n, uint16_t *out16) {
+    GRID_LOOP(i, n) store(out, out16, i, a[i] + b[i]);
 }
 __global__ void k_add_bias(float *y, const float *b, int64_t n, int64_t out) {
     GRID_LOOP(i, n * out) y[i] += b[i % out];
@@ -552,10 +553,10 @@ void norm_forward(NormKind kind, float *y, const float *x, const float *w, const
                 eps, y16);
 }
 void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                   int64_t n, int64_t d, float eps, double *stats, cudaStream_t st) {
+                   int64_t n, int64_t d, float eps, double *stats, cudaStream_t st, uint16_t *dx16) {
     if (n <= 0) return;
     RMKV_LAUNCH(k_norm_backward_rows, static_cast<unsigned>(n), kThreads, 0, st, kind == NormKind::layernorm, dx, dy, x,
-                w, d, eps, stats);
+                w, d, eps, stats, dx16);
     if (!dw && !db) return;
     const int64_t chunks = col_chunks(n);
     double *pw = stats + 2 * n, *pb = pw + chunks * d;
@@ -570,8 +571,8 @@ void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int6
 void embed_backward(float *dE, const float *dX, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
     if (n > 0 && dE) RMKV_LAUNCH(k_embed_backward, blocks_for(n * d), kThreads, 0, st, dE, dX, tok, n, d);
 }
-void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st) {
-    if (n > 0) RMKV_LAUNCH(k_add, blocks_for(n), kThreads, 0, st, out, a, b, n);
+void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st, uint16_t *out16) {
+    if (n > 0) RMKV_LAUNCH(k_add, blocks_for(n), kThreads, 0, st, out, a, b, n, out16);
 }
 void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st) {
     if (n > 0) RMKV_LAUNCH(k_add_bias, blocks_for(n * out), kThreads, 0, st, y, b, n, out);

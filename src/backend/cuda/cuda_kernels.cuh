@@ -21,14 +21,15 @@ namespace rmkv::cuda {
 // y16, h16, dg16, du16, dlogits16 (below): the output's bf16 copy, or NULL (Backend's bf16 copies).
 void norm_forward(NormKind kind, float *y, const float *x, const float *w, const float *b, int64_t n, int64_t d,
                   float eps, uint16_t *y16, cudaStream_t st);
-// stats: scratch of norm_backward_scratch(n, d) doubles. dw and db may be NULL (frozen).
+// stats: scratch of norm_backward_scratch(n, d) doubles. dw and db may be NULL
+// (frozen); dx16: NULL, or dx's bf16 copy after the addition.
 size_t norm_backward_scratch(int64_t n, int64_t d);
 void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                   int64_t n, int64_t d, float eps, double *stats, cudaStream_t st);
+                   int64_t n, int64_t d, float eps, double *stats, cudaStream_t st, uint16_t *dx16 = nullptr);
 void embed_forward(float *X, const float *tok_emb, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
 // dtok_emb NULL: frozen, nothing done.
 void embed_backward(float *dtok_emb, const float *dX, const int32_t *tokens, int64_t n, int64_t d, cudaStream_t st);
-void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st);
+void add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st, uint16_t *out16 = nullptr);
 void add_bias(float *y, const float *b, int64_t n, int64_t out, cudaStream_t st);
 // Backend::add_column_sums: the parts in order, each launch (two where a part has
 // more than 256 rows) taking up to kColParts that add to distinct db (the table
