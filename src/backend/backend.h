@@ -155,7 +155,7 @@ public:
     // for a real * output (norm's y16, swiglu's and gelu's h16, their backwards'
     // dg16 / du16, cross_entropy's dlogits16, attention_stacked's out16,
     // concat_cols's dst16, cell_backward's dgi16 / dgh16, norm_backward's dx16,
-    // add's out16) also writes that output
+    // add's out16, dropout_stacked's x16) also writes that output
     // rounded to bf16 there (to_bf16's values) when it is not NULL. linear and
     // linear_backward take such copies of x (x16) and dy (dy16), or NULL: a
     // product with bf16 inputs (set_bf16 and a shadow of W) reads them instead of
@@ -310,11 +310,14 @@ public:
     // x[i] *= drop.factor(i) (forward of a dropout site, and its backward).
     virtual void dropout(Stream &s, real *x, int64_t n, const Dropout &drop) = 0;
     // dropout of n_seq stacked sequences, n values each (sequence i's from x + i * n)
-    // with drops[i] (host array of n_seq). The default runs dropout for each that
-    // drops; backends override it to run them all at once.
-    virtual void dropout_stacked(Stream &s, real *x, int64_t n, const Dropout *drops, int64_t n_seq) {
+    // with drops[i] (host array of n_seq); x16: NULL, or the bf16 copy of all of x
+    // after it. The default runs dropout for each that drops, then rounds;
+    // backends override it to run them all at once.
+    virtual void dropout_stacked(Stream &s, real *x, int64_t n, const Dropout *drops, int64_t n_seq,
+                                 uint16_t *x16 = nullptr) {
         for (int64_t i = 0; i < n_seq; ++i)
             if (drops[i].on()) dropout(s, x + i * n, n, drops[i]);
+        if (x16) to_bf16(s, x16, x, static_cast<size_t>(n * n_seq));
     }
     // h[i] = silu(g[i]) * u[i]  (swiglu); h[i] = gelu_erf(u[i]) (gelu, g NULL).
     virtual void swiglu(Stream &s, real *h, const real *g, const real *u, int64_t n, uint16_t *h16 = nullptr) = 0;

@@ -60,8 +60,8 @@ void SegmentForward::embed(real *x, const int32_t *tokens, int64_t n, int64_t t0
     }
 }
 
-void SegmentForward::drop_each(real *x, int64_t n, size_t l, DropSite site) const {
-    if (const Dropout *d = drops(l, site)) be_.dropout_stacked(st_, x, n, d, n_seq_);
+void SegmentForward::drop_each(real *x, int64_t n, size_t l, DropSite site, uint16_t *x16) const {
+    if (const Dropout *d = drops(l, site)) be_.dropout_stacked(st_, x, n, d, n_seq_, x16);
 }
 
 void SegmentForward::new_keys(const LayerWeights &w, LayerState &s, const LayerActs &a, const real *xn,

@@ -215,8 +215,9 @@ public:
             if (drops_[i].p > 0.0f) return true;
         return false;
     }
-    // x[n_seq * n] *= dropout of `site`, each sequence's n elements with its own mask.
-    void drop_each(real *x, int64_t n, size_t l, DropSite site) const;
+    // x[n_seq * n] *= dropout of `site`, each sequence's n elements with its own
+    // mask; x16 (dropping only): NULL, or x's bf16 copy after.
+    void drop_each(real *x, int64_t n, size_t l, DropSite site, uint16_t *x16 = nullptr) const;
 
 private:
     // The backend's product with W in whichever form the model holds it (Matrix);

@@ -346,10 +346,10 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     if (c.ffn != Ffn::none) {
         const real *ddown = dx_;  // gradient of down(h), through its dropout
         const uint16_t *ddown16 = res16 ? dres16_ : nullptr;
-        if (dropping) {
+        if (dropping) {  // (dres16_: the dropped gradient's copy now)
             be_.copy(st_, dox_, dx_, rows * D);
-            fwd.drop_each(dox_, T * D, l, DropSite::ffn_down);
-            ddown = dox_, ddown16 = nullptr;
+            fwd.drop_each(dox_, T * D, l, DropSite::ffn_down, dres16_);
+            ddown = dox_, ddown16 = dres16_;
         }
         be_.linear_backward(st_, dffn_h_, false, g.ffn_down.f32, nullptr, ddown, a.ffn_h, w.ffn_down.f32, rows, F, D,
                             a.ffn_h16, ddown16);
@@ -374,11 +374,11 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     // when rewritten); dx_ becomes the gradient of x_in (norm1's backward adds to it).
     const real *dox = dx_;
     uint16_t *dox16 = res16 ? dres16_ : nullptr;
-    if (rewritten || dropping) {
-        dox16 = rewritten && !dropping ? dres16_ : nullptr;
-        if (rewritten) be_.add(st_, dox_, dx_, dtok_, rows * D, dox16);
+    if (rewritten || dropping) {  // dox_'s copy from the add, or after the dropout
+        dox16 = dres16_;
+        if (rewritten) be_.add(st_, dox_, dx_, dtok_, rows * D, dropping ? nullptr : dox16);
         else be_.copy(st_, dox_, dx_, rows * D);
-        fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens);
+        fwd.drop_each(dox_, T * D, l, DropSite::wo_tokens, dropping ? dox16 : nullptr);
         dox = dox_;
     }
     be_.linear_backward(st_, dattn_, false, g.wo.f32, g.bo, dox, a.attn, w.wo.f32, rows, D, D, a.attn16, dox16);

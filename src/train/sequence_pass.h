@@ -22,8 +22,8 @@
 // attention's, the pooling's and concat_cols's go to one buffer that every layer
 // shares). The gradients that reach the q, k and v products are rounded in one
 // go, and their biases' gradients summed in one go; the residual stream's
-// gradient, which reaches Wo and ffn.down, gets its copy from the norm backward
-// or the add that makes it (without dropout).
+// gradient, which reaches Wo and ffn.down, gets its copy from the norm backward,
+// the add or the dropout that makes it.
 #pragma once
 
 #include <cstdint>
@@ -141,8 +141,9 @@ private:
     // fp32 buffers: none with copies only) and of the gradient written over logits_
     uint16_t *dffn_a16_ = nullptr, *dffn_b16_ = nullptr, *dxnf16_ = nullptr, *dlogits16_ = nullptr;
     uint16_t *dgi16_ = nullptr, *dgh16_ = nullptr;  // copies of dgi_ and dgh_ (those kept too: the cells' bias gradients)
-    // The copy of the residual stream's gradient dx_ (or of dox_, what reaches Wo):
-    // written by a norm's backward or the add that makes it; dres16_valid_: it
+    // The copy of the residual stream's gradient dx_ (or of dox_, what reaches Wo
+    // and ffn.down): written by a norm's backward, the add or the dropout that
+    // makes it; dres16_valid_: it
     // holds dx_'s on entry to backward_layer (the layer above wrote it).
     uint16_t *dres16_ = nullptr;
     bool dres16_valid_ = false;

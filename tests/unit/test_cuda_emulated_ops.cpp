@@ -233,8 +233,10 @@ void elementwise(void **) {
         const Dropout drops[3] = {drop, {}, {0.4f, 0x5eedull}};
         std::vector<float> xs = af, xs_want = af;
         for (int64_t i = 0; i < 3; ++i) cpu::dropout<float>(xs_want.data() + i * m, m, drops[i]);
-        cuda::dropout(xs.data(), m, drops, 3, nullptr);
+        std::vector<uint16_t> xs16(3 * m, 0xffff);
+        cuda::dropout(xs.data(), m, drops, 3, nullptr, xs16.data());
         expect_same("dropout, stacked", xs, xs_want);
+        expect_copy("dropout's bf16 copy (stacked)", xs16, std::vector<float>(xs.begin(), xs.begin() + 3 * m));
     }
     {
         std::vector<uint16_t> got(n), want(n);

@@ -400,10 +400,11 @@ public:
     void dropout(Stream &s, float *x, int64_t n, const Dropout &drop) override {
         if (drop.on()) dropout_stacked(s, x, n, &drop, 1);
     }
-    void dropout_stacked(Stream &s, float *x, int64_t n, const Dropout *drops, int64_t n_seq) override {
+    void dropout_stacked(Stream &s, float *x, int64_t n, const Dropout *drops, int64_t n_seq,
+                         uint16_t *x16 = nullptr) override {
         if (n <= 0 || n_seq <= 0) return;
         auto &st = cs(s);
-        cuda::dropout(x, n, stage(st, st.drops, drops, n_seq), n_seq, st.stream);
+        cuda::dropout(x, n, stage(st, st.drops, drops, n_seq), n_seq, st.stream, x16);
         check_launch("dropout");
     }
     void swiglu(Stream &s, float *h, const float *g, const float *u, int64_t n, uint16_t *h16) override {

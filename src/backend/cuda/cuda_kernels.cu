@@ -326,10 +326,10 @@ __global__ void k_attention_softmax_backward(float *P, float *dP, int64_t rows, 
     }
 }
 
-__global__ void k_dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq) {
+__global__ void k_dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq, uint16_t *x16) {
     GRID_LOOP(e, n * n_seq) {
         const int64_t s = e / n;
-        x[e] *= drops[s].factor(static_cast<uint64_t>(e - s * n));  // (p = 0: a factor of 1)
+        store(x, x16, e, x[e] * drops[s].factor(static_cast<uint64_t>(e - s * n)));  // (p = 0: a factor of 1)
     }
 }
 // The activations and their backwards: each output and its bf16 copy through store().
@@ -746,8 +746,9 @@ void fused_attention_backward(float *dq, float *dk, float *dv, const float *dout
                                   d);
                   });
 }
-void dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq, cudaStream_t st) {
-    if (n > 0 && n_seq > 0 && drops) RMKV_LAUNCH(k_dropout, blocks_for(n * n_seq), kThreads, 0, st, x, n, drops, n_seq);
+void dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq, cudaStream_t st, uint16_t *x16) {
+    if (n > 0 && n_seq > 0 && drops)
+        RMKV_LAUNCH(k_dropout, blocks_for(n * n_seq), kThreads, 0, st, x, n, drops, n_seq, x16);
 }
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st) {
     if (n > 0) RMKV_LAUNCH(k_swiglu, blocks_for(n), kThreads, 0, st, h, g, u, n, h16);

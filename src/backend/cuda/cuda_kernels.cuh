@@ -101,8 +101,9 @@ void attention_softmax(float *P, int64_t n_heads, int64_t nq, int64_t nk, int64_
 // Leaves dP = scale * the gradient of the scores, and P = the dropped probabilities.
 void attention_softmax_backward(float *P, float *dP, int64_t n_heads, int64_t nq, int64_t nk, int64_t visible0,
                                 float scale, const Dropout *drop, cudaStream_t st);
-// n_seq sequences of n values (Backend::dropout_stacked; drops in device memory).
-void dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq, cudaStream_t st);
+// n_seq sequences of n values (Backend::dropout_stacked; drops in device memory;
+// x16: NULL, or x's bf16 copy after).
+void dropout(float *x, int64_t n, const Dropout *drops, int64_t n_seq, cudaStream_t st, uint16_t *x16 = nullptr);
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n, uint16_t *h16, cudaStream_t st);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n, uint16_t *dg16,
                      uint16_t *du16, cudaStream_t st);
