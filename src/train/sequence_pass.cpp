@@ -228,7 +228,6 @@ void SequencePass::queue_run(const std::vector<int64_t> &lens, const ModelWeight
         p -= lens[k];
         const int64_t T = lens[k];
         be_.copy(st_, dx_, segs_[k].dx_head, B * T * D);
-        dres16_valid_ = false;  // (the head's gradient has no copy)
         fwd.stack(dropout, B, static_cast<int64_t>(k));
         for (size_t l = L; l-- > 0;) {
             if (recompute_) recompute_layer(fwd, k, l, T, k + 1 < K);
@@ -339,10 +338,12 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
     }
 
     // 2. Feed-forward: x_out = x_mid + down(h). dx_ becomes the gradient of x_mid
-    // (norm2's backward adds to it). res16: dres16_ holds dx_'s copy (the layer
-    // above wrote it with dx_, or norm2 here).
+    // (norm2's backward adds to it). res16: dres16_ holds dx_'s copy (written with
+    // dx_ by the norm1 backward of the layer above, or by norm2's here; the top
+    // layer's dx_ comes from the head, without one).
     const bool dropping = fwd.dropping();
-    bool res16 = dres16_valid_;
+    const size_t L = static_cast<size_t>(c.n_layers);
+    bool res16 = dres16_ && l + 1 < L;
     if (c.ffn != Ffn::none) {
         const real *ddown = dx_;  // gradient of down(h), through its dropout
         const uint16_t *ddown16 = res16 ? dres16_ : nullptr;
@@ -418,29 +419,34 @@ void SequencePass::backward_layer(const SegmentForward &fwd, size_t k, size_t l,
         sum(g.bv, dv_, block, M, B, Dkv);
         be_.add_column_sums(st_, parts, n);
     }
-    // The key and value rows' gradients, out of the blocks (stacked runs), where
-    // the products take fp32 gradients.
+    // The key and value rows' gradients, out of the blocks (stacked runs), for
+    // products that take fp32 gradients (with copies only, none does).
     const bool fp32_dy = copies_ != Bf16Copies::instead_of_fp32;
     const real *dk_tok = dk_ + M * Dkv, *dv_tok = dv_ + M * Dkv;
     if (B > 1) {
-        if (fp32_dy) be_.copy_blocks(st_, k_rows_, T * Dkv, dk_ + M * Dkv, block, T * Dkv, B);
-        if (fp32_dy) be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
-        dk_tok = fp32_dy ? k_rows_ : nullptr, dv_tok = fp32_dy ? v_rows_ : nullptr;
+        dk_tok = dv_tok = nullptr;
+        if (fp32_dy) {
+            be_.copy_blocks(st_, k_rows_, T * Dkv, dk_ + M * Dkv, block, T * Dkv, B);
+            be_.copy_blocks(st_, v_rows_, T * Dkv, dv_ + M * Dkv, block, T * Dkv, B);
+            dk_tok = k_rows_, dv_tok = v_rows_;
+        }
     }
     be_.linear_backward(st_, dxn_, false, g.wq.f32, nullptr, dq_, a.xn, w.wq.f32, rows, D, D, a.xn16, dq16_);
     be_.linear_backward(st_, dxn_, true, g.wk.f32, nullptr, dk_tok, a.xn, w.wk.f32, rows, D, Dkv, a.xn16, dk16_);
     be_.linear_backward(st_, dxn_, true, g.wv.f32, nullptr, dv_tok, a.xn, w.wv.f32, rows, D, Dkv, a.xn16, dv16_);
     // dx_, the gradient of the layer below's output, with its copy for that layer's products.
-    dres16_valid_ = dres16_ && l > 0;
     be_.norm_backward(st_, nk, dx_, g.norm1_w, g.norm1_b, dxn_, a.x_in, w.norm1_w, rows, D, eps,
-                      dres16_valid_ ? dres16_ : nullptr);
+                      l > 0 ? dres16_ : nullptr);
 
     // 4. The memory rows: their queries (when rewritten), keys and values came from norm1(memory).
     const real *dk_mem = dk_, *dv_mem = dv_;
     if (B > 1) {
-        if (fp32_dy) be_.copy_blocks(st_, k_rows_, M * Dkv, dk_, block, M * Dkv, B);
-        if (fp32_dy) be_.copy_blocks(st_, v_rows_, M * Dkv, dv_, block, M * Dkv, B);
-        dk_mem = fp32_dy ? k_rows_ : nullptr, dv_mem = fp32_dy ? v_rows_ : nullptr;
+        dk_mem = dv_mem = nullptr;
+        if (fp32_dy) {
+            be_.copy_blocks(st_, k_rows_, M * Dkv, dk_, block, M * Dkv, B);
+            be_.copy_blocks(st_, v_rows_, M * Dkv, dv_, block, M * Dkv, B);
+            dk_mem = k_rows_, dv_mem = v_rows_;
+        }
     }
     if (rewritten)
         be_.linear_backward(st_, dmem_xn_, false, g.wq.f32, nullptr, dmem_q_, a.mem_xn, w.wq.f32, mrows, D, D,

@@ -142,11 +142,8 @@ private:
     uint16_t *dffn_a16_ = nullptr, *dffn_b16_ = nullptr, *dxnf16_ = nullptr, *dlogits16_ = nullptr;
     uint16_t *dgi16_ = nullptr, *dgh16_ = nullptr;  // copies of dgi_ and dgh_ (those kept too: the cells' bias gradients)
     // The copy of the residual stream's gradient dx_ (or of dox_, what reaches Wo
-    // and ffn.down): written by a norm's backward, the add or the dropout that
-    // makes it; dres16_valid_: it
-    // holds dx_'s on entry to backward_layer (the layer above wrote it).
+    // and ffn.down): written by a norm's backward, the add or the dropout that makes it.
     uint16_t *dres16_ = nullptr;
-    bool dres16_valid_ = false;
     // Copies of the q, k, v products' output gradients: dq_, the token rows of dk_
     // and dv_, dmem_q_, the memory rows of dk_ and dv_ (rows in the products' order).
     uint16_t *dq16_ = nullptr, *dk16_ = nullptr, *dv16_ = nullptr;

@@ -21,7 +21,8 @@
 // rewrite_rows, prepare_rows), every step's logits within 1e-5. With
 // RMKV_CUDA_GRAPHS=1 (the backend's recording: capture, instantiation, update,
 // launch), every training pass and decoding step runs as one graph (counted), to
-// the same results; a second training pass, and every decoding step but the
+// the same results; a third training pass (the second is captured again: the
+// first grew the stream's scratch and staging), and every decoding step but the
 // first of one session and of two together, replays the last graph without a
 // capture (counted), with its new tokens, targets, loss scale, dropout masks
 // and rows. Each bf16 pass prints what it queued on the device (kernel launches,

@@ -334,7 +334,7 @@ public:
                                           1.0f / std::sqrt(static_cast<float>(hd)), n_seq, kv_stride,
                                           drops ? stage(st, st.drops, drops, n_seq) : nullptr, tc, st.stream);
             check_launch("fused attention");
-            return;
+            out16 = nullptr;  // (written with out)
         } else {
             for (int64_t i = 0; i < n_seq; ++i)
                 attend(st, out + i * nq * D, q + i * nq * D, k + i * kv_stride, v + i * kv_stride, nq, nk, ldkv, h, hkv,

@@ -146,12 +146,11 @@ __host__ __device__ inline int64_t col_chunks(int64_t n) {
     const int64_t c = (n + 255) / 256;
     return c < 1 ? 1 : (c > kColChunks ? kColChunks : c);
 }
-// Partial sums of dy (pb) and, when pw is not NULL, of dy * xhat (pw: a norm's
-// weight gradient; stats are the rows' (mean, inv) and x the norm's input). With
-// one chunk, given out_w or out_b, the sums are added to them here as
-// k_colsum_finish adds them (out_w takes pw's, out_b pb's), and that second
-// launch is not made.
-__global__ void k_colsum_partial(double *pw, double *pb, float *out_w, float *out_b, const float *dy, const float *x,
+// A norm's parameter gradients: partial sums of dy * xhat (pw, for dw) and of dy
+// (pb, for db), stats being the rows' (mean, inv) and x the norm's input. With one
+// chunk the sums are added to dw and db (either may be NULL: frozen) here, as
+// k_colsum_finish adds them, and that second launch is not made.
+__global__ void k_colsum_partial(double *pw, double *pb, float *dw, float *db, const float *dy, const float *x,
                                  int64_t n, int64_t d, const double *stats) {
     RMKV_BLOCK_SHARED double sw[8][33], sb[8][33];
     const int64_t c = blockIdx.x * 32 + threadIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
@@ -160,22 +159,19 @@ __global__ void k_colsum_partial(double *pw, double *pb, float *out_w, float *ou
     if (c < d)
         for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
             const float g = dy[r * d + c];
-            if (pw) gw += static_cast<double>(g) * static_cast<float>((x[r * d + c] - stats[2 * r]) * stats[2 * r + 1]);
+            gw += static_cast<double>(g) * static_cast<float>((x[r * d + c] - stats[2 * r]) * stats[2 * r + 1]);
             gb += g;
         }
     sw[threadIdx.y][threadIdx.x] = gw, sb[threadIdx.y][threadIdx.x] = gb;
     __syncthreads();
     if (threadIdx.y == 0 && c < d) {
         for (int y = 1; y < 8; ++y) gw += sw[y][threadIdx.x], gb += sb[y][threadIdx.x];
-        if (out_w || out_b) {
-            double t = 0, t2 = 0;
-            t += gw, t2 += gb;
-            if (out_w) out_w[c] += static_cast<float>(t);
-            if (out_b) out_b[c] += static_cast<float>(t2);
-            return;
+        if (chunks == 1) {
+            if (dw) dw[c] += static_cast<float>(gw);
+            if (db) db[c] += static_cast<float>(gb);
+        } else {
+            pw[chunk * d + c] = gw, pb[chunk * d + c] = gb;
         }
-        if (pw) pw[chunk * d + c] = gw;
-        pb[chunk * d + c] = gb;
     }
 }
 // The same for the parts of a table (blockIdx.z; plain sums, rows in blocks):
@@ -560,10 +556,9 @@ void norm_backward(NormKind kind, float *dx, float *dw, float *db, const float *
     if (!dw && !db) return;
     const int64_t chunks = col_chunks(n);
     double *pw = stats + 2 * n, *pb = pw + chunks * d;
-    const bool one = chunks == 1;
     RMKV_LAUNCH(k_colsum_partial, dim3(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(chunks)),
-                dim3(32, 8), 0, st, pw, pb, one ? dw : nullptr, one ? db : nullptr, dy, x, n, d, stats);
-    if (!one) RMKV_LAUNCH(k_colsum_finish, blocks_for(d), kThreads, 0, st, dw, pw, db, pb, chunks, d);
+                dim3(32, 8), 0, st, pw, pb, dw, db, dy, x, n, d, stats);
+    if (chunks > 1) RMKV_LAUNCH(k_colsum_finish, blocks_for(d), kThreads, 0, st, dw, pw, db, pb, chunks, d);
 }
 void embed_forward(float *X, const float *E, const int32_t *tok, int64_t n, int64_t d, cudaStream_t st) {
     if (n > 0) RMKV_LAUNCH(k_embed_forward, blocks_for(n * d), kThreads, 0, st, X, E, tok, n, d);
@@ -586,12 +581,7 @@ size_t column_sums_scratch(const ColumnSums *parts, int64_t n) {
     }
     return total;
 }
-inline void fold_arg(Replay &r, const ColumnTable &t) {  // (replay.h)
-    for (int k = 0; k < kColParts; ++k)
-        fold_arg(r, t.part[k].db), fold_arg(r, t.part[k].dy), r.fold(static_cast<uint64_t>(t.part[k].pitch)),
-            r.fold(static_cast<uint64_t>(t.part[k].rows)), r.fold(static_cast<uint64_t>(t.part[k].count)),
-            r.fold(static_cast<uint64_t>(t.part[k].width)), r.fold(static_cast<uint64_t>(t.at[k]));
-}
+inline void fold_arg(Replay &r, const ColumnTable &t) { fold_arg(r, t.part), fold_arg(r, t.at); }  // (replay.h)
 void column_sums_add(const ColumnSums *parts, int64_t n, double *scratch, cudaStream_t st) {
     int64_t k = 0;
     while (k < n) {

@@ -61,9 +61,6 @@ inline bool spoils_recording(cudaError_t e) {
     return true;
 }
 
-// Allocations while this thread records (a buffer that grows): allowed by
-// relaxed capture for the call; allocations are not part of a graph, and the
-// recording is launched once, at once.
 // The smallest pinned area for staging host arrays (tests/unit/cuda_emulation.h
 // takes a smaller one, so that its recorded steps outgrow theirs).
 #ifndef RMKV_STAGING_BYTES
@@ -71,6 +68,9 @@ inline bool spoils_recording(cudaError_t e) {
 #endif
 inline constexpr size_t kStagingBytes = RMKV_STAGING_BYTES;
 
+// Allocations while this thread records (a buffer that grows): allowed by
+// relaxed capture for the call; allocations are not part of a graph, and the
+// recording is launched once, at once.
 class RelaxedCapture {
 public:
     RelaxedCapture() : on_(t_recording != nullptr) {

@@ -52,8 +52,11 @@ inline void fold_arg(Replay &r, const Dropout &d) {
     fold_arg(r, d.p), r.fold(d.key);
 }
 inline void fold_arg(Replay &r, const Bf16Blocks &b) {
-    fold_arg(r, b.dst), fold_arg(r, b.src), r.fold(static_cast<uint64_t>(b.pitch)), r.fold(static_cast<uint64_t>(b.width)),
-        r.fold(static_cast<uint64_t>(b.count));
+    fold_arg(r, b.dst), fold_arg(r, b.src), fold_arg(r, b.pitch), fold_arg(r, b.width), fold_arg(r, b.count);
+}
+inline void fold_arg(Replay &r, const ColumnSums &s) {
+    fold_arg(r, s.db), fold_arg(r, s.dy), fold_arg(r, s.pitch), fold_arg(r, s.rows), fold_arg(r, s.count),
+        fold_arg(r, s.width);
 }
 template <size_t N, class T>
 void fold_arg(Replay &r, const T (&a)[N]) {
